@@ -1,0 +1,28 @@
+"""recforge: recommender-systems engine with C++/CUDA kernels.
+
+>>> import recforge as rf
+>>> model = rf.MostPopular().fit(train_csr)
+>>> ids, scores = model.recommend([0, 1, 2], k=10)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._core import __version__
+from ._backend import cupy_available
+from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
+from .topk import topk
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "__version__",
+    "cupy_available",
+    "FactorModel",
+    "load",
+    "MostPopular",
+    "NotFittedError",
+    "Recommender",
+    "topk",
+]

@@ -1,0 +1,86 @@
+"""Backend plumbing: the compiled core, its BLAS, thread counts and device selection.
+
+Everything that touches ``recforge._core`` directly at import time lives here, so the rest of the
+package imports plain Python names.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+from . import _core
+
+__all__ = ["cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas"]
+
+
+def _install_scipy_blas() -> None:
+    """Give the C++ core SciPy's bundled OpenBLAS (Fortran ABI, 32-bit ints)."""
+    from scipy.linalg import cython_blas, cython_lapack
+
+    blas = cython_blas.__pyx_capi__
+    lapack = cython_lapack.__pyx_capi__
+    _core.set_blas(blas["sgemm"], blas["ssyrk"], lapack["spotrf"], lapack["spotrs"])
+
+
+_install_scipy_blas()
+
+
+def resolve_threads(threads: int) -> int:
+    """Validate ``threads`` (0 = all cores) and return the count the kernels will use."""
+    if isinstance(threads, bool) or not hasattr(threads, "__index__"):
+        raise TypeError(f"threads must be an int (0 = all cores), got {type(threads).__name__}")
+    threads = int(threads)
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = all cores), got {threads}")
+    return _core.max_threads(threads)
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """Context manager: BLAS runs on the calling thread only.
+
+    Our kernels call BLAS from inside their own OpenMP threads; a multithreaded BLAS underneath
+    would oversubscribe the cores.
+    """
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+    except ImportError:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception as exc:  # installed but unusable (driver, no device)
+        warnings.warn(f"CuPy is installed but unusable ({exc}); using the CPU", RuntimeWarning, stacklevel=2)
+        return False
+
+
+def resolve_device(device: str, *arrays: object) -> str:
+    """Return "cpu" or "cuda" for ``device`` ("auto" | "cpu" | "cuda") and the given arrays."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    on_gpu = any(hasattr(a, "__cuda_array_interface__") for a in arrays)
+    if device == "auto":
+        return "cuda" if on_gpu else "cpu"
+    if device == "cuda":
+        if not _core.with_cuda:
+            raise RuntimeError(
+                "device='cuda' needs a CUDA build of recforge: install the CUDA toolkit (nvcc) and "
+                "reinstall with `pip install . -Ccmake.define.RECFORGE_CUDA=ON`, plus `pip install recforge[gpu]`"
+            )
+        if not cupy_available():
+            raise RuntimeError("device='cuda' needs CuPy and a visible CUDA device (pip install recforge[gpu])")
+    elif on_gpu:
+        raise ValueError("device='cpu' was given GPU (CuPy) arrays; move them with .get() first")
+    return device

@@ -1,0 +1,263 @@
+"""The one shape every model shares: fit, recommend, score, save/load.
+
+Users and items are dense internal indices (0..n_users-1, 0..n_items-1); ``recforge.Interactions``
+maps external ids to them. A model keeps a reference to its training matrix so that
+``exclude_seen`` works, and stores it in its saved file.
+
+Saved format (``FORMAT_VERSION``): a zip archive written by ``numpy.savez`` holding the model's
+arrays plus ``__meta__``, a uint8 array of UTF-8 JSON ``{"format": "recforge-model",
+"format_version": 1, "class": ..., "params": {...}, "arrays": {name: [dtype, shape]}}``. No pickle;
+written to a temporary file and renamed, so a crash never leaves half a file; validated on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validation import as_csr, check_ids, check_k
+from ..topk import topk
+
+__all__ = ["FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load"]
+
+FORMAT_VERSION = 1
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+class NotFittedError(ValueError):
+    """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
+
+
+class Recommender:
+    """Base class. Subclasses implement ``fit``, ``_scores_for(users, items)`` or ``_query_vectors``,
+    and the state hooks ``_params`` / ``_arrays`` / ``_restore``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    # -- state ------------------------------------------------------------------------------
+    _train: sp.csr_matrix | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._train is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+
+    @property
+    def n_users(self) -> int:
+        self._check_fitted()
+        return self._train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        return self._train.shape[1]
+
+    def fit(self, interactions, callback=None, progress: bool = True):
+        raise NotImplementedError
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _ranking_vectors(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(queries (n, d), items (n_items, d)) whose inner products rank items for ``users``."""
+        raise NotImplementedError
+
+    def score(self, users, items) -> np.ndarray:
+        """Predicted preference for each (user, item) pair; ``users`` and ``items`` are 1-D, same length."""
+        self._check_fitted()
+        u = check_ids(users, self.n_users, "users")
+        i = check_ids(items, self.n_items, "items")
+        if u.shape != i.shape:
+            raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
+        return self._score_pairs(u, i)
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        q, it = self._ranking_vectors(users)
+        return np.einsum("ij,ij->i", q, it[items]).astype(np.float32)
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
+        """Top ``k`` items for each of ``users``.
+
+        Parameters
+        ----------
+        users : int or 1-D int array of user indices
+        k : int >= 1
+        exclude_seen : bool
+            Leave out the items each user interacted with in the training data.
+        items : 1-D int array, optional
+            Restrict the ranking to these item indices.
+
+        Returns
+        -------
+        ids : (n, k) int64, best first; -1 pads rows with fewer than k eligible items.
+        scores : (n, k) float32; -inf where ids is -1.
+        """
+        self._check_fitted()
+        u = check_ids(users, self.n_users, "users")
+        k = check_k(k)
+        k_eff = min(k, self.n_items)
+        q, it = self._ranking_vectors(u)
+        exclude = self._train[u] if exclude_seen else None
+        cand = None if items is None else check_ids(items, self.n_items, "items")
+        ids, scores = topk(q, it, k_eff, exclude=exclude, candidates=cand, threads=threads)
+        if k_eff < k:  # more asked than the catalogue has: pad as topk does
+            pad = k - k_eff
+            ids = np.hstack([ids, np.full((len(u), pad), -1, dtype=np.int64)])
+            scores = np.hstack([scores, np.full((len(u), pad), -np.inf, dtype=np.float32)])
+        return ids, scores
+
+    def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
+        """``recommend`` for every user, in batches of ``batch_size`` users."""
+        self._check_fitted()
+        k = check_k(k)
+        parts = [
+            self.recommend(np.arange(s, min(s + batch_size, self.n_users)), k, exclude_seen, threads=threads)
+            for s in range(0, self.n_users, batch_size)
+        ]
+        return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+
+    # -- persistence ------------------------------------------------------------------------
+    def _params(self) -> dict:
+        """JSON-serialisable constructor arguments."""
+        raise NotImplementedError
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Fitted arrays to save (the training matrix is added by ``save``)."""
+        raise NotImplementedError
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set fitted state from ``arrays`` (validated: raise ValueError on any inconsistency)."""
+        raise NotImplementedError
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` atomically (see the module docstring for the format)."""
+        self._check_fitted()
+        arrays = dict(self._arrays())
+        train = self._train
+        arrays.update(
+            train_indptr=train.indptr.astype(np.int64),
+            train_indices=train.indices.astype(np.int32),
+            train_data=train.data.astype(np.float32),
+            train_shape=np.asarray(train.shape, dtype=np.int64),
+        )
+        meta = {
+            "format": "recforge-model",
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "params": self._params(),
+            "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
+        }
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def load(path) -> Recommender:
+    """Read a model written by ``Recommender.save``; raise ValueError if the file is not a valid one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ValueError(f"{path} is not a valid recforge model file (corrupt or truncated): {exc}") from None
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except KeyError:
+        raise ValueError(f"{path} is not a recforge model file (no __meta__ entry)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: corrupt metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "recforge-model":
+        raise ValueError(f"{path} is not a recforge model file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {meta.get('format_version')}, this recforge reads version {FORMAT_VERSION}"
+        )
+    cls = _REGISTRY.get(meta.get("class"))
+    if cls is None:
+        raise ValueError(f"{path} holds an unknown model class {meta.get('class')!r}")
+    declared = meta.get("arrays", {})
+    for name, (dtype, shape) in declared.items():
+        a = arrays.get(name)
+        if a is None or str(a.dtype) != dtype or list(a.shape) != shape:
+            raise ValueError(f"{path}: array {name!r} is missing or does not match its declared dtype/shape")
+    try:
+        model = cls(**meta.get("params", {}))
+        shape = tuple(int(s) for s in arrays.pop("train_shape"))
+        model._train = sp.csr_matrix(
+            (arrays.pop("train_data"), arrays.pop("train_indices"), arrays.pop("train_indptr")), shape=shape
+        )
+        model._train.check_format(full_check=True)
+        model._restore(arrays)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: inconsistent model file ({exc})") from None
+    return model
+
+
+class FactorModel(Recommender):
+    """A model that ranks by inner products of user and item vectors (ALS, BPR, SGDMF, ...).
+
+    Subclasses set ``user_factors`` (n_users, f) and ``item_factors`` (n_items, f), float32, and may
+    set ``item_bias`` (n_items,) and ``user_bias`` / ``global_bias`` for ``score``.
+    """
+
+    user_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None
+    item_bias: np.ndarray | None = None
+    user_bias: np.ndarray | None = None
+    global_bias: float = 0.0
+
+    def _ranking_vectors(self, users):
+        q = self.user_factors[users]
+        it = self.item_factors
+        if self.item_bias is not None:  # [u, 1] . [i, b_i] = u.i + b_i; user terms do not change a ranking
+            q = np.hstack([q, np.ones((len(users), 1), np.float32)])
+            it = np.hstack([it, self.item_bias[:, None]])
+        return np.ascontiguousarray(q, np.float32), np.ascontiguousarray(it, np.float32)
+
+    def _score_pairs(self, users, items):
+        s = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
+        if self.item_bias is not None:
+            s = s + self.item_bias[items]
+        if self.user_bias is not None:
+            s = s + self.user_bias[users]
+        return (s + self.global_bias).astype(np.float32)
+
+    def similar_items(self, items, k: int = 10, threads: int = 0):
+        """Top ``k`` items by cosine similarity of item factors (the item itself excluded)."""
+        self._check_fitted()
+        i = check_ids(items, self.n_items, "items")
+        return self._similar(self.item_factors, i, k, threads)
+
+    def similar_users(self, users, k: int = 10, threads: int = 0):
+        """Top ``k`` users by cosine similarity of user factors (the user itself excluded)."""
+        self._check_fitted()
+        u = check_ids(users, self.n_users, "users")
+        return self._similar(self.user_factors, u, k, threads)
+
+    @staticmethod
+    def _similar(factors, rows, k, threads):
+        k = check_k(k)
+        norms = np.linalg.norm(factors, axis=1)
+        unit = (factors / np.where(norms > 0, norms, 1)[:, None]).astype(np.float32)
+        self_ex = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), rows, np.arange(len(rows) + 1)), shape=(len(rows), len(factors))
+        )
+        return topk(unit[rows], unit, min(k, len(factors)), exclude=self_ex, threads=threads)
