@@ -11,6 +11,8 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
+from . import datasets, split, transforms
+from .data import IdMap, Interactions
 from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 
@@ -19,10 +21,15 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "__version__",
     "cupy_available",
+    "datasets",
+    "IdMap",
+    "Interactions",
     "FactorModel",
     "load",
     "MostPopular",
     "NotFittedError",
     "Recommender",
+    "split",
     "topk",
+    "transforms",
 ]
