@@ -60,8 +60,8 @@ class Interactions:
             )
         self.csr = as_csr(csr, "csr", allow_empty=True)
         n_users, n_items = self.csr.shape
-        self.user_ids = IdMap.range(n_users) if user_ids is None else IdMap(user_ids)
-        self.item_ids = IdMap.range(n_items) if item_ids is None else IdMap(item_ids)
+        self.user_ids = _as_idmap(user_ids, n_users)
+        self.item_ids = _as_idmap(item_ids, n_items)
         if len(self.user_ids) != n_users:
             raise ValueError(f"user_ids has {len(self.user_ids)} ids but csr has {n_users} rows")
         if len(self.item_ids) != n_items:
@@ -400,8 +400,15 @@ def _encode(values, id_map, name) -> tuple[IdMap, np.ndarray]:
             return IdMap.factorize(values)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-    id_map = IdMap(id_map)
+    id_map = _as_idmap(id_map)
     return id_map, id_map.to_index(values, missing=-1)
+
+
+def _as_idmap(ids, n: int | None = None) -> IdMap:
+    """An IdMap as is (shared, not copied: splits and test sets keep their parent's maps)."""
+    if ids is None:
+        return IdMap.range(n)
+    return ids if isinstance(ids, IdMap) else IdMap(ids)
 
 
 def _check_timestamps(ts, n, name="timestamps") -> np.ndarray:
