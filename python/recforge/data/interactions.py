@@ -203,50 +203,18 @@ class Interactions:
         n_users, n_items = len(user_map), len(item_map)
         if n_users and n_items > np.iinfo(np.int64).max // max(n_users, 1):
             raise ValueError(f"shape {n_users} x {n_items} is too large for int64 keys")
-        key = u * np.int64(n_items) + i
-        order = np.argsort(key)  # unstable (2x faster); runs of equal keys are fixed below
-        skey = key[order]
-        same = skey[1:] == skey[:-1]
-        if same.any():
-            # Runs of duplicates: put each run in a deterministic order (time, then row order).
-            in_run = np.zeros(len(skey), dtype=bool)
-            in_run[1:] |= same
-            in_run[:-1] |= same
-            pos = np.flatnonzero(in_run)
-            sub = order[pos]
-            sort_keys = (sub,) if timestamps is None else (sub, timestamps[sub])
-            order[pos] = sub[np.lexsort(sort_keys + (skey[pos],))]
-            starts = np.flatnonzero(np.concatenate(([True], ~same)))
+        # Fast path: scipy's C++ COO->CSR (a counting sort by row, then per-row sorts) carrying
+        # each entry's position. It sums duplicates, so when the count drops there were some
+        # and the general path below (one argsort of the int64 key) takes over.
+        pos = sp.coo_matrix((np.arange(len(u), dtype=np.int64), (u, i)), shape=(n_users, n_items)).tocsr()
+        pos.sort_indices()  # already sorted by tocsr in practice; moves data along if not
+        if pos.nnz == len(u):
+            order = pos.data
+            w = np.ones(len(u)) if weights is None else weights[order]
+            t = None if timestamps is None else timestamps[order]
+            cols, indptr = pos.indices, pos.indptr
         else:
-            starts = None
-        w = np.ones(len(key)) if weights is None else weights[order]
-        t = None if timestamps is None else timestamps[order]
-        if starts is not None:
-            ends = np.append(starts[1:], len(skey)) - 1
-            if duplicates == "sum":
-                w = np.add.reduceat(w, starts)
-            elif duplicates == "max":
-                w = np.maximum.reduceat(w, starts)
-            elif duplicates == "mean":
-                w = np.add.reduceat(w, starts) / (ends - starts + 1)
-            elif duplicates == "first":
-                w = w[starts]
-            else:  # last
-                w = w[ends]
-            if t is not None:
-                if duplicates == "first":
-                    t = t[starts]
-                elif duplicates == "last":
-                    t = t[ends]
-                else:
-                    t = np.maximum.reduceat(t, starts)
-            skey = skey[starts]
-        rows = skey // n_items
-        cols = (skey - rows * n_items).astype(np.int32 if n_items < 2**31 else np.int64)
-        indptr = np.zeros(n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
-        if indptr[-1] < 2**31:
-            indptr = indptr.astype(np.int32)
+            w, t, cols, indptr = _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items)
         csr = sp.csr_matrix((w.astype(np.float32), cols, indptr), shape=(n_users, n_items))
         csr.has_sorted_indices = True
         csr.has_canonical_format = True
@@ -409,6 +377,52 @@ def _as_idmap(ids, n: int | None = None) -> IdMap:
     if ids is None:
         return IdMap.range(n)
     return ids if isinstance(ids, IdMap) else IdMap(ids)
+
+
+def _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items):
+    """(weights, timestamps, indices, indptr) of the CSR with repeated (u, i) pairs combined."""
+    key = u * np.int64(n_items) + i
+    order = np.argsort(key)  # unstable (2x faster than stable); runs of equal keys are fixed below
+    skey = key[order]
+    same = skey[1:] == skey[:-1]
+    # Runs of duplicates: put each run in a deterministic order (time, then row order).
+    in_run = np.zeros(len(skey), dtype=bool)
+    in_run[1:] |= same
+    in_run[:-1] |= same
+    pos = np.flatnonzero(in_run)
+    sub = order[pos]
+    sort_keys = (sub,) if timestamps is None else (sub, timestamps[sub])
+    order[pos] = sub[np.lexsort(sort_keys + (skey[pos],))]
+    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    ends = np.append(starts[1:], len(skey)) - 1
+    w = np.ones(len(key)) if weights is None else weights[order]
+    if duplicates == "sum":
+        w = np.add.reduceat(w, starts)
+    elif duplicates == "max":
+        w = np.maximum.reduceat(w, starts)
+    elif duplicates == "mean":
+        w = np.add.reduceat(w, starts) / (ends - starts + 1)
+    elif duplicates == "first":
+        w = w[starts]
+    else:  # last
+        w = w[ends]
+    t = None
+    if timestamps is not None:
+        t = timestamps[order]
+        if duplicates == "first":
+            t = t[starts]
+        elif duplicates == "last":
+            t = t[ends]
+        else:
+            t = np.maximum.reduceat(t, starts)
+    skey = skey[starts]
+    rows = skey // n_items
+    cols = (skey - rows * n_items).astype(np.int32 if n_items < 2**31 else np.int64)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    if indptr[-1] < 2**31:
+        indptr = indptr.astype(np.int32)
+    return w, t, cols, indptr
 
 
 def _check_timestamps(ts, n, name="timestamps") -> np.ndarray:

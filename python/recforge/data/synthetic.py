@@ -172,7 +172,8 @@ def synthetic(
         else:  # the few left after 8 rounds (heavy users, skewed catalogue): uniform items
             draw_users = np.repeat(users, need[users])
             items = rng.integers(0, n_items, len(draw_users))
-        keys = np.sort(draw_users * np.int64(n_items) + items)
+        keys = draw_users * np.int64(n_items) + items
+        keys.sort()
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # (np.unique hashes: slower)
         for c in filter(len, chunks):  # drop pairs accepted in an earlier round
             pos = np.minimum(np.searchsorted(c, keys), len(c) - 1)
@@ -191,8 +192,12 @@ def synthetic(
     main_topic = q.argmax(axis=1)
     aff = theta[:, :factors].ravel()[u * factors + main_topic[i]]
     aff = (aff - aff.mean()) / (aff.std() + 1e-12)
-    latent = 3.6 + 0.9 * aff + rng.normal(0, 0.4, n_items)[i] + rng.normal(0, 0.3, n_users)[u] + rng.normal(0, 0.6, len(u))
-    rating = np.clip(np.rint(latent), 1, 5).astype(np.float32)
+    latent = rng.standard_normal(len(u), dtype=np.float32)
+    latent *= 0.6
+    latent += (3.6 + 0.9 * aff).astype(np.float32)
+    latent += rng.normal(0, 0.4, n_items).astype(np.float32)[i]
+    latent += rng.normal(0, 0.3, n_users).astype(np.float32)[u]
+    rating = np.clip(np.rint(latent, out=latent), 1, 5, out=latent)
     df = pd.DataFrame({"user": u, "item": i, "rating": rating})
     if timestamps:
         df["timestamp"] = rng.integers(1_483_228_800, 1_483_228_800 + 3 * 365 * 86_400, len(u), dtype=np.int64)
