@@ -80,15 +80,27 @@ class IdMap:
         arr, _ = _as_list_like(values)
         if not isinstance(arr, (pd.Index, pd.Series, np.ndarray)):
             arr = pd.Index(_tupleize(arr), tupleize_cols=False)
-        try:
-            codes, uniques = pd.factorize(arr, sort=sort, use_na_sentinel=True)
-        except TypeError:  # mixed, unorderable types: keep the order of first appearance
-            codes, uniques = pd.factorize(arr, sort=False, use_na_sentinel=True)
+        codes, uniques = pd.factorize(arr, sort=False, use_na_sentinel=True)
         codes = np.asarray(codes, dtype=np.int64)
         if codes.size and codes.min() < 0:
             raise ValueError(f"ids contain {int((codes < 0).sum())} missing values (None/NaN)")
-        if not isinstance(uniques, pd.Index):
-            uniques = pd.Index(uniques, tupleize_cols=False)
+        uniques = pd.Index(uniques, tupleize_cols=False) if not isinstance(uniques, pd.Index) else uniques
+        if sort and len(uniques) > 1:
+            # Sort the distinct ids only (few), then renumber the codes: pandas' own sort of
+            # object arrays mangles tuples. Mixed, unorderable types keep first appearance.
+            try:
+                if uniques.dtype == object:
+                    values = list(uniques)
+                    order = np.array(sorted(range(len(values)), key=values.__getitem__), dtype=np.int64)
+                else:
+                    order = np.asarray(uniques.argsort(), dtype=np.int64)
+            except TypeError:
+                order = None
+            if order is not None:
+                rank = np.empty_like(order)
+                rank[order] = np.arange(len(order))
+                codes = rank[codes]
+                uniques = uniques[order]
         return cls(uniques), codes
 
     @classmethod
