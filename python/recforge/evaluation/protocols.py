@@ -200,7 +200,10 @@ def evaluate(
 
     and ties="expected" averages each metric over a uniformly random order of the tied items
     (exact, not sampled). Pessimistic is the default: a model that scores many items equally
-    (MostPopular on unseen items, an untrained model) gets no credit for ties. Per pair:
+    (MostPopular on unseen items, an untrained model) gets no credit for ties; it is also what
+    the NCF reference code does (a stable sort with the positive listed last). A negative equal to
+    its pair's positive item is ignored (published NCF-format files contain some); negatives are
+    otherwise used as given, even when they are training items of the user. Per pair:
     hit_rate@k = [rank <= k], ndcg@k = [rank <= k] / log2(rank + 1), mrr@k = [rank <= k] / rank;
     the result is the mean over test pairs (one pair per user in the NCF files).
 
@@ -337,9 +340,6 @@ def _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batc
     pu, pi = all_u[keep], all_i[keep]
     if negatives is not None:
         neg = _check_negatives(negatives, all_u.size, t.shape[1])[keep]
-        if (neg == pi[:, None]).any():
-            p = np.flatnonzero((neg == pi[:, None]).any(axis=1))[0]
-            raise ValueError(f"negatives row {p} contains its own positive item {pi[p]}")
     else:
         neg = _sample_unseen(tr, t, pu, check_positive(n_negatives, "n_negatives", integer=True),
                              np.random.default_rng(seed))
@@ -348,6 +348,12 @@ def _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batc
         raise ValueError(f"k must be <= 1 + the number of negatives ({n_neg + 1}), got {k}")
     logger.info("sampled-protocol evaluation: %d test pairs, 1 positive + %d negatives, k=%d", pu.size, n_neg, k)
 
+    # A negative equal to its own positive is not a competitor: it is ignored. Published negative
+    # files contain such rows (DeepCF lastfm: 86 of 1741), and the NCF reference code drops them too
+    # (it keys scores by item id).
+    competes = neg != pi[:, None]
+    if not competes.all():
+        logger.info("%d negatives equal their pair's positive item and are ignored", int((~competes).sum()))
     greater = np.empty(pu.size, dtype=np.int64)
     equal = np.empty(pu.size, dtype=np.int64)
     # a model's score can be expensive (an MLP): ask for batch_size pairs' 1 + n_neg items at a time
@@ -360,8 +366,8 @@ def _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batc
         if not np.isfinite(s).all():
             raise ValueError("model.score returned NaN or infinite scores")
         s = s.reshape(items.shape)
-        greater[sl] = (s[:, 1:] > s[:, :1]).sum(axis=1)
-        equal[sl] = (s[:, 1:] == s[:, :1]).sum(axis=1)
+        greater[sl] = ((s[:, 1:] > s[:, :1]) & competes[sl]).sum(axis=1)
+        equal[sl] = ((s[:, 1:] == s[:, :1]) & competes[sl]).sum(axis=1)
 
     # per-rank gains for ranks 1 .. n_neg + 1 (0 beyond k), and their prefix sums for "expected"
     ranks = np.arange(1, n_neg + 2, dtype=np.float64)

@@ -167,7 +167,7 @@ def _score_block(scores, rows: np.ndarray, n_items: int, offset: int) -> np.ndar
             raise ValueError(f"model.score returned shape {block.shape}, expected ({rows.size * n_items},)")
         block = block.reshape(rows.size, n_items)
     else:
-        block = np.asarray(scores[offset : offset + rows.size], dtype=np.float64)
+        block = np.array(scores[offset : offset + rows.size], dtype=np.float64)  # a copy: -inf is written in
     if not np.isfinite(block).all():
         raise ValueError("scores contains NaN or infinite values")
     return block
