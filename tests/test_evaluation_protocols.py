@@ -17,7 +17,6 @@ from conftest import data_path
 
 L3 = 1 / math.log2(3)  # discount at rank 2
 L4 = 1 / math.log2(4)  # discount at rank 3
-L5 = 1 / math.log2(5)  # discount at rank 4
 
 
 def csr(pairs, shape):
@@ -387,3 +386,14 @@ def test_deepcf_lastfm_sampled_protocol_matches_ncf_reference():
     # the sampled protocol flatters: the honest full-catalogue hit rate is far lower
     full = ev.evaluate(model, train, test, k=10, metrics=["hit_rate"], progress=False)
     assert full["hit_rate@10"] < hr[0] / 2
+
+
+def test_sample_negatives_treat_stored_zeros_as_interactions():
+    # user 0 stores item 1 with value 0 in train and item 2 with value 0 in test: both are
+    # interactions, so with 4 items and test item 0 the only possible negative is item 3
+    train = sp.csr_matrix((np.array([0.0], np.float32), ([0], [1])), shape=(1, 4))
+    test = sp.csr_matrix((np.array([1.0, 0.0], np.float32), ([0, 0], [0, 2])), shape=(1, 4))
+    assert train.nnz == 1 and test.nnz == 2
+    np.testing.assert_array_equal(ev.sample_negatives(train, test, 1, seed=0), [[3]])
+    with pytest.raises(ValueError, match="has only 1 items outside train and test"):
+        ev.sample_negatives(train, test, 2)

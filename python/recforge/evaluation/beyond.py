@@ -70,7 +70,9 @@ def intra_list_diversity(recommended_ids, item_features, k: int | None = None, b
             raise ValueError("item_features contains NaN or infinite values")
         sq = np.einsum("ij,ij->i", feats, feats)
     else:
-        raise TypeError(f"item_features must be an (n_items, d) array or sparse matrix, got {type(item_features).__name__}")
+        raise TypeError(
+            f"item_features must be an (n_items, d) array or sparse matrix, got {type(item_features).__name__}"
+        )
     n_items = feats.shape[0]
     if n_items == 0 or feats.shape[1] == 0:
         raise ValueError(f"item_features is empty (shape {feats.shape})")

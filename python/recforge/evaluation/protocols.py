@@ -92,8 +92,11 @@ def _train_test(train, test) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 def _sample_unseen(train, test, pair_users, n_neg, rng, max_rounds: int = 64) -> np.ndarray:
     n_users, n_items = train.shape
-    seen = (abs(train).astype(bool) + abs(test).astype(bool)).tocsr()  # union of the stored patterns
-    seen.sort_indices()
+    def pattern(m):  # stored entries as ones: a stored 0 still counts as an interaction
+        return sp.csr_matrix((np.ones(m.nnz, np.float32), m.indices, m.indptr), shape=m.shape)
+
+    seen = (pattern(train) + pattern(test)).tocsr()  # union of the stored entries
+    seen.sum_duplicates()
     n_seen = np.diff(seen.indptr)
     short = n_items - n_seen[pair_users] < n_neg
     if short.any():
@@ -225,7 +228,7 @@ def evaluate(
         row p for pair p of ``test_pairs(test)`` (all pairs, before ``users`` selects some).
     seed : int, for the sampled negatives
     batch_size : int >= 1, users (full) or test pairs (sampled) per model call
-    users : 1-D int array, optional, evaluate only these users
+    users : 1-D int array, optional, evaluate only these users (each once, in index order)
     threads : int, passed to ``model.recommend`` when it accepts it (0 = all cores)
     ties : "pessimistic" | "optimistic" | "expected", the sampled protocol's tie rule
     progress : bool, show a tqdm bar over the batches (when there is more than one)
@@ -248,7 +251,9 @@ def evaluate(
         names = _check_metrics(metrics, SAMPLED_METRICS, SAMPLED_DEFAULT)
         if ties not in TIE_RULES:
             raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-        return _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batch_size, users, ties, progress)
+        return _evaluate_sampled(
+            model, tr, t, k, names, n_negatives, negatives, seed, batch_size, users, ties, progress
+        )
     raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
 
 
@@ -282,7 +287,10 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
         ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
         ids = np.asarray(ids)
         if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"model.recommend returned ids of shape {ids.shape}/{ids.dtype}, expected ({batch.size}, {k}) ints")
+            raise ValueError(
+                f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "
+                f"expected ({batch.size}, {k}) integers"
+            )
         parts.append(ids.astype(np.int64, copy=False))
     rec = np.vstack(parts)
     if rec.min() < -1 or rec.max() >= t.shape[1]:

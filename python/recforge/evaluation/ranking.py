@@ -203,7 +203,8 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
     per_user : bool
         Return the (n,) float64 values, NaN for skipped users, instead of the mean.
     batch_size : int, optional
-        Users per block (memory is about 16 * batch_size * n_items bytes); default: 2**22 / n_items.
+        Users per block; default 2**20 // n_items (about 2**20 scores, 8 MiB of float64, per block;
+        a model's score() may use more per pair).
 
     Returns
     -------
@@ -223,7 +224,9 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
     is_model = hasattr(scores, "score") and callable(scores.score)
     if not is_model:
         if not hasattr(scores, "__array__"):
-            raise TypeError(f"scores must be an (n, n_items) array or a model with score(), got {type(scores).__name__}")
+            raise TypeError(
+                f"scores must be an (n, n_items) array or a model with score(), got {type(scores).__name__}"
+            )
         scores = np.asarray(scores)
         if scores.shape != (n, n_items):
             raise ValueError(f"scores must have shape {(n, n_items)} (one row per evaluated user), got {scores.shape}")
@@ -237,7 +240,7 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
     n_neg = n_items - n_train - n_pos
 
     if batch_size is None:
-        batch_size = max(1, (1 << 22) // n_items)
+        batch_size = max(1, (1 << 20) // n_items)
     rank_sum = np.zeros(n, dtype=np.float64)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
