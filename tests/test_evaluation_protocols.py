@@ -240,6 +240,10 @@ def test_sample_negatives_are_uniform():
     counts = np.bincount(ev.sample_negatives(train, test, 3, seed=0).ravel(), minlength=n_items)
     assert counts[:5].sum() == 0
     assert np.abs(counts[5:] - 800).max() < 100
+    # 12 of the 15 (the exact path for crowded rows): 3200 each, sigma = sqrt(4000 * 0.8 * 0.2) ~ 25
+    counts = np.bincount(ev.sample_negatives(train, test, 12, seed=0).ravel(), minlength=n_items)
+    assert counts[:5].sum() == 0
+    assert np.abs(counts[5:] - 3200).max() < 100
 
 
 def test_sampled_protocol_with_sampled_negatives_is_seeded(sampled_case):
