@@ -401,3 +401,20 @@ def test_sample_negatives_treat_stored_zeros_as_interactions():
     np.testing.assert_array_equal(ev.sample_negatives(train, test, 1, seed=0), [[3]])
     with pytest.raises(ValueError, match="has only 1 items outside train and test"):
         ev.sample_negatives(train, test, 2)
+
+
+def test_full_protocol_forwards_threads_when_recommend_accepts_it(full_case):
+    train, test = full_case
+    base = rf.MostPopular().fit(train)
+    seen_threads = []
+
+    class WithThreads:
+        n_items, n_users = 6, 5
+
+        def recommend(self, users, k=10, exclude_seen=True, threads=0):
+            seen_threads.append(threads)
+            return base.recommend(users, k=k, exclude_seen=exclude_seen)
+
+    m = ev.evaluate(WithThreads(), train, test, k=2, threads=3, batch_size=2, progress=False)
+    assert seen_threads == [3, 3]  # 4 evaluated users in batches of 2
+    assert m == ev.evaluate(base, train, test, k=2, progress=False)
