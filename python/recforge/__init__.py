@@ -15,6 +15,7 @@ from . import datasets, split, transforms
 from .data import IdMap, Interactions
 from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
+from . import evaluation
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -22,6 +23,7 @@ __all__ = [
     "__version__",
     "cupy_available",
     "datasets",
+    "evaluation",
     "IdMap",
     "Interactions",
     "FactorModel",
