@@ -107,7 +107,8 @@ class Interactions:
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-        for arg, col in (("user_col", user_col), ("item_col", item_col), ("weight_col", weight_col), ("time_col", time_col)):
+        named = {"user_col": user_col, "item_col": item_col, "weight_col": weight_col, "time_col": time_col}
+        for arg, col in named.items():
             if col is not None and col not in df.columns:
                 raise ValueError(f"{arg}={col!r} is not a column of df (columns: {list(df.columns)})")
         return cls.from_arrays(
@@ -176,8 +177,8 @@ class Interactions:
         bad = (u < 0) | (i < 0)
         if bad.any():
             if unknown == "error":
-                which = u_name if (u < 0).any() else i_name
-                vals = np.asarray(users if which == u_name else items, dtype=object)[(u < 0) if which == u_name else (i < 0)]
+                which, source, codes = (u_name, users, u) if (u < 0).any() else (i_name, items, i)
+                vals = np.asarray(source, dtype=object)[codes < 0]
                 raise ValueError(
                     f"{which} has {int(bad.sum())} row(s) with ids not in the given id map, e.g. {vals[0]!r}"
                     " (pass unknown='drop' to drop them)"
@@ -314,9 +315,9 @@ class Interactions:
         r = row_new[rows[keep]]
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum(np.bincount(r, minlength=len(users)), out=indptr[1:])
+        new_cols = col_new[cols[keep]].astype(self.csr.indices.dtype)
         csr = sp.csr_matrix(
-            (self.csr.data[keep], col_new[cols[keep]].astype(self.csr.indices.dtype), indptr.astype(self.csr.indptr.dtype)),
-            shape=(len(users), len(items)),
+            (self.csr.data[keep], new_cols, indptr.astype(self.csr.indptr.dtype)), shape=(len(users), len(items))
         )
         csr.has_sorted_indices = True
         csr.has_canonical_format = True
