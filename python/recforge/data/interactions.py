@@ -163,7 +163,8 @@ class Interactions:
                 np.issubdtype(weights.dtype, np.number) or weights.dtype == bool
             ) or np.issubdtype(weights.dtype, np.complexfloating):
                 raise TypeError(f"{w_name} must be numeric, got dtype {weights.dtype}")
-            weights = weights.astype(np.float64, copy=False)
+            if not np.issubdtype(weights.dtype, np.floating):  # ints, bools: exact in float64
+                weights = weights.astype(np.float64)
             if not np.isfinite(weights).all():
                 raise ValueError(f"{w_name} contains {int((~np.isfinite(weights)).sum())} NaN or infinite values")
         if timestamps is not None:
@@ -204,24 +205,29 @@ class Interactions:
         n_users, n_items = len(user_map), len(item_map)
         if n_users and n_items > np.iinfo(np.int64).max // max(n_users, 1):
             raise ValueError(f"shape {n_users} x {n_items} is too large for int64 keys")
-        # Fast path: scipy's C++ COO->CSR (a counting sort by row, then per-row sorts) carrying
-        # each entry's position. It sums duplicates, so when the count drops there were some
-        # and the general path below (one argsort of the int64 key) takes over.
         small = max(len(u), n_users, n_items) < 2**31  # int32 halves the memory traffic
         idx = np.int32 if small else np.int64
-        pos = sp.coo_matrix(
-            (np.arange(len(u), dtype=idx), (u.astype(idx, copy=False), i.astype(idx, copy=False))),
-            shape=(n_users, n_items),
-        ).tocsr()
-        pos.sort_indices()  # already sorted by tocsr in practice; moves data along if not
-        if pos.nnz == len(u):
-            order = pos.data
-            w = np.ones(len(u)) if weights is None else weights[order]
-            t = None if timestamps is None else timestamps[order]
-            cols, indptr = pos.indices, pos.indptr
+        ui = (u.astype(idx, copy=False), i.astype(idx, copy=False))
+        if timestamps is None and duplicates == "sum":
+            # scipy's C++ COO->CSR (a counting sort by row, per-row sorts, duplicates summed) is
+            # exactly this rule.
+            data = np.ones(len(u), dtype=np.float32) if weights is None else weights
+            out = sp.coo_matrix((data, ui), shape=(n_users, n_items)).tocsr()
+            out.sort_indices()  # done by tocsr in practice; cheap check otherwise
+            w, t, cols, indptr = out.data, None, out.indices, out.indptr
         else:
-            w, t, cols, indptr = _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items)
-        csr = sp.csr_matrix((w.astype(np.float32), cols, indptr), shape=(n_users, n_items))
+            # The same conversion carrying each entry's position. It sums duplicates, so when
+            # the count drops there were some, and the general path (one argsort) takes over.
+            pos = sp.coo_matrix((np.arange(len(u), dtype=idx), ui), shape=(n_users, n_items)).tocsr()
+            pos.sort_indices()
+            if pos.nnz == len(u):
+                order = pos.data
+                w = np.ones(len(u), dtype=np.float32) if weights is None else weights[order]
+                t = None if timestamps is None else timestamps[order]
+                cols, indptr = pos.indices, pos.indptr
+            else:
+                w, t, cols, indptr = _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items)
+        csr = sp.csr_matrix((w.astype(np.float32, copy=False), cols, indptr), shape=(n_users, n_items))
         csr.has_sorted_indices = True
         csr.has_canonical_format = True
         if not np.isfinite(csr.data).all():
@@ -405,7 +411,7 @@ def _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items)
         w = np.ones(len(starts)) if weights is None else weights[chosen]
         t = None if timestamps is None else timestamps[chosen]
     else:
-        w = np.ones(len(key)) if weights is None else weights[order]
+        w = np.ones(len(key)) if weights is None else weights[order].astype(np.float64)  # exact sums
         if duplicates == "sum":
             w = np.add.reduceat(w, starts)
         elif duplicates == "max":
