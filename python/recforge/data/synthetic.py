@@ -13,8 +13,9 @@ Generative model (a topic model, so ``P(item | user)`` has rank ``factors + 1``)
 Sampling is vectorised: per user a multinomial over topics, per topic one multinomial over
 items for all its draws, shuffled onto the users' slots. Repeated (user, item) draws are removed
 (sorted keys) and redrawn for the users that fall short, so the result has exactly ``nnz``
-distinct pairs, ordered by (user, item). Ratings (1-5) rise with the planted affinity (the user's
-topic weight on the item's main topic) plus user/item biases and noise, so explicit models can learn them too.
+distinct pairs, ordered by (user, item). Ratings (1-5) rise with the planted affinity (the
+user's topic weight on the item's main topic) plus user/item biases and noise, so explicit
+models can learn them too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["synthetic", "SyntheticTruth"]
 class SyntheticTruth(NamedTuple):
     """The planted model behind :func:`synthetic` (``return_truth=True``)."""
 
-    user_topics: np.ndarray   #: (n_users, factors + 1) float64, rows sum to 1 (last column: popularity share)
+    user_topics: np.ndarray   #: (n_users, factors + 1) float64, rows sum to 1 (last: popularity share)
     item_topics: np.ndarray   #: (factors + 1, n_items) float64, P(item | topic), rows sum to 1
     item_affinity: np.ndarray  #: (n_items, factors) float64, Dirichlet topic weights Q (rows sum to 1)
     popularity: np.ndarray    #: (n_items,) float64, base popularity, sums to 1
@@ -206,7 +207,7 @@ def synthetic(
     latent += rng.normal(0, 0.4, n_items).astype(np.float32)[i]
     latent += rng.normal(0, 0.3, n_users).astype(np.float32)[u]
     rating = np.clip(np.rint(latent, out=latent), 1, 5, out=latent)
-    df = pd.DataFrame({"user": u, "item": i, "rating": rating})
+    df = pd.DataFrame({"user": u, "item": i, "rating": rating}, copy=False)  # no block copies
     if timestamps:
         df["timestamp"] = rng.integers(1_483_228_800, 1_483_228_800 + 3 * 365 * 86_400, len(u), dtype=np.int64)
     if return_truth:
