@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <new>
@@ -259,13 +258,12 @@ constexpr int kPanel = 32;      // items per panel: two 16-float vectors
 constexpr std::int64_t kAlign = 64;
 
 struct AlignedFree {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(float* p) const { _mm_free(p); }
 };
 using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
 
 AlignedFloats aligned_floats(std::int64_t count) {
-    const std::size_t bytes = static_cast<std::size_t>((count * 4 + kAlign - 1) / kAlign * kAlign);
-    float* p = static_cast<float*>(std::aligned_alloc(kAlign, bytes > 0 ? bytes : kAlign));
+    float* p = static_cast<float*>(_mm_malloc(static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * 4, kAlign));
     if (!p) throw std::bad_alloc();
     return AlignedFloats(p);
 }
