@@ -11,13 +11,14 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
-from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
+from .models import ALS, FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
+    "ALS",
     "cupy_available",
     "FactorModel",
     "load",
