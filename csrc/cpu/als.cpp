@@ -38,7 +38,7 @@ namespace recforge::als {
 namespace {
 
 constexpr std::int64_t kRowBlock = 32;   // rows per scheduling unit
-constexpr std::int64_t kGatherRows = 512;  // Cholesky: entries per gathered block (bounds scratch)
+constexpr std::int64_t kGatherRows = 64;  // Cholesky: entries per gathered block (Z, W stay in L1)
 
 // ---- small vector kernels, F = compile-time length (0: runtime fr) -----------------------------
 template <int F>
@@ -66,6 +66,12 @@ RF_INLINE void symv(const float* __restrict G, const float* __restrict x, float 
 #pragma omp simd
     for (int k = 0; k < f; ++k) out[k] = lam * x[k];
     for (int j = 0; j < f; ++j) axpy<F>(scale * x[j], G + static_cast<std::int64_t>(j) * f, out, f);
+}
+
+constexpr std::int64_t kPrefetch = 6;  // entries ahead
+
+RF_INLINE void prefetch_row(const float* y, int f) {
+    for (int k = 0; k < f; k += 16) __builtin_prefetch(y + k);
 }
 
 float row_lambda(const ImplicitOptions& o, std::int64_t n, std::int64_t cols) {
@@ -105,6 +111,9 @@ RF_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t en
         symv<F>(c.G, x, alpha0, lam, ap, f);
         for (int k = 0; k < f; ++k) r[k] = -ap[k];
         for (std::int64_t j = lo; j < hi; ++j) {
+            // First touch of the row's factor rows (random rows of a large Y): fetch ahead. Later
+            // passes find them in cache.
+            if (j + kPrefetch < hi) prefetch_row(c.Y + static_cast<std::int64_t>(c.m.indices[j + kPrefetch]) * f, f);
             const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[j]) * f;
             const float conf = 1.0f + alpha * c.m.data[j];
             axpy<F>(conf - (conf - alpha0) * dot<F>(y, x, f), y, r, f);
@@ -152,13 +161,82 @@ struct CholeskyScratch {
     std::vector<float> A, b, Z, W;
 };
 
-void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
-    const int f = c.f;
+// 16 floats as one GCC/Clang vector: one zmm with AVX-512, two ymm / four xmm otherwise. Used
+// where the compiler must keep accumulators in registers; aligned(4) allows unaligned loads.
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+// Upper triangle (by 16-column tiles, so the diagonal tiles are updated whole) of
+//     A (F x F, row-major) += sum_j W[j] Z[j]ᵀ    (W, Z: nb x F row-major; A[a][c] += W[j][a] Z[j][c])
+// Four rows x two tiles of accumulators stay in registers while j runs over the block.
+template <int F>
+RF_INLINE void rank_update_upper(float* __restrict A, const float* __restrict W, const float* __restrict Z, int nb) {
+    static_assert(F % 32 == 0, "tile kernel needs F % 32 == 0");
+    for (int t = 0; t < F; t += 32) {
+        for (int a = 0; a < t + 32; a += 4) {  // rows with a part on or above the diagonal in the tiles
+            v16 acc[4][2];
+            for (int r = 0; r < 4; ++r) {
+                acc[r][0] = *reinterpret_cast<const v16*>(A + (a + r) * F + t);
+                acc[r][1] = *reinterpret_cast<const v16*>(A + (a + r) * F + t + 16);
+            }
+            for (int j = 0; j < nb; ++j) {
+                const float* z = Z + static_cast<std::int64_t>(j) * F + t;
+                const float* w = W + static_cast<std::int64_t>(j) * F + a;
+                const v16 z0 = *reinterpret_cast<const v16*>(z);
+                const v16 z1 = *reinterpret_cast<const v16*>(z + 16);
+                for (int r = 0; r < 4; ++r) {
+                    acc[r][0] += w[r] * z0;
+                    acc[r][1] += w[r] * z1;
+                }
+            }
+            for (int r = 0; r < 4; ++r) {
+                *reinterpret_cast<v16*>(A + (a + r) * F + t) = acc[r][0];
+                *reinterpret_cast<v16*>(A + (a + r) * F + t + 16) = acc[r][1];
+            }
+        }
+    }
+}
+
+// Solves A x = b in place (x in b) from the upper triangle of the SPD A (F x F, row-major),
+// overwriting it with U, A = UᵀU. Right-looking, so every inner loop is a contiguous update of a
+// row tail in whole 16-float tiles (no horizontal reductions, no remainder loops); the tiles also
+// touch a few entries left of the diagonal, which belong to the lower triangle and are never read.
+// False when A is not positive definite.
+template <int F>
+RF_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict b) {
+    static_assert(F % 16 == 0, "tile kernel needs F % 16 == 0");
+    for (int k = 0; k < F; ++k) {
+        float* Uk = A + k * F;
+        const float d = Uk[k];
+        if (!(d > 0.0f) || !std::isfinite(d)) return false;
+        const float ukk = std::sqrt(d), inv = 1.0f / ukk;
+        const int k0 = k & ~15;
+        for (int t = k0; t < F; t += 16) *reinterpret_cast<v16*>(Uk + t) *= inv;
+        Uk[k] = ukk;
+        for (int i = k + 1; i < F; ++i) {
+            float* Ai = A + i * F;
+            const float uki = Uk[i];
+            for (int t = i & ~15; t < F; t += 16)
+                *reinterpret_cast<v16*>(Ai + t) -= uki * *reinterpret_cast<const v16*>(Uk + t);
+        }
+    }
+    for (int k = 0; k < F; ++k) {  // Uᵀ y = b, by columns of Uᵀ (rows of U)
+        b[k] /= A[k * F + k];
+        axpy<0>(-b[k], A + k * F + k + 1, b + k + 1, F - k - 1);
+    }
+    for (int i = F - 1; i >= 0; --i)  // U x = y
+        b[i] = (b[i] - dot<0>(A + i * F + i + 1, b + i + 1, F - i - 1)) / A[i * F + i];
+    return true;
+}
+
+// F > 0: the register-tiled kernels above (F % 32 == 0); F == 0: any f, through BLAS.
+template <int F>
+RF_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+    const int f = F ? F : c.f;
     const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
-    float* A = s.A.data();
-    float* b = s.b.data();
-    float* Z = s.Z.data();
-    float* W = s.W.data();
+    float* __restrict A = s.A.data();
+    float* __restrict b = s.b.data();
+    float* __restrict Z = s.Z.data();
+    float* __restrict W = s.W.data();
     for (std::int64_t u = begin; u < end; ++u) {
         const std::int64_t lo = c.m.indptr[u], hi = c.m.indptr[u + 1];
         float* x = c.X + u * f;
@@ -172,37 +250,40 @@ void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, C
         std::fill(b, b + f, 0.0f);
         for (std::int64_t start = lo; start < hi; start += kGatherRows) {
             const int nb = static_cast<int>(std::min<std::int64_t>(kGatherRows, hi - start));
-            // Gather the block's factor rows scaled by sqrt(c_i - alpha0) so that one SYRK adds
-            // sum (c_i - alpha0) y_i y_iᵀ; weights below zero (alpha0 > c_i) need the GEMM form.
-            bool nonneg = true;
+            // Gather the block's factor rows (Z) and the same scaled by c_i - alpha0 (W): the
+            // rank-nb update A += Wᵀ Z is then one small matrix product over contiguous memory.
             for (int j = 0; j < nb; ++j) {
+                if (start + j + kPrefetch < hi)
+                    prefetch_row(c.Y + static_cast<std::int64_t>(c.m.indices[start + j + kPrefetch]) * f, f);
                 const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[start + j]) * f;
                 const float conf = 1.0f + alpha * c.m.data[start + j];
                 const float w = conf - alpha0;
-                nonneg = nonneg && w >= 0.0f;
-                float* zj = Z + static_cast<std::int64_t>(j) * f;
-                std::memcpy(zj, y, sizeof(float) * f);
-                for (int k = 0; k < f; ++k) b[k] += conf * y[k];
-            }
-            if (nonneg) {
-                for (int j = 0; j < nb; ++j) {
-                    const float sw = std::sqrt(1.0f + alpha * c.m.data[start + j] - alpha0);
-                    float* zj = Z + static_cast<std::int64_t>(j) * f;
-                    for (int k = 0; k < f; ++k) zj[k] *= sw;
+                float* __restrict zj = Z + static_cast<std::int64_t>(j) * f;
+                float* __restrict wj = W + static_cast<std::int64_t>(j) * f;
+#pragma omp simd
+                for (int k = 0; k < f; ++k) {
+                    zj[k] = y[k];
+                    wj[k] = w * y[k];
+                    b[k] += conf * y[k];
                 }
-                blas::gram(f, nb, 1.0f, Z, f, 1.0f, A, f);
-            } else {
-                for (int j = 0; j < nb; ++j) {
-                    const float w = 1.0f + alpha * c.m.data[start + j] - alpha0;
-                    const float* zj = Z + static_cast<std::int64_t>(j) * f;
-                    float* wj = W + static_cast<std::int64_t>(j) * f;
-                    for (int k = 0; k < f; ++k) wj[k] = w * zj[k];
-                }
-                blas::gemm(true, false, f, f, nb, 1.0f, Z, f, W, f, 1.0f, A, f);
             }
+            if constexpr (F > 0) rank_update_upper<F>(A, W, Z, nb);
+            else blas::gemm(true, false, f, f, nb, 1.0f, W, f, Z, f, 1.0f, A, f);
         }
-        if (!blas::cholesky_solve(f, A, f, b)) not_positive_definite(u);
+        bool ok;
+        if constexpr (F > 0) ok = cholesky_solve_upper<F>(A, b);
+        else ok = blas::cholesky_solve(f, A, f, b);
+        if (!ok) not_positive_definite(u);
         std::memcpy(x, b, sizeof(float) * f);
+    }
+}
+
+RF_CLONES void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+    switch (c.f) {
+        case 32: cholesky_rows<32>(c, begin, end, s); break;
+        case 64: cholesky_rows<64>(c, begin, end, s); break;
+        case 128: cholesky_rows<128>(c, begin, end, s); break;
+        default: cholesky_rows<0>(c, begin, end, s); break;
     }
 }
 
@@ -260,11 +341,11 @@ void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, f
             s.A.resize(static_cast<std::size_t>(f) * f);
             s.b.resize(f);
             s.Z.resize(static_cast<std::size_t>(kGatherRows) * f);
-            if (opt.alpha0 > 1.0f) s.W.resize(static_cast<std::size_t>(kGatherRows) * f);  // GEMM form only
+            s.W.resize(static_cast<std::size_t>(kGatherRows) * f);
         }
         parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
             const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
-            cholesky_rows(ctx, begin, end, scratch[thread_index()]);
+            cholesky_block(ctx, begin, end, scratch[thread_index()]);
         });
     }
 }
