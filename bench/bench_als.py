@@ -129,12 +129,15 @@ def _fit_recforge(m, f, solver, threads, iterations=TIMED_ITERATIONS):
 
 
 def _fit_implicit(implicit, m, f, solver, threads, iterations=TIMED_ITERATIONS):
+    from threadpoolctl import threadpool_limits
+
     clock = _IterClock()
     model = implicit.cpu.als.AlternatingLeastSquares(factors=f, regularization=0.05, alpha=2.0,
                                                      iterations=iterations, use_cg=solver == "cg",
                                                      num_threads=threads, random_state=0)
-    clock.start()
-    model.fit(m, show_progress=False, callback=clock)
+    with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS single-threaded under its threads
+        clock.start()
+        model.fit(m, show_progress=False, callback=clock)
     return clock
 
 
@@ -203,6 +206,8 @@ def _memory_rows(ctx, implicit, name, m, solvers=("cg", "cholesky"), f=64):
 
 # ---- accuracy ------------------------------------------------------------------------------------------
 def _accuracy_rows(ctx, implicit):
+    from threadpoolctl import threadpool_limits
+
     import recforge as rf
 
     split = ml100k_implicit_split(ctx.data_dir)
@@ -229,7 +234,8 @@ def _accuracy_rows(ctx, implicit):
                 peer = implicit.cpu.als.AlternatingLeastSquares(factors=64, regularization=0.05, alpha=alpha,
                                                                iterations=iterations, use_cg=solver == "cg",
                                                                num_threads=ctx.threads, random_state=seed)
-                peer.fit(train, show_progress=False)
+                with threadpool_limits(1, "blas"):
+                    peer.fit(train, show_progress=False)
                 ids, _ = peer.recommend(users, train, N=10, filter_already_liked_items=True)
                 lib = "implicit" if alpha == 2.0 else "implicit (alpha=1, c=r)"
                 runs.setdefault((f"recforge {solver}", lib), []).append(ndcg(ids))

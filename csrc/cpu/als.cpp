@@ -165,14 +165,17 @@ struct CholeskyScratch {
 // where the compiler must keep accumulators in registers; aligned(4) allows unaligned loads.
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-// Upper triangle (by 16-column tiles, so the diagonal tiles are updated whole) of
-//     A (F x F, row-major) += sum_j W[j] Z[j]ᵀ    (W, Z: nb x F row-major; A[a][c] += W[j][a] Z[j][c])
-// Four rows x two tiles of accumulators stay in registers while j runs over the block.
-template <int F>
-RF_INLINE void rank_update_upper(float* __restrict A, const float* __restrict W, const float* __restrict Z, int nb) {
-    static_assert(F % 32 == 0, "tile kernel needs F % 32 == 0");
-    for (int t = 0; t < F; t += 32) {
-        for (int a = 0; a < t + 32; a += 4) {  // rows with a part on or above the diagonal in the tiles
+// Upper triangle, rows and columns from o (a multiple of 16), of
+//     A (F x F, row-major) +=/-= sum_j W[j] Z[j]ᵀ   (A[a][c] +=/-= W[j][a] Z[j][c]; W, Z: nb x F row-major)
+// by 16-column tiles, so diagonal tiles are updated whole (their part left of the diagonal is the
+// lower triangle, which nothing reads). Four rows x two tiles of accumulators stay in registers
+// while j runs over the block. W and Z may point into A (rows above o): those rows are not written.
+template <int F, bool SUB>
+RF_INLINE void update_upper(float* A, const float* W, const float* Z, int nb, int o) {
+    static_assert(F % 16 == 0, "tile kernel needs F % 16 == 0");
+    int t = o;
+    for (; t + 32 <= F; t += 32) {
+        for (int a = o; a < t + 32; a += 4) {  // rows with a part on or above the diagonal in the tiles
             v16 acc[4][2];
             for (int r = 0; r < 4; ++r) {
                 acc[r][0] = *reinterpret_cast<const v16*>(A + (a + r) * F + t);
@@ -184,8 +187,13 @@ RF_INLINE void rank_update_upper(float* __restrict A, const float* __restrict W,
                 const v16 z0 = *reinterpret_cast<const v16*>(z);
                 const v16 z1 = *reinterpret_cast<const v16*>(z + 16);
                 for (int r = 0; r < 4; ++r) {
-                    acc[r][0] += w[r] * z0;
-                    acc[r][1] += w[r] * z1;
+                    if constexpr (SUB) {
+                        acc[r][0] -= w[r] * z0;
+                        acc[r][1] -= w[r] * z1;
+                    } else {
+                        acc[r][0] += w[r] * z0;
+                        acc[r][1] += w[r] * z1;
+                    }
                 }
             }
             for (int r = 0; r < 4; ++r) {
@@ -194,30 +202,47 @@ RF_INLINE void rank_update_upper(float* __restrict A, const float* __restrict W,
             }
         }
     }
+    if (t < F) {  // one 16-wide tile left
+        for (int a = o; a < t + 16; a += 4) {
+            v16 acc[4];
+            for (int r = 0; r < 4; ++r) acc[r] = *reinterpret_cast<const v16*>(A + (a + r) * F + t);
+            for (int j = 0; j < nb; ++j) {
+                const v16 z0 = *reinterpret_cast<const v16*>(Z + static_cast<std::int64_t>(j) * F + t);
+                const float* w = W + static_cast<std::int64_t>(j) * F + a;
+                for (int r = 0; r < 4; ++r) {
+                    if constexpr (SUB) acc[r] -= w[r] * z0;
+                    else acc[r] += w[r] * z0;
+                }
+            }
+            for (int r = 0; r < 4; ++r) *reinterpret_cast<v16*>(A + (a + r) * F + t) = acc[r];
+        }
+    }
 }
 
 // Solves A x = b in place (x in b) from the upper triangle of the SPD A (F x F, row-major),
-// overwriting it with U, A = UᵀU. Right-looking, so every inner loop is a contiguous update of a
-// row tail in whole 16-float tiles (no horizontal reductions, no remainder loops); the tiles also
-// touch a few entries left of the diagonal, which belong to the lower triangle and are never read.
-// False when A is not positive definite.
+// overwriting it with U, A = UᵀU. Blocked right-looking: a panel of 16 rows is factored with
+// contiguous row-tail updates, then the trailing matrix gets one rank-16 update through the tile
+// kernel above (where the flops are). Rows are updated in whole 16-float tiles, touching a few
+// lower-triangle entries that are never read. False when A is not positive definite.
 template <int F>
 RF_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict b) {
     static_assert(F % 16 == 0, "tile kernel needs F % 16 == 0");
-    for (int k = 0; k < F; ++k) {
-        float* Uk = A + k * F;
-        const float d = Uk[k];
-        if (!(d > 0.0f) || !std::isfinite(d)) return false;
-        const float ukk = std::sqrt(d), inv = 1.0f / ukk;
-        const int k0 = k & ~15;
-        for (int t = k0; t < F; t += 16) *reinterpret_cast<v16*>(Uk + t) *= inv;
-        Uk[k] = ukk;
-        for (int i = k + 1; i < F; ++i) {
-            float* Ai = A + i * F;
-            const float uki = Uk[i];
-            for (int t = i & ~15; t < F; t += 16)
-                *reinterpret_cast<v16*>(Ai + t) -= uki * *reinterpret_cast<const v16*>(Uk + t);
+    for (int kb = 0; kb < F; kb += 16) {
+        for (int k = kb; k < kb + 16; ++k) {
+            float* Uk = A + k * F;
+            const float d = Uk[k];
+            if (!(d > 0.0f) || !std::isfinite(d)) return false;
+            const float ukk = std::sqrt(d), inv = 1.0f / ukk;
+            for (int t = kb; t < F; t += 16) *reinterpret_cast<v16*>(Uk + t) *= inv;
+            Uk[k] = ukk;
+            for (int i = k + 1; i < kb + 16; ++i) {
+                float* Ai = A + i * F;
+                const float uki = Uk[i];
+                for (int t = kb; t < F; t += 16)
+                    *reinterpret_cast<v16*>(Ai + t) -= uki * *reinterpret_cast<const v16*>(Uk + t);
+            }
         }
+        if (kb + 16 < F) update_upper<F, true>(A, A + kb * F, A + kb * F, 16, kb + 16);
     }
     for (int k = 0; k < F; ++k) {  // Uᵀ y = b, by columns of Uᵀ (rows of U)
         b[k] /= A[k * F + k];
@@ -267,7 +292,7 @@ RF_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
                     b[k] += conf * y[k];
                 }
             }
-            if constexpr (F > 0) rank_update_upper<F>(A, W, Z, nb);
+            if constexpr (F > 0) update_upper<F, false>(A, W, Z, nb, 0);
             else blas::gemm(true, false, f, f, nb, 1.0f, W, f, Z, f, 1.0f, A, f);
         }
         bool ok;
