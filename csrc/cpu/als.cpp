@@ -70,6 +70,10 @@ RF_INLINE void symv(const float* __restrict G, const float* __restrict x, float 
 
 constexpr std::int64_t kPrefetch = 6;  // entries ahead
 
+// 16 floats as one GCC/Clang vector: one zmm with AVX-512, two ymm / four xmm otherwise. Used
+// where the compiler must keep accumulators in registers; aligned(4) allows unaligned loads.
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
 RF_INLINE void prefetch_row(const float* y, int f) {
     for (int k = 0; k < f; k += 16) __builtin_prefetch(y + k);
 }
@@ -89,13 +93,71 @@ struct ImplicitCtx {
     float* X;
 };
 
+// One pass over a row's entries: out += sum_j coef_j y_j with
+//   RESIDUAL: coef_j = c_j - (c_j - alpha0) y_j.v    (r = b - A x, less the alpha0 G x + lambda x part)
+//   else:     coef_j = (c_j - alpha0) y_j.v          (A p, less the same part)
+// For F % 16 == 0 the accumulator stays in registers (v16 x F/16) across the entries; otherwise it
+// would make a store/load chain through memory per entry.
+template <int F, bool RESIDUAL>
+RF_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, const float* __restrict v,
+                        float* __restrict out) {
+    const int f = F ? F : c.f;
+    const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
+    if constexpr (F > 0 && F % 16 == 0) {
+        constexpr int T = F / 16;
+        v16 acc[T];
+        for (int t = 0; t < T; ++t) acc[t] = *reinterpret_cast<const v16*>(out + 16 * t);
+        v16 vv[T];
+        for (int t = 0; t < T; ++t) vv[t] = *reinterpret_cast<const v16*>(v + 16 * t);
+        // Entries in groups of G: their G dot products are independent, so their horizontal
+        // reductions overlap instead of each one stalling the accumulation that depends on it.
+        constexpr int G = 4;
+        std::int64_t j = lo;
+        for (; j + G <= hi; j += G) {
+            if (RESIDUAL)
+                for (int g = 0; g < G && j + kPrefetch + g < hi; ++g)
+                    prefetch_row(c.Y + static_cast<std::int64_t>(c.m.indices[j + kPrefetch + g]) * F, F);
+            const float* y[G];
+            float coef[G];
+            for (int g = 0; g < G; ++g) {
+                y[g] = c.Y + static_cast<std::int64_t>(c.m.indices[j + g]) * F;
+                v16 s = vv[0] * *reinterpret_cast<const v16*>(y[g]);
+                for (int t = 1; t < T; ++t) s += vv[t] * *reinterpret_cast<const v16*>(y[g] + 16 * t);
+                float yv = 0.0f;
+                for (int k = 0; k < 16; ++k) yv += s[k];
+                const float conf = 1.0f + alpha * c.m.data[j + g];
+                coef[g] = RESIDUAL ? conf - (conf - alpha0) * yv : (conf - alpha0) * yv;
+            }
+            for (int g = 0; g < G; ++g)
+                for (int t = 0; t < T; ++t) acc[t] += coef[g] * *reinterpret_cast<const v16*>(y[g] + 16 * t);
+        }
+        for (; j < hi; ++j) {
+            const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[j]) * F;
+            const float conf = 1.0f + alpha * c.m.data[j];
+            const float yv = dot<F>(y, v, F);
+            const float coef = RESIDUAL ? conf - (conf - alpha0) * yv : (conf - alpha0) * yv;
+            for (int t = 0; t < T; ++t) acc[t] += coef * *reinterpret_cast<const v16*>(y + 16 * t);
+        }
+        for (int t = 0; t < T; ++t) *reinterpret_cast<v16*>(out + 16 * t) = acc[t];
+    } else {
+        for (std::int64_t j = lo; j < hi; ++j) {
+            if (RESIDUAL && j + kPrefetch < hi)
+                prefetch_row(c.Y + static_cast<std::int64_t>(c.m.indices[j + kPrefetch]) * f, f);
+            const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[j]) * f;
+            const float conf = 1.0f + alpha * c.m.data[j];
+            const float yv = dot<F>(y, v, f);
+            axpy<F>(RESIDUAL ? conf - (conf - alpha0) * yv : (conf - alpha0) * yv, y, out, f);
+        }
+    }
+}
+
 // ---- implicit, conjugate gradient ---------------------------------------------------------
 // Matrix-free CG on A x = b with A = alpha0 G + sum (c_i - alpha0) y_i y_iᵀ + lambda I, warm-started
 // from the current x; each step costs one pass over the row's factor rows plus one f x f matvec.
 template <int F>
 RF_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
     const int f = F ? F : c.f;
-    const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
+    const float alpha0 = c.opt.alpha0;
     float* __restrict r = scratch;
     float* __restrict p = scratch + f;
     float* __restrict ap = scratch + 2 * f;
@@ -110,24 +172,13 @@ RF_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t en
         // r = b - A x, accumulated per entry as (c_i - (c_i - alpha0) y_i.x) y_i
         symv<F>(c.G, x, alpha0, lam, ap, f);
         for (int k = 0; k < f; ++k) r[k] = -ap[k];
-        for (std::int64_t j = lo; j < hi; ++j) {
-            // First touch of the row's factor rows (random rows of a large Y): fetch ahead. Later
-            // passes find them in cache.
-            if (j + kPrefetch < hi) prefetch_row(c.Y + static_cast<std::int64_t>(c.m.indices[j + kPrefetch]) * f, f);
-            const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[j]) * f;
-            const float conf = 1.0f + alpha * c.m.data[j];
-            axpy<F>(conf - (conf - alpha0) * dot<F>(y, x, f), y, r, f);
-        }
+        row_pass<F, true>(c, lo, hi, x, r);
         std::memcpy(p, r, sizeof(float) * f);
         float rs = dot<F>(r, r, f);
         for (int step = 0; step < c.opt.cg_steps; ++step) {
             if (rs < 1e-20f) break;  // converged (also avoids 0/0 below)
             symv<F>(c.G, p, alpha0, lam, ap, f);
-            for (std::int64_t j = lo; j < hi; ++j) {
-                const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[j]) * f;
-                const float w = alpha * c.m.data[j] + 1.0f - alpha0;
-                axpy<F>(w * dot<F>(y, p, f), y, ap, f);
-            }
+            row_pass<F, false>(c, lo, hi, p, ap);
             const float pap = dot<F>(p, ap, f);
             if (!(pap > 0.0f)) break;  // numerically flat direction: keep the current x
             const float a = rs / pap;
@@ -160,10 +211,6 @@ RF_CLONES void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t e
 struct CholeskyScratch {
     std::vector<float> A, b, Z, W;
 };
-
-// 16 floats as one GCC/Clang vector: one zmm with AVX-512, two ymm / four xmm otherwise. Used
-// where the compiler must keep accumulators in registers; aligned(4) allows unaligned loads.
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
 // Upper triangle, rows and columns from o (a multiple of 16), of
 //     A (F x F, row-major) +=/-= sum_j W[j] Z[j]ᵀ   (A[a][c] +=/-= W[j][a] Z[j][c]; W, Z: nb x F row-major)
