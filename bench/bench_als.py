@@ -21,8 +21,11 @@ Cases (issue 3), every library on ``ctx.threads`` threads, runs interleaved:
 * memory: peak resident memory added by ``fit`` (2 iterations), each library in a fresh
   subprocess: ru_maxrss at the end minus the resident size just before ``fit`` (the matrix is
   already loaded). Covers every allocation (numpy, C++, OpenMP), unlike tracemalloc.
-* scale (only with RECFORGE_BENCH_ALS_SCALE=1, not in --quick): a synthetic 600,000 x 100,000
-  matrix with ~50M nonzeros, recforge only, seconds per iteration and peak memory.
+* scale (not in --quick, not by default): a synthetic 600,000 x 100,000 matrix with ~50M
+  nonzeros, recforge only, seconds per iteration and peak memory.
+
+``RECFORGE_BENCH_ALS_CASES`` (comma-separated, default ``accuracy,explicit,speed,memory``) picks the
+cases, e.g. ``RECFORGE_BENCH_ALS_CASES=scale python bench/run.py als --repeat 1``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ SYNTH_FULL = (138_000, 27_000, 13_000_000)  # ~12.1M nonzeros once duplicate pai
 SYNTH_QUICK = (6_000, 2_000, 200_000)
 SYNTH_SCALE = (600_000, 100_000, 54_000_000)  # ~50M nonzeros
 TIMED_ITERATIONS = 4  # per fit; the first is dropped
+ALL_CASES = "accuracy,explicit,speed,memory,scale"
+DEFAULT_CASES = "accuracy,explicit,speed,memory"
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -304,18 +309,28 @@ def _scale_rows(ctx):
 
 
 def run(ctx):
+    cases = set(os.environ.get("RECFORGE_BENCH_ALS_CASES", DEFAULT_CASES).split(","))
+    unknown = cases - set(ALL_CASES.split(","))
+    if unknown:
+        raise ValueError(f"RECFORGE_BENCH_ALS_CASES: unknown case(s) {sorted(unknown)}; choose from {ALL_CASES}")
     implicit = ctx.peer("implicit")
     if implicit is not None:
         import implicit.cpu.als  # noqa: F401  (the CPU class directly: no GPU dispatch)
-    rows = _accuracy_rows(ctx, implicit)
-    rows += _explicit_rows(ctx)
-    n_users, n_items, nnz = SYNTH_QUICK if ctx.quick else SYNTH_FULL
-    synth = synthetic(n_users, n_items, nnz)
-    rows += _speed_rows(ctx, implicit, "synthetic", synth)
-    video = video_games(ctx.data_dir)
-    if video is not None:
-        rows += _speed_rows(ctx, implicit, "video-games", video)
-    rows += _memory_rows(ctx, implicit, "synthetic", synth)
-    if os.environ.get("RECFORGE_BENCH_ALS_SCALE") == "1" and not ctx.quick:
+    rows = []
+    if "accuracy" in cases:
+        rows += _accuracy_rows(ctx, implicit)
+    if "explicit" in cases:
+        rows += _explicit_rows(ctx)
+    if cases & {"speed", "memory"}:
+        n_users, n_items, nnz = SYNTH_QUICK if ctx.quick else SYNTH_FULL
+        synth = synthetic(n_users, n_items, nnz)
+    if "speed" in cases:
+        rows += _speed_rows(ctx, implicit, "synthetic", synth)
+        video = video_games(ctx.data_dir)
+        if video is not None:
+            rows += _speed_rows(ctx, implicit, "video-games", video)
+    if "memory" in cases:
+        rows += _memory_rows(ctx, implicit, "synthetic", synth)
+    if "scale" in cases and not ctx.quick:
         rows += _scale_rows(ctx)
     return rows
