@@ -13,7 +13,7 @@ from ._core import __version__
 from ._backend import cupy_available
 from . import datasets, split, transforms
 from .data import IdMap, Interactions
-from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
+from .models import ALS, FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 from . import evaluation
 
@@ -21,6 +21,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
+    "ALS",
     "cupy_available",
     "datasets",
     "evaluation",
