@@ -11,18 +11,20 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
-from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
+from .models import BPR, SGDMF, FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
+    "BPR",
     "cupy_available",
     "FactorModel",
     "load",
     "MostPopular",
     "NotFittedError",
     "Recommender",
+    "SGDMF",
     "topk",
 ]

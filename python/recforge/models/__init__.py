@@ -2,5 +2,6 @@
 
 from .base import FactorModel, NotFittedError, Recommender, load
 from .popular import MostPopular
+from .sgd import BPR, SGDMF
 
-__all__ = ["FactorModel", "MostPopular", "NotFittedError", "Recommender", "load"]
+__all__ = ["BPR", "FactorModel", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]
