@@ -13,6 +13,7 @@ from ._core import __version__
 from ._backend import cupy_available
 from .models import BPR, SGDMF, FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
+from . import evaluation
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -20,6 +21,7 @@ __all__ = [
     "__version__",
     "BPR",
     "cupy_available",
+    "evaluation",
     "FactorModel",
     "load",
     "MostPopular",
