@@ -89,8 +89,10 @@ def test_sgdmf_threads1_bitwise_repeatable_and_seed_matters():
 
 
 def test_sgdmf_multithreaded_fit_is_sane():
-    train, ru, ri, truth = planted_ratings(seed=1)
-    model = rf.SGDMF(factors=3, lr=0.01, reg=0.005, epochs=40, threads=2).fit(train, progress=False)
+    # > 2 * 2^16 ratings, so the epochs really run on 2 threads (smaller ones use fewer).
+    train, ru, ri, truth = planted_ratings(seed=1, n_users=1000, n_items=500)
+    assert train.nnz > 2 * 2**16
+    model = rf.SGDMF(factors=3, lr=0.01, reg=0.005, epochs=15, threads=2).fit(train, progress=False)
     assert np.sqrt(np.mean((model.score(ru, ri) - truth) ** 2)) < 0.3
 
 
@@ -329,6 +331,14 @@ def test_ranking_beats_most_popular_on_planted_problem(loss, kwargs):
     assert ours > 1.5 * pop, (ours, pop)
     losses = [h["loss"] for h in model.history_]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_bpr_multithreaded_fit_is_sane():
+    train, test = planted_implicit(n_users=12000, n_items=600, per_user=15)
+    assert train.nnz > 2 * 2**16
+    pop = hit_rate(rf.MostPopular().fit(train), test)
+    model = rf.BPR(factors=16, epochs=10, threads=2).fit(train, progress=False)
+    assert hit_rate(model, test) > 1.5 * pop
 
 
 @pytest.mark.parametrize("loss", ["bpr", "warp"])

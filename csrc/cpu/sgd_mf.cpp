@@ -65,7 +65,7 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
         r[k] = r[j];
         r[j] = tmp;
     }
-    const auto sse = detail::per_thread<double>(s.threads, [&](int t, int nt) {
+    const auto sse = detail::per_thread<double>(detail::epoch_threads(s.threads, n), [&](int t, int nt) {
         const std::int64_t b = detail::share_begin(n, t, nt), e = detail::share_begin(n, t + 1, nt);
         switch (m.factors) {
             case 16: return mf_range<16>(r, m, s.lr, s.reg, s.bias_reg, b, e);

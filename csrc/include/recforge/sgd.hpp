@@ -9,6 +9,8 @@
 //   al. 2011): with threads > 1 the interleaving of updates, hence the result, varies from run
 //   to run. With threads == 1 an epoch is a pure function of (inputs, seed, epoch): bitwise
 //   repeatable on the same build and CPU.
+// - An epoch uses at most one thread per 2^16 samples (small epochs run on fewer threads than
+//   asked: see epoch_threads in sgd_internal.hpp).
 // - Random streams: thread t of epoch e draws from a stream seeded from (seed, e, t), so a run
 //   never depends on which thread happens to start first.
 // - Ids are checked at the boundary (binding + Python facade); the kernels trust them.
