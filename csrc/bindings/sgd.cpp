@@ -170,6 +170,46 @@ void bind_sgd(py::module_& m) {
         "One Hogwild SGD epoch of biased MF (updates the arrays in place); returns the training MSE.");
 
     m.def(
+        "sgd_mf_predict",
+        [](const in_arr<std::int64_t>& users, const in_arr<std::int64_t>& items, py::array user_factors,
+           py::array item_factors, py::object user_bias, py::object item_bias, float global_mean, int threads) {
+            if (users.ndim() != 1 || items.ndim() != 1 || users.shape(0) != items.shape(0))
+                throw std::invalid_argument("users and items must be 1-D of the same length");
+            if (user_factors.ndim() != 2 || item_factors.ndim() != 2 || user_factors.shape(1) != item_factors.shape(1))
+                throw std::invalid_argument("user_factors and item_factors must be 2-D with the same width");
+            const py::ssize_t nu = user_factors.shape(0), ni = item_factors.shape(0), f = user_factors.shape(1);
+            if (nu > INT32_MAX || ni > INT32_MAX) throw std::invalid_argument("too many users or items");
+            sgd::MFModel model;
+            // Read-only here, but the same checks as the training buffers (no silent copies).
+            model.user_factors = out_f32(user_factors, "user_factors", nu, f);
+            model.item_factors = out_f32(item_factors, "item_factors", ni, f);
+            if (!user_bias.is_none()) {
+                py::array ub = user_bias;
+                model.user_bias = out_f32(ub, "user_bias", nu);
+            }
+            if (!item_bias.is_none()) {
+                py::array ib = item_bias;
+                model.item_bias = out_f32(ib, "item_bias", ni);
+            }
+            model.factors = static_cast<int>(f);
+            model.global_mean = global_mean;
+            const py::ssize_t n = users.shape(0);
+            py::array_t<float> out(n);
+            float* o = out.mutable_data();
+            const std::int64_t* up = users.data();
+            const std::int64_t* ip = items.data();
+            {
+                py::gil_scoped_release nogil;
+                sgd::mf_predict(model, static_cast<std::int32_t>(nu), static_cast<std::int32_t>(ni), up, ip, n,
+                                threads, o);
+            }
+            return out;
+        },
+        py::arg("users"), py::arg("items"), py::arg("user_factors"), py::arg("item_factors"), py::arg("user_bias"),
+        py::arg("item_bias"), py::arg("global_mean"), py::arg("threads"),
+        "Biased-MF predictions for (user, item) pairs; ids out of range count as unknown (bias fallback).");
+
+    m.def(
         "sgd_rank_epoch",
         [](const PositiveData& d, py::array user_factors, py::array item_factors, py::object item_bias,
            float lr, float reg, int negatives, const std::string& sampling, const std::string& loss,

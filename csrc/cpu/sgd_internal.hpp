@@ -106,8 +106,8 @@ inline float dot(const float* __restrict p, const float* __restrict q, int f) {
 // from each other (measured on MovieLens-100K: 2 threads were no faster than 1).
 constexpr std::int64_t kMinSamplesPerThread = 1 << 16;
 
-// Threads an epoch of n samples runs on for a request of `threads` (<= 0: all cores).
-inline int epoch_threads(int threads, std::int64_t n) {
+// Threads worth using for n samples (or pairs) when `threads` are allowed (<= 0: all cores).
+inline int useful_threads(int threads, std::int64_t n) {
     const std::int64_t useful = std::max<std::int64_t>(1, n / kMinSamplesPerThread);
     return static_cast<int>(std::min<std::int64_t>(resolve_threads(threads), useful));
 }

@@ -217,7 +217,7 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
 RankStats rank_epoch(const Positives& d, const RankModel& m, const RankStep& s) {
     RankStats total;
     if (d.nnz <= 0) return total;
-    const auto parts = detail::per_thread<RankStats>(detail::epoch_threads(s.threads, d.nnz), [&](int t, int nt) {
+    const auto parts = detail::per_thread<RankStats>(detail::useful_threads(s.threads, d.nnz), [&](int t, int nt) {
         const std::int64_t n = detail::share_begin(d.nnz, t + 1, nt) - detail::share_begin(d.nnz, t, nt);
         return rank_range(d, m, s, Rng(s.seed, s.epoch, static_cast<std::uint64_t>(t)), n);
     });

@@ -10,7 +10,7 @@
 //   to run. With threads == 1 an epoch is a pure function of (inputs, seed, epoch): bitwise
 //   repeatable on the same build and CPU.
 // - An epoch uses at most one thread per 2^16 samples (small epochs run on fewer threads than
-//   asked: see epoch_threads in sgd_internal.hpp).
+//   asked: see useful_threads in sgd_internal.hpp).
 // - Random streams: thread t of epoch e draws from a stream seeded from (seed, e, t), so a run
 //   never depends on which thread happens to start first.
 // - Ids are checked at the boundary (binding + Python facade); the kernels trust them.
@@ -52,6 +52,13 @@ struct MFStep {
 // each update (the training loss). The visiting order depends on every earlier epoch's shuffle,
 // so a fit is repeatable only from the same initial order (as the Python layer guarantees).
 double mf_epoch(Rating* ratings, std::int64_t n, const MFModel& model, const MFStep& step);
+
+// Predictions mu + b_u + b_i + p_u . q_i for n (user, item) pairs into out. An id outside
+// [0, n_users) / [0, n_items) is an unknown user / item: its factors and bias count as zero
+// (the prediction falls back to the global mean plus the known side's bias).
+void mf_predict(const MFModel& model, std::int32_t n_users, std::int32_t n_items,
+                const std::int64_t* users, const std::int64_t* items, std::int64_t n, int threads,
+                float* out);
 
 // ---- pairwise ranking (implicit feedback) -------------------------------------------------
 

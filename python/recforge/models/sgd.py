@@ -260,30 +260,24 @@ class SGDMF(FactorModel):
         if unknown == "error":
             return super().score(users, items)
         self._check_fitted()
-        u, i = (np.asarray(x).reshape(-1) if np.ndim(x) else np.asarray(x).reshape(1) for x in (users, items))
+        u, i = (np.asarray(x).reshape(-1) for x in (users, items))
         for name, arr in (("users", u), ("items", i)):
             if arr.size and not np.issubdtype(arr.dtype, np.integer):
                 raise TypeError(f"{name} must be integer indices, got dtype {arr.dtype}")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        u, i = u.astype(np.int64), i.astype(np.int64)
-        ku = (u >= 0) & (u < self.n_users)
-        ki = (i >= 0) & (i < self.n_items)
-        uu, ii = np.where(ku, u, 0), np.where(ki, i, 0)
-        known = ku & ki
-        s = np.where(known, np.einsum("ij,ij->i", self.user_factors[uu], self.item_factors[ii]), 0.0)
-        if self.biases:
-            s = s + np.where(ku, self.user_bias[uu], 0.0) + np.where(ki, self.item_bias[ii], 0.0)
-        return self._finish(s + self.global_bias)
+        return self._score_pairs(u.astype(np.int64, copy=False), i.astype(np.int64, copy=False))
 
     predict = score
 
     def _score_pairs(self, users, items):
-        return self._finish(super()._score_pairs(users, items))
-
-    def _finish(self, s) -> np.ndarray:
-        s = np.asarray(s, dtype=np.float32)
-        return np.clip(s, *self.clip).astype(np.float32) if self.clip is not None else s
+        # Out-of-range ids count as unknown in the kernel (the "bias" fallback); "error" mode
+        # has rejected them before this point.
+        s = _core.sgd_mf_predict(
+            np.ascontiguousarray(users, np.int64), np.ascontiguousarray(items, np.int64), self.user_factors,
+            self.item_factors, self.user_bias, self.item_bias, self.global_bias, resolve_threads(self.threads),
+        )
+        return np.clip(s, *self.clip, out=s) if self.clip is not None else s
 
     def _rmse(self, coo) -> float:
         pred = self._score_pairs(coo.row, coo.col)
