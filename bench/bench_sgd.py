@@ -35,9 +35,15 @@ FOLDS_100K = [(f"u{k}.base", f"u{k}.test") for k in range(1, 6)]
 SURPRISE_PUBLISHED = {"ml-100k": 0.934, "ml-1m": 0.873}  # Surprise's own README (random 5-fold CV)
 
 # SGDMF grid: the validation split picks one of these per fold; epochs come from early stopping.
-MF_GRID = {"factors": (32, 64), "lr": (0.01, 0.02), "reg": (0.05, 0.1, 0.15)}
-MF_MAX_EPOCHS = 200
+# Learning rates decay by 5 % per epoch (lr_schedule="exponential", decay=0.05): on ml-100k's
+# validation splits that reached the constant-rate RMSE in about half the epochs.
+MF_GRID = {"factors": (32, 64), "lr": (0.02, 0.04), "reg": (0.08, 0.1, 0.12)}
+MF_SCHEDULE = {"lr_schedule": "exponential", "decay": 0.05}
+MF_MAX_EPOCHS = 100
 MF_PATIENCE = 3
+# Among grid points within this validation RMSE of the best, the cheapest (factors x epochs) wins:
+# a smaller difference is far below the validation estimate's own noise (~0.005 on ~8K ratings).
+MF_TOLERANCE = 0.001
 # BPR grid (same for both libraries); WARP has its own scale of steps (rank weights up to ~7).
 BPR_GRID = {"lr": (0.01, 0.05), "reg": (0.001, 0.01)}
 WARP_GRID = {"lr": (0.002, 0.005), "reg": (0.2, 0.5)}
@@ -131,16 +137,18 @@ def _synthetic_implicit(n_users, n_items, nnz, seed):
 
 # -- part 1: explicit ratings --------------------------------------------------------------------
 def _tune_sgdmf(rf, train, threads, seed):
-    """Grid point and epoch count with the best validation RMSE on a split of ``train``."""
+    """Grid point and epoch count chosen on a validation split of ``train`` (see MF_TOLERANCE)."""
     fit_part, val_part = _per_user_holdout(train, 0.1, seed)
-    best = None
+    scored = []
     for factors, lr, reg in itertools.product(*MF_GRID.values()):
-        m = rf.SGDMF(factors=factors, lr=lr, reg=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed)
+        m = rf.SGDMF(factors=factors, lr=lr, reg=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed,
+                     **MF_SCHEDULE)
         m.fit(fit_part, validation=val_part, patience=MF_PATIENCE, progress=False)
-        rmse = m.history_[m.best_epoch_]["val_rmse"]
-        if best is None or rmse < best[0]:
-            best = (rmse, {"factors": factors, "lr": lr, "reg": reg, "epochs": m.best_epoch_ + 1})
-    return best[1]
+        params = {"factors": factors, "lr": lr, "reg": reg, "epochs": m.best_epoch_ + 1, **MF_SCHEDULE}
+        scored.append((m.history_[m.best_epoch_]["val_rmse"], params))
+    best = min(r for r, _ in scored)
+    near = [(p["factors"] * p["epochs"], r, p) for r, p in scored if r <= best + MF_TOLERANCE]
+    return min(near, key=lambda x: x[:2])[2]
 
 
 def _explicit_part(ctx, rf, surprise, name, rows):
