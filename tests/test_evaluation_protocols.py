@@ -240,6 +240,10 @@ def test_sample_negatives_are_uniform():
     counts = np.bincount(ev.sample_negatives(train, test, 3, seed=0).ravel(), minlength=n_items)
     assert counts[:5].sum() == 0
     assert np.abs(counts[5:] - 800).max() < 100
+    # 12 of the 15 (the exact path for crowded rows): 3200 each, sigma = sqrt(4000 * 0.8 * 0.2) ~ 25
+    counts = np.bincount(ev.sample_negatives(train, test, 12, seed=0).ravel(), minlength=n_items)
+    assert counts[:5].sum() == 0
+    assert np.abs(counts[5:] - 3200).max() < 100
 
 
 def test_sampled_protocol_with_sampled_negatives_is_seeded(sampled_case):
@@ -397,3 +401,20 @@ def test_sample_negatives_treat_stored_zeros_as_interactions():
     np.testing.assert_array_equal(ev.sample_negatives(train, test, 1, seed=0), [[3]])
     with pytest.raises(ValueError, match="has only 1 items outside train and test"):
         ev.sample_negatives(train, test, 2)
+
+
+def test_full_protocol_forwards_threads_when_recommend_accepts_it(full_case):
+    train, test = full_case
+    base = rf.MostPopular().fit(train)
+    seen_threads = []
+
+    class WithThreads:
+        n_items, n_users = 6, 5
+
+        def recommend(self, users, k=10, exclude_seen=True, threads=0):
+            seen_threads.append(threads)
+            return base.recommend(users, k=k, exclude_seen=exclude_seen)
+
+    m = ev.evaluate(WithThreads(), train, test, k=2, threads=3, batch_size=2, progress=False)
+    assert seen_threads == [3, 3]  # 4 evaluated users in batches of 2
+    assert m == ev.evaluate(base, train, test, k=2, progress=False)

@@ -11,6 +11,8 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
+from . import datasets, split, transforms
+from .data import IdMap, Interactions
 from .models import BPR, SGDMF, FactorModel, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 from . import evaluation
@@ -21,12 +23,17 @@ __all__ = [
     "__version__",
     "BPR",
     "cupy_available",
+    "datasets",
     "evaluation",
+    "IdMap",
+    "Interactions",
     "FactorModel",
     "load",
     "MostPopular",
     "NotFittedError",
     "Recommender",
     "SGDMF",
+    "split",
     "topk",
+    "transforms",
 ]

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .._validation import as_csr, check_ids, check_k, check_positive
-from ._common import csr_keys, first_occurrence, hit_matrix, in_sorted, relevant_rows
+from ._common import csr_keys, hit_matrix, in_sorted, relevant_rows
 from .beyond import coverage, novelty
 from .ranking import RANKING_METRICS, auc, per_user_metrics
 
@@ -62,8 +62,9 @@ def test_pairs(test, users=None) -> tuple[np.ndarray, np.ndarray]:
 def sample_negatives(train, test, n_negatives: int = 100, seed: int = 0, users=None) -> np.ndarray:
     """Sample ``n_negatives`` distinct items per test pair that its user has not interacted with.
 
-    "Interacted with" means a stored entry in ``train`` or ``test`` (any value). Draws are uniform
-    among those items, without replacement within a row, and deterministic for a given ``seed``.
+    "Interacted with" means a stored entry in ``train`` or ``test`` (any value). Each row is a
+    uniformly random set of ``n_negatives`` such items (no repeats), listed in ascending item order;
+    the result is deterministic for a given ``seed``.
 
     Parameters
     ----------
@@ -90,50 +91,68 @@ def _train_test(train, test) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     return tr, t
 
 
-def _sample_unseen(train, test, pair_users, n_neg, rng, max_rounds: int = 64) -> np.ndarray:
+def _sample_unseen(train, test, pair_users, n_neg, rng, max_rounds: int = 64, chunk: int = 1 << 22) -> np.ndarray:
     n_users, n_items = train.shape
+
     def pattern(m):  # stored entries as ones: a stored 0 still counts as an interaction
         return sp.csr_matrix((np.ones(m.nnz, np.float32), m.indices, m.indptr), shape=m.shape)
 
     seen = (pattern(train) + pattern(test)).tocsr()  # union of the stored entries
     seen.sum_duplicates()
     n_seen = np.diff(seen.indptr)
-    short = n_items - n_seen[pair_users] < n_neg
+    n_unseen = n_items - n_seen[pair_users]
+    short = n_unseen < n_neg
     if short.any():
         u = pair_users[short][0]
         raise ValueError(
             f"n_negatives={n_neg} but user {u} has only {n_items - n_seen[u]} items outside train and test"
         )
-    # Uniform draw of the j-th unseen item of user u, for all pairs at once: with the user's seen
-    # items s_0 < s_1 < ..., g_t = s_t - t counts the unseen items before s_t, and the j-th unseen
-    # item is j + #{t : g_t <= j}. Keys u * (n_items + 1) + g_t are globally sorted.
+    # Sample in "unseen rank" space: j in [0, n_unseen_u) stands for the j-th item user u has not
+    # seen. Distinct j give distinct items, so rows are made distinct there, then mapped once.
+    # With the user's seen items s_0 < s_1 < ..., g_t = s_t - t counts the unseen items before s_t,
+    # and the j-th unseen item is j + #{t : g_t <= j}: one searchsorted on the keys
+    # u * (n_items + 1) + g_t, which are globally sorted (by user, then g).
     t_in_row = np.arange(seen.nnz) - np.repeat(seen.indptr[:-1], n_seen)
-    row_of = np.repeat(np.arange(n_users, dtype=np.int64), n_seen)
-    gap_keys = row_of * (n_items + 1) + (seen.indices - t_in_row)
-    n_unseen = (n_items - n_seen[pair_users])[:, None]
-    base = pair_users.astype(np.int64)[:, None] * (n_items + 1)
-    row_start = seen.indptr[pair_users][:, None]
+    gap_keys = np.repeat(np.arange(n_users, dtype=np.int64), n_seen) * (n_items + 1) + (seen.indices - t_in_row)
 
-    def draw(shape_rows, cols):
-        j = (rng.random((shape_rows.size, cols)) * n_unseen[shape_rows]).astype(np.int64)
-        before = np.searchsorted(gap_keys, base[shape_rows] + j, side="right") - row_start[shape_rows]
-        return j + before
+    out = np.empty((pair_users.size, n_neg), dtype=np.int64)
+    rows_per_chunk = max(1, chunk // n_neg)  # bounds the memory of the draws
+    for start in range(0, pair_users.size, rows_per_chunk):
+        sl = slice(start, start + rows_per_chunk)
+        j = _distinct_draws(n_unseen[sl], n_neg, rng, max_rounds)
+        # rows are sorted and pair users ascending, so the needles are sorted too (fast searchsorted)
+        base = pair_users[sl].astype(np.int64)[:, None] * (n_items + 1)
+        before = np.searchsorted(gap_keys, base + j, side="right") - seen.indptr[pair_users[sl]][:, None]
+        out[sl] = j + before
+    return out
 
-    out = draw(np.arange(pair_users.size), n_neg)
-    # without replacement: redraw repeated positions until every row is distinct
+
+def _distinct_draws(high: np.ndarray, n: int, rng, max_rounds: int) -> np.ndarray:
+    """(len(high), n) int64, row r: n distinct integers uniform in [0, high[r]), sorted ascending.
+
+    Rows with room (high >= 2n) draw with replacement and redraw repeats, a few rounds at most;
+    the set is uniform over n-subsets because the procedure treats every value alike. Crowded
+    rows (and any row that still repeats after ``max_rounds``) take an exact permutation draw,
+    one row at a time: such a row costs O(high) anyway.
+    """
+    out = rng.integers(0, high[:, None], size=(high.size, n), dtype=np.int64)
+    out.sort(axis=1)
+    crowded = high < 2 * n
+    dirty = np.flatnonzero(~crowded)
     for _ in range(max_rounds):
-        dup = ~first_occurrence(out)
-        rows = np.flatnonzero(dup.any(axis=1))
-        if rows.size == 0:
-            return out
-        r, c = np.nonzero(dup[rows])
-        out[rows[r], c] = draw(rows[r], 1)[:, 0]
-    # Only rows whose n_neg is close to their number of unseen items get here (redraws rarely
-    # avoid every repeat); sample those few exactly, one row at a time.
-    for p in np.flatnonzero(~first_occurrence(out).all(axis=1)):
-        u = pair_users[p]
-        unseen = np.setdiff1d(np.arange(n_items), seen.indices[seen.indptr[u] : seen.indptr[u + 1]])
-        out[p] = rng.choice(unseen, n_neg, replace=False)
+        sub = out[dirty]
+        rep = np.zeros(sub.shape, dtype=bool)
+        rep[:, 1:] = sub[:, 1:] == sub[:, :-1]
+        has = rep.any(axis=1)
+        dirty, sub, rep = dirty[has], sub[has], rep[has]
+        if dirty.size == 0:
+            break
+        r, c = np.nonzero(rep)
+        sub[r, c] = rng.integers(0, high[dirty][r], dtype=np.int64)
+        sub.sort(axis=1)
+        out[dirty] = sub
+    for r in np.concatenate([np.flatnonzero(crowded), dirty]):
+        out[r] = np.sort(rng.choice(high[r], n, replace=False))
     return out
 
 

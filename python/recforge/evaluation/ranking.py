@@ -86,6 +86,13 @@ def _ranking_metric(name, recommended_ids, test, k, users, per_user):
     return values if per_user else float(np.nanmean(values))
 
 
+_DEFINITIONS_DOC = """
+    T_u = {i : test[u, i] > 0} (binary relevance). h_u(j) = 1 when the id at 1-based rank j is in
+    T_u, is not -1 padding and does not appear at an earlier rank of the same list (a repeated id
+    counts once), else 0. The result averages over users with |T_u| > 0; users without test items
+    are skipped, never counted as 0.
+"""
+
 _SIGNATURE_DOC = """
     Parameters
     ----------
@@ -153,7 +160,7 @@ def mrr_at_k(recommended_ids, test, k: int | None = None, *, users=None, per_use
 
 
 for _f in (precision_at_k, recall_at_k, ndcg_at_k, map_at_k, hit_rate_at_k, mrr_at_k):
-    _f.__doc__ += "\n    The module docstring defines h_u(j), T_u and the averaging.\n" + _SIGNATURE_DOC
+    _f.__doc__ += _DEFINITIONS_DOC + _SIGNATURE_DOC
 del _f
 
 
