@@ -6,6 +6,7 @@ it is single-threaded), timings interleaved by ``ctx.timeit_many``:
 1. Explicit ratings, cross-validated RMSE and time (fit + predict, summed over the folds).
    - MovieLens-100K: the official folds u1..u5 (``uN.base`` / ``uN.test``).
    - ml-latest-small: 5-fold random CV (folds from a permutation seeded with 0).
+   Data through ``rf.datasets.load_movielens`` (the u1..u5 fold files read directly).
    - MovieLens-1M: only when ``ml-1m/ratings.dat`` exists (it is not in the shared data).
    Surprise ``SVD`` runs at its defaults (random_state=0 for repeatability). Our hyperparameters
    are chosen per fold, honestly: a small grid is scored on a validation split (10 %, seeded)
@@ -18,8 +19,8 @@ it is single-threaded), timings interleaved by ``ctx.timeit_many``:
    rate and regularisation come from the same grid, chosen on a validation split (20 % per user)
    of the training part. Both libraries' factors go through the same ``rf.topk`` (training items
    excluded) and the same ``rf.evaluation`` metrics. Time per epoch = fit time / epochs.
-3. Throughput: one BPR epoch over a 12M-interaction synthetic set (power-law item popularity,
-   seeded; 200K with --quick), f = 64: positives (samples) per second per thread, from each
+3. Throughput: one BPR epoch over a 12M-interaction ``rf.datasets.synthetic`` set (power-law,
+   seed 0; 200K with --quick), f = 64: positives (samples) per second per thread, from each
    library's own per-epoch timing (recforge ``history_``, implicit's epoch callback).
 """
 
@@ -62,83 +63,44 @@ def _csr(users, items, values, shape):
     return sp.csr_matrix((np.asarray(values, np.float32), (users, items)), shape=shape)
 
 
-def _explicit_folds(ctx, name):
+def _explicit_folds(ctx, rf, name):
     """[(train_df, test_df)], n_users, n_items, rating_scale; dense 0-based ids in 'u', 'i'."""
     import pandas as pd
 
-    d = ctx.data_dir
-    if name == "ml-100k":
-        full = _read_100k(d / "ml-100k" / "u.data")
-        n_users, n_items = int(full.user.max()), int(full.item.max())  # ids are 1..n in this set
+    n_folds = 2 if ctx.quick else 5
+    if name == "ml-100k":  # the official folds; ids are 1..n in this set
+        full = rf.datasets.load_movielens("100k", data_home=ctx.data_dir, progress=False)
+        n_users, n_items = int(full.user.max()), int(full.item.max())
         folds = []
-        for base, test in FOLDS_100K[: 2 if ctx.quick else 5]:
-            parts = [_read_100k(d / "ml-100k" / f) for f in (base, test)]
+        for base, test in FOLDS_100K[:n_folds]:
+            parts = [_read_100k(ctx.data_dir / "ml-100k" / f) for f in (base, test)]
             for p in parts:
                 p["u"], p["i"] = p.user.values - 1, p.item.values - 1
             folds.append(tuple(parts))
         return folds, n_users, n_items, (1.0, 5.0)
-    if name == "ml-latest-small":
-        df = pd.read_csv(d / "ml-latest-small" / "ratings.csv").rename(
-            columns={"userId": "user", "movieId": "item"}
-        )
-        scale = (0.5, 5.0)
-    elif name == "ml-1m":
-        df = pd.read_csv(d / "ml-1m" / "ratings.dat", sep="::", engine="python",
-                         names=["user", "item", "rating", "timestamp"])
-        scale = (1.0, 5.0)
-    else:
-        raise ValueError(name)
+    variant = {"ml-latest-small": "latest-small", "ml-1m": "1m"}[name]
+    df = rf.datasets.load_movielens(variant, data_home=ctx.data_dir, progress=False)
+    scale = (float(df.rating.min()), float(df.rating.max()))
     df["u"] = pd.factorize(df.user)[0]
     df["i"] = pd.factorize(df.item)[0]
-    perm = np.random.default_rng(0).permutation(len(df))
-    parts = np.array_split(perm, 5)
+    parts = np.array_split(np.random.default_rng(0).permutation(len(df)), 5)
     folds = []
-    for k in range(2 if ctx.quick else 5):
-        test_idx = parts[k]
+    for k in range(n_folds):
         train_idx = np.concatenate([parts[j] for j in range(5) if j != k])
-        folds.append((df.iloc[train_idx].reset_index(drop=True), df.iloc[test_idx].reset_index(drop=True)))
+        folds.append((df.iloc[train_idx].reset_index(drop=True), df.iloc[parts[k]].reset_index(drop=True)))
     return folds, int(df.u.max()) + 1, int(df.i.max()) + 1, scale
 
 
-def _per_user_holdout(csr, fraction, seed):
-    """Per user, a random ``fraction`` of the stored entries (rounded) goes to the second matrix."""
-    import scipy.sparse as sp
-
-    rng = np.random.default_rng(seed)
-    coo = csr.tocoo()
-    order = np.lexsort((rng.random(coo.nnz), coo.row))  # random order within each user
-    rows = coo.row[order]
-    starts = np.searchsorted(rows, np.arange(csr.shape[0] + 1))
-    rank = np.arange(coo.nnz) - starts[rows]
-    n_test = np.rint(fraction * np.diff(starts)).astype(np.int64)
-    held = rank < n_test[rows]
-    pick = lambda m: sp.csr_matrix(
-        (coo.data[order][m], (rows[m], coo.col[order][m])), shape=csr.shape, dtype=np.float32
-    )
-    return pick(~held), pick(held)
-
-
-def _synthetic_implicit(n_users, n_items, nnz, seed):
-    """Seeded power-law implicit data (~nnz distinct entries)."""
-    import scipy.sparse as sp
-
-    rng = np.random.default_rng(seed)
-    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    cdf = np.cumsum(pop / pop.sum())
-    activity = rng.lognormal(0.0, 1.0, n_users)
-    draws = int(nnz * 1.08)  # duplicates are dropped below
-    users = np.minimum(np.searchsorted(np.cumsum(activity / activity.sum()), rng.random(draws)), n_users - 1)
-    items = rng.permutation(n_items)[np.minimum(np.searchsorted(cdf, rng.random(draws)), n_items - 1)]
-    m = sp.csr_matrix((np.ones(draws, np.float32), (users, items)), shape=(n_users, n_items))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+def _holdout(rf, csr, fraction, seed):
+    """rf.split.random_holdout (per user) on a plain matrix; returns two CSR matrices."""
+    train, test = rf.split.random_holdout(rf.Interactions.from_scipy(csr), test_fraction=fraction, seed=seed)
+    return train.csr, test.csr
 
 
 # -- part 1: explicit ratings --------------------------------------------------------------------
 def _tune_sgdmf(rf, train, threads, seed):
     """Grid point and epoch count chosen on a validation split of ``train`` (see MF_TOLERANCE)."""
-    fit_part, val_part = _per_user_holdout(train, 0.1, seed)
+    fit_part, val_part = _holdout(rf, train, 0.1, seed)
     scored = []
     for factors, lr, reg in itertools.product(*MF_GRID.values()):
         m = rf.SGDMF(factors=factors, lr=lr, reg=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed,
@@ -154,7 +116,7 @@ def _tune_sgdmf(rf, train, threads, seed):
 def _explicit_part(ctx, rf, surprise, name, rows):
     from surprise import SVD, Dataset, Reader, accuracy
 
-    folds, n_users, n_items, scale = _explicit_folds(ctx, name)
+    folds, n_users, n_items, scale = _explicit_folds(ctx, rf, name)
     case = f"{name} {len(folds)}-fold CV"
     rmse = {"recforge": [], "surprise": []}
     times = {"recforge": [], "surprise": []}
@@ -221,12 +183,12 @@ def _vectors(lib, model, n_users):
 
 
 def _ranking_part(ctx, rf, implicit_bpr, rows):
-    df = _read_100k(ctx.data_dir / "ml-100k" / "u.data")
-    df = df[df.rating >= 4]
-    shape = (int(df.user.max()), int(_read_100k(ctx.data_dir / "ml-100k" / "u.data").item.max()))
-    full = _csr(df.user.values - 1, df.item.values - 1, np.ones(len(df)), shape)
-    train, test = _per_user_holdout(full, 0.2, 42)
-    fit_part, val_part = _per_user_holdout(train, 0.2, 7)
+    df = rf.datasets.load_movielens("100k", data_home=ctx.data_dir, progress=False)
+    inter = rf.Interactions.from_pandas(df[df.rating >= 4], user_col="user", item_col="item")
+    train_i, test_i = rf.split.random_holdout(inter, test_fraction=0.2, seed=42)
+    train, test = train_i.csr, test_i.csr
+    shape = train.shape
+    fit_part, val_part = _holdout(rf, train, 0.2, 7)
     factors, epochs = 64, (20 if ctx.quick else 100)
 
     makers = {
@@ -277,7 +239,8 @@ def _ranking_part(ctx, rf, implicit_bpr, rows):
 # -- part 3: throughput --------------------------------------------------------------------------
 def _throughput_part(ctx, rf, implicit_bpr, rows):
     n_users, n_items, nnz = (20_000, 5_000, 200_000) if ctx.quick else (200_000, 50_000, 12_000_000)
-    data = _synthetic_implicit(n_users, n_items, nnz, seed=0)
+    df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=0)
+    data = rf.Interactions.from_pandas(df, user_col="user", item_col="item").csr
     case = f"synthetic {data.nnz / 1e6:.1f}M interactions f=64"
     ctx.log(f"throughput: {case}, {n_users:,} users x {n_items:,} items")
     epochs = 3
