@@ -29,14 +29,6 @@ log = logging.getLogger(__name__)
 _SCHEDULES = ("constant", "inverse", "exponential")
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
@@ -135,10 +127,10 @@ class SGDMF(FactorModel):
         threads: int = 0,
         seed: int = 42,
     ):
-        self.factors = _check_int(factors, "factors", 1)
+        self.factors = check_positive(factors, "factors", integer=True)
         self.lr = check_positive(lr, "lr")
         self.reg = check_nonnegative(reg, "reg")
-        self.epochs = _check_int(epochs, "epochs", 1)
+        self.epochs = check_positive(epochs, "epochs", integer=True)
         self.biases = bool(biases)
         self.bias_reg = self.reg if bias_reg is None else check_nonnegative(bias_reg, "bias_reg")
         if lr_schedule not in _SCHEDULES:
@@ -191,7 +183,7 @@ class SGDMF(FactorModel):
         if patience is not None:
             if val is None:
                 raise ValueError("patience needs a validation set (fit(..., validation=...))")
-            patience = _check_int(patience, "patience", 1)
+            patience = check_positive(patience, "patience", integer=True)
         threads = resolve_threads(self.threads)
 
         n_users, n_items = train.shape
@@ -395,11 +387,11 @@ class BPR(FactorModel):
         threads: int = 0,
         seed: int = 42,
     ):
-        self.factors = _check_int(factors, "factors", 1)
+        self.factors = check_positive(factors, "factors", integer=True)
         self.lr = check_positive(lr, "lr")
         self.reg = check_nonnegative(reg, "reg")
-        self.epochs = _check_int(epochs, "epochs", 1)
-        self.negatives = _check_int(negatives, "negatives", 1)
+        self.epochs = check_positive(epochs, "epochs", integer=True)
+        self.negatives = check_positive(negatives, "negatives", integer=True)
         if sampling not in ("uniform", "popularity"):
             raise ValueError(f"sampling must be 'uniform' or 'popularity', got {sampling!r}")
         self.sampling = sampling
@@ -407,7 +399,7 @@ class BPR(FactorModel):
         if loss not in ("bpr", "warp"):
             raise ValueError(f"loss must be 'bpr' or 'warp', got {loss!r}")
         self.loss = loss
-        self.max_sampled = _check_int(max_sampled, "max_sampled", 1)
+        self.max_sampled = check_positive(max_sampled, "max_sampled", integer=True)
         self.init_std = check_nonnegative(init_std, "init_std")
         resolve_threads(threads)
         self.threads = int(threads)
