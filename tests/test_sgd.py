@@ -379,3 +379,57 @@ def test_bpr_without_item_biases_and_save_load(tmp_path):
         np.testing.assert_array_equal(ids, ids2)
         np.testing.assert_array_equal(scores, scores2)
         np.testing.assert_array_equal(back.score([1, 2], [3, 4]), model.score([1, 2], [3, 4]))
+
+
+# -- fold-in (partial_fit_users) ---------------------------------------------------------------
+def _without_rows(csr, rows):
+    keep = np.ones(csr.shape[0], bool)
+    keep[rows] = False
+    return sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ csr)
+
+
+def test_sgdmf_fold_in_learns_users_and_leaves_items():
+    train, ru, ri, truth = planted_ratings(seed=3)
+    folded = np.arange(10)
+    model = rf.SGDMF(factors=3, lr=0.01, reg=0.005, epochs=40, threads=1).fit(_without_rows(train, folded),
+                                                                              progress=False)
+    items_before, bias_before = model.item_factors.copy(), model.item_bias.copy()
+    others_before = model.user_factors[10:].copy()
+    n = model.n_users
+    new_row = train[[0]]
+    model.partial_fit_users(np.r_[folded, n + 1], sp.vstack([train[folded], new_row]))
+    np.testing.assert_array_equal(model.item_factors, items_before)
+    np.testing.assert_array_equal(model.item_bias, bias_before)
+    np.testing.assert_array_equal(model.user_factors[10:n], others_before)
+    assert model.n_users == n + 2 and not model.user_factors[n].any()  # the gap row stays empty
+    assert (model._train[folded] != train[folded]).nnz == 0
+    mask = np.isin(ru, folded)
+    rmse = np.sqrt(np.mean((model.score(ru[mask], ri[mask]) - truth[mask]) ** 2))
+    assert rmse < 0.3, rmse
+    # The new user's ratings are user 0's: the two predict alike.
+    np.testing.assert_allclose(model.score([n + 1] * 5, np.arange(5)), model.score([0] * 5, np.arange(5)), atol=0.3)
+
+
+def test_bpr_fold_in_learns_users_and_leaves_items():
+    train, test = planted_implicit(seed=4)
+    folded = np.arange(40)
+    model = rf.BPR(factors=16, epochs=40, threads=1).fit(_without_rows(train, folded), progress=False)
+    items_before = model.item_factors.copy()
+    pop = rf.MostPopular().fit(train)
+    model.partial_fit_users(folded, train[folded])
+    np.testing.assert_array_equal(model.item_factors, items_before)
+    sub = _without_rows(test, np.arange(40, test.shape[0]))
+    assert hit_rate(model, sub) > 1.5 * hit_rate(pop, sub)
+
+
+def test_fold_in_bad_input():
+    train, *_ = planted_ratings(n_users=30, n_items=20)
+    model = rf.SGDMF(epochs=2).fit(train, progress=False)
+    with pytest.raises(ValueError, match="repeat"):
+        model.partial_fit_users([1, 1], train[[1, 1]])
+    with pytest.raises(ValueError, match="shape"):
+        model.partial_fit_users([1, 2], train[[1]])
+    with pytest.raises(ValueError, match=">= 0"):
+        model.partial_fit_users([-1], train[[1]])
+    with pytest.raises(rf.NotFittedError):
+        rf.BPR().partial_fit_users([0], train[[0]])

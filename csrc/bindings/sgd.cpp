@@ -139,7 +139,7 @@ void bind_sgd(py::module_& m) {
         "sgd_mf_epoch",
         [](RatingData& d, py::array user_factors, py::array item_factors, py::object user_bias,
            py::object item_bias, float global_mean, float lr, float reg, float bias_reg, int threads,
-           std::uint64_t seed, std::uint64_t epoch) {
+           std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
             const py::ssize_t f = user_factors.ndim() == 2 ? user_factors.shape(1) : 0;
             if (f < 1) throw std::invalid_argument("user_factors must be 2-D with at least one column");
             sgd::MFModel model;
@@ -158,6 +158,7 @@ void bind_sgd(py::module_& m) {
             step.lr = lr;
             step.reg = reg;
             step.bias_reg = bias_reg;
+            step.freeze_items = freeze_items;
             step.threads = threads;
             step.seed = seed;
             step.epoch = epoch;
@@ -166,7 +167,7 @@ void bind_sgd(py::module_& m) {
         },
         py::arg("data"), py::arg("user_factors"), py::arg("item_factors"), py::arg("user_bias"),
         py::arg("item_bias"), py::arg("global_mean"), py::arg("lr"), py::arg("reg"), py::arg("bias_reg"),
-        py::arg("threads"), py::arg("seed"), py::arg("epoch"),
+        py::arg("threads"), py::arg("seed"), py::arg("epoch"), py::arg("freeze_items") = false,
         "One Hogwild SGD epoch of biased MF (updates the arrays in place); returns the training MSE.");
 
     m.def(
@@ -213,7 +214,7 @@ void bind_sgd(py::module_& m) {
         "sgd_rank_epoch",
         [](const PositiveData& d, py::array user_factors, py::array item_factors, py::object item_bias,
            float lr, float reg, int negatives, const std::string& sampling, const std::string& loss,
-           int max_sampled, int threads, std::uint64_t seed, std::uint64_t epoch) {
+           int max_sampled, int threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
             const py::ssize_t f = user_factors.ndim() == 2 ? user_factors.shape(1) : 0;
             if (f < 1) throw std::invalid_argument("user_factors must be 2-D with at least one column");
             if (negatives < 1) throw std::invalid_argument("negatives must be >= 1");
@@ -235,6 +236,7 @@ void bind_sgd(py::module_& m) {
             else if (loss == "warp") step.loss = sgd::Loss::warp;
             else throw std::invalid_argument("loss must be 'bpr' or 'warp', got '" + loss + "'");
             step.max_sampled = max_sampled;
+            step.freeze_items = freeze_items;
             step.threads = threads;
             step.seed = seed;
             step.epoch = epoch;
@@ -253,7 +255,7 @@ void bind_sgd(py::module_& m) {
         },
         py::arg("data"), py::arg("user_factors"), py::arg("item_factors"), py::arg("item_bias"),
         py::arg("lr"), py::arg("reg"), py::arg("negatives"), py::arg("sampling"), py::arg("loss"),
-        py::arg("max_sampled"), py::arg("threads"), py::arg("seed"), py::arg("epoch"),
+        py::arg("max_sampled"), py::arg("threads"), py::arg("seed"), py::arg("epoch"), py::arg("freeze_items") = false,
         "One Hogwild epoch of BPR/WARP (updates the arrays in place); returns a dict of epoch stats.");
 
     m.def(

@@ -21,7 +21,7 @@ constexpr std::int64_t kPrefetch = 8;
 // per update at f = 32/64); F == 0 reads it from the model.
 template <int F>
 RECFORGE_SIMD_CLONES
-double mf_range(const Rating* r, const MFModel& m, float lr, float reg, float bias_reg,
+double mf_range(const Rating* r, const MFModel& m, float lr, float item_lr, float reg, float bias_reg,
                 std::int64_t begin, std::int64_t end) {
     const int f = F > 0 ? F : m.factors;
     const bool biases = m.user_bias != nullptr;
@@ -40,14 +40,14 @@ double mf_range(const Rating* r, const MFModel& m, float lr, float reg, float bi
         sse += static_cast<double>(err) * err;
         if (biases) {
             m.user_bias[u] += lr * (err - bias_reg * m.user_bias[u]);
-            m.item_bias[i] += lr * (err - bias_reg * m.item_bias[i]);
+            m.item_bias[i] += item_lr * (err - bias_reg * m.item_bias[i]);
         }
         // Simultaneous step: both rows move along the gradient taken at their old values.
 #pragma omp simd
         for (int c = 0; c < f; ++c) {
             const float pc = p[c], qc = q[c];
             p[c] = pc + lr * (err * qc - reg * pc);
-            q[c] = qc + lr * (err * pc - reg * qc);
+            q[c] = qc + item_lr * (err * pc - reg * qc);
         }
     }
     return sse;
@@ -68,12 +68,14 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
     }
     const auto sse = detail::per_thread<double>(detail::useful_threads(s.threads, n), [&](int t, int nt) {
         const std::int64_t b = detail::share_begin(n, t, nt), e = detail::share_begin(n, t + 1, nt);
+        // Frozen items get a zero step: x + 0 * g == x, without a branch in the hot loop.
+        const float item_lr = s.freeze_items ? 0.f : s.lr;
         switch (m.factors) {
-            case 16: return mf_range<16>(r, m, s.lr, s.reg, s.bias_reg, b, e);
-            case 32: return mf_range<32>(r, m, s.lr, s.reg, s.bias_reg, b, e);
-            case 64: return mf_range<64>(r, m, s.lr, s.reg, s.bias_reg, b, e);
-            case 128: return mf_range<128>(r, m, s.lr, s.reg, s.bias_reg, b, e);
-            default: return mf_range<0>(r, m, s.lr, s.reg, s.bias_reg, b, e);
+            case 16: return mf_range<16>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 32: return mf_range<32>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 64: return mf_range<64>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 128: return mf_range<128>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            default: return mf_range<0>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
         }
     });
     double total = 0.0;

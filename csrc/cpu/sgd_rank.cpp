@@ -71,13 +71,13 @@ inline void prefetch_row(const float* p, int f) {
 // One pairwise step moving s_ui up and s_uj down with weight g (all three rows read before
 // any is written).
 inline void pair_update(float* __restrict p, float* __restrict qi, float* __restrict qj, int f,
-                        float g, float lr, float reg) {
+                        float g, float lr, float item_lr, float reg) {
 #pragma omp simd
     for (int c = 0; c < f; ++c) {
         const float pc = p[c], ic = qi[c], jc = qj[c];
         p[c] = pc + lr * (g * (ic - jc) - reg * pc);
-        qi[c] = ic + lr * (g * pc - reg * ic);
-        qj[c] = jc + lr * (-g * pc - reg * jc);
+        qi[c] = ic + item_lr * (g * pc - reg * ic);
+        qj[c] = jc + item_lr * (-g * pc - reg * jc);
     }
 }
 
@@ -108,6 +108,8 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
     const int f = m.factors;
     float* const bias = m.item_bias;
     const float lr = s.lr, reg = s.reg;
+    // Frozen items get a zero step: x + 0 * g == x, without a branch in the hot loop.
+    const float item_lr = s.freeze_items ? 0.f : s.lr;
     RankStats st;
     LogSum softplus;      // BPR: sum of log(1 + exp(-|x|))
     double hinge = 0.0;   // BPR: sum of max(-x, 0); WARP: weighted hinge
@@ -173,10 +175,10 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
                 const float g = x >= 0.f ? z / (1.f + z) : 1.f / (1.f + z);
                 hinge += static_cast<double>(std::max(-x, 0.f));
                 softplus.add(1.0 + static_cast<double>(z));
-                pair_update(p, qi, qj, f, g, lr, reg);
+                pair_update(p, qi, qj, f, g, lr, item_lr, reg);
                 if (bias) {
-                    bias[i] += lr * (g - reg * bias[i]);
-                    bias[j] += lr * (-g - reg * bias[j]);
+                    bias[i] += item_lr * (g - reg * bias[i]);
+                    bias[j] += item_lr * (-g - reg * bias[j]);
                 }
                 ++st.pairs;
                 ++st.updates;
@@ -198,10 +200,10 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
                     const float rank = std::floor(static_cast<float>(d.n_items - 1) / static_cast<float>(n));
                     const float w = std::log(std::max(1.f, rank));
                     hinge += static_cast<double>(w) * (1.0 - pos + neg);
-                    pair_update(p, qi, qj, f, w, lr, reg);
+                    pair_update(p, qi, qj, f, w, lr, item_lr, reg);
                     if (bias) {
-                        bias[i] += lr * (w - reg * bias[i]);
-                        bias[j] += lr * (-w - reg * bias[j]);
+                        bias[i] += item_lr * (w - reg * bias[i]);
+                        bias[j] += item_lr * (-w - reg * bias[j]);
                     }
                     ++st.updates;
                     break;

@@ -41,6 +41,7 @@ struct MFStep {
     float lr = 0.005f;           // learning rate of this epoch (the schedule lives in Python)
     float reg = 0.02f;           // L2 on factors
     float bias_reg = 0.02f;      // L2 on biases
+    bool freeze_items = false;   // fold-in: item factors and biases stay as they are
     int threads = 0;             // <= 0: all cores
     std::uint64_t seed = 42;
     std::uint64_t epoch = 0;
@@ -88,6 +89,7 @@ struct RankStep {
     Sampling sampling = Sampling::uniform;
     Loss loss = Loss::bpr;
     int max_sampled = 100;          // WARP: negatives tried per positive before giving up
+    bool freeze_items = false;      // fold-in: item factors and biases stay as they are
     int threads = 0;
     std::uint64_t seed = 42;
     std::uint64_t epoch = 0;

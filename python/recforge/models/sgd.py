@@ -15,6 +15,7 @@ import numbers
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .. import _core
@@ -229,6 +230,47 @@ class SGDMF(FactorModel):
         if patience is not None and best["state"] is not None:
             self._set_state(best["state"])
         self.best_epoch_ = best["epoch"] if val is not None else len(self.history_) - 1
+        return self
+
+    def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
+        """Fold in new or changed users without a full refit.
+
+        Their factors restart from the initial distribution and their biases from 0, then SGD
+        runs over their ratings only, with the item factors and biases (and the global mean)
+        held fixed. Other users do not change.
+
+        Parameters
+        ----------
+        user_ids : 1-D int array (n,)
+            Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero factors).
+        interactions_rows : scipy.sparse (n, n_items)
+            Their complete rating rows; they replace the rows in the training matrix.
+        epochs : int, optional
+            Passes over their ratings (default: the model's ``epochs``), with the model's
+            learning-rate schedule.
+        """
+        ids, placed = _fold_in_rows(self, user_ids, interactions_rows)
+        self._check_scale(placed.data, "interactions_rows")
+        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        n_users = placed.shape[0]
+        rng = np.random.default_rng([self.seed, n_users, ids.size])
+        self.user_factors = _grown(self.user_factors, n_users)
+        self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
+        self.user_factors[ids[placed[ids].getnnz(axis=1) == 0]] = 0.0  # no ratings: biases alone
+        if self.biases:
+            self.user_bias = _grown(self.user_bias, n_users)
+            self.user_bias[ids] = 0.0
+        self._train = _with_rows(self._train, ids, placed)
+        if placed.nnz:
+            coo = placed.tocoo()
+            data = _core.SGDRatingData(coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data, n_users,
+                                       self.n_items)
+            threads = resolve_threads(self.threads)
+            bar = tqdm(range(epochs), desc="SGDMF fold-in", unit="epoch", disable=not progress, leave=False)
+            for epoch in bar:
+                _core.sgd_mf_epoch(data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+                                   self.global_bias, self.learning_rate(epoch), self.reg, self.bias_reg, threads,
+                                   self.seed, epoch, freeze_items=True)
         return self
 
     # -- prediction -----------------------------------------------------------------------------
@@ -447,6 +489,42 @@ class BPR(FactorModel):
         _epochs(self, self.epochs, run_epoch, callback, progress, self.loss.upper())
         return self
 
+    def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
+        """Fold in new or changed users without a full refit.
+
+        Their factors restart from the initial distribution and are trained on their positives
+        only (negatives checked against their rows), with the item factors and biases fixed.
+
+        Parameters
+        ----------
+        user_ids : 1-D int array (n,)
+            Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero factors).
+        interactions_rows : scipy.sparse (n, n_items)
+            Their complete rows (values > 0 are positives); they replace the training rows.
+        epochs : int, optional
+            Passes over their positives (default: the model's ``epochs``).
+        """
+        ids, placed = _fold_in_rows(self, user_ids, interactions_rows)
+        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        n_users = placed.shape[0]
+        rng = np.random.default_rng([self.seed, n_users, ids.size])
+        self.user_factors = _grown(self.user_factors, n_users)
+        self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
+        self._train = _with_rows(self._train, ids, placed)
+        pos = placed.copy()
+        pos.data = (pos.data > 0).astype(np.float32)
+        pos.eliminate_zeros()
+        if pos.nnz:
+            data = _core.SGDPositiveData(pos.indptr.astype(np.int64), pos.indices.astype(np.int32), self.n_items)
+            threads = resolve_threads(self.threads)
+            bar = tqdm(range(epochs), desc=f"{self.loss.upper()} fold-in", unit="epoch", disable=not progress,
+                       leave=False)
+            for epoch in bar:
+                _core.sgd_rank_epoch(data, self.user_factors, self.item_factors, self.item_bias, self.lr, self.reg,
+                                     self.negatives, self.sampling, self.loss, self.max_sampled, threads, self.seed,
+                                     epoch, freeze_items=True)
+        return self
+
     def _params(self):
         return {
             "factors": self.factors, "lr": self.lr, "reg": self.reg, "epochs": self.epochs,
@@ -470,6 +548,45 @@ class BPR(FactorModel):
         self.user_factors = arrays["user_factors"].astype(np.float32)
         self.item_factors = arrays["item_factors"].astype(np.float32)
         self.item_bias = arrays["item_bias"].astype(np.float32) if self.item_biases else None
+
+
+def _fold_in_rows(model, user_ids, rows, name: str = "interactions_rows"):
+    """Validated fold-in arguments: (ids, the rows placed at their ids in a (n_users', n_items)
+    matrix that is empty elsewhere). Ids >= n_users add users (n_users' = max id + 1)."""
+    model._check_fitted()
+    ids = np.asarray(user_ids)
+    ids = ids.reshape(1) if ids.ndim == 0 else ids
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"user_ids must be a 1-D array of integer ids, got shape {ids.shape} dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"user_ids must be >= 0, got {ids.min()}")
+    if np.unique(ids).size != ids.size:
+        raise ValueError("user_ids must not repeat an id")
+    m = as_csr(rows, name, allow_empty=True)
+    if m.shape != (ids.size, model.n_items):
+        raise ValueError(f"{name} must have shape ({ids.size}, {model.n_items}) (one row per id), got {m.shape}")
+    n_users = max(model.n_users, int(ids.max()) + 1 if ids.size else 0)
+    source = np.full(n_users, ids.size)  # row u of the result is row source[u] of [m; empty row]
+    source[ids] = np.arange(ids.size)
+    placed = sp.vstack([m, sp.csr_matrix((1, m.shape[1]), dtype=np.float32)], format="csr")[source]
+    return ids, sp.csr_matrix(placed, dtype=np.float32)
+
+
+def _with_rows(train, ids, placed):
+    """``train`` grown to ``placed``'s rows, with the rows ``ids`` replaced by those of ``placed``."""
+    n_users = placed.shape[0]
+    grown = sp.vstack([train, sp.csr_matrix((n_users - train.shape[0], train.shape[1]), dtype=np.float32)])
+    source = np.arange(n_users)  # row u of the result is row source[u] of [grown; placed]
+    source[ids] = n_users + ids
+    return sp.csr_matrix(sp.vstack([grown, placed], format="csr")[source], dtype=np.float32)
+
+
+def _grown(a, n):
+    """``a`` with zero rows appended up to ``n`` rows (always a copy: callers write into it)."""
+    out = np.zeros((n,) + a.shape[1:], a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 def _check_arrays(arrays: dict, expected: dict) -> None:
