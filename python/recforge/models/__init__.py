@@ -3,5 +3,6 @@
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
 from .popular import MostPopular
+from .sgd import BPR, SGDMF
 
-__all__ = ["ALS", "FactorModel", "MostPopular", "NotFittedError", "Recommender", "load"]
+__all__ = ["ALS", "BPR", "FactorModel", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]
