@@ -10,6 +10,8 @@
 
 namespace py = pybind11;
 
+void bind_mlp(py::module_& m);
+
 #ifndef RECFORGE_VERSION
 #define RECFORGE_VERSION "dev"
 #endif
@@ -51,4 +53,5 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("sgemm"), py::arg("ssyrk"), py::arg("spotrf"), py::arg("spotrs"),
         "Install Fortran BLAS/LAPACK routines (PyCapsules from scipy.linalg.cython_*).");
+    bind_mlp(m);
 }

@@ -11,7 +11,7 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
-from .models import FactorModel, MostPopular, NotFittedError, Recommender, load
+from .models import FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -21,6 +21,7 @@ __all__ = [
     "cupy_available",
     "FactorModel",
     "load",
+    "MLPScorer",
     "MostPopular",
     "NotFittedError",
     "Recommender",

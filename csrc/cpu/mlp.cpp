@@ -1,0 +1,300 @@
+// mlp.cpp — NCF model architecture, exact loss/gradient (for tests) and the training epoch.
+// See recforge/mlp.hpp for the model, memory layout, optimiser variants and determinism contract.
+#include "recforge/mlp.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "mlp_kernels.hpp"
+#include "recforge/parallel.hpp"
+
+namespace recforge::mlp {
+
+using detail::Workspace;
+
+void Arch::validate() const {
+    if (dim_gmf < 0 || dim_mlp < 0) throw std::invalid_argument("embedding dimensions must be >= 0");
+    for (int w : layers)
+        if (w <= 0) throw std::invalid_argument("layer sizes must be >= 1, got " + std::to_string(w));
+    switch (mode) {
+        case Mode::gmf:
+            if (dim_gmf <= 0 || dim_mlp != 0 || !layers.empty())
+                throw std::invalid_argument("mode gmf needs dim_gmf >= 1, dim_mlp == 0 and no layers");
+            break;
+        case Mode::mlp:
+            if (dim_mlp <= 0 || dim_gmf != 0 || layers.empty())
+                throw std::invalid_argument("mode mlp needs dim_mlp >= 1, dim_gmf == 0 and >= 1 layer");
+            break;
+        case Mode::neumf:
+            if (dim_gmf <= 0 || dim_mlp <= 0 || layers.empty())
+                throw std::invalid_argument("mode neumf needs dim_gmf >= 1, dim_mlp >= 1 and >= 1 layer");
+            break;
+        default:
+            throw std::invalid_argument("mode must be gmf (0), mlp (1) or neumf (2)");
+    }
+}
+
+std::int64_t Arch::w_offset(int l) const {
+    std::int64_t off = 0;
+    for (int j = 0; j < l; ++j) off += std::int64_t(layer_in(j)) * layer_out(j) + layer_out(j);
+    return off;
+}
+
+int Arch::widest() const {
+    int w = 2 * dim_mlp;
+    for (int x : layers) w = std::max(w, x);
+    return std::max(w, 1);
+}
+
+template <class T>
+double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64_t* users,
+                     const std::int64_t* items, const float* labels, std::int64_t n, double l2,
+                     T* grad_user, T* grad_item, T* grad_dense) {
+    arch.validate();
+    if (n <= 0) throw std::invalid_argument("loss_and_grad needs at least one sample");
+    const int E = arch.emb_width();
+    for (std::int64_t s = 0; s < n; ++s) {
+        if (users[s] < 0 || users[s] >= params.n_users || items[s] < 0 || items[s] >= params.n_items)
+            throw std::out_of_range("sample " + std::to_string(s) + " has a user or item id out of range");
+    }
+    std::fill(grad_user, grad_user + params.n_users * E, T(0));
+    std::fill(grad_item, grad_item + params.n_items * E, T(0));
+    std::fill(grad_dense, grad_dense + arch.n_dense(), T(0));
+    std::vector<T> wt(detail::n_weights(arch));
+    detail::transpose_weights(arch, params.dense, wt.data());
+
+    Workspace<T> ws;
+    ws.resize(arch, 1);
+    std::vector<T> gu(E), gi(E);
+    const T scale = T(1) / T(n);
+    double loss = 0.0;
+    for (std::int64_t s = 0; s < n; ++s) {
+        const T* ur = params.user_emb + users[s] * E;
+        const T* ir = params.item_emb + items[s] * E;
+        detail::forward(arch, params.dense, &ur, &ir, 1, ws);
+        const T z = ws.z[0], y = T(labels[s]);
+        double sq = 0.0;
+        for (int k = 0; k < E; ++k) sq += double(ur[k]) * ur[k] + double(ir[k]) * ir[k];
+        loss += double(detail::softplus(z) - y * z) + l2 * sq;
+        ws.dz[0] = (detail::sigmoid(z) - y) * scale;
+        detail::backward(arch, params.dense, wt.data(), &ur, &ir, 1, T(l2) * scale, ws, grad_dense,
+                         gu.data(), gi.data());
+        T* du = grad_user + users[s] * E;
+        T* di = grad_item + items[s] * E;
+        for (int k = 0; k < E; ++k) {
+            du[k] += gu[k];
+            di[k] += gi[k];
+        }
+    }
+    // The dense gradient was accumulated with the 1/n scale already inside dz.
+    return loss / double(n);
+}
+
+template double loss_and_grad<float>(const Arch&, const Params<float>&, const std::int64_t*,
+                                     const std::int64_t*, const float*, std::int64_t, double, float*,
+                                     float*, float*);
+template double loss_and_grad<double>(const Arch&, const Params<double>&, const std::int64_t*,
+                                      const std::int64_t*, const float*, std::int64_t, double, double*,
+                                      double*, double*);
+
+namespace {
+
+// Forward + backward of one training chunk (float; compiled per ISA). Returns the summed per-sample
+// loss; adds the chunk's dense gradient into grad_dense and writes per-sample row gradients.
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb,
+                   const float* item_emb, const std::int64_t* users, const std::int64_t* items,
+                   const float* labels, int n, float scale, float l2, Workspace<float>& ws,
+                   const float** urows, const float** irows, float* grad_dense, float* grad_u,
+                   float* grad_i) {
+    const int E = arch.emb_width();
+    for (int r = 0; r < n; ++r) {
+        urows[r] = user_emb + users[r] * E;
+        irows[r] = item_emb + items[r] * E;
+    }
+    detail::forward(arch, dense, urows, irows, n, ws);
+    double loss = 0.0;
+    for (int r = 0; r < n; ++r) {
+        const float z = ws.z[r], y = labels[r];
+        loss += double(detail::softplus(z) - y * z);
+        if (l2 != 0.0f) {
+            float sq = 0.0f;
+            for (int k = 0; k < E; ++k) sq += urows[r][k] * urows[r][k] + irows[r][k] * irows[r][k];
+            loss += double(l2) * sq;
+        }
+        ws.dz[r] = (detail::sigmoid(z) - y) * scale;
+    }
+    detail::backward(arch, dense, wt, urows, irows, n, l2 * scale, ws, grad_dense, grad_u, grad_i);
+    return loss;
+}
+
+}  // namespace
+
+double train_epoch(const Arch& arch, Params<float>& params, OptState& state, const OptConfig& config,
+                   const std::int64_t* users, const std::int64_t* items, const float* labels,
+                   std::int64_t n) {
+    arch.validate();
+    if (config.batch_size <= 0) throw std::invalid_argument("batch_size must be >= 1");
+    if (!(config.lr > 0.0f) || !std::isfinite(config.lr)) throw std::invalid_argument("lr must be finite and > 0");
+    if (!(config.l2 >= 0.0f) || !std::isfinite(config.l2)) throw std::invalid_argument("l2 must be finite and >= 0");
+    const bool adam = config.optimizer == Optimizer::adam;
+    if (adam && (!state.m_user || !state.v_user || !state.m_item || !state.v_item || !state.m_dense || !state.v_dense))
+        throw std::invalid_argument("adam needs its moment buffers");
+    for (std::int64_t s = 0; s < n; ++s) {
+        if (users[s] < 0 || users[s] >= params.n_users || items[s] < 0 || items[s] >= params.n_items)
+            throw std::out_of_range("sample " + std::to_string(s) + " has a user or item id out of range");
+    }
+    if (n == 0) return 0.0;
+
+    const int E = arch.emb_width();
+    const std::int64_t nd = arch.n_dense();
+    const int B = config.batch_size;
+    // Chunk size depends on the batch size only, so the summation order (hence every result bit)
+    // does not depend on the thread count. At most 64 chunk buffers for large batches.
+    const int chunk = B <= 2048 ? 32 : (B + 63) / 64;
+    const int max_chunks = (B + chunk - 1) / chunk;
+    const int nt = std::max(1, std::min(resolve_threads(config.threads), max_chunks));
+
+    std::vector<float> grad_chunks(std::size_t(max_chunks) * nd);
+    std::vector<double> chunk_loss(max_chunks);
+    std::vector<float> grad_u(std::size_t(B) * E), grad_i(std::size_t(B) * E);
+    std::vector<float> acc_u(std::size_t(B) * E), acc_i(std::size_t(B) * E);
+    std::vector<std::int64_t> rows_u(B), rows_i(B);
+    std::vector<std::int32_t> slot_u(params.n_users, -1), slot_i(params.n_items, -1);
+    std::vector<float> wt(detail::n_weights(arch));
+    std::vector<Workspace<float>> wss(nt);
+    std::vector<std::vector<const float*>> ptrs(nt, std::vector<const float*>(2 * std::size_t(chunk)));
+    for (auto& ws : wss) ws.resize(arch, chunk);
+    detail::transpose_weights(arch, params.dense, wt.data());
+
+    const std::int64_t n_batches = (n + B - 1) / B;
+    const float lr = config.lr, b1 = config.beta1, b2 = config.beta2, eps = config.eps;
+    double total_loss = 0.0;
+    int n_unique_u = 0, n_unique_i = 0;
+
+    // Sums the per-sample row gradients of one batch into one gradient per distinct row, in sample
+    // order (deterministic); `slot` maps row -> position in `rows`/`acc` and is reset after the update.
+    auto accumulate = [E](const std::int64_t* ids, int bs, const float* g, std::int32_t* slot,
+                          std::int64_t* rows, float* acc) {
+        int m = 0;
+        for (int s = 0; s < bs; ++s) {
+            const std::int64_t r = ids[s];
+            const float* gs = g + std::size_t(s) * E;
+            if (slot[r] < 0) {
+                slot[r] = m;
+                rows[m] = r;
+                std::memcpy(acc + std::size_t(m) * E, gs, sizeof(float) * E);
+                ++m;
+            } else {
+                float* a = acc + std::size_t(slot[r]) * E;
+                for (int k = 0; k < E; ++k) a[k] += gs[k];
+            }
+        }
+        return m;
+    };
+
+#ifdef RECFORGE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        const int tid = thread_index();
+        Workspace<float>& ws = wss[tid];
+        const float** urows = ptrs[tid].data();
+        const float** irows = urows + chunk;
+        for (std::int64_t b = 0; b < n_batches; ++b) {
+            const std::int64_t start = b * B;
+            const int bs = int(std::min<std::int64_t>(B, n - start));
+            const int nch = (bs + chunk - 1) / chunk;
+            const float scale = 1.0f / float(bs);
+#ifdef RECFORGE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int c = 0; c < nch; ++c) {
+                const int r0 = c * chunk, nr = std::min(chunk, bs - r0);
+                float* gd = grad_chunks.data() + std::size_t(c) * nd;
+                std::fill(gd, gd + nd, 0.0f);
+                chunk_loss[c] = train_chunk(arch, params.dense, wt.data(), params.user_emb, params.item_emb,
+                                            users + start + r0, items + start + r0, labels + start + r0, nr,
+                                            scale, config.l2, ws, urows, irows, gd,
+                                            grad_u.data() + std::size_t(r0) * E,
+                                            grad_i.data() + std::size_t(r0) * E);
+            }
+            // Bias corrections for this step (t counts from 1).
+            const double t = double(state.step + b + 1);
+            const float bc1 = float(1.0 - std::pow(double(b1), t));
+            const float bc2 = float(1.0 - std::pow(double(b2), t));
+            const float dense_step = lr / bc1, dense_sqrt_bc2 = std::sqrt(bc2);
+            const float sparse_step = lr * std::sqrt(bc2) / bc1;
+#ifdef RECFORGE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (std::int64_t j = 0; j < nd; ++j) {
+                float g = 0.0f;
+                for (int c = 0; c < nch; ++c) g += grad_chunks[std::size_t(c) * nd + j];
+                if (adam) {
+                    float& m = state.m_dense[j];
+                    float& v = state.v_dense[j];
+                    m = b1 * m + (1.0f - b1) * g;
+                    v = b2 * v + (1.0f - b2) * g * g;
+                    params.dense[j] -= dense_step * m / (std::sqrt(v) / dense_sqrt_bc2 + eps);
+                } else {
+                    params.dense[j] -= lr * g;
+                }
+            }
+#ifdef RECFORGE_OPENMP
+#pragma omp sections
+#endif
+            {
+#ifdef RECFORGE_OPENMP
+#pragma omp section
+#endif
+                n_unique_u = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(), acc_u.data());
+#ifdef RECFORGE_OPENMP
+#pragma omp section
+#endif
+                n_unique_i = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(), acc_i.data());
+#ifdef RECFORGE_OPENMP
+#pragma omp section
+#endif
+                {
+                    double s = 0.0;
+                    for (int c = 0; c < nch; ++c) s += chunk_loss[c];
+                    total_loss += s;
+                }
+            }
+#ifdef RECFORGE_OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int q = 0; q < n_unique_u + n_unique_i; ++q) {
+                const bool is_user = q < n_unique_u;
+                const int idx = is_user ? q : q - n_unique_u;
+                const std::int64_t row = is_user ? rows_u[idx] : rows_i[idx];
+                const float* g = (is_user ? acc_u.data() : acc_i.data()) + std::size_t(idx) * E;
+                float* p = (is_user ? params.user_emb : params.item_emb) + row * E;
+                if (adam) {
+                    float* m = (is_user ? state.m_user : state.m_item) + row * E;
+                    float* v = (is_user ? state.v_user : state.v_item) + row * E;
+                    for (int k = 0; k < E; ++k) {
+                        m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+                        v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+                        p[k] -= sparse_step * m[k] / (std::sqrt(v[k]) + eps);
+                    }
+                } else {
+                    for (int k = 0; k < E; ++k) p[k] -= lr * g[k];
+                }
+                (is_user ? slot_u : slot_i)[row] = -1;
+            }
+#ifdef RECFORGE_OPENMP
+#pragma omp single
+#endif
+            detail::transpose_weights(arch, params.dense, wt.data());
+        }
+    }
+    state.step += n_batches;
+    return total_loss / double(n);
+}
+
+}  // namespace recforge::mlp
