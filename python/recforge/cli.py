@@ -1,0 +1,257 @@
+"""The ``recforge`` command: demo, fit, evaluate, recommend, bench (each with --help)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("recforge.cli")
+
+DATASETS = ("ml-100k", "ml-1m", "ml-latest-small", "lastfm-2k", "synthetic")
+
+
+# ---- shared pieces -----------------------------------------------------------------------------
+def _parse_params(items: list[str]) -> dict:
+    """``["factors=64", "solver='cg'"]`` -> {"factors": 64, "solver": "cg"} (values as Python literals)."""
+    params = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"--param must look like name=value, got {item!r}")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value  # a bare word: keep it as a string
+    return params
+
+
+def _model_classes() -> dict:
+    import recforge as rf
+
+    names = ("ALS", "BPR", "SGDMF", "MLPScorer", "MostPopular")
+    return {n.lower(): getattr(rf, n) for n in names if hasattr(rf, n)}
+
+
+def _load_dataset(name: str, data_home: str | None, min_rating: float | None, seed: int):
+    """DataFrame (user, item[, rating, timestamp]) and a title lookup (or None)."""
+    import recforge as rf
+
+    titles = None
+    if name == "synthetic":
+        return rf.datasets.synthetic(n_users=2000, n_items=1000, nnz=100_000, seed=seed), None
+    if name.startswith("ml-"):
+        variant = name[3:]
+        df = rf.datasets.load_movielens(variant, data_home=data_home)
+        try:
+            titles = rf.datasets.movielens_titles(variant, data_home=data_home)
+        except (FileNotFoundError, ValueError):
+            titles = None
+    elif name == "lastfm-2k":
+        df = rf.datasets.load_lastfm("2k", data_home=data_home)
+    else:
+        raise SystemExit(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if min_rating is not None and "rating" in df:
+        df = df[df["rating"] >= min_rating]
+    return df, titles
+
+
+def _interactions(df):
+    import recforge as rf
+
+    weight = "rating" if "rating" in df else ("weight" if "weight" in df else None)
+    if weight == "rating":  # implicit feedback: a kept rating is one positive interaction
+        df = df.assign(rating=np.float32(1.0))
+    time_col = "timestamp" if "timestamp" in df else None
+    return rf.Interactions.from_pandas(df, user_col="user", item_col="item", weight_col=weight, time_col=time_col)
+
+
+def _format_table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(r.get(c, "")) if not isinstance(r.get(c), float) else f"{r[c]:.4f}" for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    import recforge as rf
+
+    t0 = time.perf_counter()
+    try:
+        df, titles = _load_dataset(args.dataset, args.data_home, args.min_rating, args.seed)
+        source = args.dataset
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"notice: {args.dataset} is not available ({exc}); using the synthetic data set instead", file=sys.stderr)
+        df, titles = _load_dataset("synthetic", None, None, args.seed)
+        source = "synthetic"
+    inter = _interactions(df)
+    train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=args.seed)
+
+    classes = _model_classes()
+    model_name = args.model if args.model != "auto" else ("als" if "als" in classes else "mostpopular")
+    if model_name not in classes:
+        raise SystemExit(f"unknown model {model_name!r}; available: {', '.join(sorted(classes))}")
+    models = {"MostPopular": classes["mostpopular"]()}
+    if model_name != "mostpopular":
+        models[classes[model_name].__name__] = classes[model_name](**_parse_params(args.param))
+
+    rows = []
+    for name, model in models.items():
+        t = time.perf_counter()
+        model.fit(train, progress=False)
+        fit_s = time.perf_counter() - t
+        metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol="full")
+        rows.append({"model": name, "fit_s": round(fit_s, 3), **{m: float(v) for m, v in metrics.items() if m.endswith(f"@{args.k}")}})
+    best_name, best = list(models.items())[-1]
+
+    if args.json:
+        print(json.dumps({"dataset": source, "n_users": inter.shape[0], "n_items": inter.shape[1],
+                          "nnz": int(inter.nnz), "k": args.k, "results": rows}, indent=2))
+        return 0
+    print(f"recforge {rf.__version__} demo: {source}, {inter.shape[0]} users x {inter.shape[1]} items, "
+          f"{inter.nnz} interactions; per-user 80/20 holdout, full-catalogue ranking (train items excluded)\n")
+    columns = ["model", "fit_s"] + [c for c in rows[0] if "@" in c]
+    print(_format_table(rows, columns))
+    users = np.arange(min(args.show_users, inter.shape[0]))
+    ids, _ = best.recommend(users, k=5)
+    print(f"\nTop 5 from {best_name} for the first {len(users)} users:")
+    for u, row in zip(users, ids):
+        external = inter.item_ids.to_external(row[row >= 0])
+        names = [str(titles.get(e, e)) if titles is not None else str(e) for e in external]
+        print(f"  user {inter.user_ids.to_external(np.array([u]))[0]}: " + "; ".join(names))
+    print(f"\ndone in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    import recforge as rf
+
+    df, _ = _load_dataset(args.dataset, args.data_home, args.min_rating, args.seed)
+    inter = _interactions(df)
+    classes = _model_classes()
+    if args.model not in classes:
+        raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
+    model = classes[args.model](**_parse_params(args.param))
+    model.fit(inter, progress=not args.quiet)
+    model.save(args.out)
+    print(f"saved {type(model).__name__} fitted on {args.dataset} ({inter.shape[0]} x {inter.shape[1]}) to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import recforge as rf
+
+    df, _ = _load_dataset(args.dataset, args.data_home, args.min_rating, args.seed)
+    inter = _interactions(df)
+    train, test = rf.split.random_holdout(inter, test_fraction=args.test_fraction, seed=args.seed)
+    classes = _model_classes()
+    if args.model not in classes:
+        raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
+    model = classes[args.model](**_parse_params(args.param)).fit(train, progress=not args.quiet)
+    metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol=args.protocol)
+    print(json.dumps({k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in metrics.items()}, indent=2))
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    import recforge as rf
+
+    model = rf.load(args.model_file)
+    ids, scores = model.recommend(np.asarray(args.users, dtype=np.int64), k=args.k)
+    for u, i, s in zip(args.users, ids, scores):
+        print(json.dumps({"user": u, "items": i.tolist(), "scores": [round(float(x), 6) for x in s]}))
+    return 0
+
+
+def cmd_bench(args, extra: list[str]) -> int:
+    runner = Path(args.bench_dir) / "run.py"
+    if not runner.is_file():
+        raise SystemExit(f"no benchmark runner at {runner}: run from a recforge source checkout or pass --bench-dir")
+    return subprocess.call([sys.executable, str(runner), *extra])
+
+
+# ---- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recforge", description="recforge: fit, evaluate and benchmark recommenders.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO level)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_args(sp, default="ml-100k"):
+        sp.add_argument("--dataset", default=default, choices=DATASETS, help=f"data set (default {default})")
+        sp.add_argument("--data-home", help="folder holding the data sets (default: $RECFORGE_DATA, ~/.cache/recforge)")
+        sp.add_argument("--min-rating", type=float, default=4.0,
+                        help="keep ratings >= this as positive interactions (default 4)")
+        sp.add_argument("--seed", type=int, default=42, help="seed for splits and models (default 42)")
+
+    def model_args(sp, default):
+        sp.add_argument("--model", default=default, help=f"model: als, bpr, sgdmf, mlpscorer, mostpopular (default {default})")
+        sp.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="model hyperparameter, repeatable, e.g. --param factors=64 --param solver=cholesky")
+
+    d = sub.add_parser("demo", help="the main job: fit the best model on MovieLens-100K, evaluate it, recommend",
+                       description="Load MovieLens-100K (falls back to synthetic data with a notice), split per "
+                                   "user 80/20, fit the best available model and MostPopular, evaluate on the "
+                                   "full catalogue, print a metrics table and a few users' recommendations.")
+    data_args(d)
+    model_args(d, "auto")
+    d.add_argument("--k", type=int, default=10, help="cut-off for the metrics (default 10)")
+    d.add_argument("--show-users", type=int, default=3, help="users whose recommendations are printed (default 3)")
+    d.add_argument("--json", action="store_true", help="print the metrics as JSON only")
+    d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("fit", help="fit a model on a data set and save it", description="Fit a model and save it (no pickle).")
+    data_args(f)
+    model_args(f, "als")
+    f.add_argument("--out", required=True, help="path of the model file to write")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fit)
+
+    e = sub.add_parser("evaluate", help="fit on a per-user holdout split and print metrics as JSON",
+                       description="Fit on a per-user random holdout split and evaluate.")
+    data_args(e)
+    model_args(e, "als")
+    e.add_argument("--k", type=int, default=10, help="cut-off (default 10)")
+    e.add_argument("--protocol", default="full", choices=("full", "sampled"),
+                   help="full-catalogue ranking (default, exact) or the sampled NCF protocol")
+    e.add_argument("--test-fraction", type=float, default=0.2, help="per-user test fraction (default 0.2)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("recommend", help="top-k items for users from a saved model",
+                       description="Print top-k item indices and scores (JSON lines) for the given user indices.")
+    r.add_argument("model_file", help="a file written by `recforge fit` or model.save()")
+    r.add_argument("users", type=int, nargs="+", help="user indices")
+    r.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    r.set_defaults(func=cmd_recommend)
+
+    b = sub.add_parser("bench", help="run a side-by-side benchmark (bench/run.py) against peer libraries",
+                       description="Run bench/run.py from a source checkout; every further argument goes to it "
+                                   "(try `recforge bench -- --help`).")
+    b.add_argument("--bench-dir", default="bench", help="folder with run.py (default ./bench)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.func(args, extra) if args.command == "bench" else args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"recforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
