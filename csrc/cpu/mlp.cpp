@@ -2,7 +2,10 @@
 // See recforge/mlp.hpp for the model, memory layout, optimiser variants and determinism contract.
 #include "recforge/mlp.hpp"
 
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -100,6 +103,43 @@ template double loss_and_grad<double>(const Arch&, const Params<double>&, const 
 
 namespace {
 
+// Barrier for the training threads: spins briefly (a step's phases take tens to hundreds of
+// microseconds), then blocks. OpenMP's own barriers spin much longer by default, and on a machine
+// busier than its cores a spinning thread starves the one it waits for (measured: 8x slower with
+// 2 threads at load 7 on 2 cores; passive waiting recovers it).
+class Barrier {
+public:
+    void reset(int n) { n_ = n; }
+    void wait() {
+        if (n_ <= 1) return;
+        const std::uint64_t gen = generation_.load(std::memory_order_acquire);
+        if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+            arrived_.store(0, std::memory_order_relaxed);
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                generation_.fetch_add(1, std::memory_order_release);
+            }
+            cv_.notify_all();
+            return;
+        }
+        for (int i = 0; i < 2000; ++i) {
+            if (generation_.load(std::memory_order_acquire) != gen) return;
+#if defined(__x86_64__) || defined(_M_X64)
+            __builtin_ia32_pause();
+#endif
+        }
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != gen; });
+    }
+
+private:
+    int n_ = 1;
+    std::atomic<int> arrived_{0};
+    std::atomic<std::uint64_t> generation_{0};
+    std::mutex mu_;
+    std::condition_variable cv_;
+};
+
 // Forward + backward of one training chunk (float; compiled per ISA). Returns the summed per-sample
 // loss; adds the chunk's dense gradient into grad_dense and writes per-sample row gradients.
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
@@ -129,6 +169,50 @@ double train_chunk(const Arch& arch, const float* dense, const float* wt, const 
     }
     detail::backward(arch, dense, wt, urows, irows, n, l2 * scale, ws, grad_dense, grad_u, grad_i);
     return loss;
+}
+
+
+// Dense weights: gradient = sum of the chunk buffers in chunk order, then the optimiser step
+// (torch.optim.Adam's formula for adam).
+void update_dense(const float* grad_chunks, int nch, std::int64_t nd, bool adam, float lr, float b1, float b2,
+                  float eps, float bc1, float bc2, float* p, float* m, float* v) {
+    const float step = lr / bc1, sqrt_bc2 = std::sqrt(bc2);
+    for (std::int64_t j = 0; j < nd; ++j) {
+        float g = 0.0f;
+        for (int c = 0; c < nch; ++c) g += grad_chunks[std::size_t(c) * nd + j];
+        if (adam) {
+            m[j] = b1 * m[j] + (1.0f - b1) * g;
+            v[j] = b2 * v[j] + (1.0f - b2) * g * g;
+            p[j] -= step * m[j] / (std::sqrt(v[j]) / sqrt_bc2 + eps);
+        } else {
+            p[j] -= lr * g;
+        }
+    }
+}
+
+// Embedding rows present in the batch (lazy Adam as torch.optim.SparseAdam, or SGD); resets
+// their slots for the next batch.
+void update_rows(const std::int64_t* rows, int n_rows, const float* acc, int E, bool adam, float lr, float b1,
+                 float b2, float eps, float bc1, float bc2, float* emb, float* m_all, float* v_all,
+                 std::int32_t* slot) {
+    const float step = lr * std::sqrt(bc2) / bc1;
+    for (int q = 0; q < n_rows; ++q) {
+        const std::int64_t row = rows[q];
+        const float* g = acc + std::size_t(q) * E;
+        float* p = emb + row * E;
+        if (adam) {
+            float* m = m_all + row * E;
+            float* v = v_all + row * E;
+            for (int k = 0; k < E; ++k) {
+                m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+                v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+                p[k] -= step * m[k] / (std::sqrt(v[k]) + eps);
+            }
+        } else {
+            for (int k = 0; k < E; ++k) p[k] -= lr * g[k];
+        }
+        slot[row] = -1;
+    }
 }
 
 }  // namespace
@@ -173,7 +257,6 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     const std::int64_t n_batches = (n + B - 1) / B;
     const float lr = config.lr, b1 = config.beta1, b2 = config.beta2, eps = config.eps;
     double total_loss = 0.0;
-    int n_unique_u = 0, n_unique_i = 0;
 
     // Sums the per-sample row gradients of one batch into one gradient per distinct row, in sample
     // order (deterministic); `slot` maps row -> position in `rows`/`acc` and is reset after the update.
@@ -196,11 +279,20 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
         return m;
     };
 
+    // One parallel region per epoch; work is split statically by thread index (chunk c on thread
+    // c % team, update task k on thread k % team) with two barriers per step.
+    Barrier barrier;
 #ifdef RECFORGE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
         const int tid = thread_index();
+        int team = 1;
+#ifdef RECFORGE_OPENMP
+        team = omp_get_num_threads();
+#pragma omp single
+        barrier.reset(team);
+#endif
         Workspace<float>& ws = wss[tid];
         const float** urows = ptrs[tid].data();
         const float** irows = urows + chunk;
@@ -209,10 +301,7 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
             const int bs = int(std::min<std::int64_t>(B, n - start));
             const int nch = (bs + chunk - 1) / chunk;
             const float scale = 1.0f / float(bs);
-#ifdef RECFORGE_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-            for (int c = 0; c < nch; ++c) {
+            for (int c = tid; c < nch; c += team) {
                 const int r0 = c * chunk, nr = std::min(chunk, bs - r0);
                 float* gd = grad_chunks.data() + std::size_t(c) * nd;
                 std::fill(gd, gd + nd, 0.0f);
@@ -222,75 +311,29 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                                             grad_u.data() + std::size_t(r0) * E,
                                             grad_i.data() + std::size_t(r0) * E);
             }
+            barrier.wait();
             // Bias corrections for this step (t counts from 1).
             const double t = double(state.step + b + 1);
             const float bc1 = float(1.0 - std::pow(double(b1), t));
             const float bc2 = float(1.0 - std::pow(double(b2), t));
-            const float dense_step = lr / bc1, dense_sqrt_bc2 = std::sqrt(bc2);
-            const float sparse_step = lr * std::sqrt(bc2) / bc1;
-#ifdef RECFORGE_OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (std::int64_t j = 0; j < nd; ++j) {
-                float g = 0.0f;
-                for (int c = 0; c < nch; ++c) g += grad_chunks[std::size_t(c) * nd + j];
-                if (adam) {
-                    float& m = state.m_dense[j];
-                    float& v = state.v_dense[j];
-                    m = b1 * m + (1.0f - b1) * g;
-                    v = b2 * v + (1.0f - b2) * g * g;
-                    params.dense[j] -= dense_step * m / (std::sqrt(v) / dense_sqrt_bc2 + eps);
+            // The three updates touch disjoint parameters, so they run side by side.
+            for (int task = tid; task < 3; task += team) {
+                if (task == 0) {
+                    update_dense(grad_chunks.data(), nch, nd, adam, lr, b1, b2, eps, bc1, bc2, params.dense,
+                                 state.m_dense, state.v_dense);
+                    detail::transpose_weights(arch, params.dense, wt.data());
+                    for (int c = 0; c < nch; ++c) total_loss += chunk_loss[c];
+                } else if (task == 1) {
+                    const int nu = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(), acc_u.data());
+                    update_rows(rows_u.data(), nu, acc_u.data(), E, adam, lr, b1, b2, eps, bc1, bc2, params.user_emb,
+                                state.m_user, state.v_user, slot_u.data());
                 } else {
-                    params.dense[j] -= lr * g;
+                    const int ni = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(), acc_i.data());
+                    update_rows(rows_i.data(), ni, acc_i.data(), E, adam, lr, b1, b2, eps, bc1, bc2, params.item_emb,
+                                state.m_item, state.v_item, slot_i.data());
                 }
             }
-#ifdef RECFORGE_OPENMP
-#pragma omp sections
-#endif
-            {
-#ifdef RECFORGE_OPENMP
-#pragma omp section
-#endif
-                n_unique_u = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(), acc_u.data());
-#ifdef RECFORGE_OPENMP
-#pragma omp section
-#endif
-                n_unique_i = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(), acc_i.data());
-#ifdef RECFORGE_OPENMP
-#pragma omp section
-#endif
-                {
-                    double s = 0.0;
-                    for (int c = 0; c < nch; ++c) s += chunk_loss[c];
-                    total_loss += s;
-                }
-            }
-#ifdef RECFORGE_OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int q = 0; q < n_unique_u + n_unique_i; ++q) {
-                const bool is_user = q < n_unique_u;
-                const int idx = is_user ? q : q - n_unique_u;
-                const std::int64_t row = is_user ? rows_u[idx] : rows_i[idx];
-                const float* g = (is_user ? acc_u.data() : acc_i.data()) + std::size_t(idx) * E;
-                float* p = (is_user ? params.user_emb : params.item_emb) + row * E;
-                if (adam) {
-                    float* m = (is_user ? state.m_user : state.m_item) + row * E;
-                    float* v = (is_user ? state.v_user : state.v_item) + row * E;
-                    for (int k = 0; k < E; ++k) {
-                        m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-                        v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
-                        p[k] -= sparse_step * m[k] / (std::sqrt(v[k]) + eps);
-                    }
-                } else {
-                    for (int k = 0; k < E; ++k) p[k] -= lr * g[k];
-                }
-                (is_user ? slot_u : slot_i)[row] = -1;
-            }
-#ifdef RECFORGE_OPENMP
-#pragma omp single
-#endif
-            detail::transpose_weights(arch, params.dense, wt.data());
+            barrier.wait();
         }
     }
     state.step += n_batches;
