@@ -34,7 +34,7 @@ from .._backend import resolve_threads
 from .._validation import as_csr, check_ids, check_k, check_nonnegative, check_positive
 from .base import NotFittedError, Recommender
 
-__all__ = ["MLPScorer"]
+__all__ = ["MLPScorer", "sample_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +221,6 @@ class MLPScorer(Recommender):
                                                self.item_embedding, self.dense, self.dense)]
         if self.optimizer == "sgd":  # no moments needed
             moments = [np.zeros(0, np.float32)] * 6
-        indptr = train.indptr.astype(np.int64)
-        indices = train.indices.astype(np.int32)
         step = 0
         self.loss_history = []
         start = time.perf_counter()
@@ -233,8 +231,7 @@ class MLPScorer(Recommender):
 
             epochs = bar = tqdm(epochs, desc=f"MLPScorer({self.mode})", unit="epoch")
         for epoch in epochs:
-            seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
-            users, items, labels = _core.mlp_sample_epoch(indptr, indices, n_items, self.negatives, seed, threads)
+            users, items, labels = sample_epoch(train, self.negatives, self.seed, epoch, threads)
             loss, step = _core.mlp_train_epoch(
                 self.arch, self.user_embedding, self.item_embedding, self.dense, *moments, step,
                 users, items, labels, self.optimizer, self.lr, 0.9, 0.999, 1e-8, self.l2, self.batch_size, threads,
@@ -378,6 +375,25 @@ class MLPScorer(Recommender):
         self.user_embedding = np.ascontiguousarray(arrays["user_embedding"])
         self.item_embedding = np.ascontiguousarray(arrays["item_embedding"])
         self.dense = np.ascontiguousarray(arrays["dense"])
+
+
+def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, threads: int = 0):
+    """Training samples of one epoch, as ``MLPScorer.fit`` draws them.
+
+    Every positive of ``train`` (canonical CSR) as ``(u, i, 1)`` plus ``negatives`` items per positive
+    drawn uniformly from the items ``u`` has not interacted with, as ``(u, j, 0)``; shuffled.
+    Deterministic for ``(seed, epoch)`` whatever ``threads``.
+
+    Returns
+    -------
+    users, items : (n,) int64
+    labels : (n,) float32
+    """
+    stream = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
+    return _core.mlp_sample_epoch(
+        train.indptr.astype(np.int64), train.indices.astype(np.int32), train.shape[1], negatives, stream,
+        resolve_threads(threads),
+    )
 
 
 def _select_topk(scores: np.ndarray, k: int, tie_ids: np.ndarray | None = None):
