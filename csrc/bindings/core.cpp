@@ -11,6 +11,7 @@
 namespace py = pybind11;
 
 void bind_mlp(py::module_& m);
+void bind_topk(py::module_& m);
 
 #ifndef RECFORGE_VERSION
 #define RECFORGE_VERSION "dev"
@@ -54,4 +55,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("sgemm"), py::arg("ssyrk"), py::arg("spotrf"), py::arg("spotrs"),
         "Install Fortran BLAS/LAPACK routines (PyCapsules from scipy.linalg.cython_*).");
     bind_mlp(m);
+    bind_topk(m);
 }

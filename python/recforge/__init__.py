@@ -13,12 +13,14 @@ from ._core import __version__
 from ._backend import cupy_available
 from .models import FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
+from . import evaluation
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
     "cupy_available",
+    "evaluation",
     "FactorModel",
     "load",
     "MLPScorer",

@@ -24,7 +24,7 @@ def as_csr(x, name: str = "interactions", allow_empty: bool = False, allow_negat
         )
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got ndim={x.ndim}")
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+    if x.dtype != np.bool_ and (not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating)):
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     csr = sp.csr_matrix(x, dtype=np.float32, copy=False)
     if not csr.has_canonical_format:

@@ -1,7 +1,8 @@
 """Batched top-K selection: score queries against items and keep the best k per row.
 
-TEMPORARY numpy implementation holding the public contract while the C++ kernel is written
-(issue 2); the contract below is what the kernel must keep.
+The work is done by the C++ kernel (csrc/cpu/topk.cpp): blocked SGEMM into an L2-sized buffer and
+a threshold-filtered heap per row, multithreaded over blocks of queries, GIL released. This module
+validates and canonicalises the arguments; the kernel checks them again.
 """
 
 from __future__ import annotations
@@ -9,35 +10,54 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._backend import resolve_device, resolve_threads
+from . import _core
+from ._backend import resolve_device, resolve_threads, single_threaded_blas
 from ._validation import check_dense, check_k
 
 __all__ = ["topk"]
 
+# |score| <= f * max|q| * max|i|: below this bound no score (nor partial sum) overflows float32.
+_SCORE_LIMIT = float(np.finfo(np.float32).max) / 2
+
 
 def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str = "auto", threads: int = 0):
-    """Best ``k`` items per query by inner product.
+    """Best ``k`` items per query by inner product, exact.
 
     Parameters
     ----------
     queries : (n, f) float32 array
-    items : (m, f) float32 array
+        Other real dtypes and non-contiguous arrays are converted (a copy).
+    items : (m, f) float32 array, m >= 1
     k : int, 1 <= k <= m
-    exclude : scipy.sparse CSR (n, m), optional
-        Row ``i`` lists item ids that never appear in row ``i`` of the result.
+    exclude : scipy.sparse matrix (n, m), optional
+        The stored positions of row ``i`` (whatever their values) are item ids that never appear in
+        row ``i`` of the result. Applied inside the kernel from the CSR rows, without a dense mask.
     candidates : int array, optional
-        (c,) item ids that every row is restricted to, or (n, c) per-row candidate ids (-1 pads).
+        ``(c,)`` item ids that every row is restricted to, or ``(n, c)`` per-row candidate ids with
+        -1 as padding. Duplicates count once. Per-row candidates are scored by gather + dot product
+        (no full matrix product), so they pay off when ``c`` is much smaller than ``m``.
     device : "auto" | "cpu" | "cuda"
     threads : int, 0 = all cores
+        Results do not depend on it.
 
     Returns
     -------
-    ids : (n, k) int64, best first; ties go to the lower item id.
+    ids : (n, k) int64
+        Best first; equal scores go to the lower item id.
     scores : (n, k) float32
-        Rows with fewer than k valid items are padded with id -1 and score -inf.
+        Rows with fewer than k valid items (after exclusion and candidates) end in padding:
+        id -1 and score -inf.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, NaN/inf, k out of range, ids out of range, factors so large that scores
+        would overflow float32.
+    TypeError
+        Non-numeric arrays, non-integer k or candidates, exclude not a scipy.sparse matrix.
     """
     device = resolve_device(device, queries, items)
-    resolve_threads(threads)
+    threads = resolve_threads(threads)
     q = check_dense(queries, "queries")
     it = check_dense(items, "items")
     if q.shape[1] != it.shape[1]:
@@ -46,36 +66,42 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
     k = check_k(k)
     if m == 0:
         raise ValueError("items is empty")
+    if q.shape[1] == 0:
+        raise ValueError("queries and items have 0 factors")
     if k > m:
         raise ValueError(f"k must be <= the number of items ({m}), got {k}")
-    scores = q @ it.T
+    if n and q.shape[1] * float(np.abs(q).max()) * float(np.abs(it).max()) > _SCORE_LIMIT:
+        raise ValueError("queries and items are too large: their inner products would overflow float32")
+
+    indptr = indices = None
     if exclude is not None:
         if not sp.issparse(exclude):
-            raise TypeError(f"exclude must be a scipy.sparse CSR matrix, got {type(exclude).__name__}")
+            raise TypeError(f"exclude must be a scipy.sparse matrix (n x m), got {type(exclude).__name__}")
         if exclude.shape != (n, m):
             raise ValueError(f"exclude must have shape {(n, m)}, got {exclude.shape}")
         ex = sp.csr_matrix(exclude)
-        rows = np.repeat(np.arange(n), np.diff(ex.indptr))
-        scores[rows, ex.indices] = -np.inf
+        if not ex.has_sorted_indices:  # the kernel merges sorted rows
+            ex = ex.sorted_indices()
+        indptr = ex.indptr.astype(np.int64, copy=False)
+        indices = ex.indices.astype(np.int64, copy=False)
+
+    subset = per_row = None
     if candidates is not None:
         cand = np.asarray(candidates)
-        if not np.issubdtype(cand.dtype, np.integer):
+        if cand.size and not np.issubdtype(cand.dtype, np.integer):
             raise TypeError(f"candidates must be integer item ids, got dtype {cand.dtype}")
-        mask = np.ones_like(scores, dtype=bool)
+        cand = cand.astype(np.int64, copy=False)
         if cand.ndim == 1:
             if cand.size and (cand.min() < 0 or cand.max() >= m):
                 raise ValueError(f"candidates must be item ids in [0, {m})")
-            mask[:, cand] = False
+            subset = cand
         elif cand.ndim == 2 and cand.shape[0] == n:
             if cand.size and (cand.min() < -1 or cand.max() >= m):
                 raise ValueError(f"candidates must be item ids in [0, {m}) or -1 padding")
-            r, c = np.nonzero(cand >= 0)
-            mask[r, cand[r, c]] = False
+            per_row = np.ascontiguousarray(cand)
         else:
             raise ValueError(f"candidates must be 1-D (c,) or 2-D ({n}, c), got shape {cand.shape}")
-        scores[mask] = -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(scores, order, axis=1).astype(np.float32)
-    ids = order.astype(np.int64)
-    ids[~np.isfinite(top)] = -1
-    return ids, top
+
+    # The kernel calls BLAS from its own threads: a threaded BLAS underneath would oversubscribe.
+    with single_threaded_blas():
+        return _core.topk_f32(q, it, k, indptr, indices, subset, per_row, threads)

@@ -1,0 +1,112 @@
+"""Input checks and the shared hit computation for the evaluation layer.
+
+Everything here is vectorised over users: a (row, item) pair is encoded as the int64 key
+``row * n_items + item``. A canonical CSR (rows in order, sorted indices) yields its keys already
+sorted, so membership of many (row, item) pairs is a single ``np.searchsorted``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validation import as_csr, check_ids, check_k
+
+__all__ = [
+    "check_recommended",
+    "csr_keys",
+    "first_occurrence",
+    "hit_matrix",
+    "in_sorted",
+    "relevant_rows",
+]
+
+
+def check_recommended(recommended_ids, n_items: int, k=None, name: str = "recommended_ids") -> tuple[np.ndarray, int]:
+    """(n, k) int64 view of the first ``k`` columns of ``recommended_ids`` and the checked ``k``.
+
+    ``recommended_ids`` must be a 2-D integer array with ids in [0, n_items) or -1 (padding).
+    ``k`` defaults to its width; ``k`` larger than the width is an error (the missing positions
+    are unknown, not misses).
+    """
+    if not hasattr(recommended_ids, "__array__") and not isinstance(recommended_ids, (list, tuple)):
+        raise TypeError(f"{name} must be a 2-D integer array (n_users, k), got {type(recommended_ids).__name__}")
+    rec = np.asarray(recommended_ids)
+    if rec.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_users, k), got shape {rec.shape}")
+    if rec.shape[0] == 0 or rec.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {rec.shape})")
+    if not np.issubdtype(rec.dtype, np.integer) or rec.dtype == np.bool_:
+        raise TypeError(f"{name} must hold integer item ids, got dtype {rec.dtype}")
+    width = rec.shape[1]
+    k = width if k is None else check_k(k)
+    if k > width:
+        raise ValueError(f"k must be <= the width of {name} ({width}), got {k}")
+    rec = rec[:, :k].astype(np.int64, copy=False)
+    lo, hi = rec.min(), rec.max()
+    if lo < -1 or hi >= n_items:
+        bad = rec[(rec < -1) | (rec >= n_items)][0]
+        raise ValueError(f"{name} must hold item ids in [0, {n_items}) or -1 for padding, got {bad}")
+    return rec, k
+
+
+def relevant_rows(test, n_rows: int, users=None, name: str = "test") -> sp.csr_matrix:
+    """Binary relevance CSR (n_rows, n_items): the entries of ``test`` with a value > 0.
+
+    ``test`` is an Interactions or scipy.sparse matrix; without ``users`` it must have exactly
+    ``n_rows`` rows, with ``users`` its rows ``users`` are taken (``len(users) == n_rows``).
+    """
+    t = as_csr(test, name, allow_empty=True)
+    if users is None:
+        if t.shape[0] != n_rows:
+            raise ValueError(
+                f"{name} has {t.shape[0]} rows but recommended_ids has {n_rows}: pass users= to select the "
+                f"rows of {name} that the recommendations are for"
+            )
+    else:
+        u = check_ids(users, t.shape[0], "users")
+        if u.size != n_rows:
+            raise ValueError(f"users must have one entry per row of recommended_ids ({n_rows}), got {u.size}")
+        t = t[u]
+    rel = t.copy()
+    rel.data = (rel.data > 0).astype(np.float32)
+    rel.eliminate_zeros()  # binary relevance: stored values <= 0 are not relevant
+    if rel.nnz == 0:
+        raise ValueError(f"{name} has no relevant entries (values > 0) in the evaluated rows")
+    return rel
+
+
+def csr_keys(m: sp.csr_matrix) -> np.ndarray:
+    """Sorted int64 keys ``row * n_cols + col`` of a canonical CSR's stored entries."""
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    return rows * m.shape[1] + m.indices.astype(np.int64)
+
+
+def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``keys`` occur in the sorted array ``sorted_keys``."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.searchsorted(sorted_keys, keys)
+    return sorted_keys[np.minimum(pos, sorted_keys.size - 1)] == keys
+
+
+def first_occurrence(ids: np.ndarray) -> np.ndarray:
+    """(n, k) bool: True where ``ids[r, j]`` does not appear earlier in row ``r``."""
+    order = np.argsort(ids, axis=1, kind="stable")  # stable: the earliest position leads each run
+    s = np.take_along_axis(ids, order, axis=1)
+    first_sorted = np.ones(ids.shape, dtype=bool)
+    first_sorted[:, 1:] = s[:, 1:] != s[:, :-1]
+    first = np.empty(ids.shape, dtype=bool)
+    np.put_along_axis(first, order, first_sorted, axis=1)
+    return first
+
+
+def hit_matrix(rec: np.ndarray, rel: sp.csr_matrix) -> np.ndarray:
+    """(n, k) bool: ``rec[r, j]`` is relevant for row ``r``, is not padding, and is its first occurrence.
+
+    A repeated item counts once (at its first position), so no metric can exceed its maximum.
+    """
+    n_items = rel.shape[1]
+    keys = np.arange(rec.shape[0], dtype=np.int64)[:, None] * n_items + rec
+    hits = (rec >= 0) & in_sorted(keys, csr_keys(rel))
+    return hits & first_occurrence(rec)
