@@ -13,6 +13,10 @@ from recforge import _core
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+# The dense path has two kernels with identical results; rf.topk picks one by CPU and size.
+KERNELS = ["blas", pytest.param("fused", marks=pytest.mark.skipif(
+    not _core.topk_has_fused(), reason="the fused kernel needs an x86-64 CPU with AVX-512"))]
+
 
 def reference(q, items, k, exclude=None, candidates=None):
     """Plain numpy: full float64 score matrix, masked, stable sort (equal scores: lower id first)."""
@@ -70,10 +74,11 @@ def test_matches_reference_exactly(problem):
     np.testing.assert_array_equal(scores, ref_scores)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @SETTINGS
-@given(problems(max_n=40, max_m=90), st.integers(1, 9), st.integers(1, 70))
-def test_block_boundaries(problem, block_queries, block_items):
-    """Tiny blocks: the exclusion cursor and heaps must carry over block edges."""
+@given(problem=problems(max_n=40, max_m=90), block_queries=st.integers(1, 20), block_items=st.integers(1, 70))
+def test_kernels_and_block_boundaries(kernel, problem, block_queries, block_items):
+    """Each kernel, tiny blocks: the exclusion cursor and heaps must carry over block edges."""
     q, items, k, exclude, candidates = problem
     if candidates is not None and candidates.ndim == 2:
         candidates = None
@@ -81,19 +86,20 @@ def test_block_boundaries(problem, block_queries, block_items):
     if exclude is not None:
         indptr, indices = exclude.indptr.astype(np.int64), exclude.indices.astype(np.int64)
     sub = None if candidates is None else candidates.astype(np.int64)
-    ids, scores = _core.topk_f32(q, items, k, indptr, indices, sub, None, 2, block_queries, block_items)
+    ids, scores = _core.topk_f32(q, items, k, indptr, indices, sub, None, 2, block_queries, block_items, kernel)
     ref_ids, ref_scores = reference(q, items, k, exclude, candidates)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores)
 
 
-@pytest.mark.parametrize("shape", [(600, 2500, 32), (1, 3000, 8), (300, 1, 4), (5, 40, 200)])
-def test_random_floats_agree_with_numpy(shape, rng):
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("shape", [(600, 2500, 32), (1, 3000, 8), (300, 1, 4), (5, 40, 200), (70, 100, 33)])
+def test_random_floats_agree_with_numpy(shape, kernel, rng):
     n, m, f = shape
     q = rng.standard_normal((n, f), dtype=np.float32)
     items = rng.standard_normal((m, f), dtype=np.float32)
     k = min(10, m)
-    ids, scores = rf.topk(q, items, k)
+    ids, scores = _core.topk_f32(q, items, k, kernel=kernel)
     exact = q.astype(np.float64) @ items.astype(np.float64).T
     # Returned scores are the inner products of the returned ids (float32 rounding apart) ...
     np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, axis=1), rtol=1e-4, atol=1e-4)
@@ -132,6 +138,18 @@ def test_exclude_formats_explicit_zeros_and_unsorted_indices():
     np.testing.assert_array_equal(ids, [[1, 3]])
     ids, _ = rf.topk(q, items, 2, exclude=sp.coo_matrix(([1.0], ([0], [0])), shape=(1, 4)))
     np.testing.assert_array_equal(ids, [[1, 2]])
+
+
+def test_kernels_agree_on_random_floats(rng):
+    if not _core.topk_has_fused():
+        pytest.skip("the fused kernel needs an x86-64 CPU with AVX-512")
+    q = rng.standard_normal((300, 24), dtype=np.float32)
+    items = rng.standard_normal((1000, 24), dtype=np.float32)
+    ex = sp.random(300, 1000, density=0.1, format="csr", random_state=2)
+    a = _core.topk_f32(q, items, 7, ex.indptr.astype(np.int64), ex.indices.astype(np.int64), kernel="blas")
+    b = _core.topk_f32(q, items, 7, ex.indptr.astype(np.int64), ex.indices.astype(np.int64), kernel="fused")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-5)
 
 
 def test_results_do_not_depend_on_threads(rng):
@@ -216,6 +234,7 @@ I64 = np.int64
         (dict(candidates=np.array([[0, -5], [1, 1]], I64)), "outside"),
         (dict(candidates=np.array([0, 1], I64)), "2-D"),
         (dict(block_queries=-1), "block sizes"),
+        (dict(kernel="gpu"), "kernel must be"),
     ],
 )
 def test_kernel_validates_at_its_boundary(kwargs, match):

@@ -22,7 +22,7 @@ void expect(bool ok, const std::string& what) {
 
 py::tuple topk_f32(f32_in queries, f32_in items, std::int64_t k, py::object exclude_indptr,
                    py::object exclude_indices, py::object subset, py::object candidates, int threads,
-                   std::int64_t block_queries, std::int64_t block_items) {
+                   std::int64_t block_queries, std::int64_t block_items, const std::string& kernel) {
     expect(queries.ndim() == 2, "queries must be 2-D, got ndim=" + std::to_string(queries.ndim()));
     expect(items.ndim() == 2, "items must be 2-D, got ndim=" + std::to_string(items.ndim()));
     const std::int64_t n = queries.shape(0), f = queries.shape(1), m = items.shape(0);
@@ -51,6 +51,14 @@ py::tuple topk_f32(f32_in queries, f32_in items, std::int64_t k, py::object excl
         expect(subset.is_none(), "give either subset or candidates, not both");
     }
 
+    recforge::TopkOptions options{block_queries, block_items, recforge::TopkKernel::automatic};
+    if (kernel == "blas")
+        options.kernel = recforge::TopkKernel::blas;
+    else if (kernel == "fused")
+        options.kernel = recforge::TopkKernel::fused;
+    else
+        expect(kernel == "auto", "kernel must be 'auto', 'blas' or 'fused', got '" + kernel + "'");
+
     py::array_t<std::int64_t> ids({n, k});
     py::array_t<float> scores({n, k});
     const float* q = queries.data();
@@ -66,8 +74,7 @@ py::tuple topk_f32(f32_in queries, f32_in items, std::int64_t k, py::object excl
         if (candp)
             recforge::topk_candidates(q, n, it, m, f, k, candp, c, ex, ip, sp, threads);
         else
-            recforge::topk_dense(q, n, it, m, f, k, subp, n_sub, ex, ip, sp, threads,
-                                 recforge::TopkBlocks{block_queries, block_items});
+            recforge::topk_dense(q, n, it, m, f, k, subp, n_sub, ex, ip, sp, threads, options);
     }
     return py::make_tuple(ids, scores);
 }
@@ -78,6 +85,9 @@ void bind_topk(py::module_& m) {
     m.def("topk_f32", &topk_f32, py::arg("queries"), py::arg("items"), py::arg("k"),
           py::arg("exclude_indptr") = py::none(), py::arg("exclude_indices") = py::none(),
           py::arg("subset") = py::none(), py::arg("candidates") = py::none(), py::arg("threads") = 0,
-          py::arg("block_queries") = 0, py::arg("block_items") = 0,
-          "Exact top-k by inner product (use recforge.topk). Returns (ids int64 (n, k), scores float32 (n, k)).");
+          py::arg("block_queries") = 0, py::arg("block_items") = 0, py::arg("kernel") = "auto",
+          "Exact top-k by inner product (use recforge.topk). Returns (ids int64 (n, k), scores float32 (n, k)).\n"
+          "block_queries/block_items/kernel ('auto' | 'blas' | 'fused') are tuning knobs for tests and benchmarks.");
+    m.def("topk_has_fused", [] { return recforge::topk_has_fused(); },
+          "Whether the fused (AVX-512) dense kernel can run on this CPU.");
 }

@@ -11,6 +11,8 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
+from . import datasets, split, transforms
+from .data import IdMap, Interactions
 from .models import FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 from . import evaluation
@@ -20,12 +22,17 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "__version__",
     "cupy_available",
+    "datasets",
     "evaluation",
+    "IdMap",
+    "Interactions",
     "FactorModel",
     "load",
     "MLPScorer",
     "MostPopular",
     "NotFittedError",
     "Recommender",
+    "split",
     "topk",
+    "transforms",
 ]

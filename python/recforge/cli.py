@@ -108,7 +108,7 @@ def cmd_demo(args) -> int:
         t = time.perf_counter()
         model.fit(train, progress=False)
         fit_s = time.perf_counter() - t
-        metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol="full")
+        metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol="full", progress=False)
         rows.append({"model": name, "fit_s": round(fit_s, 3), **{m: float(v) for m, v in metrics.items() if m.endswith(f"@{args.k}")}})
     best_name, best = list(models.items())[-1]
 
@@ -156,7 +156,7 @@ def cmd_evaluate(args) -> int:
     if args.model not in classes:
         raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
     model = classes[args.model](**_parse_params(args.param)).fit(train, progress=not args.quiet)
-    metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol=args.protocol)
+    metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol=args.protocol, progress=not args.quiet)
     print(json.dumps({k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in metrics.items()}, indent=2))
     return 0
 

@@ -26,10 +26,15 @@ struct TopkExclude {
     std::int64_t nnz = 0;                   // length of `indices` (checked against indptr[n])
 };
 
-// Block sizes for the dense path; 0 picks the default (tuned for 1-2 MB of L2 per core).
-struct TopkBlocks {
-    std::int64_t queries = 0;
-    std::int64_t items = 0;
+// Dense-path kernel: `fused` (AVX-512 register-tiled scoring + selection; x86-64 CPUs that have
+// it) or `blas` (SGEMM into an L2 buffer, then selection). `automatic` picks fused when it can run.
+enum class TopkKernel : int { automatic = 0, blas = 1, fused = 2 };
+
+// Tuning knobs of the dense path; 0 picks the default (tuned for 1-2 MB of L2 per core).
+struct TopkOptions {
+    std::int64_t block_queries = 0;
+    std::int64_t block_items = 0;  // blas: items per SGEMM; fused: items per panel chunk
+    TopkKernel kernel = TopkKernel::automatic;
 };
 
 // Scores every query against every item (`subset` == nullptr) or against the `n_subset` items
@@ -38,7 +43,10 @@ struct TopkBlocks {
 void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m,
                 std::int64_t f, std::int64_t k, const std::int64_t* subset, std::int64_t n_subset,
                 const TopkExclude& exclude, std::int64_t* out_ids, float* out_scores, int threads,
-                TopkBlocks blocks = {});
+                TopkOptions options = {});
+
+// Whether the fused dense kernel can run here (built for x86-64 and the CPU has AVX-512).
+bool topk_has_fused();
 
 // Scores each query only against its own candidates: `candidates` is (n, c) int64 of item ids in
 // [0, m) or -1 (padding); duplicates count once. Gather + dot product, no full GEMM.

@@ -1,0 +1,67 @@
+"""The `recforge` command: every subcommand has --help; demo, fit, recommend and evaluate run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recforge.cli import build_parser, main
+
+COMMANDS = ["demo", "fit", "evaluate", "recommend", "bench"]
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: recforge" in out and "--help" in out
+
+
+def test_parser_knows_every_command():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(COMMANDS)
+
+
+def test_demo_json_on_synthetic(capsys):
+    assert main(["demo", "--dataset", "synthetic", "--json", "--model", "mostpopular"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dataset"] == "synthetic" and report["k"] == 10
+    (row,) = report["results"]
+    assert row["model"] == "MostPopular"
+    assert 0.0 < row["ndcg@10"] <= 1.0 and 0.0 < row["precision@10"] <= 1.0
+
+
+def test_demo_falls_back_to_synthetic_with_a_notice(tmp_path, capsys):
+    assert main(["demo", "--data-home", str(tmp_path / "empty"), "--json", "--model", "mostpopular"]) == 0
+    captured = capsys.readouterr()
+    assert "notice" in captured.err and "synthetic" in captured.err
+    assert json.loads(captured.out)["dataset"] == "synthetic"
+
+
+def test_fit_then_recommend_round_trip(tmp_path, capsys):
+    path = tmp_path / "pop.rf"
+    assert main(["fit", "--dataset", "synthetic", "--model", "mostpopular", "--out", str(path), "--quiet"]) == 0
+    assert path.is_file()
+    capsys.readouterr()
+    assert main(["recommend", str(path), "0", "5", "--k", "4"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["user"] for x in lines] == [0, 5]
+    assert all(len(x["items"]) == 4 and x["scores"] == sorted(x["scores"], reverse=True) for x in lines)
+
+
+def test_evaluate_prints_metrics(capsys):
+    assert main(["evaluate", "--dataset", "synthetic", "--model", "mostpopular", "--k", "5", "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert np.isfinite(metrics["ndcg@5"]) and metrics["protocol"] == "full"
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["recommend", str(tmp_path / "missing.rf"), "0"]) == 2
+    assert "no model file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "--dataset", "synthetic", "--model", "mostpopular", "--out", str(tmp_path / "m.rf"),
+              "--param", "not-a-pair"])

@@ -1,0 +1,90 @@
+"""Confidence weighting: formulas against hand computation; inputs never modified."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import recforge as rf
+
+# 3 users x 3 items:
+#   u0: i0=1, i1=3      (len 4)
+#   u1: i1=2            (len 2)
+#   u2: i0=4, i2=2      (len 6)
+ROWS, COLS, VALS = [0, 0, 1, 2, 2], [0, 1, 1, 0, 2], [1.0, 3.0, 2.0, 4.0, 2.0]
+
+
+@pytest.fixture
+def x():
+    return sp.csr_matrix((np.array(VALS, dtype=np.float32), (ROWS, COLS)), shape=(3, 3))
+
+
+def _dense(m):
+    return m.toarray().astype(np.float64)
+
+
+def test_linear_confidence(x):
+    out = rf.transforms.linear_confidence(x, alpha=2.0)
+    expected = np.zeros((3, 3))
+    for r, c, v in zip(ROWS, COLS, VALS):
+        expected[r, c] = 1 + 2.0 * v
+    np.testing.assert_allclose(_dense(out), expected, rtol=1e-6)
+    assert out.dtype == np.float32 and out.nnz == x.nnz
+
+
+def test_log_confidence(x):
+    out = rf.transforms.log_confidence(x, alpha=3.0, eps=0.5)
+    assert out[0, 1] == pytest.approx(1 + 3.0 * math.log(1 + 3.0 / 0.5), rel=1e-6)
+    assert out[2, 0] == pytest.approx(1 + 3.0 * math.log(1 + 4.0 / 0.5), rel=1e-6)
+    with pytest.raises(ValueError, match="eps must be finite and > 0"):
+        rf.transforms.log_confidence(x, eps=0)
+    with pytest.raises(ValueError, match="negative"):
+        rf.transforms.log_confidence(-x)
+
+
+def test_bm25_hand_computed(x):
+    K1, B = 1.2, 0.75
+    out = rf.transforms.bm25_weight(x, K1=K1, B=B)
+    N, df = 3, {0: 2, 1: 2, 2: 1}
+    lengths, avg = {0: 4.0, 1: 2.0, 2: 6.0}, 4.0
+    for r, c, v in zip(ROWS, COLS, VALS):
+        idf = math.log(1 + (N - df[c] + 0.5) / (df[c] + 0.5))
+        norm = 1 - B + B * lengths[r] / avg
+        assert out[r, c] == pytest.approx(idf * v * (K1 + 1) / (v + K1 * norm), rel=1e-6), (r, c)
+    assert (out.data > 0).all()
+    with pytest.raises(ValueError, match=r"B must be in \[0, 1\]"):
+        rf.transforms.bm25_weight(x, B=1.5)
+
+
+def test_tfidf_hand_computed(x):
+    out = rf.transforms.tfidf_weight(x)
+    N, df = 3, {0: 2, 1: 2, 2: 1}
+    for r, c, v in zip(ROWS, COLS, VALS):
+        assert out[r, c] == pytest.approx(v * (math.log((1 + N) / (1 + df[c])) + 1), rel=1e-6)
+
+
+@pytest.mark.parametrize("fn", ["linear_confidence", "log_confidence", "bm25_weight", "tfidf_weight"])
+def test_inputs_untouched_and_interactions_accepted(fn, x):
+    before = x.copy()
+    out = getattr(rf.transforms, fn)(x)
+    assert (x != before).nnz == 0 and x.dtype == before.dtype
+    assert out.data is not x.data and not np.shares_memory(out.indices, x.indices)
+    assert np.array_equal(out.indices, x.indices) and np.array_equal(out.indptr, x.indptr)
+    out.data[:] = 0  # writing to the result must not reach the input
+    assert (x != before).nnz == 0
+    inter = rf.Interactions.from_scipy(x)
+    np.testing.assert_allclose(getattr(rf.transforms, fn)(inter).toarray(), getattr(rf.transforms, fn)(before).toarray())
+
+
+def test_bad_arguments(x):
+    with pytest.raises(ValueError, match="alpha must be finite and >= 0"):
+        rf.transforms.linear_confidence(x, alpha=-1)
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        rf.transforms.tfidf_weight(np.ones((2, 2)))
+    bad = x.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        rf.transforms.bm25_weight(bad)
