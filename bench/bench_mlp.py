@@ -32,6 +32,10 @@ K = 10
 DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
 THROUGHPUT_SAMPLES = 200_000  # samples per timed training run
 SCORE_PAIRS = 1_000_000
+# PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
+# what is computed, and on the shared 2-core machine 2 torch threads ran 20x slower (spinning OpenMP
+# workers); the throughput section compares equal thread counts.
+ACCURACY_TORCH_THREADS = 1
 
 
 # ---- PyTorch reference ------------------------------------------------------------------------
@@ -163,7 +167,7 @@ def _fit_all(rf, torch, ctx, train, epochs):
         models[name] = m.fit(train, progress=False)
     if torch is not None:
         ctx.log("  fit torch NeuMF")
-        models["torch"] = _fit_torch(torch, train, "neumf", epochs, ctx.threads)
+        models["torch"] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS)
     return models
 
 
@@ -191,10 +195,12 @@ def run(ctx):
 
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
     for name in DEEPCF_SETS[:1] if ctx.quick else DEEPCF_SETS:
-        train_df, test_df, negatives = rf.datasets.load_ncf_format(ctx.data_dir / "deepcf" / name)
+        train_df, test_df, negatives = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=ctx.data_dir)
         shape = (int(max(train_df["user"].max(), test_df["user"].max())) + 1,
-                 int(max(train_df["item"].max(), test_df["item"].max(), np.max(negatives))) + 1)
+                 int(max(train_df["item"].max(), test_df["item"].max(), negatives.max())) + 1)
         train, test = _csr(train_df, shape), _csr(test_df, shape)
+        # evaluate() expects negative rows in test-pair order (by user, then item).
+        negatives = negatives[np.lexsort((test_df["item"].to_numpy(), test_df["user"].to_numpy()))]
         ctx.log(f"{name}: {shape[0]} users, {shape[1]} items, {train.nnz} train, {test.nnz} test")
         models = _fit_all(rf, torch, ctx, train, epochs)
         res = {lib: evaluate(m, train, test, k=K, protocol="sampled", negatives=negatives, progress=False)

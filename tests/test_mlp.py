@@ -76,6 +76,33 @@ def test_float32_gradients_match_float64(rng):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_register_blocked_kernels_match_finite_differences(rng):
+    """Widths that are multiples of a 64-byte vector take the blocked GEMM paths (float and double)."""
+    arch = _core.MLPArch(2, 16, 16, [48, 32, 16])
+    e = arch.emb_width
+    ue = rng.normal(0, 0.3, (6, e))
+    ie = rng.normal(0, 0.3, (7, e))
+    dense = rng.normal(0, 0.3, arch.n_dense)
+    users, items = rng.integers(0, 6, 25), rng.integers(0, 7, 25)  # odd count: the 1-row tails too
+    labels = rng.integers(0, 2, 25).astype(np.float32)
+    loss, gu, gi, gd = _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, 0.01)
+    for x, g in ((ue, gu), (ie, gi), (dense, gd)):
+        flat = x.reshape(-1)
+        for j in rng.choice(flat.size, 60, replace=False):
+            old = flat[j]
+            flat[j] = old + 1e-6
+            lp = _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, 0.01)[0]
+            flat[j] = old - 1e-6
+            lm = _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, 0.01)[0]
+            flat[j] = old
+            assert g.reshape(-1)[j] == pytest.approx((lp - lm) / 2e-6, abs=1e-8)
+    f32 = _core.mlp_loss_grad(arch, ue.astype(np.float32), ie.astype(np.float32), dense.astype(np.float32),
+                              users, items, labels, 0.01)  # fmt: skip
+    assert f32[0] == pytest.approx(loss, rel=1e-5)
+    for a, b in zip(f32[1:], (gu, gi, gd)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def _train(arch, ue, ie, dense, users, items, labels, optimizer, lr, l2, batch_size, threads, step=0, moments=None):
     if moments is None:
         moments = [np.zeros_like(a) for a in (ue, ue, ie, ie, dense, dense)]
@@ -84,9 +111,15 @@ def _train(arch, ue, ie, dense, users, items, labels, optimizer, lr, l2, batch_s
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_training_step_applies_the_exact_gradient(threads, rng):
+@pytest.mark.parametrize("dims", [(2, 3, 2, [4, 3, 2]), (2, 16, 16, [32, 16])])
+def test_training_step_applies_the_exact_gradient(threads, dims, rng):
     """One SGD step over a full batch (several chunks) moves every parameter by -lr * gradient."""
-    arch, ue, ie, dense, users, items, labels = _random_problem("neumf", rng, np.float32, 7, 8, 100)
+    arch = _core.MLPArch(*dims)
+    ue = rng.normal(0, 0.5, (7, arch.emb_width)).astype(np.float32)
+    ie = rng.normal(0, 0.5, (8, arch.emb_width)).astype(np.float32)
+    dense = rng.normal(0, 0.5, arch.n_dense).astype(np.float32)
+    users, items = rng.integers(0, 7, 100), rng.integers(0, 8, 100)
+    labels = rng.integers(0, 2, 100).astype(np.float32)
     loss, gu, gi, gd = _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, 0.02)
     before = [a.copy() for a in (ue, ie, dense)]
     epoch_loss, step = _train(arch, ue, ie, dense, users, items, labels, "sgd", 0.5, 0.02, 100, threads)

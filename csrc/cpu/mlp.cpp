@@ -142,10 +142,7 @@ private:
 
 // Forward + backward of one training chunk (float; compiled per ISA). Returns the summed per-sample
 // loss; adds the chunk's dense gradient into grad_dense and writes per-sample row gradients.
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb,
+RF_CLONES double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb,
                    const float* item_emb, const std::int64_t* users, const std::int64_t* items,
                    const float* labels, int n, float scale, float l2, Workspace<float>& ws,
                    const float** urows, const float** irows, float* grad_dense, float* grad_u,
@@ -172,37 +169,41 @@ double train_chunk(const Arch& arch, const float* dense, const float* wt, const 
 }
 
 
-// Dense weights: gradient = sum of the chunk buffers in chunk order, then the optimiser step
-// (torch.optim.Adam's formula for adam).
-void update_dense(const float* grad_chunks, int nch, std::int64_t nd, bool adam, float lr, float b1, float b2,
-                  float eps, float bc1, float bc2, float* p, float* m, float* v) {
-    const float step = lr / bc1, sqrt_bc2 = std::sqrt(bc2);
+// Dense weights: gradient = sum of the chunk buffers in chunk order (accumulated into chunk 0's
+// buffer, a vectorisable loop), then the optimiser step (torch.optim.Adam's formula for adam).
+RF_CLONES void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool adam, float lr,
+                            float b1, float b2, float eps, float bc1, float bc2, float* __restrict p,
+                            float* __restrict m, float* __restrict v) {
+    float* __restrict g = grad_chunks;
+    for (int c = 1; c < nch; ++c) {
+        const float* __restrict gc = grad_chunks + std::size_t(c) * nd;
+        for (std::int64_t j = 0; j < nd; ++j) g[j] += gc[j];
+    }
+    if (!adam) {
+        for (std::int64_t j = 0; j < nd; ++j) p[j] -= lr * g[j];
+        return;
+    }
+    const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
     for (std::int64_t j = 0; j < nd; ++j) {
-        float g = 0.0f;
-        for (int c = 0; c < nch; ++c) g += grad_chunks[std::size_t(c) * nd + j];
-        if (adam) {
-            m[j] = b1 * m[j] + (1.0f - b1) * g;
-            v[j] = b2 * v[j] + (1.0f - b2) * g * g;
-            p[j] -= step * m[j] / (std::sqrt(v[j]) / sqrt_bc2 + eps);
-        } else {
-            p[j] -= lr * g;
-        }
+        m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+        v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+        p[j] -= step * m[j] / (std::sqrt(v[j]) * inv_sqrt_bc2 + eps);
     }
 }
 
 // Embedding rows present in the batch (lazy Adam as torch.optim.SparseAdam, or SGD); resets
 // their slots for the next batch.
-void update_rows(const std::int64_t* rows, int n_rows, const float* acc, int E, bool adam, float lr, float b1,
+RF_CLONES void update_rows(const std::int64_t* rows, int n_rows, const float* __restrict acc, int E, bool adam, float lr, float b1,
                  float b2, float eps, float bc1, float bc2, float* emb, float* m_all, float* v_all,
                  std::int32_t* slot) {
     const float step = lr * std::sqrt(bc2) / bc1;
     for (int q = 0; q < n_rows; ++q) {
         const std::int64_t row = rows[q];
-        const float* g = acc + std::size_t(q) * E;
-        float* p = emb + row * E;
+        const float* __restrict g = acc + std::size_t(q) * E;
+        float* __restrict p = emb + row * E;
         if (adam) {
-            float* m = m_all + row * E;
-            float* v = v_all + row * E;
+            float* __restrict m = m_all + row * E;
+            float* __restrict v = v_all + row * E;
             for (int k = 0; k < E; ++k) {
                 m[k] = b1 * m[k] + (1.0f - b1) * g[k];
                 v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];

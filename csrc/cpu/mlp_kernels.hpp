@@ -2,9 +2,8 @@
 // the NCF model (see recforge/mlp.hpp for the model, layouts and loss).
 //
 // A chunk is a handful of samples (32 in training) processed layer by layer with small GEMMs whose
-// inner loops run over contiguous output columns (vectorised by the compiler; the float entry
-// points are compiled per ISA with target_clones). ReLU zeros are skipped in the GEMMs: after a
-// ReLU about half the inputs are exactly zero, and skipping them changes no result bit.
+// inner loops run over contiguous output columns (register-blocked for widths that are multiples
+// of 16 floats; the float entry points are compiled per ISA with target_clones).
 #pragma once
 
 #include <algorithm>
@@ -19,6 +18,13 @@
 #define RF_INLINE inline __attribute__((always_inline))
 #else
 #define RF_INLINE inline
+#endif
+
+// Hot entry points are compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time.
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
+#define RF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RF_CLONES
 #endif
 
 namespace recforge::mlp::detail {
@@ -45,16 +51,134 @@ struct Workspace {
     }
 };
 
+// ---- small GEMMs ------------------------------------------------------------------------------
+// Output widths that are a multiple of one 64-byte vector (16 floats) take register-blocked paths
+// written with GCC vector extensions (one source for every ISA clone: AVX-512 gets one register
+// per vector, SSE2 four); other widths take the plain loops. Measured on NeuMF (64, 32, 16): the
+// blocked paths train 2.1x faster than the plain loops with ReLU-zero skipping (the skip branch
+// mispredicts on random sparsity patterns).
+#if defined(__GNUC__)
+#define RF_VECTOR_EXT 1
+// The vector helpers are always inlined, so no vector crosses a call boundary whose ABI could differ.
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <class T>
+struct Vec {
+    typedef T type __attribute__((vector_size(64)));
+    static constexpr int lanes = int(64 / sizeof(T));
+};
+template <class T>
+RF_INLINE typename Vec<T>::type vload(const T* p) {
+    typename Vec<T>::type v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+template <class T>
+RF_INLINE void vstore(T* p, const typename Vec<T>::type& v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+// C (n x O) += A (n x k, lda) B (k x O), O = NV vectors; two rows of C live in registers.
+template <class T, int NV>
+RF_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict b,
+                               T* __restrict c) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, O = NV * L;
+    int r = 0;
+    for (; r + 2 <= n; r += 2) {
+        V c0[NV], c1[NV];
+        for (int v = 0; v < NV; ++v) {
+            c0[v] = vload(c + std::size_t(r) * O + v * L);
+            c1[v] = vload(c + std::size_t(r + 1) * O + v * L);
+        }
+        const T* a0 = a + std::size_t(r) * lda;
+        const T* a1 = a0 + lda;
+        for (int kk = 0; kk < k; ++kk) {
+            const T x0 = a0[kk], x1 = a1[kk];
+            const T* bk = b + std::size_t(kk) * O;
+            for (int v = 0; v < NV; ++v) {
+                const V bv = vload(bk + v * L);
+                c0[v] += x0 * bv;
+                c1[v] += x1 * bv;
+            }
+        }
+        for (int v = 0; v < NV; ++v) {
+            vstore(c + std::size_t(r) * O + v * L, c0[v]);
+            vstore(c + std::size_t(r + 1) * O + v * L, c1[v]);
+        }
+    }
+    for (; r < n; ++r) {
+        V c0[NV];
+        for (int v = 0; v < NV; ++v) c0[v] = vload(c + std::size_t(r) * O + v * L);
+        const T* a0 = a + std::size_t(r) * lda;
+        for (int kk = 0; kk < k; ++kk) {
+            const T x0 = a0[kk];
+            for (int v = 0; v < NV; ++v) c0[v] += x0 * vload(b + std::size_t(kk) * O + v * L);
+        }
+        for (int v = 0; v < NV; ++v) vstore(c + std::size_t(r) * O + v * L, c0[v]);
+    }
+}
+
+// C (k x O) += A^T D, A (n x k, lda), D (n x O); two rows of C live in registers.
+template <class T, int NV>
+RF_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict d,
+                               T* __restrict c) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, O = NV * L;
+    int kk = 0;
+    for (; kk + 2 <= k; kk += 2) {
+        V c0[NV], c1[NV];
+        for (int v = 0; v < NV; ++v) {
+            c0[v] = vload(c + std::size_t(kk) * O + v * L);
+            c1[v] = vload(c + std::size_t(kk + 1) * O + v * L);
+        }
+        for (int r = 0; r < n; ++r) {
+            const T x0 = a[std::size_t(r) * lda + kk], x1 = a[std::size_t(r) * lda + kk + 1];
+            const T* dr = d + std::size_t(r) * O;
+            for (int v = 0; v < NV; ++v) {
+                const V dv = vload(dr + v * L);
+                c0[v] += x0 * dv;
+                c1[v] += x1 * dv;
+            }
+        }
+        for (int v = 0; v < NV; ++v) {
+            vstore(c + std::size_t(kk) * O + v * L, c0[v]);
+            vstore(c + std::size_t(kk + 1) * O + v * L, c1[v]);
+        }
+    }
+    for (; kk < k; ++kk) {
+        V c0[NV];
+        for (int v = 0; v < NV; ++v) c0[v] = vload(c + std::size_t(kk) * O + v * L);
+        for (int r = 0; r < n; ++r) {
+            const T x0 = a[std::size_t(r) * lda + kk];
+            for (int v = 0; v < NV; ++v) c0[v] += x0 * vload(d + std::size_t(r) * O + v * L);
+        }
+        for (int v = 0; v < NV; ++v) vstore(c + std::size_t(kk) * O + v * L, c0[v]);
+    }
+}
+#endif
+
 // C (n x o) += A (n x k, leading dim lda) * B (k x o).
 template <class T>
 RF_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict b,
                            T* __restrict c) {
+#ifdef RF_VECTOR_EXT
+    constexpr int L = Vec<T>::lanes;
+    if (o % L == 0) {
+        switch (o / L) {
+            case 1: return gemm_nn_blocked<T, 1>(n, k, a, lda, b, c);
+            case 2: return gemm_nn_blocked<T, 2>(n, k, a, lda, b, c);
+            case 3: return gemm_nn_blocked<T, 3>(n, k, a, lda, b, c);
+            case 4: return gemm_nn_blocked<T, 4>(n, k, a, lda, b, c);
+            case 8: return gemm_nn_blocked<T, 8>(n, k, a, lda, b, c);
+            default: break;
+        }
+    }
+#endif
     for (int r = 0; r < n; ++r) {
         T* cr = c + std::size_t(r) * o;
         const T* ar = a + std::size_t(r) * lda;
         for (int kk = 0; kk < k; ++kk) {
             const T av = ar[kk];
-            if (av == T(0)) continue;
             const T* bk = b + std::size_t(kk) * o;
             for (int j = 0; j < o; ++j) cr[j] += av * bk[j];
         }
@@ -65,12 +189,24 @@ RF_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, 
 template <class T>
 RF_INLINE void gemm_tn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict d,
                            T* __restrict c) {
+#ifdef RF_VECTOR_EXT
+    constexpr int L = Vec<T>::lanes;
+    if (o % L == 0) {
+        switch (o / L) {
+            case 1: return gemm_tn_blocked<T, 1>(n, k, a, lda, d, c);
+            case 2: return gemm_tn_blocked<T, 2>(n, k, a, lda, d, c);
+            case 3: return gemm_tn_blocked<T, 3>(n, k, a, lda, d, c);
+            case 4: return gemm_tn_blocked<T, 4>(n, k, a, lda, d, c);
+            case 8: return gemm_tn_blocked<T, 8>(n, k, a, lda, d, c);
+            default: break;
+        }
+    }
+#endif
     for (int r = 0; r < n; ++r) {
         const T* ar = a + std::size_t(r) * lda;
         const T* dr = d + std::size_t(r) * o;
         for (int kk = 0; kk < k; ++kk) {
             const T av = ar[kk];
-            if (av == T(0)) continue;
             T* ck = c + std::size_t(kk) * o;
             for (int j = 0; j < o; ++j) ck[j] += av * dr[j];
         }

@@ -18,12 +18,6 @@ namespace {
 constexpr int kPairBlock = 64;
 constexpr int kItemBlock = 128;
 
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
-#define RF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RF_CLONES
-#endif
-
 RF_CLONES void pair_block(const Arch& arch, const float* dense, const float** urows, const float** irows,
                           int n, Workspace<float>& ws, float* out) {
     detail::forward(arch, dense, urows, irows, n, ws);
