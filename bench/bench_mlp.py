@@ -30,7 +30,7 @@ EPOCHS = 5
 DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
 K = 10
 DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
-THROUGHPUT_SAMPLES = 200_000  # samples per timed training run
+THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
 SCORE_PAIRS = 1_000_000
 # PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
 # what is computed, and on the shared 2-core machine 2 torch threads ran 20x slower (spinning OpenMP
