@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 EPOCHS = 5
 DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
+SEEDS = (42, 43, 44)  # accuracy: mean over seeds (initialisation and sampled negatives), 1 with --quick
 K = 10
 DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
 THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
@@ -129,55 +130,71 @@ class _TorchScorer:
         return ids, np.take_along_axis(scores, ids, axis=1)
 
 
-def _fit_torch(torch, train, mode, epochs, threads, sparse=True):
+def _fit_torch(torch, train, mode, epochs, threads, sparse=True, seed=SEED):
     from recforge.models.mlp import sample_epoch
 
-    model, opts = _torch_model(torch, *train.shape, mode, sparse)
+    model, opts = _torch_model(torch, *train.shape, mode, sparse, seed)
     torch.set_num_threads(threads)
     for epoch in range(epochs):
-        _torch_epoch(torch, model, opts, *sample_epoch(train, NEGATIVES, SEED, epoch, threads))
+        _torch_epoch(torch, model, opts, *sample_epoch(train, NEGATIVES, seed, epoch, threads))
     return _TorchScorer(torch, model, train)
 
 
 # ---- models under test ------------------------------------------------------------------------
-def _our_models(rf, ctx, epochs):
+def _our_models(rf, ctx, epochs, seed):
     kw = dict(embedding_dim=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
-              threads=ctx.threads, seed=SEED)
+              threads=ctx.threads, seed=seed)
     return {f"recforge{'' if m == 'neumf' else ':' + m}": rf.MLPScorer(mode=m, **kw) for m in ("neumf", "gmf", "mlp")}
 
 
-def _baselines(rf, ctx):
+def _baselines(rf, ctx, seed):
     """Dot-product models under the same protocol, when they are on this branch."""
-    out = {"recforge:popular": rf.MostPopular()}
+    out = {}
     if hasattr(rf, "ALS"):
-        out["recforge:als"] = rf.ALS(factors=DIM, iterations=15, threads=ctx.threads, seed=SEED)
-    else:
-        ctx.log("rf.ALS not available on this branch: not measured")
+        out["recforge:als"] = rf.ALS(factors=DIM, iterations=15, threads=ctx.threads, seed=seed)
     if hasattr(rf, "BPR"):
-        out["recforge:bpr"] = rf.BPR(factors=DIM, threads=ctx.threads, seed=SEED)
-    else:
-        ctx.log("rf.BPR not available on this branch: not measured")
+        out["recforge:bpr"] = rf.BPR(factors=DIM, threads=ctx.threads, seed=seed)
     return out
 
 
-def _fit_all(rf, torch, ctx, train, epochs):
+def _fit_all(rf, torch, ctx, train, epochs, seed):
     models = {}
-    for name, m in {**_our_models(rf, ctx, epochs), **_baselines(rf, ctx)}.items():
-        ctx.log(f"  fit {name}")
+    for name, m in {**_our_models(rf, ctx, epochs, seed), **_baselines(rf, ctx, seed)}.items():
+        ctx.log(f"  seed {seed}: fit {name}")
         models[name] = m.fit(train, progress=False)
     if torch is not None:
-        ctx.log("  fit torch NeuMF")
-        models["torch"] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS)
+        ctx.log(f"  seed {seed}: fit torch NeuMF")
+        models["torch"] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS, seed=seed)
     return models
 
 
-def _rows_for(case, results):
+def _accuracy(rf, torch, ctx, train, test, epochs, protocols):
+    """Fit every model for every seed and evaluate it under each protocol.
+
+    protocols: case -> evaluate() keyword arguments. Returns rows with the mean over seeds (spread:
+    half the range over seeds), plus the fitted models of the first seed.
+    """
+    from recforge.evaluation import evaluate
+
+    runs: dict = {}
+    first = None
+    seeds = SEEDS[:1] if ctx.quick else SEEDS
+    for seed in seeds:
+        models = _fit_all(rf, torch, ctx, train, epochs, seed)
+        if seed == seeds[0]:
+            models["recforge:popular"] = rf.MostPopular().fit(train)  # deterministic: one fit
+            first = models
+        for case, kw in protocols.items():
+            for lib, m in models.items():
+                res = evaluate(m, train, test, k=K, progress=False, **kw)
+                for metric in ("hit_rate", "ndcg"):
+                    runs.setdefault((case, lib, metric), []).append(res[f"{metric}@{K}"])
     rows = []
-    for lib, res in results.items():
-        for metric, key in (("hr@10", f"hit_rate@{K}"), ("ndcg@10", f"ndcg@{K}")):
-            rows.append({"case": case, "library": lib, "metric": metric, "value": float(res[key]),
-                         "spread": None, "better": "higher"})
-    return rows
+    for (case, lib, metric), vals in runs.items():
+        rows.append({"case": case, "library": lib, "metric": "hr@10" if metric == "hit_rate" else "ndcg@10",
+                     "value": float(np.mean(vals)), "spread": float(np.ptp(vals) / 2) if len(vals) > 1 else None,
+                     "better": "higher", "runs": [float(v) for v in vals]})
+    return rows, first
 
 
 def _csr(df, shape):
@@ -187,10 +204,13 @@ def _csr(df, shape):
 # ---- the benchmark ----------------------------------------------------------------------------
 def run(ctx):
     import recforge as rf
-    from recforge.evaluation import evaluate, ndcg_at_k
+    from recforge.evaluation import ndcg_at_k
 
     torch = ctx.peer("torch")
     epochs = 1 if ctx.quick else EPOCHS
+    for name in ("ALS", "BPR"):
+        if not hasattr(rf, name):
+            ctx.log(f"rf.{name} is not on this branch: not measured")
     rows = []
 
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
@@ -202,10 +222,9 @@ def run(ctx):
         # evaluate() expects negative rows in test-pair order (by user, then item).
         negatives = negatives[np.lexsort((test_df["item"].to_numpy(), test_df["user"].to_numpy()))]
         ctx.log(f"{name}: {shape[0]} users, {shape[1]} items, {train.nnz} train, {test.nnz} test")
-        models = _fit_all(rf, torch, ctx, train, epochs)
-        res = {lib: evaluate(m, train, test, k=K, protocol="sampled", negatives=negatives, progress=False)
-               for lib, m in models.items()}
-        rows += _rows_for(f"{name} NCF 1+99 fixed", res)
+        new, _ = _accuracy(rf, torch, ctx, train, test, epochs,
+                           {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
+        rows += new
 
     # MovieLens-100K, leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols.
     df = rf.datasets.load_movielens("100k", data_home=ctx.data_dir)
@@ -213,15 +232,13 @@ def run(ctx):
     train_i, test_i = rf.split.leave_last_out(inter)
     train, test = train_i.csr, test_i.csr
     ctx.log(f"ml-100k leave-last-out: {train.nnz} train, {test.nnz} test")
-    models = _fit_all(rf, torch, ctx, train, epochs)
-    rows += _rows_for("ml-100k LOO 1+99 sampled", {
-        lib: evaluate(m, train, test, k=K, protocol="sampled", n_negatives=99, seed=0, progress=False)
-        for lib, m in models.items()})
-    rows += _rows_for("ml-100k LOO full catalogue", {
-        lib: evaluate(m, train, test, k=K, protocol="full", metrics=("hit_rate", "ndcg"), progress=False)
-        for lib, m in models.items()})
+    new, models = _accuracy(rf, torch, ctx, train, test, epochs, {
+        "ml-100k LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+        "ml-100k LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+    })
+    rows += new
 
-    # Retrieve (ALS top-200) then rank (NeuMF), full-catalogue NDCG@10.
+    # Retrieve (ALS top-200) then rank (NeuMF), full-catalogue NDCG@10 (first seed's models).
     if "recforge:als" in models:
         users = np.unique(test.nonzero()[0])
         cand, _ = models["recforge:als"].recommend(users, k=200)

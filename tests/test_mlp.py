@@ -238,6 +238,9 @@ def test_recommend_and_rerank_agree_with_score(rng):
         np.testing.assert_array_equal(ids[r], want)
         # The catalogue path splits the first layer into user and item halves: same value, other rounding.
         np.testing.assert_allclose(scores[r], masked[r, want], rtol=1e-5, atol=1e-6)
+    every = model.recommend_all(k=5, batch_size=16)
+    for a, b in zip(every, model.recommend(np.arange(40), k=5)):
+        np.testing.assert_array_equal(a, b)
     # Unfiltered and restricted to an item subset.
     ids_all, _ = model.recommend(users, k=50, exclude_seen=False)
     assert (np.sort(ids_all, axis=1) == np.arange(50)).all()

@@ -299,11 +299,6 @@ class MLPScorer(Recommender):
             ids[s : s + len(batch)], scores[s : s + len(batch)] = _select_topk(block, k)
         return ids, scores
 
-    def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int | None = None):
-        """``recommend`` for every user."""
-        self._check_fitted()
-        return self.recommend(np.arange(self.n_users), k, exclude_seen, threads=threads)
-
     def rerank(self, users, candidate_ids, k: int = 10, threads: int | None = None):
         """Re-order another model's candidates by this model's scores (retrieve-then-rank).
 
