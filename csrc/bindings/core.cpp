@@ -12,6 +12,7 @@ namespace py = pybind11;
 
 void bind_als(py::module_& m);
 void bind_sgd(py::module_& m);
+void bind_mlp(py::module_& m);
 void bind_topk(py::module_& m);
 
 #ifndef RECFORGE_VERSION
@@ -57,5 +58,6 @@ PYBIND11_MODULE(_core, m) {
         "Install Fortran BLAS/LAPACK routines (PyCapsules from scipy.linalg.cython_*).");
     bind_als(m);
     bind_sgd(m);
+    bind_mlp(m);
     bind_topk(m);
 }

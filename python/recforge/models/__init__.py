@@ -2,7 +2,8 @@
 
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
+from .mlp import MLPScorer
 from .popular import MostPopular
 from .sgd import BPR, SGDMF
 
-__all__ = ["ALS", "BPR", "FactorModel", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]
+__all__ = ["ALS", "BPR", "FactorModel", "MLPScorer", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]
