@@ -2,7 +2,8 @@
 
 Cases (issue 3), every library on ``ctx.threads`` threads, runs interleaved:
 
-* accuracy, MovieLens-100K: ratings >= 4 as positives, per-user 80/20 split (seed 42), factors 64,
+* accuracy, MovieLens-100K: ratings >= 4 as positives, ``rf.split.random_holdout`` (per user 20%,
+  seed 42), factors 64,
   regularization 0.05, 15 iterations, NDCG@10 over all items with training items excluded, measured
   with ``recforge.evaluation.ndcg_at_k`` for both libraries. Confidence matched: implicit uses the
   stored value times its alpha as the confidence itself (c = alpha r) while recforge uses
@@ -12,15 +13,16 @@ Cases (issue 3), every library on ``ctx.threads`` threads, runs interleaved:
 * explicit, MovieLens-100K u1..u5 base/test: RMSE of ALS (feedback="explicit", factors 64,
   regularization 0.1, 15 iterations) vs Surprise SVD with its defaults, mean over the 5 folds; both
   predictions clipped to the rating scale [1, 5] (Surprise does so itself).
-* speed: seconds per iteration on a synthetic 138,000 x 27,000 matrix with ~12M nonzeros
-  (power-law users and items, seeded) and on Amazon Video Games (SASRec's Video.txt), factors 64
+* speed: seconds per iteration on a synthetic 138,000 x 27,000 matrix with 12M nonzeros
+  (``rf.datasets.synthetic``, seed 0, binarised) and on Amazon Video Games (SASRec's Video.txt), factors 64
   and 128, CG (3 steps, both libraries) and Cholesky. Each fit runs 4 iterations; the first (which
   also pays for the transpose and initialisation) is dropped, the others are per-iteration samples
   taken from each library's own callback clock. ``s/iter`` is wall time; ``cpu-s/iter`` is the
   process CPU time (all threads), less sensitive to other jobs on a shared machine.
 * memory: peak resident memory added by ``fit`` (2 iterations), each library in a fresh
-  subprocess: ru_maxrss at the end minus the resident size just before ``fit`` (the matrix is
-  already loaded). Covers every allocation (numpy, C++, OpenMP), unlike tracemalloc.
+  subprocess with the matrix loaded and both libraries imported: the peak (VmHWM, reset through
+  /proc/self/clear_refs just before ``fit``) minus the resident size then (VmRSS). Covers every
+  allocation (numpy, C++, OpenMP, BLAS), unlike tracemalloc. Linux only.
 * scale (not in --quick, not by default): a synthetic 600,000 x 100,000 matrix with ~50M
   nonzeros, recforge only, seconds per iteration and peak memory.
 
@@ -40,9 +42,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-SYNTH_FULL = (138_000, 27_000, 13_000_000)  # ~12.1M nonzeros once duplicate pairs merge
+SYNTH_FULL = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
-SYNTH_SCALE = (600_000, 100_000, 54_000_000)  # ~50M nonzeros
+SYNTH_SCALE = (600_000, 100_000, 50_000_000)
 TIMED_ITERATIONS = 4  # per fit; the first is dropped
 ALL_CASES = "accuracy,explicit,speed,memory,scale"
 DEFAULT_CASES = "accuracy,explicit,speed,memory"
@@ -50,18 +52,15 @@ DEFAULT_CASES = "accuracy,explicit,speed,memory"
 
 # ---- data ---------------------------------------------------------------------------------------
 def synthetic(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr_matrix:
-    """Binary users x items CSR with log-normal user activity and Zipf-like item popularity."""
-    rng = np.random.default_rng(seed)
-    pu = rng.lognormal(0.0, 1.0, n_users)
-    pi = 1.0 / (np.arange(n_items) + 10.0) ** 0.9
-    u = np.searchsorted(np.cumsum(pu / pu.sum()), rng.random(nnz), side="right").clip(0, n_users - 1)
-    i = rng.permutation(n_items)[np.searchsorted(np.cumsum(pi / pi.sum()), rng.random(nnz), side="right")
-                                 .clip(0, n_items - 1)]
-    m = sp.csr_matrix((np.ones(nnz, np.float32), (u.astype(np.int32), i.astype(np.int32))),
-                      shape=(n_users, n_items))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+    """Binary users x items CSR from ``recforge.datasets.synthetic`` (power-law users and items,
+    planted low-rank structure, exactly ``nnz`` distinct pairs)."""
+    import recforge as rf
+
+    df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=seed, timestamps=False)
+    u = df["user"].to_numpy(np.int32)
+    i = df["item"].to_numpy(np.int32)
+    del df
+    return sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
 
 
 def video_games(data_dir: Path) -> sp.csr_matrix | None:
@@ -83,26 +82,17 @@ def _read_ml(path: Path):
 
 
 def ml100k_implicit_split(data_dir: Path, seed: int = 42):
-    """(train, test) binary CSR: ratings >= 4, per user a random 20% (floor) of positives to test."""
-    path = Path(data_dir) / "ml-100k" / "u.data"
-    if not path.exists():
+    """(train, test) binary CSR: ratings >= 4, ``recforge.split.random_holdout`` (per user 20%)."""
+    import recforge as rf
+
+    try:
+        df = rf.datasets.load_movielens("100k", data_home=data_dir)
+    except (FileNotFoundError, ValueError, OSError):
         return None
-    df = _read_ml(path)
-    shape = (int(df.user.max()), int(df.item.max()))
-    df = df[df.rating >= 4]
-    u, i = df.user.to_numpy() - 1, df.item.to_numpy() - 1
-    rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(len(u)), u))  # by user, random within a user
-    u, i = u[order], i[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
-    counts = np.diff(np.r_[starts, len(u)])
-    rank = np.arange(len(u)) - np.repeat(starts, counts)
-    test = rank < np.repeat(np.floor(0.2 * counts).astype(int), counts)
-
-    def csr(mask):
-        return sp.csr_matrix((np.ones(mask.sum(), np.float32), (u[mask], i[mask])), shape=shape)
-
-    return csr(~test), csr(test)
+    df = df[df["rating"] >= 4]
+    inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item")
+    train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=seed)
+    return train.csr, test.csr
 
 
 # ---- timing -----------------------------------------------------------------------------------------
@@ -170,20 +160,22 @@ def _speed_rows(ctx, implicit, name, m):
 
 # ---- memory (one subprocess per library) ------------------------------------------------------------
 _CHILD = r"""
-import resource, sys, numpy as np, scipy.sparse as sp
+import sys, numpy as np, scipy.sparse as sp
 sys.path.insert(0, {bench!r})
 import bench_als
 m = sp.load_npz({path!r}).tocsr()
 import recforge, implicit.cpu.als  # imported before the baseline: only fit's own memory counts
-def rss_kb():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() // 1024
-before = rss_kb()
+def status_kb(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current size
+    fh.write("5")
+before = status_kb("VmRSS")
 if {lib!r} == "recforge":
     bench_als._fit_recforge(m, {f}, {solver!r}, {threads}, iterations=2)
 else:
     bench_als._fit_implicit(implicit, m, {f}, {solver!r}, {threads}, iterations=2)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+print((status_kb("VmHWM") - before) / 1024)
 """
 
 
