@@ -4,7 +4,10 @@ Both run their epochs in the C++ core (``csrc/cpu/sgd_*.cpp``) with the GIL rele
 the shared factors from several threads without locks (Hogwild). Determinism: with ``threads=1``
 a fit is a pure function of the data and ``seed`` (bitwise repeatable on the same build and CPU);
 with more threads the order in which racing updates land varies, so results differ slightly from
-run to run (not in quality).
+run to run (not in quality). An epoch uses at most one thread per 65,536 samples: below that,
+threads cost more than they save (fork/join, and on a small catalogue the threads keep stealing
+the same cache lines from each other), so small data sets run on one thread whatever ``threads``
+says (and are then repeatable too).
 """
 
 from __future__ import annotations
