@@ -230,8 +230,10 @@ def test_sgdmf_bad_data():
         rf.SGDMF().fit(good, validation=val, patience=0, progress=False)
     with pytest.raises(rf.NotFittedError):
         rf.SGDMF().score([0], [0])
+    diverging = rf.SGDMF(lr=50.0, epochs=5)
     with pytest.raises(FloatingPointError, match="diverged"):
-        rf.SGDMF(lr=50.0, epochs=5).fit(good, progress=False)
+        diverging.fit(good, progress=False)
+    assert not diverging.is_fitted
 
 
 def test_bpr_bad_data():
