@@ -490,3 +490,19 @@ def test_rank_step_matches_numpy(f, seed, lr, reg, loss, n_items):
     np.testing.assert_allclose(Q[j], qj + lr * (-g * p - reg * qj), **tol)
     np.testing.assert_allclose(b[0], b0[0] + lr * (g - reg * b0[0]), **tol)
     np.testing.assert_allclose(b[j], b0[j] + lr * (-g - reg * b0[j]), **tol)
+
+
+def test_load_rejects_inconsistent_arrays(tmp_path):
+    train, *_ = planted_ratings(n_users=30, n_items=20)
+    model = rf.SGDMF(factors=4, epochs=2).fit(train, progress=False)
+    arrays = dict(model._arrays())
+    fresh = rf.SGDMF(factors=4)
+    fresh._train = model._train
+    with pytest.raises(ValueError, match="shape"):
+        fresh._restore({**arrays, "item_factors": arrays["item_factors"][:5]})
+    with pytest.raises(ValueError, match="missing"):
+        fresh._restore({k: v for k, v in arrays.items() if k != "user_bias"})
+    bad = arrays["user_factors"].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fresh._restore({**arrays, "user_factors": bad})
