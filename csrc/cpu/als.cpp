@@ -5,12 +5,15 @@
 // (dynamic schedule: row lengths follow a power law). Each thread owns its scratch buffers, so
 // the only shared writes are each row's own output.
 //
-// Speed notes (measured on the 138k x 27k, 12M-nonzero synthetic matrix, bench/bench_als.py):
-// - CG: the hot loop is, per stored entry, one dot product and one axpy over a factor row. They
-//   are fused (the row stays in registers) and compiled for fixed f (32/64/128) so the compiler
-//   unrolls them fully; GCC function multiversioning picks AVX-512/AVX2 code at run time.
-// - Cholesky: the rank updates of a row are batched as a gather of its (scaled) factor rows into
-//   a contiguous block followed by one SYRK, instead of one rank-1 update per entry.
+// Speed notes (history and measurements: bench/NOTES-als.md):
+// - CG: the hot loop is, per stored entry, one dot product and one axpy over a factor row, fused,
+//   compiled for fixed f (32/64/128) with the accumulator in registers, entries in groups of 4 so
+//   their reductions overlap, and the factor rows prefetched on the first pass. GCC function
+//   multiversioning picks AVX-512/AVX2/baseline code at run time (no -march=native).
+// - Cholesky: a row's rank updates are batched: its factor rows are gathered into a contiguous
+//   block and added with one register-tiled product (our kernel for f % 32 == 0, BLAS otherwise),
+//   then a blocked Cholesky whose trailing updates use the same tile kernel. Small-matrix BLAS
+//   (SYRK + POTRF per row) spent most of its time packing and blocking for big matrices.
 #include "recforge/als.hpp"
 
 #include <algorithm>
