@@ -101,6 +101,24 @@ struct ImplicitCtx {
 //   else:     coef_j = (c_j - alpha0) y_j.v          (A p, less the same part)
 // For F % 16 == 0 the accumulator stays in registers (v16 x F/16) across the entries; otherwise it
 // would make a store/load chain through memory per entry.
+// Sum of the 16 lanes as a tree of 4 shuffle + add steps (a loop over the lanes is a chain of 15
+// dependent scalar adds).
+RF_INLINE float hsum(v16 s) {
+    typedef int v16i __attribute__((vector_size(64)));
+#if defined(__clang__)
+    s += __builtin_shufflevector(s, s, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    s += __builtin_shufflevector(s, s, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    s += __builtin_shufflevector(s, s, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    s += __builtin_shufflevector(s, s, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+#else
+    s += __builtin_shuffle(s, v16i{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    s += __builtin_shuffle(s, v16i{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    s += __builtin_shuffle(s, v16i{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    s += __builtin_shuffle(s, v16i{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+#endif
+    return s[0];
+}
+
 template <int F, bool RESIDUAL>
 RF_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, const float* __restrict v,
                         float* __restrict out) {
@@ -126,8 +144,7 @@ RF_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, 
                 y[g] = c.Y + static_cast<std::int64_t>(c.m.indices[j + g]) * F;
                 v16 s = vv[0] * *reinterpret_cast<const v16*>(y[g]);
                 for (int t = 1; t < T; ++t) s += vv[t] * *reinterpret_cast<const v16*>(y[g] + 16 * t);
-                float yv = 0.0f;
-                for (int k = 0; k < 16; ++k) yv += s[k];
+                const float yv = hsum(s);
                 const float conf = 1.0f + alpha * c.m.data[j + g];
                 coef[g] = RESIDUAL ? conf - (conf - alpha0) * yv : (conf - alpha0) * yv;
             }
