@@ -35,8 +35,10 @@ def test_demo_json_on_synthetic(capsys):
     assert 0.0 < row["ndcg@10"] <= 1.0 and 0.0 < row["precision@10"] <= 1.0
 
 
-def test_demo_falls_back_to_synthetic_with_a_notice(tmp_path, capsys):
-    assert main(["demo", "--data-home", str(tmp_path / "empty"), "--json", "--model", "mostpopular"]) == 0
+def test_demo_falls_back_to_synthetic_with_a_notice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RECFORGE_DATA", str(tmp_path / "empty"))  # no data set anywhere it looks
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["demo", "--json", "--model", "mostpopular"]) == 0
     captured = capsys.readouterr()
     assert "notice" in captured.err and "synthetic" in captured.err
     assert json.loads(captured.out)["dataset"] == "synthetic"

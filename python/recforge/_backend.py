@@ -76,8 +76,9 @@ def resolve_device(device: str, *arrays: object) -> str:
     if device == "cuda":
         if not _core.with_cuda:
             raise RuntimeError(
-                "device='cuda' needs a CUDA build of recforge: install the CUDA toolkit (nvcc) and "
-                "reinstall with `pip install . -Ccmake.define.RECFORGE_CUDA=ON`, plus `pip install recforge[gpu]`"
+                "device='cuda' needs recforge built with its CUDA kernels, and this build has none: this "
+                "version ships no GPU kernels yet (when it does: install the CUDA toolkit so nvcc is on PATH, "
+                "reinstall with `pip install . -Ccmake.define.RECFORGE_CUDA=ON`, and `pip install recforge[gpu]`)"
             )
         if not cupy_available():
             raise RuntimeError("device='cuda' needs CuPy and a visible CUDA device (pip install recforge[gpu])")

@@ -1,0 +1,310 @@
+"""MLP scorer (NCF: GMF / MLP / NeuMF) against a PyTorch NeuMF trained in the same run.
+
+Accuracy (issue 5):
+- NCF protocol on the DeepCF sets (lastfm, AMusic, AToy): their train file, test file and 99 fixed
+  negatives per test pair; HR@10 and NDCG@10 (pessimistic ties) of recforge GMF, MLP and NeuMF, the
+  PyTorch NeuMF, and the dot-product models (ALS, BPR) and MostPopular when present.
+- MovieLens-100K leave-last-out by timestamp: the same with 99 sampled negatives (seed 0) and the
+  full-catalogue protocol (every item the user has not trained on is a candidate).
+- Re-ranking ALS's top-200 with NeuMF on MovieLens-100K: full-catalogue NDCG@10 before and after.
+Speed:
+- Training throughput (samples/s) of NeuMF, recforge vs PyTorch, same samples, batch size and
+  threads (1 and ctx.threads); PyTorch both with the optimiser we implement (SparseAdam on the
+  embeddings + Adam on the dense layers) and with plain Adam on every parameter.
+- Scoring throughput (pairs/s): random (user, item) pairs, and every user against the catalogue.
+
+Settings (equal for both libraries; modest so the run takes minutes on 2 cores): embedding_dim 32,
+layers (64, 32, 16), 4 negatives per positive, batch 256, Adam lr 1e-3, no L2, EPOCHS epochs
+(1 with --quick), the same initialisation scheme (N(0, 0.01) embeddings, Xavier-uniform hidden
+layers, LeCun-uniform output layer, zero biases), and the *same training samples*: both libraries
+draw each epoch's negatives with ``recforge.models.mlp.sample_epoch`` (same seed). PyTorch is a
+benchmark-only dependency; it is never imported by recforge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+EPOCHS = 5
+DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
+SEEDS = (42, 43, 44)  # accuracy: mean over seeds (initialisation and sampled negatives), 1 with --quick
+K = 10
+DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
+THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
+SCORE_PAIRS = 1_000_000
+# PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
+# what is computed, and on the shared 2-core machine 2 torch threads ran 20x slower (spinning OpenMP
+# workers); the throughput section compares equal thread counts.
+ACCURACY_TORCH_THREADS = 1
+
+
+# ---- PyTorch reference ------------------------------------------------------------------------
+def _torch_model(torch, n_users, n_items, mode, sparse, seed=SEED):
+    """NeuMF in PyTorch with recforge's architecture, loss and initialisation scheme."""
+    nn = torch.nn
+    torch.manual_seed(seed)
+    dg = DIM if mode != "mlp" else 0
+    dm = DIM if mode != "gmf" else 0
+
+    class NCF(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user = nn.Embedding(n_users, dg + dm, sparse=sparse)  # [GMF | MLP] like recforge
+            self.item = nn.Embedding(n_items, dg + dm, sparse=sparse)
+            mods, width = [], 2 * dm
+            for w in LAYERS if dm else ():
+                mods += [nn.Linear(width, w), nn.ReLU()]
+                width = w
+            self.mlp = nn.Sequential(*mods)
+            self.out = nn.Linear(dg + (width if dm else 0), 1)
+            nn.init.normal_(self.user.weight, std=0.01)
+            nn.init.normal_(self.item.weight, std=0.01)
+            for m in self.mlp:
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+            nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")  # LeCun uniform
+            nn.init.zeros_(self.out.bias)
+
+        def forward(self, u, i):
+            eu, ei = self.user(u), self.item(i)
+            parts = []
+            if dg:
+                parts.append(eu[:, :dg] * ei[:, :dg])
+            if dm:
+                parts.append(self.mlp(torch.cat([eu[:, dg:], ei[:, dg:]], dim=1)))
+            return self.out(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]).squeeze(1)
+
+    model = NCF()
+    emb = [model.user.weight, model.item.weight]
+    dense = [p for name, p in model.named_parameters() if not name.startswith(("user", "item"))]
+    if sparse:  # exactly recforge's optimiser: lazy Adam on embedding rows, Adam on dense layers
+        opts = [torch.optim.SparseAdam(emb, lr=LR), torch.optim.Adam(dense, lr=LR)]
+    else:  # the common NCF implementation: Adam on everything (every embedding row, every step)
+        opts = [torch.optim.Adam(model.parameters(), lr=LR)]
+    return model, opts
+
+
+def _torch_epoch(torch, model, opts, users, items, labels):
+    u, i, y = torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(labels)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    for s in range(0, len(u), BATCH):
+        for o in opts:
+            o.zero_grad()
+        loss = loss_fn(model(u[s : s + BATCH], i[s : s + BATCH]), y[s : s + BATCH])
+        loss.backward()
+        for o in opts:
+            o.step()
+
+
+class _TorchScorer:
+    """The duck-typed model interface recforge.evaluation needs (score, recommend)."""
+
+    def __init__(self, torch, model, train):
+        self.torch, self.model, self.train = torch, model, train
+        self.n_users, self.n_items = train.shape
+
+    def score(self, users, items):
+        t = self.torch
+        self.model.eval()
+        out = np.empty(len(users), np.float32)
+        with t.no_grad():
+            for s in range(0, len(users), 1 << 18):
+                u = t.from_numpy(np.asarray(users[s : s + (1 << 18)], np.int64))
+                i = t.from_numpy(np.asarray(items[s : s + (1 << 18)], np.int64))
+                out[s : s + len(u)] = self.model(u, i).numpy()
+        return out
+
+    def recommend(self, users, k=10, exclude_seen=True):
+        users = np.asarray(users, np.int64)
+        scores = self.score(np.repeat(users, self.n_items), np.tile(np.arange(self.n_items), len(users)))
+        scores = scores.reshape(len(users), self.n_items)
+        if exclude_seen:
+            seen = self.train[users]
+            scores[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        ids = np.take_along_axis(part, order, axis=1)
+        return ids, np.take_along_axis(scores, ids, axis=1)
+
+
+def _fit_torch(torch, train, mode, epochs, threads, sparse=True, seed=SEED):
+    from recforge.models.mlp import sample_epoch
+
+    model, opts = _torch_model(torch, *train.shape, mode, sparse, seed)
+    torch.set_num_threads(threads)
+    for epoch in range(epochs):
+        _torch_epoch(torch, model, opts, *sample_epoch(train, NEGATIVES, seed, epoch, threads))
+    return _TorchScorer(torch, model, train)
+
+
+# ---- models under test ------------------------------------------------------------------------
+def _our_models(rf, ctx, epochs, seed):
+    kw = dict(embedding_dim=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
+              threads=ctx.threads, seed=seed)
+    return {f"recforge{'' if m == 'neumf' else ':' + m}": rf.MLPScorer(mode=m, **kw) for m in ("neumf", "gmf", "mlp")}
+
+
+def _baselines(rf, ctx, seed):
+    """Dot-product models under the same protocol, when they are on this branch."""
+    out = {}
+    if hasattr(rf, "ALS"):
+        out["recforge:als"] = rf.ALS(factors=DIM, iterations=15, threads=ctx.threads, seed=seed)
+    if hasattr(rf, "BPR"):
+        out["recforge:bpr"] = rf.BPR(factors=DIM, threads=ctx.threads, seed=seed)
+    return out
+
+
+def _fit_all(rf, torch, ctx, train, epochs, seed):
+    models = {}
+    for name, m in {**_our_models(rf, ctx, epochs, seed), **_baselines(rf, ctx, seed)}.items():
+        ctx.log(f"  seed {seed}: fit {name}")
+        models[name] = m.fit(train, progress=False)
+    if torch is not None:
+        ctx.log(f"  seed {seed}: fit torch NeuMF")
+        models["torch"] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS, seed=seed)
+    return models
+
+
+def _accuracy(rf, torch, ctx, train, test, epochs, protocols):
+    """Fit every model for every seed and evaluate it under each protocol.
+
+    protocols: case -> evaluate() keyword arguments. Returns rows with the mean over seeds (spread:
+    half the range over seeds), plus the fitted models of the first seed.
+    """
+    from recforge.evaluation import evaluate
+
+    runs: dict = {}
+    first = None
+    seeds = SEEDS[:1] if ctx.quick else SEEDS
+    for seed in seeds:
+        models = _fit_all(rf, torch, ctx, train, epochs, seed)
+        if seed == seeds[0]:
+            models["recforge:popular"] = rf.MostPopular().fit(train)  # deterministic: one fit
+            first = models
+        for case, kw in protocols.items():
+            for lib, m in models.items():
+                res = evaluate(m, train, test, k=K, progress=False, **kw)
+                for metric in ("hit_rate", "ndcg"):
+                    runs.setdefault((case, lib, metric), []).append(res[f"{metric}@{K}"])
+    rows = []
+    for (case, lib, metric), vals in runs.items():
+        rows.append({"case": case, "library": lib, "metric": "hr@10" if metric == "hit_rate" else "ndcg@10",
+                     "value": float(np.mean(vals)), "spread": float(np.ptp(vals) / 2) if len(vals) > 1 else None,
+                     "better": "higher", "runs": [float(v) for v in vals]})
+    return rows, first
+
+
+def _csr(df, shape):
+    return sp.csr_matrix((np.ones(len(df), np.float32), (df["user"].to_numpy(), df["item"].to_numpy())), shape=shape)
+
+
+# ---- the benchmark ----------------------------------------------------------------------------
+def run(ctx):
+    import recforge as rf
+    from recforge.evaluation import ndcg_at_k
+
+    torch = ctx.peer("torch")
+    epochs = 1 if ctx.quick else EPOCHS
+    for name in ("ALS", "BPR"):
+        if not hasattr(rf, name):
+            ctx.log(f"rf.{name} is not on this branch: not measured")
+    rows = []
+
+    # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
+    for name in DEEPCF_SETS[:1] if ctx.quick else DEEPCF_SETS:
+        train_df, test_df, negatives = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=ctx.data_dir)
+        shape = (int(max(train_df["user"].max(), test_df["user"].max())) + 1,
+                 int(max(train_df["item"].max(), test_df["item"].max(), negatives.max())) + 1)
+        train, test = _csr(train_df, shape), _csr(test_df, shape)
+        # evaluate() expects negative rows in test-pair order (by user, then item).
+        negatives = negatives[np.lexsort((test_df["item"].to_numpy(), test_df["user"].to_numpy()))]
+        ctx.log(f"{name}: {shape[0]} users, {shape[1]} items, {train.nnz} train, {test.nnz} test")
+        new, _ = _accuracy(rf, torch, ctx, train, test, epochs,
+                           {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
+        rows += new
+
+    # MovieLens-100K, leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols.
+    df = rf.datasets.load_movielens("100k", data_home=ctx.data_dir)
+    inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item", time_col="timestamp")
+    train_i, test_i = rf.split.leave_last_out(inter)
+    train, test = train_i.csr, test_i.csr
+    ctx.log(f"ml-100k leave-last-out: {train.nnz} train, {test.nnz} test")
+    new, models = _accuracy(rf, torch, ctx, train, test, epochs, {
+        "ml-100k LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+        "ml-100k LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+    })
+    rows += new
+
+    # Retrieve (ALS top-200) then rank (NeuMF), full-catalogue NDCG@10 (first seed's models).
+    if "recforge:als" in models:
+        users = np.unique(test.nonzero()[0])
+        cand, _ = models["recforge:als"].recommend(users, k=200)
+        before = ndcg_at_k(cand[:, :K], test[users], K)
+        after_ids, _ = models["recforge"].rerank(users, cand, k=K)
+        after = ndcg_at_k(after_ids, test[users], K)
+        for lib, v in (("recforge:als top-10", before), ("recforge:als top-200 -> NeuMF top-10", after)):
+            rows.append({"case": "ml-100k LOO rerank ALS top-200", "library": lib, "metric": "ndcg@10 (full)",
+                         "value": float(v), "spread": None, "better": "higher"})
+
+    rows += _throughput(rf, torch, ctx, train)
+    return rows
+
+
+def _throughput(rf, torch, ctx, train):
+    from recforge import _core
+    from recforge.models.mlp import sample_epoch
+
+    rows = []
+    users, items, labels = sample_epoch(train, NEGATIVES, SEED, 0, ctx.threads)
+    n = min(len(users), 20_000 if ctx.quick else THROUGHPUT_SAMPLES)
+    users, items, labels = users[:n], items[:n], labels[:n]
+    ours = rf.MLPScorer(embedding_dim=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
+    moments = [np.zeros_like(a) for a in (ours.user_embedding, ours.user_embedding, ours.item_embedding,
+                                          ours.item_embedding, ours.dense, ours.dense)]
+    for threads in sorted({1, ctx.threads}):
+        def train_ours(threads=threads):
+            # One epoch of the training kernel over the same samples the peers get.
+            _core.mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense, *moments, 0,
+                                  users, items, labels, "adam", LR, 0.9, 0.999, 1e-8, 0.0, BATCH, threads)
+
+        fns = {"recforge": train_ours}
+        if torch is not None:
+            for lib, sparse in (("torch", True), ("torch:dense-adam", False)):
+                model, opts = _torch_model(torch, *train.shape, "neumf", sparse)
+
+                def train_torch(model=model, opts=opts, threads=threads):
+                    torch.set_num_threads(threads)
+                    _torch_epoch(torch, model, opts, users, items, labels)
+
+                fns[lib] = train_torch
+        ctx.log(f"training throughput, {threads} thread(s): {', '.join(fns)}")
+        for lib, t in ctx.timeit_many(fns).items():
+            rows.append({"case": f"ml-100k NeuMF train b={BATCH} threads={threads}", "library": lib,
+                         "metric": "samples/s", "value": n / t["median"],
+                         "spread": n / t["median"] * t["spread"] / t["median"], "better": "higher"})
+
+    rng = np.random.default_rng(0)
+    m_pairs = 100_000 if ctx.quick else SCORE_PAIRS
+    pu = rng.integers(0, train.shape[0], m_pairs)
+    pi = rng.integers(0, train.shape[1], m_pairs)
+    all_users = np.arange(train.shape[0])
+    fns = {"recforge": lambda: ours.score(pu, pi)}
+    fns_all = {"recforge": lambda: ours.recommend(all_users, k=K)}
+    if torch is not None:
+        ref = _fit_torch(torch, train, "neumf", 0, ctx.threads)  # untrained: speed only
+        fns["torch"] = lambda: ref.score(pu, pi)
+        fns_all["torch"] = lambda: ref.recommend(all_users, k=K)
+    if torch is not None:
+        torch.set_num_threads(ctx.threads)
+    for case, fn_set, count in (("ml-100k NeuMF score random pairs", fns, m_pairs),
+                                ("ml-100k NeuMF recommend all users (full catalogue, top-10)", fns_all,
+                                 train.shape[0] * train.shape[1])):
+        ctx.log(case)
+        for lib, t in ctx.timeit_many(fn_set).items():
+            rows.append({"case": f"{case} threads={ctx.threads}", "library": lib, "metric": "pairs/s",
+                         "value": count / t["median"], "spread": count / t["median"] * t["spread"] / t["median"],
+                         "better": "higher"})
+    return rows

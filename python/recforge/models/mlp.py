@@ -1,0 +1,415 @@
+"""MLPScorer: the NCF family (He et al., "Neural Collaborative Filtering", WWW 2017) with C++ kernels.
+
+Three models share one implementation (``mode``):
+
+* ``"gmf"``: generalised matrix factorisation, ``logit = w . (p_u * q_i) + b``;
+* ``"mlp"``: ``[p_u, q_i]`` through ReLU layers ``layers``, then ``logit = w . h + b``;
+* ``"neumf"``: both branches with their own embeddings, fused by one output layer.
+
+Each user/item embedding row is ``[GMF part (embedding_dim) | MLP part (embedding_dim)]`` (only the
+part the mode uses). The MLP input is the concatenation ``[m_u, m_i]`` of width
+``2 * embedding_dim``, followed by the hidden ReLU layers ``layers`` (e.g. 64 -> 64 -> 32 -> 16 for
+the defaults), so ``layers`` lists hidden widths only.
+
+Training minimises binary cross-entropy on each positive and ``negatives`` items sampled uniformly
+from the items the user has not interacted with (fresh every epoch, seeded), plus
+``l2 * (|e_u|^2 + |e_i|^2)`` per sample, with Adam (lazy Adam on embedding rows, as
+``torch.optim.SparseAdam``; standard Adam on the dense layers) or plain SGD. See
+``csrc/include/recforge/mlp.hpp`` for the exact update rules and the determinism contract.
+
+``score`` returns logits (``sigmoid(score)`` is the predicted probability of an interaction).
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import _core
+from .._backend import resolve_threads
+from .._validation import as_csr, check_ids, check_k, check_nonnegative, check_positive
+from .base import NotFittedError, Recommender
+
+__all__ = ["MLPScorer", "sample_epoch"]
+
+log = logging.getLogger(__name__)
+
+_MODES = {"gmf": 0, "mlp": 1, "neumf": 2}
+# Scores one batch of users x the whole catalogue at a time: at most this many floats (64 MB).
+_SCORE_BUDGET = 1 << 24
+
+
+class MLPScorer(Recommender):
+    """NCF scorer (GMF / MLP / NeuMF) trained with sampled negatives.
+
+    Parameters
+    ----------
+    embedding_dim : int >= 1
+        Width of each branch's user and item embeddings.
+    layers : tuple of int >= 1
+        Hidden ReLU widths of the MLP branch (ignored by ``mode="gmf"``).
+    mode : "gmf" | "mlp" | "neumf"
+    negatives : int >= 1
+        Sampled negatives per positive per epoch.
+    epochs : int >= 1
+    batch_size : int >= 1
+    lr : float > 0
+    optimizer : "adam" | "sgd"
+    l2 : float >= 0
+        L2 penalty on the embedding rows each sample touches.
+    threads : int, 0 = all cores
+        Training splits each mini-batch over threads; results are identical for any thread count.
+    seed : int
+        Seeds the initialisation and the negative sampling.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int = 32,
+        layers=(64, 32, 16),
+        mode: str = "neumf",
+        negatives: int = 4,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        l2: float = 0.0,
+        threads: int = 0,
+        seed: int = 42,
+    ):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if isinstance(layers, numbers.Integral) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a sequence of ints, got {type(layers).__name__}")
+        layers = tuple(layers)
+        for w in layers:
+            check_positive(w, "each layer size", integer=True)
+        if mode != "gmf" and not layers:
+            raise ValueError(f"mode={mode!r} needs at least one hidden layer, got layers=()")
+        self.embedding_dim = check_positive(embedding_dim, "embedding_dim", integer=True)
+        self.layers = tuple(int(w) for w in layers)
+        self.mode = mode
+        self.negatives = check_positive(negatives, "negatives", integer=True)
+        self.epochs = check_positive(epochs, "epochs", integer=True)
+        self.batch_size = check_positive(batch_size, "batch_size", integer=True)
+        self.lr = check_positive(lr, "lr")
+        self.optimizer = optimizer
+        self.l2 = check_nonnegative(l2, "l2")
+        resolve_threads(threads)
+        self.threads = int(threads)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = int(seed)
+        self.arch = _core.MLPArch(
+            _MODES[mode],
+            self.embedding_dim if mode != "mlp" else 0,
+            self.embedding_dim if mode != "gmf" else 0,
+            list(self.layers) if mode != "gmf" else [],
+        )
+        self.user_embedding: np.ndarray | None = None
+        self.item_embedding: np.ndarray | None = None
+        self.dense: np.ndarray | None = None
+        self.loss_history: list[float] = []
+
+    # -- parameter views ----------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.dense is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+
+    @property
+    def _n_layers(self) -> int:
+        return 0 if self.mode == "gmf" else len(self.layers)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Hidden-layer weights, each (in, out) float32 (views into ``dense``)."""
+        self._check_params()
+        return [
+            self.dense[self.arch.w_offset(l) : self.arch.b_offset(l)].reshape(self.arch.layer_in(l), self.layers[l])
+            for l in range(self._n_layers)
+        ]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """Hidden-layer biases, each (out,) float32 (views into ``dense``)."""
+        self._check_params()
+        return [
+            self.dense[self.arch.b_offset(l) : self.arch.b_offset(l) + self.layers[l]] for l in range(self._n_layers)
+        ]
+
+    @property
+    def output_weights(self) -> np.ndarray:
+        """(out_in,) float32 view: GMF part first (``embedding_dim``), then the last hidden layer."""
+        self._check_params()
+        return self.dense[self.arch.out_w_offset : self.arch.out_b_offset]
+
+    @property
+    def output_bias(self) -> np.ndarray:
+        """(1,) float32 view of the output bias."""
+        self._check_params()
+        return self.dense[self.arch.out_b_offset : self.arch.out_b_offset + 1]
+
+    @property
+    def _gmf_dim(self) -> int:
+        return 0 if self.mode == "mlp" else self.embedding_dim
+
+    # -- training -----------------------------------------------------------------------------
+    def _init_params(self, n_users: int, n_items: int) -> None:
+        """N(0, 0.01) embeddings, Xavier-uniform hidden weights, LeCun-uniform output weights, zero
+        biases: the initialisation of the NCF reference implementations."""
+        rng = np.random.default_rng(self.seed)
+        e = self.arch.emb_width
+        self.user_embedding = rng.normal(0.0, 0.01, (n_users, e)).astype(np.float32)
+        self.item_embedding = rng.normal(0.0, 0.01, (n_items, e)).astype(np.float32)
+        self.dense = np.zeros(self.arch.n_dense, np.float32)
+        for l, w in enumerate(self.weights):
+            bound = np.sqrt(6.0 / (w.shape[0] + w.shape[1]))
+            w[...] = rng.uniform(-bound, bound, w.shape)
+        bound = np.sqrt(3.0 / self.arch.out_in)
+        self.output_weights[...] = rng.uniform(-bound, bound, self.arch.out_in)
+
+    def _warm_start(self, model) -> None:
+        if self.mode == "mlp":
+            raise ValueError("init_from warm-starts the GMF embeddings; mode='mlp' has none")
+        uf, itf = getattr(model, "user_factors", None), getattr(model, "item_factors", None)
+        if uf is None or itf is None:
+            raise ValueError(
+                f"init_from must be a fitted factorisation model with user_factors/item_factors, got {type(model).__name__}"
+            )
+        uf, itf = np.asarray(uf), np.asarray(itf)
+        want_u, want_i = (self.user_embedding.shape[0], self.embedding_dim), (self.item_embedding.shape[0], self.embedding_dim)
+        if uf.shape != want_u or itf.shape != want_i:
+            raise ValueError(
+                f"init_from factors must have shapes {want_u} (users) and {want_i} (items) to match these "
+                f"interactions and embedding_dim={self.embedding_dim}, got {uf.shape} and {itf.shape}"
+            )
+        if not (np.isfinite(uf).all() and np.isfinite(itf).all()):
+            raise ValueError("init_from factors contain NaN or infinite values")
+        self.user_embedding[:, : self.embedding_dim] = uf
+        self.item_embedding[:, : self.embedding_dim] = itf
+        # Unit GMF output weights: the GMF branch starts as the factor model's dot product.
+        self.output_weights[: self.embedding_dim] = 1.0
+
+    def fit(self, interactions, callback=None, progress: bool = True, init_from=None):
+        """Train on the positives of ``interactions``.
+
+        Parameters
+        ----------
+        interactions : scipy.sparse (n_users, n_items) or recforge.Interactions
+            Non-zero entries are positives (values are ignored).
+        callback : callable(epoch, elapsed_seconds, loss), optional
+            Called after every epoch.
+        progress : bool
+            Show a tqdm bar over epochs.
+        init_from : fitted factor model (ALS, BPR, ...), optional
+            Warm-start the GMF embeddings from its ``user_factors`` / ``item_factors``, which must be
+            (n_users, embedding_dim) and (n_items, embedding_dim).
+        """
+        train = as_csr(interactions)
+        n_users, n_items = train.shape
+        threads = resolve_threads(self.threads)
+        self._init_params(n_users, n_items)
+        if init_from is not None:
+            self._warm_start(init_from)
+        moments = [np.zeros_like(a) for a in (self.user_embedding, self.user_embedding, self.item_embedding,
+                                               self.item_embedding, self.dense, self.dense)]
+        if self.optimizer == "sgd":  # no moments needed
+            moments = [np.zeros(0, np.float32)] * 6
+        step = 0
+        self.loss_history = []
+        start = time.perf_counter()
+        epochs = range(self.epochs)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            epochs = bar = tqdm(epochs, desc=f"MLPScorer({self.mode})", unit="epoch")
+        for epoch in epochs:
+            users, items, labels = sample_epoch(train, self.negatives, self.seed, epoch, threads)
+            loss, step = _core.mlp_train_epoch(
+                self.arch, self.user_embedding, self.item_embedding, self.dense, *moments, step,
+                users, items, labels, self.optimizer, self.lr, 0.9, 0.999, 1e-8, self.l2, self.batch_size, threads,
+            )  # fmt: skip
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+            self.loss_history.append(float(loss))
+            elapsed = time.perf_counter() - start
+            log.debug("MLPScorer epoch %d: loss %.5f (%.2fs)", epoch, loss, elapsed)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if callback is not None:
+                callback(epoch, elapsed, float(loss))
+        self._train = train
+        return self
+
+    # -- inference ----------------------------------------------------------------------------
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return _core.mlp_score_pairs(
+            self.arch, self.user_embedding, self.item_embedding, self.dense, users, items, resolve_threads(self.threads)
+        )
+
+    def _ranking_vectors(self, users):
+        raise TypeError("MLPScorer does not rank by inner products; use recommend / score / rerank")
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True, items=None, threads: int | None = None):
+        """Top ``k`` items for each of ``users`` by the model's logits over the whole catalogue.
+
+        Parameters
+        ----------
+        users : int or 1-D int array of user indices
+        k : int >= 1
+        exclude_seen : bool
+            Leave out the items each user interacted with in the training data.
+        items : 1-D int array, optional
+            Restrict the ranking to these item indices.
+        threads : int, optional
+            Defaults to the model's ``threads``.
+
+        Returns
+        -------
+        ids : (n, k) int64, best first; ties go to the lower item id; -1 pads rows with fewer than k
+            eligible items.
+        scores : (n, k) float32 logits; -inf where ids is -1.
+        """
+        self._check_fitted()
+        u = check_ids(users, self.n_users, "users")
+        k = check_k(k)
+        nt = resolve_threads(self.threads if threads is None else threads)
+        allowed = None
+        if items is not None:
+            allowed = np.zeros(self.n_items, bool)
+            allowed[check_ids(items, self.n_items, "items")] = True
+        ids = np.full((len(u), k), -1, np.int64)
+        scores = np.full((len(u), k), -np.inf, np.float32)
+        step = max(1, _SCORE_BUDGET // self.n_items)
+        for s in range(0, len(u), step):
+            batch = u[s : s + step]
+            block = _core.mlp_score_all(self.arch, self.user_embedding, self.item_embedding, self.dense, batch, nt)
+            if exclude_seen:
+                seen = self._train[batch]
+                block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            if allowed is not None:
+                block[:, ~allowed] = -np.inf
+            ids[s : s + len(batch)], scores[s : s + len(batch)] = _select_topk(block, k)
+        return ids, scores
+
+    def rerank(self, users, candidate_ids, k: int = 10, threads: int | None = None):
+        """Re-order another model's candidates by this model's scores (retrieve-then-rank).
+
+        Parameters
+        ----------
+        users : (n,) int user indices
+        candidate_ids : (n, c) int item indices; -1 marks padding
+        k : int >= 1
+            Length of the re-ranked lists (rows with fewer valid candidates are padded with -1).
+
+        Returns
+        -------
+        ids : (n, k) int64, best first (ties to the lower item id); -1 padding.
+        scores : (n, k) float32 logits; -inf where ids is -1.
+        """
+        self._check_fitted()
+        u = check_ids(users, self.n_users, "users")
+        k = check_k(k)
+        cand = np.asarray(candidate_ids)
+        if cand.ndim != 2 or cand.shape[0] != len(u):
+            raise ValueError(f"candidate_ids must be 2-D ({len(u)}, c), got shape {cand.shape}")
+        if cand.size and not np.issubdtype(cand.dtype, np.integer):
+            raise TypeError(f"candidate_ids must be integer item indices, got dtype {cand.dtype}")
+        cand = cand.astype(np.int64, copy=False)
+        if cand.size and (cand.min() < -1 or cand.max() >= self.n_items):
+            raise ValueError(f"candidate_ids must be item indices in [0, {self.n_items}) or -1 padding")
+        valid = cand >= 0
+        block = np.full(cand.shape, -np.inf, np.float32)
+        rows, cols = np.nonzero(valid)
+        nt = resolve_threads(self.threads if threads is None else threads)
+        block[rows, cols] = _core.mlp_score_pairs(
+            self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], nt
+        )
+        order, top = _select_topk(block, k, tie_ids=np.where(valid, cand, np.iinfo(np.int64).max))
+        ids = np.where(order >= 0, np.take_along_axis(cand, np.maximum(order, 0), axis=1), -1)
+        return ids, top
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {
+            "embedding_dim": self.embedding_dim,
+            "layers": list(self.layers),
+            "mode": self.mode,
+            "negatives": self.negatives,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "optimizer": self.optimizer,
+            "l2": self.l2,
+            "threads": self.threads,
+            "seed": self.seed,
+        }
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"user_embedding": self.user_embedding, "item_embedding": self.item_embedding, "dense": self.dense}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        n_users, n_items = self._train.shape
+        e = self.arch.emb_width
+        want = {"user_embedding": (n_users, e), "item_embedding": (n_items, e), "dense": (self.arch.n_dense,)}
+        for name, shape in want.items():
+            a = arrays.get(name)
+            if a is None:
+                raise ValueError(f"missing array {name!r}")
+            if a.shape != shape or a.dtype != np.float32:
+                raise ValueError(f"{name} must be float32 with shape {shape}, got {a.dtype} {a.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} contains NaN or infinite values")
+        self.user_embedding = np.ascontiguousarray(arrays["user_embedding"])
+        self.item_embedding = np.ascontiguousarray(arrays["item_embedding"])
+        self.dense = np.ascontiguousarray(arrays["dense"])
+
+
+def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, threads: int = 0):
+    """Training samples of one epoch, as ``MLPScorer.fit`` draws them.
+
+    Every positive of ``train`` (canonical CSR) as ``(u, i, 1)`` plus ``negatives`` items per positive
+    drawn uniformly from the items ``u`` has not interacted with, as ``(u, j, 0)``; shuffled.
+    Deterministic for ``(seed, epoch)`` whatever ``threads``.
+
+    Returns
+    -------
+    users, items : (n,) int64
+    labels : (n,) float32
+    """
+    stream = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
+    return _core.mlp_sample_epoch(
+        train.indptr.astype(np.int64), train.indices.astype(np.int32), train.shape[1], negatives, stream,
+        resolve_threads(threads),
+    )
+
+
+def _select_topk(scores: np.ndarray, k: int, tie_ids: np.ndarray | None = None):
+    """Column positions and values of the ``k`` largest finite entries per row, best first.
+
+    Ties go to the lower id (``tie_ids``, default the column index). Rows with fewer than ``k``
+    finite entries are padded with position -1 and -inf.
+    """
+    n, m = scores.shape
+    kk = min(k, m)
+    if kk < m:
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(m), (n, m))
+    vals = np.take_along_axis(scores, part, axis=1)
+    ties = part if tie_ids is None else np.take_along_axis(tie_ids, part, axis=1)
+    order = np.lexsort((ties, -vals), axis=1) if n else np.zeros((0, kk), np.int64)
+    pos = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    pos[~np.isfinite(vals)] = -1
+    if kk < k:
+        pos = np.hstack([pos, np.full((n, k - kk), -1, np.int64)])
+        vals = np.hstack([vals, np.full((n, k - kk), -np.inf, np.float32)])
+    return pos, vals
