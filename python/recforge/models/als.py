@@ -29,6 +29,13 @@ stored value times its ``alpha`` as the confidence itself (``c = alpha * r``, so
 ``alpha=1`` gives positives no extra weight), and a constant ``regularization``; ours with
 ``alpha=a`` equals implicit's with ``alpha=1 + a`` on binary data.
 
+Every stored entry counts, including an explicitly stored 0 (implicit: a positive with
+confidence 1; call ``eliminate_zeros()`` on the matrix to drop such entries).
+
+Folding in (``partial_fit_users`` / ``partial_fit_items`` / ``recalculate_user`` /
+``recommend_for_rows``) always solves the rows exactly (Cholesky) against the fixed other side,
+whatever ``solver`` the model was fitted with.
+
 Rows without interactions: their normal equations have a zero right-hand side, so their factors
 (and, explicit, their bias) are exactly zero after a half-step; such users rank items by the
 item bias (explicit) or not at all (implicit: every score is 0).
