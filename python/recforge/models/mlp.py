@@ -202,7 +202,7 @@ class MLPScorer(Recommender):
         Parameters
         ----------
         interactions : scipy.sparse (n_users, n_items) or recforge.Interactions
-            Non-zero entries are positives (values are ignored).
+            Every stored entry is a positive (values are ignored, as for the evaluation layer).
         callback : callable(epoch, elapsed_seconds, loss), optional
             Called after every epoch.
         progress : bool
