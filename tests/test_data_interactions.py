@@ -226,3 +226,13 @@ def test_large_from_pandas_is_vectorised():
     assert inter.nnz == len(np.unique(key))
     ref = df.groupby(["user", "item"]).rating.max()
     np.testing.assert_allclose(np.sort(inter.csr.data), np.sort(ref.to_numpy().astype(np.float32)))
+
+
+def test_models_and_validation_accept_interactions():
+    inter = rf.Interactions.from_arrays(["a", "a", "b", "c"], ["x", "y", "x", "z"], weights=[1.0, 2.0, 3.0, 4.0])
+    csr = as_csr(inter)
+    assert csr.shape == inter.shape and (csr != inter.csr).nnz == 0
+    model = rf.MostPopular().fit(inter)
+    ids, _ = model.recommend([inter.user_ids.to_index("c")], k=2)
+    # "x" is the most popular item; user "c" has only seen "z"
+    assert inter.item_ids.to_external(ids[0][:1]).tolist() == ["x"]

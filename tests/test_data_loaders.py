@@ -237,3 +237,32 @@ def test_zip_slip_refused(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="unsafe member path"):
         rf.datasets.load_movielens("100k", data_home=tmp_path / "dl", download=True, progress=False)
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_movielens_dat_and_csv_formats(tmp_path):
+    """The 1M/10M '::' layout and the 20M/25M csv layout, on small files of the same shape."""
+    (tmp_path / "ml-1m").mkdir()
+    (tmp_path / "ml-1m" / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1357::4.5::978298709\n")
+    (tmp_path / "ml-1m" / "movies.dat").write_bytes("1::Toy Story (1995)::Animation\n73::Misérables, Les (1995)::Drama\n".encode("latin-1"))
+    df = rf.datasets.load_movielens("1m", data_home=tmp_path)
+    assert df.values.tolist() == [[1, 1193, 5.0, 978300760], [1, 661, 3.0, 978302109], [2, 1357, 4.5, 978298709]]
+    assert rf.datasets.movielens_titles("1m", data_home=tmp_path).loc[73] == "Misérables, Les (1995)"
+    (tmp_path / "ml-10M100K").mkdir()  # the 10M zip's own folder name
+    (tmp_path / "ml-10M100K" / "ratings.dat").write_text("5::10::0.5::1\n")
+    assert rf.datasets.load_movielens("10m", data_home=tmp_path).values.tolist() == [[5, 10, 0.5, 1]]
+    (tmp_path / "ml-25m").mkdir()
+    (tmp_path / "ml-25m" / "ratings.csv").write_text("userId,movieId,rating,timestamp\n3,4,3.5,7\n")
+    (tmp_path / "ml-25m" / "movies.csv").write_text('movieId,title,genres\n4,"Heat, The (1995)",Action\n')
+    assert rf.datasets.load_movielens("25m", data_home=tmp_path).values.tolist() == [[3, 4, 3.5, 7]]
+    assert rf.datasets.movielens_titles("25m", data_home=tmp_path).loc[4] == "Heat, The (1995)"
+
+
+def test_download_without_known_checksum_logs_it(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("RECFORGE_DATA", str(tmp_path / "nothing-here"))
+    payload = _zip_bytes({"ml-10M100K/ratings.dat": "1::2::3.5::4\n", "ml-10M100K/movies.dat": "2::Film (1990)::Drama\n"})
+    monkeypatch.setattr(loaders, "_fetch", lambda url, dest, progress=True: Path(dest).write_bytes(payload))
+    with caplog.at_level("WARNING", logger="recforge.data.loaders"):
+        df = rf.datasets.load_movielens("10m", data_home=tmp_path / "dl", download=True, progress=False)
+    assert df.values.tolist() == [[1, 2, 3.5, 4]]
+    assert hashlib.sha256(payload).hexdigest() in caplog.text
+    assert (tmp_path / "dl" / "ml-10M100K" / "movies.dat").is_file()

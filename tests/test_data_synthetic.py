@@ -119,3 +119,15 @@ def test_dense_corner_reaches_exact_size():
     df = rf.datasets.synthetic(50, 40, 50 * 20, seed=3)
     assert len(df) == 1_000 and (df.user.value_counts() == 20).all()
     assert not df.duplicated(["user", "item"]).any()
+
+
+def test_als_learns_the_planted_structure(data):
+    """The real thing, where the cheap proxy above stands in: ALS clearly beats popularity."""
+    if not hasattr(rf, "ALS"):
+        pytest.skip("recforge.ALS not built in this checkout")
+    df, _ = data
+    inter = rf.Interactions.from_pandas(df)
+    train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=0)
+    pop = rf.evaluation.evaluate(rf.MostPopular().fit(train), train, test, k=10)["ndcg@10"]
+    als = rf.ALS(factors=16, iterations=8, regularization=0.05, threads=2, seed=0).fit(train, progress=False)
+    assert rf.evaluation.evaluate(als, train, test, k=10)["ndcg@10"] > 1.5 * pop

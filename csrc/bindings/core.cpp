@@ -10,6 +10,8 @@
 
 namespace py = pybind11;
 
+void bind_als(py::module_& m);
+void bind_sgd(py::module_& m);
 void bind_mlp(py::module_& m);
 void bind_topk(py::module_& m);
 
@@ -54,6 +56,8 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("sgemm"), py::arg("ssyrk"), py::arg("spotrf"), py::arg("spotrs"),
         "Install Fortran BLAS/LAPACK routines (PyCapsules from scipy.linalg.cython_*).");
+    bind_als(m);
+    bind_sgd(m);
     bind_mlp(m);
     bind_topk(m);
 }

@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <new>
@@ -112,16 +111,23 @@ float dot(const float* a, const float* b, std::int64_t f) {
     return total;
 }
 
-void check(bool ok, const std::string& what) {
+// Validation helpers; messages are only built on failure (some checks run once per stored id).
+void check(bool ok, const char* what) {
     if (!ok) throw std::invalid_argument(what);
+}
+
+[[noreturn]] void fail_id(const char* what, std::int64_t id, std::int64_t m, const char* tail = ")") {
+    throw std::invalid_argument(std::string("topk: ") + what + " " + std::to_string(id) + " outside [0, " +
+                                std::to_string(m) + tail);
 }
 
 void check_common(const float* queries, std::int64_t n, const float* items, std::int64_t m,
                   std::int64_t f, std::int64_t k, std::int64_t* out_ids, float* out_scores) {
-    check(n >= 0, "topk: n must be >= 0, got " + std::to_string(n));
+    check(n >= 0, "topk: n must be >= 0");
     check(m >= 1, "topk: items must not be empty");
-    check(f >= 1 && f <= INT_MAX, "topk: factors must be in [1, 2^31), got " + std::to_string(f));
-    check(k >= 1 && k <= m, "topk: k must be in [1, " + std::to_string(m) + "], got " + std::to_string(k));
+    check(f >= 1 && f <= INT_MAX, "topk: factors must be in [1, 2^31)");
+    if (k < 1 || k > m)
+        throw std::invalid_argument("topk: k must be in [1, " + std::to_string(m) + "], got " + std::to_string(k));
     check(items != nullptr && (n == 0 || (queries && out_ids && out_scores)), "topk: null array");
 }
 
@@ -133,9 +139,7 @@ void check_exclude(const TopkExclude& ex, std::int64_t n, std::int64_t m) {
         const std::int64_t b = ex.indptr[i], e = ex.indptr[i + 1];
         check(b <= e && e <= ex.nnz, "topk: exclude indptr must be non-decreasing and within the indices");
         for (std::int64_t p = b; p < e; ++p) {
-            check(ex.indices[p] >= 0 && ex.indices[p] < m,
-                  "topk: exclude holds item id " + std::to_string(ex.indices[p]) + " outside [0, " +
-                      std::to_string(m) + ")");
+            if (ex.indices[p] < 0 || ex.indices[p] >= m) fail_id("exclude holds item id", ex.indices[p], m);
             check(p == b || ex.indices[p - 1] <= ex.indices[p], "topk: exclude indices must be sorted within rows");
         }
     }
@@ -254,13 +258,12 @@ constexpr int kPanel = 32;      // items per panel: two 16-float vectors
 constexpr std::int64_t kAlign = 64;
 
 struct AlignedFree {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(float* p) const { _mm_free(p); }
 };
 using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
 
 AlignedFloats aligned_floats(std::int64_t count) {
-    const std::size_t bytes = static_cast<std::size_t>((count * 4 + kAlign - 1) / kAlign * kAlign);
-    float* p = static_cast<float*>(std::aligned_alloc(kAlign, bytes > 0 ? bytes : kAlign));
+    float* p = static_cast<float*>(_mm_malloc(static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * 4, kAlign));
     if (!p) throw std::bad_alloc();
     return AlignedFloats(p);
 }
@@ -403,7 +406,7 @@ void topk_dense(const float* queries, std::int64_t n, const float* items, std::i
         check(n_subset >= 0, "topk: subset size must be >= 0");
         ids.assign(subset, subset + n_subset);
         for (std::int64_t id : ids)
-            check(id >= 0 && id < m, "topk: candidate id " + std::to_string(id) + " outside [0, " + std::to_string(m) + ")");
+            if (id < 0 || id >= m) fail_id("candidate id", id, m);
         std::sort(ids.begin(), ids.end());
         ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
         mm = static_cast<std::int64_t>(ids.size());
@@ -446,8 +449,7 @@ void topk_candidates(const float* queries, std::int64_t n, const float* items, s
     check_exclude(exclude, n, m);
     check(c >= 0 && (c == 0 || n == 0 || candidates), "topk: candidates missing");
     for (std::int64_t p = 0; p < n * c; ++p)
-        check(candidates[p] >= -1 && candidates[p] < m,
-              "topk: candidate id " + std::to_string(candidates[p]) + " outside [0, " + std::to_string(m) + ") or -1");
+        if (candidates[p] < -1 || candidates[p] >= m) fail_id("candidate id", candidates[p], m, ") or -1");
     if (n == 0) return;
 
     const int nt = static_cast<int>(std::min<std::int64_t>(resolve_threads(threads), (n + 63) / 64));

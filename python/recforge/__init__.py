@@ -13,7 +13,7 @@ from ._core import __version__
 from ._backend import cupy_available
 from . import datasets, split, transforms
 from .data import IdMap, Interactions
-from .models import FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
+from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 from . import evaluation
 
@@ -21,6 +21,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
+    "ALS",
+    "BPR",
     "cupy_available",
     "datasets",
     "evaluation",
@@ -32,6 +34,7 @@ __all__ = [
     "MostPopular",
     "NotFittedError",
     "Recommender",
+    "SGDMF",
     "split",
     "topk",
     "transforms",

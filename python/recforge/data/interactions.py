@@ -107,7 +107,8 @@ class Interactions:
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-        for arg, col in (("user_col", user_col), ("item_col", item_col), ("weight_col", weight_col), ("time_col", time_col)):
+        named = {"user_col": user_col, "item_col": item_col, "weight_col": weight_col, "time_col": time_col}
+        for arg, col in named.items():
             if col is not None and col not in df.columns:
                 raise ValueError(f"{arg}={col!r} is not a column of df (columns: {list(df.columns)})")
         return cls.from_arrays(
@@ -162,7 +163,8 @@ class Interactions:
                 np.issubdtype(weights.dtype, np.number) or weights.dtype == bool
             ) or np.issubdtype(weights.dtype, np.complexfloating):
                 raise TypeError(f"{w_name} must be numeric, got dtype {weights.dtype}")
-            weights = weights.astype(np.float64, copy=False)
+            if not np.issubdtype(weights.dtype, np.floating):  # ints, bools: exact in float64
+                weights = weights.astype(np.float64)
             if not np.isfinite(weights).all():
                 raise ValueError(f"{w_name} contains {int((~np.isfinite(weights)).sum())} NaN or infinite values")
         if timestamps is not None:
@@ -176,8 +178,8 @@ class Interactions:
         bad = (u < 0) | (i < 0)
         if bad.any():
             if unknown == "error":
-                which = u_name if (u < 0).any() else i_name
-                vals = np.asarray(users if which == u_name else items, dtype=object)[(u < 0) if which == u_name else (i < 0)]
+                which, source, codes = (u_name, users, u) if (u < 0).any() else (i_name, items, i)
+                vals = np.asarray(source, dtype=object)[codes < 0]
                 raise ValueError(
                     f"{which} has {int(bad.sum())} row(s) with ids not in the given id map, e.g. {vals[0]!r}"
                     " (pass unknown='drop' to drop them)"
@@ -203,19 +205,29 @@ class Interactions:
         n_users, n_items = len(user_map), len(item_map)
         if n_users and n_items > np.iinfo(np.int64).max // max(n_users, 1):
             raise ValueError(f"shape {n_users} x {n_items} is too large for int64 keys")
-        # Fast path: scipy's C++ COO->CSR (a counting sort by row, then per-row sorts) carrying
-        # each entry's position. It sums duplicates, so when the count drops there were some
-        # and the general path below (one argsort of the int64 key) takes over.
-        pos = sp.coo_matrix((np.arange(len(u), dtype=np.int64), (u, i)), shape=(n_users, n_items)).tocsr()
-        pos.sort_indices()  # already sorted by tocsr in practice; moves data along if not
-        if pos.nnz == len(u):
-            order = pos.data
-            w = np.ones(len(u)) if weights is None else weights[order]
-            t = None if timestamps is None else timestamps[order]
-            cols, indptr = pos.indices, pos.indptr
+        small = max(len(u), n_users, n_items) < 2**31  # int32 halves the memory traffic
+        idx = np.int32 if small else np.int64
+        ui = (u.astype(idx, copy=False), i.astype(idx, copy=False))
+        if timestamps is None and duplicates == "sum":
+            # scipy's C++ COO->CSR (a counting sort by row, per-row sorts, duplicates summed) is
+            # exactly this rule.
+            data = np.ones(len(u), dtype=np.float32) if weights is None else weights
+            out = sp.coo_matrix((data, ui), shape=(n_users, n_items)).tocsr()
+            out.sort_indices()  # done by tocsr in practice; cheap check otherwise
+            w, t, cols, indptr = out.data, None, out.indices, out.indptr
         else:
-            w, t, cols, indptr = _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items)
-        csr = sp.csr_matrix((w.astype(np.float32), cols, indptr), shape=(n_users, n_items))
+            # The same conversion carrying each entry's position. It sums duplicates, so when
+            # the count drops there were some, and the general path (one argsort) takes over.
+            pos = sp.coo_matrix((np.arange(len(u), dtype=idx), ui), shape=(n_users, n_items)).tocsr()
+            pos.sort_indices()
+            if pos.nnz == len(u):
+                order = pos.data
+                w = np.ones(len(u), dtype=np.float32) if weights is None else weights[order]
+                t = None if timestamps is None else timestamps[order]
+                cols, indptr = pos.indices, pos.indptr
+            else:
+                w, t, cols, indptr = _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items)
+        csr = sp.csr_matrix((w.astype(np.float32, copy=False), cols, indptr), shape=(n_users, n_items))
         csr.has_sorted_indices = True
         csr.has_canonical_format = True
         if not np.isfinite(csr.data).all():
@@ -309,9 +321,9 @@ class Interactions:
         r = row_new[rows[keep]]
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum(np.bincount(r, minlength=len(users)), out=indptr[1:])
+        new_cols = col_new[cols[keep]].astype(self.csr.indices.dtype)
         csr = sp.csr_matrix(
-            (self.csr.data[keep], col_new[cols[keep]].astype(self.csr.indices.dtype), indptr.astype(self.csr.indptr.dtype)),
-            shape=(len(users), len(items)),
+            (self.csr.data[keep], new_cols, indptr.astype(self.csr.indptr.dtype)), shape=(len(users), len(items))
         )
         csr.has_sorted_indices = True
         csr.has_canonical_format = True
@@ -382,39 +394,31 @@ def _as_idmap(ids, n: int | None = None) -> IdMap:
 def _combine_duplicates(u, i, weights, timestamps, duplicates, n_users, n_items):
     """(weights, timestamps, indices, indptr) of the CSR with repeated (u, i) pairs combined."""
     key = u * np.int64(n_items) + i
-    order = np.argsort(key)  # unstable (2x faster than stable); runs of equal keys are fixed below
+    order = np.argsort(key)  # unstable (2x faster than stable): no rule below needs the run order
     skey = key[order]
-    same = skey[1:] == skey[:-1]
-    # Runs of duplicates: put each run in a deterministic order (time, then row order).
-    in_run = np.zeros(len(skey), dtype=bool)
-    in_run[1:] |= same
-    in_run[:-1] |= same
-    pos = np.flatnonzero(in_run)
-    sub = order[pos]
-    sort_keys = (sub,) if timestamps is None else (sub, timestamps[sub])
-    order[pos] = sub[np.lexsort(sort_keys + (skey[pos],))]
-    starts = np.flatnonzero(np.concatenate(([True], ~same)))
-    ends = np.append(starts[1:], len(skey)) - 1
-    w = np.ones(len(key)) if weights is None else weights[order]
-    if duplicates == "sum":
-        w = np.add.reduceat(w, starts)
-    elif duplicates == "max":
-        w = np.maximum.reduceat(w, starts)
-    elif duplicates == "mean":
-        w = np.add.reduceat(w, starts) / (ends - starts + 1)
-    elif duplicates == "first":
-        w = w[starts]
-    else:  # last
-        w = w[ends]
-    t = None
-    if timestamps is not None:
-        t = timestamps[order]
-        if duplicates == "first":
-            t = t[starts]
-        elif duplicates == "last":
-            t = t[ends]
-        else:
-            t = np.maximum.reduceat(t, starts)
+    starts = np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
+    if duplicates in ("first", "last"):
+        # Per run, the row with the smallest / largest (timestamp, row position): reductions
+        # over the runs, no sort inside them.
+        pick, fill = (np.minimum, np.iinfo(np.int64).max) if duplicates == "first" else (np.maximum, -1)
+        candidate = order
+        if timestamps is not None:
+            ts = timestamps[order]
+            best_t = pick.reduceat(ts, starts)
+            run = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(skey))))
+            candidate = np.where(ts == best_t[run], order, fill)
+        chosen = pick.reduceat(candidate, starts)
+        w = np.ones(len(starts)) if weights is None else weights[chosen]
+        t = None if timestamps is None else timestamps[chosen]
+    else:
+        w = np.ones(len(key)) if weights is None else weights[order].astype(np.float64)  # exact sums
+        if duplicates == "sum":
+            w = np.add.reduceat(w, starts)
+        elif duplicates == "max":
+            w = np.maximum.reduceat(w, starts)
+        else:  # mean
+            w = np.add.reduceat(w, starts) / np.diff(np.append(starts, len(skey)))
+        t = None if timestamps is None else np.maximum.reduceat(timestamps[order], starts)
     skey = skey[starts]
     rows = skey // n_items
     cols = (skey - rows * n_items).astype(np.int32 if n_items < 2**31 else np.int64)

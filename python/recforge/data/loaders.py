@@ -49,11 +49,13 @@ class _Source:
     name: str                  # for messages
     folders: tuple[str, ...]   # folder names searched; downloads unpack into folders[0]
     url: str | None = None
-    sha256: str | None = None  # None: the provider publishes none; the computed one is logged
+    sha256: str | None = None  # None: none known; the computed one is logged
 
 
-# SHA-256 of the provider archives (as published in tensorflow/datasets url_checksums for
-# MovieLens; ml-latest-small's matches the copy in shared/data byte for byte).
+# SHA-256 of the provider archives. MovieLens: as recorded in tensorflow/datasets'
+# url_checksums (ml-latest-small's matches the copy in shared/data byte for byte). HetRec
+# Last.fm 2K: as recorded by another project's downloader, not verified here. No SHA-256 is
+# known for ml-10m and the Last.fm 360K tarball: for those the computed one is logged.
 _MOVIELENS = {
     "100k": _Source("MovieLens 100K", ("ml-100k",), f"{_GROUPLENS}/movielens/ml-100k.zip",
                     "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),
@@ -64,7 +66,8 @@ _MOVIELENS = {
                    "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
     "25m": _Source("MovieLens 25M", ("ml-25m",), f"{_GROUPLENS}/movielens/ml-25m.zip",
                    "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
-    "latest-small": _Source("MovieLens latest-small", ("ml-latest-small",), f"{_GROUPLENS}/movielens/ml-latest-small.zip",
+    "latest-small": _Source("MovieLens latest-small", ("ml-latest-small",),
+                            f"{_GROUPLENS}/movielens/ml-latest-small.zip",
                             "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
 }
 # variant -> (ratings file, movies file, format)
@@ -77,7 +80,8 @@ _MOVIELENS_FILES = {
     "latest-small": ("ratings.csv", "movies.csv", "csv"),
 }
 _LASTFM = {
-    "2k": (_Source("HetRec 2011 Last.fm 2K", ("hetrec2011-lastfm-2k",), f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip",
+    "2k": (_Source("HetRec 2011 Last.fm 2K", ("hetrec2011-lastfm-2k",),
+                   f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip",
                    "6738f48195667ff03caaab4d32ca9a3133d8cc026b7c3cdaf6ce1010e913c59c"), "user_artists.dat"),
     "360k": (_Source("Last.fm 360K", ("lastfm-dataset-360K",),
                      "http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz"),
@@ -176,7 +180,7 @@ def _download_and_unpack(source: _Source, filename: str, dest: Path, progress: b
         ) from None
     digest = _sha256(part)
     if source.sha256 is None:
-        log.warning("%s: the provider publishes no checksum; downloaded archive has sha256 %s", source.name, digest)
+        log.warning("%s: no known checksum to check; the downloaded archive has sha256 %s", source.name, digest)
     elif digest != source.sha256:
         part.unlink(missing_ok=True)
         raise ValueError(
@@ -236,7 +240,9 @@ def _check_variant(variant, table: dict, what: str) -> None:
         raise ValueError(f"{what} must be one of {sorted(table)}, got {variant!r}")
 
 
-def load_movielens(variant: str = "100k", data_home=None, download: bool = False, progress: bool = True) -> pd.DataFrame:
+def load_movielens(
+    variant: str = "100k", data_home=None, download: bool = False, progress: bool = True
+) -> pd.DataFrame:
     """MovieLens ratings (GroupLens), read from the provider's own files.
 
     Parameters
@@ -298,7 +304,8 @@ def movielens_titles(variant: str = "100k", data_home=None, download: bool = Fal
     else:
         df = pd.read_csv(path, usecols=["movieId", "title"])
         ids, titles = df["movieId"], df["title"]
-    return pd.Series(titles.astype(str).to_numpy(), index=pd.Index(ids.astype(np.int64).to_numpy(), name="item"), name="title")
+    index = pd.Index(ids.astype(np.int64).to_numpy(), name="item")
+    return pd.Series(titles.astype(str).to_numpy(), index=index, name="title")
 
 
 def load_lastfm(variant: str = "2k", data_home=None, download: bool = False, progress: bool = True) -> pd.DataFrame:
@@ -398,7 +405,8 @@ def load_ncf_format(prefix: str, data_home=None) -> tuple[pd.DataFrame, pd.DataF
         where = "\n  ".join(str(p) for p in missing)
         raise FileNotFoundError(
             f"NCF-format data {prefix!r}: files not found. Looked for:\n  {where}\n"
-            f"Put {prefix}.train.rating, .test.rating and .test.negative under data_home, ${ENV_VAR} or ~/.cache/recforge."
+            f"Put {prefix}.train.rating, .test.rating and .test.negative under data_home, ${ENV_VAR} "
+            "or ~/.cache/recforge."
         )
     train = _read_rating_file(found["train.rating"])
     test = _read_rating_file(found["test.rating"])
@@ -422,7 +430,9 @@ def load_ncf_format(prefix: str, data_home=None) -> tuple[pd.DataFrame, pd.DataF
 def _read_rating_file(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, sep="\t", header=None)
     if df.shape[1] not in (3, 4):
-        raise ValueError(f"{path}: expected 3 or 4 tab-separated columns (user item rating [timestamp]), got {df.shape[1]}")
+        raise ValueError(
+            f"{path}: expected 3 or 4 tab-separated columns (user item rating [timestamp]), got {df.shape[1]}"
+        )
     df.columns = ["user", "item", "rating", "timestamp"][: df.shape[1]]
     return _standard(df, "rating", "timestamp" if df.shape[1] == 4 else None)
 

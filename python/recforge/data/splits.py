@@ -57,7 +57,9 @@ def _per_user_holdout(inter: Interactions, rows: np.ndarray, fraction: float, rn
     return rank < n_test[rows]
 
 
-def random_holdout(inter: Interactions, test_fraction: float = 0.2, seed: int = 42) -> tuple[Interactions, Interactions]:
+def random_holdout(
+    inter: Interactions, test_fraction: float = 0.2, seed: int = 42
+) -> tuple[Interactions, Interactions]:
     """Per-user random holdout.
 
     Each user with ``n_u >= 2`` interactions puts ``floor(test_fraction * n_u + U)`` of them
@@ -172,7 +174,8 @@ def strong_generalization(inter: Interactions, test_users_fraction: float = 0.2,
     n_test_users = int(round(test_users_fraction * len(eligible)))
     if n_test_users == 0:
         raise ValueError(
-            f"test_users_fraction={test_users_fraction} of {len(eligible)} eligible users (>= 2 interactions) holds out no user"
+            f"test_users_fraction={test_users_fraction} of {len(eligible)} eligible users "
+            "(>= 2 interactions) holds out no user"
         )
     users = np.sort(rng.choice(eligible, size=n_test_users, replace=False))
     rows = inter.user_of_entry()

@@ -13,8 +13,9 @@ Generative model (a topic model, so ``P(item | user)`` has rank ``factors + 1``)
 Sampling is vectorised: per user a multinomial over topics, per topic one multinomial over
 items for all its draws, shuffled onto the users' slots. Repeated (user, item) draws are removed
 (sorted keys) and redrawn for the users that fall short, so the result has exactly ``nnz``
-distinct pairs, ordered by (user, item). Ratings (1-5) rise with the planted affinity (the user's
-topic weight on the item's main topic) plus user/item biases and noise, so explicit models can learn them too.
+distinct pairs, ordered by (user, item). Ratings (1-5) rise with the planted affinity (the
+user's topic weight on the item's main topic) plus user/item biases and noise, so explicit
+models can learn them too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["synthetic", "SyntheticTruth"]
 class SyntheticTruth(NamedTuple):
     """The planted model behind :func:`synthetic` (``return_truth=True``)."""
 
-    user_topics: np.ndarray   #: (n_users, factors + 1) float64, rows sum to 1 (last column: popularity share)
+    user_topics: np.ndarray   #: (n_users, factors + 1) float64, rows sum to 1 (last: popularity share)
     item_topics: np.ndarray   #: (factors + 1, n_items) float64, P(item | topic), rows sum to 1
     item_affinity: np.ndarray  #: (n_items, factors) float64, Dirichlet topic weights Q (rows sum to 1)
     popularity: np.ndarray    #: (n_items,) float64, base popularity, sums to 1
@@ -73,17 +74,23 @@ def _draw(users: np.ndarray, m: np.ndarray, theta: np.ndarray, phi: np.ndarray, 
     """
     per_topic = rng.multinomial(m, theta[users])  # (len(users), topics)
     n_items = phi.shape[1]
-    out_users, out_items = [], []
+    # int32 halves the memory traffic of the big arrays; outputs are filled in place.
+    total = int(per_topic.sum())
+    out_users = np.empty(total, dtype=np.int32)
+    out_items = np.empty(total, dtype=np.int32)
+    users32 = users.astype(np.int32)
+    start = 0
     for k in range(phi.shape[0]):
         c = per_topic[:, k]
-        total = int(c.sum())
-        if total == 0:
+        n_k = int(c.sum())
+        if n_k == 0:
             continue
-        items = np.repeat(np.arange(n_items), rng.multinomial(total, phi[k]))
+        items = np.repeat(np.arange(n_items, dtype=np.int32), rng.multinomial(n_k, phi[k]))
         rng.shuffle(items)
-        out_users.append(np.repeat(users, c))
-        out_items.append(items)
-    return np.concatenate(out_users), np.concatenate(out_items)
+        out_items[start:start + n_k] = items
+        out_users[start:start + n_k] = np.repeat(users32, c)
+        start += n_k
+    return out_users, out_items
 
 
 def synthetic(
@@ -172,7 +179,9 @@ def synthetic(
         else:  # the few left after 8 rounds (heavy users, skewed catalogue): uniform items
             draw_users = np.repeat(users, need[users])
             items = rng.integers(0, n_items, len(draw_users))
-        keys = draw_users * np.int64(n_items) + items
+        keys = draw_users.astype(np.int64)
+        keys *= n_items
+        keys += items
         keys.sort()
         keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # (np.unique hashes: slower)
         for c in filter(len, chunks):  # drop pairs accepted in an earlier round
@@ -198,7 +207,7 @@ def synthetic(
     latent += rng.normal(0, 0.4, n_items).astype(np.float32)[i]
     latent += rng.normal(0, 0.3, n_users).astype(np.float32)[u]
     rating = np.clip(np.rint(latent, out=latent), 1, 5, out=latent)
-    df = pd.DataFrame({"user": u, "item": i, "rating": rating})
+    df = pd.DataFrame({"user": u, "item": i, "rating": rating}, copy=False)  # no block copies
     if timestamps:
         df["timestamp"] = rng.integers(1_483_228_800, 1_483_228_800 + 3 * 365 * 86_400, len(u), dtype=np.int64)
     if return_truth:

@@ -1,7 +1,9 @@
 """Recommender models: all share the ``Recommender`` interface (fit / recommend / score / save)."""
 
+from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
 from .mlp import MLPScorer
 from .popular import MostPopular
+from .sgd import BPR, SGDMF
 
-__all__ = ["FactorModel", "MLPScorer", "MostPopular", "NotFittedError", "Recommender", "load"]
+__all__ = ["ALS", "BPR", "FactorModel", "MLPScorer", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]

@@ -103,16 +103,19 @@ class Recommender:
         """
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
+        q, it = self._ranking_vectors(u)
+        return self._rank(q, it, self._train[u] if exclude_seen else None, k, items, threads)
+
+    def _rank(self, q, it, exclude, k, items, threads):
+        """Top ``k`` of ``q @ it.T`` per row, ``exclude`` (csr or None) left out; see ``recommend``."""
         k = check_k(k)
         k_eff = min(k, self.n_items)
-        q, it = self._ranking_vectors(u)
-        exclude = self._train[u] if exclude_seen else None
         cand = None if items is None else check_ids(items, self.n_items, "items")
         ids, scores = topk(q, it, k_eff, exclude=exclude, candidates=cand, threads=threads)
         if k_eff < k:  # more asked than the catalogue has: pad as topk does
             pad = k - k_eff
-            ids = np.hstack([ids, np.full((len(u), pad), -1, dtype=np.int64)])
-            scores = np.hstack([scores, np.full((len(u), pad), -np.inf, dtype=np.float32)])
+            ids = np.hstack([ids, np.full((len(q), pad), -1, dtype=np.int64)])
+            scores = np.hstack([scores, np.full((len(q), pad), -np.inf, dtype=np.float32)])
         return ids, scores
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
@@ -225,10 +228,13 @@ class FactorModel(Recommender):
     global_bias: float = 0.0
 
     def _ranking_vectors(self, users):
-        q = self.user_factors[users]
+        return self._ranking_vectors_for(self.user_factors[users])
+
+    def _ranking_vectors_for(self, q):
+        """(queries, items) ranking vectors for user factor rows ``q`` (n, f)."""
         it = self.item_factors
         if self.item_bias is not None:  # [u, 1] . [i, b_i] = u.i + b_i; user terms do not change a ranking
-            q = np.hstack([q, np.ones((len(users), 1), np.float32)])
+            q = np.hstack([q, np.ones((len(q), 1), np.float32)])
             it = np.hstack([it, self.item_bias[:, None]])
         return np.ascontiguousarray(q, np.float32), np.ascontiguousarray(it, np.float32)
 

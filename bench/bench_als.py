@@ -1,0 +1,336 @@
+"""ALS on the CPU: recforge.ALS vs implicit 0.7 (AlternatingLeastSquares) and Surprise SVD.
+
+Cases (issue 3), every library on ``ctx.threads`` threads, runs interleaved:
+
+* accuracy, MovieLens-100K: ratings >= 4 as positives, per-user 80/20 split (seed 42), factors 64,
+  regularization 0.05, 15 iterations, NDCG@10 over all items with training items excluded, measured
+  with ``recforge.evaluation.ndcg_at_k`` for both libraries. Confidence matched: implicit uses the
+  stored value times its alpha as the confidence itself (c = alpha r) while recforge uses
+  c = 1 + alpha r, so recforge alpha=1 (c = 2 on binary data) runs against implicit alpha=2 (c = 2);
+  implicit's default alpha=1 (c = 1) is reported too. Both regularise with the same constant lambda.
+  Single seed 42 and the mean over seeds 42..46 (initialisations differ between libraries).
+* explicit, MovieLens-100K u1..u5 base/test: RMSE of ALS (feedback="explicit", factors 64,
+  regularization 0.1, 15 iterations) vs Surprise SVD with its defaults, mean over the 5 folds; both
+  predictions clipped to the rating scale [1, 5] (Surprise does so itself).
+* speed: seconds per iteration on a synthetic 138,000 x 27,000 matrix with ~12M nonzeros
+  (power-law users and items, seeded) and on Amazon Video Games (SASRec's Video.txt), factors 64
+  and 128, CG (3 steps, both libraries) and Cholesky. Each fit runs 4 iterations; the first (which
+  also pays for the transpose and initialisation) is dropped, the others are per-iteration samples
+  taken from each library's own callback clock. ``s/iter`` is wall time; ``cpu-s/iter`` is the
+  process CPU time (all threads), less sensitive to other jobs on a shared machine.
+* memory: peak resident memory added by ``fit`` (2 iterations), each library in a fresh
+  subprocess: ru_maxrss at the end minus the resident size just before ``fit`` (the matrix is
+  already loaded). Covers every allocation (numpy, C++, OpenMP), unlike tracemalloc.
+* scale (not in --quick, not by default): a synthetic 600,000 x 100,000 matrix with ~50M
+  nonzeros, recforge only, seconds per iteration and peak memory.
+
+``RECFORGE_BENCH_ALS_CASES`` (comma-separated, default ``accuracy,explicit,speed,memory``) picks the
+cases, e.g. ``RECFORGE_BENCH_ALS_CASES=scale python bench/run.py als --repeat 1``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+SYNTH_FULL = (138_000, 27_000, 13_000_000)  # ~12.1M nonzeros once duplicate pairs merge
+SYNTH_QUICK = (6_000, 2_000, 200_000)
+SYNTH_SCALE = (600_000, 100_000, 54_000_000)  # ~50M nonzeros
+TIMED_ITERATIONS = 4  # per fit; the first is dropped
+ALL_CASES = "accuracy,explicit,speed,memory,scale"
+DEFAULT_CASES = "accuracy,explicit,speed,memory"
+
+
+# ---- data ---------------------------------------------------------------------------------------
+def synthetic(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr_matrix:
+    """Binary users x items CSR with log-normal user activity and Zipf-like item popularity."""
+    rng = np.random.default_rng(seed)
+    pu = rng.lognormal(0.0, 1.0, n_users)
+    pi = 1.0 / (np.arange(n_items) + 10.0) ** 0.9
+    u = np.searchsorted(np.cumsum(pu / pu.sum()), rng.random(nnz), side="right").clip(0, n_users - 1)
+    i = rng.permutation(n_items)[np.searchsorted(np.cumsum(pi / pi.sum()), rng.random(nnz), side="right")
+                                 .clip(0, n_items - 1)]
+    m = sp.csr_matrix((np.ones(nnz, np.float32), (u.astype(np.int32), i.astype(np.int32))),
+                      shape=(n_users, n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def video_games(data_dir: Path) -> sp.csr_matrix | None:
+    path = Path(data_dir) / "sasrec-amazon-video-games" / "Video.txt"
+    if not path.exists():
+        return None
+    pairs = np.loadtxt(path, dtype=np.int64)
+    u, i = pairs[:, 0] - 1, pairs[:, 1] - 1
+    m = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(u.max() + 1, i.max() + 1))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def _read_ml(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", names=["user", "item", "rating", "ts"])
+
+
+def ml100k_implicit_split(data_dir: Path, seed: int = 42):
+    """(train, test) binary CSR: ratings >= 4, per user a random 20% (floor) of positives to test."""
+    path = Path(data_dir) / "ml-100k" / "u.data"
+    if not path.exists():
+        return None
+    df = _read_ml(path)
+    shape = (int(df.user.max()), int(df.item.max()))
+    df = df[df.rating >= 4]
+    u, i = df.user.to_numpy() - 1, df.item.to_numpy() - 1
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(u)), u))  # by user, random within a user
+    u, i = u[order], i[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    counts = np.diff(np.r_[starts, len(u)])
+    rank = np.arange(len(u)) - np.repeat(starts, counts)
+    test = rank < np.repeat(np.floor(0.2 * counts).astype(int), counts)
+
+    def csr(mask):
+        return sp.csr_matrix((np.ones(mask.sum(), np.float32), (u[mask], i[mask])), shape=shape)
+
+    return csr(~test), csr(test)
+
+
+# ---- timing -----------------------------------------------------------------------------------------
+class _IterClock:
+    """Per-iteration wall and CPU seconds from a library's end-of-iteration callback."""
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+        self._last = None
+
+    def start(self):
+        self._last = (time.perf_counter(), time.process_time())
+
+    def __call__(self, *args):
+        now = (time.perf_counter(), time.process_time())
+        self.wall.append(now[0] - self._last[0])
+        self.cpu.append(now[1] - self._last[1])
+        self._last = now
+
+
+def _fit_recforge(m, f, solver, threads, iterations=TIMED_ITERATIONS):
+    import recforge as rf
+
+    clock = _IterClock()
+    model = rf.ALS(factors=f, regularization=0.05, iterations=iterations, solver=solver, threads=threads, seed=0)
+    clock.start()
+    model.fit(m, callback=clock, progress=False)
+    return clock
+
+
+def _fit_implicit(implicit, m, f, solver, threads, iterations=TIMED_ITERATIONS):
+    from threadpoolctl import threadpool_limits
+
+    clock = _IterClock()
+    model = implicit.cpu.als.AlternatingLeastSquares(factors=f, regularization=0.05, alpha=2.0,
+                                                     iterations=iterations, use_cg=solver == "cg",
+                                                     num_threads=threads, random_state=0)
+    with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS single-threaded under its threads
+        clock.start()
+        model.fit(m, show_progress=False, callback=clock)
+    return clock
+
+
+def _speed_rows(ctx, implicit, name, m):
+    rows = []
+    for f in (64, 128):
+        for solver in ("cg", "cholesky"):
+            case = f"{name} {m.shape[0]:,}x{m.shape[1]:,} nnz={m.nnz:,} f={f} {solver}"
+            ctx.log(f"als speed: {case}")
+            samples = {"recforge": ([], [])}
+            if implicit is not None:
+                samples["implicit"] = ([], [])
+            for _ in range(ctx.repeat):  # interleaved
+                for lib in samples:
+                    clock = (_fit_recforge(m, f, solver, ctx.threads) if lib == "recforge"
+                             else _fit_implicit(implicit, m, f, solver, ctx.threads))
+                    samples[lib][0].extend(clock.wall[1:])
+                    samples[lib][1].extend(clock.cpu[1:])
+            for lib, (wall, cpu) in samples.items():
+                for metric, xs in (("s/iter", wall), ("cpu-s/iter", cpu)):
+                    rows.append({"case": case, "library": lib, "metric": metric, "value": float(np.median(xs)),
+                                 "spread": float(np.percentile(xs, 75) - np.percentile(xs, 25)), "better": "lower"})
+    return rows
+
+
+# ---- memory (one subprocess per library) ------------------------------------------------------------
+_CHILD = r"""
+import resource, sys, numpy as np, scipy.sparse as sp
+sys.path.insert(0, {bench!r})
+import bench_als
+m = sp.load_npz({path!r}).tocsr()
+import recforge, implicit.cpu.als  # imported before the baseline: only fit's own memory counts
+def rss_kb():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() // 1024
+before = rss_kb()
+if {lib!r} == "recforge":
+    bench_als._fit_recforge(m, {f}, {solver!r}, {threads}, iterations=2)
+else:
+    bench_als._fit_implicit(implicit, m, {f}, {solver!r}, {threads}, iterations=2)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def _peak_mb(lib, path, f, solver, threads) -> float:
+    code = _CHILD.format(bench=str(Path(__file__).resolve().parent), path=str(path), lib=lib, f=f, solver=solver,
+                         threads=threads)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_rows(ctx, implicit, name, m, solvers=("cg", "cholesky"), f=64):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.npz"
+        sp.save_npz(path, m, compressed=False)
+        for solver in solvers:
+            case = f"{name} {m.shape[0]:,}x{m.shape[1]:,} nnz={m.nnz:,} f={f} {solver}"
+            libs = ["recforge"] + (["implicit"] if implicit is not None else [])
+            for lib in libs:
+                ctx.log(f"als memory: {case} {lib}")
+                rows.append({"case": case, "library": lib, "metric": "peak MB added by fit",
+                             "value": _peak_mb(lib, path, f, solver, ctx.threads), "spread": None, "better": "lower"})
+    return rows
+
+
+# ---- accuracy ------------------------------------------------------------------------------------------
+def _accuracy_rows(ctx, implicit):
+    from threadpoolctl import threadpool_limits
+
+    import recforge as rf
+
+    split = ml100k_implicit_split(ctx.data_dir)
+    if split is None:
+        ctx.log("als accuracy: ml-100k missing, skipped")
+        return []
+    train, test = split
+    users = np.arange(train.shape[0])
+    seeds = [42] if ctx.quick else [42, 43, 44, 45, 46]
+    iterations = 3 if ctx.quick else 15
+
+    def ndcg(ids):
+        return float(rf.evaluation.ndcg_at_k(ids, test, k=10))
+
+    runs: dict[tuple[str, str], list[float]] = {}
+    for solver in ("cg", "cholesky"):
+        for seed in seeds:
+            model = rf.ALS(factors=64, regularization=0.05, iterations=iterations, alpha=1.0, solver=solver,
+                           threads=ctx.threads, seed=seed).fit(train, progress=False)
+            runs.setdefault((f"recforge {solver}", "recforge"), []).append(ndcg(model.recommend(users, k=10)[0]))
+            if implicit is None:
+                continue
+            for alpha in (2.0, 1.0):
+                peer = implicit.cpu.als.AlternatingLeastSquares(factors=64, regularization=0.05, alpha=alpha,
+                                                               iterations=iterations, use_cg=solver == "cg",
+                                                               num_threads=ctx.threads, random_state=seed)
+                with threadpool_limits(1, "blas"):
+                    peer.fit(train, show_progress=False)
+                ids, _ = peer.recommend(users, train, N=10, filter_already_liked_items=True)
+                lib = "implicit" if alpha == 2.0 else "implicit (alpha=1, c=r)"
+                runs.setdefault((f"recforge {solver}", lib), []).append(ndcg(ids))
+    pop = ndcg(rf.MostPopular().fit(train).recommend(users, k=10)[0])
+    rows = []
+    for (solver, lib), values in runs.items():
+        case = f"ml-100k f=64 reg=0.05 it={iterations} {solver.split()[1]}"
+        rows.append({"case": case + " seed 42", "library": lib, "metric": "ndcg@10", "value": values[0],
+                     "spread": None, "better": "higher"})
+        if len(values) > 1:
+            rows.append({"case": case + f" mean of {len(values)} seeds", "library": lib, "metric": "ndcg@10",
+                         "value": float(np.mean(values)), "spread": float(np.std(values)), "better": "higher"})
+    for solver in ("cg", "cholesky"):
+        case = f"ml-100k f=64 reg=0.05 it={iterations} {solver} seed 42"
+        rows.append({"case": case, "library": "MostPopular", "metric": "ndcg@10", "value": pop, "spread": None,
+                     "better": "higher"})
+    return rows
+
+
+def _explicit_rows(ctx):
+    import recforge as rf
+
+    folder = Path(ctx.data_dir) / "ml-100k"
+    if not (folder / "u1.base").exists():
+        ctx.log("als explicit: ml-100k u1..u5 missing, skipped")
+        return []
+    surprise = ctx.peer("surprise")
+    folds = [1] if ctx.quick else [1, 2, 3, 4, 5]
+    ours, theirs = [], []
+    for k in folds:
+        tr, te = _read_ml(folder / f"u{k}.base"), _read_ml(folder / f"u{k}.test")
+        train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user - 1, tr.item - 1)), shape=(943, 1682))
+        model = rf.ALS(factors=64, regularization=0.1, iterations=15, feedback="explicit", threads=ctx.threads,
+                       seed=42).fit(train, progress=False)
+        pred = np.clip(model.score(te.user.to_numpy() - 1, te.item.to_numpy() - 1), 1, 5)
+        ours.append(float(np.sqrt(np.mean((pred - te.rating.to_numpy()) ** 2))))
+        if surprise is not None:
+            reader = surprise.Reader(rating_scale=(1, 5))
+            data = surprise.Dataset.load_from_df(tr[["user", "item", "rating"]], reader)
+            algo = surprise.SVD(random_state=42)
+            algo.fit(data.build_full_trainset())
+            est = np.array([algo.predict(u, i).est for u, i in zip(te.user, te.item)])
+            theirs.append(float(np.sqrt(np.mean((est - te.rating.to_numpy()) ** 2))))
+    case = f"ml-100k explicit {len(folds)}-fold (u1..u{len(folds)})"
+    rows = [{"case": case, "library": "recforge", "metric": "rmse", "value": float(np.mean(ours)),
+             "spread": float(np.std(ours)), "better": "lower"}]
+    if theirs:
+        rows.append({"case": case, "library": "surprise SVD", "metric": "rmse", "value": float(np.mean(theirs)),
+                     "spread": float(np.std(theirs)), "better": "lower"})
+    return rows
+
+
+def _scale_rows(ctx):
+    n_users, n_items, nnz = SYNTH_SCALE
+    ctx.log("als scale: generating the 50M-nonzero matrix")
+    m = synthetic(n_users, n_items, nnz, seed=1)
+    case = f"synthetic {m.shape[0]:,}x{m.shape[1]:,} nnz={m.nnz:,} f=64"
+    rows = []
+    for solver in ("cg", "cholesky"):
+        ctx.log(f"als scale: {case} {solver}")
+        clock = _fit_recforge(m, 64, solver, ctx.threads, iterations=3)
+        rows.append({"case": case + f" {solver}", "library": "recforge", "metric": "s/iter",
+                     "value": float(np.median(clock.wall[1:])), "spread": None, "better": "lower"})
+    rows += _memory_rows(ctx, None, "synthetic", m, solvers=("cg",))
+    return rows
+
+
+def run(ctx):
+    cases = set(os.environ.get("RECFORGE_BENCH_ALS_CASES", DEFAULT_CASES).split(","))
+    unknown = cases - set(ALL_CASES.split(","))
+    if unknown:
+        raise ValueError(f"RECFORGE_BENCH_ALS_CASES: unknown case(s) {sorted(unknown)}; choose from {ALL_CASES}")
+    implicit = ctx.peer("implicit")
+    if implicit is not None:
+        import implicit.cpu.als  # noqa: F401  (the CPU class directly: no GPU dispatch)
+    rows = []
+    if "accuracy" in cases:
+        rows += _accuracy_rows(ctx, implicit)
+    if "explicit" in cases:
+        rows += _explicit_rows(ctx)
+    if cases & {"speed", "memory"}:
+        n_users, n_items, nnz = SYNTH_QUICK if ctx.quick else SYNTH_FULL
+        synth = synthetic(n_users, n_items, nnz)
+    if "speed" in cases:
+        rows += _speed_rows(ctx, implicit, "synthetic", synth)
+        video = video_games(ctx.data_dir)
+        if video is not None:
+            rows += _speed_rows(ctx, implicit, "video-games", video)
+    if "memory" in cases:
+        rows += _memory_rows(ctx, implicit, "synthetic", synth)
+    if "scale" in cases and not ctx.quick:
+        rows += _scale_rows(ctx)
+    return rows

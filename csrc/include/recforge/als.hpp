@@ -1,0 +1,84 @@
+// recforge/als.hpp — alternating least squares half-steps on the CPU (no Python).
+//
+// One call solves every row of `m` (rows x cols, CSR) for its factors X (rows x f) against the
+// fixed other side Y (cols x f). An ALS iteration is two calls: users against items with the
+// user x item matrix, then items against users with its transpose.
+//
+// Implicit feedback (Hu, Koren, Volinsky 2008, with the alpha0 / nu options of Rendle et al.,
+// "Revisiting the Performance of iALS on Item Recommendation Benchmarks", 2022). Every stored
+// entry r_ui (>= 0 required) is a positive with preference 1 and confidence c_ui = 1 + alpha r_ui;
+// every pair contributes alpha0 * yhat^2 (the unobserved weight; 1 = classic). Row u minimises
+//     sum_{i in row} c_i (1 - x.y_i)^2 + alpha0 sum_{i not in row} (x.y_i)^2 + lambda_u |x|^2,
+//     lambda_u = reg * (n_u + alpha0 * cols)^nu          (nu = 0: the classic constant reg),
+// whose normal equations are
+//     (alpha0 YᵀY + sum_i (c_i - alpha0) y_i y_iᵀ + lambda_u I) x = sum_i c_i y_i.
+// Rows with no entries get x = 0 (the exact solution: b = 0).
+//
+// Explicit feedback (weighted ALS on observed ratings, ALS-WR regularisation, biases). The model
+// is r_ui ~ mu + b_u + b_i + x_u.y_i; row u solves for [x_u, b_u] jointly with the other side's
+// bias subtracted from its targets:
+//     min sum_{i in row} (r_ui - mu - b_i - [y_i, 1].[x_u, b_u])^2 + reg n_u (|x_u|^2 + b_u^2).
+// Rows with no ratings get x = 0, b = 0.
+//
+// Threads: rows are independent, so the result does not depend on the thread count (each row's
+// arithmetic is the same whichever thread runs it). BLAS calls (YᵀY, the Cholesky path) must be
+// single-threaded underneath our threads: the caller arranges that. Offsets are int64.
+#pragma once
+
+#include <cstdint>
+
+namespace recforge::als {
+
+// A CSR matrix (rows x cols): indptr[rows + 1] int64, indices[nnz] int32, data[nnz] float32.
+struct CsrView {
+    const std::int64_t* indptr = nullptr;
+    const std::int32_t* indices = nullptr;
+    const float* data = nullptr;
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+};
+
+enum class Solver { cg, cholesky };
+
+struct ImplicitOptions {
+    float alpha = 1.0f;   // confidence c = 1 + alpha * r
+    float reg = 0.05f;    // lambda (before the nu scaling)
+    float alpha0 = 1.0f;  // weight of the unobserved (all-pairs) term
+    float nu = 0.0f;      // frequency scaling exponent of the regularisation
+    Solver solver = Solver::cg;
+    int cg_steps = 3;     // CG iterations per row, warm-started from X
+    int threads = 0;      // <= 0: all cores
+};
+
+struct ExplicitOptions {
+    float reg = 0.05f;          // lambda; row u is regularised by reg * n_u
+    float global_mean = 0.0f;   // mu
+    int threads = 0;
+};
+
+// Checks the CSR structure (indptr starts at 0, is non-decreasing and ends at nnz, indices in
+// [0, cols)) and that values are finite (and >= 0 when `nonnegative`). Throws
+// std::invalid_argument naming `what`. Every entry point below calls it first.
+void validate_csr(const CsrView& m, std::int64_t nnz, bool nonnegative, const char* what);
+
+// Implicit half-step: X (m.rows x f, in/out: CG warm-starts from it) against Y (m.cols x f).
+void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, float* X,
+                    const ImplicitOptions& opt);
+
+// Explicit half-step: X (m.rows x f) and own_bias (m.rows) out, against Y (m.cols x f) and
+// other_bias (m.cols).
+void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const float* other_bias,
+                    int f, float* X, float* own_bias, const ExplicitOptions& opt);
+
+// The rows' share of the implicit objective: sum over rows u of
+//   sum_{i in row} [c_i (1 - x.y_i)^2 - alpha0 (x.y_i)^2] + alpha0 xᵀ(YᵀY)x + lambda_u |x|^2.
+// (The other side's regularisation is the caller's: it is the same formula with m transposed
+// and no data term.) Summed in row order, so it does not depend on the thread count.
+double implicit_loss(const CsrView& m, std::int64_t nnz, const float* X, const float* Y, int f,
+                     const ImplicitOptions& opt);
+
+// Sum of squared errors of the explicit model over the stored ratings (row order, deterministic).
+double explicit_sse(const CsrView& m, std::int64_t nnz, const float* X, const float* own_bias,
+                    const float* Y, const float* other_bias, int f, float global_mean, int threads);
+
+}  // namespace recforge::als

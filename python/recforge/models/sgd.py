@@ -1,0 +1,600 @@
+"""Factorisation by stochastic gradient descent: ``SGDMF`` (explicit ratings), ``BPR`` (implicit).
+
+Both run their epochs in the C++ core (``csrc/cpu/sgd_*.cpp``) with the GIL released, updating
+the shared factors from several threads without locks (Hogwild). Determinism: with ``threads=1``
+a fit is a pure function of the data and ``seed`` (bitwise repeatable on the same build and CPU);
+with more threads the order in which racing updates land varies, so results differ slightly from
+run to run (not in quality).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .. import _core
+from .._backend import resolve_threads
+from .._validation import as_csr, check_nonnegative, check_positive
+from .base import FactorModel
+
+__all__ = ["SGDMF", "BPR"]
+
+log = logging.getLogger(__name__)
+
+_SCHEDULES = ("constant", "inverse", "exponential")
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
+    return int(seed)
+
+
+def _check_range(value, name: str):
+    """None or a (lo, hi) pair of finite numbers with lo < hi; returned as a tuple of floats."""
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be None or a (low, high) pair of numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"{name} must be a finite (low, high) pair with low < high, got {value!r}")
+    return (lo, hi)
+
+
+def _init_factors(rng: np.random.Generator, rows: int, factors: int, std: float) -> np.ndarray:
+    return (rng.standard_normal((rows, factors), dtype=np.float32) * np.float32(std)).astype(np.float32)
+
+
+def _epochs(model, n_epochs: int, run_epoch, callback, progress: bool, desc: str) -> None:
+    """Drive ``run_epoch(epoch) -> (loss, postfix dict, stop)``: timing, callback, progress bar, log."""
+    model.history_ = []
+    bar = tqdm(range(n_epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        loss, extra, stop = run_epoch(epoch)
+        seconds = time.perf_counter() - t0
+        model.history_.append({"epoch": epoch, "seconds": seconds, "loss": loss, **extra})
+        log.debug("%s epoch %d: loss %.6f (%.3fs) %s", desc, epoch, loss, seconds, extra)
+        bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4f}" for k, v in extra.items() if isinstance(v, float)})
+        if callback is not None:
+            callback(epoch, seconds, loss)
+        if stop:
+            break
+    bar.close()
+
+
+class SGDMF(FactorModel):
+    """Biased matrix factorisation for explicit ratings, trained by SGD (Funk / Koren's "SVD").
+
+    Predicts ``r(u, i) = mu + b_u + b_i + p_u . q_i`` and minimises the squared error plus
+    ``reg * (|p_u|^2 + |q_i|^2) + bias_reg * (b_u^2 + b_i^2)`` by SGD over the training ratings,
+    shuffled every epoch from ``seed``; threads update the factors without locks (Hogwild).
+
+    Parameters
+    ----------
+    factors : int >= 1
+    lr : float > 0
+        Learning rate of the first epoch.
+    reg : float >= 0
+        L2 regularisation of the factors.
+    epochs : int >= 1
+        Maximum number of passes (fewer with early stopping, see ``fit``).
+    biases : bool
+        Learn ``mu``, ``b_u`` and ``b_i``. Without them the model is plain ``p_u . q_i``.
+    bias_reg : float >= 0, optional
+        L2 regularisation of the biases (default: ``reg``).
+    lr_schedule : {"constant", "inverse", "exponential"}
+        Learning rate of epoch ``t``: ``lr``, ``lr / (1 + decay * t)`` or ``lr * (1 - decay) ** t``.
+    decay : float in [0, 1)
+        The schedule's rate (ignored by "constant").
+    init_std : float >= 0
+        Factors start as N(0, init_std^2); biases start at 0.
+    rating_scale : (low, high), optional
+        Declared range of the ratings: ``fit`` rejects ratings outside it.
+    clip : (low, high), optional
+        Clip predictions (``score``) into this range, e.g. the rating scale.
+    threads : int
+        0 = all cores. With 1 a fit is bitwise repeatable for a seed.
+    seed : int
+
+    Notes
+    -----
+    Users and items without any training rating keep zero factors and zero bias, so their
+    predictions fall back to ``mu`` plus the other side's bias. Ids outside the training matrix
+    are an error in ``score`` unless ``unknown="bias"`` is passed (same fallback).
+    """
+
+    def __init__(
+        self,
+        factors: int = 100,
+        lr: float = 0.005,
+        reg: float = 0.02,
+        epochs: int = 20,
+        biases: bool = True,
+        bias_reg: float | None = None,
+        lr_schedule: str = "constant",
+        decay: float = 0.0,
+        init_std: float = 0.1,
+        rating_scale=None,
+        clip=None,
+        threads: int = 0,
+        seed: int = 42,
+    ):
+        self.factors = check_positive(factors, "factors", integer=True)
+        self.lr = check_positive(lr, "lr")
+        self.reg = check_nonnegative(reg, "reg")
+        self.epochs = check_positive(epochs, "epochs", integer=True)
+        self.biases = bool(biases)
+        self.bias_reg = self.reg if bias_reg is None else check_nonnegative(bias_reg, "bias_reg")
+        if lr_schedule not in _SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {_SCHEDULES}, got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
+        self.decay = check_nonnegative(decay, "decay")
+        if self.decay >= 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.init_std = check_nonnegative(init_std, "init_std")
+        self.rating_scale = _check_range(rating_scale, "rating_scale")
+        self.clip = _check_range(clip, "clip")
+        resolve_threads(threads)
+        self.threads = int(threads)
+        self.seed = _check_seed(seed)
+
+    def learning_rate(self, epoch: int) -> float:
+        """Learning rate used in epoch ``epoch`` (0-based) under the schedule."""
+        if self.lr_schedule == "inverse":
+            return self.lr / (1.0 + self.decay * epoch)
+        if self.lr_schedule == "exponential":
+            return self.lr * (1.0 - self.decay) ** epoch
+        return self.lr
+
+    def fit(self, interactions, validation=None, patience: int | None = None, callback=None, progress: bool = True):
+        """Fit on explicit ratings.
+
+        Parameters
+        ----------
+        interactions : scipy.sparse matrix (n_users, n_items) or recforge.Interactions
+            Stored values are the ratings (a stored 0 is a rating of 0).
+        validation : same kind and shape, optional
+            Held-out ratings: their RMSE is computed after each epoch (``history_[e]["val_rmse"]``).
+        patience : int >= 1, optional
+            With ``validation``: stop when the validation RMSE has not improved for ``patience``
+            epochs and keep the factors of the best epoch.
+        callback : callable(epoch, seconds, loss), optional
+            Called after each epoch with the training MSE of that epoch (pre-update errors).
+        progress : bool
+            Show a tqdm progress bar.
+        """
+        train = as_csr(interactions)
+        self._check_scale(train.data, "interactions")
+        val = None
+        if validation is not None:
+            vcsr = as_csr(validation, "validation")
+            if vcsr.shape != train.shape:
+                raise ValueError(f"validation must have the training shape {train.shape}, got {vcsr.shape}")
+            self._check_scale(vcsr.data, "validation")
+            val = vcsr.tocoo()
+        if patience is not None:
+            if val is None:
+                raise ValueError("patience needs a validation set (fit(..., validation=...))")
+            patience = check_positive(patience, "patience", integer=True)
+        threads = resolve_threads(self.threads)
+
+        n_users, n_items = train.shape
+        coo = train.tocoo()
+        data = _core.SGDRatingData(
+            coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.float32), n_users, n_items
+        )
+        rng = np.random.default_rng(self.seed)
+        self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
+        self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
+        if self.biases:
+            self.global_bias = float(np.mean(coo.data, dtype=np.float64))
+            self.user_bias = np.zeros(n_users, np.float32)
+            self.item_bias = np.zeros(n_items, np.float32)
+        else:
+            self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
+        # Cold rows never get a gradient: zero them so that they predict from the biases alone.
+        self.user_factors[np.diff(train.indptr) == 0] = 0.0
+        self.item_factors[np.bincount(train.indices, minlength=n_items) == 0] = 0.0
+        self._train = train
+
+        best = {"rmse": np.inf, "epoch": -1, "state": None}
+
+        def run_epoch(epoch):
+            mse = _core.sgd_mf_epoch(
+                data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+                self.global_bias, self.learning_rate(epoch), self.reg, self.bias_reg, threads,
+                self.seed, epoch,
+            )
+            if not np.isfinite(mse):
+                raise FloatingPointError(
+                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr})"
+                )
+            if val is None:
+                return float(mse), {}, False
+            rmse = self._rmse(val)
+            if rmse < best["rmse"]:
+                best.update(rmse=rmse, epoch=epoch, state=self._copy_state() if patience else None)
+            stop = patience is not None and epoch - best["epoch"] >= patience
+            return float(mse), {"val_rmse": rmse}, stop
+
+        _epochs(self, self.epochs, run_epoch, callback, progress, "SGDMF")
+        if patience is not None and best["state"] is not None:
+            self._set_state(best["state"])
+        self.best_epoch_ = best["epoch"] if val is not None else len(self.history_) - 1
+        return self
+
+    def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
+        """Fold in new or changed users without a full refit.
+
+        Their factors restart from the initial distribution and their biases from 0, then SGD
+        runs over their ratings only, with the item factors and biases (and the global mean)
+        held fixed. Other users do not change.
+
+        Parameters
+        ----------
+        user_ids : 1-D int array (n,)
+            Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero factors).
+        interactions_rows : scipy.sparse (n, n_items)
+            Their complete rating rows; they replace the rows in the training matrix.
+        epochs : int, optional
+            Passes over their ratings (default: the model's ``epochs``), with the model's
+            learning-rate schedule.
+        """
+        ids, placed = _fold_in_rows(self, user_ids, interactions_rows)
+        self._check_scale(placed.data, "interactions_rows")
+        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        n_users = placed.shape[0]
+        rng = np.random.default_rng([self.seed, n_users, ids.size])
+        self.user_factors = _grown(self.user_factors, n_users)
+        self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
+        self.user_factors[ids[placed[ids].getnnz(axis=1) == 0]] = 0.0  # no ratings: biases alone
+        if self.biases:
+            self.user_bias = _grown(self.user_bias, n_users)
+            self.user_bias[ids] = 0.0
+        self._train = _with_rows(self._train, ids, placed)
+        if placed.nnz:
+            coo = placed.tocoo()
+            data = _core.SGDRatingData(coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data, n_users,
+                                       self.n_items)
+            threads = resolve_threads(self.threads)
+            bar = tqdm(range(epochs), desc="SGDMF fold-in", unit="epoch", disable=not progress, leave=False)
+            for epoch in bar:
+                _core.sgd_mf_epoch(data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+                                   self.global_bias, self.learning_rate(epoch), self.reg, self.bias_reg, threads,
+                                   self.seed, epoch, freeze_items=True)
+        return self
+
+    # -- prediction -----------------------------------------------------------------------------
+    def score(self, users, items, unknown: str = "error") -> np.ndarray:
+        """Predicted ratings for (user, item) pairs.
+
+        Parameters
+        ----------
+        users, items : 1-D int arrays of the same length (internal indices)
+        unknown : {"error", "bias"}
+            What to do with an id outside the training matrix (e.g. -1 from
+            ``IdMap.to_index(..., missing=-1)``): raise ValueError, or predict from the global
+            mean plus the known side's bias.
+
+        Returns
+        -------
+        (n,) float32, clipped to ``clip`` when set.
+        """
+        if unknown not in ("error", "bias"):
+            raise ValueError(f"unknown must be 'error' or 'bias', got {unknown!r}")
+        if unknown == "error":
+            return super().score(users, items)
+        self._check_fitted()
+        u, i = (np.asarray(x).reshape(-1) for x in (users, items))
+        for name, arr in (("users", u), ("items", i)):
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"{name} must be integer indices, got dtype {arr.dtype}")
+        if u.shape != i.shape:
+            raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
+        return self._score_pairs(u.astype(np.int64, copy=False), i.astype(np.int64, copy=False))
+
+    predict = score
+
+    def _score_pairs(self, users, items):
+        # Out-of-range ids count as unknown in the kernel (the "bias" fallback); "error" mode
+        # has rejected them before this point.
+        s = _core.sgd_mf_predict(
+            np.ascontiguousarray(users, np.int64), np.ascontiguousarray(items, np.int64), self.user_factors,
+            self.item_factors, self.user_bias, self.item_bias, self.global_bias, resolve_threads(self.threads),
+        )
+        return np.clip(s, *self.clip, out=s) if self.clip is not None else s
+
+    def _rmse(self, coo) -> float:
+        pred = self._score_pairs(coo.row, coo.col)
+        return float(np.sqrt(np.mean((pred.astype(np.float64) - coo.data) ** 2)))
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _check_scale(self, values, name):
+        if self.rating_scale is not None and values.size:
+            lo, hi = self.rating_scale
+            bad = (values < lo) | (values > hi)
+            if bad.any():
+                raise ValueError(
+                    f"{name} has {int(bad.sum())} ratings outside rating_scale {self.rating_scale}, "
+                    f"e.g. {values[bad][0]}"
+                )
+
+    def _copy_state(self):
+        return {k: None if v is None else v.copy() for k, v in self._state().items()}
+
+    def _state(self):
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors,
+                "user_bias": self.user_bias, "item_bias": self.item_bias}
+
+    def _set_state(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _params(self):
+        return {
+            "factors": self.factors, "lr": self.lr, "reg": self.reg, "epochs": self.epochs,
+            "biases": self.biases, "bias_reg": self.bias_reg, "lr_schedule": self.lr_schedule,
+            "decay": self.decay, "init_std": self.init_std,
+            "rating_scale": None if self.rating_scale is None else list(self.rating_scale),
+            "clip": None if self.clip is None else list(self.clip),
+            "threads": self.threads, "seed": self.seed,
+        }
+
+    def _arrays(self):
+        out = {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        if self.biases:
+            out.update(user_bias=self.user_bias, item_bias=self.item_bias,
+                       global_bias=np.asarray([self.global_bias], np.float64))
+        return out
+
+    def _restore(self, arrays):
+        n_users, n_items = self._train.shape
+        expected = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors)}
+        if self.biases:
+            expected.update(user_bias=(n_users,), item_bias=(n_items,), global_bias=(1,))
+        _check_arrays(arrays, expected)
+        self.user_factors = arrays["user_factors"].astype(np.float32)
+        self.item_factors = arrays["item_factors"].astype(np.float32)
+        if self.biases:
+            self.user_bias = arrays["user_bias"].astype(np.float32)
+            self.item_bias = arrays["item_bias"].astype(np.float32)
+            self.global_bias = float(arrays["global_bias"][0])
+        else:
+            self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
+
+
+class BPR(FactorModel):
+    """Pairwise ranking for implicit feedback: BPR (Rendle et al. 2009) or WARP (Weston et al. 2011).
+
+    Each epoch draws as many positives as the training matrix stores (uniformly, with
+    replacement) and pairs each with sampled negatives, checked against the user's row so that
+    a positive is never used as a negative.
+
+    Parameters
+    ----------
+    factors : int >= 1
+    lr : float > 0
+    reg : float >= 0
+        L2 on the factors (and item biases) each update touches.
+    epochs : int >= 1
+    negatives : int >= 1
+        BPR: negatives (pairwise updates) per sampled positive.
+    sampling : {"uniform", "popularity"}
+        Negatives drawn uniformly over items, or in proportion to their number of users.
+    item_biases : bool
+        Learn an item bias (ranks like ``[p_u, 1] . [q_i, b_i]``).
+    loss : {"bpr", "warp"}
+        "bpr": maximise ``log sigmoid(s_ui - s_uj)``. "warp": draw negatives until one violates
+        the margin (``s_uj > s_ui - 1``), at most ``max_sampled``; after ``N`` draws the rank of
+        ``i`` is estimated as ``floor((n_items - 1) / N)`` and the hinge ``1 - s_ui + s_uj`` is
+        weighted by ``log(max(1, rank))``, so positives ranked low get large steps (LightFM's
+        WARP). A positive with no violator in ``max_sampled`` draws gets no update.
+    max_sampled : int >= 1
+        WARP: negatives tried per positive.
+    init_std : float >= 0
+        Factors start as N(0, init_std^2); item biases at 0.
+    threads : int
+        0 = all cores. With 1 a fit is bitwise repeatable for a seed.
+    seed : int
+
+    Notes
+    -----
+    Stored entries with a value > 0 are the positives; their magnitude is not used. A positive
+    whose user interacted with (nearly) every item may find no negative in 32 draws: it is
+    skipped and counted (``history_[e]["skipped"]``).
+    """
+
+    def __init__(
+        self,
+        factors: int = 64,
+        lr: float = 0.05,
+        reg: float = 0.01,
+        epochs: int = 100,
+        negatives: int = 1,
+        sampling: str = "uniform",
+        item_biases: bool = True,
+        loss: str = "bpr",
+        max_sampled: int = 100,
+        init_std: float = 0.1,
+        threads: int = 0,
+        seed: int = 42,
+    ):
+        self.factors = check_positive(factors, "factors", integer=True)
+        self.lr = check_positive(lr, "lr")
+        self.reg = check_nonnegative(reg, "reg")
+        self.epochs = check_positive(epochs, "epochs", integer=True)
+        self.negatives = check_positive(negatives, "negatives", integer=True)
+        if sampling not in ("uniform", "popularity"):
+            raise ValueError(f"sampling must be 'uniform' or 'popularity', got {sampling!r}")
+        self.sampling = sampling
+        self.item_biases = bool(item_biases)
+        if loss not in ("bpr", "warp"):
+            raise ValueError(f"loss must be 'bpr' or 'warp', got {loss!r}")
+        self.loss = loss
+        self.max_sampled = check_positive(max_sampled, "max_sampled", integer=True)
+        self.init_std = check_nonnegative(init_std, "init_std")
+        resolve_threads(threads)
+        self.threads = int(threads)
+        self.seed = _check_seed(seed)
+
+    def fit(self, interactions, callback=None, progress: bool = True):
+        """Fit on implicit feedback.
+
+        Parameters
+        ----------
+        interactions : scipy.sparse matrix (n_users, n_items) or recforge.Interactions
+            Entries with a value > 0 are positives.
+        callback : callable(epoch, seconds, loss), optional
+            Called after each epoch with its mean loss (BPR: -log sigmoid per pair; WARP:
+            weighted hinge per sampled positive).
+        progress : bool
+            Show a tqdm progress bar.
+        """
+        train = as_csr(interactions)
+        pos = train.copy()
+        pos.data = (pos.data > 0).astype(np.float32)
+        pos.eliminate_zeros()
+        if pos.nnz == 0:
+            raise ValueError("interactions has no positive entries (values > 0) to learn from")
+        threads = resolve_threads(self.threads)
+        n_users, n_items = train.shape
+        data = _core.SGDPositiveData(pos.indptr.astype(np.int64), pos.indices.astype(np.int32), n_items)
+        rng = np.random.default_rng(self.seed)
+        self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
+        self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
+        self.item_bias = np.zeros(n_items, np.float32) if self.item_biases else None
+        self._train = train
+        self._positives = data
+
+        def run_epoch(epoch):
+            st = _core.sgd_rank_epoch(
+                data, self.user_factors, self.item_factors, self.item_bias, self.lr, self.reg,
+                self.negatives, self.sampling, self.loss, self.max_sampled, threads, self.seed, epoch,
+            )
+            if not np.isfinite(st["loss"]):
+                raise FloatingPointError(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
+            extra = {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}
+            return float(st["loss"]), extra, False
+
+        _epochs(self, self.epochs, run_epoch, callback, progress, self.loss.upper())
+        return self
+
+    def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
+        """Fold in new or changed users without a full refit.
+
+        Their factors restart from the initial distribution and are trained on their positives
+        only (negatives checked against their rows), with the item factors and biases fixed.
+
+        Parameters
+        ----------
+        user_ids : 1-D int array (n,)
+            Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero factors).
+        interactions_rows : scipy.sparse (n, n_items)
+            Their complete rows (values > 0 are positives); they replace the training rows.
+        epochs : int, optional
+            Passes over their positives (default: the model's ``epochs``).
+        """
+        ids, placed = _fold_in_rows(self, user_ids, interactions_rows)
+        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        n_users = placed.shape[0]
+        rng = np.random.default_rng([self.seed, n_users, ids.size])
+        self.user_factors = _grown(self.user_factors, n_users)
+        self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
+        self._train = _with_rows(self._train, ids, placed)
+        pos = placed.copy()
+        pos.data = (pos.data > 0).astype(np.float32)
+        pos.eliminate_zeros()
+        if pos.nnz:
+            data = _core.SGDPositiveData(pos.indptr.astype(np.int64), pos.indices.astype(np.int32), self.n_items)
+            threads = resolve_threads(self.threads)
+            bar = tqdm(range(epochs), desc=f"{self.loss.upper()} fold-in", unit="epoch", disable=not progress,
+                       leave=False)
+            for epoch in bar:
+                _core.sgd_rank_epoch(data, self.user_factors, self.item_factors, self.item_bias, self.lr, self.reg,
+                                     self.negatives, self.sampling, self.loss, self.max_sampled, threads, self.seed,
+                                     epoch, freeze_items=True)
+        return self
+
+    def _params(self):
+        return {
+            "factors": self.factors, "lr": self.lr, "reg": self.reg, "epochs": self.epochs,
+            "negatives": self.negatives, "sampling": self.sampling, "item_biases": self.item_biases,
+            "loss": self.loss, "max_sampled": self.max_sampled, "init_std": self.init_std,
+            "threads": self.threads, "seed": self.seed,
+        }
+
+    def _arrays(self):
+        out = {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        if self.item_biases:
+            out["item_bias"] = self.item_bias
+        return out
+
+    def _restore(self, arrays):
+        n_users, n_items = self._train.shape
+        expected = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors)}
+        if self.item_biases:
+            expected["item_bias"] = (n_items,)
+        _check_arrays(arrays, expected)
+        self.user_factors = arrays["user_factors"].astype(np.float32)
+        self.item_factors = arrays["item_factors"].astype(np.float32)
+        self.item_bias = arrays["item_bias"].astype(np.float32) if self.item_biases else None
+
+
+def _fold_in_rows(model, user_ids, rows, name: str = "interactions_rows"):
+    """Validated fold-in arguments: (ids, the rows placed at their ids in a (n_users', n_items)
+    matrix that is empty elsewhere). Ids >= n_users add users (n_users' = max id + 1)."""
+    model._check_fitted()
+    ids = np.asarray(user_ids)
+    ids = ids.reshape(1) if ids.ndim == 0 else ids
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"user_ids must be a 1-D array of integer ids, got shape {ids.shape} dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"user_ids must be >= 0, got {ids.min()}")
+    if np.unique(ids).size != ids.size:
+        raise ValueError("user_ids must not repeat an id")
+    m = as_csr(rows, name, allow_empty=True)
+    if m.shape != (ids.size, model.n_items):
+        raise ValueError(f"{name} must have shape ({ids.size}, {model.n_items}) (one row per id), got {m.shape}")
+    n_users = max(model.n_users, int(ids.max()) + 1 if ids.size else 0)
+    source = np.full(n_users, ids.size)  # row u of the result is row source[u] of [m; empty row]
+    source[ids] = np.arange(ids.size)
+    placed = sp.vstack([m, sp.csr_matrix((1, m.shape[1]), dtype=np.float32)], format="csr")[source]
+    return ids, sp.csr_matrix(placed, dtype=np.float32)
+
+
+def _with_rows(train, ids, placed):
+    """``train`` grown to ``placed``'s rows, with the rows ``ids`` replaced by those of ``placed``."""
+    n_users = placed.shape[0]
+    grown = sp.vstack([train, sp.csr_matrix((n_users - train.shape[0], train.shape[1]), dtype=np.float32)])
+    source = np.arange(n_users)  # row u of the result is row source[u] of [grown; placed]
+    source[ids] = n_users + ids
+    return sp.csr_matrix(sp.vstack([grown, placed], format="csr")[source], dtype=np.float32)
+
+
+def _grown(a, n):
+    """``a`` with zero rows appended up to ``n`` rows (always a copy: callers write into it)."""
+    out = np.zeros((n,) + a.shape[1:], a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def _check_arrays(arrays: dict, expected: dict) -> None:
+    for name, shape in expected.items():
+        a = arrays.get(name)
+        if a is None:
+            raise ValueError(f"missing array {name!r}")
+        if a.shape != shape:
+            raise ValueError(f"array {name!r} has shape {a.shape}, expected {shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"array {name!r} contains NaN or infinite values")

@@ -1,0 +1,417 @@
+"""ALS: the C++ solves against dense numpy normal equations, objective descent, fold-in, persistence,
+thread independence, bad input, and an accuracy check on MovieLens-100K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import recforge as rf
+from recforge import _core
+from recforge.models.als import _Csr
+
+from conftest import data_path
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+# ---- numpy references -----------------------------------------------------------------------
+def implicit_reference(m: sp.csr_matrix, Y: np.ndarray, alpha, reg, alpha0=1.0, nu=0.0) -> np.ndarray:
+    """Exact iALS rows in float64: (alpha0 YᵀY + sum (c - alpha0) y yᵀ + lambda_u I) x = sum c y."""
+    Y = Y.astype(np.float64)
+    G = Y.T @ Y
+    f = Y.shape[1]
+    out = np.zeros((m.shape[0], f))
+    for u in range(m.shape[0]):
+        idx = m.indices[m.indptr[u]:m.indptr[u + 1]]
+        c = 1.0 + alpha * m.data[m.indptr[u]:m.indptr[u + 1]].astype(np.float64)
+        lam = reg * (len(idx) + alpha0 * m.shape[1]) ** nu
+        A = alpha0 * G + (Y[idx].T * (c - alpha0)) @ Y[idx] + lam * np.eye(f)
+        out[u] = np.linalg.solve(A, Y[idx].T @ c)
+    return out
+
+
+def explicit_reference(m: sp.csr_matrix, Y, other_bias, mu, reg):
+    """Exact explicit rows: [x, b] minimising sum (r - mu - b_i - [y_i, 1].[x, b])^2 + reg n (|x|^2 + b^2)."""
+    f = Y.shape[1]
+    X, B = np.zeros((m.shape[0], f)), np.zeros(m.shape[0])
+    for u in range(m.shape[0]):
+        lo, hi = m.indptr[u], m.indptr[u + 1]
+        if hi == lo:
+            continue
+        idx = m.indices[lo:hi]
+        Z = np.hstack([Y[idx].astype(np.float64), np.ones((hi - lo, 1))])
+        t = m.data[lo:hi] - mu - other_bias[idx]
+        w = np.linalg.solve(Z.T @ Z + reg * (hi - lo) * np.eye(f + 1), Z.T @ t)
+        X[u], B[u] = w[:f], w[f]
+    return X, B
+
+
+def implicit_objective(m: sp.csr_matrix, X, Y, alpha, reg, alpha0=1.0, nu=0.0) -> float:
+    """The full iALS objective, dense over every pair (tiny problems only)."""
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    pred = X @ Y.T
+    dense = m.toarray().astype(np.float64)
+    stored = np.zeros(dense.shape, bool)
+    stored[np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices] = True
+    c = 1.0 + alpha * dense
+    data = np.where(stored, c * (1 - pred) ** 2, alpha0 * pred ** 2).sum()
+    nu_u, nu_i = np.diff(m.indptr), np.bincount(m.indices, minlength=m.shape[1])
+    lam_u = reg * (nu_u + alpha0 * m.shape[1]) ** nu
+    lam_i = reg * (nu_i + alpha0 * m.shape[0]) ** nu
+    return data + lam_u @ (X ** 2).sum(1) + lam_i @ (Y ** 2).sum(1)
+
+
+def random_csr(rng, rows, cols, density, low=1.0, high=5.0, integer=False) -> sp.csr_matrix:
+    m = sp.random(rows, cols, density=density, format="csr", dtype=np.float32, random_state=rng)
+    m.data = (rng.integers(int(low), int(high) + 1, m.nnz) if integer else rng.uniform(low, high, m.nnz)).astype(np.float32)
+    return m
+
+
+def empty_row(m: sp.csr_matrix, row: int) -> sp.csr_matrix:
+    keep = np.ones(m.shape[0], np.float32)
+    keep[row] = 0
+    out = (sp.diags(keep) @ m).tocsr()
+    out.eliminate_zeros()
+    return out
+
+
+def solve_rows(m, Y, X=None, solver="cholesky", cg_steps=3, alpha=2.0, reg=0.1, alpha0=1.0, nu=0.0, threads=2):
+    X = np.zeros((m.shape[0], Y.shape[1]), np.float32) if X is None else X.copy()
+    c = _Csr(m)
+    _core.als_implicit_solve(c.indptr, c.indices, c.data, np.ascontiguousarray(Y, np.float32), X, alpha, reg,
+                             alpha0, nu, solver, cg_steps, threads)
+    return X
+
+
+# ---- the solves -------------------------------------------------------------------------------
+@pytest.mark.parametrize("f", [5, 32, 64])  # 5: the generic BLAS path; 32/64: the tiled kernels
+@pytest.mark.parametrize("alpha0,nu", [(1.0, 0.0), (0.3, 0.0), (3.0, 0.0), (1.0, 0.7)])
+def test_cholesky_matches_dense_normal_equations(rng, f, alpha0, nu):
+    m = random_csr(rng, 40, 90, 0.15, 0.0, 4.0)
+    m = empty_row(m, 3)
+    Y = rng.standard_normal((90, f)).astype(np.float32) * 0.3
+    got = solve_rows(m, Y, alpha=2.0, reg=0.1, alpha0=alpha0, nu=nu)
+    want = implicit_reference(m, Y, 2.0, 0.1, alpha0, nu)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+    assert not got[3].any()  # empty row: exactly zero
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 12), cols=st.integers(1, 40), f=st.sampled_from([1, 3, 32]),
+       density=st.floats(0.0, 1.0), alpha=st.floats(0.0, 10.0), reg=st.floats(0.01, 5.0), seed=st.integers(0, 999))
+def test_cholesky_property(rows, cols, f, density, alpha, reg, seed):
+    rng = np.random.default_rng(seed)
+    m = random_csr(rng, rows, cols, density, 0.0, 3.0)
+    Y = rng.standard_normal((cols, f)).astype(np.float32)
+    want = implicit_reference(m, Y, alpha, reg)
+    np.testing.assert_allclose(solve_rows(m, Y, alpha=alpha, reg=reg), want, rtol=1e-3,
+                               atol=1e-3 * max(1.0, np.abs(want).max()))
+
+
+def test_cg_approaches_exact_solution(rng):
+    f = 8
+    m = random_csr(rng, 30, 60, 0.2, 0.0, 3.0)
+    Y = rng.standard_normal((60, f)).astype(np.float32) * 0.5
+    exact = implicit_reference(m, Y, 2.0, 0.1)
+    errors = [np.abs(solve_rows(m, Y, solver="cg", cg_steps=s) - exact).max() for s in range(1, f + 1)]
+    assert errors[-1] < 1e-3 * np.abs(exact).max()  # f steps: CG is exact up to rounding
+    assert errors[-1] < errors[0] / 100
+    # monotone up to rounding once near the solution
+    assert all(b <= a * 1.01 + 1e-5 for a, b in zip(errors, errors[1:]))
+
+
+def test_cg_warm_start_improves(rng):
+    m = random_csr(rng, 30, 60, 0.2, 0.0, 3.0)
+    Y = rng.standard_normal((60, 16)).astype(np.float32) * 0.5
+    exact = implicit_reference(m, Y, 2.0, 0.1)
+    x1 = solve_rows(m, Y, solver="cg", cg_steps=2)
+    x2 = solve_rows(m, Y, X=x1, solver="cg", cg_steps=2)  # continues from x1
+    assert np.abs(x2 - exact).max() < np.abs(x1 - exact).max()
+
+
+@pytest.mark.parametrize("f", [4, 32])
+def test_explicit_matches_dense_with_biases(rng, f):
+    m = random_csr(rng, 30, 50, 0.2, 1, 5, integer=True)
+    m = empty_row(m, 2)
+    Y = rng.standard_normal((50, f)).astype(np.float32) * 0.3
+    ib = rng.standard_normal(50).astype(np.float32) * 0.2
+    X, B = np.zeros((30, f), np.float32), np.full(30, 7.0, np.float32)
+    c = _Csr(m)
+    _core.als_explicit_solve(c.indptr, c.indices, c.data, Y, ib, X, B, 0.1, 3.5, 2)
+    wx, wb = explicit_reference(m, Y, ib, 3.5, 0.1)
+    np.testing.assert_allclose(X, wx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(B, wb, rtol=1e-4, atol=1e-4)
+    assert B[2] == 0 and not X[2].any()
+
+
+def test_fit_last_half_step_is_the_exact_item_solve(rng):
+    m = random_csr(rng, 50, 40, 0.15, 0.0, 2.0)
+    model = rf.ALS(factors=6, iterations=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3,
+                   threads=2).fit(m, progress=False)
+    want = implicit_reference(m.T.tocsr(), model.user_factors, 3.0, 0.2, 0.5, 0.3)
+    np.testing.assert_allclose(model.item_factors, want, rtol=1e-4, atol=1e-5)
+
+
+# ---- objective --------------------------------------------------------------------------------
+@pytest.mark.parametrize("solver,alpha0,nu", [("cholesky", 1.0, 0.0), ("cg", 1.0, 0.0), ("cholesky", 0.2, 0.5),
+                                              ("cg", 0.2, 0.5)])
+def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
+    m = random_csr(rng, 60, 45, 0.1, 0.0, 3.0)
+    states, reported = [], []
+
+    def callback(it, seconds, loss):
+        assert seconds >= 0
+        states.append((model.user_factors.copy(), model.item_factors.copy()))
+        reported.append(loss)
+
+    model = rf.ALS(factors=8, iterations=8, solver=solver, alpha=2.0, regularization=0.1, alpha0=alpha0, nu=nu,
+                   calculate_loss=True, threads=1)
+    model.fit(m, callback=callback, progress=False)
+    objectives = [implicit_objective(m, X, Y, 2.0, 0.1, alpha0, nu) for X, Y in states]
+    assert len(objectives) == 8
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(objectives, objectives[1:])), objectives
+    assert objectives[-1] < objectives[0]
+    np.testing.assert_allclose(np.array(reported) * m.nnz, objectives, rtol=1e-4)
+
+
+def test_explicit_loss_decreases_and_fits(rng):
+    m = random_csr(rng, 80, 60, 0.2, 1, 5, integer=True)
+    losses = []
+    model = rf.ALS(factors=4, iterations=6, feedback="explicit", regularization=0.05, calculate_loss=True)
+    model.fit(m, callback=lambda it, s, loss: losses.append(loss), progress=False)
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(losses, losses[1:])), losses
+    coo = m.tocoo()
+    pred = model.score(coo.row, coo.col)
+    rmse = np.sqrt(np.mean((pred - coo.data) ** 2))
+    assert rmse < np.std(coo.data) * 0.9  # better than predicting the mean
+    assert model.global_bias == pytest.approx(m.data.mean())
+
+
+# ---- fold-in, partial fit ------------------------------------------------------------------------
+@pytest.mark.parametrize("feedback", ["implicit", "explicit"])
+def test_partial_fit_users_equals_full_solve(rng, feedback):
+    m = random_csr(rng, 40, 30, 0.2, 1, 5, integer=True)
+    model = rf.ALS(factors=5, iterations=3, feedback=feedback, solver="cholesky", threads=2).fit(m, progress=False)
+    ids = np.array([3, 17, 42])  # 42 >= n_users: grows the model (40, 41 become empty users)
+    rows = random_csr(rng, 3, 30, 0.3, 1, 5, integer=True)
+    model.partial_fit_users(ids, rows)
+    assert model.user_factors.shape == (43, 5) and model.n_users == 43
+    if feedback == "implicit":
+        want = implicit_reference(rows, model.item_factors, model.alpha, model.regularization)
+    else:
+        want, wb = explicit_reference(rows, model.item_factors, model.item_bias, model.global_bias,
+                                      model.regularization)
+        np.testing.assert_allclose(model.user_bias[ids], wb, rtol=1e-4, atol=1e-5)
+        assert model.user_bias.shape == (43,)
+    np.testing.assert_allclose(model.user_factors[ids], want, rtol=1e-4, atol=1e-5)
+    assert not model.user_factors[40].any()
+    np.testing.assert_array_equal(model._train[ids].toarray(), rows.toarray())
+    np.testing.assert_array_equal(model._train[:40][[0, 1, 2]].toarray(), m[[0, 1, 2]].toarray())
+    ids_out, _ = model.recommend(42, k=5)
+    assert not np.isin(ids_out, rows[2].indices).any()  # the new user's items are excluded
+
+
+def test_partial_fit_items_equals_full_solve(rng):
+    m = random_csr(rng, 40, 30, 0.2, 0.0, 2.0)
+    model = rf.ALS(factors=5, iterations=3, solver="cholesky").fit(m, progress=False)
+    cols = random_csr(rng, 2, 40, 0.3, 0.0, 2.0)  # item x users
+    model.partial_fit_items([4, 30], cols)
+    want = implicit_reference(cols, model.user_factors, model.alpha, model.regularization)
+    np.testing.assert_allclose(model.item_factors[[4, 30]], want, rtol=1e-4, atol=1e-5)
+    assert model.item_factors.shape == (31, 5) and model.n_items == 31
+    np.testing.assert_array_equal(model._train[:, [4, 30]].T.toarray(), cols.toarray())
+
+
+def test_fold_in_new_user_and_recommend_for_rows(rng):
+    m = random_csr(rng, 50, 40, 0.15, 0.0, 2.0)
+    model = rf.ALS(factors=6, iterations=3).fit(m, progress=False)
+    row = random_csr(rng, 1, 40, 0.2, 0.0, 2.0)
+    x = model.recalculate_user(row)
+    np.testing.assert_allclose(x, implicit_reference(row, model.item_factors, model.alpha, model.regularization),
+                               rtol=1e-4, atol=1e-5)
+    ids, scores = model.recommend_for_rows(row, k=5)
+    full = (x @ model.item_factors.T)[0]
+    full[row.indices] = -np.inf
+    np.testing.assert_array_equal(ids[0], np.argsort(-full, kind="stable")[:5])
+    assert model.n_users == 50  # the model is unchanged
+    with pytest.raises(ValueError, match="40 columns"):
+        model.recalculate_user(sp.csr_matrix((1, 39), dtype=np.float32))
+
+
+# ---- determinism and persistence -----------------------------------------------------------------
+@pytest.mark.parametrize("kw", [{"solver": "cg"}, {"solver": "cholesky"}, {"feedback": "explicit"},
+                                {"solver": "cg", "factors": 32, "alpha0": 0.5, "nu": 0.5}])
+def test_thread_count_does_not_change_results(rng, kw):
+    m = random_csr(rng, 300, 120, 0.05, 1, 5, integer=True)
+    params = dict(factors=8, iterations=3, seed=7) | kw
+    a = rf.ALS(threads=1, **params).fit(m, progress=False)
+    b = rf.ALS(threads=2, **params).fit(m, progress=False)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+
+
+@pytest.mark.parametrize("feedback", ["implicit", "explicit"])
+def test_save_load_round_trip_exact(rng, tmp_path, feedback):
+    m = random_csr(rng, 30, 20, 0.2, 1, 5, integer=True)
+    model = rf.ALS(factors=4, iterations=2, feedback=feedback, alpha0=0.5, seed=3).fit(m, progress=False)
+    path = tmp_path / "als.rf"
+    model.save(path)
+    back = rf.load(path)
+    assert isinstance(back, rf.ALS) and back._params() == model._params()
+    np.testing.assert_array_equal(back.user_factors, model.user_factors)
+    np.testing.assert_array_equal(back.item_factors, model.item_factors)
+    if feedback == "explicit":
+        np.testing.assert_array_equal(back.item_bias, model.item_bias)
+        np.testing.assert_array_equal(back.user_bias, model.user_bias)
+        assert back.global_bias == model.global_bias
+    np.testing.assert_array_equal(back.recommend([0, 5], k=5)[0], model.recommend([0, 5], k=5)[0])
+    np.testing.assert_array_equal(back.score([1, 2], [3, 4]), model.score([1, 2], [3, 4]))
+
+
+def test_corrupt_or_truncated_model_file(rng, tmp_path):
+    m = random_csr(rng, 30, 20, 0.2)
+    path = tmp_path / "als.rf"
+    rf.ALS(factors=4, iterations=1).fit(m, progress=False).save(path)
+    raw = path.read_bytes()
+    (tmp_path / "trunc.rf").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated|not a valid"):
+        rf.load(tmp_path / "trunc.rf")
+    # factors of the wrong shape for the training matrix
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["user_factors"] = arrays["user_factors"][:-1]
+    import json
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["arrays"]["user_factors"][1][0] -= 1
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(tmp_path / "bad.rf.npz", **arrays)
+    with pytest.raises(ValueError, match="user_factors has shape"):
+        rf.load(tmp_path / "bad.rf.npz")
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw,err", [
+    ({"factors": 0}, ValueError), ({"factors": 2.5}, TypeError), ({"regularization": -1.0}, ValueError),
+    ({"iterations": 0}, ValueError), ({"solver": "lu"}, ValueError), ({"cg_steps": 0}, ValueError),
+    ({"alpha": -1.0}, ValueError), ({"alpha0": float("nan")}, ValueError), ({"nu": -0.5}, ValueError),
+    ({"feedback": "ratings"}, ValueError), ({"device": "tpu"}, ValueError), ({"threads": -1}, ValueError),
+])
+def test_bad_parameters(kw, err):
+    with pytest.raises(err):
+        rf.ALS(**kw)
+
+
+def test_bad_interactions(rng):
+    model = rf.ALS(factors=4, iterations=1)
+    with pytest.raises(ValueError, match="empty"):
+        model.fit(sp.csr_matrix((5, 4), dtype=np.float32), progress=False)
+    bad = random_csr(rng, 10, 8, 0.5)
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(bad, progress=False)
+    neg = random_csr(rng, 10, 8, 0.5)
+    neg.data[0] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        model.fit(neg, progress=False)
+    rf.ALS(factors=4, iterations=1, feedback="explicit").fit(neg, progress=False)  # ratings may be negative
+    with pytest.raises(TypeError):
+        model.fit(np.ones((3, 3)), progress=False)
+    assert not model.is_fitted
+
+
+def test_kernel_boundary_checks(rng):
+    m = random_csr(rng, 5, 6, 0.5)
+    c = _Csr(m)
+    Y = np.zeros((6, 3), np.float32)
+    with pytest.raises(ValueError, match="X must have shape"):
+        _core.als_implicit_solve(c.indptr, c.indices, c.data, Y, np.zeros((4, 3), np.float32), 1, 0.1, 1, 0, "cg", 3, 1)
+    bad_idx = c.indices.copy()
+    bad_idx[0] = 6
+    with pytest.raises(ValueError, match="out of range"):
+        _core.als_implicit_solve(c.indptr, bad_idx, c.data, Y, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, "cg", 3, 1)
+    bad_ptr = c.indptr.copy()
+    bad_ptr[-1] += 1
+    with pytest.raises(ValueError, match="indptr"):
+        _core.als_implicit_solve(bad_ptr, c.indices, c.data, Y, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, "cg", 3, 1)
+    with pytest.raises(ValueError, match="solver"):
+        _core.als_implicit_solve(c.indptr, c.indices, c.data, Y, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, "x", 3, 1)
+
+
+def test_singular_system_is_a_clear_error(rng):
+    m = random_csr(rng, 10, 3, 0.5, 1, 2)
+    with pytest.raises(ValueError, match="positive definite"):
+        rf.ALS(factors=8, iterations=1, regularization=0.0, feedback="explicit").fit(m, progress=False)
+
+
+def test_users_and_items_without_interactions(rng):
+    m = random_csr(rng, 20, 15, 0.3)
+    m = sp.vstack([m, sp.csr_matrix((2, 15), dtype=np.float32)]).tocsr()  # users 20, 21 empty
+    m = sp.hstack([m, sp.csr_matrix((22, 1), dtype=np.float32)]).tocsr()  # item 15 empty
+    model = rf.ALS(factors=4, iterations=2).fit(m, progress=False)
+    assert not model.user_factors[20:].any() and not model.item_factors[15].any()
+    ex = rf.ALS(factors=4, iterations=2, feedback="explicit").fit(m, progress=False)
+    assert ex.user_bias[21] == 0 and ex.score([21], [0])[0] == pytest.approx(ex.global_bias + ex.item_bias[0])
+
+
+def test_unknown_users_and_unfitted_model(rng):
+    with pytest.raises(rf.NotFittedError):
+        rf.ALS().recommend([0])
+    model = rf.ALS(factors=4, iterations=1).fit(random_csr(rng, 10, 8, 0.5), progress=False)
+    with pytest.raises(ValueError, match=r"users must be in \[0, 10\)"):
+        model.recommend([10])
+    with pytest.raises(ValueError, match="one row per id"):
+        model.partial_fit_users([1, 2], random_csr(rng, 1, 8, 0.5))
+    with pytest.raises(ValueError, match="repeat"):
+        model.partial_fit_users([1, 1], random_csr(rng, 2, 8, 0.5))
+
+
+def test_cuda_device_is_a_clear_error(rng):
+    if rf.cupy_available() and _core.with_cuda:
+        pytest.skip("a CUDA build with a GPU: device='cuda' reaches the no-kernel error instead")
+    with pytest.raises((RuntimeError, NotImplementedError), match="CUDA|cuda"):
+        rf.ALS(device="cuda").fit(random_csr(rng, 10, 8, 0.5), progress=False)
+
+
+def test_callback_can_evaluate_between_iterations(rng):
+    m = random_csr(rng, 20, 15, 0.3)
+    seen = []
+    model = rf.ALS(factors=4, iterations=2)
+    model.fit(m, callback=lambda it, s, loss: seen.append((it, model.recommend([0], k=3)[0].shape, loss)),
+              progress=False)
+    assert seen == [(0, (1, 3), None), (1, (1, 3), None)]
+
+
+# ---- accuracy on real data -------------------------------------------------------------------------
+def _ndcg(ids, test: sp.csr_matrix, k=10) -> float:
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    scores = []
+    for u in range(test.shape[0]):
+        truth = test.indices[test.indptr[u]:test.indptr[u + 1]]
+        if len(truth):
+            hits = np.isin(ids[u, :k], truth)
+            scores.append((hits * discounts).sum() / discounts[: min(k, len(truth))].sum())
+    return float(np.mean(scores))
+
+
+def test_movielens_100k_beats_most_popular():
+    import pandas as pd
+
+    df = pd.read_csv(data_path("ml-100k", "u.data"), sep="\t", names=["user", "item", "rating", "ts"])
+    df = df[df.rating >= 4]
+    rng = np.random.default_rng(42)
+    test_mask = rng.random(len(df)) < 0.2
+    shape = (df.user.max(), df.item.max())
+
+    def csr(d):
+        return sp.csr_matrix((np.ones(len(d), np.float32), (d.user - 1, d.item - 1)), shape=shape)
+
+    train, test = csr(df[~test_mask]), csr(df[test_mask])
+    users = np.arange(shape[0])
+    pop = _ndcg(rf.MostPopular().fit(train).recommend(users, k=10)[0], test)
+    als = _ndcg(rf.ALS(factors=32, iterations=10, threads=2).fit(train, progress=False).recommend(users, k=10)[0],
+                test)
+    assert als > pop * 1.2, (als, pop)
