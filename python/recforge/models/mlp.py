@@ -168,7 +168,7 @@ class MLPScorer(Recommender):
         self.user_embedding = rng.normal(0.0, 0.01, (n_users, e)).astype(np.float32)
         self.item_embedding = rng.normal(0.0, 0.01, (n_items, e)).astype(np.float32)
         self.dense = np.zeros(self.arch.n_dense, np.float32)
-        for l, w in enumerate(self.weights):
+        for w in self.weights:
             bound = np.sqrt(6.0 / (w.shape[0] + w.shape[1]))
             w[...] = rng.uniform(-bound, bound, w.shape)
         bound = np.sqrt(3.0 / self.arch.out_in)
