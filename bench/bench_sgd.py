@@ -47,7 +47,7 @@ MF_PATIENCE = 3
 MF_TOLERANCE = 0.001
 # BPR grid (same for both libraries); WARP has its own scale of steps (rank weights up to ~7).
 BPR_GRID = {"lr": (0.01, 0.05), "reg": (0.001, 0.01)}
-WARP_GRID = {"lr": (0.002, 0.005), "reg": (0.5, 1.0)}
+WARP_GRID = {"lr": (0.002, 0.005), "reg": (0.5, 1.0, 2.0)}
 
 
 # -- data ---------------------------------------------------------------------------------------

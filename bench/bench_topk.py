@@ -73,5 +73,5 @@ def run(ctx):
         timings = ctx.timeit_many({lib: (lambda fn=fn: fn(users)) for lib, fn in libs.items()}, warmup=0)
         for lib, t in timings.items():
             rows.append({"case": case, "library": lib, "metric": "s (all users)", "value": t["median"],
-                         "spread": t["spread"], "better": "lower"})
+                         "spread": t["spread"], "better": "lower", "runs": t["runs"]})
     return rows

@@ -230,8 +230,10 @@ def test_sgdmf_bad_data():
         rf.SGDMF().fit(good, validation=val, patience=0, progress=False)
     with pytest.raises(rf.NotFittedError):
         rf.SGDMF().score([0], [0])
+    diverging = rf.SGDMF(lr=50.0, epochs=5)
     with pytest.raises(FloatingPointError, match="diverged"):
-        rf.SGDMF(lr=50.0, epochs=5).fit(good, progress=False)
+        diverging.fit(good, progress=False)
+    assert not diverging.is_fitted
 
 
 def test_bpr_bad_data():
@@ -433,3 +435,74 @@ def test_fold_in_bad_input():
         model.partial_fit_users([-1], train[[1]])
     with pytest.raises(rf.NotFittedError):
         rf.BPR().partial_fit_users([0], train[[0]])
+
+
+# -- kernels against numpy references (one update, where the sampling leaves no choice) ---------
+@settings(max_examples=30, deadline=None)
+@given(f=st.integers(1, 40), seed=st.integers(0, 2**31), rating=st.floats(1, 5, width=32), lr=st.floats(0.001, 0.2),
+       reg=st.floats(0, 0.5), bias_reg=st.floats(0, 0.5))
+def test_mf_step_matches_numpy(f, seed, rating, lr, reg, bias_reg):
+    rng = np.random.default_rng(seed)
+    P, Q = rng.standard_normal((1, f), dtype=np.float32), rng.standard_normal((1, f), dtype=np.float32)
+    bu, bi = rng.standard_normal(1, dtype=np.float32), rng.standard_normal(1, dtype=np.float32)
+    mu = 3.0
+    p, q, b_u, b_i = (a.astype(np.float64) for a in (P[0], Q[0], bu[0], bi[0]))
+    err = rating - (mu + b_u + b_i + p @ q)
+    data = _core.SGDRatingData(np.zeros(1, np.int32), np.zeros(1, np.int32), np.array([rating], np.float32), 1, 1)
+    mse = _core.sgd_mf_epoch(data, P, Q, bu, bi, mu, lr, reg, bias_reg, 1, 0, 0)
+    assert mse == pytest.approx(err**2, rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(P[0], p + lr * (err * q - reg * p), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(Q[0], q + lr * (err * p - reg * q), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bu[0], b_u + lr * (err - bias_reg * b_u), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bi[0], b_i + lr * (err - bias_reg * b_i), rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(f=st.integers(1, 40), seed=st.integers(0, 2**31), lr=st.floats(0.001, 0.1), reg=st.floats(0, 0.5),
+       loss=st.sampled_from(["bpr", "warp"]), n_items=st.integers(3, 9))
+def test_rank_step_matches_numpy(f, seed, lr, reg, loss, n_items):
+    # One user with one positive (item 0): an epoch is one sample, its negative j is one of the
+    # other items (found afterwards as the only other row that moved). The positive scores far
+    # below every negative, so WARP's first draw violates the margin: its weight is
+    # log(max(1, floor((n_items - 1) / 1))) (> 0 with 3 items or more).
+    rng = np.random.default_rng(seed)
+    P = 0.1 * rng.standard_normal((1, f), dtype=np.float32)
+    Q = 0.1 * rng.standard_normal((n_items, f), dtype=np.float32)
+    b = rng.uniform(-1, 1, n_items).astype(np.float32)
+    b[0] = -20.0
+    P0, Q0, b0 = P.astype(np.float64), Q.astype(np.float64), b.astype(np.float64)
+    data = _core.SGDPositiveData(np.array([0, 1], np.int64), np.array([0], np.int32), n_items)
+    stats = _core.sgd_rank_epoch(data, P, Q, b, lr, reg, 1, "uniform", loss, 10, 1, seed, 0)
+    moved = [j for j in range(1, n_items) if not np.array_equal(Q[j], Q0[j].astype(np.float32))]
+    assert len(moved) == 1 and stats["pairs"] == 1 and stats["updates"] == 1
+    j = moved[0]
+    p, qi, qj = P0[0], Q0[0], Q0[j]
+    x = p @ (qi - qj) + b0[0] - b0[j]
+    if loss == "bpr":
+        g = 1 / (1 + np.exp(x))
+        assert stats["loss"] == pytest.approx(np.logaddexp(0, -x), rel=1e-4)
+    else:
+        g = np.log(max(1.0, n_items - 1))
+        assert stats["loss"] == pytest.approx(g * (1 - x), rel=1e-4)
+    tol = dict(rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(P[0], p + lr * (g * (qi - qj) - reg * p), **tol)
+    np.testing.assert_allclose(Q[0], qi + lr * (g * p - reg * qi), **tol)
+    np.testing.assert_allclose(Q[j], qj + lr * (-g * p - reg * qj), **tol)
+    np.testing.assert_allclose(b[0], b0[0] + lr * (g - reg * b0[0]), **tol)
+    np.testing.assert_allclose(b[j], b0[j] + lr * (-g - reg * b0[j]), **tol)
+
+
+def test_load_rejects_inconsistent_arrays(tmp_path):
+    train, *_ = planted_ratings(n_users=30, n_items=20)
+    model = rf.SGDMF(factors=4, epochs=2).fit(train, progress=False)
+    arrays = dict(model._arrays())
+    fresh = rf.SGDMF(factors=4)
+    fresh._train = model._train
+    with pytest.raises(ValueError, match="shape"):
+        fresh._restore({**arrays, "item_factors": arrays["item_factors"][:5]})
+    with pytest.raises(ValueError, match="missing"):
+        fresh._restore({k: v for k, v in arrays.items() if k != "user_bias"})
+    bad = arrays["user_factors"].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fresh._restore({**arrays, "user_factors": bad})

@@ -4,7 +4,10 @@ Both run their epochs in the C++ core (``csrc/cpu/sgd_*.cpp``) with the GIL rele
 the shared factors from several threads without locks (Hogwild). Determinism: with ``threads=1``
 a fit is a pure function of the data and ``seed`` (bitwise repeatable on the same build and CPU);
 with more threads the order in which racing updates land varies, so results differ slightly from
-run to run (not in quality).
+run to run (not in quality). An epoch uses at most one thread per 65,536 samples: below that,
+threads cost more than they save (fork/join, and on a small catalogue the threads keep stealing
+the same cache lines from each other), so small data sets run on one thread whatever ``threads``
+says (and are then repeatable too).
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ class SGDMF(FactorModel):
         # Cold rows never get a gradient: zero them so that they predict from the biases alone.
         self.user_factors[np.diff(train.indptr) == 0] = 0.0
         self.item_factors[np.bincount(train.indices, minlength=n_items) == 0] = 0.0
-        self._train = train
+        self._train = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
 
         best = {"rmse": np.inf, "epoch": -1, "state": None}
 
@@ -230,6 +233,7 @@ class SGDMF(FactorModel):
         if patience is not None and best["state"] is not None:
             self._set_state(best["state"])
         self.best_epoch_ = best["epoch"] if val is not None else len(self.history_) - 1
+        self._train = train
         return self
 
     def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
@@ -473,8 +477,7 @@ class BPR(FactorModel):
         self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
         self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
         self.item_bias = np.zeros(n_items, np.float32) if self.item_biases else None
-        self._train = train
-        self._positives = data
+        self._train = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
 
         def run_epoch(epoch):
             st = _core.sgd_rank_epoch(
@@ -487,6 +490,7 @@ class BPR(FactorModel):
             return float(st["loss"]), extra, False
 
         _epochs(self, self.epochs, run_epoch, callback, progress, self.loss.upper())
+        self._train = train
         return self
 
     def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
