@@ -217,9 +217,10 @@ class MLPScorer(Recommender):
         self._init_params(n_users, n_items)
         if init_from is not None:
             self._warm_start(init_from)
-        moments = [np.zeros_like(a) for a in (self.user_embedding, self.user_embedding, self.item_embedding,
-                                               self.item_embedding, self.dense, self.dense)]
-        if self.optimizer == "sgd":  # no moments needed
+        if self.optimizer == "adam":  # first and second moments of every parameter
+            moments = [np.zeros_like(a) for a in (self.user_embedding, self.user_embedding, self.item_embedding,
+                                                   self.item_embedding, self.dense, self.dense)]
+        else:  # sgd keeps no state
             moments = [np.zeros(0, np.float32)] * 6
         step = 0
         self.loss_history = []
