@@ -77,83 +77,71 @@ RF_INLINE void vstore(T* p, const typename Vec<T>::type& v) {
     std::memcpy(p, &v, sizeof v);
 }
 
-// C (n x O) += A (n x k, lda) B (k x O), O = NV vectors; two rows of C live in registers.
+// Rows of C kept in registers per block: about 16 vector accumulators (AVX-512 has 32 registers;
+// FMA latency x 2 ports needs >= 8 independent accumulators).
+template <int NV>
+constexpr int block_rows() {
+    return NV >= 8 ? 2 : (NV >= 3 ? 4 : (NV == 2 ? 6 : 8));
+}
+
+// R rows of C (n x O) += A (n x k, lda) B (k x O), O = NV vectors, accumulated in registers.
+template <class T, int NV, int R>
+RF_INLINE void gemm_nn_rows(int k, const T* __restrict a, int lda, const T* __restrict b, T* __restrict c) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, O = NV * L;
+    V acc[R][NV];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = vload(c + std::size_t(r) * O + v * L);
+    for (int kk = 0; kk < k; ++kk) {
+        const T* bk = b + std::size_t(kk) * O;
+        V bv[NV];
+        for (int v = 0; v < NV; ++v) bv[v] = vload(bk + v * L);
+        for (int r = 0; r < R; ++r) {
+            const T x = a[std::size_t(r) * lda + kk];
+            for (int v = 0; v < NV; ++v) acc[r][v] += x * bv[v];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < NV; ++v) vstore(c + std::size_t(r) * O + v * L, acc[r][v]);
+}
+
 template <class T, int NV>
 RF_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict b,
                                T* __restrict c) {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, O = NV * L;
+    constexpr int R = block_rows<NV>(), O = NV * Vec<T>::lanes;
     int r = 0;
-    for (; r + 2 <= n; r += 2) {
-        V c0[NV], c1[NV];
-        for (int v = 0; v < NV; ++v) {
-            c0[v] = vload(c + std::size_t(r) * O + v * L);
-            c1[v] = vload(c + std::size_t(r + 1) * O + v * L);
-        }
-        const T* a0 = a + std::size_t(r) * lda;
-        const T* a1 = a0 + lda;
-        for (int kk = 0; kk < k; ++kk) {
-            const T x0 = a0[kk], x1 = a1[kk];
-            const T* bk = b + std::size_t(kk) * O;
-            for (int v = 0; v < NV; ++v) {
-                const V bv = vload(bk + v * L);
-                c0[v] += x0 * bv;
-                c1[v] += x1 * bv;
-            }
-        }
-        for (int v = 0; v < NV; ++v) {
-            vstore(c + std::size_t(r) * O + v * L, c0[v]);
-            vstore(c + std::size_t(r + 1) * O + v * L, c1[v]);
-        }
-    }
-    for (; r < n; ++r) {
-        V c0[NV];
-        for (int v = 0; v < NV; ++v) c0[v] = vload(c + std::size_t(r) * O + v * L);
-        const T* a0 = a + std::size_t(r) * lda;
-        for (int kk = 0; kk < k; ++kk) {
-            const T x0 = a0[kk];
-            for (int v = 0; v < NV; ++v) c0[v] += x0 * vload(b + std::size_t(kk) * O + v * L);
-        }
-        for (int v = 0; v < NV; ++v) vstore(c + std::size_t(r) * O + v * L, c0[v]);
-    }
+    for (; r + R <= n; r += R) gemm_nn_rows<T, NV, R>(k, a + std::size_t(r) * lda, lda, b, c + std::size_t(r) * O);
+    for (; r < n; ++r) gemm_nn_rows<T, NV, 1>(k, a + std::size_t(r) * lda, lda, b, c + std::size_t(r) * O);
 }
 
-// C (k x O) += A^T D, A (n x k, lda), D (n x O); two rows of C live in registers.
+// R rows kk0.. of C (k x O) += A^T D, A (n x k, lda), D (n x O), accumulated in registers.
+template <class T, int NV, int R>
+RF_INLINE void gemm_tn_rows(int n, int kk0, const T* __restrict a, int lda, const T* __restrict d,
+                            T* __restrict c) {
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::lanes, O = NV * L;
+    V acc[R][NV];
+    for (int q = 0; q < R; ++q)
+        for (int v = 0; v < NV; ++v) acc[q][v] = vload(c + std::size_t(kk0 + q) * O + v * L);
+    for (int r = 0; r < n; ++r) {
+        const T* dr = d + std::size_t(r) * O;
+        V dv[NV];
+        for (int v = 0; v < NV; ++v) dv[v] = vload(dr + v * L);
+        const T* ar = a + std::size_t(r) * lda + kk0;
+        for (int q = 0; q < R; ++q)
+            for (int v = 0; v < NV; ++v) acc[q][v] += ar[q] * dv[v];
+    }
+    for (int q = 0; q < R; ++q)
+        for (int v = 0; v < NV; ++v) vstore(c + std::size_t(kk0 + q) * O + v * L, acc[q][v]);
+}
+
 template <class T, int NV>
 RF_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict d,
                                T* __restrict c) {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::lanes, O = NV * L;
+    constexpr int R = block_rows<NV>();
     int kk = 0;
-    for (; kk + 2 <= k; kk += 2) {
-        V c0[NV], c1[NV];
-        for (int v = 0; v < NV; ++v) {
-            c0[v] = vload(c + std::size_t(kk) * O + v * L);
-            c1[v] = vload(c + std::size_t(kk + 1) * O + v * L);
-        }
-        for (int r = 0; r < n; ++r) {
-            const T x0 = a[std::size_t(r) * lda + kk], x1 = a[std::size_t(r) * lda + kk + 1];
-            const T* dr = d + std::size_t(r) * O;
-            for (int v = 0; v < NV; ++v) {
-                const V dv = vload(dr + v * L);
-                c0[v] += x0 * dv;
-                c1[v] += x1 * dv;
-            }
-        }
-        for (int v = 0; v < NV; ++v) {
-            vstore(c + std::size_t(kk) * O + v * L, c0[v]);
-            vstore(c + std::size_t(kk + 1) * O + v * L, c1[v]);
-        }
-    }
-    for (; kk < k; ++kk) {
-        V c0[NV];
-        for (int v = 0; v < NV; ++v) c0[v] = vload(c + std::size_t(kk) * O + v * L);
-        for (int r = 0; r < n; ++r) {
-            const T x0 = a[std::size_t(r) * lda + kk];
-            for (int v = 0; v < NV; ++v) c0[v] += x0 * vload(d + std::size_t(r) * O + v * L);
-        }
-        for (int v = 0; v < NV; ++v) vstore(c + std::size_t(kk) * O + v * L, c0[v]);
-    }
+    for (; kk + R <= k; kk += R) gemm_tn_rows<T, NV, R>(n, kk, a, lda, d, c);
+    for (; kk < k; ++kk) gemm_tn_rows<T, NV, 1>(n, kk, a, lda, d, c);
 }
 #endif
 

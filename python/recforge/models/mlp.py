@@ -168,7 +168,7 @@ class MLPScorer(Recommender):
         self.user_embedding = rng.normal(0.0, 0.01, (n_users, e)).astype(np.float32)
         self.item_embedding = rng.normal(0.0, 0.01, (n_items, e)).astype(np.float32)
         self.dense = np.zeros(self.arch.n_dense, np.float32)
-        for l, w in enumerate(self.weights):
+        for w in self.weights:
             bound = np.sqrt(6.0 / (w.shape[0] + w.shape[1]))
             w[...] = rng.uniform(-bound, bound, w.shape)
         bound = np.sqrt(3.0 / self.arch.out_in)
@@ -202,7 +202,7 @@ class MLPScorer(Recommender):
         Parameters
         ----------
         interactions : scipy.sparse (n_users, n_items) or recforge.Interactions
-            Non-zero entries are positives (values are ignored).
+            Every stored entry is a positive (values are ignored, as for the evaluation layer).
         callback : callable(epoch, elapsed_seconds, loss), optional
             Called after every epoch.
         progress : bool
@@ -217,9 +217,10 @@ class MLPScorer(Recommender):
         self._init_params(n_users, n_items)
         if init_from is not None:
             self._warm_start(init_from)
-        moments = [np.zeros_like(a) for a in (self.user_embedding, self.user_embedding, self.item_embedding,
-                                               self.item_embedding, self.dense, self.dense)]
-        if self.optimizer == "sgd":  # no moments needed
+        if self.optimizer == "adam":  # first and second moments of every parameter
+            moments = [np.zeros_like(a) for a in (self.user_embedding, self.user_embedding, self.item_embedding,
+                                                   self.item_embedding, self.dense, self.dense)]
+        else:  # sgd keeps no state
             moments = [np.zeros(0, np.float32)] * 6
         step = 0
         self.loss_history = []
