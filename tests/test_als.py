@@ -297,7 +297,7 @@ def test_corrupt_or_truncated_model_file(rng, tmp_path):
     meta["arrays"]["user_factors"][1][0] -= 1
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(tmp_path / "bad.rf.npz", **arrays)
-    with pytest.raises(ValueError, match="user_factors has shape"):
+    with pytest.raises(ValueError, match="user_factors. has shape"):
         rf.load(tmp_path / "bad.rf.npz")
 
 

@@ -36,8 +36,7 @@ def _parse_params(items: list[str]) -> dict:
 def _model_classes() -> dict:
     import recforge as rf
 
-    names = ("ALS", "BPR", "SGDMF", "MLPScorer", "MostPopular")
-    return {n.lower(): getattr(rf, n) for n in names if hasattr(rf, n)}
+    return {cls.__name__.lower(): cls for cls in (rf.ALS, rf.BPR, rf.SGDMF, rf.MLPScorer, rf.MostPopular)}
 
 
 def _load_dataset(name: str, data_home: str | None, min_rating: float | None, seed: int):
@@ -96,7 +95,7 @@ def cmd_demo(args) -> int:
     train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=args.seed)
 
     classes = _model_classes()
-    model_name = args.model if args.model != "auto" else ("als" if "als" in classes else "mostpopular")
+    model_name = "als" if args.model == "auto" else args.model
     if model_name not in classes:
         raise SystemExit(f"unknown model {model_name!r}; available: {', '.join(sorted(classes))}")
     models = {"MostPopular": classes["mostpopular"]()}
@@ -201,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "user 80/20, fit the best available model and MostPopular, evaluate on the "
                                    "full catalogue, print a metrics table and a few users' recommendations.")
     data_args(d)
-    model_args(d, "auto")
+    model_args(d, "auto")  # auto: ALS, the best model for implicit feedback here
     d.add_argument("--k", type=int, default=10, help="cut-off for the metrics (default 10)")
     d.add_argument("--show-users", type=int, default=3, help="users whose recommendations are printed (default 3)")
     d.add_argument("--json", action="store_true", help="print the metrics as JSON only")

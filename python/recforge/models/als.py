@@ -52,7 +52,7 @@ import scipy.sparse as sp
 from .. import _core
 from .._backend import resolve_device, resolve_threads, single_threaded_blas
 from .._validation import as_csr, check_nonnegative, check_positive
-from .base import FactorModel
+from .base import FactorModel, check_fold_in_ids, grow_rows, replace_rows
 
 __all__ = ["ALS"]
 
@@ -302,16 +302,16 @@ class ALS(FactorModel):
             Their complete interaction rows; they replace the rows in the training matrix.
         """
         self._check_fitted()
-        ids = self._grow_ids(user_ids, "user_ids")
+        ids = check_fold_in_ids(user_ids, "user_ids")
         m = self._rows_csr(interactions_rows, self.n_items, len(ids), "interactions_rows")
         x, b = self._solve_rows(m, self.item_factors, self.item_bias)
         n_new = max(self.n_users, int(ids.max()) + 1 if len(ids) else 0)
-        self.user_factors = _grow(self.user_factors, n_new)
+        self.user_factors = grow_rows(self.user_factors, n_new)
         self.user_factors[ids] = x
         if self.explicit:
-            self.user_bias = _grow(self.user_bias, n_new)
+            self.user_bias = grow_rows(self.user_bias, n_new)
             self.user_bias[ids] = b
-        self._train = _replace_rows(self._train, ids, m, n_new)
+        self._train = replace_rows(self._train, ids, m, n_new)
         return self
 
     def partial_fit_items(self, item_ids, interactions_rows):
@@ -325,31 +325,17 @@ class ALS(FactorModel):
             Each item's complete column of the training matrix, as a row (item x users).
         """
         self._check_fitted()
-        ids = self._grow_ids(item_ids, "item_ids")
+        ids = check_fold_in_ids(item_ids, "item_ids")
         m = self._rows_csr(interactions_rows, self.n_users, len(ids), "interactions_rows")
         y, b = self._solve_rows(m, self.user_factors, self.user_bias)
         n_new = max(self.n_items, int(ids.max()) + 1 if len(ids) else 0)
-        self.item_factors = _grow(self.item_factors, n_new)
+        self.item_factors = grow_rows(self.item_factors, n_new)
         self.item_factors[ids] = y
         if self.explicit:
-            self.item_bias = _grow(self.item_bias, n_new)
+            self.item_bias = grow_rows(self.item_bias, n_new)
             self.item_bias[ids] = b
-        self._train = _replace_rows(self._train.T.tocsr(), ids, m, n_new).T.tocsr()
+        self._train = replace_rows(self._train.T.tocsr(), ids, m, n_new).T.tocsr()
         return self
-
-    @staticmethod
-    def _grow_ids(ids, name: str) -> np.ndarray:
-        arr = np.asarray(ids)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-            raise ValueError(f"{name} must be a 1-D array of integer ids, got shape {arr.shape} dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.size and arr.min() < 0:
-            raise ValueError(f"{name} must be >= 0, got {arr.min()}")
-        if len(np.unique(arr)) != len(arr):
-            raise ValueError(f"{name} must not repeat an id")
-        return arr
 
     # -- persistence ------------------------------------------------------------------------
     def _params(self) -> dict:
@@ -360,32 +346,8 @@ class ALS(FactorModel):
             "seed": self.seed, "calculate_loss": self.calculate_loss,
         }
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
-        if self.explicit:
-            arrays.update(user_bias=self.user_bias, item_bias=self.item_bias,
-                          global_bias=np.asarray([self.global_bias], np.float64))
-        return arrays
-
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        n_users, n_items = self._train.shape
-        expected = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors)}
-        if self.explicit:
-            expected.update(user_bias=(n_users,), item_bias=(n_items,), global_bias=(1,))
-        for name, shape in expected.items():
-            a = arrays.get(name)
-            if a is None:
-                raise ValueError(f"missing array {name!r}")
-            if a.shape != shape:
-                raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name} contains NaN or infinite values")
-        self.user_factors = arrays["user_factors"].astype(np.float32)
-        self.item_factors = arrays["item_factors"].astype(np.float32)
-        if self.explicit:
-            self.user_bias = arrays["user_bias"].astype(np.float32)
-            self.item_bias = arrays["item_bias"].astype(np.float32)
-            self.global_bias = float(arrays["global_bias"][0])
+    def _bias_names(self) -> tuple[str, ...]:
+        return ("user_bias", "item_bias", "global_bias") if self.explicit else ()
 
 
 class _Csr:
@@ -396,19 +358,3 @@ class _Csr:
         self.indices = m.indices.astype(np.int32, copy=False)
         self.data = m.data.astype(np.float32, copy=False)
         self.nnz = m.nnz
-
-
-def _grow(a: np.ndarray, n: int) -> np.ndarray:
-    """``a`` with zero rows appended up to ``n`` rows (a copy either way: callers write into it)."""
-    out = np.zeros((n,) + a.shape[1:], a.dtype)
-    out[: len(a)] = a
-    return out
-
-
-def _replace_rows(m: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
-    """``m`` grown to ``n_rows`` rows (empty ones appended) with rows ``ids`` replaced by ``rows``."""
-    grown = sp.vstack([m, sp.csr_matrix((n_rows - m.shape[0], m.shape[1]), dtype=np.float32)], format="csr")
-    source = np.arange(n_rows)  # output row i is row source[i] of [grown; rows]
-    source[ids] = n_rows + np.arange(len(ids))
-    out = sp.vstack([grown, rows], format="csr")[source]
-    return sp.csr_matrix(out, dtype=np.float32)

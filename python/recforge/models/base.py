@@ -24,7 +24,10 @@ import scipy.sparse as sp
 from .._validation import as_csr, check_ids, check_k
 from ..topk import topk
 
-__all__ = ["FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load"]
+__all__ = [
+    "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
+    "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows",
+]
 
 FORMAT_VERSION = 1
 _REGISTRY: dict[str, type[Recommender]] = {}
@@ -214,6 +217,50 @@ def load(path) -> Recommender:
     return model
 
 
+def check_state_arrays(arrays: dict, expected: dict) -> None:
+    """Raise ValueError unless each ``expected`` name is in ``arrays`` with its shape and finite values."""
+    for name, shape in expected.items():
+        a = arrays.get(name)
+        if a is None:
+            raise ValueError(f"missing array {name!r}")
+        if a.shape != shape:
+            raise ValueError(f"array {name!r} has shape {a.shape}, expected {shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"array {name!r} contains NaN or infinite values")
+
+
+# -- folding rows in (partial_fit_*): shared by the factor models ------------------------------
+def check_fold_in_ids(ids, name: str) -> np.ndarray:
+    """Distinct non-negative int64 ids (1-D); ids past the model's current count add rows."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a 1-D array of integer ids, got shape {arr.shape} dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got {arr.min()}")
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"{name} must not repeat an id")
+    return arr
+
+
+def grow_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with zero rows appended up to ``n`` rows (a copy either way: callers write into it)."""
+    out = np.zeros((n,) + a.shape[1:], a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def replace_rows(m: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
+    """``m`` grown to ``n_rows`` rows (empty ones appended) with rows ``ids`` replaced by ``rows``."""
+    grown = sp.vstack([m, sp.csr_matrix((n_rows - m.shape[0], m.shape[1]), dtype=np.float32)], format="csr")
+    source = np.arange(n_rows)  # output row i is row source[i] of [grown; rows]
+    source[ids] = n_rows + np.arange(len(ids))
+    out = sp.vstack([grown, rows], format="csr")[source]
+    return sp.csr_matrix(out, dtype=np.float32)
+
+
 class FactorModel(Recommender):
     """A model that ranks by inner products of user and item vectors (ALS, BPR, SGDMF, ...).
 
@@ -226,6 +273,28 @@ class FactorModel(Recommender):
     item_bias: np.ndarray | None = None
     user_bias: np.ndarray | None = None
     global_bias: float = 0.0
+
+    # Bias arrays this configuration fits, among "user_bias", "item_bias", "global_bias".
+    def _bias_names(self) -> tuple[str, ...]:
+        return ()
+
+    def _arrays(self):
+        out = {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        for name in self._bias_names():
+            out[name] = np.asarray([self.global_bias], np.float64) if name == "global_bias" else getattr(self, name)
+        return out
+
+    def _restore(self, arrays):
+        n_users, n_items = self._train.shape
+        shapes = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors),
+                  "user_bias": (n_users,), "item_bias": (n_items,), "global_bias": (1,)}
+        names = ("user_factors", "item_factors", *self._bias_names())
+        check_state_arrays(arrays, {name: shapes[name] for name in names})
+        self.user_factors = arrays["user_factors"].astype(np.float32)
+        self.item_factors = arrays["item_factors"].astype(np.float32)
+        self.user_bias = arrays["user_bias"].astype(np.float32) if "user_bias" in names else None
+        self.item_bias = arrays["item_bias"].astype(np.float32) if "item_bias" in names else None
+        self.global_bias = float(arrays["global_bias"][0]) if "global_bias" in names else 0.0
 
     def _ranking_vectors(self, users):
         return self._ranking_vectors_for(self.user_factors[users])

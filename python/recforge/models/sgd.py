@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import _core
 from .._backend import resolve_threads
 from .._validation import as_csr, check_nonnegative, check_positive
-from .base import FactorModel
+from .base import FactorModel, check_fold_in_ids, grow_rows, replace_rows
 
 __all__ = ["SGDMF", "BPR"]
 
@@ -253,18 +253,18 @@ class SGDMF(FactorModel):
             Passes over their ratings (default: the model's ``epochs``), with the model's
             learning-rate schedule.
         """
-        ids, placed = _fold_in_rows(self, user_ids, interactions_rows)
+        ids, placed, train = _fold_in_rows(self, user_ids, interactions_rows)
         self._check_scale(placed.data, "interactions_rows")
         epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
         n_users = placed.shape[0]
         rng = np.random.default_rng([self.seed, n_users, ids.size])
-        self.user_factors = _grown(self.user_factors, n_users)
+        self.user_factors = grow_rows(self.user_factors, n_users)
         self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
         self.user_factors[ids[placed[ids].getnnz(axis=1) == 0]] = 0.0  # no ratings: biases alone
         if self.biases:
-            self.user_bias = _grown(self.user_bias, n_users)
+            self.user_bias = grow_rows(self.user_bias, n_users)
             self.user_bias[ids] = 0.0
-        self._train = _with_rows(self._train, ids, placed)
+        self._train = train
         if placed.nnz:
             coo = placed.tocoo()
             data = _core.SGDRatingData(coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data, n_users,
@@ -354,27 +354,8 @@ class SGDMF(FactorModel):
             "threads": self.threads, "seed": self.seed,
         }
 
-    def _arrays(self):
-        out = {"user_factors": self.user_factors, "item_factors": self.item_factors}
-        if self.biases:
-            out.update(user_bias=self.user_bias, item_bias=self.item_bias,
-                       global_bias=np.asarray([self.global_bias], np.float64))
-        return out
-
-    def _restore(self, arrays):
-        n_users, n_items = self._train.shape
-        expected = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors)}
-        if self.biases:
-            expected.update(user_bias=(n_users,), item_bias=(n_items,), global_bias=(1,))
-        _check_arrays(arrays, expected)
-        self.user_factors = arrays["user_factors"].astype(np.float32)
-        self.item_factors = arrays["item_factors"].astype(np.float32)
-        if self.biases:
-            self.user_bias = arrays["user_bias"].astype(np.float32)
-            self.item_bias = arrays["item_bias"].astype(np.float32)
-            self.global_bias = float(arrays["global_bias"][0])
-        else:
-            self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
+    def _bias_names(self):
+        return ("user_bias", "item_bias", "global_bias") if self.biases else ()
 
 
 class BPR(FactorModel):
@@ -508,13 +489,13 @@ class BPR(FactorModel):
         epochs : int, optional
             Passes over their positives (default: the model's ``epochs``).
         """
-        ids, placed = _fold_in_rows(self, user_ids, interactions_rows)
+        ids, placed, train = _fold_in_rows(self, user_ids, interactions_rows)
         epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
         n_users = placed.shape[0]
         rng = np.random.default_rng([self.seed, n_users, ids.size])
-        self.user_factors = _grown(self.user_factors, n_users)
+        self.user_factors = grow_rows(self.user_factors, n_users)
         self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
-        self._train = _with_rows(self._train, ids, placed)
+        self._train = train
         pos = placed.copy()
         pos.data = (pos.data > 0).astype(np.float32)
         pos.eliminate_zeros()
@@ -537,68 +518,19 @@ class BPR(FactorModel):
             "threads": self.threads, "seed": self.seed,
         }
 
-    def _arrays(self):
-        out = {"user_factors": self.user_factors, "item_factors": self.item_factors}
-        if self.item_biases:
-            out["item_bias"] = self.item_bias
-        return out
-
-    def _restore(self, arrays):
-        n_users, n_items = self._train.shape
-        expected = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors)}
-        if self.item_biases:
-            expected["item_bias"] = (n_items,)
-        _check_arrays(arrays, expected)
-        self.user_factors = arrays["user_factors"].astype(np.float32)
-        self.item_factors = arrays["item_factors"].astype(np.float32)
-        self.item_bias = arrays["item_bias"].astype(np.float32) if self.item_biases else None
+    def _bias_names(self):
+        return ("item_bias",) if self.item_biases else ()
 
 
 def _fold_in_rows(model, user_ids, rows, name: str = "interactions_rows"):
     """Validated fold-in arguments: (ids, the rows placed at their ids in a (n_users', n_items)
-    matrix that is empty elsewhere). Ids >= n_users add users (n_users' = max id + 1)."""
+    matrix that is empty elsewhere, the training matrix with those rows replaced). Ids >= n_users
+    add users (n_users' = max id + 1)."""
     model._check_fitted()
-    ids = np.asarray(user_ids)
-    ids = ids.reshape(1) if ids.ndim == 0 else ids
-    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
-        raise ValueError(f"user_ids must be a 1-D array of integer ids, got shape {ids.shape} dtype {ids.dtype}")
-    ids = ids.astype(np.int64)
-    if ids.size and ids.min() < 0:
-        raise ValueError(f"user_ids must be >= 0, got {ids.min()}")
-    if np.unique(ids).size != ids.size:
-        raise ValueError("user_ids must not repeat an id")
+    ids = check_fold_in_ids(user_ids, "user_ids")
     m = as_csr(rows, name, allow_empty=True)
     if m.shape != (ids.size, model.n_items):
         raise ValueError(f"{name} must have shape ({ids.size}, {model.n_items}) (one row per id), got {m.shape}")
     n_users = max(model.n_users, int(ids.max()) + 1 if ids.size else 0)
-    source = np.full(n_users, ids.size)  # row u of the result is row source[u] of [m; empty row]
-    source[ids] = np.arange(ids.size)
-    placed = sp.vstack([m, sp.csr_matrix((1, m.shape[1]), dtype=np.float32)], format="csr")[source]
-    return ids, sp.csr_matrix(placed, dtype=np.float32)
-
-
-def _with_rows(train, ids, placed):
-    """``train`` grown to ``placed``'s rows, with the rows ``ids`` replaced by those of ``placed``."""
-    n_users = placed.shape[0]
-    grown = sp.vstack([train, sp.csr_matrix((n_users - train.shape[0], train.shape[1]), dtype=np.float32)])
-    source = np.arange(n_users)  # row u of the result is row source[u] of [grown; placed]
-    source[ids] = n_users + ids
-    return sp.csr_matrix(sp.vstack([grown, placed], format="csr")[source], dtype=np.float32)
-
-
-def _grown(a, n):
-    """``a`` with zero rows appended up to ``n`` rows (always a copy: callers write into it)."""
-    out = np.zeros((n,) + a.shape[1:], a.dtype)
-    out[: len(a)] = a
-    return out
-
-
-def _check_arrays(arrays: dict, expected: dict) -> None:
-    for name, shape in expected.items():
-        a = arrays.get(name)
-        if a is None:
-            raise ValueError(f"missing array {name!r}")
-        if a.shape != shape:
-            raise ValueError(f"array {name!r} has shape {a.shape}, expected {shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"array {name!r} contains NaN or infinite values")
+    empty = sp.csr_matrix((0, model.n_items), dtype=np.float32)
+    return ids, replace_rows(empty, ids, m, n_users), replace_rows(model._train, ids, m, n_users)
