@@ -7,6 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# CI runs a fixed set of property-test examples (no flaky reruns, no deadlines on a loaded machine);
+# locally hypothesis keeps exploring new examples on every run.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("RECFORGE_DATA", REPO_ROOT.parent / "shared" / "data"))
