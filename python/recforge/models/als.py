@@ -301,18 +301,7 @@ class ALS(FactorModel):
         interactions_rows : scipy.sparse (n, n_items)
             Their complete interaction rows; they replace the rows in the training matrix.
         """
-        self._check_fitted()
-        ids = check_fold_in_ids(user_ids, "user_ids")
-        m = self._rows_csr(interactions_rows, self.n_items, len(ids), "interactions_rows")
-        x, b = self._solve_rows(m, self.item_factors, self.item_bias)
-        n_new = max(self.n_users, int(ids.max()) + 1 if len(ids) else 0)
-        self.user_factors = grow_rows(self.user_factors, n_new)
-        self.user_factors[ids] = x
-        if self.explicit:
-            self.user_bias = grow_rows(self.user_bias, n_new)
-            self.user_bias[ids] = b
-        self._train = replace_rows(self._train, ids, m, n_new)
-        return self
+        return self._fold_in("user", user_ids, interactions_rows)
 
     def partial_fit_items(self, item_ids, interactions_rows):
         """Re-solve exactly the items ``item_ids`` from their new columns against the fixed users.
@@ -324,17 +313,29 @@ class ALS(FactorModel):
         interactions_rows : scipy.sparse (n, n_users)
             Each item's complete column of the training matrix, as a row (item x users).
         """
+        return self._fold_in("item", item_ids, interactions_rows)
+
+    def _fold_in(self, side: str, ids, rows):
+        """Re-solve the ``side`` ("user" | "item") rows ``ids`` from ``rows`` against the other side."""
         self._check_fitted()
-        ids = check_fold_in_ids(item_ids, "item_ids")
-        m = self._rows_csr(interactions_rows, self.n_users, len(ids), "interactions_rows")
-        y, b = self._solve_rows(m, self.user_factors, self.user_bias)
-        n_new = max(self.n_items, int(ids.max()) + 1 if len(ids) else 0)
-        self.item_factors = grow_rows(self.item_factors, n_new)
-        self.item_factors[ids] = y
+        other = "item" if side == "user" else "user"
+        ids = check_fold_in_ids(ids, f"{side}_ids")
+        n_own, n_other = (self.n_users, self.n_items) if side == "user" else (self.n_items, self.n_users)
+        m = self._rows_csr(rows, n_other, len(ids), "interactions_rows")
+        x, b = self._solve_rows(m, getattr(self, f"{other}_factors"), getattr(self, f"{other}_bias"))
+        n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
+        factors = grow_rows(getattr(self, f"{side}_factors"), n_new)
+        factors[ids] = x
+        setattr(self, f"{side}_factors", factors)
         if self.explicit:
-            self.item_bias = grow_rows(self.item_bias, n_new)
-            self.item_bias[ids] = b
-        self._train = replace_rows(self._train.T.tocsr(), ids, m, n_new).T.tocsr()
+            bias = grow_rows(getattr(self, f"{side}_bias"), n_new)
+            bias[ids] = b
+            setattr(self, f"{side}_bias", bias)
+        # The training matrix is users x items: an item's row is a column of it.
+        if side == "user":
+            self._train = replace_rows(self._train, ids, m, n_new)
+        else:
+            self._train = replace_rows(self._train.T.tocsr(), ids, m, n_new).T.tocsr()
         return self
 
     # -- persistence ------------------------------------------------------------------------
