@@ -123,7 +123,8 @@ class Context:
         self.quick = bool(quick)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.missing_peers: dict[str, str] = {}
-        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._start = time.perf_counter()
+        self._log = log or (lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr, flush=True))
         self._clock = clock
 
     def log(self, msg: str) -> None:

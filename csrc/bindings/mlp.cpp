@@ -131,8 +131,9 @@ void bind_mlp(py::module_& m) {
                 if (!x->writeable()) throw std::invalid_argument("parameter arrays must be writeable");
             mlp::OptConfig cfg;
             if (optimizer == "adam") cfg.optimizer = mlp::Optimizer::adam;
+            else if (optimizer == "lazy_adam") cfg.optimizer = mlp::Optimizer::lazy_adam;
             else if (optimizer == "sgd") cfg.optimizer = mlp::Optimizer::sgd;
-            else throw std::invalid_argument("optimizer must be 'adam' or 'sgd', got '" + optimizer + "'");
+            else throw std::invalid_argument("optimizer must be 'adam', 'lazy_adam' or 'sgd', got '" + optimizer + "'");
             cfg.lr = lr; cfg.beta1 = beta1; cfg.beta2 = beta2; cfg.eps = eps; cfg.l2 = l2;
             cfg.batch_size = batch_size; cfg.threads = threads;
             if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f))
@@ -140,7 +141,7 @@ void bind_mlp(py::module_& m) {
             mlp::OptState st;
             st.step = step;
             if (step < 0) throw std::invalid_argument("step must be >= 0");
-            if (cfg.optimizer == mlp::Optimizer::adam) {
+            if (cfg.optimizer != mlp::Optimizer::sgd) {
                 check_shape(m_user, {p.n_users, a.emb_width()}, "m_user");
                 check_shape(v_user, {p.n_users, a.emb_width()}, "v_user");
                 check_shape(m_item, {p.n_items, a.emb_width()}, "m_item");

@@ -216,6 +216,38 @@ RF_CLONES void update_rows(const std::int64_t* rows, int n_rows, const float* __
     }
 }
 
+// Dense Adam on embedding tables (torch.optim.Adam over the whole table, as the NCF reference
+// code does): every row in [lo, hi) takes an Adam step, with gradient acc[slot[row]] for rows in
+// the batch and zero for the others (their moments decay and momentum keeps moving them). Resets
+// the slots of the batch's rows. Rows are independent, so any split of [lo, hi) over threads gives
+// the same bits.
+RF_CLONES void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc, int E, float lr,
+                                float b1, float b2, float eps, float bc1, float bc2, float* __restrict emb,
+                                float* __restrict m_all, float* __restrict v_all, std::int32_t* slot) {
+    const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+    for (std::int64_t row = lo; row < hi; ++row) {
+        float* __restrict p = emb + row * E;
+        float* __restrict m = m_all + row * E;
+        float* __restrict v = v_all + row * E;
+        const std::int32_t q = slot[row];
+        if (q >= 0) {
+            const float* __restrict g = acc + std::size_t(q) * E;
+            for (int k = 0; k < E; ++k) {
+                m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+                v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+                p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps);
+            }
+            slot[row] = -1;
+        } else {
+            for (int k = 0; k < E; ++k) {
+                m[k] = b1 * m[k];
+                v[k] = b2 * v[k];
+                p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 double train_epoch(const Arch& arch, Params<float>& params, OptState& state, const OptConfig& config,
@@ -225,7 +257,8 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     if (config.batch_size <= 0) throw std::invalid_argument("batch_size must be >= 1");
     if (!(config.lr > 0.0f) || !std::isfinite(config.lr)) throw std::invalid_argument("lr must be finite and > 0");
     if (!(config.l2 >= 0.0f) || !std::isfinite(config.l2)) throw std::invalid_argument("l2 must be finite and >= 0");
-    const bool adam = config.optimizer == Optimizer::adam;
+    const bool dense_adam = config.optimizer == Optimizer::adam;
+    const bool adam = dense_adam || config.optimizer == Optimizer::lazy_adam;
     if (adam && (!state.m_user || !state.v_user || !state.m_item || !state.v_item || !state.m_dense || !state.v_dense))
         throw std::invalid_argument("adam needs its moment buffers");
     for (std::int64_t s = 0; s < n; ++s) {
@@ -326,15 +359,33 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                     for (int c = 0; c < nch; ++c) total_loss += chunk_loss[c];
                 } else if (task == 1) {
                     const int nu = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(), acc_u.data());
-                    update_rows(rows_u.data(), nu, acc_u.data(), E, adam, lr, b1, b2, eps, bc1, bc2, params.user_emb,
-                                state.m_user, state.v_user, slot_u.data());
+                    if (!dense_adam)
+                        update_rows(rows_u.data(), nu, acc_u.data(), E, adam, lr, b1, b2, eps, bc1, bc2,
+                                    params.user_emb, state.m_user, state.v_user, slot_u.data());
                 } else {
                     const int ni = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(), acc_i.data());
-                    update_rows(rows_i.data(), ni, acc_i.data(), E, adam, lr, b1, b2, eps, bc1, bc2, params.item_emb,
-                                state.m_item, state.v_item, slot_i.data());
+                    if (!dense_adam)
+                        update_rows(rows_i.data(), ni, acc_i.data(), E, adam, lr, b1, b2, eps, bc1, bc2,
+                                    params.item_emb, state.m_item, state.v_item, slot_i.data());
                 }
             }
             barrier.wait();
+            if (dense_adam) {
+                // Every row of both tables steps; the rows (users first, then items) are split into
+                // one contiguous range per thread.
+                const std::int64_t total = params.n_users + params.n_items;
+                const std::int64_t lo = total * tid / team, hi = total * (tid + 1) / team;
+                const std::int64_t ulo = std::min(lo, params.n_users), uhi = std::min(hi, params.n_users);
+                if (ulo < uhi)
+                    sweep_rows_dense(ulo, uhi, acc_u.data(), E, lr, b1, b2, eps, bc1, bc2, params.user_emb,
+                                     state.m_user, state.v_user, slot_u.data());
+                const std::int64_t ilo = std::max(lo, params.n_users) - params.n_users;
+                const std::int64_t ihi = std::max(hi, params.n_users) - params.n_users;
+                if (ilo < ihi)
+                    sweep_rows_dense(ilo, ihi, acc_i.data(), E, lr, b1, b2, eps, bc1, bc2, params.item_emb,
+                                     state.m_item, state.v_item, slot_i.data());
+                barrier.wait();
+            }
         }
     }
     state.step += n_batches;

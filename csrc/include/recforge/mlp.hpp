@@ -18,13 +18,17 @@
 //   mean over B of  BCE(sigmoid(logit), y) + l2 * (|e_u|^2 + |e_i|^2)
 // i.e. L2 on the embedding rows a sample touches (the usual PyTorch NCF formulation).
 //
-// Optimisers (documented precisely because the PyTorch comparison depends on it):
-//   adam: dense weights use PyTorch's torch.optim.Adam update
-//           p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps);
-//         embedding rows use lazy (sparse) Adam exactly as torch.optim.SparseAdam: only the rows
-//         present in the batch (gradients of repeated rows summed first) update their moments,
-//           p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps),
-//         with bc1 = 1 - beta1^t, bc2 = 1 - beta2^t and t the global step count.
+// Optimisers (documented precisely because the PyTorch comparison depends on it), with
+// bc1 = 1 - beta1^t, bc2 = 1 - beta2^t and t the global step count:
+//   adam: torch.optim.Adam over every parameter (the NCF reference implementations):
+//           p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+//         for the dense weights and for *every* embedding row each step; rows absent from the
+//         batch have gradient 0 (their moments decay, momentum keeps moving them). Costs
+//         (n_users + n_items) x E per step, split over the threads.
+//   lazy_adam: the dense weights as adam; embedding rows as torch.optim.SparseAdam: only the
+//         rows present in the batch (gradients of repeated rows summed first) update,
+//           p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps);
+//         per-step cost independent of the catalogue size.
 //   sgd:  p -= lr * g for dense weights and the rows in the batch (identical to dense SGD).
 //
 // Threading and determinism: a batch is cut into fixed chunks (size depends only on batch_size),
@@ -39,7 +43,7 @@
 namespace recforge::mlp {
 
 enum class Mode : int { gmf = 0, mlp = 1, neumf = 2 };
-enum class Optimizer : int { adam = 0, sgd = 1 };
+enum class Optimizer : int { adam = 0, sgd = 1, lazy_adam = 2 };
 
 struct Arch {
     Mode mode = Mode::neumf;
