@@ -377,3 +377,16 @@ def test_bad_inputs_after_fit(rng):
                             model.dense, [0], 1)  # fmt: skip
     with pytest.raises(ValueError, match="dense"):
         _core.mlp_score_all(model.arch, model.user_embedding, model.item_embedding, model.dense[:-1], [0], 1)
+
+
+def test_dense_adam_on_a_large_table_points_to_lazy_adam(rng, caplog):
+    train, _, _ = _planted(rng, 60, 70)  # 130 rows > 64 rows per sample x batch 2
+    with caplog.at_level("WARNING", logger="recforge.models.mlp"):
+        rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1, batch_size=2, threads=1).fit(train, progress=False)
+    assert "lazy_adam" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="recforge.models.mlp"):
+        rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1, batch_size=2, threads=1,
+                     optimizer="lazy_adam").fit(train, progress=False)
+        rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1, batch_size=256, threads=1).fit(train, progress=False)
+    assert caplog.text == ""
