@@ -36,14 +36,21 @@ by recforge.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
-EPOCHS = 5
+EPOCHS = int(os.environ.get("RECFORGE_BENCH_MLP_EPOCHS", 5))
 DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
 SEEDS = (42, 43, 44, 45, 46)  # accuracy: mean over seeds (initialisation and sampled negatives), 1 with --quick
 K = 10
 DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
+# RECFORGE_BENCH_MLP_SETS (comma-separated, default all) picks the data sets: DeepCF names and/or
+# "ml-100k" (which carries the re-ranking and throughput sections); RECFORGE_BENCH_MLP_EPOCHS
+# overrides EPOCHS, e.g. RECFORGE_BENCH_MLP_EPOCHS=20 RECFORGE_BENCH_MLP_SETS=AMusic for the API's
+# default training length on one set.
+SETS = tuple(os.environ.get("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + ("ml-100k",))).split(","))
 THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
 SCORE_PAIRS = 1_000_000
 # PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
@@ -282,7 +289,11 @@ def run(ctx):
     rows = []
 
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
-    for name in DEEPCF_SETS[:1] if ctx.quick else DEEPCF_SETS:
+    unknown = set(SETS) - set(DEEPCF_SETS) - {"ml-100k"}
+    if unknown:
+        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; known: {DEEPCF_SETS + ('ml-100k',)}")
+    deepcf = [name for name in DEEPCF_SETS if name in SETS]
+    for name in deepcf[:1] if ctx.quick else deepcf:
         train_df, test_df, negatives = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=ctx.data_dir)
         shape = (int(max(train_df["user"].max(), test_df["user"].max())) + 1,
                  int(max(train_df["item"].max(), test_df["item"].max(), negatives.max())) + 1)
@@ -294,6 +305,8 @@ def run(ctx):
                            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
         rows += new
 
+    if "ml-100k" not in SETS:
+        return rows
     # MovieLens-100K, leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols.
     df = rf.datasets.load_movielens("100k", data_home=ctx.data_dir)
     inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item", time_col="timestamp")
