@@ -46,11 +46,12 @@ DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
 SEEDS = (42, 43, 44, 45, 46)  # accuracy: mean over seeds (initialisation and sampled negatives), 1 with --quick
 K = 10
 DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
-# RECFORGE_BENCH_MLP_SETS (comma-separated, default all) picks the data sets: DeepCF names and/or
-# "ml-100k" (which carries the re-ranking and throughput sections); RECFORGE_BENCH_MLP_EPOCHS
+# RECFORGE_BENCH_MLP_SETS (comma-separated, default all) picks the data sets: DeepCF names, "ml-100k"
+# (which carries the re-ranking and throughput sections) and "ml-1m"; RECFORGE_BENCH_MLP_EPOCHS
 # overrides EPOCHS, e.g. RECFORGE_BENCH_MLP_EPOCHS=20 RECFORGE_BENCH_MLP_SETS=AMusic for the API's
 # default training length on one set.
-SETS = tuple(os.environ.get("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + ("ml-100k",))).split(","))
+MOVIELENS_SETS = ("ml-100k", "ml-1m")  # ml-1m runs only when ml-1m/ratings.dat is found
+SETS = tuple(os.environ.get("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + MOVIELENS_SETS)).split(","))
 THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
 SCORE_PAIRS = 1_000_000
 # PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
@@ -289,9 +290,9 @@ def run(ctx):
     rows = []
 
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
-    unknown = set(SETS) - set(DEEPCF_SETS) - {"ml-100k"}
+    unknown = set(SETS) - set(DEEPCF_SETS) - set(MOVIELENS_SETS)
     if unknown:
-        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; known: {DEEPCF_SETS + ('ml-100k',)}")
+        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; known: {DEEPCF_SETS + MOVIELENS_SETS}")
     deepcf = [name for name in DEEPCF_SETS if name in SETS]
     for name in deepcf[:1] if ctx.quick else deepcf:
         train_df, test_df, negatives = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=ctx.data_dir)
@@ -305,21 +306,29 @@ def run(ctx):
                            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
         rows += new
 
-    if "ml-100k" not in SETS:
-        return rows
-    # MovieLens-100K, leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols.
-    df = rf.datasets.load_movielens("100k", data_home=ctx.data_dir)
-    inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item", time_col="timestamp")
-    train_i, test_i = rf.split.leave_last_out(inter)
-    train, test = train_i.csr, test_i.csr
-    ctx.log(f"ml-100k leave-last-out: {train.nnz} train, {test.nnz} test")
-    new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
-        "ml-100k LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
-        "ml-100k LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
-    })
-    rows += new
-    rows += _rerank(test, per_seed)
-    rows += _throughput(rf, torch, ctx, train)
+    # MovieLens leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols. ML-1M
+    # (the NCF paper's set) runs whenever its ratings file is where the loader looks.
+    for variant in ("100k", "1m"):
+        key = f"ml-{variant}"
+        if key not in SETS:
+            continue
+        try:
+            df = rf.datasets.load_movielens(variant, data_home=ctx.data_dir)
+        except FileNotFoundError as exc:
+            ctx.log(f"{key}: not measured ({str(exc).splitlines()[0]})")
+            continue
+        inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item", time_col="timestamp")
+        train_i, test_i = rf.split.leave_last_out(inter)
+        train, test = train_i.csr, test_i.csr
+        ctx.log(f"{key} leave-last-out: {train.nnz} train, {test.nnz} test")
+        new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
+            f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+            f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+        })
+        rows += new
+        if variant == "100k":
+            rows += _rerank(test, per_seed)
+            rows += _throughput(rf, torch, ctx, train)
     return rows
 
 
