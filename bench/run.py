@@ -8,6 +8,7 @@ better) and writes <name>.json, <name>.md and <name>.png into --out (``-quick`` 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -56,9 +57,13 @@ def main(argv=None) -> int:
         return 2
     _harness.limit_blas(args.threads)
     ctx = _harness.Context(threads=args.threads, repeat=args.repeat, quick=args.quick)
+    machine = _harness.machine_info()  # at the start: the commit the benchmark code was loaded from
     rows = _harness.check_rows(module.run(ctx))
-    command = " ".join(shlex.quote(a) for a in ["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
-    rec = _harness.report(args.name, rows, ctx, command)
+    # The benchmarks' RECFORGE_BENCH_* switches are part of the command that reproduces the run.
+    switches = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("RECFORGE_BENCH_")]
+    command = " ".join(shlex.quote(a) for a in [*switches, "python", "bench/run.py",
+                                                 *(sys.argv[1:] if argv is None else argv)])
+    rec = _harness.report(args.name, rows, ctx, command, machine=machine)
     paths = _harness.write_outputs(rec, args.out)
     print(_harness.markdown_report(rec))
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
