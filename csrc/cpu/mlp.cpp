@@ -169,6 +169,17 @@ RF_CLONES double train_chunk(const Arch& arch, const float* dense, const float* 
 }
 
 
+// torch.optim.Adam's update of n parameters with gradient g (inlined into each caller's clones).
+RF_INLINE void adam_step(std::int64_t n, const float* __restrict g, float lr, float b1, float b2, float eps,
+                         float bc1, float bc2, float* __restrict p, float* __restrict m, float* __restrict v) {
+    const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+    for (std::int64_t j = 0; j < n; ++j) {
+        m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+        v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+        p[j] -= step * m[j] / (std::sqrt(v[j]) * inv_sqrt_bc2 + eps);
+    }
+}
+
 // Dense weights: gradient = sum of the chunk buffers in chunk order (accumulated into chunk 0's
 // buffer, a vectorisable loop), then the optimiser step (torch.optim.Adam's formula for adam).
 RF_CLONES void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool adam, float lr,
@@ -183,12 +194,7 @@ RF_CLONES void update_dense(float* __restrict grad_chunks, int nch, std::int64_t
         for (std::int64_t j = 0; j < nd; ++j) p[j] -= lr * g[j];
         return;
     }
-    const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-    for (std::int64_t j = 0; j < nd; ++j) {
-        m[j] = b1 * m[j] + (1.0f - b1) * g[j];
-        v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
-        p[j] -= step * m[j] / (std::sqrt(v[j]) * inv_sqrt_bc2 + eps);
-    }
+    adam_step(nd, g, lr, b1, b2, eps, bc1, bc2, p, m, v);
 }
 
 // Embedding rows present in the batch (lazy Adam as torch.optim.SparseAdam, or SGD); resets
@@ -221,30 +227,14 @@ RF_CLONES void update_rows(const std::int64_t* rows, int n_rows, const float* __
 // the batch and zero for the others (their moments decay and momentum keeps moving them). Resets
 // the slots of the batch's rows. Rows are independent, so any split of [lo, hi) over threads gives
 // the same bits.
-RF_CLONES void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc, int E, float lr,
-                                float b1, float b2, float eps, float bc1, float bc2, float* __restrict emb,
-                                float* __restrict m_all, float* __restrict v_all, std::int32_t* slot) {
-    const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+RF_CLONES void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc,
+                                const float* __restrict zeros, int E, float lr, float b1, float b2, float eps,
+                                float bc1, float bc2, float* emb, float* m_all, float* v_all, std::int32_t* slot) {
     for (std::int64_t row = lo; row < hi; ++row) {
-        float* __restrict p = emb + row * E;
-        float* __restrict m = m_all + row * E;
-        float* __restrict v = v_all + row * E;
         const std::int32_t q = slot[row];
-        if (q >= 0) {
-            const float* __restrict g = acc + std::size_t(q) * E;
-            for (int k = 0; k < E; ++k) {
-                m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-                v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
-                p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps);
-            }
-            slot[row] = -1;
-        } else {
-            for (int k = 0; k < E; ++k) {
-                m[k] = b1 * m[k];
-                v[k] = b2 * v[k];
-                p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps);
-            }
-        }
+        const float* g = q >= 0 ? acc + std::size_t(q) * E : zeros;
+        adam_step(E, g, lr, b1, b2, eps, bc1, bc2, emb + row * E, m_all + row * E, v_all + row * E);
+        slot[row] = -1;
     }
 }
 
@@ -282,6 +272,7 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     std::vector<float> acc_u(std::size_t(B) * E), acc_i(std::size_t(B) * E);
     std::vector<std::int64_t> rows_u(B), rows_i(B);
     std::vector<std::int32_t> slot_u(params.n_users, -1), slot_i(params.n_items, -1);
+    const std::vector<float> zeros(E, 0.0f);  // the gradient of rows outside the batch (dense adam)
     std::vector<float> wt(detail::n_weights(arch));
     std::vector<Workspace<float>> wss(nt);
     std::vector<std::vector<const float*>> ptrs(nt, std::vector<const float*>(2 * std::size_t(chunk)));
@@ -377,13 +368,13 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                 const std::int64_t lo = total * tid / team, hi = total * (tid + 1) / team;
                 const std::int64_t ulo = std::min(lo, params.n_users), uhi = std::min(hi, params.n_users);
                 if (ulo < uhi)
-                    sweep_rows_dense(ulo, uhi, acc_u.data(), E, lr, b1, b2, eps, bc1, bc2, params.user_emb,
-                                     state.m_user, state.v_user, slot_u.data());
+                    sweep_rows_dense(ulo, uhi, acc_u.data(), zeros.data(), E, lr, b1, b2, eps, bc1, bc2,
+                                     params.user_emb, state.m_user, state.v_user, slot_u.data());
                 const std::int64_t ilo = std::max(lo, params.n_users) - params.n_users;
                 const std::int64_t ihi = std::max(hi, params.n_users) - params.n_users;
                 if (ilo < ihi)
-                    sweep_rows_dense(ilo, ihi, acc_i.data(), E, lr, b1, b2, eps, bc1, bc2, params.item_emb,
-                                     state.m_item, state.v_item, slot_i.data());
+                    sweep_rows_dense(ilo, ihi, acc_i.data(), zeros.data(), E, lr, b1, b2, eps, bc1, bc2,
+                                     params.item_emb, state.m_item, state.v_item, slot_i.data());
                 barrier.wait();
             }
         }

@@ -10,14 +10,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "recforge/mlp.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define RF_INLINE inline __attribute__((always_inline))
+#define RF_INLINE_LAMBDA __attribute__((always_inline))  // a lambda called from a clone gets its ISA
 #else
 #define RF_INLINE inline
+#define RF_INLINE_LAMBDA
 #endif
 
 // Hot entry points are compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time.
@@ -145,22 +148,31 @@ RF_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, con
 }
 #endif
 
+#ifdef RF_VECTOR_EXT
+// Calls f(std::integral_constant<int, NV>) when o is NV whole vectors for an NV with a register-
+// blocked kernel (1, 2, 3, 4 or 8); returns false (f not called) otherwise.
+template <class T, class F>
+RF_INLINE bool with_vector_width(int o, F&& f) {
+    constexpr int L = Vec<T>::lanes;
+    if (o % L != 0) return false;
+    switch (o / L) {
+        case 1: f(std::integral_constant<int, 1>{}); return true;
+        case 2: f(std::integral_constant<int, 2>{}); return true;
+        case 3: f(std::integral_constant<int, 3>{}); return true;
+        case 4: f(std::integral_constant<int, 4>{}); return true;
+        case 8: f(std::integral_constant<int, 8>{}); return true;
+        default: return false;
+    }
+}
+#endif
+
 // C (n x o) += A (n x k, leading dim lda) * B (k x o).
 template <class T>
 RF_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict b,
                            T* __restrict c) {
 #ifdef RF_VECTOR_EXT
-    constexpr int L = Vec<T>::lanes;
-    if (o % L == 0) {
-        switch (o / L) {
-            case 1: return gemm_nn_blocked<T, 1>(n, k, a, lda, b, c);
-            case 2: return gemm_nn_blocked<T, 2>(n, k, a, lda, b, c);
-            case 3: return gemm_nn_blocked<T, 3>(n, k, a, lda, b, c);
-            case 4: return gemm_nn_blocked<T, 4>(n, k, a, lda, b, c);
-            case 8: return gemm_nn_blocked<T, 8>(n, k, a, lda, b, c);
-            default: break;
-        }
-    }
+    auto blocked = [&](auto nv) RF_INLINE_LAMBDA { gemm_nn_blocked<T, decltype(nv)::value>(n, k, a, lda, b, c); };
+    if (with_vector_width<T>(o, blocked)) return;
 #endif
     for (int r = 0; r < n; ++r) {
         T* cr = c + std::size_t(r) * o;
@@ -178,17 +190,8 @@ template <class T>
 RF_INLINE void gemm_tn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict d,
                            T* __restrict c) {
 #ifdef RF_VECTOR_EXT
-    constexpr int L = Vec<T>::lanes;
-    if (o % L == 0) {
-        switch (o / L) {
-            case 1: return gemm_tn_blocked<T, 1>(n, k, a, lda, d, c);
-            case 2: return gemm_tn_blocked<T, 2>(n, k, a, lda, d, c);
-            case 3: return gemm_tn_blocked<T, 3>(n, k, a, lda, d, c);
-            case 4: return gemm_tn_blocked<T, 4>(n, k, a, lda, d, c);
-            case 8: return gemm_tn_blocked<T, 8>(n, k, a, lda, d, c);
-            default: break;
-        }
-    }
+    auto blocked = [&](auto nv) RF_INLINE_LAMBDA { gemm_tn_blocked<T, decltype(nv)::value>(n, k, a, lda, d, c); };
+    if (with_vector_width<T>(o, blocked)) return;
 #endif
     for (int r = 0; r < n; ++r) {
         const T* ar = a + std::size_t(r) * lda;
