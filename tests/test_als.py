@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import recforge as rf
 from recforge import _core
-from recforge.models.als import _Csr
+from recforge._ops.cpu import csr as _Csr  # the kernel form of a CSR (was models.als._Csr)
 
 from conftest import data_path
 

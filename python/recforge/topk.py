@@ -1,8 +1,10 @@
 """Batched top-K selection: score queries against items and keep the best k per row.
 
 The work is done by the C++ kernel (csrc/cpu/topk.cpp): blocked SGEMM into an L2-sized buffer and
-a threshold-filtered heap per row, multithreaded over blocks of queries, GIL released. This module
-validates and canonicalises the arguments; the kernel checks them again.
+a threshold-filtered heap per row, multithreaded over blocks of queries, GIL released. ``topk`` is
+the public, validating entry: it checks and canonicalises the arguments once, then calls the
+internal, trusting ``ops.topk`` of the device (models that keep checked ranking vectors call
+``ops.topk`` directly).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from . import _core
-from ._backend import resolve_device, resolve_threads, single_threaded_blas
+from ._backend import resolve_device, resolve_threads
+from ._ops import get_ops
 from ._validation import check_dense, check_k
 
 __all__ = ["topk"]
@@ -73,7 +75,7 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
     if n and q.shape[1] * float(np.abs(q).max()) * float(np.abs(it).max()) > _SCORE_LIMIT:
         raise ValueError("queries and items are too large: their inner products would overflow float32")
 
-    indptr = indices = None
+    ex = None
     if exclude is not None:
         if not sp.issparse(exclude):
             raise TypeError(f"exclude must be a scipy.sparse matrix (n x m), got {type(exclude).__name__}")
@@ -82,8 +84,6 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
         ex = sp.csr_matrix(exclude)
         if not ex.has_sorted_indices:  # the kernel merges sorted rows
             ex = ex.sorted_indices()
-        indptr = ex.indptr.astype(np.int64, copy=False)
-        indices = ex.indices.astype(np.int64, copy=False)
 
     subset = per_row = None
     if candidates is not None:
@@ -102,6 +102,4 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
         else:
             raise ValueError(f"candidates must be 1-D (c,) or 2-D ({n}, c), got shape {cand.shape}")
 
-    # The kernel calls BLAS from its own threads: a threaded BLAS underneath would oversubscribe.
-    with single_threaded_blas():
-        return _core.topk_f32(q, it, k, indptr, indices, subset, per_row, threads)
+    return get_ops(device).topk(q, it, k, exclude=ex, subset=subset, per_row=per_row, threads=threads)

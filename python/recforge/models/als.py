@@ -49,8 +49,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _core
-from .._backend import resolve_device, resolve_threads, single_threaded_blas
+from .._backend import resolve_device, resolve_threads
 from .._validation import as_csr, check_nonnegative, check_positive
 from .base import FactorModel, check_fold_in_ids, grow_rows, replace_rows
 
@@ -177,8 +176,8 @@ class ALS(FactorModel):
         else:
             self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
         self._train = train  # set now so that a callback can evaluate the model between iterations
-        user_items = _Csr(train)
-        item_users = _Csr(train.T.tocsr())
+        user_items = self._ops.csr(train)
+        item_users = self._ops.csr(train.T.tocsr())
 
         from tqdm.auto import tqdm
 
@@ -191,37 +190,38 @@ class ALS(FactorModel):
         return self
 
     def _iterate(self, user_items, item_users, threads, bar, callback) -> None:
-        with single_threaded_blas():
-            for it in bar:
-                start = time.perf_counter()
-                self._half_step(user_items, self.item_factors, self.user_factors, self.item_bias, self.user_bias,
-                                threads, exact=False)
-                self._half_step(item_users, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
-                                threads, exact=False)
-                seconds = time.perf_counter() - start
-                loss = self._loss(user_items, item_users, threads) if self.calculate_loss else None
-                if loss is not None:
-                    bar.set_postfix(loss=f"{loss:.5g}")
-                logger.debug("ALS iteration %d: %.3fs, loss %s", it, seconds, loss)
-                if callback is not None:
-                    callback(it, seconds, loss)
+        for it in bar:
+            start = time.perf_counter()
+            self._half_step(user_items, self.item_factors, self.user_factors, self.item_bias, self.user_bias,
+                            threads, exact=False)
+            self._half_step(item_users, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+                            threads, exact=False)
+            seconds = time.perf_counter() - start
+            loss = self._loss(user_items, item_users, threads) if self.calculate_loss else None
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss:.5g}")
+            logger.debug("ALS iteration %d: %.3fs, loss %s", it, seconds, loss)
+            if callback is not None:
+                callback(it, seconds, loss)
 
-    def _half_step(self, m: _Csr, other, own, other_bias, own_bias, threads: int, exact: bool) -> None:
+    def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool) -> None:
         """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``."""
+        ops = self._ops
         if self.explicit:
-            _core.als_explicit_solve(m.indptr, m.indices, m.data, other, other_bias, own, own_bias,
-                                     self.regularization, self.global_bias, threads)
+            ops.als_explicit_half_step(m, other, other_bias, own, own_bias, regularization=self.regularization,
+                                       global_mean=self.global_bias, threads=threads)
         else:
-            _core.als_implicit_solve(m.indptr, m.indices, m.data, other, own, self.alpha, self.regularization,
-                                     self.alpha0, self.nu, "cholesky" if exact else self.solver, self.cg_steps,
-                                     threads)
+            ops.als_implicit_half_step(m, other, ops.gram(other, threads), own, alpha=self.alpha,
+                                       regularization=self.regularization, alpha0=self.alpha0, nu=self.nu,
+                                       solver="cholesky" if exact else self.solver, cg_steps=self.cg_steps,
+                                       threads=threads)
 
-    def _loss(self, user_items: _Csr, item_users: _Csr, threads: int) -> float:
+    def _loss(self, user_items, item_users, threads: int) -> float:
         """Training objective (see the module docstring), normalised by the number of stored values."""
         X, Y = self.user_factors, self.item_factors
         if self.explicit:
-            sse = _core.als_explicit_sse(user_items.indptr, user_items.indices, user_items.data, X,
-                                         self.user_bias, Y, self.item_bias, self.global_bias, threads)
+            sse = self._ops.als_explicit_sse(user_items, X, self.user_bias, Y, self.item_bias,
+                                             global_mean=self.global_bias, threads=threads)
             nu = np.diff(user_items.indptr).astype(np.float64)
             ni = np.diff(item_users.indptr).astype(np.float64)
             reg = self.regularization * (
@@ -229,8 +229,8 @@ class ALS(FactorModel):
                 + ni @ (np.einsum("ij,ij->i", Y, Y, dtype=np.float64) + self.item_bias.astype(np.float64) ** 2)
             )
             return float((sse + reg) / user_items.nnz)
-        args = (self.alpha, self.regularization, self.alpha0, self.nu, threads)
-        users = _core.als_implicit_loss(user_items.indptr, user_items.indices, user_items.data, X, Y, *args)
+        users = self._ops.als_implicit_loss(user_items, X, Y, alpha=self.alpha, regularization=self.regularization,
+                                            alpha0=self.alpha0, nu=self.nu, threads=threads)
         # The items' regularisation: the same call on the transposed matrix minus its data terms is
         # wasteful, so compute lambda_i |y_i|^2 here.
         ni = np.diff(item_users.indptr).astype(np.float64)
@@ -252,8 +252,7 @@ class ALS(FactorModel):
         own = np.zeros((m.shape[0], self.factors), np.float32)
         own_bias = np.zeros(m.shape[0], np.float32) if self.explicit else None
         threads = resolve_threads(self.threads)
-        with single_threaded_blas():
-            self._half_step(_Csr(m), other, own, other_bias, own_bias, threads, exact=True)
+        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True)
         return own, own_bias
 
     def recalculate_user(self, rows) -> np.ndarray:
@@ -350,12 +349,3 @@ class ALS(FactorModel):
     def _bias_names(self) -> tuple[str, ...]:
         return ("user_bias", "item_bias", "global_bias") if self.explicit else ()
 
-
-class _Csr:
-    """A CSR matrix as the kernels take it: int64 indptr, int32 indices, float32 data."""
-
-    def __init__(self, m: sp.csr_matrix):
-        self.indptr = m.indptr.astype(np.int64, copy=False)
-        self.indices = m.indices.astype(np.int32, copy=False)
-        self.data = m.data.astype(np.float32, copy=False)
-        self.nnz = m.nnz

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .._ops import get_ops
 from .._validation import as_csr, check_ids, check_k
 from ..topk import topk
 
@@ -47,6 +48,11 @@ class Recommender:
 
     # -- state ------------------------------------------------------------------------------
     _train: sp.csr_matrix | None = None
+
+    @property
+    def _ops(self):
+        """The kernel layer this model calls (``recforge._ops``): models never import the kernels."""
+        return get_ops("cpu")
 
     @property
     def is_fitted(self) -> bool:

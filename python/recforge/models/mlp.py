@@ -31,16 +31,16 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _core
 from .._backend import resolve_threads
 from .._validation import as_csr, check_ids, check_k, check_nonnegative, check_positive
+from .._ops import get_ops
 from .base import NotFittedError, Recommender
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
 log = logging.getLogger(__name__)
 
-_MODES = {"gmf": 0, "mlp": 1, "neumf": 2}
+_MODES = ("gmf", "mlp", "neumf")
 # optimizer="adam" costs (n_users + n_items) row updates per batch; above this many rows per sample
 # that sweep costs several times the batch's own forward/backward (measured: 37k rows at batch 256
 # trained 4x slower than lazy_adam), so fit() says so.
@@ -116,8 +116,8 @@ class MLPScorer(Recommender):
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.seed = int(seed)
-        self.arch = _core.MLPArch(
-            _MODES[mode],
+        self.arch = self._ops.mlp_arch(
+            mode,
             self.embedding_dim if mode != "mlp" else 0,
             self.embedding_dim if mode != "gmf" else 0,
             list(self.layers) if mode != "gmf" else [],
@@ -249,10 +249,11 @@ class MLPScorer(Recommender):
             epochs = bar = tqdm(epochs, desc=f"MLPScorer({self.mode})", unit="epoch")
         for epoch in epochs:
             users, items, labels = sample_epoch(train, self.negatives, self.seed, epoch, threads)
-            loss, step = _core.mlp_train_epoch(
-                self.arch, self.user_embedding, self.item_embedding, self.dense, *moments, step,
-                users, items, labels, self.optimizer, self.lr, 0.9, 0.999, 1e-8, self.l2, self.batch_size, threads,
-            )  # fmt: skip
+            loss, step = self._ops.mlp_train_epoch(
+                self.arch, self.user_embedding, self.item_embedding, self.dense, moments, step, users, items, labels,
+                optimizer=self.optimizer, lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=self.l2,
+                batch_size=self.batch_size, threads=threads,
+            )
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
             self.loss_history.append(float(loss))
@@ -267,8 +268,9 @@ class MLPScorer(Recommender):
 
     # -- inference ----------------------------------------------------------------------------
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return _core.mlp_score_pairs(
-            self.arch, self.user_embedding, self.item_embedding, self.dense, users, items, resolve_threads(self.threads)
+        return self._ops.mlp_score_pairs(
+            self.arch, self.user_embedding, self.item_embedding, self.dense, users, items,
+            threads=resolve_threads(self.threads),
         )
 
     def _ranking_vectors(self, users):
@@ -307,7 +309,8 @@ class MLPScorer(Recommender):
         step = max(1, _SCORE_BUDGET // self.n_items)
         for s in range(0, len(u), step):
             batch = u[s : s + step]
-            block = _core.mlp_score_all(self.arch, self.user_embedding, self.item_embedding, self.dense, batch, nt)
+            block = self._ops.mlp_score_all(self.arch, self.user_embedding, self.item_embedding, self.dense, batch,
+                                            threads=nt)
             if exclude_seen:
                 seen = self._train[batch]
                 block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
@@ -346,8 +349,8 @@ class MLPScorer(Recommender):
         block = np.full(cand.shape, -np.inf, np.float32)
         rows, cols = np.nonzero(valid)
         nt = resolve_threads(self.threads if threads is None else threads)
-        block[rows, cols] = _core.mlp_score_pairs(
-            self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], nt
+        block[rows, cols] = self._ops.mlp_score_pairs(
+            self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], threads=nt
         )
         order, top = _select_topk(block, k, tie_ids=np.where(valid, cand, np.iinfo(np.int64).max))
         ids = np.where(order >= 0, np.take_along_axis(cand, np.maximum(order, 0), axis=1), -1)
@@ -402,10 +405,7 @@ def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, th
     labels : (n,) float32
     """
     stream = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
-    return _core.mlp_sample_epoch(
-        train.indptr.astype(np.int64), train.indices.astype(np.int32), train.shape[1], negatives, stream,
-        resolve_threads(threads),
-    )
+    return get_ops("cpu").mlp_sample_epoch(train, negatives=negatives, stream=stream, threads=resolve_threads(threads))
 
 
 def _select_topk(scores: np.ndarray, k: int, tie_ids: np.ndarray | None = None):

@@ -21,7 +21,6 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from .. import _core
 from .._backend import resolve_threads
 from .._validation import as_csr, check_nonnegative, check_positive
 from .base import FactorModel, check_fold_in_ids, grow_rows, replace_rows
@@ -191,15 +190,13 @@ class SGDMF(FactorModel):
         threads = resolve_threads(self.threads)
 
         n_users, n_items = train.shape
-        coo = train.tocoo()
-        data = _core.SGDRatingData(
-            coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.float32), n_users, n_items
-        )
+        ops = self._ops
+        data = ops.sgd_ratings(train)
         rng = np.random.default_rng(self.seed)
         self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
         self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
         if self.biases:
-            self.global_bias = float(np.mean(coo.data, dtype=np.float64))
+            self.global_bias = float(np.mean(train.data, dtype=np.float64))
             self.user_bias = np.zeros(n_users, np.float32)
             self.item_bias = np.zeros(n_items, np.float32)
         else:
@@ -212,10 +209,10 @@ class SGDMF(FactorModel):
         best = {"rmse": np.inf, "epoch": -1, "state": None}
 
         def run_epoch(epoch):
-            mse = _core.sgd_mf_epoch(
+            mse = ops.sgd_mf_epoch(
                 data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
-                self.global_bias, self.learning_rate(epoch), self.reg, self.bias_reg, threads,
-                self.seed, epoch,
+                global_mean=self.global_bias, lr=self.learning_rate(epoch), regularization=self.reg,
+                bias_regularization=self.bias_reg, threads=threads, seed=self.seed, epoch=epoch,
             )
             if not np.isfinite(mse):
                 raise FloatingPointError(
@@ -266,15 +263,15 @@ class SGDMF(FactorModel):
             self.user_bias[ids] = 0.0
         self._train = train
         if placed.nnz:
-            coo = placed.tocoo()
-            data = _core.SGDRatingData(coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data, n_users,
-                                       self.n_items)
+            ops = self._ops
+            data = ops.sgd_ratings(placed)
             threads = resolve_threads(self.threads)
             bar = tqdm(range(epochs), desc="SGDMF fold-in", unit="epoch", disable=not progress, leave=False)
             for epoch in bar:
-                _core.sgd_mf_epoch(data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
-                                   self.global_bias, self.learning_rate(epoch), self.reg, self.bias_reg, threads,
-                                   self.seed, epoch, freeze_items=True)
+                ops.sgd_mf_epoch(data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+                                 global_mean=self.global_bias, lr=self.learning_rate(epoch), regularization=self.reg,
+                                 bias_regularization=self.bias_reg, threads=threads, seed=self.seed, epoch=epoch,
+                                 freeze_items=True)
         return self
 
     # -- prediction -----------------------------------------------------------------------------
@@ -311,9 +308,9 @@ class SGDMF(FactorModel):
     def _score_pairs(self, users, items):
         # Out-of-range ids count as unknown in the kernel (the "bias" fallback); "error" mode
         # has rejected them before this point.
-        s = _core.sgd_mf_predict(
-            np.ascontiguousarray(users, np.int64), np.ascontiguousarray(items, np.int64), self.user_factors,
-            self.item_factors, self.user_bias, self.item_bias, self.global_bias, resolve_threads(self.threads),
+        s = self._ops.sgd_mf_predict(
+            users, items, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+            global_mean=self.global_bias, threads=resolve_threads(self.threads),
         )
         return np.clip(s, *self.clip, out=s) if self.clip is not None else s
 
@@ -446,14 +443,12 @@ class BPR(FactorModel):
             Show a tqdm progress bar.
         """
         train = as_csr(interactions)
-        pos = train.copy()
-        pos.data = (pos.data > 0).astype(np.float32)
-        pos.eliminate_zeros()
-        if pos.nnz == 0:
+        ops = self._ops
+        data = ops.sgd_positives(train)
+        if data.nnz == 0:
             raise ValueError("interactions has no positive entries (values > 0) to learn from")
         threads = resolve_threads(self.threads)
         n_users, n_items = train.shape
-        data = _core.SGDPositiveData(pos.indptr.astype(np.int64), pos.indices.astype(np.int32), n_items)
         rng = np.random.default_rng(self.seed)
         self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
         self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
@@ -461,9 +456,10 @@ class BPR(FactorModel):
         self._train = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
 
         def run_epoch(epoch):
-            st = _core.sgd_rank_epoch(
-                data, self.user_factors, self.item_factors, self.item_bias, self.lr, self.reg,
-                self.negatives, self.sampling, self.loss, self.max_sampled, threads, self.seed, epoch,
+            st = ops.sgd_rank_epoch(
+                data, self.user_factors, self.item_factors, self.item_bias, lr=self.lr, regularization=self.reg,
+                negatives=self.negatives, sampling=self.sampling, loss=self.loss, max_sampled=self.max_sampled,
+                threads=threads, seed=self.seed, epoch=epoch,
             )
             if not np.isfinite(st["loss"]):
                 raise FloatingPointError(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
@@ -496,18 +492,17 @@ class BPR(FactorModel):
         self.user_factors = grow_rows(self.user_factors, n_users)
         self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
         self._train = train
-        pos = placed.copy()
-        pos.data = (pos.data > 0).astype(np.float32)
-        pos.eliminate_zeros()
-        if pos.nnz:
-            data = _core.SGDPositiveData(pos.indptr.astype(np.int64), pos.indices.astype(np.int32), self.n_items)
+        ops = self._ops
+        data = ops.sgd_positives(placed)
+        if data.nnz:
             threads = resolve_threads(self.threads)
             bar = tqdm(range(epochs), desc=f"{self.loss.upper()} fold-in", unit="epoch", disable=not progress,
                        leave=False)
             for epoch in bar:
-                _core.sgd_rank_epoch(data, self.user_factors, self.item_factors, self.item_bias, self.lr, self.reg,
-                                     self.negatives, self.sampling, self.loss, self.max_sampled, threads, self.seed,
-                                     epoch, freeze_items=True)
+                ops.sgd_rank_epoch(data, self.user_factors, self.item_factors, self.item_bias, lr=self.lr,
+                                   regularization=self.reg, negatives=self.negatives, sampling=self.sampling,
+                                   loss=self.loss, max_sampled=self.max_sampled, threads=threads, seed=self.seed,
+                                   epoch=epoch, freeze_items=True)
         return self
 
     def _params(self):

@@ -1,0 +1,52 @@
+"""The device-neutral kernel layer under the models: ``get_ops(device)`` and ``array_namespace``.
+
+Two hops from a model to its kernel: a model calls ``ops.<fn>`` on the module ``get_ops(device)``
+returns, and that function calls one binding. ``cpu.py`` is the only Python module that imports the
+compiled kernels (``_backend.py`` aside, for BLAS and thread counts); ``cuda.py`` has the same
+names and is the seam the GPU kernels (issues 12/13) plug into. Models never import ``_core`` or
+CuPy: array glue goes through ``array_namespace`` (NumPy or CuPy, by where the arrays live).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+__all__ = ["array_namespace", "get_ops"]
+
+
+def get_ops(device: str) -> ModuleType:
+    """The ops module of ``device`` ("cpu" | "cuda"; resolve "auto" first with ``_backend.resolve_device``).
+
+    Raises
+    ------
+    RuntimeError
+        ``device="cuda"`` without CuPy, a visible GPU or a CUDA build (the message says which).
+    ValueError
+        Any other device name.
+    """
+    if device == "cpu":
+        from . import cpu
+
+        return cpu
+    if device == "cuda":
+        from .._backend import resolve_device
+
+        resolve_device("cuda")  # the one place that explains what is missing
+        from . import cuda
+
+        return cuda
+    raise ValueError(f"device must be 'cpu' or 'cuda' (resolve 'auto' first), got {device!r}")
+
+
+def array_namespace(*arrays: object) -> ModuleType:
+    """``cupy`` when any of ``arrays`` lives on a GPU (``__cuda_array_interface__``), else ``numpy``.
+
+    None entries are ignored, so optional arrays (biases) can be passed as they are.
+    """
+    if any(hasattr(a, "__cuda_array_interface__") for a in arrays if a is not None):
+        import cupy  # only reached with GPU arrays, which means CuPy is installed
+
+        return cupy
+    import numpy
+
+    return numpy
