@@ -162,7 +162,7 @@ def test_explicit_matches_dense_with_biases(rng, f):
 
 def test_fit_last_half_step_is_the_exact_item_solve(rng):
     m = random_csr(rng, 50, 40, 0.15, 0.0, 2.0)
-    model = rf.ALS(factors=6, iterations=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3,
+    model = rf.ALS(factors=6, epochs=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3,
                    threads=2).fit(m, progress=False)
     want = implicit_reference(m.T.tocsr(), model.user_factors, 3.0, 0.2, 0.5, 0.3)
     np.testing.assert_allclose(model.item_factors, want, rtol=1e-4, atol=1e-5)
@@ -180,7 +180,7 @@ def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
         states.append((model.user_factors.copy(), model.item_factors.copy()))
         reported.append(loss)
 
-    model = rf.ALS(factors=8, iterations=8, solver=solver, alpha=2.0, regularization=0.1, alpha0=alpha0, nu=nu,
+    model = rf.ALS(factors=8, epochs=8, solver=solver, alpha=2.0, regularization=0.1, alpha0=alpha0, nu=nu,
                    calculate_loss=True, threads=1)
     model.fit(m, callback=callback, progress=False)
     objectives = [implicit_objective(m, X, Y, 2.0, 0.1, alpha0, nu) for X, Y in states]
@@ -193,7 +193,7 @@ def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
 def test_explicit_loss_decreases_and_fits(rng):
     m = random_csr(rng, 80, 60, 0.2, 1, 5, integer=True)
     losses = []
-    model = rf.ALS(factors=4, iterations=6, feedback="explicit", regularization=0.05, calculate_loss=True)
+    model = rf.ALS(factors=4, epochs=6, feedback="explicit", regularization=0.05, calculate_loss=True)
     model.fit(m, callback=lambda it, s, loss: losses.append(loss), progress=False)
     assert all(b <= a * (1 + 1e-6) for a, b in zip(losses, losses[1:])), losses
     coo = m.tocoo()
@@ -207,7 +207,7 @@ def test_explicit_loss_decreases_and_fits(rng):
 @pytest.mark.parametrize("feedback", ["implicit", "explicit"])
 def test_partial_fit_users_equals_full_solve(rng, feedback):
     m = random_csr(rng, 40, 30, 0.2, 1, 5, integer=True)
-    model = rf.ALS(factors=5, iterations=3, feedback=feedback, solver="cholesky", threads=2).fit(m, progress=False)
+    model = rf.ALS(factors=5, epochs=3, feedback=feedback, solver="cholesky", threads=2).fit(m, progress=False)
     ids = np.array([3, 17, 42])  # 42 >= n_users: grows the model (40, 41 become empty users)
     rows = random_csr(rng, 3, 30, 0.3, 1, 5, integer=True)
     model.partial_fit_users(ids, rows)
@@ -221,26 +221,26 @@ def test_partial_fit_users_equals_full_solve(rng, feedback):
         assert model.user_bias.shape == (43,)
     np.testing.assert_allclose(model.user_factors[ids], want, rtol=1e-4, atol=1e-5)
     assert not model.user_factors[40].any()
-    np.testing.assert_array_equal(model._train[ids].toarray(), rows.toarray())
-    np.testing.assert_array_equal(model._train[:40][[0, 1, 2]].toarray(), m[[0, 1, 2]].toarray())
+    np.testing.assert_array_equal(model.seen_[ids].toarray(), rows.toarray())
+    np.testing.assert_array_equal(model.seen_[:40][[0, 1, 2]].toarray(), m[[0, 1, 2]].toarray())
     ids_out, _ = model.recommend(42, k=5)
     assert not np.isin(ids_out, rows[2].indices).any()  # the new user's items are excluded
 
 
 def test_partial_fit_items_equals_full_solve(rng):
     m = random_csr(rng, 40, 30, 0.2, 0.0, 2.0)
-    model = rf.ALS(factors=5, iterations=3, solver="cholesky").fit(m, progress=False)
+    model = rf.ALS(factors=5, epochs=3, solver="cholesky").fit(m, progress=False)
     cols = random_csr(rng, 2, 40, 0.3, 0.0, 2.0)  # item x users
     model.partial_fit_items([4, 30], cols)
     want = implicit_reference(cols, model.user_factors, model.alpha, model.regularization)
     np.testing.assert_allclose(model.item_factors[[4, 30]], want, rtol=1e-4, atol=1e-5)
     assert model.item_factors.shape == (31, 5) and model.n_items == 31
-    np.testing.assert_array_equal(model._train[:, [4, 30]].T.toarray(), cols.toarray())
+    np.testing.assert_array_equal(model.seen_[:, [4, 30]].T.toarray(), cols.toarray())
 
 
 def test_fold_in_new_user_and_recommend_for_rows(rng):
     m = random_csr(rng, 50, 40, 0.15, 0.0, 2.0)
-    model = rf.ALS(factors=6, iterations=3).fit(m, progress=False)
+    model = rf.ALS(factors=6, epochs=3).fit(m, progress=False)
     row = random_csr(rng, 1, 40, 0.2, 0.0, 2.0)
     x = model.recalculate_user(row)
     np.testing.assert_allclose(x, implicit_reference(row, model.item_factors, model.alpha, model.regularization),
@@ -259,7 +259,7 @@ def test_fold_in_new_user_and_recommend_for_rows(rng):
                                 {"solver": "cg", "factors": 32, "alpha0": 0.5, "nu": 0.5}])
 def test_thread_count_does_not_change_results(rng, kw):
     m = random_csr(rng, 300, 120, 0.05, 1, 5, integer=True)
-    params = dict(factors=8, iterations=3, seed=7) | kw
+    params = dict(factors=8, epochs=3, seed=7) | kw
     a = rf.ALS(threads=1, **params).fit(m, progress=False)
     b = rf.ALS(threads=2, **params).fit(m, progress=False)
     np.testing.assert_array_equal(a.user_factors, b.user_factors)
@@ -269,11 +269,11 @@ def test_thread_count_does_not_change_results(rng, kw):
 @pytest.mark.parametrize("feedback", ["implicit", "explicit"])
 def test_save_load_round_trip_exact(rng, tmp_path, feedback):
     m = random_csr(rng, 30, 20, 0.2, 1, 5, integer=True)
-    model = rf.ALS(factors=4, iterations=2, feedback=feedback, alpha0=0.5, seed=3).fit(m, progress=False)
+    model = rf.ALS(factors=4, epochs=2, feedback=feedback, alpha0=0.5, seed=3).fit(m, progress=False)
     path = tmp_path / "als.rf"
     model.save(path)
     back = rf.load(path)
-    assert isinstance(back, rf.ALS) and back._params() == model._params()
+    assert isinstance(back, rf.ALS) and back.get_params() == model.get_params()
     np.testing.assert_array_equal(back.user_factors, model.user_factors)
     np.testing.assert_array_equal(back.item_factors, model.item_factors)
     if feedback == "explicit":
@@ -287,7 +287,7 @@ def test_save_load_round_trip_exact(rng, tmp_path, feedback):
 def test_corrupt_or_truncated_model_file(rng, tmp_path):
     m = random_csr(rng, 30, 20, 0.2)
     path = tmp_path / "als.rf"
-    rf.ALS(factors=4, iterations=1).fit(m, progress=False).save(path)
+    rf.ALS(factors=4, epochs=1).fit(m, progress=False).save(path)
     raw = path.read_bytes()
     (tmp_path / "trunc.rf").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match="corrupt or truncated|not a valid"):
@@ -308,17 +308,18 @@ def test_corrupt_or_truncated_model_file(rng, tmp_path):
 # ---- bad input -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kw,err", [
     ({"factors": 0}, ValueError), ({"factors": 2.5}, TypeError), ({"regularization": -1.0}, ValueError),
-    ({"iterations": 0}, ValueError), ({"solver": "lu"}, ValueError), ({"cg_steps": 0}, ValueError),
+    ({"epochs": 0}, ValueError), ({"solver": "lu"}, ValueError), ({"cg_steps": 0}, ValueError),
     ({"alpha": -1.0}, ValueError), ({"alpha0": float("nan")}, ValueError), ({"nu": -0.5}, ValueError),
     ({"feedback": "ratings"}, ValueError), ({"device": "tpu"}, ValueError), ({"threads": -1}, ValueError),
 ])
 def test_bad_parameters(kw, err):
+    model = rf.ALS(**kw)  # __init__ only stores: fit validates
     with pytest.raises(err):
-        rf.ALS(**kw)
+        model.fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), progress=False)
 
 
 def test_bad_interactions(rng):
-    model = rf.ALS(factors=4, iterations=1)
+    model = rf.ALS(factors=4, epochs=1)
     with pytest.raises(ValueError, match="empty"):
         model.fit(sp.csr_matrix((5, 4), dtype=np.float32), progress=False)
     bad = random_csr(rng, 10, 8, 0.5)
@@ -329,7 +330,7 @@ def test_bad_interactions(rng):
     neg.data[0] = -1.0
     with pytest.raises(ValueError, match="negative"):
         model.fit(neg, progress=False)
-    rf.ALS(factors=4, iterations=1, feedback="explicit").fit(neg, progress=False)  # ratings may be negative
+    rf.ALS(factors=4, epochs=1, feedback="explicit").fit(neg, progress=False)  # ratings may be negative
     with pytest.raises(TypeError):
         model.fit(np.ones((3, 3)), progress=False)
     assert not model.is_fitted
@@ -356,23 +357,23 @@ def test_kernel_boundary_checks(rng):
 def test_singular_system_is_a_clear_error(rng):
     m = random_csr(rng, 10, 3, 0.5, 1, 2)
     with pytest.raises(ValueError, match="positive definite"):
-        rf.ALS(factors=8, iterations=1, regularization=0.0, feedback="explicit").fit(m, progress=False)
+        rf.ALS(factors=8, epochs=1, regularization=0.0, feedback="explicit").fit(m, progress=False)
 
 
 def test_users_and_items_without_interactions(rng):
     m = random_csr(rng, 20, 15, 0.3)
     m = sp.vstack([m, sp.csr_matrix((2, 15), dtype=np.float32)]).tocsr()  # users 20, 21 empty
     m = sp.hstack([m, sp.csr_matrix((22, 1), dtype=np.float32)]).tocsr()  # item 15 empty
-    model = rf.ALS(factors=4, iterations=2).fit(m, progress=False)
+    model = rf.ALS(factors=4, epochs=2).fit(m, progress=False)
     assert not model.user_factors[20:].any() and not model.item_factors[15].any()
-    ex = rf.ALS(factors=4, iterations=2, feedback="explicit").fit(m, progress=False)
+    ex = rf.ALS(factors=4, epochs=2, feedback="explicit").fit(m, progress=False)
     assert ex.user_bias[21] == 0 and ex.score([21], [0])[0] == pytest.approx(ex.global_bias + ex.item_bias[0])
 
 
 def test_unknown_users_and_unfitted_model(rng):
     with pytest.raises(rf.NotFittedError):
         rf.ALS().recommend([0])
-    model = rf.ALS(factors=4, iterations=1).fit(random_csr(rng, 10, 8, 0.5), progress=False)
+    model = rf.ALS(factors=4, epochs=1).fit(random_csr(rng, 10, 8, 0.5), progress=False)
     with pytest.raises(ValueError, match=r"users must be in \[0, 10\)"):
         model.recommend([10])
     with pytest.raises(ValueError, match="one row per id"):
@@ -391,7 +392,7 @@ def test_cuda_device_is_a_clear_error(rng):
 def test_callback_can_evaluate_between_iterations(rng):
     m = random_csr(rng, 20, 15, 0.3)
     seen = []
-    model = rf.ALS(factors=4, iterations=2)
+    model = rf.ALS(factors=4, epochs=2)
     model.fit(m, callback=lambda it, s, loss: seen.append((it, model.recommend([0], k=3)[0].shape, loss)),
               progress=False)
     assert seen == [(0, (1, 3), None), (1, (1, 3), None)]
@@ -407,6 +408,6 @@ def test_movielens_100k_beats_most_popular():
     train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=42)
     users = np.arange(train.csr.shape[0])
     pop = rf.evaluation.ndcg_at_k(rf.MostPopular().fit(train).recommend(users, k=10)[0], test.csr, k=10)
-    model = rf.ALS(factors=32, iterations=10, threads=2).fit(train, progress=False)
+    model = rf.ALS(factors=32, epochs=10, threads=2).fit(train, progress=False)
     als = rf.evaluation.ndcg_at_k(model.recommend(users, k=10)[0], test.csr, k=10)
     assert als > pop * 1.2, (als, pop)

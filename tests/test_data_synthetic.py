@@ -129,5 +129,5 @@ def test_als_learns_the_planted_structure(data):
     inter = rf.Interactions.from_pandas(df)
     train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=0)
     pop = rf.evaluation.evaluate(rf.MostPopular().fit(train), train, test, k=10)["ndcg@10"]
-    als = rf.ALS(factors=16, iterations=8, regularization=0.05, threads=2, seed=0).fit(train, progress=False)
+    als = rf.ALS(factors=16, epochs=8, regularization=0.05, threads=2, seed=0).fit(train, progress=False)
     assert rf.evaluation.evaluate(als, train, test, k=10)["ndcg@10"] > 1.5 * pop

@@ -175,10 +175,10 @@ def _planted(rng, n_users=300, n_items=400, groups=4, density=0.12):
 def test_loss_falls_and_structure_is_learned(mode, optimizer, rng):
     # 12 epochs: the MLP branch alone needs them (with 6 it found the groups for some seeds only).
     train, gu, gi = _planted(rng)
-    model = rf.MLPScorer(embedding_dim=8, layers=(16, 8), mode=mode, epochs=12, lr=1e-2, optimizer=optimizer,
+    model = rf.MLPScorer(factors=8, layers=(16, 8), mode=mode, epochs=12, lr=1e-2, optimizer=optimizer,
                          threads=2, seed=1)
     model.fit(train, progress=False)
-    hist = model.loss_history
+    hist = [h["loss"] for h in model.history_]
     assert len(hist) == 12 and hist[-1] < 0.8 * hist[0]
     ids, _ = model.recommend(np.arange(50), k=10)
     assert (gi[ids] == gu[:50, None]).mean() > 0.6  # 4 groups: random ranking gives 0.25
@@ -188,8 +188,8 @@ def test_plain_sgd_lowers_the_loss(rng):
     # Plain SGD on a mean loss moves the 0.01-scale embeddings slowly: the loss falls steadily but
     # far less than with Adam in the same epochs (the exact step is checked above).
     train, _, _ = _planted(rng)
-    model = rf.MLPScorer(embedding_dim=8, layers=(16, 8), epochs=6, lr=2.0, optimizer="sgd", threads=2)
-    hist = model.fit(train, progress=False).loss_history
+    model = rf.MLPScorer(factors=8, layers=(16, 8), epochs=6, lr=2.0, optimizer="sgd", threads=2)
+    hist = [h["loss"] for h in model.fit(train, progress=False).history_]
     assert hist[-1] < hist[0] - 0.02 and all(np.isfinite(hist))
 
 
@@ -215,20 +215,20 @@ def test_sampler_draws_only_unseen_negatives(rng):
 def test_fit_is_deterministic_for_any_thread_count(optimizer, rng):
     train, _, _ = _planted(rng, 80, 90)
     fits = [
-        rf.MLPScorer(embedding_dim=6, layers=(8, 4), epochs=2, batch_size=64, threads=t, seed=3,
+        rf.MLPScorer(factors=6, layers=(8, 4), epochs=2, batch_size=64, threads=t, seed=3,
                      optimizer=optimizer).fit(train, progress=False)
         for t in (1, 1, 2, 3)
     ]
     for other in fits[1:]:
         for name in ("user_embedding", "item_embedding", "dense"):
             np.testing.assert_array_equal(getattr(fits[0], name), getattr(other, name))
-    changed = rf.MLPScorer(embedding_dim=6, layers=(8, 4), epochs=2, batch_size=64, seed=4).fit(train, progress=False)
+    changed = rf.MLPScorer(factors=6, layers=(8, 4), epochs=2, batch_size=64, seed=4).fit(train, progress=False)
     assert not np.array_equal(changed.dense, fits[0].dense)
 
 
 def _fitted_gmf(rng):
     train, _, _ = _planted(rng, 60, 70)
-    return rf.MLPScorer(embedding_dim=5, mode="gmf", epochs=1, threads=1).fit(train, progress=False), train
+    return rf.MLPScorer(factors=5, mode="gmf", epochs=1, threads=1).fit(train, progress=False), train
 
 
 def test_gmf_with_unit_output_scores_the_dot_product(rng):
@@ -250,7 +250,7 @@ def test_gmf_with_unit_output_scores_the_dot_product(rng):
 
 def test_recommend_and_rerank_agree_with_score(rng):
     train, _, _ = _planted(rng, 40, 50)
-    model = rf.MLPScorer(embedding_dim=4, layers=(6, 3), epochs=1, threads=2).fit(train, progress=False)
+    model = rf.MLPScorer(factors=4, layers=(6, 3), epochs=1, threads=2).fit(train, progress=False)
     users = np.array([0, 3, 7, 7])
     full = model.score(np.repeat(users, 50), np.tile(np.arange(50), 4)).reshape(4, 50)
     seen = train[users].toarray() > 0
@@ -283,19 +283,18 @@ def test_recommend_and_rerank_agree_with_score(rng):
 
 def test_save_load_round_trip_is_exact(rng, tmp_path):
     train, _, _ = _planted(rng, 30, 40)
-    model = rf.MLPScorer(embedding_dim=4, layers=(6, 3), epochs=1, threads=1).fit(train, progress=False)
+    model = rf.MLPScorer(factors=4, layers=(6, 3), epochs=1, threads=1).fit(train, progress=False)
     model.save(tmp_path / "m.rf")
     loaded = rf.load(tmp_path / "m.rf")
-    assert isinstance(loaded, rf.MLPScorer) and loaded._params() == model._params()
+    assert isinstance(loaded, rf.MLPScorer) and loaded.get_params() == model.get_params()
     for name in ("user_embedding", "item_embedding", "dense"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
     users = np.arange(30)
     for a, b in zip(model.recommend(users, k=5), loaded.recommend(users, k=5)):
         np.testing.assert_array_equal(a, b)
     # A file whose arrays do not fit the architecture is rejected.
-    bad = rf.MLPScorer(embedding_dim=5, layers=(6, 3), epochs=1, threads=1).fit(train, progress=False)
-    bad.embedding_dim = 4
-    bad._params = model._params  # claims 4-dim embeddings but stores 5-dim ones
+    bad = rf.MLPScorer(factors=5, layers=(6, 3), epochs=1, threads=1).fit(train, progress=False)
+    bad.factors = 4  # claims 4-dim embeddings but stores 5-dim ones
     bad.save(tmp_path / "bad.rf")
     with pytest.raises(ValueError, match="user_embedding"):
         rf.load(tmp_path / "bad.rf")
@@ -310,32 +309,32 @@ def test_warm_start_copies_factors_into_gmf(rng):
     train, _, _ = _planted(rng, 30, 40)
     uf = rng.normal(0, 0.1, (30, 4)).astype(np.float32)
     itf = rng.normal(0, 0.1, (40, 4)).astype(np.float32)
-    model = rf.MLPScorer(embedding_dim=4, mode="gmf", epochs=1, lr=1e-9, threads=1)
+    model = rf.MLPScorer(factors=4, mode="gmf", epochs=1, lr=1e-9, threads=1)
     model.fit(train, progress=False, init_from=_Factors(uf, itf))
     np.testing.assert_allclose(model.user_embedding, uf, atol=1e-6)  # lr ~ 0: barely moved
     np.testing.assert_allclose(model.output_weights, 1.0, atol=1e-6)
     with pytest.raises(ValueError, match="shapes"):
-        rf.MLPScorer(embedding_dim=5, mode="gmf").fit(train, progress=False, init_from=_Factors(uf, itf))
+        rf.MLPScorer(factors=5, mode="gmf").fit(train, progress=False, init_from=_Factors(uf, itf))
     with pytest.raises(ValueError, match="mode='mlp'"):
-        rf.MLPScorer(embedding_dim=4, mode="mlp").fit(train, progress=False, init_from=_Factors(uf, itf))
+        rf.MLPScorer(factors=4, mode="mlp").fit(train, progress=False, init_from=_Factors(uf, itf))
     with pytest.raises(ValueError, match="user_factors"):
-        rf.MLPScorer(embedding_dim=4, mode="gmf").fit(train, progress=False, init_from=object())
+        rf.MLPScorer(factors=4, mode="gmf").fit(train, progress=False, init_from=object())
 
 
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"layers": (64, 0)}, ValueError, "layer size"),
-        ({"layers": (-3,)}, ValueError, "layer size"),
+        ({"layers": (64, 0)}, ValueError, "layers must be >= 1"),
+        ({"layers": (-3,)}, ValueError, "layers must be >= 1"),
         ({"layers": ()}, ValueError, "hidden layer"),
         ({"layers": 8}, TypeError, "layers"),
         ({"negatives": 0}, ValueError, "negatives"),
         ({"lr": float("nan")}, ValueError, "lr"),
         ({"lr": 0.0}, ValueError, "lr"),
         ({"batch_size": 0}, ValueError, "batch_size"),
-        ({"embedding_dim": 0}, ValueError, "embedding_dim"),
+        ({"factors": 0}, ValueError, "factors"),
         ({"epochs": 0}, ValueError, "epochs"),
-        ({"l2": -1.0}, ValueError, "l2"),
+        ({"regularization": -1.0}, ValueError, "regularization"),
         ({"mode": "deep"}, ValueError, "mode"),
         ({"optimizer": "rmsprop"}, ValueError, "optimizer"),
         ({"threads": -1}, ValueError, "threads"),
@@ -343,12 +342,13 @@ def test_warm_start_copies_factors_into_gmf(rng):
     ],
 )
 def test_bad_parameters(kwargs, exc, match):
+    model = rf.MLPScorer(**kwargs)  # __init__ only stores: fit validates
     with pytest.raises(exc, match=match):
-        rf.MLPScorer(**kwargs)
+        model.fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), progress=False)
 
 
 def test_bad_inputs_after_fit(rng):
-    model = rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1)
+    model = rf.MLPScorer(factors=4, layers=(4,), epochs=1)
     with pytest.raises(rf.NotFittedError):
         model.recommend([0])
     train, _, _ = _planted(rng, 20, 30)
@@ -382,11 +382,11 @@ def test_bad_inputs_after_fit(rng):
 def test_dense_adam_on_a_large_table_points_to_lazy_adam(rng, caplog):
     train, _, _ = _planted(rng, 60, 70)  # 130 rows > 64 rows per sample x batch 2
     with caplog.at_level("WARNING", logger="recforge.models.mlp"):
-        rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1, batch_size=2, threads=1).fit(train, progress=False)
+        rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=2, threads=1).fit(train, progress=False)
     assert "lazy_adam" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="recforge.models.mlp"):
-        rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1, batch_size=2, threads=1,
+        rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=2, threads=1,
                      optimizer="lazy_adam").fit(train, progress=False)
-        rf.MLPScorer(embedding_dim=4, layers=(4,), epochs=1, batch_size=256, threads=1).fit(train, progress=False)
+        rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=256, threads=1).fit(train, progress=False)
     assert caplog.text == ""

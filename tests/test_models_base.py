@@ -64,7 +64,7 @@ def test_save_load_round_trip(train, tmp_path):
     loaded = rf.load(path)
     assert isinstance(loaded, rf.MostPopular) and loaded.weighted
     np.testing.assert_array_equal(loaded.item_popularity, model.item_popularity)
-    assert (loaded._train != model._train).nnz == 0
+    assert (loaded.seen_ != model.seen_).nnz == 0
     a, b = model.recommend([0, 1, 2, 3], k=3), loaded.recommend([0, 1, 2, 3], k=3)
     np.testing.assert_array_equal(a[0], b[0])
 

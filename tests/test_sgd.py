@@ -63,7 +63,7 @@ def hit_rate(model, test, k=10):
 def test_sgdmf_loss_decreases_and_recovers_rank3():
     train, ru, ri, truth = planted_ratings()
     losses = []
-    model = rf.SGDMF(factors=3, lr=0.01, reg=0.005, epochs=60, init_std=0.1, threads=1, seed=0)
+    model = rf.SGDMF(factors=3, lr=0.01, regularization=0.005, epochs=60, init_std=0.1, threads=1, seed=0)
     model.fit(train, callback=lambda e, s, loss: losses.append(loss), progress=False)
     assert len(losses) == 60
     # Down while it learns, then it sits near the noise floor (noise variance 0.01; it only
@@ -92,7 +92,7 @@ def test_sgdmf_multithreaded_fit_is_sane():
     # > 2 * 2^16 ratings, so the epochs really run on 2 threads (smaller ones use fewer).
     train, ru, ri, truth = planted_ratings(seed=1, n_users=1000, n_items=500)
     assert train.nnz > 2 * 2**16
-    model = rf.SGDMF(factors=3, lr=0.01, reg=0.005, epochs=15, threads=2).fit(train, progress=False)
+    model = rf.SGDMF(factors=3, lr=0.01, regularization=0.005, epochs=15, threads=2).fit(train, progress=False)
     assert np.sqrt(np.mean((model.score(ru, ri) - truth) ** 2)) < 0.3
 
 
@@ -100,7 +100,7 @@ def test_sgdmf_early_stopping_keeps_best_epoch():
     train, ru, ri, truth = planted_ratings(seed=2, density=0.15, noise=0.5)
     val = sp.csr_matrix((truth.astype(np.float32), (ru, ri)), shape=train.shape)
     # Many factors, no regularisation, noisy ratings: it overfits, so the validation RMSE turns up.
-    model = rf.SGDMF(factors=50, lr=0.005, reg=0.0, epochs=200, threads=1)
+    model = rf.SGDMF(factors=50, lr=0.005, regularization=0.0, epochs=200, threads=1)
     model.fit(train, validation=val, patience=3, progress=False)
     hist = [h["val_rmse"] for h in model.history_]
     assert 10 < len(hist) < 200
@@ -156,7 +156,7 @@ def test_sgdmf_save_load_round_trip(tmp_path, biases):
     model = rf.SGDMF(factors=4, epochs=3, biases=biases, clip=(0, 6), rating_scale=(-20, 20)).fit(train, progress=False)
     model.save(tmp_path / "m.rf")
     back = rf.load(tmp_path / "m.rf")
-    assert isinstance(back, rf.SGDMF) and back._params() == model._params()
+    assert isinstance(back, rf.SGDMF) and back.get_params() == model.get_params()
     np.testing.assert_array_equal(back.score(ru, ri), model.score(ru, ri))
     np.testing.assert_array_equal(back.recommend([0, 1], k=5)[0], model.recommend([0, 1], k=5)[0])
 
@@ -169,7 +169,7 @@ def test_sgdmf_save_load_round_trip(tmp_path, biases):
         ({"lr": -0.1}, "lr must be"),
         ({"factors": 0}, "factors must be"),
         ({"epochs": 0}, "epochs must be"),
-        ({"reg": -1}, "reg must be"),
+        ({"regularization": -1}, "regularization must be"),
         ({"lr_schedule": "cosine"}, "lr_schedule"),
         ({"decay": 1.0}, "decay"),
         ({"clip": (5, 1)}, "clip"),
@@ -179,8 +179,9 @@ def test_sgdmf_save_load_round_trip(tmp_path, biases):
     ],
 )
 def test_sgdmf_bad_parameters(kwargs, match):
+    model = rf.SGDMF(**kwargs)  # __init__ only stores: fit validates
     with pytest.raises(ValueError, match=match):
-        rf.SGDMF(**kwargs)
+        model.fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), progress=False)
 
 
 @pytest.mark.parametrize(
@@ -196,15 +197,16 @@ def test_sgdmf_bad_parameters(kwargs, match):
     ],
 )
 def test_bpr_bad_parameters(kwargs, match):
+    model = rf.BPR(**kwargs)
     with pytest.raises(ValueError, match=match):
-        rf.BPR(**kwargs)
+        model.fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), progress=False)
 
 
 def test_bad_parameter_types():
     with pytest.raises(TypeError):
-        rf.SGDMF(factors=2.5)
+        rf.SGDMF(factors=2.5).fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), progress=False)
     with pytest.raises(TypeError):
-        rf.BPR(negatives="1")
+        rf.BPR(negatives="1").fit(sp.csr_matrix(np.eye(3, dtype=np.float32)), progress=False)
 
 
 def test_sgdmf_bad_data():
@@ -324,7 +326,7 @@ def test_user_with_every_item_is_skipped():
 
 
 # -- BPR / WARP --------------------------------------------------------------------------------
-@pytest.mark.parametrize("loss, kwargs", [("bpr", {}), ("warp", {"lr": 0.01, "reg": 0.05})])
+@pytest.mark.parametrize("loss, kwargs", [("bpr", {}), ("warp", {"lr": 0.01, "regularization": 0.05})])
 def test_ranking_beats_most_popular_on_planted_problem(loss, kwargs):
     train, test = planted_implicit()
     pop = hit_rate(rf.MostPopular().fit(train), test)
@@ -375,7 +377,7 @@ def test_bpr_without_item_biases_and_save_load(tmp_path):
         assert (model.item_bias is None) == (not model.item_biases)
         model.save(tmp_path / "b.rf")
         back = rf.load(tmp_path / "b.rf")
-        assert isinstance(back, rf.BPR) and back._params() == model._params()
+        assert isinstance(back, rf.BPR) and back.get_params() == model.get_params()
         ids, scores = model.recommend(np.arange(10), k=5)
         ids2, scores2 = back.recommend(np.arange(10), k=5)
         np.testing.assert_array_equal(ids, ids2)
@@ -393,7 +395,7 @@ def _without_rows(csr, rows):
 def test_sgdmf_fold_in_learns_users_and_leaves_items():
     train, ru, ri, truth = planted_ratings(seed=3)
     folded = np.arange(10)
-    model = rf.SGDMF(factors=3, lr=0.01, reg=0.005, epochs=40, threads=1).fit(_without_rows(train, folded),
+    model = rf.SGDMF(factors=3, lr=0.01, regularization=0.005, epochs=40, threads=1).fit(_without_rows(train, folded),
                                                                               progress=False)
     items_before, bias_before = model.item_factors.copy(), model.item_bias.copy()
     others_before = model.user_factors[10:].copy()
@@ -404,7 +406,7 @@ def test_sgdmf_fold_in_learns_users_and_leaves_items():
     np.testing.assert_array_equal(model.item_bias, bias_before)
     np.testing.assert_array_equal(model.user_factors[10:n], others_before)
     assert model.n_users == n + 2 and not model.user_factors[n].any()  # the gap row stays empty
-    assert (model._train[folded] != train[folded]).nnz == 0
+    assert (model.seen_[folded] != train[folded]).nnz == 0
     mask = np.isin(ru, folded)
     rmse = np.sqrt(np.mean((model.score(ru[mask], ri[mask]) - truth[mask]) ** 2))
     assert rmse < 0.3, rmse
@@ -497,7 +499,7 @@ def test_load_rejects_inconsistent_arrays(tmp_path):
     model = rf.SGDMF(factors=4, epochs=2).fit(train, progress=False)
     arrays = dict(model._arrays())
     fresh = rf.SGDMF(factors=4)
-    fresh._train = model._train
+    fresh.seen_ = model.seen_
     with pytest.raises(ValueError, match="shape"):
         fresh._restore({**arrays, "item_factors": arrays["item_factors"][:5]})
     with pytest.raises(ValueError, match="missing"):

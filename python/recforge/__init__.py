@@ -11,6 +11,7 @@ import logging
 
 from ._core import __version__
 from ._backend import cupy_available
+from ._config import get_config, set_config
 from . import datasets, split, transforms
 from .data import IdMap, Interactions
 from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
@@ -29,11 +30,13 @@ __all__ = [
     "IdMap",
     "Interactions",
     "FactorModel",
+    "get_config",
     "load",
     "MLPScorer",
     "MostPopular",
     "NotFittedError",
     "Recommender",
+    "set_config",
     "SGDMF",
     "split",
     "topk",

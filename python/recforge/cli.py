@@ -33,6 +33,16 @@ def _parse_params(items: list[str]) -> dict:
     return params
 
 
+def _make_model(cls, items: list[str] | None):
+    """``cls(**params)`` from ``--param`` items; an unknown name is a usage error listing the valid ones."""
+    params = _parse_params(items)
+    valid = cls._param_names()
+    unknown = [name for name in params if name not in valid and name not in cls._aliases]
+    if unknown:
+        raise SystemExit(f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {', '.join(valid)}")
+    return cls(**params)
+
+
 def _model_classes() -> dict:
     import recforge as rf
 
@@ -100,7 +110,7 @@ def cmd_demo(args) -> int:
         raise SystemExit(f"unknown model {model_name!r}; available: {', '.join(sorted(classes))}")
     models = {"MostPopular": classes["mostpopular"]()}
     if model_name != "mostpopular":
-        models[classes[model_name].__name__] = classes[model_name](**_parse_params(args.param))
+        models[classes[model_name].__name__] = _make_model(classes[model_name], args.param)
 
     rows = []
     for name, model in models.items():
@@ -138,8 +148,8 @@ def cmd_fit(args) -> int:
     classes = _model_classes()
     if args.model not in classes:
         raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
-    model = classes[args.model](**_parse_params(args.param))
-    model.fit(inter, progress=not args.quiet)
+    model = _make_model(classes[args.model], args.param)
+    model.fit(inter, progress=False if args.quiet else None)
     model.save(args.out)
     print(f"saved {type(model).__name__} fitted on {args.dataset} ({inter.shape[0]} x {inter.shape[1]}) to {args.out}")
     return 0
@@ -154,8 +164,9 @@ def cmd_evaluate(args) -> int:
     classes = _model_classes()
     if args.model not in classes:
         raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
-    model = classes[args.model](**_parse_params(args.param)).fit(train, progress=not args.quiet)
-    metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol=args.protocol, progress=not args.quiet)
+    model = _make_model(classes[args.model], args.param).fit(train, progress=False if args.quiet else None)
+    metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol=args.protocol,
+                                     progress=False if args.quiet else None)
     print(json.dumps({k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in metrics.items()}, indent=2))
     return 0
 
@@ -193,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(sp, default):
         sp.add_argument("--model", default=default, help=f"model: als, bpr, sgdmf, mlpscorer, mostpopular (default {default})")
         sp.add_argument("--param", action="append", metavar="NAME=VALUE",
-                        help="model hyperparameter, repeatable, e.g. --param factors=64 --param solver=cholesky")
+                        help="model hyperparameter by its constructor name, repeatable, e.g. --param factors=64 "
+                             "--param epochs=10 --param regularization=0.1 (the names are the same in every model)")
 
     d = sub.add_parser("demo", help="the main job: fit the best model on MovieLens-100K, evaluate it, recommend",
                        description="Load MovieLens-100K (falls back to synthetic data with a notice), split per "

@@ -81,15 +81,17 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
 def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads) -> float:
     """The rows' share of the implicit objective: data term plus their regularisation."""
     c = csr(m)
-    return float(_core.als_implicit_loss(c.indptr, c.indices, c.data, X, Y, alpha, regularization, alpha0, nu,
-                                         threads))  # fmt: skip
+    with single_threaded_blas():
+        return float(_core.als_implicit_loss(c.indptr, c.indices, c.data, X, Y, alpha, regularization, alpha0, nu,
+                                             threads))  # fmt: skip
 
 
 def als_explicit_sse(m, X, own_bias, Y, other_bias, *, global_mean, threads) -> float:
     """Sum of squared errors of the explicit model over the stored ratings of ``m``."""
     c = csr(m)
-    return float(_core.als_explicit_sse(c.indptr, c.indices, c.data, X, own_bias, Y, other_bias, global_mean,
-                                        threads))  # fmt: skip
+    with single_threaded_blas():
+        return float(_core.als_explicit_sse(c.indptr, c.indices, c.data, X, own_bias, Y, other_bias, global_mean,
+                                            threads))  # fmt: skip
 
 
 # -- SGD (SGDMF, BPR/WARP) --------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from .._config import show_progress
 from .._validation import as_csr, check_ids, check_k, check_positive
 from ._common import csr_keys, hit_matrix, in_sorted, relevant_rows
 from .beyond import coverage, novelty
@@ -197,7 +198,7 @@ def evaluate(
     users=None,
     threads: int = 0,
     ties: str = "pessimistic",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Evaluate a fitted model on held-out interactions.
 
@@ -250,7 +251,8 @@ def evaluate(
     users : 1-D int array, optional, evaluate only these users (each once, in index order)
     threads : int, passed to ``model.recommend`` when it accepts it (0 = all cores)
     ties : "pessimistic" | "optimistic" | "expected", the sampled protocol's tie rule
-    progress : bool, show a tqdm bar over the batches (when there is more than one)
+    progress : bool, optional, show a tqdm bar over the batches (when there is more than one); None: the
+        package-wide setting (``recforge.set_config(progress=...)``)
 
     Returns
     -------
@@ -278,7 +280,7 @@ def evaluate(
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
     starts = range(0, n, batch_size)
-    return tqdm(starts, desc=desc, unit="batch", disable=not progress or len(starts) < 2)
+    return tqdm(starts, desc=desc, unit="batch", disable=not show_progress(progress) or len(starts) < 2)
 
 
 def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress) -> dict:

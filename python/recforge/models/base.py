@@ -1,13 +1,19 @@
-"""The one shape every model shares: fit, recommend, score, save/load.
+"""The one shape every model shares: parameters, fit, recommend, score, save/load, device.
 
 Users and items are dense internal indices (0..n_users-1, 0..n_items-1); ``recforge.Interactions``
-maps external ids to them. A model keeps a reference to its training matrix so that
-``exclude_seen`` works, and stores it in its saved file.
+maps external ids to them. Conventions (scikit-learn's): ``__init__`` only stores its arguments,
+``fit`` validates them from the class's declarative ``_param_spec`` (see ``_params.py``), fitted
+state ends in ``_``: ``seen_`` (the training matrix, users x items, used by ``exclude_seen`` and
+saved with the model), ``history_`` (one dict per epoch: epoch, seconds, loss, ...), ``device_``.
+Kernels are reached through ``self._ops`` (``recforge._ops``), never imported here.
 
-Saved format (``FORMAT_VERSION``): a zip archive written by ``numpy.savez`` holding the model's
-arrays plus ``__meta__``, a uint8 array of UTF-8 JSON ``{"format": "recforge-model",
-"format_version": 1, "class": ..., "params": {...}, "arrays": {name: [dtype, shape]}}``. No pickle;
-written to a temporary file and renamed, so a crash never leaves half a file; validated on load.
+Saved format (``FORMAT_VERSION`` 1, unchanged by the issue-9 redesign): a zip archive written by
+``numpy.savez`` holding the model's arrays, the training matrix (``train_indptr`` /
+``train_indices`` / ``train_data`` / ``train_shape``) and ``__meta__``, a uint8 array of UTF-8 JSON
+``{"format": "recforge-model", "format_version": 1, "class": ..., "params": get_params(),
+"arrays": {name: [dtype, shape]}}``. No pickle; written to a temporary file and renamed, so a crash
+never leaves half a file; validated on load. Files written before the parameter renames load
+through the deprecated aliases.
 """
 
 from __future__ import annotations
@@ -15,48 +21,60 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
-from .._validation import as_csr, check_ids, check_k
+from .._validation import as_csr, check_dense, check_ids, check_k
 from ..topk import topk
+from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
     "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows",
-]
+]  # fmt: skip
 
 FORMAT_VERSION = 1
 _REGISTRY: dict[str, type[Recommender]] = {}
+# |score| <= d * max|q| * max|i|: below this bound no score (nor partial sum) overflows float32.
+_SCORE_LIMIT = float(np.finfo(np.float32).max) / 2
+
+# Parameters most models share, declared once.
+COMMON_PARAMS = {
+    "device": Param("device"),
+    "threads": Param("threads"),
+    "seed": Param("seed"),
+}
 
 
 class NotFittedError(ValueError):
     """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
 
 
-class Recommender:
-    """Base class. Subclasses implement ``fit``, ``_scores_for(users, items)`` or ``_query_vectors``,
-    and the state hooks ``_params`` / ``_arrays`` / ``_restore``."""
+class Recommender(ParamsMixin):
+    """Base class of every model.
+
+    Subclasses declare ``_param_spec``, implement ``fit`` (starting with ``_start_fit`` and ending
+    with ``_finish_fit``), the ranking hooks ``_ranking_items`` / ``_ranking_queries`` (or their own
+    ``recommend``), and the state hooks ``_array_names`` / ``_restore``.
+    """
+
+    _param_spec = {"device": Param("device")}
+    seen_: sp.csr_matrix | None = None  # class default: unfitted
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
 
     # -- state ------------------------------------------------------------------------------
-    _train: sp.csr_matrix | None = None
-
-    @property
-    def _ops(self):
-        """The kernel layer this model calls (``recforge._ops``): models never import the kernels."""
-        return get_ops("cpu")
-
     @property
     def is_fitted(self) -> bool:
-        return self._train is not None
+        return self.seen_ is not None
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
@@ -65,20 +83,85 @@ class Recommender:
     @property
     def n_users(self) -> int:
         self._check_fitted()
-        return self._train.shape[0]
+        return self.seen_.shape[0]
 
     @property
     def n_items(self) -> int:
         self._check_fitted()
-        return self._train.shape[1]
+        return self.seen_.shape[1]
 
-    def fit(self, interactions, callback=None, progress: bool = True):
+    @property
+    def _ops(self):
+        """The kernel layer of the fitted device (``recforge._ops``): models never import the kernels."""
+        return get_ops(self.__dict__.get("device_", "cpu"))
+
+    def _start_fit(self, interactions, *, allow_negative: bool = True) -> sp.csr_matrix:
+        """Validate the parameters, resolve the device and return the training matrix (canonical CSR)."""
+        self._validate_params()
+        device = resolve_device(self.device, interactions)
+        get_ops(device)  # "cuda" without CuPy/GPU/CUDA build: the clear error, before any work
+        self.device_ = device
+        self._invalidate()
+        return as_csr(interactions, allow_negative=allow_negative)
+
+    def _finish_fit(self, train: sp.csr_matrix):
+        """Mark the model fitted on ``train``; returns self (for ``return self._finish_fit(train)``)."""
+        self.seen_ = train
+        self._invalidate()
+        return self
+
+    def _invalidate(self) -> None:
+        """Drop cached ranking vectors: the fitted arrays changed (fit epoch, fold-in, load, ``to``)."""
+        self.__dict__.pop("_rank_cache", None)
+
+    def fit(self, interactions, callback=None, progress: bool | None = None):
         raise NotImplementedError
+
+    # -- devices ----------------------------------------------------------------------------
+    def to(self, device: str):
+        """Move the fitted arrays to ``device`` ("cpu" | "cuda" | "auto") and return self.
+
+        "cuda" needs CuPy, a visible GPU and a CUDA build (a RuntimeError says which is missing).
+        The training matrix ``seen_`` stays a SciPy matrix on the host.
+        """
+        self._check_fitted()
+        names = [n for n in self._array_names() if getattr(self, n, None) is not None]
+        device = resolve_device(device, *(getattr(self, n) for n in names)) if device == "auto" else device
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        ops = get_ops(device)
+        for n in names:
+            a = getattr(self, n)
+            if device == "cpu":
+                setattr(self, n, a.get() if hasattr(a, "__cuda_array_interface__") else np.asarray(a))
+            else:
+                setattr(self, n, ops.xp.asarray(a))
+        self.device_ = device
+        self._invalidate()
+        return self
 
     # -- scoring ----------------------------------------------------------------------------
-    def _ranking_vectors(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(queries (n, d), items (n_items, d)) whose inner products rank items for ``users``."""
+    def _ranking_items(self) -> np.ndarray:
+        """(n_items, d) item side of the ranking: ``queries @ items.T`` orders the items."""
         raise NotImplementedError
+
+    def _ranking_queries(self, users: np.ndarray) -> np.ndarray:
+        """(n, d) query side of the ranking for ``users`` (checked ids)."""
+        raise NotImplementedError
+
+    def _ranking_cache(self) -> tuple[np.ndarray, float]:
+        """The item ranking matrix (contiguous float32, checked finite once) and its largest |value|.
+
+        Built on first use after fit / load / fold-in / ``to`` and kept, so ``recommend`` pays only
+        for its queries and the kernel.
+        """
+        cache = self.__dict__.get("_rank_cache")
+        if cache is None:
+            it = np.ascontiguousarray(self._ranking_items(), np.float32)
+            if not np.isfinite(it).all():
+                raise ValueError(f"this {type(self).__name__} has NaN or infinite item vectors")
+            cache = self._rank_cache = (it, float(np.abs(it).max()) if it.size else 0.0)
+        return cache
 
     def score(self, users, items) -> np.ndarray:
         """Predicted preference for each (user, item) pair; ``users`` and ``items`` are 1-D, same length."""
@@ -90,8 +173,8 @@ class Recommender:
         return self._score_pairs(u, i)
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        q, it = self._ranking_vectors(users)
-        return np.einsum("ij,ij->i", q, it[items]).astype(np.float32)
+        it, _ = self._ranking_cache()
+        return np.einsum("ij,ij->i", self._ranking_queries(users), it[items]).astype(np.float32)
 
     def recommend(self, users, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
         """Top ``k`` items for each of ``users``.
@@ -101,9 +184,10 @@ class Recommender:
         users : int or 1-D int array of user indices
         k : int >= 1
         exclude_seen : bool
-            Leave out the items each user interacted with in the training data.
+            Leave out the items each user interacted with in the training data (``seen_``).
         items : 1-D int array, optional
             Restrict the ranking to these item indices.
+        threads : int, 0 = all cores
 
         Returns
         -------
@@ -112,15 +196,25 @@ class Recommender:
         """
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
-        q, it = self._ranking_vectors(u)
-        return self._rank(q, it, self._train[u] if exclude_seen else None, k, items, threads)
+        return self._rank(self._ranking_queries(u), self.seen_[u] if exclude_seen else None, k, items, threads)
 
-    def _rank(self, q, it, exclude, k, items, threads):
-        """Top ``k`` of ``q @ it.T`` per row, ``exclude`` (csr or None) left out; see ``recommend``."""
+    def _rank(self, queries, exclude, k, items, threads):
+        """Top ``k`` of ``queries @ items.T`` per row with ``exclude`` (canonical CSR or None) left out.
+
+        The item side comes from the checked cache; the queries (a few rows) are checked here; then
+        the internal, trusting ``ops.topk`` runs (``recforge.topk`` would re-check everything).
+        """
         k = check_k(k)
+        threads = resolve_threads(threads)
+        it, it_max = self._ranking_cache()
+        q = np.ascontiguousarray(queries, np.float32)
+        if q.size and not np.isfinite(q).all():
+            raise ValueError(f"this {type(self).__name__} has NaN or infinite user vectors")
+        if q.size and q.shape[1] * float(np.abs(q).max()) * it_max > _SCORE_LIMIT:
+            raise ValueError("the model's vectors are too large: their inner products would overflow float32")
+        subset = None if items is None else check_ids(items, self.n_items, "items")
         k_eff = min(k, self.n_items)
-        cand = None if items is None else check_ids(items, self.n_items, "items")
-        ids, scores = topk(q, it, k_eff, exclude=exclude, candidates=cand, threads=threads)
+        ids, scores = self._ops.topk(q, it, k_eff, exclude=exclude, subset=subset, threads=threads)
         if k_eff < k:  # more asked than the catalogue has: pad as topk does
             pad = k - k_eff
             ids = np.hstack([ids, np.full((len(q), pad), -1, dtype=np.int64)])
@@ -138,13 +232,13 @@ class Recommender:
         return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
 
     # -- persistence ------------------------------------------------------------------------
-    def _params(self) -> dict:
-        """JSON-serialisable constructor arguments."""
+    def _array_names(self) -> tuple[str, ...]:
+        """Names of the fitted array attributes (saved, moved by ``to``); None-valued ones are skipped."""
         raise NotImplementedError
 
     def _arrays(self) -> dict[str, np.ndarray]:
         """Fitted arrays to save (the training matrix is added by ``save``)."""
-        raise NotImplementedError
+        return {n: np.asarray(getattr(self, n)) for n in self._array_names() if getattr(self, n, None) is not None}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Set fitted state from ``arrays`` (validated: raise ValueError on any inconsistency)."""
@@ -153,8 +247,8 @@ class Recommender:
     def save(self, path) -> None:
         """Write the fitted model to ``path`` atomically (see the module docstring for the format)."""
         self._check_fitted()
-        arrays = dict(self._arrays())
-        train = self._train
+        arrays = {k: v.get() if hasattr(v, "__cuda_array_interface__") else v for k, v in self._arrays().items()}
+        train = self.seen_
         arrays.update(
             train_indptr=train.indptr.astype(np.int64),
             train_indices=train.indices.astype(np.int32),
@@ -165,7 +259,7 @@ class Recommender:
             "format": "recforge-model",
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
-            "params": self._params(),
+            "params": _jsonable(self.get_params(deep=False)),
             "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
         }
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -178,6 +272,17 @@ class Recommender:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _jsonable(value):
+    """``value`` with tuples as lists and NumPy scalars as Python numbers (JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def load(path) -> Recommender:
@@ -211,13 +316,22 @@ def load(path) -> Recommender:
         if a is None or str(a.dtype) != dtype or list(a.shape) != shape:
             raise ValueError(f"{path}: array {name!r} is missing or does not match its declared dtype/shape")
     try:
-        model = cls(**meta.get("params", {}))
+        with warnings.catch_warnings():  # files from before the renames: the reader can do nothing about it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # JSON has no tuples: sequence parameters (layers, clip, ...) come back as lists.
+            params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("params", {}).items()}
+            model = cls(**params)
+        model._validate_params()
         shape = tuple(int(s) for s in arrays.pop("train_shape"))
-        model._train = sp.csr_matrix(
+        seen = sp.csr_matrix(
             (arrays.pop("train_data"), arrays.pop("train_indices"), arrays.pop("train_indptr")), shape=shape
         )
-        model._train.check_format(full_check=True)
+        seen.check_format(full_check=True)
+        model.device_ = "cpu"
+        model.seen_ = seen
+        model.history_ = []  # not saved: the training log belongs to the session that fitted
         model._restore(arrays)
+        model._invalidate()
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: inconsistent model file ({exc})") from None
     return model
@@ -270,8 +384,9 @@ def replace_rows(m: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix, n_rows:
 class FactorModel(Recommender):
     """A model that ranks by inner products of user and item vectors (ALS, BPR, SGDMF, ...).
 
-    Subclasses set ``user_factors`` (n_users, f) and ``item_factors`` (n_items, f), float32, and may
-    set ``item_bias`` (n_items,) and ``user_bias`` / ``global_bias`` for ``score``.
+    Fitted attributes: ``user_factors`` (n_users, f) and ``item_factors`` (n_items, f), float32;
+    optionally ``item_bias`` (n_items,), ``user_bias`` (n_users,) and ``global_bias`` for ``score``.
+    Ranking uses ``[u, 1] . [i, b_i]``: user terms do not change a user's ranking.
     """
 
     user_factors: np.ndarray | None = None
@@ -280,38 +395,98 @@ class FactorModel(Recommender):
     user_bias: np.ndarray | None = None
     global_bias: float = 0.0
 
-    # Bias arrays this configuration fits, among "user_bias", "item_bias", "global_bias".
     def _bias_names(self) -> tuple[str, ...]:
+        """The bias arrays this configuration fits, among "user_bias", "item_bias", "global_bias"."""
         return ()
 
+    def _array_names(self):
+        return ("user_factors", "item_factors", "user_bias", "item_bias")
+
     def _arrays(self):
-        out = {"user_factors": self.user_factors, "item_factors": self.item_factors}
-        for name in self._bias_names():
-            out[name] = np.asarray([self.global_bias], np.float64) if name == "global_bias" else getattr(self, name)
+        out = super()._arrays()
+        out["global_bias"] = np.asarray([self.global_bias], np.float64)
         return out
 
     def _restore(self, arrays):
-        n_users, n_items = self._train.shape
-        shapes = {"user_factors": (n_users, self.factors), "item_factors": (n_items, self.factors),
-                  "user_bias": (n_users,), "item_bias": (n_items,), "global_bias": (1,)}
-        names = ("user_factors", "item_factors", *self._bias_names())
+        n_users, n_items = self.seen_.shape
+        f = arrays["user_factors"].shape[1] if "user_factors" in arrays else getattr(self, "factors", 0)
+        shapes = {"user_factors": (n_users, f), "item_factors": (n_items, f),
+                  "user_bias": (n_users,), "item_bias": (n_items,), "global_bias": (1,)}  # fmt: skip
+        # The configuration's biases must be there; others are kept when present (from_factors).
+        names = {"user_factors", "item_factors", *self._bias_names()} | (shapes.keys() & arrays.keys())
         check_state_arrays(arrays, {name: shapes[name] for name in names})
+        if f != getattr(self, "factors", f):
+            raise ValueError(f"factors is {self.factors} but the saved factors have {f} columns")
         self.user_factors = arrays["user_factors"].astype(np.float32)
         self.item_factors = arrays["item_factors"].astype(np.float32)
         self.user_bias = arrays["user_bias"].astype(np.float32) if "user_bias" in names else None
         self.item_bias = arrays["item_bias"].astype(np.float32) if "item_bias" in names else None
         self.global_bias = float(arrays["global_bias"][0]) if "global_bias" in names else 0.0
 
-    def _ranking_vectors(self, users):
-        return self._ranking_vectors_for(self.user_factors[users])
+    @classmethod
+    def from_factors(cls, user_factors, item_factors, *, seen=None, user_bias=None, item_bias=None,
+                     global_bias: float = 0.0, **params):  # fmt: skip
+        """A fitted model from given factors (no training), e.g. trained elsewhere or edited.
 
-    def _ranking_vectors_for(self, q):
-        """(queries, items) ranking vectors for user factor rows ``q`` (n, f)."""
-        it = self.item_factors
-        if self.item_bias is not None:  # [u, 1] . [i, b_i] = u.i + b_i; user terms do not change a ranking
+        Parameters
+        ----------
+        user_factors : (n_users, f) array
+        item_factors : (n_items, f) array
+            Converted to C-contiguous float32; must be finite.
+        seen : scipy.sparse (n_users, n_items) or recforge.Interactions, optional
+            The training matrix (``seen_``: what ``exclude_seen`` leaves out); default empty.
+        user_bias, item_bias : (n_users,), (n_items,) arrays, optional
+            Biases the configuration fits (e.g. explicit ALS, SGDMF with ``biases=True``) default to 0.
+        global_bias : float
+        **params
+            Constructor parameters; ``factors`` defaults to f.
+        """
+        uf = check_dense(user_factors, "user_factors")
+        itf = check_dense(item_factors, "item_factors")
+        if uf.shape[1] != itf.shape[1]:
+            raise ValueError(f"user_factors and item_factors must have the same width, got {uf.shape[1]} and "
+                             f"{itf.shape[1]}")  # fmt: skip
+        if "factors" in cls._param_names():
+            params.setdefault("factors", uf.shape[1])
+        model = cls(**params)
+        model._validate_params()
+        if getattr(model, "factors", uf.shape[1]) != uf.shape[1]:
+            raise ValueError(f"factors={model.factors} does not match the factors' width {uf.shape[1]}")
+        model.device_ = resolve_device(model.device, user_factors, item_factors)
+        get_ops(model.device_)
+        n_users, n_items = len(uf), len(itf)
+        if seen is None:
+            seen = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+        seen = as_csr(seen, "seen", allow_empty=True)
+        if seen.shape != (n_users, n_items):
+            raise ValueError(f"seen must have shape ({n_users}, {n_items}) (users x items), got {seen.shape}")
+        for name, b, n in (("user_bias", user_bias, n_users), ("item_bias", item_bias, n_items)):
+            if b is None and name in model._bias_names():
+                b = np.zeros(n, np.float32)
+            if b is not None:
+                b = check_dense(b, name, ndim=1)
+                if b.shape != (n,):
+                    raise ValueError(f"{name} must have shape ({n},), got {b.shape}")
+            setattr(model, name, b)
+        if not np.isfinite(global_bias):
+            raise ValueError(f"global_bias must be finite, got {global_bias}")
+        model.user_factors, model.item_factors, model.global_bias = uf, itf, float(global_bias)
+        model.history_ = []
+        return model._finish_fit(seen)
+
+    def _ranking_items(self):
+        if self.item_bias is None:
+            return self.item_factors
+        return np.hstack([self.item_factors, self.item_bias[:, None]])
+
+    def _ranking_queries(self, users):
+        return self._queries_for(self.user_factors[users])
+
+    def _queries_for(self, q: np.ndarray) -> np.ndarray:
+        """Ranking queries for user factor rows ``q`` (n, f): ``[q, 1]`` when items carry a bias."""
+        if self.item_bias is not None:  # [u, 1] . [i, b_i] = u.i + b_i
             q = np.hstack([q, np.ones((len(q), 1), np.float32)])
-            it = np.hstack([it, self.item_bias[:, None]])
-        return np.ascontiguousarray(q, np.float32), np.ascontiguousarray(it, np.float32)
+        return np.ascontiguousarray(q, np.float32)
 
     def _score_pairs(self, users, items):
         s = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
@@ -321,6 +496,46 @@ class FactorModel(Recommender):
             s = s + self.user_bias[users]
         return (s + self.global_bias).astype(np.float32)
 
+    # -- folding in -----------------------------------------------------------------------------
+    def _fold_in(self, side: str, ids, rows, update, *, allow_negative: bool = True, check=None):
+        """The one fold-in path: check ``ids`` and ``rows``, grow the ``side`` arrays, update, replace rows.
+
+        Parameters
+        ----------
+        side : "user" | "item"
+        ids : 1-D int ids of the rows to (re)learn; ids past the current count add rows.
+        rows : sparse (len(ids), n_other): their complete interaction rows (items: columns of
+            ``seen_`` given as rows).
+        update : callable(ids, m, n_new)
+            Writes the new rows of the (already grown) ``{side}_factors`` / ``{side}_bias``; ``m`` is
+            the canonical CSR of ``rows``, ``n_new`` the new row count.
+        check : callable(m), optional
+            Extra validation of ``m`` before anything changes.
+        """
+        self._check_fitted()
+        ids = check_fold_in_ids(ids, f"{side}_ids")
+        n_own, n_other = (self.n_users, self.n_items) if side == "user" else (self.n_items, self.n_users)
+        m = as_csr(rows, "interactions_rows", allow_empty=True, allow_negative=allow_negative)
+        if m.shape[1] != n_other:
+            raise ValueError(f"interactions_rows must have {n_other} columns, got shape {m.shape}")
+        if m.shape[0] != len(ids):
+            raise ValueError(f"interactions_rows must have one row per id ({len(ids)}), got shape {m.shape}")
+        if check is not None:
+            check(m)
+        n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
+        for name in (f"{side}_factors", f"{side}_bias"):
+            if getattr(self, name) is not None:
+                setattr(self, name, grow_rows(getattr(self, name), n_new))
+        update(ids, m, n_new)
+        # seen_ is users x items: an item's row is a column of it.
+        if side == "user":
+            self.seen_ = replace_rows(self.seen_, ids, m, n_new)
+        else:
+            self.seen_ = replace_rows(self.seen_.T.tocsr(), ids, m, n_new).T.tocsr()
+        self._invalidate()
+        return self
+
+    # -- similarity -----------------------------------------------------------------------------
     def similar_items(self, items, k: int = 10, threads: int = 0):
         """Top ``k`` items by cosine similarity of item factors (the item itself excluded)."""
         self._check_fitted()

@@ -6,14 +6,14 @@ Three models share one implementation (``mode``):
 * ``"mlp"``: ``[p_u, q_i]`` through ReLU layers ``layers``, then ``logit = w . h + b``;
 * ``"neumf"``: both branches with their own embeddings, fused by one output layer.
 
-Each user/item embedding row is ``[GMF part (embedding_dim) | MLP part (embedding_dim)]`` (only the
+Each user/item embedding row is ``[GMF part (factors) | MLP part (factors)]`` (only the
 part the mode uses). The MLP input is the concatenation ``[m_u, m_i]`` of width
-``2 * embedding_dim``, followed by the hidden ReLU layers ``layers`` (e.g. 64 -> 64 -> 32 -> 16 for
+``2 * factors``, followed by the hidden ReLU layers ``layers`` (e.g. 64 -> 64 -> 32 -> 16 for
 the defaults), so ``layers`` lists hidden widths only.
 
 Training minimises binary cross-entropy on each positive and ``negatives`` items sampled uniformly
 from the items the user has not interacted with (fresh every epoch, seeded), plus
-``l2 * (|e_u|^2 + |e_i|^2)`` per sample, with Adam over every parameter (``"adam"``: the update of
+``regularization * (|e_u|^2 + |e_i|^2)`` per sample, with Adam over every parameter (``"adam"``: the update of
 ``torch.optim.Adam`` and of the NCF reference code, which steps every embedding row each batch),
 lazy Adam (``"lazy_adam"``: only the batch's embedding rows step, as ``torch.optim.SparseAdam``;
 standard Adam on the dense layers) or plain SGD. See
@@ -25,16 +25,17 @@ standard Adam on the dense layers) or plain SGD. See
 from __future__ import annotations
 
 import logging
-import numbers
-import time
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
-from .._validation import as_csr, check_ids, check_k, check_nonnegative, check_positive
 from .._ops import get_ops
-from .base import NotFittedError, Recommender
+from .._validation import check_ids, check_k
+from ._params import Param
+from ._training import run_epochs
+from .base import COMMON_PARAMS, NotFittedError, Recommender
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
@@ -54,8 +55,8 @@ class MLPScorer(Recommender):
 
     Parameters
     ----------
-    embedding_dim : int >= 1
-        Width of each branch's user and item embeddings.
+    factors : int >= 1
+        Width of each branch's user and item embeddings. Was ``embedding_dim`` (deprecated).
     layers : tuple of int >= 1
         Hidden ReLU widths of the MLP branch (ignored by ``mode="gmf"``).
     mode : "gmf" | "mlp" | "neumf"
@@ -69,17 +70,39 @@ class MLPScorer(Recommender):
         grows with n_users + n_items); ``"lazy_adam"`` steps only the rows in the batch
         (torch.optim.SparseAdam semantics; cost independent of the catalogue, the choice for large
         catalogues).
-    l2 : float >= 0
-        L2 penalty on the embedding rows each sample touches.
+    regularization : float >= 0
+        L2 penalty on the embedding rows each sample touches. Was ``l2`` (deprecated).
+    device : "auto" | "cpu" | "cuda"
     threads : int, 0 = all cores
         Training splits each mini-batch over threads; results are identical for any thread count.
     seed : int
         Seeds the initialisation and the negative sampling.
+
+    Attributes
+    ----------
+    user_embedding, item_embedding : (n_users, e), (n_items, e) float32, e = ``arch.emb_width``
+    dense : (n_dense,) float32, every dense parameter (views: ``weights``, ``biases``, ...)
+    arch : the architecture (offsets of the dense parameters), built by ``fit`` / ``load``
+    seen_, history_ : as every model
     """
+
+    _param_spec = {
+        **COMMON_PARAMS,
+        "factors": Param("int", low=1),
+        "layers": Param("int_tuple", low=1),
+        "mode": Param("choice", choices=_MODES),
+        "negatives": Param("int", low=1),
+        "epochs": Param("int", low=1),
+        "batch_size": Param("int", low=1),
+        "lr": Param("float", low=0, low_open=True),
+        "optimizer": Param("choice", choices=("adam", "lazy_adam", "sgd")),
+        "regularization": Param("float", low=0),
+    }
+    _aliases = {"embedding_dim": "factors", "l2": "regularization"}
 
     def __init__(
         self,
-        embedding_dim: int = 32,
+        factors: int = 32,
         layers=(64, 32, 16),
         mode: str = "neumf",
         negatives: int = 4,
@@ -87,49 +110,50 @@ class MLPScorer(Recommender):
         batch_size: int = 256,
         lr: float = 1e-3,
         optimizer: str = "adam",
-        l2: float = 0.0,
+        regularization: float = 0.0,
+        device: str = "auto",
         threads: int = 0,
         seed: int = 42,
+        **deprecated,
     ):
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
-        if optimizer not in ("adam", "lazy_adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam', 'lazy_adam' or 'sgd', got {optimizer!r}")
-        if isinstance(layers, numbers.Integral) or not hasattr(layers, "__iter__"):
-            raise TypeError(f"layers must be a sequence of ints, got {type(layers).__name__}")
-        layers = tuple(layers)
-        for w in layers:
-            check_positive(w, "each layer size", integer=True)
-        if mode != "gmf" and not layers:
-            raise ValueError(f"mode={mode!r} needs at least one hidden layer, got layers=()")
-        self.embedding_dim = check_positive(embedding_dim, "embedding_dim", integer=True)
-        self.layers = tuple(int(w) for w in layers)
+        self.factors = factors
+        self.layers = layers
         self.mode = mode
-        self.negatives = check_positive(negatives, "negatives", integer=True)
-        self.epochs = check_positive(epochs, "epochs", integer=True)
-        self.batch_size = check_positive(batch_size, "batch_size", integer=True)
-        self.lr = check_positive(lr, "lr")
+        self.negatives = negatives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
         self.optimizer = optimizer
-        self.l2 = check_nonnegative(l2, "l2")
-        resolve_threads(threads)
-        self.threads = int(threads)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        self.seed = int(seed)
-        self.arch = self._ops.mlp_arch(
-            mode,
-            self.embedding_dim if mode != "mlp" else 0,
-            self.embedding_dim if mode != "gmf" else 0,
-            list(self.layers) if mode != "gmf" else [],
-        )
-        self.user_embedding: np.ndarray | None = None
-        self.item_embedding: np.ndarray | None = None
-        self.dense: np.ndarray | None = None
-        self.loss_history: list[float] = []
+        self.regularization = regularization
+        self.device = device
+        self.threads = threads
+        self.seed = seed
+        self._store_deprecated(deprecated)
+
+    user_embedding: np.ndarray | None = None
+    item_embedding: np.ndarray | None = None
+    dense: np.ndarray | None = None
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.mode != "gmf" and not len(self.layers):
+            raise ValueError(f"mode={self.mode!r} needs at least one hidden layer, got layers={self.layers!r}")
+
+    def _build_arch(self) -> None:
+        """The architecture from the (validated) parameters: offsets of the dense parameters."""
+        f, mode = self.factors, self.mode
+        self.arch = self._ops.mlp_arch(mode, f if mode != "mlp" else 0, f if mode != "gmf" else 0,
+                                       list(self.layers) if mode != "gmf" else [])  # fmt: skip
+
+    @property
+    def loss_history(self) -> list[float]:
+        """Deprecated: the per-epoch losses; use ``history_`` (``[h["loss"] for h in history_]``)."""
+        warnings.warn("MLPScorer.loss_history is deprecated, use history_", DeprecationWarning, stacklevel=2)
+        return [h["loss"] for h in getattr(self, "history_", [])]
 
     # -- parameter views ----------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.dense is None:
+        if self.__dict__.get("dense") is None:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
 
     @property
@@ -155,7 +179,7 @@ class MLPScorer(Recommender):
 
     @property
     def output_weights(self) -> np.ndarray:
-        """(out_in,) float32 view: GMF part first (``embedding_dim``), then the last hidden layer."""
+        """(out_in,) float32 view: GMF part first (``factors``), then the last hidden layer."""
         self._check_params()
         return self.dense[self.arch.out_w_offset : self.arch.out_b_offset]
 
@@ -167,7 +191,7 @@ class MLPScorer(Recommender):
 
     @property
     def _gmf_dim(self) -> int:
-        return 0 if self.mode == "mlp" else self.embedding_dim
+        return 0 if self.mode == "mlp" else self.factors
 
     # -- training -----------------------------------------------------------------------------
     def _init_params(self, n_users: int, n_items: int) -> None:
@@ -193,37 +217,39 @@ class MLPScorer(Recommender):
                 f"init_from must be a fitted factorisation model with user_factors/item_factors, got {type(model).__name__}"
             )
         uf, itf = np.asarray(uf), np.asarray(itf)
-        want_u, want_i = (self.user_embedding.shape[0], self.embedding_dim), (self.item_embedding.shape[0], self.embedding_dim)
+        f = self.factors
+        want_u, want_i = (self.user_embedding.shape[0], f), (self.item_embedding.shape[0], f)
         if uf.shape != want_u or itf.shape != want_i:
             raise ValueError(
                 f"init_from factors must have shapes {want_u} (users) and {want_i} (items) to match these "
-                f"interactions and embedding_dim={self.embedding_dim}, got {uf.shape} and {itf.shape}"
+                f"interactions and factors={f}, got {uf.shape} and {itf.shape}"
             )
         if not (np.isfinite(uf).all() and np.isfinite(itf).all()):
             raise ValueError("init_from factors contain NaN or infinite values")
-        self.user_embedding[:, : self.embedding_dim] = uf
-        self.item_embedding[:, : self.embedding_dim] = itf
+        self.user_embedding[:, :f] = uf
+        self.item_embedding[:, :f] = itf
         # Unit GMF output weights: the GMF branch starts as the factor model's dot product.
-        self.output_weights[: self.embedding_dim] = 1.0
+        self.output_weights[:f] = 1.0
 
-    def fit(self, interactions, callback=None, progress: bool = True, init_from=None):
+    def fit(self, interactions, callback=None, progress: bool | None = None, init_from=None):
         """Train on the positives of ``interactions``.
 
         Parameters
         ----------
         interactions : scipy.sparse (n_users, n_items) or recforge.Interactions
             Every stored entry is a positive (values are ignored, as for the evaluation layer).
-        callback : callable(epoch, elapsed_seconds, loss), optional
-            Called after every epoch.
-        progress : bool
-            Show a tqdm bar over epochs.
+        callback : callable(epoch, seconds_this_epoch, loss), optional
+            Called after every epoch with its mean training loss.
+        progress : bool, optional
+            Show a tqdm progress bar (None: ``recforge.get_config()["progress"]``).
         init_from : fitted factor model (ALS, BPR, ...), optional
             Warm-start the GMF embeddings from its ``user_factors`` / ``item_factors``, which must be
-            (n_users, embedding_dim) and (n_items, embedding_dim).
+            (n_users, factors) and (n_items, factors).
         """
-        train = as_csr(interactions)
+        train = self._start_fit(interactions)
         n_users, n_items = train.shape
         threads = resolve_threads(self.threads)
+        self._build_arch()
         self._init_params(n_users, n_items)
         if self.optimizer == "adam" and n_users + n_items > _DENSE_ADAM_ROWS_PER_SAMPLE * self.batch_size:
             log.warning(
@@ -239,32 +265,22 @@ class MLPScorer(Recommender):
         else:  # sgd keeps no state
             moments = [np.zeros(0, np.float32)] * 6
         step = 0
-        self.loss_history = []
-        start = time.perf_counter()
-        epochs = range(self.epochs)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        self.seen_ = None  # fitted only once the epochs succeed
 
-            epochs = bar = tqdm(epochs, desc=f"MLPScorer({self.mode})", unit="epoch")
-        for epoch in epochs:
+        def run_epoch(epoch):
+            nonlocal step
             users, items, labels = sample_epoch(train, self.negatives, self.seed, epoch, threads)
             loss, step = self._ops.mlp_train_epoch(
                 self.arch, self.user_embedding, self.item_embedding, self.dense, moments, step, users, items, labels,
-                optimizer=self.optimizer, lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=self.l2,
+                optimizer=self.optimizer, lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=self.regularization,
                 batch_size=self.batch_size, threads=threads,
             )
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
-            self.loss_history.append(float(loss))
-            elapsed = time.perf_counter() - start
-            log.debug("MLPScorer epoch %d: loss %.5f (%.2fs)", epoch, loss, elapsed)
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if callback is not None:
-                callback(epoch, elapsed, float(loss))
-        self._train = train
-        return self
+            return loss, {}, False
+
+        run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=f"MLPScorer({self.mode})")
+        return self._finish_fit(train)
 
     # -- inference ----------------------------------------------------------------------------
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -273,7 +289,7 @@ class MLPScorer(Recommender):
             threads=resolve_threads(self.threads),
         )
 
-    def _ranking_vectors(self, users):
+    def _ranking_items(self):
         raise TypeError("MLPScorer does not rank by inner products; use recommend / score / rerank")
 
     def recommend(self, users, k: int = 10, exclude_seen: bool = True, items=None, threads: int | None = None):
@@ -312,7 +328,7 @@ class MLPScorer(Recommender):
             block = self._ops.mlp_score_all(self.arch, self.user_embedding, self.item_embedding, self.dense, batch,
                                             threads=nt)
             if exclude_seen:
-                seen = self._train[batch]
+                seen = self.seen_[batch]
                 block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
             if allowed is not None:
                 block[:, ~allowed] = -np.inf
@@ -357,26 +373,12 @@ class MLPScorer(Recommender):
         return ids, top
 
     # -- persistence ----------------------------------------------------------------------------
-    def _params(self) -> dict:
-        return {
-            "embedding_dim": self.embedding_dim,
-            "layers": list(self.layers),
-            "mode": self.mode,
-            "negatives": self.negatives,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "optimizer": self.optimizer,
-            "l2": self.l2,
-            "threads": self.threads,
-            "seed": self.seed,
-        }
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_embedding": self.user_embedding, "item_embedding": self.item_embedding, "dense": self.dense}
+    def _array_names(self):
+        return ("user_embedding", "item_embedding", "dense")
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        n_users, n_items = self._train.shape
+        self._build_arch()
+        n_users, n_items = self.seen_.shape
         e = self.arch.emb_width
         want = {"user_embedding": (n_users, e), "item_embedding": (n_items, e), "dense": (self.arch.n_dense,)}
         for name, shape in want.items():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_csr
+from ._params import Param
+from ._training import run_epochs
 from .base import Recommender
 
 __all__ = ["MostPopular"]
@@ -17,34 +18,42 @@ class MostPopular(Recommender):
     ----------
     weighted : bool
         Sum the interaction values instead of counting users.
+    device : "auto" | "cpu" | "cuda"
     """
 
-    def __init__(self, weighted: bool = False):
-        self.weighted = bool(weighted)
-        self.item_popularity: np.ndarray | None = None
+    _param_spec = {"device": Param("device"), "weighted": Param("bool")}
 
-    def fit(self, interactions, callback=None, progress: bool = True):
-        train = as_csr(interactions)
-        counts = np.asarray(train.sum(axis=0)).ravel() if self.weighted else np.bincount(
-            train.indices, minlength=train.shape[1]
-        )
-        self.item_popularity = counts.astype(np.float32)
-        self._train = train
-        if callback is not None:
-            callback(0, 0.0, None)
-        return self
+    def __init__(self, weighted: bool = False, device: str = "auto"):
+        self.weighted = weighted
+        self.device = device
 
-    def _ranking_vectors(self, users):
-        return np.ones((len(users), 1), np.float32), self.item_popularity[:, None]
+    item_popularity: np.ndarray | None = None
 
-    def _params(self):
-        return {"weighted": self.weighted}
+    def fit(self, interactions, callback=None, progress: bool | None = None):
+        """Count (or sum) each item's interactions: one "epoch", reported to ``callback`` and ``history_``."""
+        train = self._start_fit(interactions)
 
-    def _arrays(self):
-        return {"item_popularity": self.item_popularity}
+        def run_epoch(epoch):
+            counts = (np.asarray(train.sum(axis=0)).ravel() if self.weighted
+                      else np.bincount(train.indices, minlength=train.shape[1]))  # fmt: skip
+            self.item_popularity = counts.astype(np.float32)
+            return None, {}, False
+
+        run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
+                   desc="MostPopular")  # fmt: skip
+        return self._finish_fit(train)
+
+    def _ranking_items(self):
+        return self.item_popularity[:, None]
+
+    def _ranking_queries(self, users):
+        return np.ones((len(users), 1), np.float32)
+
+    def _array_names(self):
+        return ("item_popularity",)
 
     def _restore(self, arrays):
-        pop = arrays["item_popularity"]
-        if pop.shape != (self._train.shape[1],):
-            raise ValueError(f"item_popularity has shape {pop.shape}, expected ({self._train.shape[1]},)")
+        pop = arrays.get("item_popularity")
+        if pop is None or pop.shape != (self.seen_.shape[1],):
+            raise ValueError(f"item_popularity must have shape ({self.seen_.shape[1]},)")
         self.item_popularity = pop.astype(np.float32)

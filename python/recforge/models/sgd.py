@@ -12,87 +12,69 @@ says (and are then repeatable too).
 
 from __future__ import annotations
 
-import logging
-import math
-import numbers
-import time
-
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from .._backend import resolve_threads
-from .._validation import as_csr, check_nonnegative, check_positive
-from .base import FactorModel, check_fold_in_ids, grow_rows, replace_rows
+from .._validation import as_csr, check_positive
+from ._params import Param
+from ._training import run_epochs
+from .base import COMMON_PARAMS, FactorModel, replace_rows
 
 __all__ = ["SGDMF", "BPR"]
-
-log = logging.getLogger(__name__)
-
-_SCHEDULES = ("constant", "inverse", "exponential")
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
-    return int(seed)
-
-
-def _check_range(value, name: str):
-    """None or a (lo, hi) pair of finite numbers with lo < hi; returned as a tuple of floats."""
-    if value is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be None or a (low, high) pair of numbers, got {value!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"{name} must be a finite (low, high) pair with low < high, got {value!r}")
-    return (lo, hi)
 
 
 def _init_factors(rng: np.random.Generator, rows: int, factors: int, std: float) -> np.ndarray:
     return (rng.standard_normal((rows, factors), dtype=np.float32) * np.float32(std)).astype(np.float32)
 
 
-def _epochs(model, n_epochs: int, run_epoch, callback, progress: bool, desc: str) -> None:
-    """Drive ``run_epoch(epoch) -> (loss, postfix dict, stop)``: timing, callback, progress bar, log."""
-    model.history_ = []
-    bar = tqdm(range(n_epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        loss, extra, stop = run_epoch(epoch)
-        seconds = time.perf_counter() - t0
-        model.history_.append({"epoch": epoch, "seconds": seconds, "loss": loss, **extra})
-        log.debug("%s epoch %d: loss %.6f (%.3fs) %s", desc, epoch, loss, seconds, extra)
-        bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4f}" for k, v in extra.items() if isinstance(v, float)})
-        if callback is not None:
-            callback(epoch, seconds, loss)
-        if stop:
-            break
-    bar.close()
+class _SGDModel(FactorModel):
+    """What SGDMF and BPR share: user fold-in by SGD epochs over the new rows with the items frozen."""
+
+    def _fold_in_sgd(self, user_ids, rows, epochs, progress, prepare, run, check=None):
+        """Fold in users: their factors restart from the initial distribution, then ``epochs`` passes
+        of ``run(data, epoch, threads)`` over ``prepare(placed)`` (the new rows at their ids in an
+        otherwise empty matrix); ``prepare`` returning None skips the passes."""
+        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+
+        def update(ids, m, n_users):
+            rng = np.random.default_rng([self.seed, n_users, ids.size])
+            self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
+            self._reset_users(ids, m)
+            empty = sp.csr_matrix((0, self.n_items), dtype=np.float32)
+            data = prepare(replace_rows(empty, ids, m, n_users))
+            if data is not None:
+                threads = resolve_threads(self.threads)
+                run_epochs(self, epochs, lambda epoch: (run(data, epoch, threads), {}, False), progress=progress,
+                           desc=f"{type(self).__name__} fold-in", record=False)
+
+        return self._fold_in("user", user_ids, rows, update, check=check)
+
+    def _reset_users(self, ids, m) -> None:
+        """Hook: reset per-user state besides the factors (SGDMF: biases, cold rows)."""
 
 
-class SGDMF(FactorModel):
+class SGDMF(_SGDModel):
     """Biased matrix factorisation for explicit ratings, trained by SGD (Funk / Koren's "SVD").
 
     Predicts ``r(u, i) = mu + b_u + b_i + p_u . q_i`` and minimises the squared error plus
-    ``reg * (|p_u|^2 + |q_i|^2) + bias_reg * (b_u^2 + b_i^2)`` by SGD over the training ratings,
-    shuffled every epoch from ``seed``; threads update the factors without locks (Hogwild).
+    ``regularization * (|p_u|^2 + |q_i|^2) + bias_regularization * (b_u^2 + b_i^2)`` by SGD over
+    the training ratings, shuffled every epoch from ``seed``; threads update the factors without
+    locks (Hogwild).
 
     Parameters
     ----------
     factors : int >= 1
     lr : float > 0
         Learning rate of the first epoch.
-    reg : float >= 0
-        L2 regularisation of the factors.
+    regularization : float >= 0
+        L2 regularisation of the factors. Was ``reg`` (deprecated).
     epochs : int >= 1
         Maximum number of passes (fewer with early stopping, see ``fit``).
     biases : bool
         Learn ``mu``, ``b_u`` and ``b_i``. Without them the model is plain ``p_u . q_i``.
-    bias_reg : float >= 0, optional
-        L2 regularisation of the biases (default: ``reg``).
+    bias_regularization : float >= 0, optional
+        L2 regularisation of the biases (default: ``regularization``). Was ``bias_reg`` (deprecated).
     lr_schedule : {"constant", "inverse", "exponential"}
         Learning rate of epoch ``t``: ``lr``, ``lr / (1 + decay * t)`` or ``lr * (1 - decay) ** t``.
     decay : float in [0, 1)
@@ -103,6 +85,7 @@ class SGDMF(FactorModel):
         Declared range of the ratings: ``fit`` rejects ratings outside it.
     clip : (low, high), optional
         Clip predictions (``score``) into this range, e.g. the rating scale.
+    device : {"auto", "cpu", "cuda"}
     threads : int
         0 = all cores. With 1 a fit is bitwise repeatable for a seed.
     seed : int
@@ -114,40 +97,55 @@ class SGDMF(FactorModel):
     are an error in ``score`` unless ``unknown="bias"`` is passed (same fallback).
     """
 
+    _param_spec = {
+        **COMMON_PARAMS,
+        "factors": Param("int", low=1),
+        "lr": Param("float", low=0, low_open=True),
+        "regularization": Param("float", low=0),
+        "epochs": Param("int", low=1),
+        "biases": Param("bool"),
+        "bias_regularization": Param("float", low=0, optional=True),
+        "lr_schedule": Param("choice", choices=("constant", "inverse", "exponential")),
+        "decay": Param("float", low=0, high=1, high_open=True),
+        "init_std": Param("float", low=0),
+        "rating_scale": Param("range", optional=True),
+        "clip": Param("range", optional=True),
+    }
+    _aliases = {"reg": "regularization", "bias_reg": "bias_regularization"}
+
     def __init__(
         self,
         factors: int = 100,
         lr: float = 0.005,
-        reg: float = 0.02,
+        regularization: float = 0.02,
         epochs: int = 20,
         biases: bool = True,
-        bias_reg: float | None = None,
+        bias_regularization: float | None = None,
         lr_schedule: str = "constant",
         decay: float = 0.0,
         init_std: float = 0.1,
         rating_scale=None,
         clip=None,
+        device: str = "auto",
         threads: int = 0,
         seed: int = 42,
+        **deprecated,
     ):
-        self.factors = check_positive(factors, "factors", integer=True)
-        self.lr = check_positive(lr, "lr")
-        self.reg = check_nonnegative(reg, "reg")
-        self.epochs = check_positive(epochs, "epochs", integer=True)
-        self.biases = bool(biases)
-        self.bias_reg = self.reg if bias_reg is None else check_nonnegative(bias_reg, "bias_reg")
-        if lr_schedule not in _SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {_SCHEDULES}, got {lr_schedule!r}")
+        self.factors = factors
+        self.lr = lr
+        self.regularization = regularization
+        self.epochs = epochs
+        self.biases = biases
+        self.bias_regularization = bias_regularization
         self.lr_schedule = lr_schedule
-        self.decay = check_nonnegative(decay, "decay")
-        if self.decay >= 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.init_std = check_nonnegative(init_std, "init_std")
-        self.rating_scale = _check_range(rating_scale, "rating_scale")
-        self.clip = _check_range(clip, "clip")
-        resolve_threads(threads)
-        self.threads = int(threads)
-        self.seed = _check_seed(seed)
+        self.decay = decay
+        self.init_std = init_std
+        self.rating_scale = rating_scale
+        self.clip = clip
+        self.device = device
+        self.threads = threads
+        self.seed = seed
+        self._store_deprecated(deprecated)
 
     def learning_rate(self, epoch: int) -> float:
         """Learning rate used in epoch ``epoch`` (0-based) under the schedule."""
@@ -157,7 +155,17 @@ class SGDMF(FactorModel):
             return self.lr * (1.0 - self.decay) ** epoch
         return self.lr
 
-    def fit(self, interactions, validation=None, patience: int | None = None, callback=None, progress: bool = True):
+    def _epoch(self, data, epoch: int, threads: int, freeze_items: bool = False) -> float:
+        """One SGD pass over ``data`` (``ops.sgd_ratings``); returns its training MSE."""
+        bias_reg = self.regularization if self.bias_regularization is None else self.bias_regularization
+        return self._ops.sgd_mf_epoch(
+            data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+            global_mean=self.global_bias, lr=self.learning_rate(epoch), regularization=self.regularization,
+            bias_regularization=bias_reg, threads=threads, seed=self.seed, epoch=epoch, freeze_items=freeze_items,
+        )  # fmt: skip
+
+    def fit(self, interactions, validation=None, patience: int | None = None, callback=None,
+            progress: bool | None = None):  # fmt: skip
         """Fit on explicit ratings.
 
         Parameters
@@ -169,12 +177,12 @@ class SGDMF(FactorModel):
         patience : int >= 1, optional
             With ``validation``: stop when the validation RMSE has not improved for ``patience``
             epochs and keep the factors of the best epoch.
-        callback : callable(epoch, seconds, loss), optional
+        callback : callable(epoch, seconds_this_epoch, loss), optional
             Called after each epoch with the training MSE of that epoch (pre-update errors).
-        progress : bool
-            Show a tqdm progress bar.
+        progress : bool, optional
+            Show a tqdm progress bar (None: ``recforge.get_config()["progress"]``).
         """
-        train = as_csr(interactions)
+        train = self._start_fit(interactions)
         self._check_scale(train.data, "interactions")
         val = None
         if validation is not None:
@@ -190,8 +198,7 @@ class SGDMF(FactorModel):
         threads = resolve_threads(self.threads)
 
         n_users, n_items = train.shape
-        ops = self._ops
-        data = ops.sgd_ratings(train)
+        data = self._ops.sgd_ratings(train)
         rng = np.random.default_rng(self.seed)
         self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
         self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
@@ -204,34 +211,29 @@ class SGDMF(FactorModel):
         # Cold rows never get a gradient: zero them so that they predict from the biases alone.
         self.user_factors[np.diff(train.indptr) == 0] = 0.0
         self.item_factors[np.bincount(train.indices, minlength=n_items) == 0] = 0.0
-        self._train = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
+        self.seen_ = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
 
         best = {"rmse": np.inf, "epoch": -1, "state": None}
 
         def run_epoch(epoch):
-            mse = ops.sgd_mf_epoch(
-                data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
-                global_mean=self.global_bias, lr=self.learning_rate(epoch), regularization=self.reg,
-                bias_regularization=self.bias_reg, threads=threads, seed=self.seed, epoch=epoch,
-            )
+            mse = self._epoch(data, epoch, threads)
             if not np.isfinite(mse):
                 raise FloatingPointError(
                     f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr})"
                 )
             if val is None:
-                return float(mse), {}, False
+                return mse, {}, False
             rmse = self._rmse(val)
             if rmse < best["rmse"]:
                 best.update(rmse=rmse, epoch=epoch, state=self._copy_state() if patience else None)
             stop = patience is not None and epoch - best["epoch"] >= patience
-            return float(mse), {"val_rmse": rmse}, stop
+            return mse, {"val_rmse": rmse}, stop
 
-        _epochs(self, self.epochs, run_epoch, callback, progress, "SGDMF")
+        run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc="SGDMF")
         if patience is not None and best["state"] is not None:
             self._set_state(best["state"])
         self.best_epoch_ = best["epoch"] if val is not None else len(self.history_) - 1
-        self._train = train
-        return self
+        return self._finish_fit(train)
 
     def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
         """Fold in new or changed users without a full refit.
@@ -245,34 +247,22 @@ class SGDMF(FactorModel):
         user_ids : 1-D int array (n,)
             Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero factors).
         interactions_rows : scipy.sparse (n, n_items)
-            Their complete rating rows; they replace the rows in the training matrix.
+            Their complete rating rows; they replace the rows in ``seen_``.
         epochs : int, optional
             Passes over their ratings (default: the model's ``epochs``), with the model's
             learning-rate schedule.
         """
-        ids, placed, train = _fold_in_rows(self, user_ids, interactions_rows)
-        self._check_scale(placed.data, "interactions_rows")
-        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
-        n_users = placed.shape[0]
-        rng = np.random.default_rng([self.seed, n_users, ids.size])
-        self.user_factors = grow_rows(self.user_factors, n_users)
-        self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
-        self.user_factors[ids[placed[ids].getnnz(axis=1) == 0]] = 0.0  # no ratings: biases alone
-        if self.biases:
-            self.user_bias = grow_rows(self.user_bias, n_users)
+        return self._fold_in_sgd(
+            user_ids, interactions_rows, epochs, progress,
+            prepare=lambda placed: self._ops.sgd_ratings(placed) if placed.nnz else None,
+            run=lambda data, epoch, threads: self._epoch(data, epoch, threads, freeze_items=True),
+            check=lambda m: self._check_scale(m.data, "interactions_rows"),
+        )  # fmt: skip
+
+    def _reset_users(self, ids, m):
+        self.user_factors[ids[m.getnnz(axis=1) == 0]] = 0.0  # no ratings: biases alone
+        if self.user_bias is not None:
             self.user_bias[ids] = 0.0
-        self._train = train
-        if placed.nnz:
-            ops = self._ops
-            data = ops.sgd_ratings(placed)
-            threads = resolve_threads(self.threads)
-            bar = tqdm(range(epochs), desc="SGDMF fold-in", unit="epoch", disable=not progress, leave=False)
-            for epoch in bar:
-                ops.sgd_mf_epoch(data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
-                                 global_mean=self.global_bias, lr=self.learning_rate(epoch), regularization=self.reg,
-                                 bias_regularization=self.bias_reg, threads=threads, seed=self.seed, epoch=epoch,
-                                 freeze_items=True)
-        return self
 
     # -- prediction -----------------------------------------------------------------------------
     def score(self, users, items, unknown: str = "error") -> np.ndarray:
@@ -325,7 +315,7 @@ class SGDMF(FactorModel):
             bad = (values < lo) | (values > hi)
             if bad.any():
                 raise ValueError(
-                    f"{name} has {int(bad.sum())} ratings outside rating_scale {self.rating_scale}, "
+                    f"{name} has {int(bad.sum())} ratings outside rating_scale {tuple(self.rating_scale)}, "
                     f"e.g. {values[bad][0]}"
                 )
 
@@ -334,28 +324,17 @@ class SGDMF(FactorModel):
 
     def _state(self):
         return {"user_factors": self.user_factors, "item_factors": self.item_factors,
-                "user_bias": self.user_bias, "item_bias": self.item_bias}
+                "user_bias": self.user_bias, "item_bias": self.item_bias}  # fmt: skip
 
     def _set_state(self, state):
         for k, v in state.items():
             setattr(self, k, v)
 
-    # -- persistence ----------------------------------------------------------------------------
-    def _params(self):
-        return {
-            "factors": self.factors, "lr": self.lr, "reg": self.reg, "epochs": self.epochs,
-            "biases": self.biases, "bias_reg": self.bias_reg, "lr_schedule": self.lr_schedule,
-            "decay": self.decay, "init_std": self.init_std,
-            "rating_scale": None if self.rating_scale is None else list(self.rating_scale),
-            "clip": None if self.clip is None else list(self.clip),
-            "threads": self.threads, "seed": self.seed,
-        }
-
     def _bias_names(self):
         return ("user_bias", "item_bias", "global_bias") if self.biases else ()
 
 
-class BPR(FactorModel):
+class BPR(_SGDModel):
     """Pairwise ranking for implicit feedback: BPR (Rendle et al. 2009) or WARP (Weston et al. 2011).
 
     Each epoch draws as many positives as the training matrix stores (uniformly, with
@@ -366,8 +345,8 @@ class BPR(FactorModel):
     ----------
     factors : int >= 1
     lr : float > 0
-    reg : float >= 0
-        L2 on the factors (and item biases) each update touches.
+    regularization : float >= 0
+        L2 on the factors (and item biases) each update touches. Was ``reg`` (deprecated).
     epochs : int >= 1
     negatives : int >= 1
         BPR: negatives (pairwise updates) per sampled positive.
@@ -385,6 +364,7 @@ class BPR(FactorModel):
         WARP: negatives tried per positive.
     init_std : float >= 0
         Factors start as N(0, init_std^2); item biases at 0.
+    device : {"auto", "cpu", "cuda"}
     threads : int
         0 = all cores. With 1 a fit is bitwise repeatable for a seed.
     seed : int
@@ -396,11 +376,26 @@ class BPR(FactorModel):
     skipped and counted (``history_[e]["skipped"]``).
     """
 
+    _param_spec = {
+        **COMMON_PARAMS,
+        "factors": Param("int", low=1),
+        "lr": Param("float", low=0, low_open=True),
+        "regularization": Param("float", low=0),
+        "epochs": Param("int", low=1),
+        "negatives": Param("int", low=1),
+        "sampling": Param("choice", choices=("uniform", "popularity")),
+        "item_biases": Param("bool"),
+        "loss": Param("choice", choices=("bpr", "warp")),
+        "max_sampled": Param("int", low=1),
+        "init_std": Param("float", low=0),
+    }
+    _aliases = {"reg": "regularization"}
+
     def __init__(
         self,
         factors: int = 64,
         lr: float = 0.05,
-        reg: float = 0.01,
+        regularization: float = 0.01,
         epochs: int = 100,
         negatives: int = 1,
         sampling: str = "uniform",
@@ -408,43 +403,49 @@ class BPR(FactorModel):
         loss: str = "bpr",
         max_sampled: int = 100,
         init_std: float = 0.1,
+        device: str = "auto",
         threads: int = 0,
         seed: int = 42,
+        **deprecated,
     ):
-        self.factors = check_positive(factors, "factors", integer=True)
-        self.lr = check_positive(lr, "lr")
-        self.reg = check_nonnegative(reg, "reg")
-        self.epochs = check_positive(epochs, "epochs", integer=True)
-        self.negatives = check_positive(negatives, "negatives", integer=True)
-        if sampling not in ("uniform", "popularity"):
-            raise ValueError(f"sampling must be 'uniform' or 'popularity', got {sampling!r}")
+        self.factors = factors
+        self.lr = lr
+        self.regularization = regularization
+        self.epochs = epochs
+        self.negatives = negatives
         self.sampling = sampling
-        self.item_biases = bool(item_biases)
-        if loss not in ("bpr", "warp"):
-            raise ValueError(f"loss must be 'bpr' or 'warp', got {loss!r}")
+        self.item_biases = item_biases
         self.loss = loss
-        self.max_sampled = check_positive(max_sampled, "max_sampled", integer=True)
-        self.init_std = check_nonnegative(init_std, "init_std")
-        resolve_threads(threads)
-        self.threads = int(threads)
-        self.seed = _check_seed(seed)
+        self.max_sampled = max_sampled
+        self.init_std = init_std
+        self.device = device
+        self.threads = threads
+        self.seed = seed
+        self._store_deprecated(deprecated)
 
-    def fit(self, interactions, callback=None, progress: bool = True):
+    def _epoch(self, data, epoch: int, threads: int, freeze_items: bool = False) -> dict:
+        """One BPR/WARP pass over ``data`` (``ops.sgd_positives``); returns the epoch's stats."""
+        return self._ops.sgd_rank_epoch(
+            data, self.user_factors, self.item_factors, self.item_bias, lr=self.lr,
+            regularization=self.regularization, negatives=self.negatives, sampling=self.sampling, loss=self.loss,
+            max_sampled=self.max_sampled, threads=threads, seed=self.seed, epoch=epoch, freeze_items=freeze_items,
+        )  # fmt: skip
+
+    def fit(self, interactions, callback=None, progress: bool | None = None):
         """Fit on implicit feedback.
 
         Parameters
         ----------
         interactions : scipy.sparse matrix (n_users, n_items) or recforge.Interactions
             Entries with a value > 0 are positives.
-        callback : callable(epoch, seconds, loss), optional
+        callback : callable(epoch, seconds_this_epoch, loss), optional
             Called after each epoch with its mean loss (BPR: -log sigmoid per pair; WARP:
             weighted hinge per sampled positive).
-        progress : bool
-            Show a tqdm progress bar.
+        progress : bool, optional
+            Show a tqdm progress bar (None: ``recforge.get_config()["progress"]``).
         """
-        train = as_csr(interactions)
-        ops = self._ops
-        data = ops.sgd_positives(train)
+        train = self._start_fit(interactions)
+        data = self._ops.sgd_positives(train)
         if data.nnz == 0:
             raise ValueError("interactions has no positive entries (values > 0) to learn from")
         threads = resolve_threads(self.threads)
@@ -453,22 +454,17 @@ class BPR(FactorModel):
         self.user_factors = _init_factors(rng, n_users, self.factors, self.init_std)
         self.item_factors = _init_factors(rng, n_items, self.factors, self.init_std)
         self.item_bias = np.zeros(n_items, np.float32) if self.item_biases else None
-        self._train = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
+        self.user_bias, self.global_bias = None, 0.0
+        self.seen_ = None  # fitted only once the epochs succeed (a divergence leaves it unfitted)
 
         def run_epoch(epoch):
-            st = ops.sgd_rank_epoch(
-                data, self.user_factors, self.item_factors, self.item_bias, lr=self.lr, regularization=self.reg,
-                negatives=self.negatives, sampling=self.sampling, loss=self.loss, max_sampled=self.max_sampled,
-                threads=threads, seed=self.seed, epoch=epoch,
-            )
+            st = self._epoch(data, epoch, threads)
             if not np.isfinite(st["loss"]):
                 raise FloatingPointError(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
-            extra = {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}
-            return float(st["loss"]), extra, False
+            return st["loss"], {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}, False
 
-        _epochs(self, self.epochs, run_epoch, callback, progress, self.loss.upper())
-        self._train = train
-        return self
+        run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=self.loss.upper())
+        return self._finish_fit(train)
 
     def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
         """Fold in new or changed users without a full refit.
@@ -481,51 +477,19 @@ class BPR(FactorModel):
         user_ids : 1-D int array (n,)
             Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero factors).
         interactions_rows : scipy.sparse (n, n_items)
-            Their complete rows (values > 0 are positives); they replace the training rows.
+            Their complete rows (values > 0 are positives); they replace the rows in ``seen_``.
         epochs : int, optional
             Passes over their positives (default: the model's ``epochs``).
         """
-        ids, placed, train = _fold_in_rows(self, user_ids, interactions_rows)
-        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
-        n_users = placed.shape[0]
-        rng = np.random.default_rng([self.seed, n_users, ids.size])
-        self.user_factors = grow_rows(self.user_factors, n_users)
-        self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
-        self._train = train
-        ops = self._ops
-        data = ops.sgd_positives(placed)
-        if data.nnz:
-            threads = resolve_threads(self.threads)
-            bar = tqdm(range(epochs), desc=f"{self.loss.upper()} fold-in", unit="epoch", disable=not progress,
-                       leave=False)
-            for epoch in bar:
-                ops.sgd_rank_epoch(data, self.user_factors, self.item_factors, self.item_bias, lr=self.lr,
-                                   regularization=self.reg, negatives=self.negatives, sampling=self.sampling,
-                                   loss=self.loss, max_sampled=self.max_sampled, threads=threads, seed=self.seed,
-                                   epoch=epoch, freeze_items=True)
-        return self
 
-    def _params(self):
-        return {
-            "factors": self.factors, "lr": self.lr, "reg": self.reg, "epochs": self.epochs,
-            "negatives": self.negatives, "sampling": self.sampling, "item_biases": self.item_biases,
-            "loss": self.loss, "max_sampled": self.max_sampled, "init_std": self.init_std,
-            "threads": self.threads, "seed": self.seed,
-        }
+        def prepare(placed):
+            data = self._ops.sgd_positives(placed)
+            return data if data.nnz else None
+
+        return self._fold_in_sgd(
+            user_ids, interactions_rows, epochs, progress, prepare=prepare,
+            run=lambda data, epoch, threads: self._epoch(data, epoch, threads, freeze_items=True)["loss"],
+        )  # fmt: skip
 
     def _bias_names(self):
         return ("item_bias",) if self.item_biases else ()
-
-
-def _fold_in_rows(model, user_ids, rows, name: str = "interactions_rows"):
-    """Validated fold-in arguments: (ids, the rows placed at their ids in a (n_users', n_items)
-    matrix that is empty elsewhere, the training matrix with those rows replaced). Ids >= n_users
-    add users (n_users' = max id + 1)."""
-    model._check_fitted()
-    ids = check_fold_in_ids(user_ids, "user_ids")
-    m = as_csr(rows, name, allow_empty=True)
-    if m.shape != (ids.size, model.n_items):
-        raise ValueError(f"{name} must have shape ({ids.size}, {model.n_items}) (one row per id), got {m.shape}")
-    n_users = max(model.n_users, int(ids.max()) + 1 if ids.size else 0)
-    empty = sp.csr_matrix((0, model.n_items), dtype=np.float32)
-    return ids, replace_rows(empty, ids, m, n_users), replace_rows(model._train, ids, m, n_users)
