@@ -24,6 +24,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +37,7 @@ from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows",
+    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -158,9 +159,11 @@ class Recommender(ParamsMixin):
         cache = self.__dict__.get("_rank_cache")
         if cache is None:
             it = np.ascontiguousarray(self._ranking_items(), np.float32)
-            if not np.isfinite(it).all():
+            # max/min propagate NaN and reach inf: one finiteness check without a temporary copy.
+            it_max = max(float(it.max()), -float(it.min())) if it.size else 0.0
+            if not np.isfinite(it_max):
                 raise ValueError(f"this {type(self).__name__} has NaN or infinite item vectors")
-            cache = self._rank_cache = (it, float(np.abs(it).max()) if it.size else 0.0)
+            cache = self._rank_cache = (it, it_max)
         return cache
 
     def score(self, users, items) -> np.ndarray:
@@ -196,10 +199,11 @@ class Recommender(ParamsMixin):
         """
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
-        return self._rank(self._ranking_queries(u), self.seen_[u] if exclude_seen else None, k, items, threads)
+        return self._rank(self._ranking_queries(u), seen_rows(self.seen_, u) if exclude_seen else None, k, items,
+                          threads)
 
     def _rank(self, queries, exclude, k, items, threads):
-        """Top ``k`` of ``queries @ items.T`` per row with ``exclude`` (canonical CSR or None) left out.
+        """Top ``k`` of ``queries @ items.T`` per row with ``exclude`` (``CsrRows``, canonical CSR or None) left out.
 
         The item side comes from the checked cache; the queries (a few rows) are checked here; then
         the internal, trusting ``ops.topk`` runs (``recforge.topk`` would re-check everything).
@@ -347,6 +351,33 @@ def check_state_arrays(arrays: dict, expected: dict) -> None:
             raise ValueError(f"array {name!r} has shape {a.shape}, expected {shape}")
         if not np.isfinite(a).all():
             raise ValueError(f"array {name!r} contains NaN or infinite values")
+
+
+class CsrRows(NamedTuple):
+    """Rows of a canonical CSR as the top-k exclusion takes them: int64 ``indptr`` (n + 1,) and ``indices``."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+
+def seen_rows(m: sp.csr_matrix, rows: np.ndarray) -> CsrRows:
+    """Rows ``rows`` (checked int64 ids) of the canonical CSR ``m``, gathered in O(len(rows) + their nnz).
+
+    Replaces ``m[rows]``, whose SciPy construction and checks cost more than the gather itself on
+    every ``recommend`` call.
+    """
+    starts = m.indptr[rows].astype(np.int64)
+    lengths = m.indptr[rows + 1] - starts
+    indptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    # Entry j of the result is entry j - indptr[r] + starts[r] of m, r its row in the result.
+    take = np.arange(indptr[-1], dtype=np.int64) + np.repeat(starts - indptr[:-1], lengths)
+    return CsrRows(indptr, m.indices[take].astype(np.int64), (len(rows), m.shape[1]))
 
 
 # -- folding rows in (partial_fit_*): shared by the factor models ------------------------------

@@ -35,7 +35,7 @@ from .._ops import get_ops
 from .._validation import check_ids, check_k
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, NotFittedError, Recommender
+from .base import COMMON_PARAMS, NotFittedError, Recommender, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
@@ -328,7 +328,7 @@ class MLPScorer(Recommender):
             block = self._ops.mlp_score_all(self.arch, self.user_embedding, self.item_embedding, self.dense, batch,
                                             threads=nt)
             if exclude_seen:
-                seen = self.seen_[batch]
+                seen = seen_rows(self.seen_, batch)
                 block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
             if allowed is not None:
                 block[:, ~allowed] = -np.inf
