@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,9 +16,36 @@ def as_csr(x, name: str = "interactions", allow_empty: bool = False, allow_negat
 
     Raises ValueError for NaN/inf values, an empty matrix (unless ``allow_empty``) or, when
     ``allow_negative`` is False, negative values.
+
+    Each matrix is checked once: the canonical matrix returned (an Interactions' ``csr``, a model's
+    ``seen_``, or ``x`` itself when it already is a float32 ``csr_matrix``) is remembered, and
+    passing it again costs O(1). recforge therefore treats a matrix it has checked as immutable:
+    edit a copy, not its ``data`` in place.
     """
     if hasattr(x, "csr") and not sp.issparse(x):  # recforge.Interactions
         x = x.csr
+    has_negative = _checked_has_negative(x)
+    if has_negative is None:
+        x, has_negative = _check_csr(x, name)
+    if not allow_empty and (x.shape[0] == 0 or x.shape[1] == 0 or x.nnz == 0):
+        raise ValueError(f"{name} is empty (shape {x.shape}, {x.nnz} stored values)")
+    if not allow_negative and has_negative:
+        raise ValueError(f"{name} contains negative values, which are not meaningful here")
+    return x
+
+
+# id(matrix) -> (weak reference, whether it holds negative values), for the matrices as_csr returned.
+_checked: dict[int, tuple[weakref.ref, bool]] = {}
+
+
+def _checked_has_negative(x) -> bool | None:
+    """Whether the already-checked matrix ``x`` holds negative values; None when ``x`` is unchecked."""
+    entry = _checked.get(id(x))
+    return entry[1] if entry is not None and entry[0]() is x else None
+
+
+def _check_csr(x, name: str) -> tuple[sp.csr_matrix, bool]:
+    """The full check (type, dtype, canonical form, finite values) of an unseen matrix; remembers the result."""
     if not sp.issparse(x):
         raise TypeError(
             f"{name} must be a scipy.sparse matrix (users x items) or recforge.Interactions, got {type(x).__name__}"
@@ -26,17 +54,18 @@ def as_csr(x, name: str = "interactions", allow_empty: bool = False, allow_negat
         raise ValueError(f"{name} must be 2-D, got ndim={x.ndim}")
     if x.dtype != np.bool_ and (not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating)):
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    csr = sp.csr_matrix(x, dtype=np.float32, copy=False)
+    # A float32 csr_matrix is kept as it is (no new wrapper), so that it is recognised next time.
+    csr = x if type(x) is sp.csr_matrix and x.dtype == np.float32 else sp.csr_matrix(x, dtype=np.float32, copy=False)
     if not csr.has_canonical_format:
         csr = csr.copy()
         csr.sum_duplicates()  # also sorts indices
-    if not allow_empty and (csr.shape[0] == 0 or csr.shape[1] == 0 or csr.nnz == 0):
-        raise ValueError(f"{name} is empty (shape {csr.shape}, {csr.nnz} stored values)")
-    if csr.nnz and not np.isfinite(csr.data).all():
+    # min/max propagate NaN and reach +-inf: finiteness and sign in two passes, no temporary array.
+    lo, hi = (float(csr.data.min()), float(csr.data.max())) if csr.nnz else (0.0, 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if not allow_negative and csr.nnz and (csr.data < 0).any():
-        raise ValueError(f"{name} contains negative values, which are not meaningful here")
-    return csr
+    key = id(csr)
+    _checked[key] = (weakref.ref(csr, lambda _, key=key: _checked.pop(key, None)), lo < 0)
+    return csr, lo < 0
 
 
 def check_k(k, name: str = "k") -> int:

@@ -46,9 +46,16 @@ class Interactions:
     user_ids, item_ids : IdMap
     timestamps : ndarray of shape (nnz,) or None
         ``timestamps[j]`` belongs to ``csr.data[j]``.
+
+    Notes
+    -----
+    An Interactions is validated once, when it is built, and then treated as immutable: models and
+    evaluation take its ``csr`` without checking it again, and the kernels' form of the matrix
+    (and of its transpose) is built on first use and kept. Derive new data with the methods
+    (``filter``, the splits, ``recforge.transforms``) rather than editing ``csr`` in place.
     """
 
-    __slots__ = ("csr", "user_ids", "item_ids", "timestamps")
+    __slots__ = ("_csr", "user_ids", "item_ids", "timestamps", "_kernel")
 
     def __init__(self, csr, user_ids=None, item_ids=None, timestamps=None):
         if timestamps is not None and sp.issparse(csr) and not (
@@ -58,7 +65,8 @@ class Interactions:
                 "csr must be canonical (CSR, sorted indices, no duplicates) when timestamps are given,"
                 " since timestamps are aligned with csr.data; use Interactions.from_arrays to combine duplicates"
             )
-        self.csr = as_csr(csr, "csr", allow_empty=True)
+        self._csr = as_csr(csr, "csr", allow_empty=True)
+        self._kernel = {}  # (ops name, transposed) -> ops.csr(...), see _kernel_csr
         n_users, n_items = self.csr.shape
         self.user_ids = _as_idmap(user_ids, n_users)
         self.item_ids = _as_idmap(item_ids, n_items)
@@ -235,6 +243,21 @@ class Interactions:
         return cls(csr, user_map, item_map, t)
 
     # ------------------------------------------------------------------ properties
+    @property
+    def csr(self) -> sp.csr_matrix:
+        """The canonical float32 CSR (users x items), read-only: the kernel cache is derived from it."""
+        return self._csr
+
+    def _kernel_csr(self, ops, transposed: bool = False):
+        """``ops.csr`` of ``csr`` (``transposed``: of its items x users transpose), built once per device.
+
+        Fitting several models on one Interactions (a grid search, a benchmark) converts once.
+        """
+        key = (ops.name, transposed)
+        if key not in self._kernel:
+            self._kernel[key] = ops.csr(self._csr.T.tocsr() if transposed else self._csr)
+        return self._kernel[key]
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.csr.shape

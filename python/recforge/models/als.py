@@ -187,8 +187,8 @@ class ALS(FactorModel):
             self.item_bias = np.zeros(n_items, np.float32)
         else:
             self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
-        ops = self._ops
-        user_items, item_users = ops.csr(train), ops.csr(train.T.tocsr())
+        user_items = self._kernel_csr(interactions, train)
+        item_users = self._kernel_csr(interactions, train, transposed=True)
 
         def run_epoch(epoch):
             self._half_step(user_items, self.item_factors, self.user_factors, self.item_bias, self.user_bias, threads)

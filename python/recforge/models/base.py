@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
 from .._validation import as_csr, check_dense, check_ids, check_k
+from ..data.interactions import Interactions
 from ..topk import topk
 from ._params import Param, ParamsMixin
 
@@ -104,6 +105,12 @@ class Recommender(ParamsMixin):
         self.device_ = device
         self._invalidate()
         return as_csr(interactions, allow_negative=allow_negative)
+
+    def _kernel_csr(self, interactions, train: sp.csr_matrix, transposed: bool = False):
+        """``ops.csr`` of ``train`` (``transposed``: items x users), from ``interactions``' cache when it has one."""
+        if isinstance(interactions, Interactions):  # train is its csr: reuse the converted form
+            return interactions._kernel_csr(self._ops, transposed)
+        return self._ops.csr(train.T.tocsr() if transposed else train)
 
     def _finish_fit(self, train: sp.csr_matrix):
         """Mark the model fitted on ``train``; returns self (for ``return self._finish_fit(train)``)."""

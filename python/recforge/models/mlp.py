@@ -266,10 +266,11 @@ class MLPScorer(Recommender):
             moments = [np.zeros(0, np.float32)] * 6
         step = 0
         self.seen_ = None  # fitted only once the epochs succeed
+        kernel_train = self._kernel_csr(interactions, train)  # converted once, not per epoch
 
         def run_epoch(epoch):
             nonlocal step
-            users, items, labels = sample_epoch(train, self.negatives, self.seed, epoch, threads)
+            users, items, labels = sample_epoch(kernel_train, self.negatives, self.seed, epoch, threads)
             loss, step = self._ops.mlp_train_epoch(
                 self.arch, self.user_embedding, self.item_embedding, self.dense, moments, step, users, items, labels,
                 optimizer=self.optimizer, lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=self.regularization,
@@ -397,7 +398,7 @@ class MLPScorer(Recommender):
 def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, threads: int = 0):
     """Training samples of one epoch, as ``MLPScorer.fit`` draws them.
 
-    Every positive of ``train`` (canonical CSR) as ``(u, i, 1)`` plus ``negatives`` items per positive
+    Every positive of ``train`` (canonical CSR, or its ``ops.csr`` form) as ``(u, i, 1)`` plus ``negatives`` items per positive
     drawn uniformly from the items ``u`` has not interacted with, as ``(u, j, 0)``; shuffled.
     Deterministic for ``(seed, epoch)`` whatever ``threads``.
 
