@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import recforge as rf
-from recforge.data import loaders
+from recforge import datasets as loaders
 
 from conftest import DATA_DIR, data_path
 
@@ -261,7 +261,7 @@ def test_download_without_known_checksum_logs_it(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("RECFORGE_DATA", str(tmp_path / "nothing-here"))
     payload = _zip_bytes({"ml-10M100K/ratings.dat": "1::2::3.5::4\n", "ml-10M100K/movies.dat": "2::Film (1990)::Drama\n"})
     monkeypatch.setattr(loaders, "_fetch", lambda url, dest, progress=True: Path(dest).write_bytes(payload))
-    with caplog.at_level("WARNING", logger="recforge.data.loaders"):
+    with caplog.at_level("WARNING", logger="recforge.datasets"):
         df = rf.datasets.load_movielens("10m", data_home=tmp_path / "dl", download=True, progress=False)
     assert df.values.tolist() == [[1, 2, 3.5, 4]]
     assert hashlib.sha256(payload).hexdigest() in caplog.text

@@ -12,8 +12,8 @@ import logging
 from ._core import __version__
 from ._backend import cupy_available
 from ._config import get_config, set_config
-from . import datasets, split, transforms
 from .data import IdMap, Interactions
+from . import datasets, split, transforms
 from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 from . import evaluation

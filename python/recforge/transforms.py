@@ -1,6 +1,93 @@
-"""``rf.transforms``: public alias of :mod:`recforge.data.transforms` (so ``import recforge.transforms`` works too)."""
+"""Confidence weighting of a users x items matrix, as pure functions on CSR.
+
+Every function takes a scipy.sparse matrix (or an Interactions) of shape (n_users, n_items),
+returns a new float32 CSR with the same sparsity pattern and never modifies its input.
+Notation: ``r_ui`` a stored value, ``N`` the number of users, ``df_i`` the number of users with
+a stored value for item ``i``, ``len_u`` the sum of user ``u``'s row, ``avg_len`` its mean over users.
+"""
 
 from __future__ import annotations
 
-from .data.transforms import *  # noqa: F401,F403
-from .data.transforms import __all__  # noqa: F401
+import numpy as np
+import scipy.sparse as sp
+
+from ._validation import as_csr, check_nonnegative, check_positive
+
+__all__ = ["linear_confidence", "log_confidence", "bm25_weight", "tfidf_weight"]
+
+
+def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    out = sp.csr_matrix((data.astype(np.float32, copy=False), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    out.has_sorted_indices = True
+    return out
+
+
+def linear_confidence(csr, alpha: float = 40.0) -> sp.csr_matrix:
+    """Linear confidence of implicit ALS (Hu, Koren & Volinsky 2008): ``c_ui = 1 + alpha * r_ui``.
+
+    Parameters
+    ----------
+    csr : scipy.sparse matrix or Interactions, shape (n_users, n_items)
+    alpha : float >= 0
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, float32, same shape and pattern
+    """
+    x = as_csr(csr, "csr", allow_empty=True)
+    alpha = check_nonnegative(alpha, "alpha")
+    return _with_data(x, 1.0 + alpha * x.data.astype(np.float64))
+
+
+def log_confidence(csr, alpha: float = 1.0, eps: float = 1.0) -> sp.csr_matrix:
+    """Log-scaled confidence (Hu, Koren & Volinsky 2008): ``c_ui = 1 + alpha * log(1 + r_ui / eps)``.
+
+    Damps heavy counts (play counts, clicks). Needs ``r_ui >= 0``; ``alpha >= 0``, ``eps > 0``.
+    """
+    x = as_csr(csr, "csr", allow_empty=True, allow_negative=False)
+    alpha = check_nonnegative(alpha, "alpha")
+    eps = check_positive(eps, "eps")
+    return _with_data(x, 1.0 + alpha * np.log1p(x.data.astype(np.float64) / eps))
+
+
+def _document_frequency(x: sp.csr_matrix) -> np.ndarray:
+    return np.bincount(x.indices, minlength=x.shape[1]).astype(np.float64)
+
+
+def bm25_weight(csr, K1: float = 1.2, B: float = 0.75) -> sp.csr_matrix:
+    """Okapi BM25 weighting, users as documents and items as terms.
+
+    ``w_ui = idf_i * r_ui * (K1 + 1) / (r_ui + K1 * (1 - B + B * len_u / avg_len))`` with the
+    always-positive ``idf_i = log(1 + (N - df_i + 0.5) / (df_i + 0.5))``.
+    Needs ``r_ui >= 0``; ``K1 >= 0``, ``0 <= B <= 1``.
+    """
+    x = as_csr(csr, "csr", allow_empty=True, allow_negative=False)
+    K1 = check_nonnegative(K1, "K1")
+    B = check_nonnegative(B, "B")
+    if B > 1:
+        raise ValueError(f"B must be in [0, 1], got {B}")
+    n_users = x.shape[0]
+    df = _document_frequency(x)
+    idf = np.log1p((n_users - df + 0.5) / (df + 0.5))
+    length = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+    avg = length.mean() if n_users else 0.0
+    norm = (1.0 - B) + B * (length / avg if avg > 0 else np.ones_like(length))
+    r = x.data.astype(np.float64)
+    rows = np.repeat(np.arange(n_users), np.diff(x.indptr))
+    denom = r + K1 * norm[rows]
+    # An all-zero row with K1 = 0 has 0/0: its weight is 0, as there is nothing to weigh.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(denom > 0, r * (K1 + 1.0) / denom, 0.0) * idf[x.indices]
+    return _with_data(x, w)
+
+
+def tfidf_weight(csr) -> sp.csr_matrix:
+    """TF-IDF weighting, users as documents and items as terms.
+
+    ``w_ui = r_ui * idf_i`` with the smoothed ``idf_i = log((1 + N) / (1 + df_i)) + 1``
+    (positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0).
+    """
+    x = as_csr(csr, "csr", allow_empty=True)
+    df = _document_frequency(x)
+    idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0
+    return _with_data(x, x.data.astype(np.float64) * idf[x.indices])
