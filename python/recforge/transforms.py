@@ -1,9 +1,20 @@
-"""Confidence weighting of a users x items matrix, as pure functions on CSR.
+"""``rf.transforms``: weighting of a users x items matrix, as pure functions on CSR.
 
 Every function takes a scipy.sparse matrix (or an Interactions) of shape (n_users, n_items),
 returns a new float32 CSR with the same sparsity pattern and never modifies its input.
 Notation: ``r_ui`` a stored value, ``N`` the number of users, ``df_i`` the number of users with
 a stored value for item ``i``, ``len_u`` the sum of user ``u``'s row, ``avg_len`` its mean over users.
+
+The confidence convention (apply it once). ``recforge.ALS(alpha=a)`` turns every stored weight
+``w_ui`` into the confidence ``c_ui = 1 + a * w_ui`` itself (Hu, Koren & Volinsky 2008). So:
+
+* weights (``log_scale``, ``bm25_weight``, ``tfidf_weight``, or raw counts) go to ALS as they are,
+  with ``alpha`` as the scale: ``ALS(alpha=a).fit(log_scale(r))`` uses Hu et al.'s log confidence
+  ``1 + a * log(1 + r / eps)``; ``ALS(alpha=a).fit(r)`` their linear one, ``1 + a * r``;
+* confidences (``linear_confidence``, ``log_confidence``) already hold ``1 + alpha * ...``: they are
+  for models that take the confidence itself (e.g. ``implicit``'s ALS). Fitting ``recforge.ALS`` on
+  them applies the convention twice (``1 + a * (1 + alpha * r)``): fit on ``r`` or ``log_scale(r)``
+  with ``alpha`` instead.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import scipy.sparse as sp
 
 from ._validation import as_csr, check_nonnegative, check_positive
 
-__all__ = ["linear_confidence", "log_confidence", "bm25_weight", "tfidf_weight"]
+__all__ = ["bm25_weight", "linear_confidence", "log_confidence", "log_scale", "tfidf_weight"]
 
 
 def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
@@ -24,6 +35,9 @@ def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
 
 def linear_confidence(csr, alpha: float = 40.0) -> sp.csr_matrix:
     """Linear confidence of implicit ALS (Hu, Koren & Volinsky 2008): ``c_ui = 1 + alpha * r_ui``.
+
+    A confidence, not a weight: ``recforge.ALS(alpha=alpha)`` computes it from ``r`` itself, so fit
+    ALS on ``csr`` (not on this) to use it. Meant for models that take the confidence as given.
 
     Parameters
     ----------
@@ -43,11 +57,25 @@ def log_confidence(csr, alpha: float = 1.0, eps: float = 1.0) -> sp.csr_matrix:
     """Log-scaled confidence (Hu, Koren & Volinsky 2008): ``c_ui = 1 + alpha * log(1 + r_ui / eps)``.
 
     Damps heavy counts (play counts, clicks). Needs ``r_ui >= 0``; ``alpha >= 0``, ``eps > 0``.
+    A confidence, not a weight: for ``recforge.ALS`` use ``ALS(alpha=alpha).fit(log_scale(csr, eps))``,
+    which applies this same confidence (fitting ALS on this output would add ``1 + alpha * ...`` again).
     """
     x = as_csr(csr, "csr", allow_empty=True, allow_negative=False)
     alpha = check_nonnegative(alpha, "alpha")
     eps = check_positive(eps, "eps")
     return _with_data(x, 1.0 + alpha * np.log1p(x.data.astype(np.float64) / eps))
+
+
+def log_scale(csr, eps: float = 1.0) -> sp.csr_matrix:
+    """Log-scaled weights ``w_ui = log(1 + r_ui / eps)``: damps heavy counts (play counts, clicks).
+
+    A weight: ``recforge.ALS(alpha=a).fit(log_scale(r, eps))`` fits with Hu et al.'s log confidence
+    ``1 + a * log(1 + r / eps)`` (what ``log_confidence(r, a, eps)`` returns). Needs ``r_ui >= 0``;
+    ``eps > 0``.
+    """
+    x = as_csr(csr, "csr", allow_empty=True, allow_negative=False)
+    eps = check_positive(eps, "eps")
+    return _with_data(x, np.log1p(x.data.astype(np.float64) / eps))
 
 
 def _document_frequency(x: sp.csr_matrix) -> np.ndarray:
@@ -59,7 +87,8 @@ def bm25_weight(csr, K1: float = 1.2, B: float = 0.75) -> sp.csr_matrix:
 
     ``w_ui = idf_i * r_ui * (K1 + 1) / (r_ui + K1 * (1 - B + B * len_u / avg_len))`` with the
     always-positive ``idf_i = log(1 + (N - df_i + 0.5) / (df_i + 0.5))``.
-    Needs ``r_ui >= 0``; ``K1 >= 0``, ``0 <= B <= 1``.
+    Needs ``r_ui >= 0``; ``K1 >= 0``, ``0 <= B <= 1``. A weight: fit ``recforge.ALS(alpha=a)`` on it
+    (confidence ``1 + a * w_ui``; ``a`` sets how much a weighted entry outweighs a missing one).
     """
     x = as_csr(csr, "csr", allow_empty=True, allow_negative=False)
     K1 = check_nonnegative(K1, "K1")
@@ -85,7 +114,8 @@ def tfidf_weight(csr) -> sp.csr_matrix:
     """TF-IDF weighting, users as documents and items as terms.
 
     ``w_ui = r_ui * idf_i`` with the smoothed ``idf_i = log((1 + N) / (1 + df_i)) + 1``
-    (positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0).
+    (positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0). A weight: fit
+    ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
     """
     x = as_csr(csr, "csr", allow_empty=True)
     df = _document_frequency(x)

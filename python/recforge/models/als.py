@@ -29,11 +29,13 @@ stored value times its ``alpha`` as the confidence itself (``c = alpha * r``, so
 ``alpha=1`` gives positives no extra weight), and a constant ``regularization``; ours with
 ``alpha=a`` equals implicit's with ``alpha=1 + a`` on binary data.
 
-Confidence convention (the one place it is applied): the matrix holds weights ``r`` (counts,
-ratings, or the output of ``recforge.transforms``: ``bm25_weight``, ``log_scale``, ...), and ALS
-turns them into confidence ``1 + alpha * r`` itself. To use a transform, apply it and fit with
-``alpha=1`` (or the scale you want) — never pre-compute ``1 + alpha * r`` and also pass ``alpha``,
-which would apply the confidence twice.
+Confidence convention (ALS is the one place it is applied): the matrix holds weights ``r`` (raw
+counts, or the weights of ``recforge.transforms``: ``log_scale``, ``bm25_weight``,
+``tfidf_weight``), and ALS turns them into the confidence ``1 + alpha * r`` itself. Hu et al.'s
+linear confidence is ``ALS(alpha=a).fit(counts)``, their log confidence
+``ALS(alpha=a).fit(transforms.log_scale(counts, eps))``. ``transforms.linear_confidence`` and
+``transforms.log_confidence`` return confidences (``1 + alpha * ...``) for models that take them
+as given: fitting ALS on them applies the convention twice (``1 + a * (1 + alpha * r)``).
 
 Every stored entry counts, including an explicitly stored 0 (implicit: a positive with
 confidence 1; call ``eliminate_zeros()`` on the matrix to drop such entries).
@@ -74,8 +76,10 @@ class ALS(FactorModel):
         Full iterations (a user half-step then an item half-step). Was ``iterations`` (deprecated).
     alpha : float >= 0
         Implicit confidence scale: ``c = 1 + alpha * r`` for each stored weight ``r``. ALS applies
-        it: pass raw weights or the output of ``recforge.transforms`` (then ``alpha=1`` is the
-        usual choice), never weights that already are ``1 + alpha * r``.
+        it: fit on raw counts or on weights (``transforms.log_scale``, ``bm25_weight``,
+        ``tfidf_weight``) with the ``alpha`` you want, never on confidences that already are
+        ``1 + alpha * r`` (``transforms.linear_confidence`` / ``log_confidence``): that applies it
+        twice. Scaling the weights by ``s`` is the same as scaling ``alpha`` by ``s``.
     solver : {"cg", "cholesky"}
         Implicit only: conjugate gradient (fast, approximate) or the exact Cholesky solve.
         Explicit ALS always solves exactly.
@@ -164,7 +168,8 @@ class ALS(FactorModel):
         Parameters
         ----------
         interactions : scipy.sparse matrix or recforge.Interactions, (n_users, n_items)
-            Implicit: weights r >= 0 (confidence ``1 + alpha * r``, see the class docstring).
+            Implicit: weights r >= 0 (raw counts or ``recforge.transforms`` weights; ALS uses the
+            confidence ``1 + alpha * r``, so never pass a ``*_confidence`` output).
             Explicit: the ratings.
         callback : callable(epoch, seconds_this_epoch, loss), optional
             Called after each iteration (0-based) with its wall time and the training objective
