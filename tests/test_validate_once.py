@@ -169,7 +169,7 @@ def test_ranking_cache_follows_partial_fit(split, rng, feedback):
 
 
 def test_ranking_cache_follows_fit_to_and_load(split, tmp_path):
-    train, test = split
+    train, _ = split
     model = rf.ALS(factors=8, epochs=2).fit(train, progress=False)
     users = np.arange(20)
     model.recommend(users)

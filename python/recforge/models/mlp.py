@@ -398,8 +398,9 @@ class MLPScorer(Recommender):
 def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, threads: int = 0):
     """Training samples of one epoch, as ``MLPScorer.fit`` draws them.
 
-    Every positive of ``train`` (canonical CSR, or its ``ops.csr`` form) as ``(u, i, 1)`` plus ``negatives`` items per positive
-    drawn uniformly from the items ``u`` has not interacted with, as ``(u, j, 0)``; shuffled.
+    Every positive of ``train`` (canonical CSR, or its ``ops.csr`` form) as ``(u, i, 1)`` plus
+    ``negatives`` items per positive drawn uniformly from the items ``u`` has not interacted with, as
+    ``(u, j, 0)``; shuffled.
     Deterministic for ``(seed, epoch)`` whatever ``threads``.
 
     Returns
