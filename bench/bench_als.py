@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _harness import binary_csr, movielens_100k_fold  # bench/ is on sys.path (run.py, load_benchmark)
 
 SYNTH_FULL = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
@@ -57,37 +58,27 @@ def synthetic(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr_mat
     import recforge as rf
 
     df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=seed, timestamps=False)
-    u = df["user"].to_numpy(np.int32)
-    i = df["item"].to_numpy(np.int32)
-    del df
-    return sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
+    return binary_csr(df, shape=(n_users, n_items))
 
 
-def video_games(data_dir: Path) -> sp.csr_matrix | None:
-    path = Path(data_dir) / "sasrec-amazon-video-games" / "Video.txt"
-    if not path.exists():
+def video_games(ctx) -> sp.csr_matrix | None:
+    """SASRec's Amazon Video Games (``rf.datasets.load_sasrec``, 1-based ids) as a binary CSR."""
+    import recforge as rf
+
+    df = ctx.dataset("video-games", rf.datasets.load_sasrec, "video-games")
+    if df is None:
         return None
-    pairs = np.loadtxt(path, dtype=np.int64)
-    u, i = pairs[:, 0] - 1, pairs[:, 1] - 1
-    m = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(u.max() + 1, i.max() + 1))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+    df["user"] -= 1
+    df["item"] -= 1
+    return binary_csr(df)
 
 
-def _read_ml(path: Path):
-    import pandas as pd
-
-    return pd.read_csv(path, sep="\t", names=["user", "item", "rating", "ts"])
-
-
-def ml100k_implicit_split(data_dir: Path, seed: int = 42):
+def ml100k_implicit_split(ctx, seed: int = 42):
     """(train, test) binary CSR: ratings >= 4, ``recforge.split.random_holdout`` (per user 20%)."""
     import recforge as rf
 
-    try:
-        df = rf.datasets.load_movielens("100k", data_home=data_dir)
-    except (FileNotFoundError, ValueError, OSError):
+    df = ctx.dataset("ml-100k", rf.datasets.load_movielens, "100k", progress=False)
+    if df is None:
         return None
     df = df[df["rating"] >= 4]
     inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item")
@@ -164,7 +155,11 @@ import sys, numpy as np, scipy.sparse as sp
 sys.path.insert(0, {bench!r})
 import bench_als
 m = sp.load_npz({path!r}).tocsr()
-import recforge, implicit.cpu.als  # imported before the baseline: only fit's own memory counts
+import recforge  # both imported before the baseline: only fit's own memory counts
+try:
+    import implicit.cpu.als
+except ImportError:  # recforge measured alone
+    implicit = None
 def status_kb(field):
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
@@ -207,9 +202,8 @@ def _accuracy_rows(ctx, implicit):
 
     import recforge as rf
 
-    split = ml100k_implicit_split(ctx.data_dir)
+    split = ml100k_implicit_split(ctx)
     if split is None:
-        ctx.log("als accuracy: ml-100k missing, skipped")
         return []
     train, test = split
     users = np.arange(train.shape[0])
@@ -255,19 +249,17 @@ def _accuracy_rows(ctx, implicit):
 def _explicit_rows(ctx):
     import recforge as rf
 
-    folder = Path(ctx.data_dir) / "ml-100k"
-    if not (folder / "u1.base").exists():
-        ctx.log("als explicit: ml-100k u1..u5 missing, skipped")
+    folds = [1] if ctx.quick else [1, 2, 3, 4, 5]
+    loaded = [ctx.dataset(f"ml-100k u{k}", movielens_100k_fold, k) for k in folds]
+    if None in loaded:
         return []
     surprise = ctx.peer("surprise")
-    folds = [1] if ctx.quick else [1, 2, 3, 4, 5]
     ours, theirs = [], []
-    for k in folds:
-        tr, te = _read_ml(folder / f"u{k}.base"), _read_ml(folder / f"u{k}.test")
-        train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user - 1, tr.item - 1)), shape=(943, 1682))
+    for tr, te, shape in loaded:
+        train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user, tr.item)), shape=shape)
         model = rf.ALS(factors=64, regularization=0.1, iterations=15, feedback="explicit", threads=ctx.threads,
                        seed=42).fit(train, progress=False)
-        pred = np.clip(model.score(te.user.to_numpy() - 1, te.item.to_numpy() - 1), 1, 5)
+        pred = np.clip(model.score(te.user.to_numpy(), te.item.to_numpy()), 1, 5)
         ours.append(float(np.sqrt(np.mean((pred - te.rating.to_numpy()) ** 2))))
         if surprise is not None:
             reader = surprise.Reader(rating_scale=(1, 5))
@@ -318,7 +310,7 @@ def run(ctx):
         synth = synthetic(n_users, n_items, nnz)
     if "speed" in cases:
         rows += _speed_rows(ctx, implicit, "synthetic", synth)
-        video = video_games(ctx.data_dir)
+        video = video_games(ctx)
         if video is not None:
             rows += _speed_rows(ctx, implicit, "video-games", video)
     if "memory" in cases:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import scipy.sparse as sp
 
 EPOCHS = int(os.environ.get("RECFORGE_BENCH_MLP_EPOCHS", 5))
 DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
@@ -297,13 +296,10 @@ def _pooled(rows):
     return out
 
 
-def _csr(df, shape):
-    return sp.csr_matrix((np.ones(len(df), np.float32), (df["user"].to_numpy(), df["item"].to_numpy())), shape=shape)
-
-
 # ---- the benchmark ----------------------------------------------------------------------------
 def run(ctx):
     import recforge as rf
+    from _harness import ncf_matrices
 
     torch = ctx.peer("torch")
     epochs = 1 if ctx.quick else EPOCHS
@@ -315,13 +311,11 @@ def run(ctx):
         raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; known: {DEEPCF_SETS + MOVIELENS_SETS}")
     deepcf = [name for name in DEEPCF_SETS if name in SETS]
     for name in deepcf[:1] if ctx.quick else deepcf:
-        train_df, test_df, negatives = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=ctx.data_dir)
-        shape = (int(max(train_df["user"].max(), test_df["user"].max())) + 1,
-                 int(max(train_df["item"].max(), test_df["item"].max(), negatives.max())) + 1)
-        train, test = _csr(train_df, shape), _csr(test_df, shape)
-        # evaluate() expects negative rows in test-pair order (by user, then item).
-        negatives = negatives[np.lexsort((test_df["item"].to_numpy(), test_df["user"].to_numpy()))]
-        ctx.log(f"{name}: {shape[0]} users, {shape[1]} items, {train.nnz} train, {test.nnz} test")
+        loaded = ctx.dataset(name, ncf_matrices, f"deepcf/{name}")
+        if loaded is None:
+            continue
+        train, test, negatives = loaded
+        ctx.log(f"{name}: {train.shape[0]} users, {train.shape[1]} items, {train.nnz} train, {test.nnz} test")
         new, _ = _accuracy(rf, torch, ctx, train, test, epochs,
                            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
         rows += new
@@ -332,10 +326,8 @@ def run(ctx):
         key = f"ml-{variant}"
         if key not in SETS:
             continue
-        try:
-            df = rf.datasets.load_movielens(variant, data_home=ctx.data_dir)
-        except FileNotFoundError as exc:
-            ctx.log(f"{key}: not measured ({str(exc).splitlines()[0]})")
+        df = ctx.dataset(key, rf.datasets.load_movielens, variant, progress=False)
+        if df is None:
             continue
         inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item", time_col="timestamp")
         train_i, test_i = rf.split.leave_last_out(inter)
@@ -376,7 +368,7 @@ def _rerank(test, per_seed):
 
 
 def _throughput(rf, torch, ctx, train):
-    from recforge import _core
+    from recforge._ops import get_ops
     from recforge.models.mlp import sample_epoch
 
     rows = []
@@ -392,8 +384,10 @@ def _throughput(rf, torch, ctx, train):
         for label, optimizer, sparse in twins:
             def train_ours(threads=threads, optimizer=optimizer):
                 # One epoch of the training kernel over the same samples the peer gets.
-                _core.mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense, *moments, 0,
-                                      users, items, labels, optimizer, LR, 0.9, 0.999, 1e-8, 0.0, BATCH, threads)
+                get_ops("cpu").mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense,
+                                               moments, 0, users, items, labels, optimizer=optimizer, lr=LR,
+                                               beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, batch_size=BATCH,
+                                               threads=threads)
 
             fns = {"recforge": train_ours}
             if torch is not None:
