@@ -108,7 +108,7 @@ def _fit_recforge(m, f, solver, threads, iterations=TIMED_ITERATIONS):
     import recforge as rf
 
     clock = _IterClock()
-    model = rf.ALS(factors=f, regularization=0.05, iterations=iterations, solver=solver, threads=threads, seed=0)
+    model = rf.ALS(factors=f, regularization=0.05, epochs=iterations, solver=solver, threads=threads, seed=0)
     clock.start()
     model.fit(m, callback=clock, progress=False)
     return clock
@@ -216,7 +216,7 @@ def _accuracy_rows(ctx, implicit):
     runs: dict[tuple[str, str], list[float]] = {}
     for solver in ("cg", "cholesky"):
         for seed in seeds:
-            model = rf.ALS(factors=64, regularization=0.05, iterations=iterations, alpha=1.0, solver=solver,
+            model = rf.ALS(factors=64, regularization=0.05, epochs=iterations, alpha=1.0, solver=solver,
                            threads=ctx.threads, seed=seed).fit(train, progress=False)
             runs.setdefault((f"recforge {solver}", "recforge"), []).append(ndcg(model.recommend(users, k=10)[0]))
             if implicit is None:
@@ -257,7 +257,7 @@ def _explicit_rows(ctx):
     ours, theirs = [], []
     for tr, te, shape in loaded:
         train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user, tr.item)), shape=shape)
-        model = rf.ALS(factors=64, regularization=0.1, iterations=15, feedback="explicit", threads=ctx.threads,
+        model = rf.ALS(factors=64, regularization=0.1, epochs=15, feedback="explicit", threads=ctx.threads,
                        seed=42).fit(train, progress=False)
         pred = np.clip(model.score(te.user.to_numpy(), te.item.to_numpy()), 1, 5)
         ours.append(float(np.sqrt(np.mean((pred - te.rating.to_numpy()) ** 2))))

@@ -24,7 +24,7 @@ Speed:
   (adam vs torch.optim.Adam; lazy_adam vs SparseAdam + Adam).
 - Scoring throughput (pairs/s): random (user, item) pairs, and every user against the catalogue.
 
-Settings (equal for every NeuMF; modest so the run takes minutes on 2 cores): embedding_dim 32,
+Settings (equal for every NeuMF; modest so the run takes minutes on 2 cores): factors 32 per branch,
 layers (64, 32, 16), 4 negatives per positive, batch 256, Adam lr 1e-3, no L2, EPOCHS epochs
 (1 with --quick), the same initialisation scheme (N(0, 0.01) embeddings, Xavier-uniform hidden
 layers, LeCun-uniform output layer, zero biases; warm start: ALS factors in the GMF half and unit
@@ -169,7 +169,7 @@ def _fit_torch(torch, train, mode, epochs, threads, sparse=True, seed=SEED, init
 
 # ---- models under test ------------------------------------------------------------------------
 def _our_models(rf, ctx, epochs, seed):
-    kw = dict(embedding_dim=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
+    kw = dict(factors=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
               threads=ctx.threads, seed=seed)
     models = {f"recforge{'' if m == 'neumf' else ':' + m}": rf.MLPScorer(mode=m, **kw) for m in ("neumf", "gmf", "mlp")}
     models["recforge:lazy-adam"] = rf.MLPScorer(optimizer="lazy_adam", **kw)
@@ -187,7 +187,7 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
     """
     models = {}
     fits = {**_our_models(rf, ctx, epochs, seed),
-            "recforge:als": rf.ALS(factors=DIM, iterations=15, threads=ctx.threads, seed=seed),
+            "recforge:als": rf.ALS(factors=DIM, epochs=15, threads=ctx.threads, seed=seed),
             "recforge:bpr": rf.BPR(factors=DIM, threads=ctx.threads, seed=seed)}
     for name, m in fits.items():
         ctx.log(f"  seed {seed}: fit {name}")
@@ -375,7 +375,7 @@ def _throughput(rf, torch, ctx, train):
     users, items, labels = sample_epoch(train, NEGATIVES, SEED, 0, ctx.threads)
     n = min(len(users), 20_000 if ctx.quick else THROUGHPUT_SAMPLES)
     users, items, labels = users[:n], items[:n], labels[:n]
-    ours = rf.MLPScorer(embedding_dim=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
+    ours = rf.MLPScorer(factors=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
     moments = [np.zeros_like(a) for a in (ours.user_embedding, ours.user_embedding, ours.item_embedding,
                                           ours.item_embedding, ours.dense, ours.dense)]
     # Each recforge optimiser against the PyTorch optimiser with the same update rule.

@@ -38,7 +38,7 @@ SURPRISE_PUBLISHED = {"ml-100k": 0.934, "ml-1m": 0.873}  # Surprise's own README
 # SGDMF grid: the validation split picks one of these per fold; epochs come from early stopping.
 # Learning rates decay by 5 % per epoch (lr_schedule="exponential", decay=0.05): on ml-100k's
 # validation splits that reached the constant-rate RMSE in about half the epochs.
-MF_GRID = {"factors": (32, 64), "lr": (0.02, 0.04), "reg": (0.08, 0.1, 0.12)}
+MF_GRID = {"factors": (32, 64), "lr": (0.02, 0.04), "regularization": (0.08, 0.1, 0.12)}
 MF_SCHEDULE = {"lr_schedule": "exponential", "decay": 0.05}
 MF_MAX_EPOCHS = 100
 MF_PATIENCE = 3
@@ -94,10 +94,10 @@ def _tune_sgdmf(rf, train, threads, seed):
     fit_part, val_part = _holdout(rf, train, 0.1, seed)
     scored = []
     for factors, lr, reg in itertools.product(*MF_GRID.values()):
-        m = rf.SGDMF(factors=factors, lr=lr, reg=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed,
+        m = rf.SGDMF(factors=factors, lr=lr, regularization=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed,
                      **MF_SCHEDULE)
         m.fit(fit_part, validation=val_part, patience=MF_PATIENCE, progress=False)
-        params = {"factors": factors, "lr": lr, "reg": reg, "epochs": m.best_epoch_ + 1, **MF_SCHEDULE}
+        params = {"factors": factors, "lr": lr, "regularization": reg, "epochs": m.best_epoch_ + 1, **MF_SCHEDULE}
         scored.append((m.history_[m.best_epoch_]["val_rmse"], params))
     best = min(r for r, _ in scored)
     near = [(p["factors"] * p["epochs"], r, p) for r, p in scored if r <= best + MF_TOLERANCE]
@@ -105,17 +105,14 @@ def _tune_sgdmf(rf, train, threads, seed):
 
 
 def explicit_part(ctx, rf, surprise, name, rows, fixed=None):
-    """SGDMF vs Surprise SVD over the folds of ``name``: tuned per fold, or the ``fixed`` parameters."""
-    from surprise import SVD, Dataset, Reader, accuracy
-
+    """SGDMF (tuned per fold, or the ``fixed`` parameters) vs Surprise SVD (when installed) over ``name``'s folds."""
     loaded = explicit_folds(ctx, rf, name)
     if loaded is None:
         return
     folds, shape, scale = loaded
     case = f"{name} {len(folds)}-fold CV" + (" one fixed setting" if fixed else "")
-    rmse = {"recforge": [], "surprise": []}
-    times = {"recforge": [], "surprise": []}
-    spreads = {"recforge": [], "surprise": []}
+    libs = ("recforge", "surprise") if surprise is not None else ("recforge",)
+    rmse, times, spreads = ({lib: [] for lib in libs} for _ in range(3))
     tune_s = 0.0
     chosen = []
     for k, (tr, te) in enumerate(folds):
@@ -125,31 +122,34 @@ def explicit_part(ctx, rf, surprise, name, rows, fixed=None):
         tune_s += time.perf_counter() - t0
         chosen.append(params)
         tu, ti, tr_true = te.user.values, te.item.values, te.rating.values
-
-        reader = Reader(rating_scale=scale)
-        strain = Dataset.load_from_df(tr[["user", "item", "rating"]], reader).build_full_trainset()
-        stest = list(zip(te.user.values, te.item.values, te.rating.values))
         out = {}
 
-        def ours():
+        def ours(params=params, train=train, tu=tu, ti=ti, out=out):
             m = rf.SGDMF(**params, clip=scale, threads=ctx.threads).fit(train, progress=False)
             out["recforge"] = m.score(tu, ti, unknown="bias")
 
-        def peer():
-            algo = SVD(random_state=0)
-            algo.fit(strain)
-            out["surprise"] = algo.test(stest)
+        fns = {"recforge": ours}
+        if surprise is not None:
+            strain = surprise.Dataset.load_from_df(tr[["user", "item", "rating"]],
+                                                   surprise.Reader(rating_scale=scale)).build_full_trainset()
+            stest = list(zip(te.user.values, te.item.values, te.rating.values))
 
-        t = ctx.timeit_many({"recforge": ours, "surprise": peer})
-        rmse["recforge"].append(float(np.sqrt(np.mean((out["recforge"] - tr_true) ** 2))))
-        rmse["surprise"].append(float(accuracy.rmse(out["surprise"], verbose=False)))
-        for lib in times:
+            def peer(strain=strain, stest=stest, out=out):
+                algo = surprise.SVD(random_state=0)
+                algo.fit(strain)
+                out["surprise"] = algo.test(stest)
+
+            fns["surprise"] = peer
+        t = ctx.timeit_many(fns)
+        if surprise is not None:
+            out["surprise"] = np.array([p.est for p in out["surprise"]])
+        for lib in libs:
+            rmse[lib].append(float(np.sqrt(np.mean((out[lib] - tr_true) ** 2))))
             times[lib].append(t[lib]["median"])
             spreads[lib].append(t[lib]["spread"])
-        ctx.log(f"{name} fold {k + 1}: {params} rmse ours {rmse['recforge'][-1]:.4f} "
-                f"surprise {rmse['surprise'][-1]:.4f}; s ours {times['recforge'][-1]:.3f} "
-                f"surprise {times['surprise'][-1]:.3f}")
-    for lib in ("recforge", "surprise"):
+        ctx.log(f"{name} fold {k + 1}: {params}; " + ", ".join(
+            f"{lib} rmse {rmse[lib][-1]:.4f} s {times[lib][-1]:.3f}" for lib in libs))
+    for lib in libs:
         rows.append({"case": case, "library": lib, "metric": "rmse (mean over folds)",
                      "value": float(np.mean(rmse[lib])), "spread": float(np.std(rmse[lib])), "better": "lower",
                      "per_fold": rmse[lib]})
@@ -190,8 +190,9 @@ def _ranking_part(ctx, rf, implicit_bpr, rows):
     factors, epochs = 64, (20 if ctx.quick else 100)
 
     makers = {
-        "recforge": lambda lr, reg: rf.BPR(factors=factors, lr=lr, reg=reg, epochs=epochs, threads=ctx.threads),
-        "recforge-warp": lambda lr, reg: rf.BPR(factors=factors, lr=lr, reg=reg, epochs=epochs, loss="warp",
+        "recforge": lambda lr, reg: rf.BPR(factors=factors, lr=lr, regularization=reg, epochs=epochs,
+                                           threads=ctx.threads),
+        "recforge-warp": lambda lr, reg: rf.BPR(factors=factors, lr=lr, regularization=reg, epochs=epochs, loss="warp",
                                                 threads=ctx.threads),
     }
     if implicit_bpr is not None:
@@ -245,7 +246,8 @@ def _throughput_part(ctx, rf, implicit_bpr, rows):
     per_epoch = {"recforge": [], "implicit": []}
 
     def ours():
-        m = rf.BPR(factors=64, lr=0.05, reg=0.01, epochs=epochs, threads=ctx.threads).fit(data, progress=False)
+        m = rf.BPR(factors=64, lr=0.05, regularization=0.01, epochs=epochs, threads=ctx.threads)
+        m.fit(data, progress=False)
         per_epoch["recforge"] += [h["seconds"] for h in m.history_]
 
     fns = {"recforge": ours}
@@ -275,9 +277,8 @@ def run(ctx):
     implicit_bpr_mod = ctx.peer("implicit.cpu.bpr")
     implicit_bpr = None if implicit_bpr_mod is None else implicit_bpr_mod.BayesianPersonalizedRanking
     rows = []
-    if surprise is not None:
-        for name in ("ml-100k",) if ctx.quick else ("ml-100k", "ml-latest-small", "ml-1m"):
-            explicit_part(ctx, rf, surprise, name, rows)
+    for name in ("ml-100k",) if ctx.quick else ("ml-100k", "ml-latest-small", "ml-1m"):
+        explicit_part(ctx, rf, surprise, name, rows)
     _ranking_part(ctx, rf, implicit_bpr, rows)
     _throughput_part(ctx, rf, implicit_bpr, rows)
     return rows
