@@ -131,7 +131,8 @@ class Context:
         self.missing_peers: dict[str, str] = {}
         self.not_measured: dict[str, str] = {}
         self._start = time.perf_counter()
-        self._log = log or (lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr, flush=True))
+        self._log = log or (lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr,
+                                              flush=True))
         self._clock = clock
 
     def log(self, msg: str) -> None:

@@ -196,7 +196,8 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
     ctx.log(f"  seed {seed}: fit recforge NeuMF warm-started from ALS")
     models["recforge+als"] = _our_models(rf, ctx, epochs, seed)["recforge"].fit(train, progress=False, init_from=als)
     if torch is not None:
-        for name, sparse, warm in (("torch", False, None), ("torch:sparse-adam", True, None), ("torch+als", False, als)):
+        for name, sparse, warm in (("torch", False, None), ("torch:sparse-adam", True, None),
+                                   ("torch+als", False, als)):
             ctx.log(f"  seed {seed}: fit {name}")
             models[name] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS, sparse, seed, warm)
     return models
@@ -212,8 +213,8 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
 _PAIRS = {"recforge - torch (adam)": ("recforge", "torch"),
           "recforge - torch (lazy / sparse adam)": ("recforge:lazy-adam", "torch:sparse-adam")}
 _COLD = {"recforge": "recforge", "torch": "torch", "recforge:lazy-adam": "recforge:lazy-adam",
-         "torch:sparse-adam": "torch:sparse-adam", "recforge:gmf": "recforge:gmf", "recforge:mlp": "recforge:mlp", "recforge:als": "recforge:als",
-         "recforge:bpr": "recforge:bpr", "recforge:popular": "recforge:popular"}
+         "torch:sparse-adam": "torch:sparse-adam", "recforge:gmf": "recforge:gmf", "recforge:mlp": "recforge:mlp",
+         "recforge:als": "recforge:als", "recforge:bpr": "recforge:bpr", "recforge:popular": "recforge:popular"}
 _WARM = {"recforge+als": "recforge", "torch+als": "torch (same warm start)", "torch": "torch (cold start)"}
 
 
@@ -308,7 +309,8 @@ def run(ctx):
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
     unknown = set(SETS) - set(DEEPCF_SETS) - set(MOVIELENS_SETS)
     if unknown:
-        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; known: {DEEPCF_SETS + MOVIELENS_SETS}")
+        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; "
+                         f"known: {DEEPCF_SETS + MOVIELENS_SETS}")
     deepcf = [name for name in DEEPCF_SETS if name in SETS]
     for name in deepcf[:1] if ctx.quick else deepcf:
         loaded = ctx.dataset(name, ncf_matrices, f"deepcf/{name}")

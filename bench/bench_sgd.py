@@ -46,6 +46,8 @@ MF_PATIENCE = 3
 # a smaller difference is far below the validation estimate's own noise (~0.005 on ~8K ratings).
 MF_TOLERANCE = 0.001
 # BPR grid (same for both libraries); WARP has its own scale of steps (rank weights up to ~7).
+THROUGHPUT_FULL = (200_000, 50_000, 12_000_000)  # users, items, interactions
+THROUGHPUT_QUICK = (20_000, 5_000, 200_000)
 BPR_GRID = {"lr": (0.01, 0.05), "reg": (0.001, 0.01)}
 WARP_GRID = {"lr": (0.002, 0.005), "reg": (0.5, 1.0, 2.0)}
 
@@ -237,7 +239,7 @@ def _ranking_part(ctx, rf, implicit_bpr, rows):
 
 # -- part 3: throughput --------------------------------------------------------------------------
 def _throughput_part(ctx, rf, implicit_bpr, rows):
-    n_users, n_items, nnz = (20_000, 5_000, 200_000) if ctx.quick else (200_000, 50_000, 12_000_000)
+    n_users, n_items, nnz = THROUGHPUT_QUICK if ctx.quick else THROUGHPUT_FULL
     df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=0)
     data = rf.Interactions.from_pandas(df, user_col="user", item_col="item").csr
     case = f"synthetic {data.nnz / 1e6:.1f}M interactions f=64"
