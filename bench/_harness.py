@@ -76,6 +76,17 @@ ROW_KEYS = ("case", "library", "metric", "value", "spread", "better")
 OURS = "recforge"
 
 
+def switch(name: str, default: str, choices: str | None = None) -> list[str]:
+    """The values of the comma-separated environment switch ``name`` (a benchmark's RECFORGE_BENCH_*),
+    ``default`` when unset; ValueError naming any value outside ``choices`` (default: ``default``'s)."""
+    values = os.environ.get(name, default).split(",")
+    known = (choices or default).split(",")
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"{name}: unknown value(s) {unknown}; choose from {','.join(known)}")
+    return values
+
+
 def pin_thread_env(threads: int) -> None:
     """Set every thread-count environment variable to ``threads``; call before importing NumPy."""
     for var in THREAD_ENV_VARS:

@@ -27,12 +27,13 @@ Cases (issue 3), every library on ``ctx.threads`` threads, runs interleaved:
   nonzeros, recforge only, seconds per iteration and peak memory.
 
 ``RECFORGE_BENCH_ALS_CASES`` (comma-separated, default ``accuracy,explicit,speed,memory``) picks the
-cases, e.g. ``RECFORGE_BENCH_ALS_CASES=scale python bench/run.py als --repeat 1``.
+cases, e.g. ``RECFORGE_BENCH_ALS_CASES=scale python bench/run.py als --repeat 1``;
+``RECFORGE_BENCH_ALS_FACTORS`` (default ``64,128``) and ``RECFORGE_BENCH_ALS_SOLVERS`` (default
+``cg,cholesky``) narrow the speed case.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _harness import binary_csr, movielens_100k_fold  # bench/ is on sys.path (run.py, load_benchmark)
+from _harness import binary_csr, movielens_100k_fold, switch  # bench/ is on sys.path (run.py, load_benchmark)
 
 SYNTH_FULL = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
@@ -129,8 +130,8 @@ def _fit_implicit(implicit, m, f, solver, threads, iterations=TIMED_ITERATIONS):
 
 def _speed_rows(ctx, implicit, name, m):
     rows = []
-    for f in (64, 128):
-        for solver in ("cg", "cholesky"):
+    for f in (int(f) for f in switch("RECFORGE_BENCH_ALS_FACTORS", "64,128")):
+        for solver in switch("RECFORGE_BENCH_ALS_SOLVERS", "cg,cholesky"):
             case = f"{name} {m.shape[0]:,}x{m.shape[1]:,} nnz={m.nnz:,} f={f} {solver}"
             ctx.log(f"als speed: {case}")
             samples = {"recforge": ([], [])}
@@ -293,10 +294,7 @@ def _scale_rows(ctx):
 
 
 def run(ctx):
-    cases = set(os.environ.get("RECFORGE_BENCH_ALS_CASES", DEFAULT_CASES).split(","))
-    unknown = cases - set(ALL_CASES.split(","))
-    if unknown:
-        raise ValueError(f"RECFORGE_BENCH_ALS_CASES: unknown case(s) {sorted(unknown)}; choose from {ALL_CASES}")
+    cases = set(switch("RECFORGE_BENCH_ALS_CASES", DEFAULT_CASES, ALL_CASES))
     implicit = ctx.peer("implicit")
     if implicit is not None:
         import implicit.cpu.als  # noqa: F401  (the CPU class directly: no GPU dispatch)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from _harness import ncf_matrices, switch  # bench/ is on sys.path (run.py, load_benchmark)
 
 EPOCHS = int(os.environ.get("RECFORGE_BENCH_MLP_EPOCHS", 5))
 DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
@@ -48,9 +49,10 @@ DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
 # RECFORGE_BENCH_MLP_SETS (comma-separated, default all) picks the data sets: DeepCF names, "ml-100k"
 # (which carries the re-ranking and throughput sections) and "ml-1m"; RECFORGE_BENCH_MLP_EPOCHS
 # overrides EPOCHS, e.g. RECFORGE_BENCH_MLP_EPOCHS=20 RECFORGE_BENCH_MLP_SETS=AMusic for the API's
-# default training length on one set.
+# default training length on one set. RECFORGE_BENCH_MLP_PARTS (default "accuracy,throughput")
+# picks the sections: "accuracy" (with the re-ranking) and "throughput" (ml-100k's training and
+# scoring speed), e.g. RECFORGE_BENCH_MLP_SETS=ml-100k RECFORGE_BENCH_MLP_PARTS=throughput.
 MOVIELENS_SETS = ("ml-100k", "ml-1m")  # ml-1m runs only when ml-1m/ratings.dat is found
-SETS = tuple(os.environ.get("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + MOVIELENS_SETS)).split(","))
 THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
 SCORE_PAIRS = 1_000_000
 # PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
@@ -300,18 +302,15 @@ def _pooled(rows):
 # ---- the benchmark ----------------------------------------------------------------------------
 def run(ctx):
     import recforge as rf
-    from _harness import ncf_matrices
 
     torch = ctx.peer("torch")
     epochs = 1 if ctx.quick else EPOCHS
     rows = []
 
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
-    unknown = set(SETS) - set(DEEPCF_SETS) - set(MOVIELENS_SETS)
-    if unknown:
-        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; "
-                         f"known: {DEEPCF_SETS + MOVIELENS_SETS}")
-    deepcf = [name for name in DEEPCF_SETS if name in SETS]
+    sets = switch("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + MOVIELENS_SETS))
+    parts = switch("RECFORGE_BENCH_MLP_PARTS", "accuracy,throughput")
+    deepcf = [name for name in DEEPCF_SETS if name in sets and "accuracy" in parts]
     for name in deepcf[:1] if ctx.quick else deepcf:
         loaded = ctx.dataset(name, ncf_matrices, f"deepcf/{name}")
         if loaded is None:
@@ -326,7 +325,7 @@ def run(ctx):
     # (the NCF paper's set) runs whenever its ratings file is where the loader looks.
     for variant in ("100k", "1m"):
         key = f"ml-{variant}"
-        if key not in SETS:
+        if key not in sets or (variant != "100k" and "accuracy" not in parts):
             continue
         df = ctx.dataset(key, rf.datasets.load_movielens, variant, progress=False)
         if df is None:
@@ -335,13 +334,15 @@ def run(ctx):
         train_i, test_i = rf.split.leave_last_out(inter)
         train, test = train_i.csr, test_i.csr
         ctx.log(f"{key} leave-last-out: {train.nnz} train, {test.nnz} test")
-        new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
-            f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
-            f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
-        })
-        rows += new
-        if variant == "100k":
-            rows += _rerank(test, per_seed)
+        if "accuracy" in parts:
+            new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
+                f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+                f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+            })
+            rows += new
+            if variant == "100k":
+                rows += _rerank(test, per_seed)
+        if variant == "100k" and "throughput" in parts:
             rows += _throughput(rf, torch, ctx, train)
     return rows + _pooled(rows)
 

@@ -24,6 +24,9 @@ it is single-threaded), timings interleaved by ``ctx.timeit_many``:
 3. Throughput: one BPR epoch over a 12M-interaction ``rf.datasets.synthetic`` set (power-law,
    seed 0; 200K with --quick), f = 64: positives (samples) per second per thread, from each
    library's own per-epoch timing (recforge ``history_``, implicit's epoch callback).
+
+``RECFORGE_BENCH_SGD_CASES`` (comma-separated, default ``ml-100k,ml-latest-small,ml-1m,ranking,throughput``:
+the three explicit-rating sets of part 1, then parts 2 and 3) picks what runs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import itertools
 import time
 
 import numpy as np
+from _harness import movielens_100k_fold, switch  # bench/ is on sys.path (run.py, load_benchmark)
 
 SURPRISE_PUBLISHED = {"ml-100k": 0.934, "ml-1m": 0.873}  # Surprise's own README (random 5-fold CV)
 
@@ -62,8 +66,6 @@ def _csr(users, items, values, shape):
 def explicit_folds(ctx, rf, name):
     """([(train_df, test_df)], shape, rating_scale) with 0-based ``user``, ``item``; None when absent."""
     import pandas as pd
-
-    from _harness import movielens_100k_fold
 
     n_folds = 2 if ctx.quick else 5
     if name == "ml-100k":  # the official folds
@@ -275,12 +277,17 @@ def _throughput_part(ctx, rf, implicit_bpr, rows):
 def run(ctx):
     import recforge as rf
 
+    cases = switch("RECFORGE_BENCH_SGD_CASES", "ml-100k,ml-latest-small,ml-1m,ranking,throughput")
+
     surprise = ctx.peer("surprise")
     implicit_bpr_mod = ctx.peer("implicit.cpu.bpr")
     implicit_bpr = None if implicit_bpr_mod is None else implicit_bpr_mod.BayesianPersonalizedRanking
     rows = []
     for name in ("ml-100k",) if ctx.quick else ("ml-100k", "ml-latest-small", "ml-1m"):
-        explicit_part(ctx, rf, surprise, name, rows)
-    _ranking_part(ctx, rf, implicit_bpr, rows)
-    _throughput_part(ctx, rf, implicit_bpr, rows)
+        if name in cases:
+            explicit_part(ctx, rf, surprise, name, rows)
+    if "ranking" in cases:
+        _ranking_part(ctx, rf, implicit_bpr, rows)
+    if "throughput" in cases:
+        _throughput_part(ctx, rf, implicit_bpr, rows)
     return rows
