@@ -20,6 +20,10 @@ Conventions
 - Threads: ``pin_thread_env`` must run before NumPy or any peer is imported (BLAS pools read
   their environment once, at load); ``Context.peer`` then pins the peers that have their own knob
   (FAISS, PyTorch) and threadpoolctl caps every BLAS/OpenMP pool already loaded.
+- Data: benchmarks read real data sets only through recforge's own loaders (``rf.datasets``),
+  called through ``Context.dataset``, which points them at ``ctx.data_dir`` ($RECFORGE_DATA) and
+  turns an absent set into a "not measured (reason)" entry of the report instead of a crash.
+  ``movielens_100k_fold``, ``ncf_matrices`` and ``binary_csr`` shape what the loaders return.
 
 Only the standard library is imported at module level, so ``run.py`` can pin the environment
 first.
@@ -72,6 +76,17 @@ ROW_KEYS = ("case", "library", "metric", "value", "spread", "better")
 OURS = "recforge"
 
 
+def switch(name: str, default: str, choices: str | None = None) -> list[str]:
+    """The values of the comma-separated environment switch ``name`` (a benchmark's RECFORGE_BENCH_*),
+    ``default`` when unset; ValueError naming any value outside ``choices`` (default: ``default``'s)."""
+    values = os.environ.get(name, default).split(",")
+    known = (choices or default).split(",")
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"{name}: unknown value(s) {unknown}; choose from {','.join(known)}")
+    return values
+
+
 def pin_thread_env(threads: int) -> None:
     """Set every thread-count environment variable to ``threads``; call before importing NumPy."""
     for var in THREAD_ENV_VARS:
@@ -110,6 +125,8 @@ class Context:
         Folder of the real data sets.
     missing_peers : dict
         import name -> reason, for every peer that could not be imported.
+    not_measured : dict
+        data set -> reason, for every data set that could not be loaded.
     """
 
     def __init__(self, threads: int = 2, repeat: int = 3, quick: bool = False, data_dir=None,
@@ -123,8 +140,10 @@ class Context:
         self.quick = bool(quick)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.missing_peers: dict[str, str] = {}
+        self.not_measured: dict[str, str] = {}
         self._start = time.perf_counter()
-        self._log = log or (lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr, flush=True))
+        self._log = log or (lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr,
+                                              flush=True))
         self._clock = clock
 
     def log(self, msg: str) -> None:
@@ -178,6 +197,17 @@ class Context:
         return module
 
 
+    def dataset(self, name: str, load: Callable, *args, **kwargs):
+        """``load(*args, data_home=ctx.data_dir, **kwargs)``; None (recorded, reported) when its files are absent."""
+        try:
+            return load(*args, data_home=self.data_dir, **kwargs)
+        except FileNotFoundError as exc:
+            reason = str(exc).split("Looked for")[0].strip()  # the loaders' first sentence, not the paths
+            self.not_measured[name] = reason
+            self.log(f"{name}: not measured ({reason})")
+            return None
+
+
 _limits = None
 
 
@@ -189,6 +219,63 @@ def limit_blas(threads: int) -> None:
     except ImportError:
         return
     _limits = threadpool_limits(limits=threads)  # kept referenced: the limit holds for the process
+
+
+# ---- data sets the loaders do not shape ---------------------------------------------------------
+
+
+def movielens_100k_fold(k: int, data_home=None):
+    """MovieLens-100K official fold ``k`` (``ml-100k/u<k>.base``, ``u<k>.test``) as (train, test, shape).
+
+    train/test: DataFrames with 0-based ``user``, ``item``, ``rating`` (int64, as in the files), ``timestamp``,
+    read by ``rf.datasets.load_csv`` from the first of recforge's data folders holding the files.
+    shape: (943, 1682), the whole set's (base + test of a fold is the whole set).
+    """
+    import recforge as rf
+
+    names = ["user", "item", "rating", "timestamp"]
+    parts = []
+    for suffix in ("base", "test"):
+        rel = Path("ml-100k") / f"u{k}.{suffix}"
+        looked = [base / rel for base in rf.datasets.data_home_candidates(data_home)]
+        path = next((p for p in looked if p.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{rel} not found. Looked for: {', '.join(map(str, looked))}")
+        df = rf.datasets.load_csv(path, weight_col="rating", time_col="timestamp", sep="\t", header=None, names=names)
+        df = df.rename(columns={"weight": "rating"})
+        df["user"] -= 1
+        df["item"] -= 1
+        parts.append(df)
+    shape = tuple(int(max(p[col].max() for p in parts)) + 1 for col in ("user", "item"))
+    return parts[0], parts[1], shape
+
+
+def binary_csr(df, shape=None):
+    """Binary float32 CSR of a DataFrame's 0-based ``user``, ``item`` columns (repeats count once)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    m = sp.csr_matrix((np.ones(len(df), np.float32), (df["user"].to_numpy(), df["item"].to_numpy())), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def ncf_matrices(prefix: str, data_home=None):
+    """An NCF-format set (``rf.datasets.load_ncf_format``) as (train CSR, test CSR, negatives).
+
+    Binary float32 matrices over every id the files name (negatives included); the negatives'
+    rows are in test-pair order (by user, then item), the order ``recforge.evaluation`` expects.
+    """
+    import numpy as np
+
+    import recforge as rf
+
+    train, test, negatives = rf.datasets.load_ncf_format(prefix, data_home=data_home)
+    shape = (int(max(train["user"].max(), test["user"].max())) + 1,
+             int(max(train["item"].max(), test["item"].max(), negatives.max())) + 1)
+    order = np.lexsort((test["item"].to_numpy(), test["user"].to_numpy()))
+    return binary_csr(train, shape), binary_csr(test, shape), negatives[order]
 
 
 # ---- rows, ratios, reports ------------------------------------------------------------------
@@ -247,7 +334,8 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def markdown_table(rows: list[dict], missing_peers: dict[str, str] | None = None) -> str:
+def markdown_table(rows: list[dict], missing_peers: dict[str, str] | None = None,
+                   not_measured: dict[str, str] | None = None) -> str:
     """Markdown table: one line per row, recforge first in each (case, metric) group."""
     rows = add_ratios(rows)
     groups: dict[tuple, list[dict]] = {}
@@ -270,6 +358,10 @@ def markdown_table(rows: list[dict], missing_peers: dict[str, str] | None = None
     if missing_peers:
         text += "\n\nPeers missing (not measured): " + ", ".join(
             f"`{name}` ({why})" for name, why in sorted(missing_peers.items())
+        )
+    if not_measured:
+        text += "\n\nData sets not measured: " + ", ".join(
+            f"`{name}` ({why})" for name, why in sorted(not_measured.items())
         )
     return text
 
@@ -335,9 +427,10 @@ def report(name: str, rows: list[dict], ctx: Context, command: str, machine: dic
         "benchmark": name,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "settings": {"threads": ctx.threads, "repeat": ctx.repeat, "quick": ctx.quick},
+        "settings": {"threads": ctx.threads, "repeat": ctx.repeat, "quick": ctx.quick, "data_dir": str(ctx.data_dir)},
         "machine": machine if machine is not None else machine_info(),
         "missing_peers": dict(ctx.missing_peers),
+        "not_measured": dict(ctx.not_measured),
         "timing": "median of `repeat` runs after one warm-up; spread = (max - min) / 2",
         "ratio": "peer/recforge when lower is better, recforge/peer when higher is better: >1 means recforge is better",
         "rows": add_ratios(rows),
@@ -356,7 +449,7 @@ def markdown_report(rec: dict) -> str:
         f"- {rec['timing']}; ratio: {rec['ratio']}\n\n"
     )
     rows = [{k: v for k, v in r.items() if k != "ratio"} for r in rec["rows"]]
-    return head + markdown_table(rows, rec["missing_peers"]) + "\n"
+    return head + markdown_table(rows, rec["missing_peers"], rec.get("not_measured")) + "\n"
 
 
 def chart(rec: dict, path: Path) -> Path | None:
@@ -427,6 +520,8 @@ def load_benchmark(name: str, bench_dir: Path = BENCH_DIR):
     if not name.replace("_", "").isalnum() or not path.exists():
         known = ", ".join(available_benchmarks(bench_dir)) or "none"
         raise ValueError(f"no benchmark named {name!r}; known: {known}")
+    if str(bench_dir) not in sys.path:  # a benchmark may import _harness and its sibling modules
+        sys.path.insert(0, str(bench_dir))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -27,12 +27,13 @@ Cases (issue 3), every library on ``ctx.threads`` threads, runs interleaved:
   nonzeros, recforge only, seconds per iteration and peak memory.
 
 ``RECFORGE_BENCH_ALS_CASES`` (comma-separated, default ``accuracy,explicit,speed,memory``) picks the
-cases, e.g. ``RECFORGE_BENCH_ALS_CASES=scale python bench/run.py als --repeat 1``.
+cases, e.g. ``RECFORGE_BENCH_ALS_CASES=scale python bench/run.py als --repeat 1``;
+``RECFORGE_BENCH_ALS_FACTORS`` (default ``64,128``) and ``RECFORGE_BENCH_ALS_SOLVERS`` (default
+``cg,cholesky``) narrow the speed case.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _harness import binary_csr, movielens_100k_fold, switch  # bench/ is on sys.path (run.py, load_benchmark)
 
 SYNTH_FULL = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
@@ -57,37 +59,27 @@ def synthetic(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr_mat
     import recforge as rf
 
     df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=seed, timestamps=False)
-    u = df["user"].to_numpy(np.int32)
-    i = df["item"].to_numpy(np.int32)
-    del df
-    return sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
+    return binary_csr(df, shape=(n_users, n_items))
 
 
-def video_games(data_dir: Path) -> sp.csr_matrix | None:
-    path = Path(data_dir) / "sasrec-amazon-video-games" / "Video.txt"
-    if not path.exists():
+def video_games(ctx) -> sp.csr_matrix | None:
+    """SASRec's Amazon Video Games (``rf.datasets.load_sasrec``, 1-based ids) as a binary CSR."""
+    import recforge as rf
+
+    df = ctx.dataset("video-games", rf.datasets.load_sasrec, "video-games")
+    if df is None:
         return None
-    pairs = np.loadtxt(path, dtype=np.int64)
-    u, i = pairs[:, 0] - 1, pairs[:, 1] - 1
-    m = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(u.max() + 1, i.max() + 1))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+    df["user"] -= 1
+    df["item"] -= 1
+    return binary_csr(df)
 
 
-def _read_ml(path: Path):
-    import pandas as pd
-
-    return pd.read_csv(path, sep="\t", names=["user", "item", "rating", "ts"])
-
-
-def ml100k_implicit_split(data_dir: Path, seed: int = 42):
+def ml100k_implicit_split(ctx, seed: int = 42):
     """(train, test) binary CSR: ratings >= 4, ``recforge.split.random_holdout`` (per user 20%)."""
     import recforge as rf
 
-    try:
-        df = rf.datasets.load_movielens("100k", data_home=data_dir)
-    except (FileNotFoundError, ValueError, OSError):
+    df = ctx.dataset("ml-100k", rf.datasets.load_movielens, "100k", progress=False)
+    if df is None:
         return None
     df = df[df["rating"] >= 4]
     inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item")
@@ -117,7 +109,7 @@ def _fit_recforge(m, f, solver, threads, iterations=TIMED_ITERATIONS):
     import recforge as rf
 
     clock = _IterClock()
-    model = rf.ALS(factors=f, regularization=0.05, iterations=iterations, solver=solver, threads=threads, seed=0)
+    model = rf.ALS(factors=f, regularization=0.05, epochs=iterations, solver=solver, threads=threads, seed=0)
     clock.start()
     model.fit(m, callback=clock, progress=False)
     return clock
@@ -138,8 +130,8 @@ def _fit_implicit(implicit, m, f, solver, threads, iterations=TIMED_ITERATIONS):
 
 def _speed_rows(ctx, implicit, name, m):
     rows = []
-    for f in (64, 128):
-        for solver in ("cg", "cholesky"):
+    for f in (int(f) for f in switch("RECFORGE_BENCH_ALS_FACTORS", "64,128")):
+        for solver in switch("RECFORGE_BENCH_ALS_SOLVERS", "cg,cholesky"):
             case = f"{name} {m.shape[0]:,}x{m.shape[1]:,} nnz={m.nnz:,} f={f} {solver}"
             ctx.log(f"als speed: {case}")
             samples = {"recforge": ([], [])}
@@ -164,7 +156,11 @@ import sys, numpy as np, scipy.sparse as sp
 sys.path.insert(0, {bench!r})
 import bench_als
 m = sp.load_npz({path!r}).tocsr()
-import recforge, implicit.cpu.als  # imported before the baseline: only fit's own memory counts
+import recforge  # both imported before the baseline: only fit's own memory counts
+try:
+    import implicit.cpu.als
+except ImportError:  # recforge measured alone
+    implicit = None
 def status_kb(field):
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
@@ -207,9 +203,8 @@ def _accuracy_rows(ctx, implicit):
 
     import recforge as rf
 
-    split = ml100k_implicit_split(ctx.data_dir)
+    split = ml100k_implicit_split(ctx)
     if split is None:
-        ctx.log("als accuracy: ml-100k missing, skipped")
         return []
     train, test = split
     users = np.arange(train.shape[0])
@@ -222,7 +217,7 @@ def _accuracy_rows(ctx, implicit):
     runs: dict[tuple[str, str], list[float]] = {}
     for solver in ("cg", "cholesky"):
         for seed in seeds:
-            model = rf.ALS(factors=64, regularization=0.05, iterations=iterations, alpha=1.0, solver=solver,
+            model = rf.ALS(factors=64, regularization=0.05, epochs=iterations, alpha=1.0, solver=solver,
                            threads=ctx.threads, seed=seed).fit(train, progress=False)
             runs.setdefault((f"recforge {solver}", "recforge"), []).append(ndcg(model.recommend(users, k=10)[0]))
             if implicit is None:
@@ -255,19 +250,17 @@ def _accuracy_rows(ctx, implicit):
 def _explicit_rows(ctx):
     import recforge as rf
 
-    folder = Path(ctx.data_dir) / "ml-100k"
-    if not (folder / "u1.base").exists():
-        ctx.log("als explicit: ml-100k u1..u5 missing, skipped")
+    folds = [1] if ctx.quick else [1, 2, 3, 4, 5]
+    loaded = [ctx.dataset(f"ml-100k u{k}", movielens_100k_fold, k) for k in folds]
+    if None in loaded:
         return []
     surprise = ctx.peer("surprise")
-    folds = [1] if ctx.quick else [1, 2, 3, 4, 5]
     ours, theirs = [], []
-    for k in folds:
-        tr, te = _read_ml(folder / f"u{k}.base"), _read_ml(folder / f"u{k}.test")
-        train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user - 1, tr.item - 1)), shape=(943, 1682))
-        model = rf.ALS(factors=64, regularization=0.1, iterations=15, feedback="explicit", threads=ctx.threads,
+    for tr, te, shape in loaded:
+        train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user, tr.item)), shape=shape)
+        model = rf.ALS(factors=64, regularization=0.1, epochs=15, feedback="explicit", threads=ctx.threads,
                        seed=42).fit(train, progress=False)
-        pred = np.clip(model.score(te.user.to_numpy() - 1, te.item.to_numpy() - 1), 1, 5)
+        pred = np.clip(model.score(te.user.to_numpy(), te.item.to_numpy()), 1, 5)
         ours.append(float(np.sqrt(np.mean((pred - te.rating.to_numpy()) ** 2))))
         if surprise is not None:
             reader = surprise.Reader(rating_scale=(1, 5))
@@ -301,10 +294,7 @@ def _scale_rows(ctx):
 
 
 def run(ctx):
-    cases = set(os.environ.get("RECFORGE_BENCH_ALS_CASES", DEFAULT_CASES).split(","))
-    unknown = cases - set(ALL_CASES.split(","))
-    if unknown:
-        raise ValueError(f"RECFORGE_BENCH_ALS_CASES: unknown case(s) {sorted(unknown)}; choose from {ALL_CASES}")
+    cases = set(switch("RECFORGE_BENCH_ALS_CASES", DEFAULT_CASES, ALL_CASES))
     implicit = ctx.peer("implicit")
     if implicit is not None:
         import implicit.cpu.als  # noqa: F401  (the CPU class directly: no GPU dispatch)
@@ -318,7 +308,7 @@ def run(ctx):
         synth = synthetic(n_users, n_items, nnz)
     if "speed" in cases:
         rows += _speed_rows(ctx, implicit, "synthetic", synth)
-        video = video_games(ctx.data_dir)
+        video = video_games(ctx)
         if video is not None:
             rows += _speed_rows(ctx, implicit, "video-games", video)
     if "memory" in cases:

@@ -39,7 +39,8 @@ def run(ctx):
                          "spread": t["spread"], "better": "lower"})
 
     ctx.log(f"data: synthetic {size}")
-    add(f"synthetic {size}", ctx.timeit_many({"recforge": lambda: rf.datasets.synthetic(n_users, n_items, nnz, seed=0)}))
+    add(f"synthetic {size}",
+        ctx.timeit_many({"recforge": lambda: rf.datasets.synthetic(n_users, n_items, nnz, seed=0)}))
 
     df = rf.datasets.synthetic(n_users, n_items, nnz, seed=0).sample(frac=1.0, random_state=0)  # file order
 

@@ -24,7 +24,7 @@ Speed:
   (adam vs torch.optim.Adam; lazy_adam vs SparseAdam + Adam).
 - Scoring throughput (pairs/s): random (user, item) pairs, and every user against the catalogue.
 
-Settings (equal for every NeuMF; modest so the run takes minutes on 2 cores): embedding_dim 32,
+Settings (equal for every NeuMF; modest so the run takes minutes on 2 cores): factors 32 per branch,
 layers (64, 32, 16), 4 negatives per positive, batch 256, Adam lr 1e-3, no L2, EPOCHS epochs
 (1 with --quick), the same initialisation scheme (N(0, 0.01) embeddings, Xavier-uniform hidden
 layers, LeCun-uniform output layer, zero biases; warm start: ALS factors in the GMF half and unit
@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import scipy.sparse as sp
+from _harness import ncf_matrices, switch  # bench/ is on sys.path (run.py, load_benchmark)
 
 EPOCHS = int(os.environ.get("RECFORGE_BENCH_MLP_EPOCHS", 5))
 DIM, LAYERS, NEGATIVES, BATCH, LR, SEED = 32, (64, 32, 16), 4, 256, 1e-3, 42
@@ -49,9 +49,10 @@ DEEPCF_SETS = ("lastfm", "AMusic", "AToy")
 # RECFORGE_BENCH_MLP_SETS (comma-separated, default all) picks the data sets: DeepCF names, "ml-100k"
 # (which carries the re-ranking and throughput sections) and "ml-1m"; RECFORGE_BENCH_MLP_EPOCHS
 # overrides EPOCHS, e.g. RECFORGE_BENCH_MLP_EPOCHS=20 RECFORGE_BENCH_MLP_SETS=AMusic for the API's
-# default training length on one set.
+# default training length on one set. RECFORGE_BENCH_MLP_PARTS (default "accuracy,throughput")
+# picks the sections: "accuracy" (with the re-ranking) and "throughput" (ml-100k's training and
+# scoring speed), e.g. RECFORGE_BENCH_MLP_SETS=ml-100k RECFORGE_BENCH_MLP_PARTS=throughput.
 MOVIELENS_SETS = ("ml-100k", "ml-1m")  # ml-1m runs only when ml-1m/ratings.dat is found
-SETS = tuple(os.environ.get("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + MOVIELENS_SETS)).split(","))
 THROUGHPUT_SAMPLES = 50_000  # samples per timed training run (about 200 mini-batches)
 SCORE_PAIRS = 1_000_000
 # PyTorch fits for the accuracy tables run on one intra-op thread: the thread count does not change
@@ -170,7 +171,7 @@ def _fit_torch(torch, train, mode, epochs, threads, sparse=True, seed=SEED, init
 
 # ---- models under test ------------------------------------------------------------------------
 def _our_models(rf, ctx, epochs, seed):
-    kw = dict(embedding_dim=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
+    kw = dict(factors=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
               threads=ctx.threads, seed=seed)
     models = {f"recforge{'' if m == 'neumf' else ':' + m}": rf.MLPScorer(mode=m, **kw) for m in ("neumf", "gmf", "mlp")}
     models["recforge:lazy-adam"] = rf.MLPScorer(optimizer="lazy_adam", **kw)
@@ -188,7 +189,7 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
     """
     models = {}
     fits = {**_our_models(rf, ctx, epochs, seed),
-            "recforge:als": rf.ALS(factors=DIM, iterations=15, threads=ctx.threads, seed=seed),
+            "recforge:als": rf.ALS(factors=DIM, epochs=15, threads=ctx.threads, seed=seed),
             "recforge:bpr": rf.BPR(factors=DIM, threads=ctx.threads, seed=seed)}
     for name, m in fits.items():
         ctx.log(f"  seed {seed}: fit {name}")
@@ -197,7 +198,8 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
     ctx.log(f"  seed {seed}: fit recforge NeuMF warm-started from ALS")
     models["recforge+als"] = _our_models(rf, ctx, epochs, seed)["recforge"].fit(train, progress=False, init_from=als)
     if torch is not None:
-        for name, sparse, warm in (("torch", False, None), ("torch:sparse-adam", True, None), ("torch+als", False, als)):
+        for name, sparse, warm in (("torch", False, None), ("torch:sparse-adam", True, None),
+                                   ("torch+als", False, als)):
             ctx.log(f"  seed {seed}: fit {name}")
             models[name] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS, sparse, seed, warm)
     return models
@@ -213,8 +215,8 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
 _PAIRS = {"recforge - torch (adam)": ("recforge", "torch"),
           "recforge - torch (lazy / sparse adam)": ("recforge:lazy-adam", "torch:sparse-adam")}
 _COLD = {"recforge": "recforge", "torch": "torch", "recforge:lazy-adam": "recforge:lazy-adam",
-         "torch:sparse-adam": "torch:sparse-adam", "recforge:gmf": "recforge:gmf", "recforge:mlp": "recforge:mlp", "recforge:als": "recforge:als",
-         "recforge:bpr": "recforge:bpr", "recforge:popular": "recforge:popular"}
+         "torch:sparse-adam": "torch:sparse-adam", "recforge:gmf": "recforge:gmf", "recforge:mlp": "recforge:mlp",
+         "recforge:als": "recforge:als", "recforge:bpr": "recforge:bpr", "recforge:popular": "recforge:popular"}
 _WARM = {"recforge+als": "recforge", "torch+als": "torch (same warm start)", "torch": "torch (cold start)"}
 
 
@@ -297,10 +299,6 @@ def _pooled(rows):
     return out
 
 
-def _csr(df, shape):
-    return sp.csr_matrix((np.ones(len(df), np.float32), (df["user"].to_numpy(), df["item"].to_numpy())), shape=shape)
-
-
 # ---- the benchmark ----------------------------------------------------------------------------
 def run(ctx):
     import recforge as rf
@@ -310,18 +308,15 @@ def run(ctx):
     rows = []
 
     # NCF protocol on the DeepCF sets: fixed 99 negatives per test pair.
-    unknown = set(SETS) - set(DEEPCF_SETS) - set(MOVIELENS_SETS)
-    if unknown:
-        raise ValueError(f"RECFORGE_BENCH_MLP_SETS: unknown sets {sorted(unknown)}; known: {DEEPCF_SETS + MOVIELENS_SETS}")
-    deepcf = [name for name in DEEPCF_SETS if name in SETS]
+    sets = switch("RECFORGE_BENCH_MLP_SETS", ",".join(DEEPCF_SETS + MOVIELENS_SETS))
+    parts = switch("RECFORGE_BENCH_MLP_PARTS", "accuracy,throughput")
+    deepcf = [name for name in DEEPCF_SETS if name in sets and "accuracy" in parts]
     for name in deepcf[:1] if ctx.quick else deepcf:
-        train_df, test_df, negatives = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=ctx.data_dir)
-        shape = (int(max(train_df["user"].max(), test_df["user"].max())) + 1,
-                 int(max(train_df["item"].max(), test_df["item"].max(), negatives.max())) + 1)
-        train, test = _csr(train_df, shape), _csr(test_df, shape)
-        # evaluate() expects negative rows in test-pair order (by user, then item).
-        negatives = negatives[np.lexsort((test_df["item"].to_numpy(), test_df["user"].to_numpy()))]
-        ctx.log(f"{name}: {shape[0]} users, {shape[1]} items, {train.nnz} train, {test.nnz} test")
+        loaded = ctx.dataset(name, ncf_matrices, f"deepcf/{name}")
+        if loaded is None:
+            continue
+        train, test, negatives = loaded
+        ctx.log(f"{name}: {train.shape[0]} users, {train.shape[1]} items, {train.nnz} train, {test.nnz} test")
         new, _ = _accuracy(rf, torch, ctx, train, test, epochs,
                            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
         rows += new
@@ -330,24 +325,24 @@ def run(ctx):
     # (the NCF paper's set) runs whenever its ratings file is where the loader looks.
     for variant in ("100k", "1m"):
         key = f"ml-{variant}"
-        if key not in SETS:
+        if key not in sets or (variant != "100k" and "accuracy" not in parts):
             continue
-        try:
-            df = rf.datasets.load_movielens(variant, data_home=ctx.data_dir)
-        except FileNotFoundError as exc:
-            ctx.log(f"{key}: not measured ({str(exc).splitlines()[0]})")
+        df = ctx.dataset(key, rf.datasets.load_movielens, variant, progress=False)
+        if df is None:
             continue
         inter = rf.Interactions.from_pandas(df, user_col="user", item_col="item", time_col="timestamp")
         train_i, test_i = rf.split.leave_last_out(inter)
         train, test = train_i.csr, test_i.csr
         ctx.log(f"{key} leave-last-out: {train.nnz} train, {test.nnz} test")
-        new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
-            f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
-            f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
-        })
-        rows += new
-        if variant == "100k":
-            rows += _rerank(test, per_seed)
+        if "accuracy" in parts:
+            new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
+                f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+                f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+            })
+            rows += new
+            if variant == "100k":
+                rows += _rerank(test, per_seed)
+        if variant == "100k" and "throughput" in parts:
             rows += _throughput(rf, torch, ctx, train)
     return rows + _pooled(rows)
 
@@ -376,14 +371,14 @@ def _rerank(test, per_seed):
 
 
 def _throughput(rf, torch, ctx, train):
-    from recforge import _core
+    from recforge._ops import get_ops
     from recforge.models.mlp import sample_epoch
 
     rows = []
     users, items, labels = sample_epoch(train, NEGATIVES, SEED, 0, ctx.threads)
     n = min(len(users), 20_000 if ctx.quick else THROUGHPUT_SAMPLES)
     users, items, labels = users[:n], items[:n], labels[:n]
-    ours = rf.MLPScorer(embedding_dim=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
+    ours = rf.MLPScorer(factors=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
     moments = [np.zeros_like(a) for a in (ours.user_embedding, ours.user_embedding, ours.item_embedding,
                                           ours.item_embedding, ours.dense, ours.dense)]
     # Each recforge optimiser against the PyTorch optimiser with the same update rule.
@@ -392,8 +387,10 @@ def _throughput(rf, torch, ctx, train):
         for label, optimizer, sparse in twins:
             def train_ours(threads=threads, optimizer=optimizer):
                 # One epoch of the training kernel over the same samples the peer gets.
-                _core.mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense, *moments, 0,
-                                      users, items, labels, optimizer, LR, 0.9, 0.999, 1e-8, 0.0, BATCH, threads)
+                get_ops("cpu").mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense,
+                                               moments, 0, users, items, labels, optimizer=optimizer, lr=LR,
+                                               beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, batch_size=BATCH,
+                                               threads=threads)
 
             fns = {"recforge": train_ours}
             if torch is not None:

@@ -7,11 +7,15 @@ it is a copy of the item matrix. numpy: matmul in row batches + argpartition + s
 Warm-up: every library first runs on the first 2,048 users (checked against numpy), then the
 full-size runs are timed, interleaved; "recforge (blas kernel)" is the portable kernel that CPUs
 without AVX-512 get.
+
+Switches: ``RECFORGE_BENCH_TOPK_FACTORS`` (default ``64,128``), ``RECFORGE_BENCH_TOPK_PEERS``
+(default ``implicit,faiss,numpy``; the ids are checked against numpy's on the warm-up slice either way).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from _harness import switch  # bench/ is on sys.path (run.py, load_benchmark)
 
 K = 10
 FULL = (138_000, 27_000)
@@ -41,11 +45,13 @@ def run(ctx):
     import recforge as rf
     from recforge import _core
 
-    implicit_topk = ctx.peer("implicit.cpu.topk")
-    faiss = ctx.peer("faiss")
+    factors = [int(f) for f in switch("RECFORGE_BENCH_TOPK_FACTORS", "64,128")]
+    peers = switch("RECFORGE_BENCH_TOPK_PEERS", "implicit,faiss,numpy")
+    implicit_topk = ctx.peer("implicit.cpu.topk") if "implicit" in peers else None
+    faiss = ctx.peer("faiss") if "faiss" in peers else None
     n, m = QUICK if ctx.quick else FULL
     rows = []
-    for f in (64, 128):
+    for f in factors:
         rng = np.random.default_rng(f)
         users = rng.standard_normal((n, f), dtype=np.float32)
         items = rng.standard_normal((m, f), dtype=np.float32)
@@ -59,7 +65,8 @@ def run(ctx):
             index = faiss.IndexFlatIP(f)
             index.add(items)
             libs["faiss"] = lambda u, index=index: index.search(u, K)[1]
-        libs["numpy"] = lambda u: _numpy_topk(u, items, K)
+        if "numpy" in peers:
+            libs["numpy"] = lambda u: _numpy_topk(u, items, K)
         ctx.log(f"topk {case}: {', '.join(libs)}")
         # Warm-up on a slice (thread pools, code paths), which also checks that every library returns
         # the same ids: a fast wrong answer must not look good. Float rounding may reorder a near-tie.

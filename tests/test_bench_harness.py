@@ -133,3 +133,99 @@ def test_machine_info_has_the_essentials():
     info = harness.machine_info()
     assert info["cpu"] and info["cores"] >= 1
     assert "numpy" in info["libraries"]
+
+
+def test_missing_data_set_is_reported_not_raised(tmp_path):
+    logged = []
+    ctx = harness.Context(threads=1, data_dir=tmp_path, log=logged.append)
+
+    def load(name, data_home):
+        raise FileNotFoundError(f"{name} not found. Looked for:\n  {data_home}/{name}")
+
+    assert ctx.dataset("toy set", load, "toy.csv") is None
+    assert ctx.not_measured == {"toy set": "toy.csv not found."}
+    assert "not measured (toy.csv not found.)" in logged[0]
+    assert ctx.dataset("echo", lambda data_home: data_home) == tmp_path  # the loader gets ctx.data_dir
+    machine = {"cpu": "test cpu", "usable_cores": 1, "libraries": {}, "git_commit": None}
+    rec = harness.report("toy", [], ctx, "cmd", machine=machine)
+    assert rec["not_measured"] == {"toy set": "toy.csv not found."}
+    assert "Data sets not measured: `toy set` (toy.csv not found.)" in harness.markdown_report(rec)
+
+
+def _data_file(rel):
+    import os
+
+    path = Path(os.environ.get("RECFORGE_DATA") or "/nonexistent") / rel
+    if not path.exists():
+        pytest.skip(f"{rel} not in $RECFORGE_DATA")
+    return path
+
+
+def test_movielens_100k_fold_is_zero_based_with_the_whole_sets_shape():
+    data_home = _data_file("ml-100k/u1.base").parents[1]
+    train, test, shape = harness.movielens_100k_fold(1, data_home)
+    assert shape == (943, 1682) and (len(train), len(test)) == (80_000, 20_000)
+    assert train["user"].min() == 0 and list(train.columns) == ["user", "item", "rating", "timestamp"]
+
+
+def test_ncf_matrices_line_negatives_up_with_test_pairs():
+    data_home = _data_file("deepcf/lastfm.test.negative").parents[1]
+    train, test, negatives = harness.ncf_matrices("deepcf/lastfm", data_home)
+    assert train.shape == test.shape and set(train.data) == {1.0}
+    assert negatives.shape == (test.nnz, 99)
+
+
+# Smoke sizes for the benchmarks' --quick paths: (module, attribute) -> value.
+TINY = {
+    ("bench_topk", "QUICK"): (300, 200),
+    ("bench_data", "QUICK"): (300, 200, 3_000),
+    ("bench_als", "SYNTH_QUICK"): (300, 200, 3_000),
+    ("bench_sgd", "THROUGHPUT_QUICK"): (300, 200, 3_000),
+    ("bench_recommend", "QUICK_ITEMS"): 2_000,
+}
+
+
+class _NoPeers(harness.Context):
+    """A context in which every peer is missing, as on a machine with recforge alone."""
+
+    def peer(self, import_name):
+        self.missing_peers[import_name] = "hidden by the test"
+        return None
+
+
+def _run_quick(name, ctx, monkeypatch):
+    module = harness.load_benchmark(name)
+    for (module_name, attr), value in TINY.items():
+        if module_name == module.__name__:
+            monkeypatch.setattr(module, attr, value)
+    rows = harness.check_rows(module.run(ctx))
+    machine = {"cpu": "test cpu", "usable_cores": 1, "libraries": {}, "git_commit": None}
+    harness.markdown_report(harness.report(name, rows, ctx, f"bench/run.py {name} --quick", machine=machine))
+    return rows
+
+
+@pytest.mark.parametrize("name", harness.available_benchmarks())
+def test_every_benchmark_runs_quick_without_peers_or_data(name, tmp_path, monkeypatch):
+    """Each bench module imports and its --quick path runs (at smoke sizes) with no peer and no data
+    set: the data-dependent cases are reported as not measured, not raised."""
+    monkeypatch.setenv("RECFORGE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/recforge either
+    ctx = _NoPeers(threads=1, repeat=1, quick=True, data_dir=tmp_path / "no-data", log=lambda m: None)
+    rows = _run_quick(name, ctx, monkeypatch)
+    assert all(r["library"] not in ctx.missing_peers for r in rows)
+
+
+# The benchmarks whose --quick data cases take a second or two (environment switches to get there).
+DATA_SMOKE = {"als": {"RECFORGE_BENCH_ALS_CASES": "accuracy,explicit"}, "mlp_validation": {}, "sgd": {},
+              "sgdmf_fixed": {}}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_SMOKE))
+def test_benchmarks_read_the_real_data_sets_through_the_loaders(name, monkeypatch):
+    data_home = _data_file("deepcf/lastfm.train.rating").parents[1]
+    _data_file("ml-100k/u.data")
+    for var, value in DATA_SMOKE[name].items():
+        monkeypatch.setenv(var, value)
+    ctx = _NoPeers(threads=1, repeat=1, quick=True, data_dir=data_home, log=lambda m: None)
+    rows = _run_quick(name, ctx, monkeypatch)
+    assert rows and not ctx.not_measured
