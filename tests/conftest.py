@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +26,17 @@ def data_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"data set not available: {p} (set RECFORGE_DATA to the folder holding it)")
     return p
+
+
+def rewrite_model_file(path, edit) -> None:
+    """Rewrite a saved model file: ``edit(arrays, meta)`` changes its arrays and metadata in place."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    edit(arrays, meta)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 import recforge as rf
 from recforge import models
 
-from conftest import CUDA_MISSING
+from conftest import CUDA_MISSING, rewrite_model_file
 
 N_USERS, N_ITEMS = 100, 60  # > 32 rows on both sides: ALS really splits its half-steps over threads
 
@@ -46,7 +46,13 @@ CASES = [
     Case("als-cholesky", rf.ALS, {"factors": 5, "epochs": 2, "solver": "cholesky", "calculate_loss": True}),
     Case("als-explicit", rf.ALS, {"factors": 4, "epochs": 2, "feedback": "explicit"}),
     Case("sgdmf", rf.SGDMF, {"factors": 4, "epochs": 3, "lr": 0.02}, hogwild=True),
-    Case("bpr", rf.BPR, {"factors": 4, "epochs": 3}, hogwild=True),
+    Case(
+        "sgdmf-nobias",
+        rf.SGDMF,
+        {"factors": 4, "epochs": 3, "lr": 0.02, "biases": False, "clip": (-20.0, 20.0), "rating_scale": (1.0, 5.0)},
+        hogwild=True,
+    ),
+    Case("bpr", rf.BPR, {"factors": 4, "epochs": 3, "negatives": 2, "item_biases": False}, hogwild=True),
     Case("warp", rf.BPR, {"factors": 4, "epochs": 3, "loss": "warp", "sampling": "popularity"}, hogwild=True),
     Case("mlp", rf.MLPScorer, {"factors": 4, "layers": (6, 3), "epochs": 2, "batch_size": 64}),  # 2 chunks per batch
     Case("mlp-gmf-lazy", rf.MLPScorer, {"factors": 4, "mode": "gmf", "epochs": 2, "optimizer": "lazy_adam"}),
@@ -352,11 +358,11 @@ def test_thread_count_does_not_change_results(case, device, data):
         a, b = fit(make(case, device), data), fit(make(case, device), data)
     elif case.hogwild:  # 2 threads race (by design): check that a one-thread fit is repeatable instead
         a, b = fit(make(case, device, threads=1), data), fit(make(case, device, threads=1), data)
-        other_seed = fit(make(case, device, threads=1, seed=7), data)
-        assert not np.array_equal(all_scores(other_seed), all_scores(a))
     else:
         a, b = fit(make(case, device, threads=1), data), fit(make(case, device, threads=2), data)
     assert_same_predictions(a, b)
+    if "seed" in param_names(case.cls):  # and the seed does matter
+        assert not np.array_equal(all_scores(fit(make(case, device, seed=7), data)), all_scores(a))
     for x, y in zip(a.recommend(np.arange(N_USERS), k=5, threads=1), a.recommend(np.arange(N_USERS), k=5, threads=2)):
         np.testing.assert_array_equal(x, y)
 
@@ -425,6 +431,42 @@ def test_load_rejects_a_damaged_zip_header(field, data, tmp_path):
         rf.load(path)
 
 
+def _first_nan(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.flat[0] = np.nan
+    return a
+
+
+DAMAGE = {"a row short": lambda a: a[:-1], "missing": lambda a: None, "NaN": _first_nan}
+POPULARITY_NAN_BUG = ("bug: MostPopular._restore checks the shape of item_popularity, not that it is finite "
+                      "(a NaN file loads; recommend fails later)")  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_load_rejects_arrays_inconsistent_with_the_model(case, damage, data, tmp_path, request):
+    if damage == "NaN" and case.cls is rf.MostPopular:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=POPULARITY_NAN_BUG))
+    fit(make(case), data).save(tmp_path / "m.rf")
+    optional = {"global_bias"} if damage == "missing" else set()  # a model without biases may lack it
+    with np.load(tmp_path / "m.rf") as z:  # the model's own arrays
+        names = [n for n in z.files if not n.startswith(("train_", "__")) and n not in optional]
+
+    def edit(arrays, meta):
+        changed = DAMAGE[damage](arrays.pop(name))
+        del meta["arrays"][name]
+        if changed is not None:
+            arrays[name] = changed
+            meta["arrays"][name] = [str(changed.dtype), list(changed.shape)]
+
+    assert names
+    for name in names:
+        path = tmp_path / f"{name}.rf"
+        path.write_bytes((tmp_path / "m.rf").read_bytes())
+        rewrite_model_file(path, edit)
+        with pytest.raises(ValueError, match=f"inconsistent model file.*{name}"):
+            rf.load(path)
+
+
 def test_load_rejects_other_files(tmp_path):
     np.savez(tmp_path / "plain.npz", a=np.ones(3))
     with pytest.raises(ValueError, match="__meta__"):
@@ -471,8 +513,9 @@ def test_partial_fit_users_grows_and_keeps_the_rest(fold_case, device, data):
 
 
 def test_partial_fit_users_refolds_existing_users_comparably(fold_case, device, data):
-    model = fit(make(fold_case, device), data)
-    again = fit(make(fold_case, device), data)
+    # SGD needs more epochs than 3 before a user's vector follows its row rather than its start.
+    params = {"epochs": 20} if fold_case.hogwild else {}
+    model, again = fit(make(fold_case, device, **params), data), fit(make(fold_case, device, **params), data)
     before = all_scores(model)
     users = np.arange(N_USERS)
     model.partial_fit_users(users, data)  # every user re-learnt from its own row
