@@ -114,6 +114,11 @@ def case(request) -> Case:
     return request.param
 
 
+def only(cases: list[Case]):
+    """Run a test for these cases only (direct parametrisation overrides the ``case`` fixture)."""
+    return pytest.mark.parametrize("case", cases, ids=lambda c: c.id)
+
+
 def make(case: Case, device: str = "cpu", **overrides):
     """An unfitted model of ``case`` on ``device`` (one thread unless ``overrides`` says otherwise)."""
     params = {**case.params, "device": device}
@@ -486,13 +491,9 @@ def test_to_cpu_returns_a_working_model(case, device, data):
         model.to("tpu")
 
 
-@pytest.fixture(params=FOLD_IN, ids=lambda c: c.id)
-def fold_case(request) -> Case:
-    return request.param
-
-
-def test_partial_fit_users_grows_and_keeps_the_rest(fold_case, device, data):
-    model = fit(make(fold_case, device), data)
+@only(FOLD_IN)
+def test_partial_fit_users_grows_and_keeps_the_rest(case, device, data):
+    model = fit(make(case, device), data)
     before = {n: None if getattr(model, n) is None else getattr(model, n).copy()
               for n in ("user_factors", "item_factors", "item_bias", "user_bias")}  # fmt: skip
     row = data[[0]]
@@ -512,10 +513,11 @@ def test_partial_fit_users_grows_and_keeps_the_rest(fold_case, device, data):
     assert np.isfinite(model.score([new, N_USERS], [1, 1])).all()
 
 
-def test_partial_fit_users_refolds_existing_users_comparably(fold_case, device, data):
+@only(FOLD_IN)
+def test_partial_fit_users_refolds_existing_users_comparably(case, device, data):
     # SGD needs more epochs than 3 before a user's vector follows its row rather than its start.
-    params = {"epochs": 20} if fold_case.hogwild else {}
-    model, again = fit(make(fold_case, device, **params), data), fit(make(fold_case, device, **params), data)
+    params = {"epochs": 20} if case.hogwild else {}
+    model, again = fit(make(case, device, **params), data), fit(make(case, device, **params), data)
     before = all_scores(model)
     users = np.arange(N_USERS)
     model.partial_fit_users(users, data)  # every user re-learnt from its own row
@@ -527,9 +529,9 @@ def test_partial_fit_users_refolds_existing_users_comparably(fold_case, device, 
     assert_same_predictions(model, again)  # fold-in is repeatable
 
 
-@pytest.mark.parametrize("item_case", FOLD_IN_ITEMS, ids=lambda c: c.id)
-def test_partial_fit_items_grows(item_case, device, data):
-    model = fit(make(item_case, device), data)
+@only(FOLD_IN_ITEMS)
+def test_partial_fit_items_grows(case, device, data):
+    model = fit(make(case, device), data)
     users_before = model.user_factors.copy()
     column = data[:, [0]].T.tocsr()  # item 0's users, as a row
     model.partial_fit_items([0, N_ITEMS], sp.vstack([column, column]))
@@ -539,8 +541,9 @@ def test_partial_fit_items_grows(item_case, device, data):
     assert (model.seen_[:, [N_ITEMS]].T != column).nnz == 0 and (model.seen_[:, :N_ITEMS] != data).nnz == 0
 
 
-def test_partial_fit_rejects_bad_rows(fold_case, device, data):
-    model = fit(make(fold_case, device), data)
+@only(FOLD_IN)
+def test_partial_fit_rejects_bad_rows(case, device, data):
+    model = fit(make(case, device), data)
     with pytest.raises(ValueError, match="repeat"):
         model.partial_fit_users([1, 1], data[[1, 1]])
     with pytest.raises(ValueError, match="one row per id"):
@@ -552,23 +555,19 @@ def test_partial_fit_rejects_bad_rows(fold_case, device, data):
     assert model.n_users == N_USERS
 
 
-@pytest.fixture(params=FACTOR_MODELS, ids=lambda c: c.id)
-def factor_case(request) -> Case:
-    return request.param
-
-
-def test_from_factors_rebuilds_the_model(factor_case, device, data):
-    model = fit(make(factor_case, device), data)
+@only(FACTOR_MODELS)
+def test_from_factors_rebuilds_the_model(case, device, data):
+    model = fit(make(case, device), data)
     arrays = {"user_factors": model.user_factors, "item_factors": model.item_factors, "user_bias": model.user_bias,
-                  "item_bias": model.item_bias, "global_bias": model.global_bias}  # fmt: skip
-    built = factor_case.cls.from_factors(**arrays, seen=model.seen_, **model.get_params())
+              "item_bias": model.item_bias, "global_bias": model.global_bias}  # fmt: skip
+    built = case.cls.from_factors(**arrays, seen=model.seen_, **model.get_params())
     assert built.is_fitted and built.history_ == [] and built.get_params() == model.get_params()
     assert_same_predictions(built, model)
     # Without seen_ nothing is excluded; factors defaults to the factors' width.
-    bare = factor_case.cls.from_factors(**arrays)
+    bare = case.cls.from_factors(**arrays)
     assert bare.factors == model.factors and bare.seen_.nnz == 0
     np.testing.assert_array_equal(bare.recommend([0, 1], k=5)[0], model.recommend([0, 1], k=5, exclude_seen=False)[0])
     with pytest.raises(ValueError, match="same width"):
-        factor_case.cls.from_factors(model.user_factors, model.item_factors[:, :-1])
+        case.cls.from_factors(model.user_factors, model.item_factors[:, :-1])
     with pytest.raises(ValueError, match="seen must have shape"):
-        factor_case.cls.from_factors(**arrays, seen=model.seen_[:-1])
+        case.cls.from_factors(**arrays, seen=model.seen_[:-1])
