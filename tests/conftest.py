@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def data_path(*parts: str) -> Path:
     return p
 
 
+def rewrite_model_file(path, edit) -> None:
+    """Rewrite a saved model file: ``edit(arrays, meta)`` changes its arrays and metadata in place."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    edit(arrays, meta)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
@@ -35,3 +47,39 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR
+
+
+# -- devices ---------------------------------------------------------------------------------------
+def _cuda_missing() -> str | None:
+    """Why ``device="cuda"`` cannot run here (the library's own message), or None when it can."""
+    from recforge._ops import get_ops
+
+    try:
+        get_ops("cuda")
+    except RuntimeError as exc:
+        return str(exc).split(": ")[0]  # what is missing; the rest says how to install it
+    return None
+
+
+CUDA_MISSING = _cuda_missing()
+requires_cuda = pytest.mark.skipif(CUDA_MISSING is not None, reason=f"no usable CUDA: {CUDA_MISSING}")
+# Every device a device-parametrised test runs on; "cuda" carries the `cuda` marker (-m "not cuda").
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    return request.param
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A `cuda` test that reaches a GPU kernel not written yet (NotImplementedError) is reported as
+    xfail with the library's message, so the GPU job stays green until the kernel lands and then
+    runs the test for real."""
+    outcome = yield
+    report = outcome.get_result()
+    if (call.when == "call" and call.excinfo is not None and item.get_closest_marker("cuda")
+            and call.excinfo.errisinstance(NotImplementedError)):  # fmt: skip
+        report.outcome = "skipped"
+        report.wasxfail = f"GPU kernel missing: {call.excinfo.value}"

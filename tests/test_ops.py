@@ -10,8 +10,9 @@ import pytest
 import scipy.sparse as sp
 
 import recforge as rf
-from recforge._backend import cupy_available
 from recforge._ops import array_namespace, cpu, cuda, get_ops
+
+from conftest import CUDA_MISSING
 
 PKG = Path(rf.__file__).parent
 
@@ -23,7 +24,7 @@ def test_cpu_and_cuda_ops_have_the_same_names():
     assert get_ops("cpu") is cpu and cpu.name == "cpu" and cpu.xp is np
 
 
-@pytest.mark.skipif(cupy_available() and rf._core.with_cuda, reason="a GPU and a CUDA build are present")
+@pytest.mark.skipif(CUDA_MISSING is None, reason="CuPy, a GPU and a CUDA build are present")
 def test_get_ops_cuda_without_a_gpu_explains_what_is_missing():
     with pytest.raises(RuntimeError, match="device='cuda' needs"):
         get_ops("cuda")
