@@ -418,12 +418,6 @@ def central_directory(raw: bytes) -> int:
 ZIP_HEADER_DAMAGE = {"version needed": (6, 0xFF), "flags": (8, 0x20), "compression method": (10, 0x63)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotImplementedError,
-    reason="bug: rf.load lets zipfile's NotImplementedError through for a damaged zip header "
-    "(models/base.py load catches BadZipFile, ValueError, OSError, EOFError, KeyError only)",
-)
 @pytest.mark.parametrize("field", ZIP_HEADER_DAMAGE)
 def test_load_rejects_a_damaged_zip_header(field, data, tmp_path):
     path = tmp_path / "m.rf"
@@ -443,14 +437,10 @@ def _first_nan(a: np.ndarray) -> np.ndarray:
 
 
 DAMAGE = {"a row short": lambda a: a[:-1], "missing": lambda a: None, "NaN": _first_nan}
-POPULARITY_NAN_BUG = ("bug: MostPopular._restore checks the shape of item_popularity, not that it is finite "
-                      "(a NaN file loads; recommend fails later)")  # fmt: skip
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_load_rejects_arrays_inconsistent_with_the_model(case, damage, data, tmp_path, request):
-    if damage == "NaN" and case.cls is rf.MostPopular:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=POPULARITY_NAN_BUG))
+def test_load_rejects_arrays_inconsistent_with_the_model(case, damage, data, tmp_path):
     fit(make(case), data).save(tmp_path / "m.rf")
     optional = {"global_bias"} if damage == "missing" else set()  # a model without biases may lack it
     with np.load(tmp_path / "m.rf") as z:  # the model's own arrays

@@ -304,7 +304,7 @@ def load(path) -> Recommender:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError) as exc:
         raise ValueError(f"{path} is not a valid recforge model file (corrupt or truncated): {exc}") from None
     try:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())

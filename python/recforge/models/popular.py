@@ -54,6 +54,6 @@ class MostPopular(Recommender):
 
     def _restore(self, arrays):
         pop = arrays.get("item_popularity")
-        if pop is None or pop.shape != (self.seen_.shape[1],):
-            raise ValueError(f"item_popularity must have shape ({self.seen_.shape[1]},)")
+        if pop is None or pop.shape != (self.seen_.shape[1],) or not np.isfinite(pop).all():
+            raise ValueError(f"item_popularity must be finite with shape ({self.seen_.shape[1]},)")
         self.item_popularity = pop.astype(np.float32)
