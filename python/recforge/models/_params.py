@@ -1,7 +1,7 @@
 """Declarative hyperparameters: one spec per model class, checked in ``fit``; scikit-learn conventions.
 
 Each model class lists its parameters once in ``_param_spec`` (name -> ``Param``); ``__init__`` only
-stores its arguments; ``fit`` (and ``from_factors`` / ``load``) call ``_validate_params``.
+stores its arguments (``_store_params``); ``fit`` (and ``from_factors`` / ``load``) call ``_validate_params``.
 ``get_params`` / ``set_params`` read the ``__init__`` signature, so ``sklearn.base.clone`` and grid
 search work without scikit-learn being a dependency, and the saved parameter list is
 ``get_params()``. Renamed parameters stay accepted for one release through ``_aliases`` (old name
@@ -123,9 +123,15 @@ class ParamsMixin:
         warnings.warn(f"{cls.__name__}: {name!r} is deprecated, use {new!r}", DeprecationWarning, stacklevel=stacklevel)
         return new
 
-    def _store_deprecated(self, deprecated: dict) -> None:
-        """Called by ``__init__`` with its ``**deprecated`` keywords: map each old name to the new one."""
-        for old, value in deprecated.items():
+    def _store_params(self, args: dict) -> None:
+        """``__init__``'s whole body, ``self._store_params(locals())``: store every argument as given.
+
+        The names come from the signature (as ``get_params`` reads them), so the list is kept in
+        one place; the ``**deprecated`` keywords are mapped to their new names.
+        """
+        for name in self._param_names():
+            setattr(self, name, args[name])
+        for old, value in args.get("deprecated", {}).items():
             if old not in self._aliases:
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {old!r}")
             setattr(self, self._new_name(old, stacklevel=4), value)

@@ -142,20 +142,7 @@ class ALS(FactorModel):
         calculate_loss: bool = False,
         **deprecated,
     ):
-        self.factors = factors
-        self.regularization = regularization
-        self.epochs = epochs
-        self.alpha = alpha
-        self.solver = solver
-        self.cg_steps = cg_steps
-        self.alpha0 = alpha0
-        self.nu = nu
-        self.feedback = feedback
-        self.device = device
-        self.threads = threads
-        self.seed = seed
-        self.calculate_loss = calculate_loss
-        self._store_deprecated(deprecated)
+        self._store_params(locals())
 
     @property
     def explicit(self) -> bool:

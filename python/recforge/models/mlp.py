@@ -116,19 +116,7 @@ class MLPScorer(Recommender):
         seed: int = 42,
         **deprecated,
     ):
-        self.factors = factors
-        self.layers = layers
-        self.mode = mode
-        self.negatives = negatives
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.regularization = regularization
-        self.device = device
-        self.threads = threads
-        self.seed = seed
-        self._store_deprecated(deprecated)
+        self._store_params(locals())
 
     user_embedding: np.ndarray | None = None
     item_embedding: np.ndarray | None = None

@@ -24,8 +24,7 @@ class MostPopular(Recommender):
     _param_spec = {"device": Param("device"), "weighted": Param("bool")}
 
     def __init__(self, weighted: bool = False, device: str = "auto"):
-        self.weighted = weighted
-        self.device = device
+        self._store_params(locals())
 
     item_popularity: np.ndarray | None = None
 

@@ -131,21 +131,7 @@ class SGDMF(_SGDModel):
         seed: int = 42,
         **deprecated,
     ):
-        self.factors = factors
-        self.lr = lr
-        self.regularization = regularization
-        self.epochs = epochs
-        self.biases = biases
-        self.bias_regularization = bias_regularization
-        self.lr_schedule = lr_schedule
-        self.decay = decay
-        self.init_std = init_std
-        self.rating_scale = rating_scale
-        self.clip = clip
-        self.device = device
-        self.threads = threads
-        self.seed = seed
-        self._store_deprecated(deprecated)
+        self._store_params(locals())
 
     def learning_rate(self, epoch: int) -> float:
         """Learning rate used in epoch ``epoch`` (0-based) under the schedule."""
@@ -408,20 +394,7 @@ class BPR(_SGDModel):
         seed: int = 42,
         **deprecated,
     ):
-        self.factors = factors
-        self.lr = lr
-        self.regularization = regularization
-        self.epochs = epochs
-        self.negatives = negatives
-        self.sampling = sampling
-        self.item_biases = item_biases
-        self.loss = loss
-        self.max_sampled = max_sampled
-        self.init_std = init_std
-        self.device = device
-        self.threads = threads
-        self.seed = seed
-        self._store_deprecated(deprecated)
+        self._store_params(locals())
 
     def _epoch(self, data, epoch: int, threads: int, freeze_items: bool = False) -> dict:
         """One BPR/WARP pass over ``data`` (``ops.sgd_positives``); returns the epoch's stats."""
