@@ -33,7 +33,6 @@ from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
 from .._validation import as_csr, check_dense, check_ids, check_k
 from ..data.interactions import Interactions
-from ..topk import topk
 from ._params import Param, ParamsMixin
 
 __all__ = [
@@ -121,6 +120,7 @@ class Recommender(ParamsMixin):
     def _invalidate(self) -> None:
         """Drop cached ranking vectors: the fitted arrays changed (fit epoch, fold-in, load, ``to``)."""
         self.__dict__.pop("_rank_cache", None)
+        self.__dict__.pop("_rank_cache_unit", None)
 
     def fit(self, interactions, callback=None, progress: bool | None = None):
         raise NotImplementedError
@@ -577,21 +577,27 @@ class FactorModel(Recommender):
     def similar_items(self, items, k: int = 10, threads: int = 0):
         """Top ``k`` items by cosine similarity of item factors (the item itself excluded)."""
         self._check_fitted()
-        i = check_ids(items, self.n_items, "items")
-        return self._similar(self.item_factors, i, k, threads)
+        return self._similar("item_factors", check_ids(items, self.n_items, "items"), k, threads)
 
     def similar_users(self, users, k: int = 10, threads: int = 0):
         """Top ``k`` users by cosine similarity of user factors (the user itself excluded)."""
         self._check_fitted()
-        u = check_ids(users, self.n_users, "users")
-        return self._similar(self.user_factors, u, k, threads)
+        return self._similar("user_factors", check_ids(users, self.n_users, "users"), k, threads)
 
-    @staticmethod
-    def _similar(factors, rows, k, threads):
-        k = check_k(k)
-        norms = np.linalg.norm(factors, axis=1)
-        unit = (factors / np.where(norms > 0, norms, 1)[:, None]).astype(np.float32)
-        self_ex = sp.csr_matrix(
-            (np.ones(len(rows), np.float32), rows, np.arange(len(rows) + 1)), shape=(len(rows), len(factors))
-        )
-        return topk(unit[rows], unit, min(k, len(factors)), exclude=self_ex, threads=threads)
+    def _similar(self, side: str, rows, k, threads):
+        k = min(check_k(k), len(getattr(self, side)))
+        unit = self._unit_rows(side)
+        self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows.astype(np.int64), (len(rows), len(unit)))
+        return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=resolve_threads(threads))
+
+    def _unit_rows(self, side: str) -> np.ndarray:
+        """``side``'s factors scaled to unit length (zero rows stay zero), cached like the ranking vectors."""
+        cache = self.__dict__.setdefault("_rank_cache_unit", {})
+        if side not in cache:
+            f = getattr(self, side)
+            norms = np.linalg.norm(f, axis=1)
+            unit = np.ascontiguousarray(f / np.where(norms > 0, norms, 1)[:, None], np.float32)
+            if not np.isfinite(unit).all():
+                raise ValueError(f"this {type(self).__name__} has NaN or infinite {side}")
+            cache[side] = unit
+        return cache[side]
