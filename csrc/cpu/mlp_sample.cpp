@@ -8,33 +8,9 @@
 
 #include "recforge/mlp.hpp"
 #include "recforge/parallel.hpp"
+#include "recforge/rng.hpp"
 
 namespace recforge::mlp {
-
-namespace {
-
-// splitmix64: a small, fast generator with good statistical quality for sampling.
-struct SplitMix64 {
-    std::uint64_t state;
-    explicit SplitMix64(std::uint64_t seed) : state(seed) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-    // Uniform in [0, n) by multiply-shift (bias below 2^-40 for the sizes used here).
-    std::int64_t below(std::int64_t n) {
-        return std::int64_t((static_cast<unsigned __int128>(next()) * std::uint64_t(n)) >> 64);
-    }
-};
-
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
-    SplitMix64 g(a ^ (b * 0xD1B54A32D192ED03ULL));
-    return g.next();
-}
-
-}  // namespace
 
 std::int64_t epoch_samples(const std::int64_t* indptr, std::int64_t n_users, std::int64_t n_items,
                            int negatives) {
@@ -72,7 +48,7 @@ void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::
         if (nnz == 0) return;
         std::int64_t out = offset[u];
         const bool neg = nnz < n_items;
-        SplitMix64 rng(mix(seed, std::uint64_t(u)));
+        SplitMix64 rng(keyed_seed(seed, std::uint64_t(u)));
         // Dense rows: draw from the explicit complement instead of rejecting most draws.
         std::vector<std::int32_t> complement;
         if (neg && nnz * 2 > n_items) {
@@ -89,9 +65,9 @@ void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::
             for (int k = 0; k < negatives; ++k) {
                 std::int64_t j;
                 if (!complement.empty()) {
-                    j = complement[rng.below(std::int64_t(complement.size()))];
+                    j = complement[rng.below(complement.size())];
                 } else {
-                    do j = rng.below(n_items);
+                    do j = std::int64_t(rng.below(std::uint64_t(n_items)));
                     while (std::binary_search(row, row + nnz, std::int32_t(j)));
                 }
                 users[out] = u; items[out] = j; labels[out] = 0.0f; ++out;
@@ -100,9 +76,9 @@ void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::
     });
 
     // Fisher-Yates over the three arrays together.
-    SplitMix64 rng(mix(seed, 0xA5A5A5A5ULL));
+    SplitMix64 rng(keyed_seed(seed, 0xA5A5A5A5ULL));
     for (std::int64_t q = offset[n_users] - 1; q > 0; --q) {
-        const std::int64_t j = rng.below(q + 1);
+        const auto j = std::int64_t(rng.below(std::uint64_t(q) + 1));
         std::swap(users[q], users[j]);
         std::swap(items[q], items[j]);
         std::swap(labels[q], labels[j]);

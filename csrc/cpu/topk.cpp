@@ -27,13 +27,7 @@
 
 #include "recforge/blas.hpp"
 #include "recforge/parallel.hpp"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// One build for every x86-64: the loader picks the widest vector unit the CPU has.
-#define RECFORGE_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RECFORGE_SIMD_CLONES
-#endif
+#include "recforge/simd.hpp"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define RECFORGE_FUSED_AVX512 1
@@ -85,7 +79,7 @@ void heap_finish(Entry* h, std::int64_t k, std::int64_t* ids, float* scores) {
 // Index of the first s[j] > thr with begin <= j < len, or len. The hot loop of the dense path:
 // a branch-free count over 64 scores compiles to a few vector compares, and only a block that
 // holds a candidate is looked at one score at a time. NaN compares false, so it never enters.
-RECFORGE_SIMD_CLONES
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 std::int64_t next_above(const float* s, std::int64_t begin, std::int64_t len, float thr) {
     std::int64_t j = begin;
     for (; j + 64 <= len; j += 64) {
@@ -98,18 +92,8 @@ std::int64_t next_above(const float* s, std::int64_t begin, std::int64_t len, fl
     return len;
 }
 
-// Dot product with 16 independent partial sums, so it vectorises without -ffast-math.
-RECFORGE_SIMD_CLONES
-float dot(const float* a, const float* b, std::int64_t f) {
-    float acc[16] = {};
-    std::int64_t t = 0;
-    for (; t + 16 <= f; t += 16)
-        for (int l = 0; l < 16; ++l) acc[l] += a[t + l] * b[t + l];
-    float total = 0.0f;
-    for (int l = 0; l < 16; ++l) total += acc[l];
-    for (; t < f; ++t) total += a[t] * b[t];
-    return total;
-}
+// The candidates path's scoring: the shared dot product, compiled per SIMD level.
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F) float score(const float* q, const float* item, std::int64_t f) { return simd::dot(q, item, f); }
 
 // Validation helpers; messages are only built on failure (some checks run once per stored id).
 void check(bool ok, const char* what) {
@@ -474,7 +458,7 @@ void topk_candidates(const float* queries, std::int64_t n, const float* items, s
             if (id < 0) continue;  // padding
             while (p < end && exclude.indices[p] < id) ++p;
             if (p < end && exclude.indices[p] == id) continue;
-            const float s = dot(q, items + id * f, f);
+            const float s = score(q, items + id * f, f);
             if (s > h[0].score) heap_replace_top(h, k, Entry{s, id});
         }
         heap_finish(h, k, out_ids + i * k, out_scores + i * k);
