@@ -157,7 +157,7 @@ RECFORGE_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
             std::fill(x, x + f, 0.0f);
             continue;
         }
-        const float lam = row_lambda(c.opt, hi - lo, c.m.cols);
+        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols);
         // r = b - A x, accumulated per entry as (c_i - (c_i - alpha0) y_i.x) y_i
         symv<F>(c.G, x, alpha0, lam, ap, f);
         for (int k = 0; k < f; ++k) r[k] = -ap[k];
@@ -305,7 +305,7 @@ RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std
             std::fill(x, x + f, 0.0f);
             continue;
         }
-        const float lam = row_lambda(c.opt, hi - lo, c.m.cols);
+        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols);
         for (std::int64_t k = 0; k < static_cast<std::int64_t>(f) * f; ++k) A[k] = alpha0 * c.G[k];
         for (int k = 0; k < f; ++k) A[static_cast<std::int64_t>(k) * f + k] += lam;
         std::fill(b, b + f, 0.0f);
@@ -348,13 +348,6 @@ RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4) void cholesky_block(const ImplicitCtx& c, 
     }
 }
 
-// YᵀY (f x f) with BLAS.
-std::vector<float> gram_of(const float* Y, std::int64_t n, int f) {
-    std::vector<float> G(static_cast<std::size_t>(f) * f, 0.0f);
-    if (n > 0) blas::gram(f, static_cast<int>(n), 1.0f, Y, f, 0.0f, G.data(), f);
-    return G;
-}
-
 std::int64_t block_count(std::int64_t rows) { return (rows + kRowBlock - 1) / kRowBlock; }
 
 void check_factors(int f) {
@@ -363,37 +356,34 @@ void check_factors(int f) {
 
 }  // namespace
 
-void validate_csr(const CsrView& m, std::int64_t nnz, bool nonnegative, const char* what) {
-    const std::string name(what);
-    if (m.rows < 0 || m.cols < 0 || nnz < 0) throw std::invalid_argument(name + ": negative shape");
-    if (m.cols > INT32_MAX) throw std::invalid_argument(name + ": more than 2^31 - 1 columns");
-    if (m.indptr[0] != 0 || m.indptr[m.rows] != nnz)
-        throw std::invalid_argument(name + ": indptr must start at 0 and end at nnz");
-    for (std::int64_t i = 0; i < m.rows; ++i)
-        if (m.indptr[i + 1] < m.indptr[i]) throw std::invalid_argument(name + ": indptr must be non-decreasing");
-    for (std::int64_t j = 0; j < nnz; ++j) {
-        if (m.indices[j] < 0 || m.indices[j] >= m.cols)
-            throw std::invalid_argument(name + ": column index " + std::to_string(m.indices[j]) + " out of range [0, " +
-                                        std::to_string(m.cols) + ")");
-        const float v = m.data[j];
-        if (!std::isfinite(v)) throw std::invalid_argument(name + " contains NaN or infinite values");
-        if (nonnegative && v < 0.0f)
-            throw std::invalid_argument(name + " contains negative values; implicit ALS needs r >= 0 (c = 1 + alpha r)");
+void gram(const float* Y, std::int64_t n, int f, float* G, int threads) {
+    check_factors(f);
+    if (n > INT32_MAX) throw std::invalid_argument("gram: more than 2^31 - 1 rows");
+    std::fill(G, G + static_cast<std::int64_t>(f) * f, 0.0f);
+    if (n == 0) return;
+    if (blas::routines().ssyrk) {
+        blas::gram(f, static_cast<int>(n), 1.0f, Y, f, 0.0f, G, f);
+        return;
     }
+    // Reference product by blocks of G's rows: each entry's sum runs in the same order as one
+    // whole call, so the split (and the thread count) cannot change a bit.
+    constexpr int kRows = 8;
+    parallel_for(0, (f + kRows - 1) / kRows, threads, 1, [&](std::int64_t b) {
+        const int i0 = static_cast<int>(b) * kRows, rows = std::min(kRows, f - i0);
+        blas::gemm(true, false, rows, f, static_cast<int>(n), 1.0f, Y + i0, f, Y, f, 0.0f,
+                   G + static_cast<std::int64_t>(i0) * f, f);
+    });
 }
 
-void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, float* X,
-                    const ImplicitOptions& opt) {
+void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt) {
     check_factors(f);
-    validate_csr(m, nnz, true, "interactions");
     if (opt.cg_steps < 1 && opt.solver == Solver::cg) throw std::invalid_argument("cg_steps must be >= 1");
-    const std::vector<float> G = gram_of(Y, m.cols, f);
-    const ImplicitCtx ctx{m, Y, G.data(), f, opt, X};
+    const ImplicitCtx ctx{m, Y, G, f, opt, X};
     const int nt = resolve_threads(opt.threads);
     if (opt.solver == Solver::cg) {
         std::vector<std::vector<float>> scratch(nt, std::vector<float>(3 * static_cast<std::size_t>(f)));
-        parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
-            const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
+        parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
+            const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
             cg_block(ctx, begin, end, scratch[thread_index()].data());
         });
     } else {
@@ -404,17 +394,16 @@ void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, f
             s.Z.resize(static_cast<std::size_t>(kGatherRows) * f);
             s.W.resize(static_cast<std::size_t>(kGatherRows) * f);
         }
-        parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
-            const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
+        parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
+            const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
             cholesky_block(ctx, begin, end, scratch[thread_index()]);
         });
     }
 }
 
-void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const float* other_bias, int f,
-                    float* X, float* own_bias, const ExplicitOptions& opt) {
+void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, int f, float* X, float* own_bias,
+                    const ExplicitOptions& opt) {
     check_factors(f);
-    validate_csr(m, nnz, false, "ratings");
     const int d = f + 1;  // [factors, bias]
     const int nt = resolve_threads(opt.threads);
     std::vector<CholeskyScratch> scratch(nt);
@@ -423,8 +412,8 @@ void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const fl
         s.b.resize(d);
         s.Z.resize(static_cast<std::size_t>(kGatherRows) * d);
     }
-    parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
-        const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
+    parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
+        const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
         CholeskyScratch& s = scratch[thread_index()];
         float* A = s.A.data();
         float* b = s.b.data();
@@ -462,13 +451,11 @@ void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const fl
     });
 }
 
-double implicit_loss(const CsrView& m, std::int64_t nnz, const float* X, const float* Y, int f,
+double implicit_loss(const CsrView& m, const float* X, const float* Y, const float* G, int f,
                      const ImplicitOptions& opt) {
     check_factors(f);
-    validate_csr(m, nnz, true, "interactions");
-    const std::vector<float> G = gram_of(Y, m.cols, f);
-    std::vector<double> per_row(m.rows, 0.0);
-    parallel_for(0, m.rows, opt.threads, 256, [&](std::int64_t u) {
+    std::vector<double> per_row(m.n_rows, 0.0);
+    parallel_for(0, m.n_rows, opt.threads, 256, [&](std::int64_t u) {
         const float* x = X + u * f;
         double v = 0.0;
         for (std::int64_t j = m.indptr[u]; j < m.indptr[u + 1]; ++j) {
@@ -485,19 +472,18 @@ double implicit_loss(const CsrView& m, std::int64_t nnz, const float* X, const f
             xgx += row * x[a];
             xx += static_cast<double>(x[a]) * x[a];
         }
-        per_row[u] = v + opt.alpha0 * xgx + row_lambda(opt, m.indptr[u + 1] - m.indptr[u], m.cols) * xx;
+        per_row[u] = v + opt.alpha0 * xgx + row_lambda(opt, m.indptr[u + 1] - m.indptr[u], m.n_cols) * xx;
     });
     double total = 0.0;
     for (double v : per_row) total += v;
     return total;
 }
 
-double explicit_sse(const CsrView& m, std::int64_t nnz, const float* X, const float* own_bias, const float* Y,
-                    const float* other_bias, int f, float global_mean, int threads) {
+double explicit_sse(const CsrView& m, const float* X, const float* own_bias, const float* Y, const float* other_bias,
+                    int f, float global_mean, int threads) {
     check_factors(f);
-    validate_csr(m, nnz, false, "ratings");
-    std::vector<double> per_row(m.rows, 0.0);
-    parallel_for(0, m.rows, threads, 256, [&](std::int64_t u) {
+    std::vector<double> per_row(m.n_rows, 0.0);
+    parallel_for(0, m.n_rows, threads, 256, [&](std::int64_t u) {
         const float* x = X + u * f;
         double v = 0.0;
         for (std::int64_t j = m.indptr[u]; j < m.indptr[u + 1]; ++j) {

@@ -12,34 +12,26 @@
 
 namespace recforge::mlp {
 
-std::int64_t epoch_samples(const std::int64_t* indptr, std::int64_t n_users, std::int64_t n_items,
-                           int negatives) {
+std::int64_t epoch_samples(const CsrView& m, int negatives) {
     std::int64_t total = 0;
-    for (std::int64_t u = 0; u < n_users; ++u) {
-        const std::int64_t nnz = indptr[u + 1] - indptr[u];
-        total += nnz * (1 + (nnz < n_items ? negatives : 0));
+    for (std::int64_t u = 0; u < m.n_rows; ++u) {
+        const std::int64_t nnz = m.row_nnz(u);
+        total += nnz * (1 + (nnz < m.n_cols ? negatives : 0));
     }
     return total;
 }
 
-void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::int64_t n_users,
-                  std::int64_t n_items, int negatives, std::uint64_t seed, int threads,
-                  std::int64_t* users, std::int64_t* items, float* labels) {
+void sample_epoch(const CsrView& m, int negatives, std::uint64_t seed, int threads, std::int64_t* users,
+                  std::int64_t* items, float* labels) {
     if (negatives < 1) throw std::invalid_argument("negatives must be >= 1");
-    if (n_items <= 0) throw std::invalid_argument("n_items must be >= 1");
+    if (m.n_cols <= 0) throw std::invalid_argument("n_items must be >= 1");
+    const std::int64_t n_users = m.n_rows, n_items = m.n_cols;
+    const std::int64_t* indptr = m.indptr;
+    const std::int32_t* indices = m.indices;
     std::vector<std::int64_t> offset(n_users + 1, 0);
     for (std::int64_t u = 0; u < n_users; ++u) {
         const std::int64_t nnz = indptr[u + 1] - indptr[u];
-        if (nnz < 0) throw std::invalid_argument("indptr must be non-decreasing");
         offset[u + 1] = offset[u] + nnz * (1 + (nnz < n_items ? negatives : 0));
-    }
-    // Rows must hold sorted, distinct, in-range items for the binary search below.
-    for (std::int64_t u = 0; u < n_users; ++u) {
-        for (std::int64_t q = indptr[u]; q < indptr[u + 1]; ++q) {
-            if (indices[q] < 0 || indices[q] >= n_items) throw std::out_of_range("item index out of range");
-            if (q > indptr[u] && indices[q] <= indices[q - 1])
-                throw std::invalid_argument("indices must be sorted and distinct within each row");
-        }
     }
 
     parallel_for(0, n_users, threads, 64, [&](std::int64_t u) {

@@ -39,6 +39,17 @@ constexpr std::int64_t kSearchSteps = 3;
 constexpr std::int64_t kRing = 64;  // >= 4 * kAhead + 1, a power of two
 static_assert(kRing >= 4 * kAhead + 1 && (kRing & (kRing - 1)) == 0, "ring too small");
 
+// The positives as the hot loop reads them: plain fields, loaded once.
+struct Rows {
+    const std::int64_t* indptr;
+    const std::int32_t* indices;
+    const std::int32_t* row_of;
+    std::int64_t nnz;
+    std::int64_t n_items;
+    explicit Rows(const Positives& p)
+        : indptr(p.csr.indptr), indices(p.csr.indices), row_of(p.row_of), nnz(p.csr.nnz()), n_items(p.csr.n_cols) {}
+};
+
 // True when j is in the sorted row[0..len). Branch-free halving: the comparisons depend on
 // random data, so a branchy search mispredicts about once per step.
 inline bool in_row(const std::int32_t* row, std::int64_t len, std::int32_t j) {
@@ -53,7 +64,7 @@ inline bool in_row(const std::int32_t* row, std::int64_t len, std::int32_t j) {
     return *base == j;
 }
 
-inline std::int32_t candidate(const Positives& d, Sampling sampling, SplitMix64& rng) {
+inline std::int32_t candidate(const Rows& d, Sampling sampling, SplitMix64& rng) {
     // Popularity sampling: an item drawn from a random stored entry has probability
     // proportional to its number of users, at O(1) cost.
     return sampling == Sampling::uniform
@@ -61,7 +72,7 @@ inline std::int32_t candidate(const Positives& d, Sampling sampling, SplitMix64&
                : d.indices[rng.below(static_cast<std::uint64_t>(d.nnz))];
 }
 
-inline std::int32_t draw_negative(const Positives& d, Sampling sampling, SplitMix64& rng,
+inline std::int32_t draw_negative(const Rows& d, Sampling sampling, SplitMix64& rng,
                                   const std::int32_t* row, std::int64_t len) {
     if (len >= d.n_items) return -1;  // the user has every item: no negative exists
     for (int t = 0; t < kNegativeTries; ++t) {
@@ -128,7 +139,7 @@ inline void search_step(Slot& sl) {
 constexpr std::int32_t kEmptyRow[1] = {-1};
 
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, SplitMix64 rng,
+RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, SplitMix64 rng,
                      std::int64_t n_samples) {
     const int f = m.factors;
     float* const bias = m.item_bias;
@@ -246,7 +257,8 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
 
 }  // namespace
 
-RankStats rank_epoch(const Positives& d, const RankModel& m, const RankStep& s) {
+RankStats rank_epoch(const Positives& p, const RankModel& m, const RankStep& s) {
+    const Rows d(p);
     RankStats total;
     if (d.nnz <= 0) return total;
     const auto parts = per_thread<RankStats>(detail::useful_threads(s.threads, d.nnz), [&](int t, int nt) {
@@ -265,8 +277,9 @@ RankStats rank_epoch(const Positives& d, const RankModel& m, const RankStep& s) 
     return total;
 }
 
-void sample_negatives(const Positives& d, const std::int32_t* users, std::int64_t n,
+void sample_negatives(const Positives& p, const std::int32_t* users, std::int64_t n,
                       Sampling sampling, std::uint64_t seed, std::int32_t* out) {
+    const Rows d(p);
     SplitMix64 rng = detail::stream(seed, 0, 0);
     for (std::int64_t k = 0; k < n; ++k) {
         const std::int32_t u = users[k];
