@@ -393,7 +393,8 @@ def _throughput(rf, torch, ctx, train):
             def train_ours(threads=threads, optimizer=optimizer):
                 # One epoch of the training kernel over the same samples the peer gets.
                 _core.mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense, *moments, 0,
-                                      users, items, labels, optimizer, LR, 0.9, 0.999, 1e-8, 0.0, BATCH, threads)
+                                      users, items, labels, _core.Optimizer.__members__[optimizer], LR, 0.9, 0.999,
+                                      1e-8, 0.0, BATCH, threads)
 
             fns = {"recforge": train_ours}
             if torch is not None:

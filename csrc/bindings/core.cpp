@@ -52,23 +52,25 @@ void check_integer(const py::array& a, const std::string& name) {
 recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, const py::object& data,
                        std::pair<std::int64_t, std::int64_t> shape, const std::string& name) {
     const auto [n_rows, n_cols] = shape;
-    if (n_rows < 0 || n_cols < 0) throw std::invalid_argument(name + ": shape must be >= 0, got a negative size");
+    if (n_rows < 0 || n_cols < 0 || n_rows == INT64_MAX)
+        throw std::invalid_argument(name + ": shape must be >= 0, got (" + std::to_string(n_rows) + ", " +
+                                    std::to_string(n_cols) + ")");
     check_integer(indptr_in, name + ".indptr");
     check_integer(indices, name + ".indices");
     const i64_in indptr = i64_in::ensure(indptr_in);
-    if (!indptr) throw py::error_already_set();
+    if (!indptr) throw py::type_error(name + ".indptr cannot be read as int64");
     check_shape(indptr, (name + ".indptr").c_str(), n_rows + 1);
     check_shape(indices, (name + ".indices").c_str(), -1);
     // Contiguous int32 ids are read in place; any other integer array through an int64 copy.
     const bool is32 = py::isinstance<py::array_t<std::int32_t>>(indices);
     const py::object ids_in = is32 ? py::object(i32_in::ensure(indices)) : py::object(i64_in::ensure(indices));
-    if (!ids_in) throw py::error_already_set();
+    if (!ids_in) throw py::type_error(name + ".indices cannot be read as integers");
     const py::array ids_arr = py::reinterpret_borrow<py::array>(ids_in);
     f32_in values;
     const bool has_data = !data.is_none();
     if (has_data) {
         values = f32_in::ensure(data);
-        if (!values) throw py::error_already_set();
+        if (!values) throw py::type_error(name + ".data must be None or numbers readable as float32");
         check_shape(values, (name + ".data").c_str(), indices.shape(0));
     }
     const py::ssize_t nnz = indices.shape(0);
