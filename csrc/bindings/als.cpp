@@ -51,7 +51,8 @@ void bind_als(py::module_& m) {
             }
             return G;
         },
-        py::arg("Y"), py::arg("threads"), "YᵀY (f, f) float32 of Y (n, f): the Gram matrix the implicit half-step takes.");
+        py::arg("Y"), py::arg("threads"),
+        "YᵀY (f, f) float32 of Y (n, f): the Gram matrix the implicit half-step takes.");
 
     m.def(
         "als_implicit_solve",
@@ -61,7 +62,8 @@ void bind_als(py::module_& m) {
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
             float* x = inplace<float>(X, "X", mat.n_rows(), f);
-            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps, threads);
+            const als::ImplicitOptions o =
+                implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps, threads);
             const float *y = Y.data(), *g = YtY.data();
             py::gil_scoped_release nogil;
             als::implicit_solve(mat.view(), y, g, f, x, o);

@@ -76,7 +76,8 @@ void check_ids(const T* ids, py::ssize_t n, std::int64_t limit, const char* name
 
 // Binds the C++ enum E once as _core.<name>; kernels take it typed (a string is a TypeError).
 template <class E>
-void bind_enum(py::module_& m, const char* name, const char* doc, std::initializer_list<std::pair<const char*, E>> values) {
+void bind_enum(py::module_& m, const char* name, const char* doc,
+               std::initializer_list<std::pair<const char*, E>> values) {
     py::enum_<E> e(m, name, doc);
     for (const auto& [value_name, value] : values) e.value(value_name, value);
 }

@@ -112,14 +112,20 @@ void bind_csr(py::module_& m) {
         .def_property_readonly("shape", [](const recforge::Csr& c) { return py::make_tuple(c.n_rows(), c.n_cols()); },
                                "(n_rows, n_cols)")
         .def_property_readonly("nnz", &recforge::Csr::nnz, "Number of stored entries.")
-        .def_property_readonly("indptr", [](py::object self) { return view_of(self.cast<const recforge::Csr&>().indptr(), self); },
-                               "(n_rows + 1,) int64, read-only.")
-        .def_property_readonly("indices", [](py::object self) { return view_of(self.cast<const recforge::Csr&>().indices(), self); },
-                               "(nnz,) int32, read-only.")
-        .def_property_readonly("data", [](py::object self) -> py::object {
+        .def_property_readonly(
+            "indptr", [](const py::object& self) { return view_of(self.cast<const recforge::Csr&>().indptr(), self); },
+            "(n_rows + 1,) int64, read-only.")
+        .def_property_readonly(
+            "indices",
+            [](const py::object& self) { return view_of(self.cast<const recforge::Csr&>().indices(), self); },
+            "(nnz,) int32, read-only.")
+        .def_property_readonly(
+            "data",
+            [](const py::object& self) -> py::object {
                 const auto& c = self.cast<const recforge::Csr&>();
-                return c.traits().values && (c.nnz() == 0 || !c.data().empty()) ? py::object(view_of(c.data(), self)) : py::none();
-            }, "(nnz,) float32, read-only; None for a pattern.")
+                return c.traits().values ? py::object(view_of(c.data(), self)) : py::none();
+            },
+            "(nnz,) float32, read-only; None for a pattern.")
         .def_property_readonly("sorted", [](const recforge::Csr& c) { return c.traits().sorted; },
                                "Column indices non-decreasing within each row.")
         .def_property_readonly("unique", [](const recforge::Csr& c) { return c.traits().unique; },

@@ -82,7 +82,7 @@ void bind_mlp(py::module_& m) {
     const auto layer = [](const mlp::Arch& a, int l) {
         if (l < 0 || l >= a.n_layers()) throw py::index_error("layer index out of range");
     };
-    py::class_<mlp::Arch>(m, "MLPArch", "NCF architecture (mode, embedding dims, MLP layers) and its dense-vector offsets.")
+    py::class_<mlp::Arch>(m, "MLPArch", "NCF architecture (mode, embedding dims, layers) and its dense-vector offsets.")
         .def(py::init(&make_arch), py::arg("mode"), py::arg("dim_gmf"), py::arg("dim_mlp"), py::arg("layers"),
              "Check and build an architecture (ValueError when the sizes do not fit the mode).")
         .def_property_readonly("emb_width", &mlp::Arch::emb_width, "Embedding row width: dim_gmf + dim_mlp.")

@@ -40,7 +40,7 @@ void bind_sgd(py::module_& m) {
              py::arg("ratings"), "Pack the stored entries of `ratings` (users x items, finite values) as triplets.")
         .def_property_readonly("n", [](const sgd::RatingData& d) { return d.ratings.size(); }, "Number of ratings.");
 
-    py::class_<sgd::PositiveData>(m, "SGDPositiveData", "Implicit positives prepared for sgd_rank_epoch (once per fit).")
+    py::class_<sgd::PositiveData>(m, "SGDPositiveData", "Implicit positives prepared for sgd_rank_epoch (once a fit).")
         .def(py::init([](const recforge::Csr& interactions) {
                  // Negatives are verified by binary search in the user's row: rows must be sorted, unique.
                  recforge::require_csr(interactions.traits(), recforge::kUniqueRows, "interactions");
@@ -65,7 +65,8 @@ void bind_sgd(py::module_& m) {
             model.item_bias = inplace_or_null<float>(item_bias, "item_bias", d.n_items);
             model.factors = static_cast<int>(f);
             model.global_mean = global_mean;
-            const sgd::MFStep step{lr, regularization, bias_regularization, freeze_items, threads, seed, epoch};  // in order
+            // Fields in declaration order.
+            const sgd::MFStep step{lr, regularization, bias_regularization, freeze_items, threads, seed, epoch};
             py::gil_scoped_release nogil;
             return sgd::mf_epoch(d.ratings.data(), static_cast<std::int64_t>(d.ratings.size()), model, step);
         },
@@ -119,8 +120,9 @@ void bind_sgd(py::module_& m) {
             model.item_factors = inplace<float>(item_factors, "item_factors", d.n_items(), f);
             model.item_bias = inplace_or_null<float>(item_bias, "item_bias", d.n_items());
             model.factors = static_cast<int>(f);
+            // Fields in declaration order.
             const sgd::RankStep step{lr, regularization, negatives, sampling, loss, max_sampled, freeze_items,
-                                     threads, seed, epoch};  // declaration order
+                                     threads, seed, epoch};
             sgd::RankStats st;
             {
                 py::gil_scoped_release nogil;

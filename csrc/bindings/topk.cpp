@@ -25,7 +25,8 @@ py::tuple topk_f32(const f32_in& queries, const f32_in& items, std::int64_t k, c
     const std::int64_t n = queries.shape(0), f = queries.shape(1);
     check_shape(items, "items", -1, f);
     const std::int64_t m = items.shape(0);
-    if (k < 1 || k > m) throw std::invalid_argument("k must be in [1, " + std::to_string(m) + "], got " + std::to_string(k));
+    if (k < 1 || k > m)
+        throw std::invalid_argument("k must be in [1, " + std::to_string(m) + "], got " + std::to_string(k));
     recforge::CsrView ex;
     if (exclude) {
         // Exclusion is a merge with each row's ids, which must be ascending (duplicates are fine).

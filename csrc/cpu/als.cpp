@@ -182,7 +182,8 @@ RECFORGE_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
     }
 }
 
-RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4) void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
+void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
     switch (c.f) {
         case 32: cg_rows<32>(c, begin, end, scratch); break;
         case 64: cg_rows<64>(c, begin, end, scratch); break;
@@ -339,7 +340,8 @@ RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std
     }
 }
 
-RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4) void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
+void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
     switch (c.f) {
         case 32: cholesky_rows<32>(c, begin, end, s); break;
         case 64: cholesky_rows<64>(c, begin, end, s); break;

@@ -27,7 +27,8 @@ CsrTraits validate_csr(const CsrView& m, std::int64_t nnz, const char* name) {
     for (std::int64_t r = 0; r < m.n_rows; ++r) {
         const std::int64_t lo = m.indptr[r], hi = m.indptr[r + 1];
         // Checked before the row is read, so a broken indptr never sends the loop past nnz.
-        if (hi < lo || hi > nnz) fail(name, ": indptr must be non-decreasing and <= nnz (row " + std::to_string(r) + ")");
+        if (hi < lo || hi > nnz)
+            fail(name, ": indptr must be non-decreasing and <= nnz (row " + std::to_string(r) + ")");
         for (std::int64_t p = lo; p < hi; ++p) {
             const std::int32_t c = m.indices[p];
             if (c < 0 || c >= m.n_cols)

@@ -93,7 +93,8 @@ std::int64_t next_above(const float* s, std::int64_t begin, std::int64_t len, fl
 }
 
 // The candidates path's scoring: the shared dot product, compiled per SIMD level.
-RECFORGE_SIMD_CLONES(RECFORGE_ISA_F) float score(const float* q, const float* item, std::int64_t f) { return simd::dot(q, item, f); }
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+float score(const float* q, const float* item, std::int64_t f) { return simd::dot(q, item, f); }
 
 // Validation helpers; messages are only built on failure (some checks run once per stored id).
 void check(bool ok, const char* what) {

@@ -73,7 +73,8 @@ void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, i
 // (The other side's regularisation is the caller's: it is the same formula with m transposed
 // and no data term.) Summed in row order, so it does not depend on the thread count.
 // G = gram(Y).
-double implicit_loss(const CsrView& m, const float* X, const float* Y, const float* G, int f, const ImplicitOptions& opt);
+double implicit_loss(const CsrView& m, const float* X, const float* Y, const float* G, int f,
+                     const ImplicitOptions& opt);
 
 // Sum of squared errors of the explicit model over the stored ratings (row order, deterministic).
 double explicit_sse(const CsrView& m, const float* X, const float* own_bias, const float* Y, const float* other_bias,
