@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>  // std::invalid_argument, what the validator throws
 #include <vector>
 
 namespace recforge {

@@ -13,8 +13,8 @@
 //   asked: see useful_threads in sgd_internal.hpp).
 // - Random streams: thread t of epoch e draws from a stream seeded from (seed, e, t), so a run
 //   never depends on which thread happens to start first.
-// - Data is prepared once per fit by prepare_ratings / prepare_positives (below) from a validated
-//   CSR (csr.hpp): they check what the epochs rely on, so the epochs trust their input.
+// - Data is prepared once per fit by prepare_ratings / PositiveData (below) from a validated CSR
+//   (csr.hpp): they check what the epochs rely on, so the epochs trust their input.
 #pragma once
 
 #include <cstdint>
@@ -83,8 +83,8 @@ enum class Loss : int { bpr = 0, warp = 1 };
 // Positives as the ranking epochs read them: a CSR users x items whose rows hold sorted, unique
 // item ids, and the row (user) of every stored entry.
 struct Positives {
-    CsrView csr;                            // values unused (may be null)
-    const std::int32_t* row_of = nullptr;   // csr.nnz() entries
+    CsrView csr;                           // values unused (null)
+    const std::int32_t* row_of = nullptr;  // csr.nnz() entries
 };
 
 // The positives (stored values > 0; every entry when `m` has no values) of `m`, a validated CSR
