@@ -23,6 +23,14 @@ py::ssize_t factors_of(const py::array& user_factors) {
     return f;
 }
 
+// The epochs' data, prepared once a fit (GIL released) from a Csr that has the traits they rely on.
+template <class Make>
+auto prepared(const recforge::Csr& m, const recforge::CsrTraits& need, const char* name, Make make) {
+    recforge::require_csr(m.traits(), need, name);
+    py::gil_scoped_release nogil;
+    return make(m.view());
+}
+
 }  // namespace
 
 void bind_sgd(py::module_& m) {
@@ -31,11 +39,9 @@ void bind_sgd(py::module_& m) {
     bind_enum<sgd::Loss>(m, "Loss", "Pairwise ranking loss: bpr or warp.",
                          {{"bpr", sgd::Loss::bpr}, {"warp", sgd::Loss::warp}});
 
-    py::class_<sgd::RatingData>(m, "SGDRatingData", "Explicit ratings packed for sgd_mf_epoch (prepared once per fit).")
+    py::class_<sgd::RatingData>(m, "SGDRatingData", "Explicit ratings packed for sgd_mf_epoch (prepared once a fit).")
         .def(py::init([](const recforge::Csr& ratings) {
-                 recforge::require_csr(ratings.traits(), recforge::kFiniteValues, "ratings");
-                 py::gil_scoped_release nogil;
-                 return sgd::prepare_ratings(ratings.view());
+                 return prepared(ratings, recforge::kFiniteValues, "ratings", sgd::prepare_ratings);
              }),
              py::arg("ratings"), "Pack the stored entries of `ratings` (users x items, finite values) as triplets.")
         .def_property_readonly("n", [](const sgd::RatingData& d) { return d.ratings.size(); }, "Number of ratings.");
@@ -43,9 +49,8 @@ void bind_sgd(py::module_& m) {
     py::class_<sgd::PositiveData>(m, "SGDPositiveData", "Implicit positives prepared for sgd_rank_epoch (once a fit).")
         .def(py::init([](const recforge::Csr& interactions) {
                  // Negatives are verified by binary search in the user's row: rows must be sorted, unique.
-                 recforge::require_csr(interactions.traits(), recforge::kUniqueRows, "interactions");
-                 py::gil_scoped_release nogil;
-                 return sgd::PositiveData(interactions.view());
+                 return prepared(interactions, recforge::kUniqueRows, "interactions",
+                                 [](const recforge::CsrView& v) { return sgd::PositiveData(v); });
              }),
              py::arg("interactions"), "The positives (stored values > 0) of `interactions` (users x items).")
         .def_property_readonly("nnz", &sgd::PositiveData::nnz, "Number of positives.");
