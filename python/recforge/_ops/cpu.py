@@ -16,7 +16,6 @@ name ("cg", "bpr", ...) and mapped to the ``_core`` enums here.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import _core
 from .._backend import single_threaded_blas
@@ -46,7 +45,7 @@ def csr(m, name: str = "interactions") -> _core.Csr:
 # -- ALS --------------------------------------------------------------------------------------
 def gram(Y: np.ndarray, threads: int) -> np.ndarray:
     """YᵀY (f, f) float32: the Gram matrix ``als_implicit_half_step`` takes, once per half-step."""
-    with single_threaded_blas():  # the same single-threaded SYRK as inside the half-step before
+    with single_threaded_blas():  # one single-threaded SYRK: the same bits whatever the BLAS pool
         return _core.als_gram(Y, threads)
 
 
