@@ -38,14 +38,13 @@ def run(ctx):
 
     queries = np.ascontiguousarray(user_f[users])
     seen_rows = seen[users]
-    indptr, indices = seen_rows.indptr.astype(np.int64), seen_rows.indices.astype(np.int64)
+    exclude = _core.Csr(seen_rows.indptr, seen_rows.indices, None, seen_rows.shape, "exclude")  # built once
 
     def recommend():
         return model.recommend(users, k=K, threads=ctx.threads)
 
     def kernel():
-        return _core.topk_f32(queries, item_f, K, exclude_indptr=indptr, exclude_indices=indices,
-                              threads=ctx.threads)
+        return _core.topk_f32(queries, item_f, K, exclude=exclude, threads=ctx.threads)
 
     if not np.array_equal(recommend()[0], kernel()[0]):
         raise AssertionError("recommend and the bare kernel disagree on the same inputs")

@@ -38,7 +38,7 @@ def _blas_kernel(users, items, threads):
     from recforge import _backend, _core
 
     with _backend.single_threaded_blas():
-        return _core.topk_f32(users, items, K, threads=threads, kernel="blas")
+        return _core.topk_f32(users, items, K, threads=threads, kernel=_core.TopkKernel.blas)
 
 
 def run(ctx):

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 import recforge as rf
 from recforge import _core
-from recforge._ops.cpu import csr as _Csr  # the kernel form of a CSR (was models.als._Csr)
 
 from conftest import data_path
 
@@ -79,11 +78,15 @@ def empty_row(m: sp.csr_matrix, row: int) -> sp.csr_matrix:
     return out
 
 
+def kernel_csr(m: sp.csr_matrix) -> _core.Csr:
+    return _core.Csr(m.indptr, m.indices, m.data, m.shape)
+
+
 def solve_rows(m, Y, X=None, solver="cholesky", cg_steps=3, alpha=2.0, reg=0.1, alpha0=1.0, nu=0.0, threads=2):
     X = np.zeros((m.shape[0], Y.shape[1]), np.float32) if X is None else X.copy()
-    c = _Csr(m)
-    _core.als_implicit_solve(c.indptr, c.indices, c.data, np.ascontiguousarray(Y, np.float32), X, alpha, reg,
-                             alpha0, nu, solver, cg_steps, threads)
+    Y = np.ascontiguousarray(Y, np.float32)
+    _core.als_implicit_solve(kernel_csr(m), Y, _core.als_gram(Y, threads), X, alpha, reg, alpha0, nu,
+                             _core.Solver.__members__[solver], cg_steps, threads)  # fmt: skip
     return X
 
 
@@ -152,8 +155,7 @@ def test_explicit_matches_dense_with_biases(rng, f):
     Y = rng.standard_normal((50, f)).astype(np.float32) * 0.3
     ib = rng.standard_normal(50).astype(np.float32) * 0.2
     X, B = np.zeros((30, f), np.float32), np.full(30, 7.0, np.float32)
-    c = _Csr(m)
-    _core.als_explicit_solve(c.indptr, c.indices, c.data, Y, ib, X, B, 0.1, 3.5, 2)
+    _core.als_explicit_solve(kernel_csr(m), Y, ib, X, B, 0.1, 3.5, 2)
     wx, wb = explicit_reference(m, Y, ib, 3.5, 0.1)
     np.testing.assert_allclose(X, wx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(B, wb, rtol=1e-4, atol=1e-4)
@@ -262,20 +264,62 @@ def test_negative_weights_are_ratings_only(rng):
 
 def test_kernel_boundary_checks(rng):
     m = random_csr(rng, 5, 6, 0.5)
-    c = _Csr(m)
+    c = kernel_csr(m)
     Y = np.zeros((6, 3), np.float32)
+    G = _core.als_gram(Y, 1)
+    cg = _core.Solver.cg
+
+    def solve(c=c, Y=Y, G=G, X=None, solver=cg):
+        X = np.zeros((5, 3), np.float32) if X is None else X
+        _core.als_implicit_solve(c, Y, G, X, 1, 0.1, 1, 0, solver, 3, 1)
+
     with pytest.raises(ValueError, match="X must have shape"):
-        _core.als_implicit_solve(c.indptr, c.indices, c.data, Y, np.zeros((4, 3), np.float32), 1, 0.1, 1, 0, "cg", 3, 1)
-    bad_idx = c.indices.copy()
-    bad_idx[0] = 6
-    with pytest.raises(ValueError, match="out of range"):
-        _core.als_implicit_solve(c.indptr, bad_idx, c.data, Y, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, "cg", 3, 1)
-    bad_ptr = c.indptr.copy()
-    bad_ptr[-1] += 1
-    with pytest.raises(ValueError, match="indptr"):
-        _core.als_implicit_solve(bad_ptr, c.indices, c.data, Y, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, "cg", 3, 1)
-    with pytest.raises(ValueError, match="solver"):
-        _core.als_implicit_solve(c.indptr, c.indices, c.data, Y, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, "x", 3, 1)
+        solve(X=np.zeros((4, 3), np.float32))
+    with pytest.raises(TypeError, match="X must be a float32"):  # updated in place: never a silent copy
+        solve(X=np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="Y must have shape"):
+        solve(Y=np.zeros((7, 3), np.float32))
+    with pytest.raises(ValueError, match="YtY must have shape"):
+        solve(G=np.zeros((2, 2), np.float32))
+    neg = m.copy()
+    neg.data[0] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        solve(c=kernel_csr(neg))
+    _core.als_explicit_solve(kernel_csr(neg), Y, np.zeros(6, np.float32), np.zeros((5, 3), np.float32),
+                             np.zeros(5, np.float32), 0.1, 0.0, 1)  # ratings may be negative
+    nan = m.copy()
+    nan.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _core.als_explicit_solve(kernel_csr(nan), Y, np.zeros(6, np.float32), np.zeros((5, 3), np.float32),
+                                 np.zeros(5, np.float32), 0.1, 0.0, 1)  # fmt: skip
+    with pytest.raises(TypeError):  # the solver is an enum, not a string
+        solve(solver="cg")
+    with pytest.raises(TypeError):  # the matrix is a validated _core.Csr, not raw arrays
+        _core.als_implicit_solve(m, Y, G, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, cg, 3, 1)
+
+
+def test_gram_is_ytY_for_any_thread_count(rng):
+    Y = rng.standard_normal((50, 7)).astype(np.float32)
+    np.testing.assert_allclose(_core.als_gram(Y, 2), Y.T.astype(np.float64) @ Y, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(_core.als_gram(Y, 1), _core.als_gram(Y, 2))
+    assert (_core.als_gram(np.zeros((0, 3), np.float32), 1) == 0).all()
+    with pytest.raises(ValueError, match="Y must have shape"):
+        _core.als_gram(np.zeros(3, np.float32), 1)
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_half_step_per_row_partition_equals_one_call(rng, solver):
+    """A driver (Dask) solves row partitions separately with the one Gram matrix: same bits as one call."""
+    m = random_csr(rng, 60, 40, 0.2, 0.0, 3.0)
+    Y = rng.standard_normal((40, 32)).astype(np.float32) * 0.3
+    X0 = rng.standard_normal((60, 32)).astype(np.float32) * 0.1  # CG warm-starts from X
+    whole = solve_rows(m, Y, X=X0, solver=solver, threads=2)
+    G = _core.als_gram(Y, 1)
+    parts = X0.copy()
+    for lo, hi in [(0, 17), (17, 60)]:
+        _core.als_implicit_solve(kernel_csr(m[lo:hi]), Y, G, parts[lo:hi], 2.0, 0.1, 1.0, 0.0,
+                                 _core.Solver.__members__[solver], 3, 1)  # fmt: skip
+    np.testing.assert_array_equal(parts, whole)
 
 
 def test_singular_system_is_a_clear_error(rng):

@@ -10,7 +10,8 @@ import scipy.sparse as sp
 import recforge as rf
 from recforge import _core
 
-MODES = {"gmf": (0, 3, 0, []), "mlp": (1, 0, 3, [5, 4]), "neumf": (2, 3, 2, [4, 3, 2])}
+MODES = {"gmf": (_core.Mode.gmf, 3, 0, []), "mlp": (_core.Mode.mlp, 0, 3, [5, 4]),
+         "neumf": (_core.Mode.neumf, 3, 2, [4, 3, 2])}
 
 
 def _random_problem(mode, rng, dtype=np.float64, n_users=5, n_items=6, n=9):
@@ -79,7 +80,7 @@ def test_float32_gradients_match_float64(rng):
 
 def test_register_blocked_kernels_match_finite_differences(rng):
     """Widths that are multiples of a 64-byte vector take the blocked GEMM paths (float and double)."""
-    arch = _core.MLPArch(2, 16, 16, [48, 32, 16])
+    arch = _core.MLPArch(_core.Mode.neumf, 16, 16, [48, 32, 16])
     e = arch.emb_width
     ue = rng.normal(0, 0.3, (6, e))
     ie = rng.normal(0, 0.3, (7, e))
@@ -107,15 +108,16 @@ def test_register_blocked_kernels_match_finite_differences(rng):
 def _train(arch, ue, ie, dense, users, items, labels, optimizer, lr, l2, batch_size, threads, step=0, moments=None):
     if moments is None:
         moments = [np.zeros_like(a) for a in (ue, ue, ie, ie, dense, dense)]
-    return _core.mlp_train_epoch(arch, ue, ie, dense, *moments, step, users, items, labels, optimizer, lr,
-                                 0.9, 0.999, 1e-8, l2, batch_size, threads)  # fmt: skip
+    return _core.mlp_train_epoch(arch, ue, ie, dense, *moments, step, users, items, labels,
+                                 _core.Optimizer.__members__[optimizer], lr, 0.9, 0.999, 1e-8, l2, batch_size,
+                                 threads)  # fmt: skip
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dims", [(2, 3, 2, [4, 3, 2]), (2, 16, 16, [32, 16])])
 def test_training_step_applies_the_exact_gradient(threads, dims, rng):
     """One SGD step over a full batch (several chunks) moves every parameter by -lr * gradient."""
-    arch = _core.MLPArch(*dims)
+    arch = _core.MLPArch(_core.Mode(dims[0]), *dims[1:])
     ue = rng.normal(0, 0.5, (7, arch.emb_width)).astype(np.float32)
     ie = rng.normal(0, 0.5, (8, arch.emb_width)).astype(np.float32)
     dense = rng.normal(0, 0.5, arch.n_dense).astype(np.float32)
@@ -196,8 +198,8 @@ def test_plain_sgd_lowers_the_loss(rng):
 
 def test_sampler_draws_only_unseen_negatives(rng):
     train, _, _ = _planted(rng, 50, 60, density=0.4)
-    indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int32)
-    users, items, labels = _core.mlp_sample_epoch(indptr, indices, 60, 3, 7, 2)
+    positives = _core.Csr(train.indptr, train.indices, None, train.shape)
+    users, items, labels = _core.mlp_sample_epoch(positives, 3, 7, 2)
     assert len(users) == 4 * train.nnz
     seen = train.toarray() > 0
     assert seen[users[labels == 1], items[labels == 1]].all()
@@ -205,11 +207,16 @@ def test_sampler_draws_only_unseen_negatives(rng):
     # Every positive exactly once; same result for any thread count.
     pos = sp.csr_matrix((np.ones(train.nnz), (users[labels == 1], items[labels == 1])), shape=train.shape)
     assert (pos != train).nnz == 0 and pos.max() == 1
-    again = _core.mlp_sample_epoch(indptr, indices, 60, 3, 7, 1)
+    again = _core.mlp_sample_epoch(positives, 3, 7, 1)
     for a, b in zip((users, items, labels), again):
         np.testing.assert_array_equal(a, b)
-    other = _core.mlp_sample_epoch(indptr, indices, 60, 3, 8, 1)
+    other = _core.mlp_sample_epoch(positives, 3, 8, 1)
     assert not np.array_equal(items, other[1])
+    unsorted = _core.Csr(np.array([0, 2]), np.array([3, 1]), None, (1, 5))
+    with pytest.raises(ValueError, match="sorted and unique"):  # rows are binary-searched
+        _core.mlp_sample_epoch(unsorted, 3, 7, 1)
+    with pytest.raises(ValueError, match="negatives"):
+        _core.mlp_sample_epoch(positives, 0, 7, 1)
 
 
 def _fitted_gmf(rng):

@@ -166,21 +166,24 @@ def test_bpr_needs_positives():
         rf.BPR().fit(sp.csr_matrix(-np.ones((3, 4), np.float32)), progress=False)
 
 
+def kernel_csr(m) -> _core.Csr:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    return _core.Csr(m.indptr, m.indices, m.data, m.shape)
+
+
 def test_core_boundary_checks():
-    ok32 = np.array([0, 1], np.int32)
-    with pytest.raises(ValueError, match="out of range"):
-        _core.SGDRatingData(np.array([0, 5], np.int32), ok32, np.ones(2, np.float32), 3, 3)
     with pytest.raises(ValueError, match="NaN"):
-        _core.SGDRatingData(ok32, ok32, np.array([1, np.nan], np.float32), 3, 3)
-    with pytest.raises(ValueError, match="same length"):
-        _core.SGDRatingData(ok32, ok32[:1], np.ones(2, np.float32), 3, 3)
-    with pytest.raises(ValueError, match="sorted and unique"):
-        _core.SGDPositiveData(np.array([0, 2], np.int64), np.array([3, 1], np.int32), 5)
-    with pytest.raises(ValueError, match="out of range"):
-        _core.SGDPositiveData(np.array([0, 1], np.int64), np.array([7], np.int32), 5)
-    with pytest.raises(ValueError, match="indptr"):
-        _core.SGDPositiveData(np.array([0, 3], np.int64), np.array([1], np.int32), 5)
-    data = _core.SGDRatingData(ok32, ok32, np.ones(2, np.float32), 3, 3)
+        _core.SGDRatingData(kernel_csr(np.array([[1, np.nan], [0, 2]])))
+    with pytest.raises(ValueError, match="n_users and n_items"):
+        _core.SGDRatingData(kernel_csr(np.zeros((0, 3))))
+    with pytest.raises(ValueError, match="sorted and unique"):  # the sampler binary-searches each row
+        _core.SGDPositiveData(_core.Csr(np.array([0, 2], np.int64), np.array([3, 1], np.int32), None, (1, 5)))
+    with pytest.raises(ValueError, match="n_items"):
+        _core.SGDPositiveData(kernel_csr(np.zeros((2, 0))))
+    with pytest.raises(TypeError):  # data is prepared from a validated _core.Csr only
+        _core.SGDPositiveData(np.array([0, 1], np.int64), np.array([1], np.int32), 5)
+    data = _core.SGDRatingData(kernel_csr(np.eye(3)))
+    assert data.n == 3
     P, Q = np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float32)
     with pytest.raises(TypeError, match="float32"):
         _core.sgd_mf_epoch(data, P.astype(np.float64), Q, None, None, 0.0, 0.1, 0.0, 0.0, 1, 0, 0)
@@ -188,11 +191,20 @@ def test_core_boundary_checks():
         _core.sgd_mf_epoch(data, P, Q[:2], None, None, 0.0, 0.1, 0.0, 0.0, 1, 0, 0)
     with pytest.raises(ValueError, match="C-contiguous"):
         _core.sgd_mf_epoch(data, np.asfortranarray(np.zeros((3, 4), np.float32)), Q, None, None, 0, 0.1, 0, 0, 1, 0, 0)
+    with pytest.raises(ValueError, match="both"):
+        _core.sgd_mf_epoch(data, P, Q, np.zeros(3, np.float32), None, 0.0, 0.1, 0.0, 0.0, 1, 0, 0)
+    pos = _core.SGDPositiveData(kernel_csr(np.array([[1, 0, 2], [0, -1, 0]])))
+    assert pos.nnz == 2  # stored values <= 0 are not positives
+    with pytest.raises(ValueError, match="users: id 2"):
+        _core.sgd_sample_negatives(pos, np.array([0, 2], np.int32), _core.Sampling.uniform, 0)
+    with pytest.raises(ValueError, match="item_bias must have shape"):
+        _core.sgd_rank_epoch(pos, P[:2], Q, np.zeros(2, np.float32), 0.1, 0.0, 1, _core.Sampling.uniform,
+                             _core.Loss.bpr, 10, 1, 0, 0)  # fmt: skip
 
 
 # -- negatives ---------------------------------------------------------------------------------
 def positive_data(csr):
-    return _core.SGDPositiveData(csr.indptr.astype(np.int64), csr.indices.astype(np.int32), csr.shape[1])
+    return _core.SGDPositiveData(kernel_csr(csr))
 
 
 @settings(max_examples=40, deadline=None)
@@ -209,7 +221,7 @@ def test_negatives_are_never_positives(n_items, density, sampling, seed):
     dense[1, 0] = True       # at least one stored entry (popularity sampling draws from them)
     csr = sp.csr_matrix(dense.astype(np.float32))
     users = np.repeat(np.arange(12, dtype=np.int32), 50)
-    neg = _core.sgd_sample_negatives(positive_data(csr), users, sampling, seed)
+    neg = _core.sgd_sample_negatives(positive_data(csr), users, _core.Sampling.__members__[sampling], seed)
     for u in range(12):
         got = neg[users == u]
         row = set(csr.indices[csr.indptr[u]:csr.indptr[u + 1]])
@@ -229,8 +241,8 @@ def test_negative_sampling_distributions():
     csr = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(5, 5))
     users = np.zeros(40000, np.int32)
     data = positive_data(csr)
-    uni = np.bincount(_core.sgd_sample_negatives(data, users, "uniform", 1), minlength=5) / users.size
-    pop = np.bincount(_core.sgd_sample_negatives(data, users, "popularity", 1), minlength=5) / users.size
+    uni = np.bincount(_core.sgd_sample_negatives(data, users, _core.Sampling.uniform, 1), minlength=5) / users.size
+    pop = np.bincount(_core.sgd_sample_negatives(data, users, _core.Sampling.popularity, 1), minlength=5) / users.size
     assert uni[0] == 0 and pop[0] == 0
     np.testing.assert_allclose(uni[1:], 0.25, atol=0.01)
     np.testing.assert_allclose(pop[1:], np.arange(1, 5) / 10, atol=0.01)
@@ -326,7 +338,7 @@ def test_mf_step_matches_numpy(f, seed, rating, lr, reg, bias_reg):
     mu = 3.0
     p, q, b_u, b_i = (a.astype(np.float64) for a in (P[0], Q[0], bu[0], bi[0]))
     err = rating - (mu + b_u + b_i + p @ q)
-    data = _core.SGDRatingData(np.zeros(1, np.int32), np.zeros(1, np.int32), np.array([rating], np.float32), 1, 1)
+    data = _core.SGDRatingData(kernel_csr(np.array([[rating]], np.float32)))
     mse = _core.sgd_mf_epoch(data, P, Q, bu, bi, mu, lr, reg, bias_reg, 1, 0, 0)
     assert mse == pytest.approx(err**2, rel=1e-4, abs=1e-5)
     np.testing.assert_allclose(P[0], p + lr * (err * q - reg * p), rtol=1e-4, atol=1e-5)
@@ -349,8 +361,9 @@ def test_rank_step_matches_numpy(f, seed, lr, reg, loss, n_items):
     b = rng.uniform(-1, 1, n_items).astype(np.float32)
     b[0] = -20.0
     P0, Q0, b0 = P.astype(np.float64), Q.astype(np.float64), b.astype(np.float64)
-    data = _core.SGDPositiveData(np.array([0, 1], np.int64), np.array([0], np.int32), n_items)
-    stats = _core.sgd_rank_epoch(data, P, Q, b, lr, reg, 1, "uniform", loss, 10, 1, seed, 0)
+    data = _core.SGDPositiveData(_core.Csr(np.array([0, 1]), np.array([0]), None, (1, n_items)))
+    stats = _core.sgd_rank_epoch(data, P, Q, b, lr, reg, 1, _core.Sampling.uniform, _core.Loss.__members__[loss], 10, 1,
+                                 seed, 0)  # fmt: skip
     moved = [j for j in range(1, n_items) if not np.array_equal(Q[j], Q0[j].astype(np.float32))]
     assert len(moved) == 1 and stats["pairs"] == 1 and stats["updates"] == 1
     j = moved[0]

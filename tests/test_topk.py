@@ -82,11 +82,10 @@ def test_kernels_and_block_boundaries(kernel, problem, block_queries, block_item
     q, items, k, exclude, candidates = problem
     if candidates is not None and candidates.ndim == 2:
         candidates = None
-    indptr = indices = None
-    if exclude is not None:
-        indptr, indices = exclude.indptr.astype(np.int64), exclude.indices.astype(np.int64)
+    ex = None if exclude is None else _core.Csr(exclude.indptr, exclude.indices, None, exclude.shape)
     sub = None if candidates is None else candidates.astype(np.int64)
-    ids, scores = _core.topk_f32(q, items, k, indptr, indices, sub, None, 2, block_queries, block_items, kernel)
+    ids, scores = _core.topk_f32(q, items, k, ex, sub, None, 2, block_queries, block_items,
+                                 _core.TopkKernel.__members__[kernel])  # fmt: skip
     ref_ids, ref_scores = reference(q, items, k, exclude, candidates)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores)
@@ -99,7 +98,7 @@ def test_random_floats_agree_with_numpy(shape, kernel, rng):
     q = rng.standard_normal((n, f), dtype=np.float32)
     items = rng.standard_normal((m, f), dtype=np.float32)
     k = min(10, m)
-    ids, scores = _core.topk_f32(q, items, k, kernel=kernel)
+    ids, scores = _core.topk_f32(q, items, k, kernel=_core.TopkKernel.__members__[kernel])
     exact = q.astype(np.float64) @ items.astype(np.float64).T
     # Returned scores are the inner products of the returned ids (float32 rounding apart) ...
     np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, axis=1), rtol=1e-4, atol=1e-4)
@@ -146,8 +145,9 @@ def test_kernels_agree_on_random_floats(rng):
     q = rng.standard_normal((300, 24), dtype=np.float32)
     items = rng.standard_normal((1000, 24), dtype=np.float32)
     ex = sp.random(300, 1000, density=0.1, format="csr", random_state=2)
-    a = _core.topk_f32(q, items, 7, ex.indptr.astype(np.int64), ex.indices.astype(np.int64), kernel="blas")
-    b = _core.topk_f32(q, items, 7, ex.indptr.astype(np.int64), ex.indices.astype(np.int64), kernel="fused")
+    ex = _core.Csr(ex.indptr, ex.indices, ex.data, ex.shape)
+    a = _core.topk_f32(q, items, 7, ex, kernel=_core.TopkKernel.blas)
+    b = _core.topk_f32(q, items, 7, ex, kernel=_core.TopkKernel.fused)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-5)
 
@@ -217,24 +217,22 @@ def test_bad_input_is_rejected(kwargs, exc, match):
 I64 = np.int64
 
 
+def _ex(indptr, indices, shape=(2, 4)):
+    return _core.Csr(np.array(indptr, I64), np.array(indices, I64), None, shape, "exclude")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         (dict(k=5), "k must be in"),
-        (dict(exclude_indptr=np.array([0, 1], I64), exclude_indices=np.array([0], I64)), "n \\+ 1"),
-        (dict(exclude_indptr=np.array([0, 2, 1], I64), exclude_indices=np.array([0, 1], I64)), "non-decreasing"),
-        (dict(exclude_indptr=np.array([0, 1, 9], I64), exclude_indices=np.array([0, 1], I64)), "non-decreasing"),
-        (dict(exclude_indptr=np.array([1, 1, 2], I64), exclude_indices=np.array([0, 1], I64)), "start at 0"),
-        (dict(exclude_indptr=np.array([0, 1, 1], I64), exclude_indices=np.array([0, 1], I64)), "indptr\\[n\\]"),
-        (dict(exclude_indptr=np.array([0, 1, 2], I64), exclude_indices=np.array([0, 4], I64)), "outside"),
-        (dict(exclude_indptr=np.array([0, 2, 2], I64), exclude_indices=np.array([3, 1], I64)), "sorted"),
+        (dict(exclude=_ex([0, 1], [0], shape=(1, 4))), "exclude must have shape \\(2, 4\\)"),
+        (dict(exclude=_ex([0, 2, 2], [3, 1])), "sorted"),
         (dict(subset=np.array([0, 7], I64)), "outside"),
         (dict(subset=np.array([-1], I64)), "outside"),
         (dict(candidates=np.array([[0, 9], [1, 1]], I64)), "outside"),
         (dict(candidates=np.array([[0, -5], [1, 1]], I64)), "outside"),
-        (dict(candidates=np.array([0, 1], I64)), "2-D"),
+        (dict(candidates=np.array([0, 1], I64)), "candidates must have shape"),
         (dict(block_queries=-1), "block sizes"),
-        (dict(kernel="gpu"), "kernel must be"),
     ],
 )
 def test_kernel_validates_at_its_boundary(kwargs, match):
@@ -243,6 +241,43 @@ def test_kernel_validates_at_its_boundary(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         _core.topk_f32(**args)
+
+
+@pytest.mark.parametrize(
+    "indptr, indices, shape, match",
+    [
+        ([0, 2, 1], [0], (2, 4), "non-decreasing"),
+        ([0, 1, 9], [0, 1], (2, 4), "end at nnz"),
+        ([1, 1, 2], [0, 1], (2, 4), "start at 0"),
+        ([0, 1, 1], [0, 1], (2, 4), "end at nnz"),
+        ([0, 1, 2], [0, 4], (2, 4), "column index 4 at position 1 out of range"),
+        ([0, 1, 2], [0, 2**31], (2, 4), "column index 2147483648"),  # not wrapped to int32
+        ([0, 1], [0, 1], (2, 4), "indptr must have shape \\(3,\\)"),
+        ([0, 1, 2], [0, 1], (2, -1), "shape must be >= 0"),
+    ],
+)
+def test_csr_is_validated_when_built(indptr, indices, shape, match):
+    """The one CSR validator runs once, in _core.Csr's constructor; kernels then trust the object."""
+    with pytest.raises(ValueError, match=match):
+        _ex(indptr, indices, shape)
+
+
+def test_csr_is_an_immutable_copy():
+    m = sp.csr_matrix(np.array([[0, 2, 1], [0, 0, 0], [3, 0, -1]], np.float32))
+    m.indices = m.indices.astype(np.int64)
+    c = _core.Csr(m.indptr, m.indices, m.data, m.shape)
+    assert c.shape == (3, 3) and c.nnz == 4 and c.indptr.dtype == np.int64 and c.indices.dtype == np.int32
+    assert c.finite and not c.nonnegative and c.unique and c.sorted
+    m.indices[0] = 99  # later writes to the source cannot reach the validated copy
+    np.testing.assert_array_equal(c.indices, [1, 2, 0, 2])
+    for a in (c.indptr, c.indices, c.data):
+        with pytest.raises(ValueError):
+            a.flags.writeable = True
+    dup = _core.Csr(np.array([0, 2]), np.array([1, 1]), None, (1, 3))
+    assert dup.sorted and not dup.unique and dup.data is None and not dup.finite
+    assert not _core.Csr(np.array([0, 2]), np.array([2, 1]), np.ones(2), (1, 3)).sorted
+    with pytest.raises(TypeError, match="indices must be an integer array"):
+        _core.Csr(np.array([0, 1]), np.array([0.5]), None, (1, 3))
 
 
 @pytest.mark.slow

@@ -1,14 +1,22 @@
 // recforge._core — the thin pybind11 layer over the C++ core. Each kernel family binds itself in
-// its own file (bind_*.cpp); this file owns the module, build information and BLAS installation.
+// its own file (als.cpp, sgd.cpp, mlp.cpp, topk.cpp); this file owns the module, build
+// information, BLAS installation and the Csr class every kernel taking a sparse matrix accepts.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "arrays.hpp"
 #include "recforge/blas.hpp"
+#include "recforge/csr.hpp"
 #include "recforge/parallel.hpp"
 
 namespace py = pybind11;
+using namespace recforge::bindings;
 
 void bind_als(py::module_& m);
 void bind_sgd(py::module_& m);
@@ -29,6 +37,107 @@ void* capsule_pointer(const py::object& obj, const char* what) {
     void* p = PyCapsule_GetPointer(obj.ptr(), PyCapsule_GetName(obj.ptr()));
     if (!p) throw py::error_already_set();
     return p;
+}
+
+// A Csr from NumPy arrays: copied (so later writes to them cannot invalidate it) and validated
+// once, here; every kernel binding then trusts it. Indices of any integer dtype are range-checked
+// before they are narrowed to int32, so an id >= 2^31 is an error, not a wrapped value.
+// An integer array (or an empty one of any dtype, as numpy makes them by default).
+void check_integer(const py::array& a, const std::string& name) {
+    const char kind = a.dtype().kind();
+    if (kind != 'i' && kind != 'u' && a.size() != 0)
+        throw py::type_error(name + " must be an integer array, got dtype " + py::str(a.dtype()).cast<std::string>());
+}
+
+recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, const py::object& data,
+                       std::pair<std::int64_t, std::int64_t> shape, const std::string& name) {
+    const auto [n_rows, n_cols] = shape;
+    if (n_rows < 0 || n_cols < 0 || n_rows == INT64_MAX)
+        throw std::invalid_argument(name + ": shape must be >= 0, got (" + std::to_string(n_rows) + ", " +
+                                    std::to_string(n_cols) + ")");
+    check_integer(indptr_in, name + ".indptr");
+    check_integer(indices, name + ".indices");
+    const i64_in indptr = i64_in::ensure(indptr_in);
+    if (!indptr) throw py::type_error(name + ".indptr cannot be read as int64");
+    check_shape(indptr, (name + ".indptr").c_str(), n_rows + 1);
+    check_shape(indices, (name + ".indices").c_str(), -1);
+    // Contiguous int32 ids are read in place; any other integer array through an int64 copy.
+    const bool is32 = py::isinstance<py::array_t<std::int32_t>>(indices);
+    const py::object ids_in = is32 ? py::object(i32_in::ensure(indices)) : py::object(i64_in::ensure(indices));
+    if (!ids_in) throw py::type_error(name + ".indices cannot be read as integers");
+    const py::array ids_arr = py::reinterpret_borrow<py::array>(ids_in);
+    f32_in values;
+    const bool has_data = !data.is_none();
+    if (has_data) {
+        values = f32_in::ensure(data);
+        if (!values) throw py::type_error(name + ".data must be None or numbers readable as float32");
+        check_shape(values, (name + ".data").c_str(), indices.shape(0));
+    }
+    const py::ssize_t nnz = indices.shape(0);
+    const std::int64_t* ip = indptr.data();
+    const std::int32_t* i32 = is32 ? static_cast<const std::int32_t*>(ids_arr.data()) : nullptr;
+    const std::int64_t* i64 = is32 ? nullptr : static_cast<const std::int64_t*>(ids_arr.data());
+    const float* dp = has_data ? values.data() : nullptr;
+    py::gil_scoped_release nogil;
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(nnz));
+    for (py::ssize_t p = 0; p < nnz; ++p) {
+        const std::int64_t c = i32 ? i32[p] : i64[p];
+        if (c < 0 || c >= n_cols)  // before narrowing; the validator re-checks the narrowed ids
+            throw std::invalid_argument(name + ": column index " + std::to_string(c) + " at position " +
+                                        std::to_string(p) + " out of range [0, " + std::to_string(n_cols) + ")");
+        ids[p] = static_cast<std::int32_t>(c);
+    }
+    return recforge::Csr(std::vector<std::int64_t>(ip, ip + n_rows + 1), std::move(ids),
+                         dp ? std::vector<float>(dp, dp + nnz) : std::vector<float>(), n_cols, name.c_str());
+}
+
+// A read-only NumPy view of one of the Csr's arrays; its base is the Csr object, which keeps the
+// memory alive and, exposing no buffer, stops numpy from making the view writeable again.
+template <class T>
+py::array view_of(const std::vector<T>& v, const py::object& owner) {
+    py::array a = v.empty() ? py::array(py::dtype::of<T>(), {py::ssize_t{0}})
+                            : py::array(py::dtype::of<T>(), {static_cast<py::ssize_t>(v.size())},
+                                        {static_cast<py::ssize_t>(sizeof(T))}, v.data(), owner);
+    a.attr("setflags")(py::arg("write") = false);
+    return a;
+}
+
+void bind_csr(py::module_& m) {
+    py::class_<recforge::Csr>(m, "Csr",
+                              "A sparse matrix as every kernel takes it: int64 indptr, int32 indices, float32 data "
+                              "(or none), validated once when built; immutable.")
+        .def(py::init(&make_csr), py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("shape"),
+             py::arg("name") = "csr",
+             "Copy and validate a CSR matrix (data may be None: pattern only); errors start with `name`.")
+        .def_property_readonly("shape", [](const recforge::Csr& c) { return py::make_tuple(c.n_rows(), c.n_cols()); },
+                               "(n_rows, n_cols)")
+        .def_property_readonly("nnz", &recforge::Csr::nnz, "Number of stored entries.")
+        .def_property_readonly(
+            "indptr", [](const py::object& self) { return view_of(self.cast<const recforge::Csr&>().indptr(), self); },
+            "(n_rows + 1,) int64, read-only.")
+        .def_property_readonly(
+            "indices",
+            [](const py::object& self) { return view_of(self.cast<const recforge::Csr&>().indices(), self); },
+            "(nnz,) int32, read-only.")
+        .def_property_readonly(
+            "data",
+            [](const py::object& self) -> py::object {
+                const auto& c = self.cast<const recforge::Csr&>();
+                return c.traits().values ? py::object(view_of(c.data(), self)) : py::none();
+            },
+            "(nnz,) float32, read-only; None for a pattern.")
+        .def_property_readonly("sorted", [](const recforge::Csr& c) { return c.traits().sorted; },
+                               "Column indices non-decreasing within each row.")
+        .def_property_readonly("unique", [](const recforge::Csr& c) { return c.traits().unique; },
+                               "Column indices strictly increasing within each row.")
+        .def_property_readonly("finite", [](const recforge::Csr& c) { return c.traits().finite; },
+                               "Has values, all finite.")
+        .def_property_readonly("nonnegative", [](const recforge::Csr& c) { return c.traits().nonnegative; },
+                               "Has values, all finite and >= 0.")
+        .def("__repr__", [](const recforge::Csr& c) {
+            return "<recforge._core.Csr " + std::to_string(c.n_rows()) + " x " + std::to_string(c.n_cols()) + ", nnz=" +
+                   std::to_string(c.nnz()) + (c.traits().values ? "" : ", pattern") + ">";
+        });
 }
 
 }  // namespace
@@ -56,6 +165,7 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("sgemm"), py::arg("ssyrk"), py::arg("spotrf"), py::arg("spotrs"),
         "Install Fortran BLAS/LAPACK routines (PyCapsules from scipy.linalg.cython_*).");
+    bind_csr(m);
     bind_als(m);
     bind_sgd(m);
     bind_mlp(m);

@@ -25,17 +25,7 @@
 
 #include "recforge/blas.hpp"
 #include "recforge/parallel.hpp"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(RECFORGE_NO_CLONES)
-#define RF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RF_CLONES
-#endif
-#if defined(__GNUC__)
-#define RF_INLINE inline __attribute__((always_inline))
-#else
-#define RF_INLINE inline
-#endif
+#include "recforge/simd.hpp"
 
 namespace recforge::als {
 namespace {
@@ -44,17 +34,15 @@ constexpr std::int64_t kRowBlock = 32;   // rows per scheduling unit
 constexpr std::int64_t kGatherRows = 64;  // Cholesky: entries per gathered block (Z, W stay in L1)
 
 // ---- small vector kernels, F = compile-time length (0: runtime fr) -----------------------------
+// a . b over F (or fr) floats, F > 0 a compile-time length. The `omp simd` order, not simd::dot's:
+// ALS results are pinned to it (tests/golden).
 template <int F>
-RF_INLINE float dot(const float* __restrict a, const float* __restrict b, int fr) {
-    const int f = F ? F : fr;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int k = 0; k < f; ++k) s += a[k] * b[k];
-    return s;
+RECFORGE_INLINE float dot(const float* __restrict a, const float* __restrict b, int fr) {
+    return simd::dot_any_order(a, b, F ? F : fr);
 }
 
 template <int F>
-RF_INLINE void axpy(float a, const float* __restrict x, float* __restrict y, int fr) {
+RECFORGE_INLINE void axpy(float a, const float* __restrict x, float* __restrict y, int fr) {
     const int f = F ? F : fr;
 #pragma omp simd
     for (int k = 0; k < f; ++k) y[k] += a * x[k];
@@ -63,7 +51,7 @@ RF_INLINE void axpy(float a, const float* __restrict x, float* __restrict y, int
 // out = scale * G x + lam * x for symmetric G (f x f, row-major): summed as columns (axpy form) so
 // the inner loop is a contiguous vector update rather than a horizontal reduction.
 template <int F>
-RF_INLINE void symv(const float* __restrict G, const float* __restrict x, float scale, float lam,
+RECFORGE_INLINE void symv(const float* __restrict G, const float* __restrict x, float scale, float lam,
                     float* __restrict out, int fr) {
     const int f = F ? F : fr;
 #pragma omp simd
@@ -73,11 +61,10 @@ RF_INLINE void symv(const float* __restrict G, const float* __restrict x, float 
 
 constexpr std::int64_t kPrefetch = 6;  // entries ahead
 
-// 16 floats as one GCC/Clang vector: one zmm with AVX-512, two ymm / four xmm otherwise. Used
-// where the compiler must keep accumulators in registers; aligned(4) allows unaligned loads.
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+using simd::hsum;
+using simd::v16f;
 
-RF_INLINE void prefetch_row(const float* y, int f) {
+RECFORGE_INLINE void prefetch_row(const float* y, int f) {
     for (int k = 0; k < f; k += 16) __builtin_prefetch(y + k);
 }
 
@@ -99,37 +86,19 @@ struct ImplicitCtx {
 // One pass over a row's entries: out += sum_j coef_j y_j with
 //   RESIDUAL: coef_j = c_j - (c_j - alpha0) y_j.v    (r = b - A x, less the alpha0 G x + lambda x part)
 //   else:     coef_j = (c_j - alpha0) y_j.v          (A p, less the same part)
-// For F % 16 == 0 the accumulator stays in registers (v16 x F/16) across the entries; otherwise it
+// For F % 16 == 0 the accumulator stays in registers (v16f x F/16) across the entries; otherwise it
 // would make a store/load chain through memory per entry.
-// Sum of the 16 lanes as a tree of 4 shuffle + add steps (a loop over the lanes is a chain of 15
-// dependent scalar adds).
-RF_INLINE float hsum(v16 s) {
-    typedef int v16i __attribute__((vector_size(64)));
-#if defined(__clang__)
-    s += __builtin_shufflevector(s, s, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-    s += __builtin_shufflevector(s, s, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-    s += __builtin_shufflevector(s, s, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-    s += __builtin_shufflevector(s, s, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-#else
-    s += __builtin_shuffle(s, v16i{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    s += __builtin_shuffle(s, v16i{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    s += __builtin_shuffle(s, v16i{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    s += __builtin_shuffle(s, v16i{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
-#endif
-    return s[0];
-}
-
 template <int F, bool RESIDUAL>
-RF_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, const float* __restrict v,
+RECFORGE_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, const float* __restrict v,
                         float* __restrict out) {
     const int f = F ? F : c.f;
     const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
     if constexpr (F > 0 && F % 16 == 0) {
         constexpr int T = F / 16;
-        v16 acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = *reinterpret_cast<const v16*>(out + 16 * t);
-        v16 vv[T];
-        for (int t = 0; t < T; ++t) vv[t] = *reinterpret_cast<const v16*>(v + 16 * t);
+        v16f acc[T];
+        for (int t = 0; t < T; ++t) acc[t] = *reinterpret_cast<const v16f*>(out + 16 * t);
+        v16f vv[T];
+        for (int t = 0; t < T; ++t) vv[t] = *reinterpret_cast<const v16f*>(v + 16 * t);
         // Entries in groups of G: their G dot products are independent, so their horizontal
         // reductions overlap instead of each one stalling the accumulation that depends on it.
         constexpr int G = 4;
@@ -142,23 +111,23 @@ RF_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, 
             float coef[G];
             for (int g = 0; g < G; ++g) {
                 y[g] = c.Y + static_cast<std::int64_t>(c.m.indices[j + g]) * F;
-                v16 s = vv[0] * *reinterpret_cast<const v16*>(y[g]);
-                for (int t = 1; t < T; ++t) s += vv[t] * *reinterpret_cast<const v16*>(y[g] + 16 * t);
+                v16f s = vv[0] * *reinterpret_cast<const v16f*>(y[g]);
+                for (int t = 1; t < T; ++t) s += vv[t] * *reinterpret_cast<const v16f*>(y[g] + 16 * t);
                 const float yv = hsum(s);
                 const float conf = 1.0f + alpha * c.m.data[j + g];
                 coef[g] = RESIDUAL ? conf - (conf - alpha0) * yv : (conf - alpha0) * yv;
             }
             for (int g = 0; g < G; ++g)
-                for (int t = 0; t < T; ++t) acc[t] += coef[g] * *reinterpret_cast<const v16*>(y[g] + 16 * t);
+                for (int t = 0; t < T; ++t) acc[t] += coef[g] * *reinterpret_cast<const v16f*>(y[g] + 16 * t);
         }
         for (; j < hi; ++j) {
             const float* y = c.Y + static_cast<std::int64_t>(c.m.indices[j]) * F;
             const float conf = 1.0f + alpha * c.m.data[j];
             const float yv = dot<F>(y, v, F);
             const float coef = RESIDUAL ? conf - (conf - alpha0) * yv : (conf - alpha0) * yv;
-            for (int t = 0; t < T; ++t) acc[t] += coef * *reinterpret_cast<const v16*>(y + 16 * t);
+            for (int t = 0; t < T; ++t) acc[t] += coef * *reinterpret_cast<const v16f*>(y + 16 * t);
         }
-        for (int t = 0; t < T; ++t) *reinterpret_cast<v16*>(out + 16 * t) = acc[t];
+        for (int t = 0; t < T; ++t) *reinterpret_cast<v16f*>(out + 16 * t) = acc[t];
     } else {
         for (std::int64_t j = lo; j < hi; ++j) {
             if (RESIDUAL && j + kPrefetch < hi)
@@ -175,7 +144,7 @@ RF_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, 
 // Matrix-free CG on A x = b with A = alpha0 G + sum (c_i - alpha0) y_i y_iᵀ + lambda I, warm-started
 // from the current x; each step costs one pass over the row's factor rows plus one f x f matvec.
 template <int F>
-RF_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
+RECFORGE_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
     const int f = F ? F : c.f;
     const float alpha0 = c.opt.alpha0;
     float* __restrict r = scratch;
@@ -188,7 +157,7 @@ RF_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t en
             std::fill(x, x + f, 0.0f);
             continue;
         }
-        const float lam = row_lambda(c.opt, hi - lo, c.m.cols);
+        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols);
         // r = b - A x, accumulated per entry as (c_i - (c_i - alpha0) y_i.x) y_i
         symv<F>(c.G, x, alpha0, lam, ap, f);
         for (int k = 0; k < f; ++k) r[k] = -ap[k];
@@ -213,7 +182,8 @@ RF_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t en
     }
 }
 
-RF_CLONES void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
+void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
     switch (c.f) {
         case 32: cg_rows<32>(c, begin, end, scratch); break;
         case 64: cg_rows<64>(c, begin, end, scratch); break;
@@ -238,21 +208,21 @@ struct CholeskyScratch {
 // lower triangle, which nothing reads). Four rows x two tiles of accumulators stay in registers
 // while j runs over the block. W and Z may point into A (rows above o): those rows are not written.
 template <int F, bool SUB>
-RF_INLINE void update_upper(float* A, const float* W, const float* Z, int nb, int o) {
+RECFORGE_INLINE void update_upper(float* A, const float* W, const float* Z, int nb, int o) {
     static_assert(F % 16 == 0, "tile kernel needs F % 16 == 0");
     int t = o;
     for (; t + 32 <= F; t += 32) {
         for (int a = o; a < t + 32; a += 4) {  // rows with a part on or above the diagonal in the tiles
-            v16 acc[4][2];
+            v16f acc[4][2];
             for (int r = 0; r < 4; ++r) {
-                acc[r][0] = *reinterpret_cast<const v16*>(A + (a + r) * F + t);
-                acc[r][1] = *reinterpret_cast<const v16*>(A + (a + r) * F + t + 16);
+                acc[r][0] = *reinterpret_cast<const v16f*>(A + (a + r) * F + t);
+                acc[r][1] = *reinterpret_cast<const v16f*>(A + (a + r) * F + t + 16);
             }
             for (int j = 0; j < nb; ++j) {
                 const float* z = Z + static_cast<std::int64_t>(j) * F + t;
                 const float* w = W + static_cast<std::int64_t>(j) * F + a;
-                const v16 z0 = *reinterpret_cast<const v16*>(z);
-                const v16 z1 = *reinterpret_cast<const v16*>(z + 16);
+                const v16f z0 = *reinterpret_cast<const v16f*>(z);
+                const v16f z1 = *reinterpret_cast<const v16f*>(z + 16);
                 for (int r = 0; r < 4; ++r) {
                     if constexpr (SUB) {
                         acc[r][0] -= w[r] * z0;
@@ -264,24 +234,24 @@ RF_INLINE void update_upper(float* A, const float* W, const float* Z, int nb, in
                 }
             }
             for (int r = 0; r < 4; ++r) {
-                *reinterpret_cast<v16*>(A + (a + r) * F + t) = acc[r][0];
-                *reinterpret_cast<v16*>(A + (a + r) * F + t + 16) = acc[r][1];
+                *reinterpret_cast<v16f*>(A + (a + r) * F + t) = acc[r][0];
+                *reinterpret_cast<v16f*>(A + (a + r) * F + t + 16) = acc[r][1];
             }
         }
     }
     if (t < F) {  // one 16-wide tile left
         for (int a = o; a < t + 16; a += 4) {
-            v16 acc[4];
-            for (int r = 0; r < 4; ++r) acc[r] = *reinterpret_cast<const v16*>(A + (a + r) * F + t);
+            v16f acc[4];
+            for (int r = 0; r < 4; ++r) acc[r] = *reinterpret_cast<const v16f*>(A + (a + r) * F + t);
             for (int j = 0; j < nb; ++j) {
-                const v16 z0 = *reinterpret_cast<const v16*>(Z + static_cast<std::int64_t>(j) * F + t);
+                const v16f z0 = *reinterpret_cast<const v16f*>(Z + static_cast<std::int64_t>(j) * F + t);
                 const float* w = W + static_cast<std::int64_t>(j) * F + a;
                 for (int r = 0; r < 4; ++r) {
                     if constexpr (SUB) acc[r] -= w[r] * z0;
                     else acc[r] += w[r] * z0;
                 }
             }
-            for (int r = 0; r < 4; ++r) *reinterpret_cast<v16*>(A + (a + r) * F + t) = acc[r];
+            for (int r = 0; r < 4; ++r) *reinterpret_cast<v16f*>(A + (a + r) * F + t) = acc[r];
         }
     }
 }
@@ -292,7 +262,7 @@ RF_INLINE void update_upper(float* A, const float* W, const float* Z, int nb, in
 // kernel above (where the flops are). Rows are updated in whole 16-float tiles, touching a few
 // lower-triangle entries that are never read. False when A is not positive definite.
 template <int F>
-RF_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict b) {
+RECFORGE_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict b) {
     static_assert(F % 16 == 0, "tile kernel needs F % 16 == 0");
     for (int kb = 0; kb < F; kb += 16) {
         for (int k = kb; k < kb + 16; ++k) {
@@ -300,13 +270,13 @@ RF_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict b) {
             const float d = Uk[k];
             if (!(d > 0.0f) || !std::isfinite(d)) return false;
             const float ukk = std::sqrt(d), inv = 1.0f / ukk;
-            for (int t = kb; t < F; t += 16) *reinterpret_cast<v16*>(Uk + t) *= inv;
+            for (int t = kb; t < F; t += 16) *reinterpret_cast<v16f*>(Uk + t) *= inv;
             Uk[k] = ukk;
             for (int i = k + 1; i < kb + 16; ++i) {
                 float* Ai = A + i * F;
                 const float uki = Uk[i];
                 for (int t = kb; t < F; t += 16)
-                    *reinterpret_cast<v16*>(Ai + t) -= uki * *reinterpret_cast<const v16*>(Uk + t);
+                    *reinterpret_cast<v16f*>(Ai + t) -= uki * *reinterpret_cast<const v16f*>(Uk + t);
             }
         }
         if (kb + 16 < F) update_upper<F, true>(A, A + kb * F, A + kb * F, 16, kb + 16);
@@ -322,7 +292,7 @@ RF_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict b) {
 
 // F > 0: the register-tiled kernels above (F % 32 == 0); F == 0: any f, through BLAS.
 template <int F>
-RF_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
     const int f = F ? F : c.f;
     const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
     float* __restrict A = s.A.data();
@@ -336,7 +306,7 @@ RF_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
             std::fill(x, x + f, 0.0f);
             continue;
         }
-        const float lam = row_lambda(c.opt, hi - lo, c.m.cols);
+        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols);
         for (std::int64_t k = 0; k < static_cast<std::int64_t>(f) * f; ++k) A[k] = alpha0 * c.G[k];
         for (int k = 0; k < f; ++k) A[static_cast<std::int64_t>(k) * f + k] += lam;
         std::fill(b, b + f, 0.0f);
@@ -370,20 +340,14 @@ RF_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
     }
 }
 
-RF_CLONES void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
+void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
     switch (c.f) {
         case 32: cholesky_rows<32>(c, begin, end, s); break;
         case 64: cholesky_rows<64>(c, begin, end, s); break;
         case 128: cholesky_rows<128>(c, begin, end, s); break;
         default: cholesky_rows<0>(c, begin, end, s); break;
     }
-}
-
-// YᵀY (f x f) with BLAS.
-std::vector<float> gram_of(const float* Y, std::int64_t n, int f) {
-    std::vector<float> G(static_cast<std::size_t>(f) * f, 0.0f);
-    if (n > 0) blas::gram(f, static_cast<int>(n), 1.0f, Y, f, 0.0f, G.data(), f);
-    return G;
 }
 
 std::int64_t block_count(std::int64_t rows) { return (rows + kRowBlock - 1) / kRowBlock; }
@@ -394,37 +358,34 @@ void check_factors(int f) {
 
 }  // namespace
 
-void validate_csr(const CsrView& m, std::int64_t nnz, bool nonnegative, const char* what) {
-    const std::string name(what);
-    if (m.rows < 0 || m.cols < 0 || nnz < 0) throw std::invalid_argument(name + ": negative shape");
-    if (m.cols > INT32_MAX) throw std::invalid_argument(name + ": more than 2^31 - 1 columns");
-    if (m.indptr[0] != 0 || m.indptr[m.rows] != nnz)
-        throw std::invalid_argument(name + ": indptr must start at 0 and end at nnz");
-    for (std::int64_t i = 0; i < m.rows; ++i)
-        if (m.indptr[i + 1] < m.indptr[i]) throw std::invalid_argument(name + ": indptr must be non-decreasing");
-    for (std::int64_t j = 0; j < nnz; ++j) {
-        if (m.indices[j] < 0 || m.indices[j] >= m.cols)
-            throw std::invalid_argument(name + ": column index " + std::to_string(m.indices[j]) + " out of range [0, " +
-                                        std::to_string(m.cols) + ")");
-        const float v = m.data[j];
-        if (!std::isfinite(v)) throw std::invalid_argument(name + " contains NaN or infinite values");
-        if (nonnegative && v < 0.0f)
-            throw std::invalid_argument(name + " contains negative values; implicit ALS needs r >= 0 (c = 1 + alpha r)");
+void gram(const float* Y, std::int64_t n, int f, float* G, int threads) {
+    check_factors(f);
+    if (n > INT32_MAX) throw std::invalid_argument("gram: more than 2^31 - 1 rows");
+    std::fill(G, G + static_cast<std::int64_t>(f) * f, 0.0f);
+    if (n == 0) return;
+    if (blas::routines().ssyrk) {
+        blas::gram(f, static_cast<int>(n), 1.0f, Y, f, 0.0f, G, f);
+        return;
     }
+    // Reference product by blocks of G's rows: each entry's sum runs in the same order as one
+    // whole call, so the split (and the thread count) cannot change a bit.
+    constexpr int kRows = 8;
+    parallel_for(0, (f + kRows - 1) / kRows, threads, 1, [&](std::int64_t b) {
+        const int i0 = static_cast<int>(b) * kRows, rows = std::min(kRows, f - i0);
+        blas::gemm(true, false, rows, f, static_cast<int>(n), 1.0f, Y + i0, f, Y, f, 0.0f,
+                   G + static_cast<std::int64_t>(i0) * f, f);
+    });
 }
 
-void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, float* X,
-                    const ImplicitOptions& opt) {
+void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt) {
     check_factors(f);
-    validate_csr(m, nnz, true, "interactions");
     if (opt.cg_steps < 1 && opt.solver == Solver::cg) throw std::invalid_argument("cg_steps must be >= 1");
-    const std::vector<float> G = gram_of(Y, m.cols, f);
-    const ImplicitCtx ctx{m, Y, G.data(), f, opt, X};
+    const ImplicitCtx ctx{m, Y, G, f, opt, X};
     const int nt = resolve_threads(opt.threads);
     if (opt.solver == Solver::cg) {
         std::vector<std::vector<float>> scratch(nt, std::vector<float>(3 * static_cast<std::size_t>(f)));
-        parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
-            const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
+        parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
+            const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
             cg_block(ctx, begin, end, scratch[thread_index()].data());
         });
     } else {
@@ -435,17 +396,16 @@ void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, f
             s.Z.resize(static_cast<std::size_t>(kGatherRows) * f);
             s.W.resize(static_cast<std::size_t>(kGatherRows) * f);
         }
-        parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
-            const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
+        parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
+            const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
             cholesky_block(ctx, begin, end, scratch[thread_index()]);
         });
     }
 }
 
-void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const float* other_bias, int f,
-                    float* X, float* own_bias, const ExplicitOptions& opt) {
+void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, int f, float* X, float* own_bias,
+                    const ExplicitOptions& opt) {
     check_factors(f);
-    validate_csr(m, nnz, false, "ratings");
     const int d = f + 1;  // [factors, bias]
     const int nt = resolve_threads(opt.threads);
     std::vector<CholeskyScratch> scratch(nt);
@@ -454,8 +414,8 @@ void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const fl
         s.b.resize(d);
         s.Z.resize(static_cast<std::size_t>(kGatherRows) * d);
     }
-    parallel_for(0, block_count(m.rows), opt.threads, 1, [&](std::int64_t blk) {
-        const std::int64_t begin = blk * kRowBlock, end = std::min(m.rows, begin + kRowBlock);
+    parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
+        const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
         CholeskyScratch& s = scratch[thread_index()];
         float* A = s.A.data();
         float* b = s.b.data();
@@ -493,13 +453,11 @@ void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const fl
     });
 }
 
-double implicit_loss(const CsrView& m, std::int64_t nnz, const float* X, const float* Y, int f,
+double implicit_loss(const CsrView& m, const float* X, const float* Y, const float* G, int f,
                      const ImplicitOptions& opt) {
     check_factors(f);
-    validate_csr(m, nnz, true, "interactions");
-    const std::vector<float> G = gram_of(Y, m.cols, f);
-    std::vector<double> per_row(m.rows, 0.0);
-    parallel_for(0, m.rows, opt.threads, 256, [&](std::int64_t u) {
+    std::vector<double> per_row(m.n_rows, 0.0);
+    parallel_for(0, m.n_rows, opt.threads, 256, [&](std::int64_t u) {
         const float* x = X + u * f;
         double v = 0.0;
         for (std::int64_t j = m.indptr[u]; j < m.indptr[u + 1]; ++j) {
@@ -516,19 +474,18 @@ double implicit_loss(const CsrView& m, std::int64_t nnz, const float* X, const f
             xgx += row * x[a];
             xx += static_cast<double>(x[a]) * x[a];
         }
-        per_row[u] = v + opt.alpha0 * xgx + row_lambda(opt, m.indptr[u + 1] - m.indptr[u], m.cols) * xx;
+        per_row[u] = v + opt.alpha0 * xgx + row_lambda(opt, m.indptr[u + 1] - m.indptr[u], m.n_cols) * xx;
     });
     double total = 0.0;
     for (double v : per_row) total += v;
     return total;
 }
 
-double explicit_sse(const CsrView& m, std::int64_t nnz, const float* X, const float* own_bias, const float* Y,
-                    const float* other_bias, int f, float global_mean, int threads) {
+double explicit_sse(const CsrView& m, const float* X, const float* own_bias, const float* Y, const float* other_bias,
+                    int f, float global_mean, int threads) {
     check_factors(f);
-    validate_csr(m, nnz, false, "ratings");
-    std::vector<double> per_row(m.rows, 0.0);
-    parallel_for(0, m.rows, threads, 256, [&](std::int64_t u) {
+    std::vector<double> per_row(m.n_rows, 0.0);
+    parallel_for(0, m.n_rows, threads, 256, [&](std::int64_t u) {
         const float* x = X + u * f;
         double v = 0.0;
         for (std::int64_t j = m.indptr[u]; j < m.indptr[u + 1]; ++j) {

@@ -142,7 +142,8 @@ private:
 
 // Forward + backward of one training chunk (float; compiled per ISA). Returns the summed per-sample
 // loss; adds the chunk's dense gradient into grad_dense and writes per-sample row gradients.
-RF_CLONES double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb,
                    const float* item_emb, const std::int64_t* users, const std::int64_t* items,
                    const float* labels, int n, float scale, float l2, Workspace<float>& ws,
                    const float** urows, const float** irows, float* grad_dense, float* grad_u,
@@ -170,7 +171,7 @@ RF_CLONES double train_chunk(const Arch& arch, const float* dense, const float* 
 
 
 // torch.optim.Adam's update of n parameters with gradient g (inlined into each caller's clones).
-RF_INLINE void adam_step(std::int64_t n, const float* __restrict g, float lr, float b1, float b2, float eps,
+RECFORGE_INLINE void adam_step(std::int64_t n, const float* __restrict g, float lr, float b1, float b2, float eps,
                          float bc1, float bc2, float* __restrict p, float* __restrict m, float* __restrict v) {
     const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
     for (std::int64_t j = 0; j < n; ++j) {
@@ -182,7 +183,8 @@ RF_INLINE void adam_step(std::int64_t n, const float* __restrict g, float lr, fl
 
 // Dense weights: gradient = sum of the chunk buffers in chunk order (accumulated into chunk 0's
 // buffer, a vectorisable loop), then the optimiser step (torch.optim.Adam's formula for adam).
-RF_CLONES void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool adam, float lr,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool adam, float lr,
                             float b1, float b2, float eps, float bc1, float bc2, float* __restrict p,
                             float* __restrict m, float* __restrict v) {
     float* __restrict g = grad_chunks;
@@ -199,7 +201,8 @@ RF_CLONES void update_dense(float* __restrict grad_chunks, int nch, std::int64_t
 
 // Embedding rows present in the batch (lazy Adam as torch.optim.SparseAdam, or SGD); resets
 // their slots for the next batch.
-RF_CLONES void update_rows(const std::int64_t* rows, int n_rows, const float* __restrict acc, int E, bool adam, float lr, float b1,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+void update_rows(const std::int64_t* rows, int n_rows, const float* __restrict acc, int E, bool adam, float lr, float b1,
                  float b2, float eps, float bc1, float bc2, float* emb, float* m_all, float* v_all,
                  std::int32_t* slot) {
     const float step = lr * std::sqrt(bc2) / bc1;
@@ -227,7 +230,8 @@ RF_CLONES void update_rows(const std::int64_t* rows, int n_rows, const float* __
 // the batch and zero for the others (their moments decay and momentum keeps moving them). Resets
 // the slots of the batch's rows. Rows are independent, so any split of [lo, hi) over threads gives
 // the same bits.
-RF_CLONES void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc,
                                 const float* __restrict zeros, int E, float lr, float b1, float b2, float eps,
                                 float bc1, float bc2, float* emb, float* m_all, float* v_all, std::int32_t* slot) {
     for (std::int64_t row = lo; row < hi; ++row) {

@@ -3,7 +3,7 @@
 //
 // A chunk is a handful of samples (32 in training) processed layer by layer with small GEMMs whose
 // inner loops run over contiguous output columns (register-blocked for widths that are multiples
-// of 16 floats; the float entry points are compiled per ISA with target_clones).
+// of 16 floats; the float entry points are compiled per ISA: RECFORGE_SIMD_CLONES).
 #pragma once
 
 #include <algorithm>
@@ -14,21 +14,7 @@
 #include <vector>
 
 #include "recforge/mlp.hpp"
-
-#if defined(__GNUC__) && !defined(__clang__)
-#define RF_INLINE inline __attribute__((always_inline))
-#define RF_INLINE_LAMBDA __attribute__((always_inline))  // a lambda called from a clone gets its ISA
-#else
-#define RF_INLINE inline
-#define RF_INLINE_LAMBDA
-#endif
-
-// Hot entry points are compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time.
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
-#define RF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RF_CLONES
-#endif
+#include "recforge/simd.hpp"
 
 namespace recforge::mlp::detail {
 
@@ -70,13 +56,13 @@ struct Vec {
     static constexpr int lanes = int(64 / sizeof(T));
 };
 template <class T>
-RF_INLINE typename Vec<T>::type vload(const T* p) {
+RECFORGE_INLINE typename Vec<T>::type vload(const T* p) {
     typename Vec<T>::type v;
     std::memcpy(&v, p, sizeof v);
     return v;
 }
 template <class T>
-RF_INLINE void vstore(T* p, const typename Vec<T>::type& v) {
+RECFORGE_INLINE void vstore(T* p, const typename Vec<T>::type& v) {
     std::memcpy(p, &v, sizeof v);
 }
 
@@ -89,7 +75,7 @@ constexpr int block_rows() {
 
 // R rows of C (n x O) += A (n x k, lda) B (k x O), O = NV vectors, accumulated in registers.
 template <class T, int NV, int R>
-RF_INLINE void gemm_nn_rows(int k, const T* __restrict a, int lda, const T* __restrict b, T* __restrict c) {
+RECFORGE_INLINE void gemm_nn_rows(int k, const T* __restrict a, int lda, const T* __restrict b, T* __restrict c) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, O = NV * L;
     V acc[R][NV];
@@ -109,7 +95,7 @@ RF_INLINE void gemm_nn_rows(int k, const T* __restrict a, int lda, const T* __re
 }
 
 template <class T, int NV>
-RF_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict b,
+RECFORGE_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict b,
                                T* __restrict c) {
     constexpr int R = block_rows<NV>(), O = NV * Vec<T>::lanes;
     int r = 0;
@@ -119,7 +105,7 @@ RF_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int lda, con
 
 // R rows kk0.. of C (k x O) += A^T D, A (n x k, lda), D (n x O), accumulated in registers.
 template <class T, int NV, int R>
-RF_INLINE void gemm_tn_rows(int n, int kk0, const T* __restrict a, int lda, const T* __restrict d,
+RECFORGE_INLINE void gemm_tn_rows(int n, int kk0, const T* __restrict a, int lda, const T* __restrict d,
                             T* __restrict c) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, O = NV * L;
@@ -139,7 +125,7 @@ RF_INLINE void gemm_tn_rows(int n, int kk0, const T* __restrict a, int lda, cons
 }
 
 template <class T, int NV>
-RF_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict d,
+RECFORGE_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict d,
                                T* __restrict c) {
     constexpr int R = block_rows<NV>();
     int kk = 0;
@@ -152,7 +138,7 @@ RF_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, con
 // Calls f(std::integral_constant<int, NV>) when o is NV whole vectors for an NV with a register-
 // blocked kernel (1, 2, 3, 4 or 8); returns false (f not called) otherwise.
 template <class T, class F>
-RF_INLINE bool with_vector_width(int o, F&& f) {
+RECFORGE_INLINE bool with_vector_width(int o, F&& f) {
     constexpr int L = Vec<T>::lanes;
     if (o % L != 0) return false;
     switch (o / L) {
@@ -168,10 +154,10 @@ RF_INLINE bool with_vector_width(int o, F&& f) {
 
 // C (n x o) += A (n x k, leading dim lda) * B (k x o).
 template <class T>
-RF_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict b,
+RECFORGE_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict b,
                            T* __restrict c) {
 #ifdef RF_VECTOR_EXT
-    auto blocked = [&](auto nv) RF_INLINE_LAMBDA { gemm_nn_blocked<T, decltype(nv)::value>(n, k, a, lda, b, c); };
+    auto blocked = [&](auto nv) RECFORGE_INLINE_LAMBDA { gemm_nn_blocked<T, decltype(nv)::value>(n, k, a, lda, b, c); };
     if (with_vector_width<T>(o, blocked)) return;
 #endif
     for (int r = 0; r < n; ++r) {
@@ -187,10 +173,10 @@ RF_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, 
 
 // C (k x o) += A^T D with A (n x k, leading dim lda) and D (n x o).
 template <class T>
-RF_INLINE void gemm_tn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict d,
+RECFORGE_INLINE void gemm_tn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict d,
                            T* __restrict c) {
 #ifdef RF_VECTOR_EXT
-    auto blocked = [&](auto nv) RF_INLINE_LAMBDA { gemm_tn_blocked<T, decltype(nv)::value>(n, k, a, lda, d, c); };
+    auto blocked = [&](auto nv) RECFORGE_INLINE_LAMBDA { gemm_tn_blocked<T, decltype(nv)::value>(n, k, a, lda, d, c); };
     if (with_vector_width<T>(o, blocked)) return;
 #endif
     for (int r = 0; r < n; ++r) {
@@ -205,7 +191,7 @@ RF_INLINE void gemm_tn_acc(int n, int k, int o, const T* __restrict a, int lda, 
 }
 
 template <class T>
-RF_INLINE T sigmoid(T z) {
+RECFORGE_INLINE T sigmoid(T z) {
     if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
     const T e = std::exp(z);
     return e / (T(1) + e);
@@ -213,14 +199,14 @@ RF_INLINE T sigmoid(T z) {
 
 // log(1 + exp(z)) without overflow.
 template <class T>
-RF_INLINE T softplus(T z) {
+RECFORGE_INLINE T softplus(T z) {
     return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
 }
 
 // MLP layers 1..L-1 (0-based l >= first) from ws.h[first-1] (or ws.x0 when first == 0), then the
 // logits. ws.h[first - 1] must already hold that layer's output.
 template <class T>
-RF_INLINE void forward_from(const Arch& arch, const T* dense, const T* const* user_rows,
+RECFORGE_INLINE void forward_from(const Arch& arch, const T* dense, const T* const* user_rows,
                             const T* const* item_rows, int n, int first, Workspace<T>& ws) {
     const int L = arch.n_layers();
     for (int l = first; l < L; ++l) {
@@ -252,7 +238,7 @@ RF_INLINE void forward_from(const Arch& arch, const T* dense, const T* const* us
 
 // Forward pass for n samples given pointers to their embedding rows: fills ws.x0, ws.h, ws.z.
 template <class T>
-RF_INLINE void forward(const Arch& arch, const T* dense, const T* const* user_rows,
+RECFORGE_INLINE void forward(const Arch& arch, const T* dense, const T* const* user_rows,
                        const T* const* item_rows, int n, Workspace<T>& ws) {
     const int dg = arch.dim_gmf, dm = arch.dim_mlp;
     if (arch.n_layers()) {
@@ -270,7 +256,7 @@ RF_INLINE void forward(const Arch& arch, const T* dense, const T* const* user_ro
 // grad_u / grad_i row r (overwritten), including the L2 term l2_scale * 2 * row.
 // wt holds every W_l transposed (out x in), concatenated layer after layer.
 template <class T>
-RF_INLINE void backward(const Arch& arch, const T* dense, const T* wt, const T* const* user_rows,
+RECFORGE_INLINE void backward(const Arch& arch, const T* dense, const T* wt, const T* const* user_rows,
                         const T* const* item_rows, int n, T l2_scale, Workspace<T>& ws,
                         T* grad_dense, T* grad_u, T* grad_i) {
     const int L = arch.n_layers();

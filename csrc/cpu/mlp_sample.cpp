@@ -8,62 +8,30 @@
 
 #include "recforge/mlp.hpp"
 #include "recforge/parallel.hpp"
+#include "recforge/rng.hpp"
 
 namespace recforge::mlp {
 
-namespace {
-
-// splitmix64: a small, fast generator with good statistical quality for sampling.
-struct SplitMix64 {
-    std::uint64_t state;
-    explicit SplitMix64(std::uint64_t seed) : state(seed) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-    // Uniform in [0, n) by multiply-shift (bias below 2^-40 for the sizes used here).
-    std::int64_t below(std::int64_t n) {
-        return std::int64_t((static_cast<unsigned __int128>(next()) * std::uint64_t(n)) >> 64);
-    }
-};
-
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
-    SplitMix64 g(a ^ (b * 0xD1B54A32D192ED03ULL));
-    return g.next();
-}
-
-}  // namespace
-
-std::int64_t epoch_samples(const std::int64_t* indptr, std::int64_t n_users, std::int64_t n_items,
-                           int negatives) {
+std::int64_t epoch_samples(const CsrView& m, int negatives) {
     std::int64_t total = 0;
-    for (std::int64_t u = 0; u < n_users; ++u) {
-        const std::int64_t nnz = indptr[u + 1] - indptr[u];
-        total += nnz * (1 + (nnz < n_items ? negatives : 0));
+    for (std::int64_t u = 0; u < m.n_rows; ++u) {
+        const std::int64_t nnz = m.row_nnz(u);
+        total += nnz * (1 + (nnz < m.n_cols ? negatives : 0));
     }
     return total;
 }
 
-void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::int64_t n_users,
-                  std::int64_t n_items, int negatives, std::uint64_t seed, int threads,
-                  std::int64_t* users, std::int64_t* items, float* labels) {
+void sample_epoch(const CsrView& m, int negatives, std::uint64_t seed, int threads, std::int64_t* users,
+                  std::int64_t* items, float* labels) {
     if (negatives < 1) throw std::invalid_argument("negatives must be >= 1");
-    if (n_items <= 0) throw std::invalid_argument("n_items must be >= 1");
+    if (m.n_cols <= 0) throw std::invalid_argument("n_items must be >= 1");
+    const std::int64_t n_users = m.n_rows, n_items = m.n_cols;
+    const std::int64_t* indptr = m.indptr;
+    const std::int32_t* indices = m.indices;
     std::vector<std::int64_t> offset(n_users + 1, 0);
     for (std::int64_t u = 0; u < n_users; ++u) {
         const std::int64_t nnz = indptr[u + 1] - indptr[u];
-        if (nnz < 0) throw std::invalid_argument("indptr must be non-decreasing");
         offset[u + 1] = offset[u] + nnz * (1 + (nnz < n_items ? negatives : 0));
-    }
-    // Rows must hold sorted, distinct, in-range items for the binary search below.
-    for (std::int64_t u = 0; u < n_users; ++u) {
-        for (std::int64_t q = indptr[u]; q < indptr[u + 1]; ++q) {
-            if (indices[q] < 0 || indices[q] >= n_items) throw std::out_of_range("item index out of range");
-            if (q > indptr[u] && indices[q] <= indices[q - 1])
-                throw std::invalid_argument("indices must be sorted and distinct within each row");
-        }
     }
 
     parallel_for(0, n_users, threads, 64, [&](std::int64_t u) {
@@ -72,7 +40,7 @@ void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::
         if (nnz == 0) return;
         std::int64_t out = offset[u];
         const bool neg = nnz < n_items;
-        SplitMix64 rng(mix(seed, std::uint64_t(u)));
+        SplitMix64 rng(keyed_seed(seed, std::uint64_t(u)));
         // Dense rows: draw from the explicit complement instead of rejecting most draws.
         std::vector<std::int32_t> complement;
         if (neg && nnz * 2 > n_items) {
@@ -89,9 +57,9 @@ void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::
             for (int k = 0; k < negatives; ++k) {
                 std::int64_t j;
                 if (!complement.empty()) {
-                    j = complement[rng.below(std::int64_t(complement.size()))];
+                    j = complement[rng.below(complement.size())];
                 } else {
-                    do j = rng.below(n_items);
+                    do j = std::int64_t(rng.below(std::uint64_t(n_items)));
                     while (std::binary_search(row, row + nnz, std::int32_t(j)));
                 }
                 users[out] = u; items[out] = j; labels[out] = 0.0f; ++out;
@@ -100,9 +68,9 @@ void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::
     });
 
     // Fisher-Yates over the three arrays together.
-    SplitMix64 rng(mix(seed, 0xA5A5A5A5ULL));
+    SplitMix64 rng(keyed_seed(seed, 0xA5A5A5A5ULL));
     for (std::int64_t q = offset[n_users] - 1; q > 0; --q) {
-        const std::int64_t j = rng.below(q + 1);
+        const auto j = std::int64_t(rng.below(std::uint64_t(q) + 1));
         std::swap(users[q], users[j]);
         std::swap(items[q], items[j]);
         std::swap(labels[q], labels[j]);

@@ -18,14 +18,16 @@ namespace {
 constexpr int kPairBlock = 64;
 constexpr int kItemBlock = 128;
 
-RF_CLONES void pair_block(const Arch& arch, const float* dense, const float** urows, const float** irows,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+void pair_block(const Arch& arch, const float* dense, const float** urows, const float** irows,
                           int n, Workspace<float>& ws, float* out) {
     detail::forward(arch, dense, urows, irows, n, ws);
     for (int r = 0; r < n; ++r) out[r] = ws.z[r];
 }
 
 // Logits of one user against items [i0, i0 + n): the first MLP layer is a_u + c_i (precomputed).
-RF_CLONES void item_block(const Arch& arch, const float* dense, const float* user_row, const float* a_u,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+void item_block(const Arch& arch, const float* dense, const float* user_row, const float* a_u,
                           const float* item_emb, const float* c_items, std::int64_t i0, int n,
                           Workspace<float>& ws, const float** urows, const float** irows, float* out) {
     const int E = arch.emb_width();
@@ -50,7 +52,8 @@ RF_CLONES void item_block(const Arch& arch, const float* dense, const float* use
 }
 
 // rows (n x l1) = emb[:, dg + half*dm : ...] W_1[half*dm : (half+1)*dm, :] (+ b_1 when with_bias).
-RF_CLONES void first_layer_part(const Arch& arch, const float* dense, const float* emb, std::int64_t first,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+void first_layer_part(const Arch& arch, const float* dense, const float* emb, std::int64_t first,
                                 int n, int half, bool with_bias, float* rows) {
     const int E = arch.emb_width(), dm = arch.dim_mlp, l1 = arch.layer_out(0);
     const float* w = dense + arch.w_offset(0) + std::int64_t(half) * dm * l1;

@@ -4,13 +4,14 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "recforge/parallel.hpp"
+#include "recforge/rng.hpp"
 #include "recforge/sgd.hpp"
+#include "recforge/simd.hpp"
 #include "sgd_internal.hpp"
 
 namespace recforge::sgd {
 namespace {
-
-using detail::Rng;
 
 // Rows are fetched this many ratings ahead: the factor rows of a random rating are cache
 // misses on large data, and the visiting order is known in advance.
@@ -20,7 +21,7 @@ constexpr std::int64_t kPrefetch = 8;
 // the factor count at compile time (fully unrolled vector loops, no remainder code: ~15 % faster
 // per update at f = 32/64); F == 0 reads it from the model.
 template <int F>
-RECFORGE_SIMD_CLONES
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 double mf_range(const Rating* r, const MFModel& m, float lr, float item_lr, float reg, float bias_reg,
                 std::int64_t begin, std::int64_t end) {
     const int f = F > 0 ? F : m.factors;
@@ -34,7 +35,7 @@ double mf_range(const Rating* r, const MFModel& m, float lr, float item_lr, floa
         const std::int32_t u = r[t].user, i = r[t].item;
         float* __restrict p = m.user_factors + static_cast<std::int64_t>(u) * f;
         float* __restrict q = m.item_factors + static_cast<std::int64_t>(i) * f;
-        float pred = m.global_mean + detail::dot(p, q, f);
+        float pred = m.global_mean + simd::dot(p, q, f);
         if (biases) pred += m.user_bias[u] + m.item_bias[i];
         const float err = r[t].value - pred;
         sse += static_cast<double>(err) * err;
@@ -59,15 +60,15 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
     if (n <= 0) return 0.0;
     // Fisher-Yates on the triplets themselves (not an index), so the update loop then reads
     // them sequentially; one stream per epoch, so the order does not depend on threads.
-    Rng rng(s.seed, s.epoch, 0xffffffffULL);
+    SplitMix64 rng = detail::stream(s.seed, s.epoch, 0xffffffffULL);
     for (std::int64_t k = n - 1; k > 0; --k) {
         const auto j = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(k) + 1));
         const Rating tmp = r[k];
         r[k] = r[j];
         r[j] = tmp;
     }
-    const auto sse = detail::per_thread<double>(detail::useful_threads(s.threads, n), [&](int t, int nt) {
-        const std::int64_t b = detail::share_begin(n, t, nt), e = detail::share_begin(n, t + 1, nt);
+    const auto sse = per_thread<double>(detail::useful_threads(s.threads, n), [&](int t, int nt) {
+        const std::int64_t b = share_begin(n, t, nt), e = share_begin(n, t + 1, nt);
         // Frozen items get a zero step: x + 0 * g == x, without a branch in the hot loop.
         const float item_lr = s.freeze_items ? 0.f : s.lr;
         switch (m.factors) {
@@ -83,7 +84,7 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
     return total / static_cast<double>(n);
 }
 
-RECFORGE_SIMD_CLONES
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 static void mf_predict_range(const MFModel& m, std::int32_t n_users, std::int32_t n_items,
                              const std::int64_t* users, const std::int64_t* items, std::int64_t begin,
                              std::int64_t end, float* out) {
@@ -92,7 +93,7 @@ static void mf_predict_range(const MFModel& m, std::int32_t n_users, std::int32_
         const std::int64_t u = users[k], i = items[k];
         const bool ku = u >= 0 && u < n_users, ki = i >= 0 && i < n_items;
         float s = m.global_mean;
-        if (ku && ki) s += detail::dot(m.user_factors + u * f, m.item_factors + i * f, f);
+        if (ku && ki) s += simd::dot(m.user_factors + u * f, m.item_factors + i * f, f);
         if (m.user_bias && ku) s += m.user_bias[u];
         if (m.item_bias && ki) s += m.item_bias[i];
         out[k] = s;

@@ -15,13 +15,14 @@
 #include <cmath>
 #include <cstdint>
 
+#include "recforge/parallel.hpp"
+#include "recforge/rng.hpp"
 #include "recforge/sgd.hpp"
+#include "recforge/simd.hpp"
 #include "sgd_internal.hpp"
 
 namespace recforge::sgd {
 namespace {
-
-using detail::Rng;
 
 // Draws before a positive is declared to have no negative (only users who interacted with
 // nearly every item exhaust it; with k positives out of m items it fails w.p. (k/m)^32).
@@ -38,6 +39,17 @@ constexpr std::int64_t kSearchSteps = 3;
 constexpr std::int64_t kRing = 64;  // >= 4 * kAhead + 1, a power of two
 static_assert(kRing >= 4 * kAhead + 1 && (kRing & (kRing - 1)) == 0, "ring too small");
 
+// The positives as the hot loop reads them: plain fields, loaded once.
+struct Rows {
+    const std::int64_t* indptr;
+    const std::int32_t* indices;
+    const std::int32_t* row_of;
+    std::int64_t nnz;
+    std::int64_t n_items;
+    explicit Rows(const Positives& p)
+        : indptr(p.csr.indptr), indices(p.csr.indices), row_of(p.row_of), nnz(p.csr.nnz()), n_items(p.csr.n_cols) {}
+};
+
 // True when j is in the sorted row[0..len). Branch-free halving: the comparisons depend on
 // random data, so a branchy search mispredicts about once per step.
 inline bool in_row(const std::int32_t* row, std::int64_t len, std::int32_t j) {
@@ -52,7 +64,7 @@ inline bool in_row(const std::int32_t* row, std::int64_t len, std::int32_t j) {
     return *base == j;
 }
 
-inline std::int32_t candidate(const Positives& d, Sampling sampling, Rng& rng) {
+inline std::int32_t candidate(const Rows& d, Sampling sampling, SplitMix64& rng) {
     // Popularity sampling: an item drawn from a random stored entry has probability
     // proportional to its number of users, at O(1) cost.
     return sampling == Sampling::uniform
@@ -60,7 +72,7 @@ inline std::int32_t candidate(const Positives& d, Sampling sampling, Rng& rng) {
                : d.indices[rng.below(static_cast<std::uint64_t>(d.nnz))];
 }
 
-inline std::int32_t draw_negative(const Positives& d, Sampling sampling, Rng& rng,
+inline std::int32_t draw_negative(const Rows& d, Sampling sampling, SplitMix64& rng,
                                   const std::int32_t* row, std::int64_t len) {
     if (len >= d.n_items) return -1;  // the user has every item: no negative exists
     for (int t = 0; t < kNegativeTries; ++t) {
@@ -126,8 +138,8 @@ inline void search_step(Slot& sl) {
 // read past the index array even then).
 constexpr std::int32_t kEmptyRow[1] = {-1};
 
-RECFORGE_SIMD_CLONES
-RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, Rng rng,
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, SplitMix64 rng,
                      std::int64_t n_samples) {
     const int f = m.factors;
     float* const bias = m.item_bias;
@@ -196,7 +208,7 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
                     break;
                 }
                 float* __restrict qj = m.item_factors + static_cast<std::int64_t>(j) * f;
-                float x = detail::dot(p, qi, f) - detail::dot(p, qj, f);
+                float x = simd::dot(p, qi, f) - simd::dot(p, qj, f);
                 if (bias) x += bias[i] - bias[j];
                 // -log sigmoid(x) = max(-x, 0) + log(1 + exp(-|x|)) and sigmoid(-x), from one exp.
                 const float z = std::exp(-std::fabs(x));
@@ -212,7 +224,7 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
                 ++st.updates;
             }
         } else {  // WARP
-            float pos = detail::dot(p, qi, f);
+            float pos = simd::dot(p, qi, f);
             if (bias) pos += bias[i];
             for (int n = 1; n <= s.max_sampled; ++n) {
                 if (n > 1) j = draw_negative(d, s.sampling, rng, row, len);
@@ -221,7 +233,7 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
                     break;
                 }
                 float* __restrict qj = m.item_factors + static_cast<std::int64_t>(j) * f;
-                float neg = detail::dot(p, qj, f);
+                float neg = simd::dot(p, qj, f);
                 if (bias) neg += bias[j];
                 ++st.pairs;
                 if (neg > pos - 1.f) {
@@ -245,12 +257,13 @@ RankStats rank_range(const Positives& d, const RankModel& m, const RankStep& s, 
 
 }  // namespace
 
-RankStats rank_epoch(const Positives& d, const RankModel& m, const RankStep& s) {
+RankStats rank_epoch(const Positives& p, const RankModel& m, const RankStep& s) {
+    const Rows d(p);
     RankStats total;
     if (d.nnz <= 0) return total;
-    const auto parts = detail::per_thread<RankStats>(detail::useful_threads(s.threads, d.nnz), [&](int t, int nt) {
-        const std::int64_t n = detail::share_begin(d.nnz, t + 1, nt) - detail::share_begin(d.nnz, t, nt);
-        return rank_range(d, m, s, Rng(s.seed, s.epoch, static_cast<std::uint64_t>(t)), n);
+    const auto parts = per_thread<RankStats>(detail::useful_threads(s.threads, d.nnz), [&](int t, int nt) {
+        const std::int64_t n = share_begin(d.nnz, t + 1, nt) - share_begin(d.nnz, t, nt);
+        return rank_range(d, m, s, detail::stream(s.seed, s.epoch, static_cast<std::uint64_t>(t)), n);
     });
     for (const RankStats& p : parts) {
         total.loss += p.loss;
@@ -264,9 +277,10 @@ RankStats rank_epoch(const Positives& d, const RankModel& m, const RankStep& s) 
     return total;
 }
 
-void sample_negatives(const Positives& d, const std::int32_t* users, std::int64_t n,
+void sample_negatives(const Positives& p, const std::int32_t* users, std::int64_t n,
                       Sampling sampling, std::uint64_t seed, std::int32_t* out) {
-    Rng rng(seed, 0, 0);
+    const Rows d(p);
+    SplitMix64 rng = detail::stream(seed, 0, 0);
     for (std::int64_t k = 0; k < n; ++k) {
         const std::int32_t u = users[k];
         out[k] = draw_negative(d, sampling, rng, d.indices + d.indptr[u], d.indptr[u + 1] - d.indptr[u]);

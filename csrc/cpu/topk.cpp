@@ -27,13 +27,7 @@
 
 #include "recforge/blas.hpp"
 #include "recforge/parallel.hpp"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// One build for every x86-64: the loader picks the widest vector unit the CPU has.
-#define RECFORGE_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RECFORGE_SIMD_CLONES
-#endif
+#include "recforge/simd.hpp"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define RECFORGE_FUSED_AVX512 1
@@ -85,7 +79,7 @@ void heap_finish(Entry* h, std::int64_t k, std::int64_t* ids, float* scores) {
 // Index of the first s[j] > thr with begin <= j < len, or len. The hot loop of the dense path:
 // a branch-free count over 64 scores compiles to a few vector compares, and only a block that
 // holds a candidate is looked at one score at a time. NaN compares false, so it never enters.
-RECFORGE_SIMD_CLONES
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 std::int64_t next_above(const float* s, std::int64_t begin, std::int64_t len, float thr) {
     std::int64_t j = begin;
     for (; j + 64 <= len; j += 64) {
@@ -98,18 +92,9 @@ std::int64_t next_above(const float* s, std::int64_t begin, std::int64_t len, fl
     return len;
 }
 
-// Dot product with 16 independent partial sums, so it vectorises without -ffast-math.
-RECFORGE_SIMD_CLONES
-float dot(const float* a, const float* b, std::int64_t f) {
-    float acc[16] = {};
-    std::int64_t t = 0;
-    for (; t + 16 <= f; t += 16)
-        for (int l = 0; l < 16; ++l) acc[l] += a[t + l] * b[t + l];
-    float total = 0.0f;
-    for (int l = 0; l < 16; ++l) total += acc[l];
-    for (; t < f; ++t) total += a[t] * b[t];
-    return total;
-}
+// The candidates path's scoring: the shared dot product, compiled per SIMD level.
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+float score(const float* q, const float* item, std::int64_t f) { return simd::dot(q, item, f); }
 
 // Validation helpers; messages are only built on failure (some checks run once per stored id).
 void check(bool ok, const char* what) {
@@ -131,19 +116,10 @@ void check_common(const float* queries, std::int64_t n, const float* items, std:
     check(items != nullptr && (n == 0 || (queries && out_ids && out_scores)), "topk: null array");
 }
 
-void check_exclude(const TopkExclude& ex, std::int64_t n, std::int64_t m) {
-    if (!ex.indptr) return;
-    check(ex.nnz >= 0 && (ex.nnz == 0 || ex.indices), "topk: exclude indices missing");
-    check(ex.indptr[0] == 0, "topk: exclude indptr must start at 0");
-    for (std::int64_t i = 0; i < n; ++i) {
-        const std::int64_t b = ex.indptr[i], e = ex.indptr[i + 1];
-        check(b <= e && e <= ex.nnz, "topk: exclude indptr must be non-decreasing and within the indices");
-        for (std::int64_t p = b; p < e; ++p) {
-            if (ex.indices[p] < 0 || ex.indices[p] >= m) fail_id("exclude holds item id", ex.indices[p], m);
-            check(p == b || ex.indices[p - 1] <= ex.indices[p], "topk: exclude indices must be sorted within rows");
-        }
-    }
-    check(ex.indptr[n] == ex.nnz, "topk: exclude indptr[n] must equal the number of indices");
+void check_exclude(const CsrView* ex, std::int64_t n, std::int64_t m) {
+    if (ex && (ex->n_rows != n || ex->n_cols != m))
+        throw std::invalid_argument("topk: exclude must have shape (" + std::to_string(n) + ", " + std::to_string(m) +
+                                    "), got (" + std::to_string(ex->n_rows) + ", " + std::to_string(ex->n_cols) + ")");
 }
 
 void pad_all(std::int64_t n, std::int64_t k, std::int64_t* out_ids, float* out_scores) {
@@ -171,7 +147,7 @@ constexpr std::int64_t kHeapBudget = std::int64_t{8} << 20;
 struct Rows {
     std::int64_t k;
     const std::int64_t* ids;  // position -> item id (subset), or nullptr: position == id
-    const TopkExclude* exclude;
+    const CsrView* exclude;  // or nullptr
 };
 
 // Per-row state while a query block is scanned.
@@ -187,7 +163,7 @@ inline void offer(RowState& st, const Rows& rows, std::int64_t pos, float s) {
     if (!(s > st.thr)) return;
     const std::int64_t id = rows.ids ? rows.ids[pos] : pos;
     if (st.ex_next < st.ex_end) {
-        const std::int64_t* ex = rows.exclude->indices;
+        const std::int32_t* ex = rows.exclude->indices;
         while (st.ex_next < st.ex_end && ex[st.ex_next] < id) ++st.ex_next;
         if (st.ex_next < st.ex_end && ex[st.ex_next] == id) return;
     }
@@ -200,8 +176,8 @@ void start_rows(RowState* st, Entry* heaps, std::int64_t q0, std::int64_t count,
         st[r].heap = heaps + r * rows.k;
         heap_init(st[r].heap, rows.k);
         st[r].thr = kNegInf;
-        st[r].ex_next = rows.exclude->indptr ? rows.exclude->indptr[q0 + r] : 0;
-        st[r].ex_end = rows.exclude->indptr ? rows.exclude->indptr[q0 + r + 1] : 0;
+        st[r].ex_next = rows.exclude ? rows.exclude->indptr[q0 + r] : 0;
+        st[r].ex_end = rows.exclude ? rows.exclude->indptr[q0 + r + 1] : 0;
     }
 }
 
@@ -389,7 +365,7 @@ bool topk_has_fused() {
 
 void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m,
                 std::int64_t f, std::int64_t k, const std::int64_t* subset, std::int64_t n_subset,
-                const TopkExclude& exclude, std::int64_t* out_ids, float* out_scores, int threads,
+                const CsrView* exclude, std::int64_t* out_ids, float* out_scores, int threads,
                 TopkOptions options) {
     check_common(queries, n, items, m, f, k, out_ids, out_scores);
     check_exclude(exclude, n, m);
@@ -415,7 +391,7 @@ void topk_dense(const float* queries, std::int64_t n, const float* items, std::i
         pad_all(n, k, out_ids, out_scores);
         return;
     }
-    const Rows rows{k, subset ? ids.data() : nullptr, &exclude};
+    const Rows rows{k, subset ? ids.data() : nullptr, exclude};
     const std::int64_t heap_rows = std::max<std::int64_t>(1, kHeapBudget / (k * static_cast<std::int64_t>(sizeof(Entry))));
 
     const bool fused = topk_has_fused() && (options.kernel == TopkKernel::fused ||
@@ -443,7 +419,7 @@ void topk_dense(const float* queries, std::int64_t n, const float* items, std::i
 
 void topk_candidates(const float* queries, std::int64_t n, const float* items, std::int64_t m,
                      std::int64_t f, std::int64_t k, const std::int64_t* candidates, std::int64_t c,
-                     const TopkExclude& exclude, std::int64_t* out_ids, float* out_scores,
+                     const CsrView* exclude, std::int64_t* out_ids, float* out_scores,
                      int threads) {
     check_common(queries, n, items, m, f, k, out_ids, out_scores);
     check_exclude(exclude, n, m);
@@ -467,14 +443,14 @@ void topk_candidates(const float* queries, std::int64_t n, const float* items, s
         w.heap.resize(static_cast<std::size_t>(k));
         Entry* h = w.heap.data();
         heap_init(h, k);
-        std::int64_t p = exclude.indptr ? exclude.indptr[i] : 0;
-        const std::int64_t end = exclude.indptr ? exclude.indptr[i + 1] : 0;
+        std::int64_t p = exclude ? exclude->indptr[i] : 0;
+        const std::int64_t end = exclude ? exclude->indptr[i + 1] : 0;
         const float* q = queries + i * f;
         for (std::int64_t id : w.ids) {
             if (id < 0) continue;  // padding
-            while (p < end && exclude.indices[p] < id) ++p;
-            if (p < end && exclude.indices[p] == id) continue;
-            const float s = dot(q, items + id * f, f);
+            while (p < end && exclude->indices[p] < id) ++p;
+            if (p < end && exclude->indices[p] == id) continue;
+            const float s = score(q, items + id * f, f);
             if (s > h[0].score) heap_replace_top(h, k, Entry{s, id});
         }
         heap_finish(h, k, out_ids + i * k, out_scores + i * k);

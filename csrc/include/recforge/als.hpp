@@ -27,16 +27,9 @@
 
 #include <cstdint>
 
-namespace recforge::als {
+#include "recforge/csr.hpp"
 
-// A CSR matrix (rows x cols): indptr[rows + 1] int64, indices[nnz] int32, data[nnz] float32.
-struct CsrView {
-    const std::int64_t* indptr = nullptr;
-    const std::int32_t* indices = nullptr;
-    const float* data = nullptr;
-    std::int64_t rows = 0;
-    std::int64_t cols = 0;
-};
+namespace recforge::als {
 
 enum class Solver { cg, cholesky };
 
@@ -56,29 +49,35 @@ struct ExplicitOptions {
     int threads = 0;
 };
 
-// Checks the CSR structure (indptr starts at 0, is non-decreasing and ends at nnz, indices in
-// [0, cols)) and that values are finite (and >= 0 when `nonnegative`). Throws
-// std::invalid_argument naming `what`. Every entry point below calls it first.
-void validate_csr(const CsrView& m, std::int64_t nnz, bool nonnegative, const char* what);
+// Every entry point takes a validated CSR (csr.hpp) and trusts it: the implicit functions need
+// the traits {finite, nonnegative}, the explicit ones {finite} (require_csr; the binding checks).
 
-// Implicit half-step: X (m.rows x f, in/out: CG warm-starts from it) against Y (m.cols x f).
-void implicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, int f, float* X,
-                    const ImplicitOptions& opt);
+// YᵀY (f x f, row-major, both triangles) of Y (n x f): the Gram matrix of the implicit functions,
+// computed once per half-step by the driver and shared by every row partition. With BLAS
+// installed it is one SYRK (single-threaded BLAS underneath: the caller arranges that); otherwise
+// the reference product runs on `threads` threads, bitwise the same for any count.
+void gram(const float* Y, std::int64_t n, int f, float* G, int threads);
 
-// Explicit half-step: X (m.rows x f) and own_bias (m.rows) out, against Y (m.cols x f) and
-// other_bias (m.cols).
-void explicit_solve(const CsrView& m, std::int64_t nnz, const float* Y, const float* other_bias,
-                    int f, float* X, float* own_bias, const ExplicitOptions& opt);
+// Implicit half-step: X (m.n_rows x f, in/out: CG warm-starts from it) against Y (m.n_cols x f)
+// and G = gram(Y). A free function of its arguments, so a driver can call it per partition of
+// the rows (each partition its own CSR and X rows, the same Y and G).
+void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt);
+
+// Explicit half-step: X (m.n_rows x f) and own_bias (m.n_rows) out, against Y (m.n_cols x f) and
+// other_bias (m.n_cols).
+void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, int f, float* X, float* own_bias,
+                    const ExplicitOptions& opt);
 
 // The rows' share of the implicit objective: sum over rows u of
 //   sum_{i in row} [c_i (1 - x.y_i)^2 - alpha0 (x.y_i)^2] + alpha0 xᵀ(YᵀY)x + lambda_u |x|^2.
 // (The other side's regularisation is the caller's: it is the same formula with m transposed
 // and no data term.) Summed in row order, so it does not depend on the thread count.
-double implicit_loss(const CsrView& m, std::int64_t nnz, const float* X, const float* Y, int f,
+// G = gram(Y).
+double implicit_loss(const CsrView& m, const float* X, const float* Y, const float* G, int f,
                      const ImplicitOptions& opt);
 
 // Sum of squared errors of the explicit model over the stored ratings (row order, deterministic).
-double explicit_sse(const CsrView& m, std::int64_t nnz, const float* X, const float* own_bias,
-                    const float* Y, const float* other_bias, int f, float global_mean, int threads);
+double explicit_sse(const CsrView& m, const float* X, const float* own_bias, const float* Y, const float* other_bias,
+                    int f, float global_mean, int threads);
 
 }  // namespace recforge::als

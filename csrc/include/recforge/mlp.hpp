@@ -40,6 +40,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "recforge/csr.hpp"
+
 namespace recforge::mlp {
 
 enum class Mode : int { gmf = 0, mlp = 1, neumf = 2 };
@@ -111,17 +113,16 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                    const std::int64_t* users, const std::int64_t* items, const float* labels,
                    std::int64_t n);
 
-// Number of samples sample_epoch writes: every positive plus `negatives` per positive for users
-// that have at least one unseen item.
-std::int64_t epoch_samples(const std::int64_t* indptr, std::int64_t n_users, std::int64_t n_items,
-                           int negatives);
+// Number of samples sample_epoch writes for the positives `m` (users x items): every stored entry
+// plus `negatives` per entry for users that have at least one unseen item.
+std::int64_t epoch_samples(const CsrView& m, int negatives);
 
-// Training samples for one epoch from the CSR of positives (indices sorted within each row):
-// each positive (u, i, 1) followed by `negatives` samples (u, j, 0) with j drawn uniformly from the
-// items u has not interacted with, then shuffled. Deterministic for (seed) whatever `threads`.
-void sample_epoch(const std::int64_t* indptr, const std::int32_t* indices, std::int64_t n_users,
-                  std::int64_t n_items, int negatives, std::uint64_t seed, int threads,
-                  std::int64_t* users, std::int64_t* items, float* labels);
+// Training samples for one epoch from the positives `m` (a validated CSR users x items with traits
+// {unique}; values unused): each positive (u, i, 1) followed by `negatives` samples (u, j, 0) with
+// j drawn uniformly from the items u has not interacted with, then shuffled. Writes
+// epoch_samples(m, negatives) entries. Deterministic for (seed) whatever `threads`.
+void sample_epoch(const CsrView& m, int negatives, std::uint64_t seed, int threads, std::int64_t* users,
+                  std::int64_t* items, float* labels);
 
 // Logits of n (user, item) pairs.
 void score_pairs(const Arch& arch, const Params<float>& params, const std::int64_t* users,

@@ -5,8 +5,10 @@
 // thread once the loop ends, so a worker can never terminate the process. No Python in here.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <vector>
 
 #ifdef RECFORGE_OPENMP
 #include <omp.h>
@@ -56,6 +58,25 @@ inline int thread_index() {
 #else
     return 0;
 #endif
+}
+
+// Runs body(t, nt) once for each t = 0..nt-1 (on nt threads) and returns the results in thread
+// order, so a reduction over them is deterministic for a fixed thread count.
+template <class T, class Body>
+std::vector<T> per_thread(int nt, Body&& body) {
+    std::vector<T> out(static_cast<std::size_t>(nt));
+    if (nt > 1) {
+        parallel_for(0, nt, nt, 1, [&](std::int64_t t) { out[t] = body(static_cast<int>(t), nt); });
+    } else {
+        for (int t = 0; t < nt; ++t) out[t] = body(t, nt);
+    }
+    return out;
+}
+
+// First index of share t when n items are split evenly over nt shares (share t is
+// [share_begin(n, t, nt), share_begin(n, t + 1, nt))).
+inline std::int64_t share_begin(std::int64_t n, int t, int nt) {
+    return n / nt * t + std::min<std::int64_t>(t, n % nt);
 }
 
 }  // namespace recforge

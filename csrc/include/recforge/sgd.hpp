@@ -13,10 +13,14 @@
 //   asked: see useful_threads in sgd_internal.hpp).
 // - Random streams: thread t of epoch e draws from a stream seeded from (seed, e, t), so a run
 //   never depends on which thread happens to start first.
-// - Ids are checked at the boundary (binding + Python facade); the kernels trust them.
+// - Data is prepared once per fit by prepare_ratings / PositiveData (below) from a validated CSR
+//   (csr.hpp): they check what the epochs rely on, so the epochs trust their input.
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "recforge/csr.hpp"
 
 namespace recforge::sgd {
 
@@ -47,6 +51,16 @@ struct MFStep {
     std::uint64_t epoch = 0;
 };
 
+// The stored entries of `m` (users x items; a validated CSR with traits {finite}), packed as
+// triplets in storage order (row by row). Throws std::invalid_argument unless 1 <= n_rows, n_cols
+// < 2^31.
+struct RatingData {
+    std::vector<Rating> ratings;
+    std::int32_t n_users = 0;
+    std::int32_t n_items = 0;
+};
+RatingData prepare_ratings(const CsrView& m);
+
 // One epoch of SGD: shuffles `ratings` (n of them) in place from (seed, epoch), then visits them
 // in that order, each thread a contiguous share. Each update uses the pre-update values of both
 // factor rows (simultaneous step). Returns the mean squared error of the predictions made before
@@ -66,13 +80,30 @@ void mf_predict(const MFModel& model, std::int32_t n_users, std::int32_t n_items
 enum class Sampling : int { uniform = 0, popularity = 1 };
 enum class Loss : int { bpr = 0, warp = 1 };
 
-struct Positives {               // CSR users x items with sorted, unique column indices per row
-    const std::int64_t* indptr = nullptr;   // n_users + 1
-    const std::int32_t* indices = nullptr;  // nnz
-    const std::int32_t* row_of = nullptr;   // nnz: the user (row) of each stored entry
-    std::int64_t nnz = 0;
-    std::int32_t n_users = 0;
-    std::int32_t n_items = 0;
+// Positives as the ranking epochs read them: a CSR users x items whose rows hold sorted, unique
+// item ids, and the row (user) of every stored entry.
+struct Positives {
+    CsrView csr;                           // values unused (null)
+    const std::int32_t* row_of = nullptr;  // csr.nnz() entries
+};
+
+// The positives (stored values > 0; every entry when `m` has no values) of `m`, a validated CSR
+// users x items with traits {unique}, copied with their row_of. Throws std::invalid_argument
+// unless 1 <= n_items < 2^31 and n_users < 2^31.
+class PositiveData {
+public:
+    explicit PositiveData(const CsrView& m);
+    Positives view() const {
+        return {CsrView{indptr_.data(), indices_.data(), nullptr, n_users_, n_items_}, row_of_.data()};
+    }
+    std::int32_t n_users() const { return static_cast<std::int32_t>(n_users_); }
+    std::int32_t n_items() const { return static_cast<std::int32_t>(n_items_); }
+    std::int64_t nnz() const { return static_cast<std::int64_t>(indices_.size()); }
+
+private:
+    std::vector<std::int64_t> indptr_;
+    std::vector<std::int32_t> indices_, row_of_;
+    std::int64_t n_users_ = 0, n_items_ = 0;
 };
 
 struct RankModel {
@@ -106,8 +137,9 @@ struct RankStats {
 // paired with negatives drawn by `sampling` and verified against the user's row.
 RankStats rank_epoch(const Positives& data, const RankModel& model, const RankStep& step);
 
-// Exposes the negative sampler the epochs use (for tests): out[k] is a negative for users[k],
-// drawn from the stream seeded by `seed`, or -1 when none was found within the try budget.
+// Exposes the negative sampler the epochs use (for tests): out[k] is a negative for users[k]
+// (ids in [0, n_users), checked by the caller), drawn from the stream seeded by `seed`, or -1 when
+// none was found within the try budget. Popularity sampling needs at least one stored entry.
 void sample_negatives(const Positives& data, const std::int32_t* users, std::int64_t n,
                       Sampling sampling, std::uint64_t seed, std::int32_t* out);
 

@@ -5,26 +5,22 @@
 //   out_ids  (n, k) int64 and out_scores (n, k) float32, written best first: higher score first,
 //            equal scores by lower item id. A row with fewer than k valid items ends in id -1 /
 //            score -inf padding.
-//   exclude  optional CSR (n rows) of item ids that never appear in a row's result; indices sorted
-//            ascending within each row (duplicates allowed), int64 indptr/indices.
+//   exclude  optional CSR (n x m, csr.hpp, values unused) of item ids that never appear in a row's
+//            result: validated with traits {sorted} (duplicates allowed); nullptr: none.
 // Scores must be finite (the Python layer rejects factors large enough to overflow float32); a NaN
 // score, should one arise anyway, never enters a result.
 //
 // Threading: OpenMP over blocks of queries (`threads` <= 0: all cores). BLAS is called from inside
 // the worker threads, so it must be single-threaded (the Python layer arranges that). Every entry
-// point validates its arguments and throws std::invalid_argument before touching memory; no Python
-// here.
+// point checks its arguments (the exclusion CSR: its shape; its content was validated where it was
+// built) and throws std::invalid_argument before touching memory; no Python here.
 #pragma once
 
 #include <cstdint>
 
-namespace recforge {
+#include "recforge/csr.hpp"
 
-struct TopkExclude {
-    const std::int64_t* indptr = nullptr;   // n + 1 offsets; nullptr: nothing excluded
-    const std::int64_t* indices = nullptr;  // indptr[n] item ids in [0, m), sorted within rows
-    std::int64_t nnz = 0;                   // length of `indices` (checked against indptr[n])
-};
+namespace recforge {
 
 // Dense-path kernel: `fused` (AVX-512 register-tiled scoring + selection; x86-64 CPUs that have
 // it) or `blas` (SGEMM into an L2 buffer, then selection). `automatic` picks fused when it can run.
@@ -42,7 +38,7 @@ struct TopkOptions {
 // in-cache selection per row.
 void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m,
                 std::int64_t f, std::int64_t k, const std::int64_t* subset, std::int64_t n_subset,
-                const TopkExclude& exclude, std::int64_t* out_ids, float* out_scores, int threads,
+                const CsrView* exclude, std::int64_t* out_ids, float* out_scores, int threads,
                 TopkOptions options = {});
 
 // Whether the fused dense kernel can run here (built for x86-64 and the CPU has AVX-512).
@@ -52,7 +48,7 @@ bool topk_has_fused();
 // [0, m) or -1 (padding); duplicates count once. Gather + dot product, no full GEMM.
 void topk_candidates(const float* queries, std::int64_t n, const float* items, std::int64_t m,
                      std::int64_t f, std::int64_t k, const std::int64_t* candidates, std::int64_t c,
-                     const TopkExclude& exclude, std::int64_t* out_ids, float* out_scores,
+                     const CsrView* exclude, std::int64_t* out_ids, float* out_scores,
                      int threads);
 
 }  // namespace recforge
