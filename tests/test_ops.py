@@ -18,7 +18,7 @@ PKG = Path(rf.__file__).parent
 
 
 def test_cpu_and_cuda_ops_have_the_same_names():
-    assert set(cuda.__all__) == set(cpu.__all__) - {"KernelCsr", "name", "xp"}
+    assert set(cuda.__all__) == set(cpu.__all__) - {"name", "xp"}
     for fn in cuda.__all__:
         assert callable(getattr(cpu, fn)) and callable(getattr(cuda, fn))
     assert get_ops("cpu") is cpu and cpu.name == "cpu" and cpu.xp is np
