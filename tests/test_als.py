@@ -383,7 +383,7 @@ def test_unknown_users_and_unfitted_model(rng):
 
 
 def test_cuda_device_is_a_clear_error(rng):
-    if rf.cupy_available() and _core.with_cuda:
+    if rf.cupy_available() and rf._backend.with_cuda:
         pytest.skip("a CUDA build with a GPU: device='cuda' reaches the no-kernel error instead")
     with pytest.raises((RuntimeError, NotImplementedError), match="CUDA|cuda"):
         rf.ALS(device="cuda").fit(random_csr(rng, 10, 8, 0.5), progress=False)
