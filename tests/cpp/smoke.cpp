@@ -24,14 +24,14 @@ namespace {
 
 int failures = 0;
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
+#define CHECK(cond, ...)                                                                  \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
             std::fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            std::fprintf(stderr, __VA_ARGS__);                               \
-            std::fprintf(stderr, "\n");                                      \
-            ++failures;                                                      \
-        }                                                                    \
+            std::fprintf(stderr, __VA_ARGS__);                                            \
+            std::fprintf(stderr, "\n");                                                   \
+            ++failures;                                                                   \
+        }                                                                                 \
     } while (0)
 
 // Values in {-3, ..., 3}: dot products of length <= 16 are exact in float whatever the order.
