@@ -145,7 +145,6 @@ void bind_csr(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "recforge C++ kernels (internal; use the recforge package)";
     m.attr("__version__") = RECFORGE_VERSION;
-    m.attr("with_cuda") = static_cast<bool>(RECFORGE_WITH_CUDA);
 #ifdef RECFORGE_OPENMP
     m.attr("with_openmp") = true;
 #else

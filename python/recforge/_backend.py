@@ -7,11 +7,32 @@ package imports plain Python names.
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 
 from . import _core
 
-__all__ = ["cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas"]
+__all__ = ["cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas", "with_cuda"]
+
+
+def _load_cuda():
+    """``recforge._cuda`` when it was built and loads, else None (a broken build warns once)."""
+    name = f"{__package__}._cuda"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:  # built without CUDA (RECFORGE_CUDA=OFF, or AUTO without nvcc)
+            return None
+        raise
+    except ImportError as exc:
+        warnings.warn(f"recforge._cuda is present but does not load ({exc}); using the CPU", RuntimeWarning,
+                      stacklevel=2)
+        return None
+
+
+_cuda = _load_cuda()
+with_cuda: bool = _cuda is not None
+"""True when the GPU module ``recforge._cuda`` imports (not whether a GPU is present: see cupy_available)."""
 
 
 def _install_scipy_blas() -> None:
@@ -74,11 +95,12 @@ def resolve_device(device: str, *arrays: object) -> str:
     if device == "auto":
         return "cuda" if on_gpu else "cpu"
     if device == "cuda":
-        if not _core.with_cuda:
+        if not with_cuda:
             raise RuntimeError(
-                "device='cuda' needs recforge built with its CUDA kernels, and this build has none: this "
-                "version ships no GPU kernels yet (when it does: install the CUDA toolkit so nvcc is on PATH, "
-                "reinstall with `pip install . -Ccmake.define.RECFORGE_CUDA=ON`, and `pip install recforge[gpu]`)"
+                "device='cuda' needs recforge built with its CUDA kernels (the recforge._cuda module), and this "
+                "build has none: install the CUDA toolkit so nvcc is on PATH, reinstall with "
+                "`pip install . -Ccmake.define.RECFORGE_CUDA=ON` (or RECFORGE_CUDA=ON in the environment), "
+                "and `pip install recforge[gpu]`"
             )
         if not cupy_available():
             raise RuntimeError("device='cuda' needs CuPy and a visible CUDA device (pip install recforge[gpu])")

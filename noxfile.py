@@ -1,0 +1,73 @@
+"""Developer tasks: ``nox -s lint tests`` (the default), ``tests_gpu``, ``bench``, ``cpp``, ``dev``.
+
+Every session that builds recforge installs it editable without build isolation into its own build
+folder (``build/nox-<session>/``), so rerunning a session recompiles only what changed (README
+"Development"). Arguments after ``--`` go to the tool: ``nox -s tests -- -k topk -x``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+BUILD_REQUIRES = ["scikit-build-core>=0.10", "pybind11>=3.0", "cmake>=3.21", "ninja"]
+
+
+def _install_dev(session: nox.Session, extras: str, *config: str) -> None:
+    """Editable install of ``.[extras]`` with no build isolation and a per-session build folder."""
+    session.install(*BUILD_REQUIRES)
+    session.install(
+        "--no-build-isolation",
+        "-e",
+        f".[{extras}]",
+        f"-Cbuild-dir=build/nox-{session.name}/{{wheel_tag}}",
+        *config,
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check, ruff format --check and clang-format --dry-run (``-- --fix`` applies them)."""
+    session.install("ruff", "clang-format")
+    session.run("bash", "tools/lint.sh", *session.posargs, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The pytest suite on the CPU build (RECFORGE_CUDA=OFF: no nvcc needed, faster to build)."""
+    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def tests_gpu(session: nox.Session) -> None:
+    """The tests marked ``cuda``, with the `_cuda` module (RECFORGE_CUDA=ON) and CuPy: needs nvcc and a GPU."""
+    _install_dev(session, "test,gpu", "-Ccmake.define.RECFORGE_CUDA=ON")
+    session.run("python", "-m", "pytest", "-m", "cuda", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """A quick smoke run of the benchmarks (``-- als`` for one; full runs: python bench/run.py NAME)."""
+    _install_dev(session, "bench", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    for name in session.posargs or ["topk", "als", "sgd", "mlp"]:
+        session.run("python", "bench/run.py", name, "--quick", "--repeat", "1", "--threads", "2")
+
+
+@nox.session
+def cpp(session: nox.Session) -> None:
+    """The C++ core alone: CTest smoke tests, cmake --install, a find_package(recforge) consumer."""
+    session.install("cmake>=3.21", "ninja")
+    session.run("bash", "tools/cpp_smoke.sh", *session.posargs, external=True)
+
+
+@nox.session
+def dev(session: nox.Session) -> None:
+    """A development environment in .nox/dev: editable, incremental, compile_commands.json for clangd.
+
+    Activate it with ``source .nox/dev/bin/activate``; rerun ``nox -s dev`` after a C++ edit.
+    """
+    _install_dev(session, "test", "-Ccmake.define.CMAKE_EXPORT_COMPILE_COMMANDS=ON")
+    session.log("activate with: source .nox/dev/bin/activate")
