@@ -30,7 +30,7 @@ def _install_dev(session: nox.Session, extras: str, *config: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check and clang-format --dry-run (``-- --fix`` applies them)."""
-    session.install("ruff", "clang-format")
+    session.install("-r", "tools/lint-requirements.txt")
     session.run("bash", "tools/lint.sh", *session.posargs, external=True)
 
 

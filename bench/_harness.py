@@ -43,8 +43,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -129,8 +129,15 @@ class Context:
         data set -> reason, for every data set that could not be loaded.
     """
 
-    def __init__(self, threads: int = 2, repeat: int = 3, quick: bool = False, data_dir=None,
-                 log: Callable[[str], None] | None = None, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        threads: int = 2,
+        repeat: int = 3,
+        quick: bool = False,
+        data_dir=None,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if repeat < 1:
@@ -142,8 +149,9 @@ class Context:
         self.missing_peers: dict[str, str] = {}
         self.not_measured: dict[str, str] = {}
         self._start = time.perf_counter()
-        self._log = log or (lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr,
-                                              flush=True))
+        self._log = log or (
+            lambda msg: print(f"[{time.perf_counter() - self._start:7.1f}s] {msg}", file=sys.stderr, flush=True)
+        )
         self._clock = clock
 
     def log(self, msg: str) -> None:
@@ -157,8 +165,9 @@ class Context:
         """
         return self.timeit_many({"_": fn}, repeat=repeat, warmup=warmup)["_"]
 
-    def timeit_many(self, fns: dict[str, Callable[[], object]], repeat: int | None = None,
-                    warmup: int = 1) -> dict[str, dict]:
+    def timeit_many(
+        self, fns: dict[str, Callable[[], object]], repeat: int | None = None, warmup: int = 1
+    ) -> dict[str, dict]:
         """Time several functions with their runs interleaved (a, b, c, a, b, c, ...).
 
         Interleaving spreads a noisy neighbour's load over every library instead of penalising
@@ -195,7 +204,6 @@ class Context:
             module_top.set_num_threads(self.threads)
         limit_blas(self.threads)
         return module
-
 
     def dataset(self, name: str, load: Callable, *args, **kwargs):
         """``load(*args, data_home=ctx.data_dir, **kwargs)``; None (recorded, reported) when its files are absent."""
@@ -272,8 +280,10 @@ def ncf_matrices(prefix: str, data_home=None):
     import recforge as rf
 
     train, test, negatives = rf.datasets.load_ncf_format(prefix, data_home=data_home)
-    shape = (int(max(train["user"].max(), test["user"].max())) + 1,
-             int(max(train["item"].max(), test["item"].max(), negatives.max())) + 1)
+    shape = (
+        int(max(train["user"].max(), test["user"].max())) + 1,
+        int(max(train["item"].max(), test["item"].max(), negatives.max())) + 1,
+    )
     order = np.lexsort((test["item"].to_numpy(), test["user"].to_numpy()))
     return binary_csr(train, shape), binary_csr(test, shape), negatives[order]
 
@@ -334,8 +344,9 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def markdown_table(rows: list[dict], missing_peers: dict[str, str] | None = None,
-                   not_measured: dict[str, str] | None = None) -> str:
+def markdown_table(
+    rows: list[dict], missing_peers: dict[str, str] | None = None, not_measured: dict[str, str] | None = None
+) -> str:
     """Markdown table: one line per row, recforge first in each (case, metric) group."""
     rows = add_ratios(rows)
     groups: dict[tuple, list[dict]] = {}
@@ -379,10 +390,16 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str | None:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return (commit + ("+dirty" if dirty else "")) or None
@@ -511,7 +528,7 @@ def write_outputs(rec: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def available_benchmarks(bench_dir: Path = BENCH_DIR) -> list[str]:
-    return sorted(p.stem[len("bench_"):] for p in Path(bench_dir).glob("bench_*.py"))
+    return sorted(p.stem[len("bench_") :] for p in Path(bench_dir).glob("bench_*.py"))
 
 
 def load_benchmark(name: str, bench_dir: Path = BENCH_DIR):

@@ -119,9 +119,15 @@ def _fit_implicit(implicit, m, f, solver, threads, iterations=TIMED_ITERATIONS):
     from threadpoolctl import threadpool_limits
 
     clock = _IterClock()
-    model = implicit.cpu.als.AlternatingLeastSquares(factors=f, regularization=0.05, alpha=2.0,
-                                                     iterations=iterations, use_cg=solver == "cg",
-                                                     num_threads=threads, random_state=0)
+    model = implicit.cpu.als.AlternatingLeastSquares(
+        factors=f,
+        regularization=0.05,
+        alpha=2.0,
+        iterations=iterations,
+        use_cg=solver == "cg",
+        num_threads=threads,
+        random_state=0,
+    )
     with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS single-threaded under its threads
         clock.start()
         model.fit(m, show_progress=False, callback=clock)
@@ -139,14 +145,25 @@ def _speed_rows(ctx, implicit, name, m):
                 samples["implicit"] = ([], [])
             for _ in range(ctx.repeat):  # interleaved
                 for lib in samples:
-                    clock = (_fit_recforge(m, f, solver, ctx.threads) if lib == "recforge"
-                             else _fit_implicit(implicit, m, f, solver, ctx.threads))
+                    clock = (
+                        _fit_recforge(m, f, solver, ctx.threads)
+                        if lib == "recforge"
+                        else _fit_implicit(implicit, m, f, solver, ctx.threads)
+                    )
                     samples[lib][0].extend(clock.wall[1:])
                     samples[lib][1].extend(clock.cpu[1:])
             for lib, (wall, cpu) in samples.items():
                 for metric, xs in (("s/iter", wall), ("cpu-s/iter", cpu)):
-                    rows.append({"case": case, "library": lib, "metric": metric, "value": float(np.median(xs)),
-                                 "spread": float(np.percentile(xs, 75) - np.percentile(xs, 25)), "better": "lower"})
+                    rows.append(
+                        {
+                            "case": case,
+                            "library": lib,
+                            "metric": metric,
+                            "value": float(np.median(xs)),
+                            "spread": float(np.percentile(xs, 75) - np.percentile(xs, 25)),
+                            "better": "lower",
+                        }
+                    )
     return rows
 
 
@@ -176,8 +193,9 @@ print((status_kb("VmHWM") - before) / 1024)
 
 
 def _peak_mb(lib, path, f, solver, threads) -> float:
-    code = _CHILD.format(bench=str(Path(__file__).resolve().parent), path=str(path), lib=lib, f=f, solver=solver,
-                         threads=threads)
+    code = _CHILD.format(
+        bench=str(Path(__file__).resolve().parent), path=str(path), lib=lib, f=f, solver=solver, threads=threads
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -192,8 +210,16 @@ def _memory_rows(ctx, implicit, name, m, solvers=("cg", "cholesky"), f=64):
             libs = ["recforge"] + (["implicit"] if implicit is not None else [])
             for lib in libs:
                 ctx.log(f"als memory: {case} {lib}")
-                rows.append({"case": case, "library": lib, "metric": "peak MB added by fit",
-                             "value": _peak_mb(lib, path, f, solver, ctx.threads), "spread": None, "better": "lower"})
+                rows.append(
+                    {
+                        "case": case,
+                        "library": lib,
+                        "metric": "peak MB added by fit",
+                        "value": _peak_mb(lib, path, f, solver, ctx.threads),
+                        "spread": None,
+                        "better": "lower",
+                    }
+                )
     return rows
 
 
@@ -217,15 +243,28 @@ def _accuracy_rows(ctx, implicit):
     runs: dict[tuple[str, str], list[float]] = {}
     for solver in ("cg", "cholesky"):
         for seed in seeds:
-            model = rf.ALS(factors=64, regularization=0.05, epochs=iterations, alpha=1.0, solver=solver,
-                           threads=ctx.threads, seed=seed).fit(train, progress=False)
+            model = rf.ALS(
+                factors=64,
+                regularization=0.05,
+                epochs=iterations,
+                alpha=1.0,
+                solver=solver,
+                threads=ctx.threads,
+                seed=seed,
+            ).fit(train, progress=False)
             runs.setdefault((f"recforge {solver}", "recforge"), []).append(ndcg(model.recommend(users, k=10)[0]))
             if implicit is None:
                 continue
             for alpha in (2.0, 1.0):
-                peer = implicit.cpu.als.AlternatingLeastSquares(factors=64, regularization=0.05, alpha=alpha,
-                                                               iterations=iterations, use_cg=solver == "cg",
-                                                               num_threads=ctx.threads, random_state=seed)
+                peer = implicit.cpu.als.AlternatingLeastSquares(
+                    factors=64,
+                    regularization=0.05,
+                    alpha=alpha,
+                    iterations=iterations,
+                    use_cg=solver == "cg",
+                    num_threads=ctx.threads,
+                    random_state=seed,
+                )
                 with threadpool_limits(1, "blas"):
                     peer.fit(train, show_progress=False)
                 ids, _ = peer.recommend(users, train, N=10, filter_already_liked_items=True)
@@ -235,15 +274,39 @@ def _accuracy_rows(ctx, implicit):
     rows = []
     for (solver, lib), values in runs.items():
         case = f"ml-100k f=64 reg=0.05 it={iterations} {solver.split()[1]}"
-        rows.append({"case": case + " seed 42", "library": lib, "metric": "ndcg@10", "value": values[0],
-                     "spread": None, "better": "higher"})
+        rows.append(
+            {
+                "case": case + " seed 42",
+                "library": lib,
+                "metric": "ndcg@10",
+                "value": values[0],
+                "spread": None,
+                "better": "higher",
+            }
+        )
         if len(values) > 1:
-            rows.append({"case": case + f" mean of {len(values)} seeds", "library": lib, "metric": "ndcg@10",
-                         "value": float(np.mean(values)), "spread": float(np.std(values)), "better": "higher"})
+            rows.append(
+                {
+                    "case": case + f" mean of {len(values)} seeds",
+                    "library": lib,
+                    "metric": "ndcg@10",
+                    "value": float(np.mean(values)),
+                    "spread": float(np.std(values)),
+                    "better": "higher",
+                }
+            )
     for solver in ("cg", "cholesky"):
         case = f"ml-100k f=64 reg=0.05 it={iterations} {solver} seed 42"
-        rows.append({"case": case, "library": "MostPopular", "metric": "ndcg@10", "value": pop, "spread": None,
-                     "better": "higher"})
+        rows.append(
+            {
+                "case": case,
+                "library": "MostPopular",
+                "metric": "ndcg@10",
+                "value": pop,
+                "spread": None,
+                "better": "higher",
+            }
+        )
     return rows
 
 
@@ -258,8 +321,9 @@ def _explicit_rows(ctx):
     ours, theirs = [], []
     for tr, te, shape in loaded:
         train = sp.csr_matrix((tr.rating.to_numpy(np.float32), (tr.user, tr.item)), shape=shape)
-        model = rf.ALS(factors=64, regularization=0.1, epochs=15, feedback="explicit", threads=ctx.threads,
-                       seed=42).fit(train, progress=False)
+        model = rf.ALS(
+            factors=64, regularization=0.1, epochs=15, feedback="explicit", threads=ctx.threads, seed=42
+        ).fit(train, progress=False)
         pred = np.clip(model.score(te.user.to_numpy(), te.item.to_numpy()), 1, 5)
         ours.append(float(np.sqrt(np.mean((pred - te.rating.to_numpy()) ** 2))))
         if surprise is not None:
@@ -270,11 +334,27 @@ def _explicit_rows(ctx):
             est = np.array([algo.predict(u, i).est for u, i in zip(te.user, te.item)])
             theirs.append(float(np.sqrt(np.mean((est - te.rating.to_numpy()) ** 2))))
     case = f"ml-100k explicit {len(folds)}-fold (u1..u{len(folds)})"
-    rows = [{"case": case, "library": "recforge", "metric": "rmse", "value": float(np.mean(ours)),
-             "spread": float(np.std(ours)), "better": "lower"}]
+    rows = [
+        {
+            "case": case,
+            "library": "recforge",
+            "metric": "rmse",
+            "value": float(np.mean(ours)),
+            "spread": float(np.std(ours)),
+            "better": "lower",
+        }
+    ]
     if theirs:
-        rows.append({"case": case, "library": "surprise SVD", "metric": "rmse", "value": float(np.mean(theirs)),
-                     "spread": float(np.std(theirs)), "better": "lower"})
+        rows.append(
+            {
+                "case": case,
+                "library": "surprise SVD",
+                "metric": "rmse",
+                "value": float(np.mean(theirs)),
+                "spread": float(np.std(theirs)),
+                "better": "lower",
+            }
+        )
     return rows
 
 
@@ -287,8 +367,16 @@ def _scale_rows(ctx):
     for solver in ("cg", "cholesky"):
         ctx.log(f"als scale: {case} {solver}")
         clock = _fit_recforge(m, 64, solver, ctx.threads, iterations=3)
-        rows.append({"case": case + f" {solver}", "library": "recforge", "metric": "s/iter",
-                     "value": float(np.median(clock.wall[1:])), "spread": None, "better": "lower"})
+        rows.append(
+            {
+                "case": case + f" {solver}",
+                "library": "recforge",
+                "metric": "s/iter",
+                "value": float(np.median(clock.wall[1:])),
+                "spread": None,
+                "better": "lower",
+            }
+        )
     rows += _memory_rows(ctx, None, "synthetic", m, solvers=("cg",))
     return rows
 

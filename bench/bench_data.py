@@ -35,12 +35,21 @@ def run(ctx):
 
     def add(case, timings):
         for lib, t in timings.items():
-            rows.append({"case": case, "library": lib, "metric": "s", "value": t["median"],
-                         "spread": t["spread"], "better": "lower"})
+            rows.append(
+                {
+                    "case": case,
+                    "library": lib,
+                    "metric": "s",
+                    "value": t["median"],
+                    "spread": t["spread"],
+                    "better": "lower",
+                }
+            )
 
     ctx.log(f"data: synthetic {size}")
-    add(f"synthetic {size}",
-        ctx.timeit_many({"recforge": lambda: rf.datasets.synthetic(n_users, n_items, nnz, seed=0)}))
+    add(
+        f"synthetic {size}", ctx.timeit_many({"recforge": lambda: rf.datasets.synthetic(n_users, n_items, nnz, seed=0)})
+    )
 
     df = rf.datasets.synthetic(n_users, n_items, nnz, seed=0).sample(frac=1.0, random_state=0)  # file order
 
@@ -52,14 +61,24 @@ def run(ctx):
     ours = rf.Interactions.from_pandas(df, weight_col="rating", time_col="timestamp")
     assert abs(by_hand() - ours.csr).max() == 0  # same matrix before timing anything
     ctx.log("data: construction")
-    add(f"from_pandas {size}", ctx.timeit_many({
-        "recforge": lambda: rf.Interactions.from_pandas(df, weight_col="rating"),
-        "pandas+scipy": by_hand,
-    }))
+    add(
+        f"from_pandas {size}",
+        ctx.timeit_many(
+            {
+                "recforge": lambda: rf.Interactions.from_pandas(df, weight_col="rating"),
+                "pandas+scipy": by_hand,
+            }
+        ),
+    )
     # Keeping timestamps aligned with the CSR has no one-line idiom; recorded for reference.
-    add(f"from_pandas +timestamps {size}", ctx.timeit_many({
-        "recforge": lambda: rf.Interactions.from_pandas(df, weight_col="rating", time_col="timestamp"),
-    }))
+    add(
+        f"from_pandas +timestamps {size}",
+        ctx.timeit_many(
+            {
+                "recforge": lambda: rf.Interactions.from_pandas(df, weight_col="rating", time_col="timestamp"),
+            }
+        ),
+    )
 
     def last_by_hand():
         return df.sort_values(["user", "timestamp", "item"]).groupby("user").tail(1)
@@ -67,13 +86,23 @@ def run(ctx):
     _, test = rf.split.leave_last_out(ours)
     assert test.nnz == (df.groupby("user").size() >= 2).sum()  # users with one interaction stay in train
     ctx.log("data: leave_last_out")
-    add(f"leave_last_out {size}", ctx.timeit_many({
-        "recforge": lambda: rf.split.leave_last_out(ours),
-        "pandas": last_by_hand,
-    }))
+    add(
+        f"leave_last_out {size}",
+        ctx.timeit_many(
+            {
+                "recforge": lambda: rf.split.leave_last_out(ours),
+                "pandas": last_by_hand,
+            }
+        ),
+    )
     ctx.log("data: random_holdout")
-    add(f"random_holdout 20% {size}", ctx.timeit_many({
-        "recforge": lambda: rf.split.random_holdout(ours, 0.2, seed=0),
-        "pandas": lambda: df.groupby("user").sample(frac=0.2, random_state=0),
-    }))
+    add(
+        f"random_holdout 20% {size}",
+        ctx.timeit_many(
+            {
+                "recforge": lambda: rf.split.random_holdout(ours, 0.2, seed=0),
+                "pandas": lambda: df.groupby("user").sample(frac=0.2, random_state=0),
+            }
+        ),
+    )
     return rows

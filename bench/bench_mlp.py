@@ -171,8 +171,16 @@ def _fit_torch(torch, train, mode, epochs, threads, sparse=True, seed=SEED, init
 
 # ---- models under test ------------------------------------------------------------------------
 def _our_models(rf, ctx, epochs, seed):
-    kw = dict(factors=DIM, layers=LAYERS, negatives=NEGATIVES, epochs=epochs, batch_size=BATCH, lr=LR,
-              threads=ctx.threads, seed=seed)
+    kw = dict(
+        factors=DIM,
+        layers=LAYERS,
+        negatives=NEGATIVES,
+        epochs=epochs,
+        batch_size=BATCH,
+        lr=LR,
+        threads=ctx.threads,
+        seed=seed,
+    )
     models = {f"recforge{'' if m == 'neumf' else ':' + m}": rf.MLPScorer(mode=m, **kw) for m in ("neumf", "gmf", "mlp")}
     models["recforge:lazy-adam"] = rf.MLPScorer(optimizer="lazy_adam", **kw)
     return models
@@ -188,9 +196,11 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
     from that ALS's factors (names ending in "+als").
     """
     models = {}
-    fits = {**_our_models(rf, ctx, epochs, seed),
-            "recforge:als": rf.ALS(factors=DIM, epochs=15, threads=ctx.threads, seed=seed),
-            "recforge:bpr": rf.BPR(factors=DIM, threads=ctx.threads, seed=seed)}
+    fits = {
+        **_our_models(rf, ctx, epochs, seed),
+        "recforge:als": rf.ALS(factors=DIM, epochs=15, threads=ctx.threads, seed=seed),
+        "recforge:bpr": rf.BPR(factors=DIM, threads=ctx.threads, seed=seed),
+    }
     for name, m in fits.items():
         ctx.log(f"  seed {seed}: fit {name}")
         models[name] = m.fit(train, progress=False)
@@ -198,8 +208,11 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
     ctx.log(f"  seed {seed}: fit recforge NeuMF warm-started from ALS")
     models["recforge+als"] = _our_models(rf, ctx, epochs, seed)["recforge"].fit(train, progress=False, init_from=als)
     if torch is not None:
-        for name, sparse, warm in (("torch", False, None), ("torch:sparse-adam", True, None),
-                                   ("torch+als", False, als)):
+        for name, sparse, warm in (
+            ("torch", False, None),
+            ("torch:sparse-adam", True, None),
+            ("torch+als", False, als),
+        ):
             ctx.log(f"  seed {seed}: fit {name}")
             models[name] = _fit_torch(torch, train, "neumf", epochs, ACCURACY_TORCH_THREADS, sparse, seed, warm)
     return models
@@ -212,11 +225,21 @@ def _fit_all(rf, torch, ctx, train, epochs, seed):
 #   same warm start, and vs the cold-start PyTorch NeuMF (the NCF reference recipe).
 # A third case holds the paired per-seed differences of the cold-start NeuMFs, recforge - torch for
 # each optimiser.
-_PAIRS = {"recforge - torch (adam)": ("recforge", "torch"),
-          "recforge - torch (lazy / sparse adam)": ("recforge:lazy-adam", "torch:sparse-adam")}
-_COLD = {"recforge": "recforge", "torch": "torch", "recforge:lazy-adam": "recforge:lazy-adam",
-         "torch:sparse-adam": "torch:sparse-adam", "recforge:gmf": "recforge:gmf", "recforge:mlp": "recforge:mlp",
-         "recforge:als": "recforge:als", "recforge:bpr": "recforge:bpr", "recforge:popular": "recforge:popular"}
+_PAIRS = {
+    "recforge - torch (adam)": ("recforge", "torch"),
+    "recforge - torch (lazy / sparse adam)": ("recforge:lazy-adam", "torch:sparse-adam"),
+}
+_COLD = {
+    "recforge": "recforge",
+    "torch": "torch",
+    "recforge:lazy-adam": "recforge:lazy-adam",
+    "torch:sparse-adam": "torch:sparse-adam",
+    "recforge:gmf": "recforge:gmf",
+    "recforge:mlp": "recforge:mlp",
+    "recforge:als": "recforge:als",
+    "recforge:bpr": "recforge:bpr",
+    "recforge:popular": "recforge:popular",
+}
 _WARM = {"recforge+als": "recforge", "torch+als": "torch (same warm start)", "torch": "torch (cold start)"}
 
 
@@ -260,19 +283,34 @@ def _accuracy(rf, torch, ctx, train, test, epochs, protocols):
                     vals = runs.get((case, lib, metric))
                     if vals is None:
                         continue
-                    rows.append({"case": case + suffix, "library": label, "metric": _METRIC[metric],
-                                 "value": float(np.mean(vals)),
-                                 "spread": float(np.ptp(vals) / 2) if len(vals) > 1 else None,
-                                 "better": "higher", "runs": [float(v) for v in vals]})
+                    rows.append(
+                        {
+                            "case": case + suffix,
+                            "library": label,
+                            "metric": _METRIC[metric],
+                            "value": float(np.mean(vals)),
+                            "spread": float(np.ptp(vals) / 2) if len(vals) > 1 else None,
+                            "better": "higher",
+                            "runs": [float(v) for v in vals],
+                        }
+                    )
         for label, (ours, peer) in _PAIRS.items():
             for metric in ("hit_rate", "ndcg"):
                 if (case, peer, metric) not in runs:
                     continue
                 diffs = np.subtract(runs[(case, ours, metric)], runs[(case, peer, metric)])
                 mean, ci = _paired(diffs)
-                rows.append({"case": case + ", cold start, paired difference (spread = 95% CI)",
-                             "library": label, "metric": _METRIC[metric], "value": mean,
-                             "spread": ci, "better": "higher", "runs": [float(v) for v in diffs]})
+                rows.append(
+                    {
+                        "case": case + ", cold start, paired difference (spread = 95% CI)",
+                        "library": label,
+                        "metric": _METRIC[metric],
+                        "value": mean,
+                        "spread": ci,
+                        "better": "higher",
+                        "runs": [float(v) for v in diffs],
+                    }
+                )
     return rows, per_seed
 
 
@@ -283,19 +321,35 @@ def _pooled(rows):
     """One summary row per (optimiser pair, metric): the mean over every (protocol, seed) of the
     ratio recforge / torch of the cold-start NeuMFs, with the 95% t-interval over those ratios.
     Ratios put the sets on one scale (full-catalogue HR@10 is ~0.09, NCF-protocol HR@10 ~0.9)."""
-    cold = {(r["case"], r["library"], r["metric"]): r["runs"] for r in rows
-            if r["case"].endswith(", cold start") and "runs" in r}
+    cold = {
+        (r["case"], r["library"], r["metric"]): r["runs"]
+        for r in rows
+        if r["case"].endswith(", cold start") and "runs" in r
+    }
     out = []
     for label, (ours, peer) in _PAIRS.items():
         for metric in _METRIC.values():
-            ratios = [o / p for (case, lib, m), runs in cold.items() if lib == ours and m == metric
-                      and (case, peer, m) in cold for o, p in zip(runs, cold[(case, peer, m)]) if p > 0]
+            ratios = [
+                o / p
+                for (case, lib, m), runs in cold.items()
+                if lib == ours and m == metric and (case, peer, m) in cold
+                for o, p in zip(runs, cold[(case, peer, m)])
+                if p > 0
+            ]
             if len(ratios) < 2:
                 continue
             mean, ci = _paired(ratios)
-            out.append({"case": "all protocols, cold start, recforge / torch per (protocol, seed) (spread = 95% CI)",
-                        "library": label.replace(" - ", " / "), "metric": metric, "value": mean, "spread": ci,
-                        "better": "higher", "runs": ratios})
+            out.append(
+                {
+                    "case": "all protocols, cold start, recforge / torch per (protocol, seed) (spread = 95% CI)",
+                    "library": label.replace(" - ", " / "),
+                    "metric": metric,
+                    "value": mean,
+                    "spread": ci,
+                    "better": "higher",
+                    "runs": ratios,
+                }
+            )
     return out
 
 
@@ -317,8 +371,15 @@ def run(ctx):
             continue
         train, test, negatives = loaded
         ctx.log(f"{name}: {train.shape[0]} users, {train.shape[1]} items, {train.nnz} train, {test.nnz} test")
-        new, _ = _accuracy(rf, torch, ctx, train, test, epochs,
-                           {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)})
+        new, _ = _accuracy(
+            rf,
+            torch,
+            ctx,
+            train,
+            test,
+            epochs,
+            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)},
+        )
         rows += new
 
     # MovieLens leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols. ML-1M
@@ -335,10 +396,18 @@ def run(ctx):
         train, test = train_i.csr, test_i.csr
         ctx.log(f"{key} leave-last-out: {train.nnz} train, {test.nnz} test")
         if "accuracy" in parts:
-            new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, {
-                f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
-                f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
-            })
+            new, per_seed = _accuracy(
+                rf,
+                torch,
+                ctx,
+                train,
+                test,
+                epochs,
+                {
+                    f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+                    f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+                },
+            )
             rows += new
             if variant == "100k":
                 rows += _rerank(test, per_seed)
@@ -365,9 +434,18 @@ def _rerank(test, per_seed):
         }
         for lib, ids in lists.items():
             runs.setdefault(lib, []).append(float(ndcg_at_k(ids, truth, K)))
-    return [{"case": "ml-100k LOO rerank ALS top-200 (full catalogue)", "library": lib, "metric": "ndcg@10",
-             "value": float(np.mean(v)), "spread": float(np.ptp(v) / 2) if len(v) > 1 else None,
-             "better": "higher", "runs": v} for lib, v in runs.items()]
+    return [
+        {
+            "case": "ml-100k LOO rerank ALS top-200 (full catalogue)",
+            "library": lib,
+            "metric": "ndcg@10",
+            "value": float(np.mean(v)),
+            "spread": float(np.ptp(v) / 2) if len(v) > 1 else None,
+            "better": "higher",
+            "runs": v,
+        }
+        for lib, v in runs.items()
+    ]
 
 
 def _throughput(rf, torch, ctx, train):
@@ -379,18 +457,43 @@ def _throughput(rf, torch, ctx, train):
     n = min(len(users), 20_000 if ctx.quick else THROUGHPUT_SAMPLES)
     users, items, labels = users[:n], items[:n], labels[:n]
     ours = rf.MLPScorer(factors=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
-    moments = [np.zeros_like(a) for a in (ours.user_embedding, ours.user_embedding, ours.item_embedding,
-                                          ours.item_embedding, ours.dense, ours.dense)]
+    moments = [
+        np.zeros_like(a)
+        for a in (
+            ours.user_embedding,
+            ours.user_embedding,
+            ours.item_embedding,
+            ours.item_embedding,
+            ours.dense,
+            ours.dense,
+        )
+    ]
     # Each recforge optimiser against the PyTorch optimiser with the same update rule.
     twins = (("adam", "adam", False), ("lazy adam", "lazy_adam", True))
     for threads in sorted({1, ctx.threads}):
         for label, optimizer, sparse in twins:
+
             def train_ours(threads=threads, optimizer=optimizer):
                 # One epoch of the training kernel over the same samples the peer gets.
-                get_ops("cpu").mlp_train_epoch(ours.arch, ours.user_embedding, ours.item_embedding, ours.dense,
-                                               moments, 0, users, items, labels, optimizer=optimizer, lr=LR,
-                                               beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, batch_size=BATCH,
-                                               threads=threads)
+                get_ops("cpu").mlp_train_epoch(
+                    ours.arch,
+                    ours.user_embedding,
+                    ours.item_embedding,
+                    ours.dense,
+                    moments,
+                    0,
+                    users,
+                    items,
+                    labels,
+                    optimizer=optimizer,
+                    lr=LR,
+                    beta1=0.9,
+                    beta2=0.999,
+                    eps=1e-8,
+                    l2=0.0,
+                    batch_size=BATCH,
+                    threads=threads,
+                )
 
             fns = {"recforge": train_ours}
             if torch is not None:
@@ -403,9 +506,16 @@ def _throughput(rf, torch, ctx, train):
                 fns["torch"] = train_torch
             ctx.log(f"training throughput, {label}, {threads} thread(s)")
             for lib, t in ctx.timeit_many(fns).items():
-                rows.append({"case": f"ml-100k NeuMF train b={BATCH} threads={threads}, {label}", "library": lib,
-                             "metric": "samples/s", "value": n / t["median"],
-                             "spread": n / t["median"] * t["spread"] / t["median"], "better": "higher"})
+                rows.append(
+                    {
+                        "case": f"ml-100k NeuMF train b={BATCH} threads={threads}, {label}",
+                        "library": lib,
+                        "metric": "samples/s",
+                        "value": n / t["median"],
+                        "spread": n / t["median"] * t["spread"] / t["median"],
+                        "better": "higher",
+                    }
+                )
 
     rng = np.random.default_rng(0)
     m_pairs = 100_000 if ctx.quick else SCORE_PAIRS
@@ -420,12 +530,20 @@ def _throughput(rf, torch, ctx, train):
         fns_all["torch"] = lambda: ref.recommend(all_users, k=K)
     if torch is not None:
         torch.set_num_threads(ctx.threads)
-    for case, fn_set, count in (("ml-100k NeuMF score random pairs", fns, m_pairs),
-                                ("ml-100k NeuMF recommend all users (full catalogue, top-10)", fns_all,
-                                 train.shape[0] * train.shape[1])):
+    for case, fn_set, count in (
+        ("ml-100k NeuMF score random pairs", fns, m_pairs),
+        ("ml-100k NeuMF recommend all users (full catalogue, top-10)", fns_all, train.shape[0] * train.shape[1]),
+    ):
         ctx.log(case)
         for lib, t in ctx.timeit_many(fn_set).items():
-            rows.append({"case": f"{case} threads={ctx.threads}", "library": lib, "metric": "pairs/s",
-                         "value": count / t["median"], "spread": count / t["median"] * t["spread"] / t["median"],
-                         "better": "higher"})
+            rows.append(
+                {
+                    "case": f"{case} threads={ctx.threads}",
+                    "library": lib,
+                    "metric": "pairs/s",
+                    "value": count / t["median"],
+                    "spread": count / t["median"] * t["spread"] / t["median"],
+                    "better": "higher",
+                }
+            )
     return rows

@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-
 from bench_mlp import DEEPCF_SETS, DIM, LAYERS, SEEDS
 
 EPOCHS = 5
@@ -76,19 +75,36 @@ def run(ctx):
                 for seed in seeds:
                     extra = {}
                     if warm:
-                        extra["init_from"] = rf.ALS(factors=DIM, epochs=15, threads=ctx.threads,
-                                                    seed=seed).fit(train, progress=False)
-                    model = rf.MLPScorer(factors=DIM, layers=LAYERS, epochs=epochs, optimizer=optimizer,
-                                         threads=ctx.threads, seed=seed).fit(train, progress=False, **extra)
-                    res = evaluate(model, train, held, k=10, protocol="sampled", n_negatives=99, seed=0,
-                                   progress=False)
+                        extra["init_from"] = rf.ALS(factors=DIM, epochs=15, threads=ctx.threads, seed=seed).fit(
+                            train, progress=False
+                        )
+                    model = rf.MLPScorer(
+                        factors=DIM, layers=LAYERS, epochs=epochs, optimizer=optimizer, threads=ctx.threads, seed=seed
+                    ).fit(train, progress=False, **extra)
+                    res = evaluate(model, train, held, k=10, protocol="sampled", n_negatives=99, seed=0, progress=False)
                     scores["hr@10"].append(float(res["hit_rate@10"]))
                     scores["ndcg@10"].append(float(res["ndcg@10"]))
                 seconds = time.perf_counter() - t0
                 for metric, values in scores.items():
-                    rows.append({"case": case, "library": library, "metric": metric, "value": float(np.mean(values)),
-                                 "spread": float(np.std(values)) if len(values) > 1 else None, "better": "higher",
-                                 "runs": values})
-                rows.append({"case": case, "library": library, "metric": f"s ({len(seeds)} seeds: fits + evaluation)",
-                             "value": seconds, "spread": None, "better": "lower"})
+                    rows.append(
+                        {
+                            "case": case,
+                            "library": library,
+                            "metric": metric,
+                            "value": float(np.mean(values)),
+                            "spread": float(np.std(values)) if len(values) > 1 else None,
+                            "better": "higher",
+                            "runs": values,
+                        }
+                    )
+                rows.append(
+                    {
+                        "case": case,
+                        "library": library,
+                        "metric": f"s ({len(seeds)} seeds: fits + evaluation)",
+                        "value": seconds,
+                        "spread": None,
+                        "better": "lower",
+                    }
+                )
     return rows

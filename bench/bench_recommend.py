@@ -51,12 +51,33 @@ def run(ctx):
     case = f"{BATCH} users x {n_items:,} items f={FACTORS} k={K}, seen excluded"
     ctx.log(f"recommend: {case}")
     with _backend.single_threaded_blas():
-        t = ctx.timeit_many({"recforge": lambda: [recommend() for _ in range(CALLS)],
-                             "_core.topk_f32 (bare kernel)": lambda: [kernel() for _ in range(CALLS)]})
-    out = [{"case": case, "library": lib, "metric": "ms per call", "value": 1e3 * tt["median"] / CALLS,
-            "spread": 1e3 * tt["spread"] / CALLS, "better": "lower"} for lib, tt in t.items()]
+        t = ctx.timeit_many(
+            {
+                "recforge": lambda: [recommend() for _ in range(CALLS)],
+                "_core.topk_f32 (bare kernel)": lambda: [kernel() for _ in range(CALLS)],
+            }
+        )
+    out = [
+        {
+            "case": case,
+            "library": lib,
+            "metric": "ms per call",
+            "value": 1e3 * tt["median"] / CALLS,
+            "spread": 1e3 * tt["spread"] / CALLS,
+            "better": "lower",
+        }
+        for lib, tt in t.items()
+    ]
     overhead = t["recforge"]["median"] / t["_core.topk_f32 (bare kernel)"]["median"]
     ctx.log(f"recommend / bare kernel = {overhead:.2f}x (acceptance <= {ACCEPTANCE}x)")
-    out.append({"case": case, "library": "recforge", "metric": f"recommend / bare kernel (acceptance <= {ACCEPTANCE})",
-                "value": overhead, "spread": None, "better": "lower"})
+    out.append(
+        {
+            "case": case,
+            "library": "recforge",
+            "metric": f"recommend / bare kernel (acceptance <= {ACCEPTANCE})",
+            "value": overhead,
+            "spread": None,
+            "better": "lower",
+        }
+    )
     return out

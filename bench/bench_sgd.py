@@ -98,8 +98,9 @@ def _tune_sgdmf(rf, train, threads, seed):
     fit_part, val_part = _holdout(rf, train, 0.1, seed)
     scored = []
     for factors, lr, reg in itertools.product(*MF_GRID.values()):
-        m = rf.SGDMF(factors=factors, lr=lr, regularization=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed,
-                     **MF_SCHEDULE)
+        m = rf.SGDMF(
+            factors=factors, lr=lr, regularization=reg, epochs=MF_MAX_EPOCHS, threads=threads, seed=seed, **MF_SCHEDULE
+        )
         m.fit(fit_part, validation=val_part, patience=MF_PATIENCE, progress=False)
         params = {"factors": factors, "lr": lr, "regularization": reg, "epochs": m.best_epoch_ + 1, **MF_SCHEDULE}
         scored.append((m.history_[m.best_epoch_]["val_rmse"], params))
@@ -134,8 +135,9 @@ def explicit_part(ctx, rf, surprise, name, rows, fixed=None):
 
         fns = {"recforge": ours}
         if surprise is not None:
-            strain = surprise.Dataset.load_from_df(tr[["user", "item", "rating"]],
-                                                   surprise.Reader(rating_scale=scale)).build_full_trainset()
+            strain = surprise.Dataset.load_from_df(
+                tr[["user", "item", "rating"]], surprise.Reader(rating_scale=scale)
+            ).build_full_trainset()
             stest = list(zip(te.user.values, te.item.values, te.rating.values))
 
             def peer(strain=strain, stest=stest, out=out):
@@ -151,18 +153,45 @@ def explicit_part(ctx, rf, surprise, name, rows, fixed=None):
             rmse[lib].append(float(np.sqrt(np.mean((out[lib] - tr_true) ** 2))))
             times[lib].append(t[lib]["median"])
             spreads[lib].append(t[lib]["spread"])
-        ctx.log(f"{name} fold {k + 1}: {params}; " + ", ".join(
-            f"{lib} rmse {rmse[lib][-1]:.4f} s {times[lib][-1]:.3f}" for lib in libs))
+        ctx.log(
+            f"{name} fold {k + 1}: {params}; "
+            + ", ".join(f"{lib} rmse {rmse[lib][-1]:.4f} s {times[lib][-1]:.3f}" for lib in libs)
+        )
     for lib in libs:
-        rows.append({"case": case, "library": lib, "metric": "rmse (mean over folds)",
-                     "value": float(np.mean(rmse[lib])), "spread": float(np.std(rmse[lib])), "better": "lower",
-                     "per_fold": rmse[lib]})
-        rows.append({"case": case, "library": lib, "metric": "s fit+predict (sum over folds)",
-                     "value": float(np.sum(times[lib])), "spread": float(np.sum(spreads[lib])), "better": "lower",
-                     "per_fold": times[lib]})
+        rows.append(
+            {
+                "case": case,
+                "library": lib,
+                "metric": "rmse (mean over folds)",
+                "value": float(np.mean(rmse[lib])),
+                "spread": float(np.std(rmse[lib])),
+                "better": "lower",
+                "per_fold": rmse[lib],
+            }
+        )
+        rows.append(
+            {
+                "case": case,
+                "library": lib,
+                "metric": "s fit+predict (sum over folds)",
+                "value": float(np.sum(times[lib])),
+                "spread": float(np.sum(spreads[lib])),
+                "better": "lower",
+                "per_fold": times[lib],
+            }
+        )
     if not fixed:
-        rows.append({"case": case, "library": "recforge", "metric": "s tuning (grid, sum over folds)",
-                     "value": tune_s, "spread": None, "better": "lower", "chosen": chosen})
+        rows.append(
+            {
+                "case": case,
+                "library": "recforge",
+                "metric": "s tuning (grid, sum over folds)",
+                "value": tune_s,
+                "spread": None,
+                "better": "lower",
+                "chosen": chosen,
+            }
+        )
     if name in SURPRISE_PUBLISHED:
         ctx.log(f"Surprise publishes SVD RMSE {SURPRISE_PUBLISHED[name]} on {name} (random 5-fold CV)")
 
@@ -170,8 +199,12 @@ def explicit_part(ctx, rf, surprise, name, rows, fixed=None):
 # -- part 2: BPR / WARP vs implicit on MovieLens-100K --------------------------------------------
 def _ranking_metrics(rf, ids, test, k=10):
     ev = rf.evaluation
-    return {"ndcg@10": ev.ndcg_at_k(ids, test, k), "precision@10": ev.precision_at_k(ids, test, k),
-            "recall@10": ev.recall_at_k(ids, test, k), "map@10": ev.map_at_k(ids, test, k)}
+    return {
+        "ndcg@10": ev.ndcg_at_k(ids, test, k),
+        "precision@10": ev.precision_at_k(ids, test, k),
+        "recall@10": ev.recall_at_k(ids, test, k),
+        "map@10": ev.map_at_k(ids, test, k),
+    }
 
 
 def _top10(rf, lib, model, train):
@@ -194,15 +227,22 @@ def _ranking_part(ctx, rf, implicit_bpr, rows):
     factors, epochs = 64, (20 if ctx.quick else 100)
 
     makers = {
-        "recforge": lambda lr, reg: rf.BPR(factors=factors, lr=lr, regularization=reg, epochs=epochs,
-                                           threads=ctx.threads),
-        "recforge-warp": lambda lr, reg: rf.BPR(factors=factors, lr=lr, regularization=reg, epochs=epochs, loss="warp",
-                                                threads=ctx.threads),
+        "recforge": lambda lr, reg: rf.BPR(
+            factors=factors, lr=lr, regularization=reg, epochs=epochs, threads=ctx.threads
+        ),
+        "recforge-warp": lambda lr, reg: rf.BPR(
+            factors=factors, lr=lr, regularization=reg, epochs=epochs, loss="warp", threads=ctx.threads
+        ),
     }
     if implicit_bpr is not None:
-        makers["implicit"] = lambda lr, reg: implicit_bpr(factors=factors, learning_rate=lr, regularization=reg,
-                                                          iterations=epochs, num_threads=ctx.threads,
-                                                          random_state=42)
+        makers["implicit"] = lambda lr, reg: implicit_bpr(
+            factors=factors,
+            learning_rate=lr,
+            regularization=reg,
+            iterations=epochs,
+            num_threads=ctx.threads,
+            random_state=42,
+        )
 
     def fit(lib, model, data):
         if lib == "implicit":
@@ -223,8 +263,7 @@ def _ranking_part(ctx, rf, implicit_bpr, rows):
         ctx.log(f"bpr validation {lib}: {sorted(scored, reverse=True)} -> lr, reg = {chosen[lib]}")
 
     models = {}
-    fns = {lib: (lambda lib=lib: models.__setitem__(lib, fit(lib, makers[lib](*chosen[lib]), train)))
-           for lib in makers}
+    fns = {lib: (lambda lib=lib: models.__setitem__(lib, fit(lib, makers[lib](*chosen[lib]), train))) for lib in makers}
     t = ctx.timeit_many(fns)
     case = f"ml-100k >=4 80/20 f={factors} {epochs} epochs"
     pop = rf.MostPopular().fit(train)
@@ -232,11 +271,29 @@ def _ranking_part(ctx, rf, implicit_bpr, rows):
     metrics["most-popular"] = _ranking_metrics(rf, _top10(rf, "most-popular", pop, train), test)
     for lib, ms in metrics.items():
         for metric, value in ms.items():
-            rows.append({"case": case, "library": lib, "metric": metric, "value": float(value), "spread": None,
-                         "better": "higher", "lr_reg": chosen.get(lib)})
+            rows.append(
+                {
+                    "case": case,
+                    "library": lib,
+                    "metric": metric,
+                    "value": float(value),
+                    "spread": None,
+                    "better": "higher",
+                    "lr_reg": chosen.get(lib),
+                }
+            )
     for lib, tt in t.items():
-        rows.append({"case": case, "library": lib, "metric": "s/epoch (fit / epochs)", "value": tt["median"] / epochs,
-                     "spread": tt["spread"] / epochs, "better": "lower", "lr_reg": chosen[lib]})
+        rows.append(
+            {
+                "case": case,
+                "library": lib,
+                "metric": "s/epoch (fit / epochs)",
+                "value": tt["median"] / epochs,
+                "spread": tt["spread"] / epochs,
+                "better": "lower",
+                "lr_reg": chosen[lib],
+            }
+        )
 
 
 # -- part 3: throughput --------------------------------------------------------------------------
@@ -256,22 +313,44 @@ def _throughput_part(ctx, rf, implicit_bpr, rows):
 
     fns = {"recforge": ours}
     if implicit_bpr is not None:
+
         def peer():
-            m = implicit_bpr(factors=64, learning_rate=0.05, regularization=0.01, iterations=epochs,
-                             num_threads=ctx.threads, random_state=0)
+            m = implicit_bpr(
+                factors=64,
+                learning_rate=0.05,
+                regularization=0.01,
+                iterations=epochs,
+                num_threads=ctx.threads,
+                random_state=0,
+            )
             m.fit(data, show_progress=False, callback=lambda e, elapsed, *a: per_epoch["implicit"].append(elapsed))
+
         fns["implicit"] = peer
     fit_t = ctx.timeit_many(fns)
     for lib, secs in per_epoch.items():
         if not secs:
             continue
         med = float(np.median(secs))
-        rows.append({"case": case, "library": lib, "metric": "M samples/s/thread (epoch)",
-                     "value": data.nnz / med / ctx.threads / 1e6,
-                     "spread": float((np.max(secs) - np.min(secs)) / 2 * data.nnz / med**2 / ctx.threads / 1e6),
-                     "better": "higher"})
-        rows.append({"case": case, "library": lib, "metric": f"s fit ({epochs} epochs)",
-                     "value": fit_t[lib]["median"], "spread": fit_t[lib]["spread"], "better": "lower"})
+        rows.append(
+            {
+                "case": case,
+                "library": lib,
+                "metric": "M samples/s/thread (epoch)",
+                "value": data.nnz / med / ctx.threads / 1e6,
+                "spread": float((np.max(secs) - np.min(secs)) / 2 * data.nnz / med**2 / ctx.threads / 1e6),
+                "better": "higher",
+            }
+        )
+        rows.append(
+            {
+                "case": case,
+                "library": lib,
+                "metric": f"s fit ({epochs} epochs)",
+                "value": fit_t[lib]["median"],
+                "spread": fit_t[lib]["spread"],
+                "better": "lower",
+            }
+        )
 
 
 def run(ctx):

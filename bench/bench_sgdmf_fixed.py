@@ -10,13 +10,21 @@ decaying 5 % per epoch, 20 epochs, predictions clipped to [1, 5], seed 42. Needs
 
 from __future__ import annotations
 
-FIXED = {"factors": 32, "lr": 0.04, "regularization": 0.12, "lr_schedule": "exponential", "decay": 0.05, "epochs": 20,
-         "seed": 42}
+FIXED = {
+    "factors": 32,
+    "lr": 0.04,
+    "regularization": 0.12,
+    "lr_schedule": "exponential",
+    "decay": 0.05,
+    "epochs": 20,
+    "seed": 42,
+}
 
 
 def run(ctx):
-    import recforge as rf
     from bench_sgd import explicit_part
+
+    import recforge as rf
 
     rows = []
     explicit_part(ctx, rf, ctx.peer("surprise"), "ml-100k", rows, fixed=FIXED)

@@ -27,10 +27,10 @@ WARMUP_ROWS = 2048
 def _numpy_topk(q, items, k):
     ids = np.empty((q.shape[0], k), dtype=np.int64)
     for s in range(0, q.shape[0], NUMPY_BATCH):
-        scores = q[s:s + NUMPY_BATCH] @ items.T
+        scores = q[s : s + NUMPY_BATCH] @ items.T
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
-        ids[s:s + NUMPY_BATCH] = np.take_along_axis(part, order, axis=1)
+        ids[s : s + NUMPY_BATCH] = np.take_along_axis(part, order, axis=1)
     return ids
 
 
@@ -79,6 +79,15 @@ def run(ctx):
         # The full-size runs take seconds to minutes each: the slice above is the warm-up.
         timings = ctx.timeit_many({lib: (lambda fn=fn: fn(users)) for lib, fn in libs.items()}, warmup=0)
         for lib, t in timings.items():
-            rows.append({"case": case, "library": lib, "metric": "s (all users)", "value": t["median"],
-                         "spread": t["spread"], "better": "lower", "runs": t["runs"]})
+            rows.append(
+                {
+                    "case": case,
+                    "library": lib,
+                    "metric": "s (all users)",
+                    "value": t["median"],
+                    "spread": t["spread"],
+                    "better": "lower",
+                    "runs": t["runs"],
+                }
+            )
     return rows

@@ -23,13 +23,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="bench/run.py",
         description="Run a recforge benchmark side by side with its peer libraries.",
     )
-    parser.add_argument("name", nargs="?", help=f"benchmark name (bench/bench_<name>.py): "
-                        f"{', '.join(_harness.available_benchmarks())}")
+    parser.add_argument(
+        "name", nargs="?", help=f"benchmark name (bench/bench_<name>.py): {', '.join(_harness.available_benchmarks())}"
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure after one warm-up (default 3)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
-    parser.add_argument("--out", type=Path, default=_harness.BENCH_DIR / "results",
-                        help="folder for the JSON, markdown and PNG outputs (default bench/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=_harness.BENCH_DIR / "results",
+        help="folder for the JSON, markdown and PNG outputs (default bench/results)",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -61,8 +66,9 @@ def main(argv=None) -> int:
     rows = _harness.check_rows(module.run(ctx))
     # The benchmarks' RECFORGE_BENCH_* switches are part of the command that reproduces the run.
     switches = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("RECFORGE_BENCH_")]
-    command = " ".join(shlex.quote(a) for a in [*switches, "python", "bench/run.py",
-                                                 *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(
+        shlex.quote(a) for a in [*switches, "python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     rec = _harness.report(args.name, rows, ctx, command, machine=machine)
     paths = _harness.write_outputs(rec, args.out)
     print(_harness.markdown_report(rec))

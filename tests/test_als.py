@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import data_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recforge as rf
 from recforge import _core
-
-from conftest import data_path
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -25,8 +24,8 @@ def implicit_reference(m: sp.csr_matrix, Y: np.ndarray, alpha, reg, alpha0=1.0, 
     f = Y.shape[1]
     out = np.zeros((m.shape[0], f))
     for u in range(m.shape[0]):
-        idx = m.indices[m.indptr[u]:m.indptr[u + 1]]
-        c = 1.0 + alpha * m.data[m.indptr[u]:m.indptr[u + 1]].astype(np.float64)
+        idx = m.indices[m.indptr[u] : m.indptr[u + 1]]
+        c = 1.0 + alpha * m.data[m.indptr[u] : m.indptr[u + 1]].astype(np.float64)
         lam = reg * (len(idx) + alpha0 * m.shape[1]) ** nu
         A = alpha0 * G + (Y[idx].T * (c - alpha0)) @ Y[idx] + lam * np.eye(f)
         out[u] = np.linalg.solve(A, Y[idx].T @ c)
@@ -57,16 +56,18 @@ def implicit_objective(m: sp.csr_matrix, X, Y, alpha, reg, alpha0=1.0, nu=0.0) -
     stored = np.zeros(dense.shape, bool)
     stored[np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices] = True
     c = 1.0 + alpha * dense
-    data = np.where(stored, c * (1 - pred) ** 2, alpha0 * pred ** 2).sum()
+    data = np.where(stored, c * (1 - pred) ** 2, alpha0 * pred**2).sum()
     nu_u, nu_i = np.diff(m.indptr), np.bincount(m.indices, minlength=m.shape[1])
     lam_u = reg * (nu_u + alpha0 * m.shape[1]) ** nu
     lam_i = reg * (nu_i + alpha0 * m.shape[0]) ** nu
-    return data + lam_u @ (X ** 2).sum(1) + lam_i @ (Y ** 2).sum(1)
+    return data + lam_u @ (X**2).sum(1) + lam_i @ (Y**2).sum(1)
 
 
 def random_csr(rng, rows, cols, density, low=1.0, high=5.0, integer=False) -> sp.csr_matrix:
     m = sp.random(rows, cols, density=density, format="csr", dtype=np.float32, random_state=rng)
-    m.data = (rng.integers(int(low), int(high) + 1, m.nnz) if integer else rng.uniform(low, high, m.nnz)).astype(np.float32)
+    m.data = (rng.integers(int(low), int(high) + 1, m.nnz) if integer else rng.uniform(low, high, m.nnz)).astype(
+        np.float32
+    )
     return m
 
 
@@ -104,8 +105,15 @@ def test_cholesky_matches_dense_normal_equations(rng, f, alpha0, nu):
 
 
 @settings(max_examples=25, deadline=None)
-@given(rows=st.integers(1, 12), cols=st.integers(1, 40), f=st.sampled_from([1, 3, 32]),
-       density=st.floats(0.0, 1.0), alpha=st.floats(0.0, 10.0), reg=st.floats(0.01, 5.0), seed=st.integers(0, 999))
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 40),
+    f=st.sampled_from([1, 3, 32]),
+    density=st.floats(0.0, 1.0),
+    alpha=st.floats(0.0, 10.0),
+    reg=st.floats(0.01, 5.0),
+    seed=st.integers(0, 999),
+)
 def test_cholesky_property(rows, cols, f, density, alpha, reg, seed):
     """Backward error of the float32 solve against the float64 normal equations: small for any
     conditioning (the forward error of an ill-conditioned system need not be)."""
@@ -115,8 +123,8 @@ def test_cholesky_property(rows, cols, f, density, alpha, reg, seed):
     X = solve_rows(m, Y, alpha=alpha, reg=reg).astype(np.float64)
     Y64 = Y.astype(np.float64)
     for u in range(rows):
-        idx = m.indices[m.indptr[u]:m.indptr[u + 1]]
-        c = 1.0 + alpha * m.data[m.indptr[u]:m.indptr[u + 1]].astype(np.float64)
+        idx = m.indices[m.indptr[u] : m.indptr[u + 1]]
+        c = 1.0 + alpha * m.data[m.indptr[u] : m.indptr[u + 1]].astype(np.float64)
         A = Y64.T @ Y64 + (Y64[idx].T * (c - 1)) @ Y64[idx] + reg * np.eye(f)
         b = Y64[idx].T @ c
         # Componentwise scale: the sums forming A and b can cancel (b ~ 0 from terms ~ 10), and
@@ -164,15 +172,17 @@ def test_explicit_matches_dense_with_biases(rng, f):
 
 def test_fit_last_half_step_is_the_exact_item_solve(rng):
     m = random_csr(rng, 50, 40, 0.15, 0.0, 2.0)
-    model = rf.ALS(factors=6, epochs=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3,
-                   threads=2).fit(m, progress=False)
+    model = rf.ALS(
+        factors=6, epochs=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3, threads=2
+    ).fit(m, progress=False)
     want = implicit_reference(m.T.tocsr(), model.user_factors, 3.0, 0.2, 0.5, 0.3)
     np.testing.assert_allclose(model.item_factors, want, rtol=1e-4, atol=1e-5)
 
 
 # ---- objective --------------------------------------------------------------------------------
-@pytest.mark.parametrize("solver,alpha0,nu", [("cholesky", 1.0, 0.0), ("cg", 1.0, 0.0), ("cholesky", 0.2, 0.5),
-                                              ("cg", 0.2, 0.5)])
+@pytest.mark.parametrize(
+    "solver,alpha0,nu", [("cholesky", 1.0, 0.0), ("cg", 1.0, 0.0), ("cholesky", 0.2, 0.5), ("cg", 0.2, 0.5)]
+)
 def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
     m = random_csr(rng, 60, 45, 0.1, 0.0, 3.0)
     states, reported = [], []
@@ -182,8 +192,17 @@ def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
         states.append((model.user_factors.copy(), model.item_factors.copy()))
         reported.append(loss)
 
-    model = rf.ALS(factors=8, epochs=8, solver=solver, alpha=2.0, regularization=0.1, alpha0=alpha0, nu=nu,
-                   calculate_loss=True, threads=1)
+    model = rf.ALS(
+        factors=8,
+        epochs=8,
+        solver=solver,
+        alpha=2.0,
+        regularization=0.1,
+        alpha0=alpha0,
+        nu=nu,
+        calculate_loss=True,
+        threads=1,
+    )
     model.fit(m, callback=callback, progress=False)
     objectives = [implicit_objective(m, X, Y, 2.0, 0.1, alpha0, nu) for X, Y in states]
     assert len(objectives) == 8
@@ -217,8 +236,9 @@ def test_partial_fit_users_equals_full_solve(rng, feedback):
     if feedback == "implicit":
         want = implicit_reference(rows, model.item_factors, model.alpha, model.regularization)
     else:
-        want, wb = explicit_reference(rows, model.item_factors, model.item_bias, model.global_bias,
-                                      model.regularization)
+        want, wb = explicit_reference(
+            rows, model.item_factors, model.item_bias, model.global_bias, model.regularization
+        )
         np.testing.assert_allclose(model.user_bias[ids], wb, rtol=1e-4, atol=1e-5)
         assert model.user_bias.shape == (43,)
     np.testing.assert_allclose(model.user_factors[ids], want, rtol=1e-4, atol=1e-5)
@@ -240,8 +260,9 @@ def test_fold_in_new_user_and_recommend_for_rows(rng):
     model = rf.ALS(factors=6, epochs=3).fit(m, progress=False)
     row = random_csr(rng, 1, 40, 0.2, 0.0, 2.0)
     x = model.recalculate_user(row)
-    np.testing.assert_allclose(x, implicit_reference(row, model.item_factors, model.alpha, model.regularization),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        x, implicit_reference(row, model.item_factors, model.alpha, model.regularization), rtol=1e-4, atol=1e-5
+    )
     ids, scores = model.recommend_for_rows(row, k=5)
     full = (x @ model.item_factors.T)[0]
     full[row.indices] = -np.inf
@@ -285,8 +306,9 @@ def test_kernel_boundary_checks(rng):
     neg.data[0] = -1.0
     with pytest.raises(ValueError, match="negative"):
         solve(c=kernel_csr(neg))
-    _core.als_explicit_solve(kernel_csr(neg), Y, np.zeros(6, np.float32), np.zeros((5, 3), np.float32),
-                             np.zeros(5, np.float32), 0.1, 0.0, 1)  # ratings may be negative
+    _core.als_explicit_solve(
+        kernel_csr(neg), Y, np.zeros(6, np.float32), np.zeros((5, 3), np.float32), np.zeros(5, np.float32), 0.1, 0.0, 1
+    )  # ratings may be negative
     nan = m.copy()
     nan.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -342,8 +364,9 @@ def test_callback_can_evaluate_between_iterations(rng):
     m = random_csr(rng, 20, 15, 0.3)
     seen = []
     model = rf.ALS(factors=4, epochs=2)
-    model.fit(m, callback=lambda it, s, loss: seen.append((it, model.recommend([0], k=3)[0].shape, loss)),
-              progress=False)
+    model.fit(
+        m, callback=lambda it, s, loss: seen.append((it, model.recommend([0], k=3)[0].shape, loss)), progress=False
+    )
     assert seen == [(0, (1, 3), None), (1, (1, 3), None)]
 
 

@@ -216,8 +216,12 @@ def test_every_benchmark_runs_quick_without_peers_or_data(name, tmp_path, monkey
 
 
 # The benchmarks whose --quick data cases take a second or two (environment switches to get there).
-DATA_SMOKE = {"als": {"RECFORGE_BENCH_ALS_CASES": "accuracy,explicit"}, "mlp_validation": {}, "sgd": {},
-              "sgdmf_fixed": {}}
+DATA_SMOKE = {
+    "als": {"RECFORGE_BENCH_ALS_CASES": "accuracy,explicit"},
+    "mlp_validation": {},
+    "sgd": {},
+    "sgdmf_fixed": {},
+}
 
 
 @pytest.mark.parametrize("name", sorted(DATA_SMOKE))

@@ -65,5 +65,16 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "missing.rf"), "0"]) == 2
     assert "no model file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["fit", "--dataset", "synthetic", "--model", "mostpopular", "--out", str(tmp_path / "m.rf"),
-              "--param", "not-a-pair"])
+        main(
+            [
+                "fit",
+                "--dataset",
+                "synthetic",
+                "--model",
+                "mostpopular",
+                "--out",
+                str(tmp_path / "m.rf"),
+                "--param",
+                "not-a-pair",
+            ]
+        )

@@ -24,11 +24,10 @@ import zipfile
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import CUDA_MISSING, rewrite_model_file
 
 import recforge as rf
 from recforge import models
-
-from conftest import CUDA_MISSING, rewrite_model_file
 
 N_USERS, N_ITEMS = 100, 60  # > 32 rows on both sides: ALS really splits its half-steps over threads
 
@@ -237,7 +236,7 @@ def test_history_and_callback_once_per_epoch(case, device, data):
     model = fit(make(case, device), data, callback=lambda *args: calls.append(args))
     n_epochs = case.params.get("epochs", 1)
     assert [c[0] for c in calls] == [h["epoch"] for h in model.history_] == list(range(n_epochs))
-    for (epoch, seconds, loss), h in zip(calls, model.history_):
+    for (_, seconds, loss), h in zip(calls, model.history_):
         assert isinstance(seconds, float) and 0 <= seconds == h["seconds"]
         assert loss is None or (isinstance(loss, float) and math.isfinite(loss))
         assert loss == h["loss"]

@@ -34,7 +34,10 @@ def test_round_trip_mixed_types(values):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=50, unique=True), st.lists(st.integers(-1000, 1000), max_size=20))
+@given(
+    st.lists(st.integers(-1000, 1000), min_size=1, max_size=50, unique=True),
+    st.lists(st.integers(-1000, 1000), max_size=20),
+)
 def test_unknown_ids(known, queries):
     m = rf.IdMap(known)
     got = m.to_index(queries, missing=-7)

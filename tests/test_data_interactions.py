@@ -34,12 +34,14 @@ def _reference(df, rule, time_col=None):
 @given(data=st.data())
 def test_duplicate_rules_match_reference(rule, data):
     n = data.draw(st.integers(1, 60))
-    df = pd.DataFrame({
-        "user": data.draw(st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=n, max_size=n)),
-        "item": data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)),
-        "w": data.draw(st.lists(st.integers(-3, 9), min_size=n, max_size=n)),
-        "t": data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)),
-    })
+    df = pd.DataFrame(
+        {
+            "user": data.draw(st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=n, max_size=n)),
+            "item": data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)),
+            "w": data.draw(st.lists(st.integers(-3, 9), min_size=n, max_size=n)),
+            "t": data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)),
+        }
+    )
     inter = rf.Interactions.from_pandas(df, weight_col="w", time_col="t", duplicates=rule)
     ref = _reference(df, rule, "t")
     csr = inter.csr
@@ -52,7 +54,7 @@ def test_duplicate_rules_match_reference(rule, data):
         assert row.timestamp == t
     # canonical: indices sorted within rows, no duplicates
     for r in range(csr.shape[0]):
-        cols = csr.indices[csr.indptr[r]:csr.indptr[r + 1]]
+        cols = csr.indices[csr.indptr[r] : csr.indptr[r + 1]]
         assert np.all(np.diff(cols) > 0)
 
 
@@ -85,8 +87,14 @@ def test_from_arrays_and_fixed_maps():
     assert test.csr[train.user_ids.to_index("c"), train.item_ids.to_index(1)] == 1.0
     with pytest.raises(ValueError, match="not in the given id map.*'zz'"):
         rf.Interactions.from_arrays(["zz"], [1], user_ids=train.user_ids)
-    dropped = rf.Interactions.from_arrays(["zz", "a", "b"], [1, 99, 2], weights=[1.0, 2.0, 3.0], user_ids=train.user_ids,
-                                          item_ids=train.item_ids, unknown="drop")
+    dropped = rf.Interactions.from_arrays(
+        ["zz", "a", "b"],
+        [1, 99, 2],
+        weights=[1.0, 2.0, 3.0],
+        user_ids=train.user_ids,
+        item_ids=train.item_ids,
+        unknown="drop",
+    )
     assert dropped.shape == train.shape and dropped.nnz == 1 and dropped.csr[1, 1] == 3.0
     with pytest.raises(ValueError, match="no interactions left"):
         rf.Interactions.from_arrays(["zz"], [1], user_ids=train.user_ids, unknown="drop")
@@ -206,7 +214,9 @@ def test_kcore_needs_iteration():
 
 
 def test_filter_min_rating_and_timestamps():
-    inter = rf.Interactions.from_arrays([0, 0, 1, 1], [0, 1, 0, 2], weights=[5.0, 2.0, 4.0, 1.0], timestamps=[10, 20, 30, 40])
+    inter = rf.Interactions.from_arrays(
+        [0, 0, 1, 1], [0, 1, 0, 2], weights=[5.0, 2.0, 4.0, 1.0], timestamps=[10, 20, 30, 40]
+    )
     out = inter.filter(min_rating=4)
     assert out.shape == (2, 1) and out.csr.data.tolist() == [5.0, 4.0]
     assert out.timestamps.tolist() == [10, 30]

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA_DIR, data_path
 
 import recforge as rf
 from recforge import datasets as loaders
-
-from conftest import DATA_DIR, data_path
 
 
 def test_movielens_100k():
@@ -73,7 +72,7 @@ def test_lastfm_360k_layout(tmp_path):
     folder.mkdir()
     (folder / "usersha1-artmbid-artname-plays.tsv").write_text(
         "00000c28\t3bd73256-3905\tbetty blowtorch\t2137\n"
-        "00000c28\t\tdie \"Ärzte\"\t1099\n"
+        '00000c28\t\tdie "Ärzte"\t1099\n'
         "00001411\t\t\t897\n"  # no artist name: dropped
         "00001411\tabc\tbetty blowtorch\t5\n",
         encoding="utf-8",
@@ -100,8 +99,10 @@ def test_sasrec_video_games():
     assert (merged.item_x == merged.item_y).all()
 
 
-@pytest.mark.parametrize("name, n_users, n_items, total", [("lastfm", 1741, 2665, 69_149), ("AMusic", 1776, 12_929, 46_087),
-                                                           ("AToy", 3137, 33_953, 84_642)])
+@pytest.mark.parametrize(
+    "name, n_users, n_items, total",
+    [("lastfm", 1741, 2665, 69_149), ("AMusic", 1776, 12_929, 46_087), ("AToy", 3137, 33_953, 84_642)],
+)
 def test_ncf_format_deepcf(name, n_users, n_items, total):
     data_path("deepcf", f"{name}.train.rating")
     train, test, neg = rf.datasets.load_ncf_format(f"deepcf/{name}", data_home=DATA_DIR)
@@ -152,7 +153,11 @@ def test_unknown_variant():
 def test_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv("RECFORGE_DATA", str(tmp_path / "env"))
     monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
-    assert loaders.data_home_candidates(tmp_path / "arg") == [tmp_path / "arg", tmp_path / "env", tmp_path / "home" / ".cache" / "recforge"]
+    assert loaders.data_home_candidates(tmp_path / "arg") == [
+        tmp_path / "arg",
+        tmp_path / "env",
+        tmp_path / "home" / ".cache" / "recforge",
+    ]
     for where, rating in (("home/.cache/recforge", 1), ("env", 2), ("arg", 3)):
         d = tmp_path / where / "ml-100k"
         d.mkdir(parents=True)
@@ -188,7 +193,9 @@ def fake_source(monkeypatch, tmp_path):
 
 def test_download_with_good_checksum(fake_source, monkeypatch, tmp_path):
     payload, calls, src = fake_source
-    monkeypatch.setitem(loaders._MOVIELENS, "100k", loaders._Source(src.name, src.folders, src.url, hashlib.sha256(payload).hexdigest()))
+    monkeypatch.setitem(
+        loaders._MOVIELENS, "100k", loaders._Source(src.name, src.folders, src.url, hashlib.sha256(payload).hexdigest())
+    )
     with pytest.raises(FileNotFoundError, match="download=True"):
         rf.datasets.load_movielens("100k", data_home=tmp_path / "dl")
     assert calls == []  # download=False never fetches
@@ -233,7 +240,9 @@ def test_zip_slip_refused(monkeypatch, tmp_path):
     payload = _zip_bytes({"../evil.txt": "x", "ml-100k/u.data": "1\t1\t1\t1\n"})
     monkeypatch.setattr(loaders, "_fetch", lambda url, dest, progress=True: Path(dest).write_bytes(payload))
     src = loaders._MOVIELENS["100k"]
-    monkeypatch.setitem(loaders._MOVIELENS, "100k", loaders._Source(src.name, src.folders, src.url, hashlib.sha256(payload).hexdigest()))
+    monkeypatch.setitem(
+        loaders._MOVIELENS, "100k", loaders._Source(src.name, src.folders, src.url, hashlib.sha256(payload).hexdigest())
+    )
     with pytest.raises(ValueError, match="unsafe member path"):
         rf.datasets.load_movielens("100k", data_home=tmp_path / "dl", download=True, progress=False)
     assert not (tmp_path / "evil.txt").exists()
@@ -242,8 +251,12 @@ def test_zip_slip_refused(monkeypatch, tmp_path):
 def test_movielens_dat_and_csv_formats(tmp_path):
     """The 1M/10M '::' layout and the 20M/25M csv layout, on small files of the same shape."""
     (tmp_path / "ml-1m").mkdir()
-    (tmp_path / "ml-1m" / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1357::4.5::978298709\n")
-    (tmp_path / "ml-1m" / "movies.dat").write_bytes("1::Toy Story (1995)::Animation\n73::Misérables, Les (1995)::Drama\n".encode("latin-1"))
+    (tmp_path / "ml-1m" / "ratings.dat").write_text(
+        "1::1193::5::978300760\n1::661::3::978302109\n2::1357::4.5::978298709\n"
+    )
+    (tmp_path / "ml-1m" / "movies.dat").write_bytes(
+        "1::Toy Story (1995)::Animation\n73::Misérables, Les (1995)::Drama\n".encode("latin-1")
+    )
     df = rf.datasets.load_movielens("1m", data_home=tmp_path)
     assert df.values.tolist() == [[1, 1193, 5.0, 978300760], [1, 661, 3.0, 978302109], [2, 1357, 4.5, 978298709]]
     assert rf.datasets.movielens_titles("1m", data_home=tmp_path).loc[73] == "Misérables, Les (1995)"
@@ -259,7 +272,9 @@ def test_movielens_dat_and_csv_formats(tmp_path):
 
 def test_download_without_known_checksum_logs_it(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("RECFORGE_DATA", str(tmp_path / "nothing-here"))
-    payload = _zip_bytes({"ml-10M100K/ratings.dat": "1::2::3.5::4\n", "ml-10M100K/movies.dat": "2::Film (1990)::Drama\n"})
+    payload = _zip_bytes(
+        {"ml-10M100K/ratings.dat": "1::2::3.5::4\n", "ml-10M100K/movies.dat": "2::Film (1990)::Drama\n"}
+    )
     monkeypatch.setattr(loaders, "_fetch", lambda url, dest, progress=True: Path(dest).write_bytes(payload))
     with caplog.at_level("WARNING", logger="recforge.datasets"):
         df = rf.datasets.load_movielens("10m", data_home=tmp_path / "dl", download=True, progress=False)

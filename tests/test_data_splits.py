@@ -39,7 +39,11 @@ def _check_partition(inter, *parts):
 def interactions(draw, with_time=True):
     n_users = draw(st.integers(1, 15))
     n_items = draw(st.integers(1, 15))
-    pairs = draw(st.lists(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)), min_size=1, max_size=120, unique=True))
+    pairs = draw(
+        st.lists(
+            st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)), min_size=1, max_size=120, unique=True
+        )
+    )
     u, i = map(np.array, zip(*pairs))
     ts = np.array(draw(st.lists(st.integers(0, 5), min_size=len(u), max_size=len(u)))) if with_time else None
     return rf.Interactions.from_arrays(u, i, weights=np.arange(1, len(u) + 1, dtype=float), timestamps=ts)
@@ -90,8 +94,8 @@ def test_leave_last_out_invariants(inter, n):
         if te[u + 1] == te[u]:
             continue
         # every test entry is later than every train entry of its user: (time, item) order
-        tr_keys = list(zip(train.timestamps[tr[u]:tr[u + 1]], train.csr.indices[tr[u]:tr[u + 1]]))
-        te_keys = list(zip(test.timestamps[te[u]:te[u + 1]], test.csr.indices[te[u]:te[u + 1]]))
+        tr_keys = list(zip(train.timestamps[tr[u] : tr[u + 1]], train.csr.indices[tr[u] : tr[u + 1]]))
+        te_keys = list(zip(test.timestamps[te[u] : te[u + 1]], test.csr.indices[te[u] : te[u + 1]]))
         assert max(tr_keys) < min(te_keys)
 
 
@@ -113,8 +117,9 @@ def test_temporal_invariants(inter, cutoff):
 
 
 def test_temporal_fraction(rng):
-    inter = rf.Interactions.from_arrays(rng.integers(0, 500, 20_000), rng.integers(0, 500, 20_000),
-                                        timestamps=rng.permutation(20_000))
+    inter = rf.Interactions.from_arrays(
+        rng.integers(0, 500, 20_000), rng.integers(0, 500, 20_000), timestamps=rng.permutation(20_000)
+    )
     train, test = rf.split.temporal(inter, test_fraction=0.25)
     assert test.nnz / inter.nnz == pytest.approx(0.25, abs=0.01)
     assert train.timestamps.max() < test.timestamps.min()

@@ -84,8 +84,9 @@ def test_planted_structure_beats_popularity(data):
     assert planted > 1.8 * pop, (planted, pop)
     # shuffling the items within users destroys the structure: SVD then is no better than popularity
     rng = np.random.default_rng(0)
-    shuffled = sp.csr_matrix((x.data, rng.choice(x.shape[1], size=x.nnz, p=popularity / popularity.sum()), x.indptr),
-                             shape=x.shape)
+    shuffled = sp.csr_matrix(
+        (x.data, rng.choice(x.shape[1], size=x.nnz, p=popularity / popularity.sum()), x.indptr), shape=x.shape
+    )
     shuffled.sum_duplicates()
     u2, s2, vt2 = svds(shuffled.astype(np.float64), k=16, random_state=0)
     assert _recall_at_10((u2 * s2) @ vt2, shuffled, test.csr) < 1.2 * pop

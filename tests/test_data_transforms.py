@@ -76,7 +76,9 @@ def test_inputs_untouched_and_interactions_accepted(fn, x):
     out.data[:] = 0  # writing to the result must not reach the input
     assert (x != before).nnz == 0
     inter = rf.Interactions.from_scipy(x)
-    np.testing.assert_allclose(getattr(rf.transforms, fn)(inter).toarray(), getattr(rf.transforms, fn)(before).toarray())
+    np.testing.assert_allclose(
+        getattr(rf.transforms, fn)(inter).toarray(), getattr(rf.transforms, fn)(before).toarray()
+    )
 
 
 def test_bad_arguments(x):

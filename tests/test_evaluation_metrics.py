@@ -202,8 +202,14 @@ def test_ranking_metrics_match_reference(problem):
     rec, test_dense, k = problem
     test = sp.csr_matrix(test_dense)
     ref = reference_metrics(rec, test_dense, k)
-    funcs = {"precision": ev.precision_at_k, "recall": ev.recall_at_k, "ndcg": ev.ndcg_at_k,
-             "map": ev.map_at_k, "hit_rate": ev.hit_rate_at_k, "mrr": ev.mrr_at_k}
+    funcs = {
+        "precision": ev.precision_at_k,
+        "recall": ev.recall_at_k,
+        "ndcg": ev.ndcg_at_k,
+        "map": ev.map_at_k,
+        "hit_rate": ev.hit_rate_at_k,
+        "mrr": ev.mrr_at_k,
+    }
     for name, f in funcs.items():
         got = f(rec, test, k=k, per_user=True)
         np.testing.assert_allclose(got, ref[name], rtol=1e-12, atol=1e-12, err_msg=name)
@@ -253,8 +259,11 @@ def test_beyond_accuracy_match_reference(n_lists, n_items, width, seed):
     ild = []
     for row in rec:
         ids = [i for i in row if i >= 0]
-        d = [1 - feats[a] @ feats[b] / (np.linalg.norm(feats[a]) * np.linalg.norm(feats[b]))
-             for x, a in enumerate(ids) for b in ids[x + 1 :]]
+        d = [
+            1 - feats[a] @ feats[b] / (np.linalg.norm(feats[a]) * np.linalg.norm(feats[b]))
+            for x, a in enumerate(ids)
+            for b in ids[x + 1 :]
+        ]
         if d:
             ild.append(np.mean(d))
     if ild:

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import data_path
 
 import recforge as rf
 from recforge import evaluation as ev
-
-from conftest import data_path
 
 L3 = 1 / math.log2(3)  # discount at rank 2
 L4 = 1 / math.log2(4)  # discount at rank 3
@@ -107,8 +106,14 @@ def test_full_protocol_matches_the_metric_functions(rng):
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     ids, _ = model.recommend(users, 5)
     assert m["n_users"] == users.size
-    for name, f in [("precision", ev.precision_at_k), ("recall", ev.recall_at_k), ("ndcg", ev.ndcg_at_k),
-                    ("map", ev.map_at_k), ("hit_rate", ev.hit_rate_at_k), ("mrr", ev.mrr_at_k)]:
+    for name, f in [
+        ("precision", ev.precision_at_k),
+        ("recall", ev.recall_at_k),
+        ("ndcg", ev.ndcg_at_k),
+        ("map", ev.map_at_k),
+        ("hit_rate", ev.hit_rate_at_k),
+        ("mrr", ev.mrr_at_k),
+    ]:
         assert m[f"{name}@5"] == pytest.approx(f(ids, test, users=users)), name
     assert m["coverage@5"] == pytest.approx(ev.coverage(ids, n_items))
     assert m["novelty@5"] == pytest.approx(ev.novelty(ids, train))
@@ -356,8 +361,10 @@ def _deepcf(name):
 def test_deepcf_lastfm_sampled_protocol_matches_ncf_reference():
     train, test, neg = _deepcf("lastfm")
     model = rf.MostPopular().fit(train)
-    res = {t: ev.evaluate(model, train, test, k=10, protocol="sampled", negatives=neg, ties=t, progress=False)
-           for t in ("pessimistic", "expected", "optimistic")}
+    res = {
+        t: ev.evaluate(model, train, test, k=10, protocol="sampled", negatives=neg, ties=t, progress=False)
+        for t in ("pessimistic", "expected", "optimistic")
+    }
     assert res["pessimistic"]["protocol"] == "sampled(1+99)" and res["pessimistic"]["n_pairs"] == 1741
     hr = [res[t]["hit_rate@10"] for t in ("pessimistic", "expected", "optimistic")]
     assert hr[0] <= hr[1] <= hr[2]
@@ -381,8 +388,9 @@ def test_deepcf_lastfm_sampled_protocol_matches_ncf_reference():
     # on the other rows exactly and on all rows within their share
     clean = ~(neg == pos_items[:, None]).any(axis=1)
     assert 0 < (~clean).sum() < 100  # 86 rows of this file list the positive among the negatives
-    sub = ev.evaluate(model, train, test, k=10, protocol="sampled", negatives=neg, users=np.flatnonzero(clean),
-                      progress=False)
+    sub = ev.evaluate(
+        model, train, test, k=10, protocol="sampled", negatives=neg, users=np.flatnonzero(clean), progress=False
+    )
     assert sub["hit_rate@10"] == pytest.approx(np.mean(np.array(hits)[clean]))
     assert sub["ndcg@10"] == pytest.approx(np.mean(np.array(gains)[clean]))
     assert abs(res["pessimistic"]["hit_rate@10"] - np.mean(hits)) <= (~clean).mean()

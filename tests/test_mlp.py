@@ -10,8 +10,11 @@ import scipy.sparse as sp
 import recforge as rf
 from recforge import _core
 
-MODES = {"gmf": (_core.Mode.gmf, 3, 0, []), "mlp": (_core.Mode.mlp, 0, 3, [5, 4]),
-         "neumf": (_core.Mode.neumf, 3, 2, [4, 3, 2])}
+MODES = {
+    "gmf": (_core.Mode.gmf, 3, 0, []),
+    "mlp": (_core.Mode.mlp, 0, 3, [5, 4]),
+    "neumf": (_core.Mode.neumf, 3, 2, [4, 3, 2]),
+}
 
 
 def _random_problem(mode, rng, dtype=np.float64, n_users=5, n_items=6, n=9):
@@ -178,8 +181,9 @@ def _planted(rng, n_users=300, n_items=400, groups=4, density=0.12):
 def test_loss_falls_and_structure_is_learned(mode, optimizer, rng):
     # 12 epochs: the MLP branch alone needs them (with 6 it found the groups for some seeds only).
     train, gu, gi = _planted(rng)
-    model = rf.MLPScorer(factors=8, layers=(16, 8), mode=mode, epochs=12, lr=1e-2, optimizer=optimizer,
-                         threads=2, seed=1)
+    model = rf.MLPScorer(
+        factors=8, layers=(16, 8), mode=mode, epochs=12, lr=1e-2, optimizer=optimizer, threads=2, seed=1
+    )
     model.fit(train, progress=False)
     hist = [h["loss"] for h in model.history_]
     assert len(hist) == 12 and hist[-1] < 0.8 * hist[0]
@@ -327,7 +331,8 @@ def test_dense_adam_on_a_large_table_points_to_lazy_adam(rng, caplog):
     assert "lazy_adam" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="recforge.models.mlp"):
-        rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=2, threads=1,
-                     optimizer="lazy_adam").fit(train, progress=False)
+        rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=2, threads=1, optimizer="lazy_adam").fit(
+            train, progress=False
+        )
         rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=256, threads=1).fit(train, progress=False)
     assert caplog.text == ""

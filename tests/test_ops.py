@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import CUDA_MISSING
 
 import recforge as rf
 from recforge._ops import array_namespace, cpu, cuda, get_ops
-
-from conftest import CUDA_MISSING
 
 PKG = Path(rf.__file__).parent
 

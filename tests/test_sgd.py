@@ -56,7 +56,7 @@ def hit_rate(model, test, k=10):
     """Fraction of held-out positives found in the top k (training items excluded)."""
     users = np.flatnonzero(np.diff(test.indptr))
     ids, _ = model.recommend(users, k=k)
-    hits = sum(np.isin(ids[n], test.indices[test.indptr[u]:test.indptr[u + 1]]).sum() for n, u in enumerate(users))
+    hits = sum(np.isin(ids[n], test.indices[test.indptr[u] : test.indptr[u + 1]]).sum() for n, u in enumerate(users))
     return hits / test.nnz
 
 
@@ -75,7 +75,7 @@ def test_sgdmf_loss_decreases_and_recovers_rank3():
     pred = model.score(ru, ri)
     rmse = np.sqrt(np.mean((pred - truth) ** 2))
     baseline = np.sqrt(np.mean((truth - train.data.mean()) ** 2))
-    assert rmse < 0.25, rmse            # the signal has std ~1.8; the noise is 0.1
+    assert rmse < 0.25, rmse  # the signal has std ~1.8; the noise is 0.1
     assert rmse < 0.15 * baseline
 
 
@@ -217,14 +217,14 @@ def positive_data(csr):
 def test_negatives_are_never_positives(n_items, density, sampling, seed):
     rng = np.random.default_rng(seed)
     dense = rng.random((12, n_items)) < density
-    dense[0] = True          # a user with every item: no negative exists
-    dense[1, 0] = True       # at least one stored entry (popularity sampling draws from them)
+    dense[0] = True  # a user with every item: no negative exists
+    dense[1, 0] = True  # at least one stored entry (popularity sampling draws from them)
     csr = sp.csr_matrix(dense.astype(np.float32))
     users = np.repeat(np.arange(12, dtype=np.int32), 50)
     neg = _core.sgd_sample_negatives(positive_data(csr), users, _core.Sampling.__members__[sampling], seed)
     for u in range(12):
         got = neg[users == u]
-        row = set(csr.indices[csr.indptr[u]:csr.indptr[u + 1]])
+        row = set(csr.indices[csr.indptr[u] : csr.indptr[u + 1]])
         assert not row.intersection(got[got >= 0].tolist())
         assert (got < n_items).all()
         if len(row) == n_items:
@@ -296,8 +296,9 @@ def _without_rows(csr, rows):
 def test_sgdmf_fold_in_learns_users_and_leaves_items():
     train, ru, ri, truth = planted_ratings(seed=3)
     folded = np.arange(10)
-    model = rf.SGDMF(factors=3, lr=0.01, regularization=0.005, epochs=40, threads=1).fit(_without_rows(train, folded),
-                                                                              progress=False)
+    model = rf.SGDMF(factors=3, lr=0.01, regularization=0.005, epochs=40, threads=1).fit(
+        _without_rows(train, folded), progress=False
+    )
     items_before, bias_before = model.item_factors.copy(), model.item_bias.copy()
     others_before = model.user_factors[10:].copy()
     n = model.n_users
@@ -329,8 +330,14 @@ def test_bpr_fold_in_learns_users_and_leaves_items():
 
 # -- kernels against numpy references (one update, where the sampling leaves no choice) ---------
 @settings(max_examples=30, deadline=None)
-@given(f=st.integers(1, 40), seed=st.integers(0, 2**31), rating=st.floats(1, 5, width=32), lr=st.floats(0.001, 0.2),
-       reg=st.floats(0, 0.5), bias_reg=st.floats(0, 0.5))
+@given(
+    f=st.integers(1, 40),
+    seed=st.integers(0, 2**31),
+    rating=st.floats(1, 5, width=32),
+    lr=st.floats(0.001, 0.2),
+    reg=st.floats(0, 0.5),
+    bias_reg=st.floats(0, 0.5),
+)
 def test_mf_step_matches_numpy(f, seed, rating, lr, reg, bias_reg):
     rng = np.random.default_rng(seed)
     P, Q = rng.standard_normal((1, f), dtype=np.float32), rng.standard_normal((1, f), dtype=np.float32)
@@ -348,8 +355,14 @@ def test_mf_step_matches_numpy(f, seed, rating, lr, reg, bias_reg):
 
 
 @settings(max_examples=40, deadline=None)
-@given(f=st.integers(1, 40), seed=st.integers(0, 2**31), lr=st.floats(0.001, 0.1), reg=st.floats(0, 0.5),
-       loss=st.sampled_from(["bpr", "warp"]), n_items=st.integers(3, 9))
+@given(
+    f=st.integers(1, 40),
+    seed=st.integers(0, 2**31),
+    lr=st.floats(0.001, 0.1),
+    reg=st.floats(0, 0.5),
+    loss=st.sampled_from(["bpr", "warp"]),
+    n_items=st.integers(3, 9),
+)
 def test_rank_step_matches_numpy(f, seed, lr, reg, loss, n_items):
     # One user with one positive (item 0): an epoch is one sample, its negative j is one of the
     # other items (found afterwards as the only other row that moved). The positive scores far

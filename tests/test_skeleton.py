@@ -10,10 +10,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import rewrite_model_file
 
 import recforge as rf
-
-from conftest import rewrite_model_file
 
 # (class, old name, new name, a valid value)
 ALIASES = [
@@ -56,7 +55,10 @@ def test_mlp_loss_history_is_a_deprecated_view_of_history(train):
 
 @pytest.mark.parametrize("model, rename", [
     (rf.ALS(factors=3, epochs=1), {"epochs": "iterations"}),
-    (rf.SGDMF(factors=3, epochs=1, bias_regularization=0.3), {"regularization": "reg", "bias_regularization": "bias_reg"}),
+    (
+        rf.SGDMF(factors=3, epochs=1, bias_regularization=0.3),
+        {"regularization": "reg", "bias_regularization": "bias_reg"},
+    ),
     (rf.BPR(factors=3, epochs=1), {"regularization": "reg"}),
     (rf.MLPScorer(factors=3, layers=(4,), epochs=1), {"factors": "embedding_dim", "regularization": "l2"}),
 ], ids=lambda x: type(x).__name__ if isinstance(x, rf.Recommender) else "")  # fmt: skip

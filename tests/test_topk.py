@@ -14,8 +14,15 @@ from recforge import _core
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # The dense path has two kernels with identical results; rf.topk picks one by CPU and size.
-KERNELS = ["blas", pytest.param("fused", marks=pytest.mark.skipif(
-    not _core.topk_has_fused(), reason="the fused kernel needs an x86-64 CPU with AVX-512"))]
+KERNELS = [
+    "blas",
+    pytest.param(
+        "fused",
+        marks=pytest.mark.skipif(
+            not _core.topk_has_fused(), reason="the fused kernel needs an x86-64 CPU with AVX-512"
+        ),
+    ),
+]
 
 
 def reference(q, items, k, exclude=None, candidates=None):
@@ -161,8 +168,9 @@ def test_results_do_not_depend_on_threads(rng):
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
     cand = rng.integers(-1, 3000, size=(700, 100))
-    np.testing.assert_array_equal(rf.topk(q, items, 5, candidates=cand, threads=1)[0],
-                                  rf.topk(q, items, 5, candidates=cand, threads=2)[0])
+    np.testing.assert_array_equal(
+        rf.topk(q, items, 5, candidates=cand, threads=1)[0], rf.topk(q, items, 5, candidates=cand, threads=2)[0]
+    )
 
 
 def test_strided_and_float64_input_is_converted(rng):
@@ -201,8 +209,11 @@ GOOD_I = np.ones((4, 3), np.float32)
         (dict(candidates=np.array([[0, -2], [1, 1]])), ValueError, "candidates must be item ids"),
         (dict(candidates=np.array([0.5, 1.0])), TypeError, "candidates must be integer"),
         (dict(candidates=np.zeros((3, 2), np.int64)), ValueError, "candidates must be 1-D"),
-        (dict(queries=np.full((2, 3), 1e19, np.float32), items=np.full((4, 3), 1e19, np.float32)),
-         ValueError, "overflow"),
+        (
+            dict(queries=np.full((2, 3), 1e19, np.float32), items=np.full((4, 3), 1e19, np.float32)),
+            ValueError,
+            "overflow",
+        ),
         (dict(threads=-1), ValueError, "threads"),
         (dict(device="tpu"), ValueError, "device"),
     ],

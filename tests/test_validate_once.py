@@ -180,8 +180,9 @@ def test_ranking_cache_follows_fit_to_and_load(split, tmp_path):
     model.set_params(factors=4, seed=9)  # parameters only: the fitted arrays still rank
     np.testing.assert_array_equal(model.recommend(users)[0], first[0])
     model.fit(train, progress=False)
-    np.testing.assert_array_equal(model.recommend(users)[0],
-                                  rf.ALS(factors=4, epochs=2, seed=9).fit(train, progress=False).recommend(users)[0])
+    np.testing.assert_array_equal(
+        model.recommend(users)[0], rf.ALS(factors=4, epochs=2, seed=9).fit(train, progress=False).recommend(users)[0]
+    )
     model.save(tmp_path / "m.rf")
     loaded = rf.load(tmp_path / "m.rf")
     np.testing.assert_array_equal(loaded.recommend(users)[0], model.recommend(users)[0])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint without changing anything: ruff check, ruff format --check, clang-format --dry-run.
-# A tool that is not installed is skipped with a message (pip install ruff clang-format).
+# A tool that is not installed is skipped with a message (pip install -r tools/lint-requirements.txt).
 # `tools/lint.sh --fix` applies ruff's fixes and both formatters instead.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ if command -v ruff >/dev/null; then
         run "ruff format --check" ruff format --check .
     fi
 else
-    echo "== ruff not installed: skipped (pip install ruff)"
+    echo "== ruff not installed: skipped (pip install -r tools/lint-requirements.txt)"
 fi
 
 if command -v clang-format >/dev/null; then
@@ -34,7 +34,7 @@ if command -v clang-format >/dev/null; then
         run "clang-format --dry-run (${#cpp[@]} files)" clang-format --dry-run -Werror "${cpp[@]}"
     fi
 else
-    echo "== clang-format not installed: skipped (pip install clang-format)"
+    echo "== clang-format not installed: skipped (pip install -r tools/lint-requirements.txt)"
 fi
 
 exit $status

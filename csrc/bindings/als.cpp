@@ -23,8 +23,8 @@ int factors_of(const f32_in& Y, const recforge::Csr& m) {
     return static_cast<int>(Y.shape(1));
 }
 
-als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, float nu, als::Solver solver,
-                                      int cg_steps, int threads) {
+als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, float nu, als::Solver solver, int cg_steps,
+                                      int threads) {
     if (solver == als::Solver::cg && cg_steps < 1) throw std::invalid_argument("cg_steps must be >= 1");
     return als::ImplicitOptions{alpha, reg, alpha0, nu, solver, cg_steps, threads};  // declaration order
 }
@@ -62,8 +62,8 @@ void bind_als(py::module_& m) {
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
             float* x = inplace<float>(X, "X", mat.n_rows(), f);
-            const als::ImplicitOptions o =
-                implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps, threads);
+            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps,
+                                                            threads);
             const float *y = Y.data(), *g = YtY.data();
             py::gil_scoped_release nogil;
             als::implicit_solve(mat.view(), y, g, f, x, o);
@@ -98,8 +98,8 @@ void bind_als(py::module_& m) {
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
             check_shape(X, "X", mat.n_rows(), f);
-            const als::ImplicitOptions o =
-                implicit_options(alpha, regularization, alpha0, nu, als::Solver::cg, 1, threads);
+            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, als::Solver::cg, 1,
+                                                            threads);
             const float *x = X.data(), *y = Y.data(), *g = YtY.data();
             py::gil_scoped_release nogil;
             return als::implicit_loss(mat.view(), x, y, g, f, o);
@@ -110,8 +110,8 @@ void bind_als(py::module_& m) {
 
     m.def(
         "als_explicit_sse",
-        [](const recforge::Csr& mat, const f32_in& X, const f32_in& own_bias, const f32_in& Y,
-           const f32_in& other_bias, float global_mean, int threads) {
+        [](const recforge::Csr& mat, const f32_in& X, const f32_in& own_bias, const f32_in& Y, const f32_in& other_bias,
+           float global_mean, int threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");
             const int f = factors_of(Y, mat);
             check_shape(X, "X", mat.n_rows(), f);

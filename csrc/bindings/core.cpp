@@ -109,8 +109,8 @@ void bind_csr(py::module_& m) {
         .def(py::init(&make_csr), py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("shape"),
              py::arg("name") = "csr",
              "Copy and validate a CSR matrix (data may be None: pattern only); errors start with `name`.")
-        .def_property_readonly("shape", [](const recforge::Csr& c) { return py::make_tuple(c.n_rows(), c.n_cols()); },
-                               "(n_rows, n_cols)")
+        .def_property_readonly(
+            "shape", [](const recforge::Csr& c) { return py::make_tuple(c.n_rows(), c.n_cols()); }, "(n_rows, n_cols)")
         .def_property_readonly("nnz", &recforge::Csr::nnz, "Number of stored entries.")
         .def_property_readonly(
             "indptr", [](const py::object& self) { return view_of(self.cast<const recforge::Csr&>().indptr(), self); },
@@ -126,17 +126,20 @@ void bind_csr(py::module_& m) {
                 return c.traits().values ? py::object(view_of(c.data(), self)) : py::none();
             },
             "(nnz,) float32, read-only; None for a pattern.")
-        .def_property_readonly("sorted", [](const recforge::Csr& c) { return c.traits().sorted; },
-                               "Column indices non-decreasing within each row.")
-        .def_property_readonly("unique", [](const recforge::Csr& c) { return c.traits().unique; },
-                               "Column indices strictly increasing within each row.")
-        .def_property_readonly("finite", [](const recforge::Csr& c) { return c.traits().finite; },
-                               "Has values, all finite.")
-        .def_property_readonly("nonnegative", [](const recforge::Csr& c) { return c.traits().nonnegative; },
-                               "Has values, all finite and >= 0.")
+        .def_property_readonly(
+            "sorted", [](const recforge::Csr& c) { return c.traits().sorted; },
+            "Column indices non-decreasing within each row.")
+        .def_property_readonly(
+            "unique", [](const recforge::Csr& c) { return c.traits().unique; },
+            "Column indices strictly increasing within each row.")
+        .def_property_readonly(
+            "finite", [](const recforge::Csr& c) { return c.traits().finite; }, "Has values, all finite.")
+        .def_property_readonly(
+            "nonnegative", [](const recforge::Csr& c) { return c.traits().nonnegative; },
+            "Has values, all finite and >= 0.")
         .def("__repr__", [](const recforge::Csr& c) {
-            return "<recforge._core.Csr " + std::to_string(c.n_rows()) + " x " + std::to_string(c.n_cols()) + ", nnz=" +
-                   std::to_string(c.nnz()) + (c.traits().values ? "" : ", pattern") + ">";
+            return "<recforge._core.Csr " + std::to_string(c.n_rows()) + " x " + std::to_string(c.n_cols()) +
+                   ", nnz=" + std::to_string(c.nnz()) + (c.traits().values ? "" : ", pattern") + ">";
         });
 }
 
@@ -150,8 +153,9 @@ PYBIND11_MODULE(_core, m) {
 #else
     m.attr("with_openmp") = false;
 #endif
-    m.def("max_threads", [](int threads) { return recforge::resolve_threads(threads); },
-          py::arg("threads") = 0, "Threads a kernel uses for `threads` (<= 0: all cores).");
+    m.def(
+        "max_threads", [](int threads) { return recforge::resolve_threads(threads); }, py::arg("threads") = 0,
+        "Threads a kernel uses for `threads` (<= 0: all cores).");
     m.def(
         "set_blas",
         [](py::object sgemm, py::object ssyrk, py::object spotrf, py::object spotrs) {

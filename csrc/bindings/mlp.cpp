@@ -90,12 +90,27 @@ void bind_mlp(py::module_& m) {
         .def_property_readonly("out_w_offset", &mlp::Arch::out_w_offset, "Offset of the output weights.")
         .def_property_readonly("out_b_offset", &mlp::Arch::out_b_offset, "Offset of the output bias.")
         .def_property_readonly("out_in", &mlp::Arch::out_in, "Width of the output layer's input.")
-        .def("layer_in", [layer](const mlp::Arch& a, int l) { layer(a, l); return a.layer_in(l); }, py::arg("l"),
-             "Input width of MLP layer l (0-based).")
-        .def("w_offset", [layer](const mlp::Arch& a, int l) { layer(a, l); return a.w_offset(l); }, py::arg("l"),
-             "Offset of W_l (in x out, input-major) in the dense vector.")
-        .def("b_offset", [layer](const mlp::Arch& a, int l) { layer(a, l); return a.b_offset(l); }, py::arg("l"),
-             "Offset of b_l in the dense vector.");
+        .def(
+            "layer_in",
+            [layer](const mlp::Arch& a, int l) {
+                layer(a, l);
+                return a.layer_in(l);
+            },
+            py::arg("l"), "Input width of MLP layer l (0-based).")
+        .def(
+            "w_offset",
+            [layer](const mlp::Arch& a, int l) {
+                layer(a, l);
+                return a.w_offset(l);
+            },
+            py::arg("l"), "Offset of W_l (in x out, input-major) in the dense vector.")
+        .def(
+            "b_offset",
+            [layer](const mlp::Arch& a, int l) {
+                layer(a, l);
+                return a.b_offset(l);
+            },
+            py::arg("l"), "Offset of b_l in the dense vector.");
 
     m.def(
         "mlp_loss_grad",

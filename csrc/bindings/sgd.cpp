@@ -126,8 +126,8 @@ void bind_sgd(py::module_& m) {
             model.item_bias = inplace_or_null<float>(item_bias, "item_bias", d.n_items());
             model.factors = static_cast<int>(f);
             // Fields in declaration order.
-            const sgd::RankStep step{lr, regularization, negatives, sampling, loss, max_sampled, freeze_items,
-                                     threads, seed, epoch};
+            const sgd::RankStep step{lr,          regularization, negatives, sampling, loss,
+                                     max_sampled, freeze_items,   threads,   seed,     epoch};
             sgd::RankStats st;
             {
                 py::gil_scoped_release nogil;

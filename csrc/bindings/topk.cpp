@@ -53,10 +53,8 @@ py::tuple topk_f32(const f32_in& queries, const f32_in& items, std::int64_t k, c
     const recforge::CsrView* exp = exclude ? &ex : nullptr;
     {
         py::gil_scoped_release nogil;  // raw pointers only from here on
-        if (candp)
-            recforge::topk_candidates(q, n, it, m, f, k, candp, c, exp, ip, sp, threads);
-        else
-            recforge::topk_dense(q, n, it, m, f, k, subp, n_sub, exp, ip, sp, threads, options);
+        if (candp) recforge::topk_candidates(q, n, it, m, f, k, candp, c, exp, ip, sp, threads);
+        else recforge::topk_dense(q, n, it, m, f, k, subp, n_sub, exp, ip, sp, threads, options);
     }
     return py::make_tuple(ids, scores);
 }
@@ -74,6 +72,7 @@ void bind_topk(py::module_& m) {
           py::arg("block_queries") = 0, py::arg("block_items") = 0, py::arg("kernel") = recforge::TopkKernel::automatic,
           "Exact top-k by inner product (use recforge.topk): (ids int64 (n, k), scores float32 (n, k)); exclude is "
           "a Csr (n, m); block_queries/block_items/kernel are tuning knobs for tests and benchmarks.");
-    m.def("topk_has_fused", [] { return recforge::topk_has_fused(); },
-          "Whether the fused (AVX-512) dense kernel can run on this CPU.");
+    m.def(
+        "topk_has_fused", [] { return recforge::topk_has_fused(); },
+        "Whether the fused (AVX-512) dense kernel can run on this CPU.");
 }

@@ -52,7 +52,7 @@ RECFORGE_INLINE void axpy(float a, const float* __restrict x, float* __restrict 
 // the inner loop is a contiguous vector update rather than a horizontal reduction.
 template <int F>
 RECFORGE_INLINE void symv(const float* __restrict G, const float* __restrict x, float scale, float lam,
-                    float* __restrict out, int fr) {
+                          float* __restrict out, int fr) {
     const int f = F ? F : fr;
 #pragma omp simd
     for (int k = 0; k < f; ++k) out[k] = lam * x[k];
@@ -70,8 +70,8 @@ RECFORGE_INLINE void prefetch_row(const float* y, int f) {
 
 float row_lambda(const ImplicitOptions& o, std::int64_t n, std::int64_t cols) {
     if (o.nu == 0.0f) return o.reg;
-    return static_cast<float>(o.reg * std::pow(static_cast<double>(n) + o.alpha0 * static_cast<double>(cols),
-                                               static_cast<double>(o.nu)));
+    return static_cast<float>(
+        o.reg * std::pow(static_cast<double>(n) + o.alpha0 * static_cast<double>(cols), static_cast<double>(o.nu)));
 }
 
 struct ImplicitCtx {
@@ -90,7 +90,7 @@ struct ImplicitCtx {
 // would make a store/load chain through memory per entry.
 template <int F, bool RESIDUAL>
 RECFORGE_INLINE void row_pass(const ImplicitCtx& c, std::int64_t lo, std::int64_t hi, const float* __restrict v,
-                        float* __restrict out) {
+                              float* __restrict out) {
     const int f = F ? F : c.f;
     const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
     if constexpr (F > 0 && F % 16 == 0) {
@@ -185,10 +185,18 @@ RECFORGE_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
 void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float* scratch) {
     switch (c.f) {
-        case 32: cg_rows<32>(c, begin, end, scratch); break;
-        case 64: cg_rows<64>(c, begin, end, scratch); break;
-        case 128: cg_rows<128>(c, begin, end, scratch); break;
-        default: cg_rows<0>(c, begin, end, scratch); break;
+        case 32:
+            cg_rows<32>(c, begin, end, scratch);
+            break;
+        case 64:
+            cg_rows<64>(c, begin, end, scratch);
+            break;
+        case 128:
+            cg_rows<128>(c, begin, end, scratch);
+            break;
+        default:
+            cg_rows<0>(c, begin, end, scratch);
+            break;
     }
 }
 
@@ -343,10 +351,18 @@ RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
 void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
     switch (c.f) {
-        case 32: cholesky_rows<32>(c, begin, end, s); break;
-        case 64: cholesky_rows<64>(c, begin, end, s); break;
-        case 128: cholesky_rows<128>(c, begin, end, s); break;
-        default: cholesky_rows<0>(c, begin, end, s); break;
+        case 32:
+            cholesky_rows<32>(c, begin, end, s);
+            break;
+        case 64:
+            cholesky_rows<64>(c, begin, end, s);
+            break;
+        case 128:
+            cholesky_rows<128>(c, begin, end, s);
+            break;
+        default:
+            cholesky_rows<0>(c, begin, end, s);
+            break;
     }
 }
 

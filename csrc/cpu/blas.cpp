@@ -12,8 +12,8 @@ Routines g_routines;
 void set_blas(const Routines& r) { g_routines = r; }
 const Routines& routines() { return g_routines; }
 
-void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
-          const float* b, int ldb, float beta, float* c, int ldc) {
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+          int ldb, float beta, float* c, int ldc) {
     if (m <= 0 || n <= 0) return;
     if (g_routines.sgemm) {
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.

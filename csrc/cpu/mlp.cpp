@@ -51,9 +51,8 @@ int Arch::widest() const {
 }
 
 template <class T>
-double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64_t* users,
-                     const std::int64_t* items, const float* labels, std::int64_t n, double l2,
-                     T* grad_user, T* grad_item, T* grad_dense) {
+double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64_t* users, const std::int64_t* items,
+                     const float* labels, std::int64_t n, double l2, T* grad_user, T* grad_item, T* grad_dense) {
     arch.validate();
     if (n <= 0) throw std::invalid_argument("loss_and_grad needs at least one sample");
     const int E = arch.emb_width();
@@ -81,8 +80,8 @@ double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64
         for (int k = 0; k < E; ++k) sq += double(ur[k]) * ur[k] + double(ir[k]) * ir[k];
         loss += double(detail::softplus(z) - y * z) + l2 * sq;
         ws.dz[0] = (detail::sigmoid(z) - y) * scale;
-        detail::backward(arch, params.dense, wt.data(), &ur, &ir, 1, T(l2) * scale, ws, grad_dense,
-                         gu.data(), gi.data());
+        detail::backward(arch, params.dense, wt.data(), &ur, &ir, 1, T(l2) * scale, ws, grad_dense, gu.data(),
+                         gi.data());
         T* du = grad_user + users[s] * E;
         T* di = grad_item + items[s] * E;
         for (int k = 0; k < E; ++k) {
@@ -94,12 +93,10 @@ double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64
     return loss / double(n);
 }
 
-template double loss_and_grad<float>(const Arch&, const Params<float>&, const std::int64_t*,
-                                     const std::int64_t*, const float*, std::int64_t, double, float*,
-                                     float*, float*);
-template double loss_and_grad<double>(const Arch&, const Params<double>&, const std::int64_t*,
-                                      const std::int64_t*, const float*, std::int64_t, double, double*,
-                                      double*, double*);
+template double loss_and_grad<float>(const Arch&, const Params<float>&, const std::int64_t*, const std::int64_t*,
+                                     const float*, std::int64_t, double, float*, float*, float*);
+template double loss_and_grad<double>(const Arch&, const Params<double>&, const std::int64_t*, const std::int64_t*,
+                                      const float*, std::int64_t, double, double*, double*, double*);
 
 namespace {
 
@@ -143,11 +140,10 @@ private:
 // Forward + backward of one training chunk (float; compiled per ISA). Returns the summed per-sample
 // loss; adds the chunk's dense gradient into grad_dense and writes per-sample row gradients.
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb,
-                   const float* item_emb, const std::int64_t* users, const std::int64_t* items,
-                   const float* labels, int n, float scale, float l2, Workspace<float>& ws,
-                   const float** urows, const float** irows, float* grad_dense, float* grad_u,
-                   float* grad_i) {
+double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb, const float* item_emb,
+                   const std::int64_t* users, const std::int64_t* items, const float* labels, int n, float scale,
+                   float l2, Workspace<float>& ws, const float** urows, const float** irows, float* grad_dense,
+                   float* grad_u, float* grad_i) {
     const int E = arch.emb_width();
     for (int r = 0; r < n; ++r) {
         urows[r] = user_emb + users[r] * E;
@@ -169,10 +165,9 @@ double train_chunk(const Arch& arch, const float* dense, const float* wt, const 
     return loss;
 }
 
-
 // torch.optim.Adam's update of n parameters with gradient g (inlined into each caller's clones).
 RECFORGE_INLINE void adam_step(std::int64_t n, const float* __restrict g, float lr, float b1, float b2, float eps,
-                         float bc1, float bc2, float* __restrict p, float* __restrict m, float* __restrict v) {
+                               float bc1, float bc2, float* __restrict p, float* __restrict m, float* __restrict v) {
     const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
     for (std::int64_t j = 0; j < n; ++j) {
         m[j] = b1 * m[j] + (1.0f - b1) * g[j];
@@ -184,9 +179,8 @@ RECFORGE_INLINE void adam_step(std::int64_t n, const float* __restrict g, float 
 // Dense weights: gradient = sum of the chunk buffers in chunk order (accumulated into chunk 0's
 // buffer, a vectorisable loop), then the optimiser step (torch.optim.Adam's formula for adam).
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool adam, float lr,
-                            float b1, float b2, float eps, float bc1, float bc2, float* __restrict p,
-                            float* __restrict m, float* __restrict v) {
+void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool adam, float lr, float b1, float b2,
+                  float eps, float bc1, float bc2, float* __restrict p, float* __restrict m, float* __restrict v) {
     float* __restrict g = grad_chunks;
     for (int c = 1; c < nch; ++c) {
         const float* __restrict gc = grad_chunks + std::size_t(c) * nd;
@@ -202,8 +196,8 @@ void update_dense(float* __restrict grad_chunks, int nch, std::int64_t nd, bool 
 // Embedding rows present in the batch (lazy Adam as torch.optim.SparseAdam, or SGD); resets
 // their slots for the next batch.
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-void update_rows(const std::int64_t* rows, int n_rows, const float* __restrict acc, int E, bool adam, float lr, float b1,
-                 float b2, float eps, float bc1, float bc2, float* emb, float* m_all, float* v_all,
+void update_rows(const std::int64_t* rows, int n_rows, const float* __restrict acc, int E, bool adam, float lr,
+                 float b1, float b2, float eps, float bc1, float bc2, float* emb, float* m_all, float* v_all,
                  std::int32_t* slot) {
     const float step = lr * std::sqrt(bc2) / bc1;
     for (int q = 0; q < n_rows; ++q) {
@@ -231,9 +225,9 @@ void update_rows(const std::int64_t* rows, int n_rows, const float* __restrict a
 // the slots of the batch's rows. Rows are independent, so any split of [lo, hi) over threads gives
 // the same bits.
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc,
-                                const float* __restrict zeros, int E, float lr, float b1, float b2, float eps,
-                                float bc1, float bc2, float* emb, float* m_all, float* v_all, std::int32_t* slot) {
+void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict acc, const float* __restrict zeros,
+                      int E, float lr, float b1, float b2, float eps, float bc1, float bc2, float* emb, float* m_all,
+                      float* v_all, std::int32_t* slot) {
     for (std::int64_t row = lo; row < hi; ++row) {
         const std::int32_t q = slot[row];
         const float* g = q >= 0 ? acc + std::size_t(q) * E : zeros;
@@ -245,8 +239,7 @@ void sweep_rows_dense(std::int64_t lo, std::int64_t hi, const float* __restrict 
 }  // namespace
 
 double train_epoch(const Arch& arch, Params<float>& params, OptState& state, const OptConfig& config,
-                   const std::int64_t* users, const std::int64_t* items, const float* labels,
-                   std::int64_t n) {
+                   const std::int64_t* users, const std::int64_t* items, const float* labels, std::int64_t n) {
     arch.validate();
     if (config.batch_size <= 0) throw std::invalid_argument("batch_size must be >= 1");
     if (!(config.lr > 0.0f) || !std::isfinite(config.lr)) throw std::invalid_argument("lr must be finite and > 0");
@@ -289,8 +282,8 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
 
     // Sums the per-sample row gradients of one batch into one gradient per distinct row, in sample
     // order (deterministic); `slot` maps row -> position in `rows`/`acc` and is reset after the update.
-    auto accumulate = [E](const std::int64_t* ids, int bs, const float* g, std::int32_t* slot,
-                          std::int64_t* rows, float* acc) {
+    auto accumulate = [E](const std::int64_t* ids, int bs, const float* g, std::int32_t* slot, std::int64_t* rows,
+                          float* acc) {
         int m = 0;
         for (int s = 0; s < bs; ++s) {
             const std::int64_t r = ids[s];
@@ -335,9 +328,8 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                 float* gd = grad_chunks.data() + std::size_t(c) * nd;
                 std::fill(gd, gd + nd, 0.0f);
                 chunk_loss[c] = train_chunk(arch, params.dense, wt.data(), params.user_emb, params.item_emb,
-                                            users + start + r0, items + start + r0, labels + start + r0, nr,
-                                            scale, config.l2, ws, urows, irows, gd,
-                                            grad_u.data() + std::size_t(r0) * E,
+                                            users + start + r0, items + start + r0, labels + start + r0, nr, scale,
+                                            config.l2, ws, urows, irows, gd, grad_u.data() + std::size_t(r0) * E,
                                             grad_i.data() + std::size_t(r0) * E);
             }
             barrier.wait();
@@ -353,12 +345,14 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                     detail::transpose_weights(arch, params.dense, wt.data());
                     for (int c = 0; c < nch; ++c) total_loss += chunk_loss[c];
                 } else if (task == 1) {
-                    const int nu = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(), acc_u.data());
+                    const int nu = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(),
+                                              acc_u.data());
                     if (!dense_adam)
                         update_rows(rows_u.data(), nu, acc_u.data(), E, adam, lr, b1, b2, eps, bc1, bc2,
                                     params.user_emb, state.m_user, state.v_user, slot_u.data());
                 } else {
-                    const int ni = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(), acc_i.data());
+                    const int ni = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(),
+                                              acc_i.data());
                     if (!dense_adam)
                         update_rows(rows_i.data(), ni, acc_i.data(), E, adam, lr, b1, b2, eps, bc1, bc2,
                                     params.item_emb, state.m_item, state.v_item, slot_i.data());

@@ -96,7 +96,7 @@ RECFORGE_INLINE void gemm_nn_rows(int k, const T* __restrict a, int lda, const T
 
 template <class T, int NV>
 RECFORGE_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict b,
-                               T* __restrict c) {
+                                     T* __restrict c) {
     constexpr int R = block_rows<NV>(), O = NV * Vec<T>::lanes;
     int r = 0;
     for (; r + R <= n; r += R) gemm_nn_rows<T, NV, R>(k, a + std::size_t(r) * lda, lda, b, c + std::size_t(r) * O);
@@ -106,7 +106,7 @@ RECFORGE_INLINE void gemm_nn_blocked(int n, int k, const T* __restrict a, int ld
 // R rows kk0.. of C (k x O) += A^T D, A (n x k, lda), D (n x O), accumulated in registers.
 template <class T, int NV, int R>
 RECFORGE_INLINE void gemm_tn_rows(int n, int kk0, const T* __restrict a, int lda, const T* __restrict d,
-                            T* __restrict c) {
+                                  T* __restrict c) {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::lanes, O = NV * L;
     V acc[R][NV];
@@ -126,7 +126,7 @@ RECFORGE_INLINE void gemm_tn_rows(int n, int kk0, const T* __restrict a, int lda
 
 template <class T, int NV>
 RECFORGE_INLINE void gemm_tn_blocked(int n, int k, const T* __restrict a, int lda, const T* __restrict d,
-                               T* __restrict c) {
+                                     T* __restrict c) {
     constexpr int R = block_rows<NV>();
     int kk = 0;
     for (; kk + R <= k; kk += R) gemm_tn_rows<T, NV, R>(n, kk, a, lda, d, c);
@@ -142,12 +142,23 @@ RECFORGE_INLINE bool with_vector_width(int o, F&& f) {
     constexpr int L = Vec<T>::lanes;
     if (o % L != 0) return false;
     switch (o / L) {
-        case 1: f(std::integral_constant<int, 1>{}); return true;
-        case 2: f(std::integral_constant<int, 2>{}); return true;
-        case 3: f(std::integral_constant<int, 3>{}); return true;
-        case 4: f(std::integral_constant<int, 4>{}); return true;
-        case 8: f(std::integral_constant<int, 8>{}); return true;
-        default: return false;
+        case 1:
+            f(std::integral_constant<int, 1>{});
+            return true;
+        case 2:
+            f(std::integral_constant<int, 2>{});
+            return true;
+        case 3:
+            f(std::integral_constant<int, 3>{});
+            return true;
+        case 4:
+            f(std::integral_constant<int, 4>{});
+            return true;
+        case 8:
+            f(std::integral_constant<int, 8>{});
+            return true;
+        default:
+            return false;
     }
 }
 #endif
@@ -155,7 +166,7 @@ RECFORGE_INLINE bool with_vector_width(int o, F&& f) {
 // C (n x o) += A (n x k, leading dim lda) * B (k x o).
 template <class T>
 RECFORGE_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict b,
-                           T* __restrict c) {
+                                 T* __restrict c) {
 #ifdef RF_VECTOR_EXT
     auto blocked = [&](auto nv) RECFORGE_INLINE_LAMBDA { gemm_nn_blocked<T, decltype(nv)::value>(n, k, a, lda, b, c); };
     if (with_vector_width<T>(o, blocked)) return;
@@ -174,7 +185,7 @@ RECFORGE_INLINE void gemm_nn_acc(int n, int k, int o, const T* __restrict a, int
 // C (k x o) += A^T D with A (n x k, leading dim lda) and D (n x o).
 template <class T>
 RECFORGE_INLINE void gemm_tn_acc(int n, int k, int o, const T* __restrict a, int lda, const T* __restrict d,
-                           T* __restrict c) {
+                                 T* __restrict c) {
 #ifdef RF_VECTOR_EXT
     auto blocked = [&](auto nv) RECFORGE_INLINE_LAMBDA { gemm_tn_blocked<T, decltype(nv)::value>(n, k, a, lda, d, c); };
     if (with_vector_width<T>(o, blocked)) return;
@@ -207,7 +218,7 @@ RECFORGE_INLINE T softplus(T z) {
 // logits. ws.h[first - 1] must already hold that layer's output.
 template <class T>
 RECFORGE_INLINE void forward_from(const Arch& arch, const T* dense, const T* const* user_rows,
-                            const T* const* item_rows, int n, int first, Workspace<T>& ws) {
+                                  const T* const* item_rows, int n, int first, Workspace<T>& ws) {
     const int L = arch.n_layers();
     for (int l = first; l < L; ++l) {
         const int in = arch.layer_in(l), out = arch.layer_out(l);
@@ -238,8 +249,8 @@ RECFORGE_INLINE void forward_from(const Arch& arch, const T* dense, const T* con
 
 // Forward pass for n samples given pointers to their embedding rows: fills ws.x0, ws.h, ws.z.
 template <class T>
-RECFORGE_INLINE void forward(const Arch& arch, const T* dense, const T* const* user_rows,
-                       const T* const* item_rows, int n, Workspace<T>& ws) {
+RECFORGE_INLINE void forward(const Arch& arch, const T* dense, const T* const* user_rows, const T* const* item_rows,
+                             int n, Workspace<T>& ws) {
     const int dg = arch.dim_gmf, dm = arch.dim_mlp;
     if (arch.n_layers()) {
         for (int r = 0; r < n; ++r) {
@@ -257,8 +268,8 @@ RECFORGE_INLINE void forward(const Arch& arch, const T* dense, const T* const* u
 // wt holds every W_l transposed (out x in), concatenated layer after layer.
 template <class T>
 RECFORGE_INLINE void backward(const Arch& arch, const T* dense, const T* wt, const T* const* user_rows,
-                        const T* const* item_rows, int n, T l2_scale, Workspace<T>& ws,
-                        T* grad_dense, T* grad_u, T* grad_i) {
+                              const T* const* item_rows, int n, T l2_scale, Workspace<T>& ws, T* grad_dense, T* grad_u,
+                              T* grad_i) {
     const int L = arch.n_layers();
     const int dg = arch.dim_gmf, dm = arch.dim_mlp, E = arch.emb_width();
     const T* w_out = dense + arch.out_w_offset();

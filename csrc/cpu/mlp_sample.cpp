@@ -47,12 +47,18 @@ void sample_epoch(const CsrView& m, int negatives, std::uint64_t seed, int threa
             complement.reserve(n_items - nnz);
             std::int64_t p = 0;
             for (std::int32_t j = 0; j < n_items; ++j) {
-                if (p < nnz && row[p] == j) { ++p; continue; }
+                if (p < nnz && row[p] == j) {
+                    ++p;
+                    continue;
+                }
                 complement.push_back(j);
             }
         }
         for (std::int64_t q = 0; q < nnz; ++q) {
-            users[out] = u; items[out] = row[q]; labels[out] = 1.0f; ++out;
+            users[out] = u;
+            items[out] = row[q];
+            labels[out] = 1.0f;
+            ++out;
             if (!neg) continue;
             for (int k = 0; k < negatives; ++k) {
                 std::int64_t j;
@@ -62,7 +68,10 @@ void sample_epoch(const CsrView& m, int negatives, std::uint64_t seed, int threa
                     do j = std::int64_t(rng.below(std::uint64_t(n_items)));
                     while (std::binary_search(row, row + nnz, std::int32_t(j)));
                 }
-                users[out] = u; items[out] = j; labels[out] = 0.0f; ++out;
+                users[out] = u;
+                items[out] = j;
+                labels[out] = 0.0f;
+                ++out;
             }
         }
     });

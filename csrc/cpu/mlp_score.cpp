@@ -19,17 +19,17 @@ constexpr int kPairBlock = 64;
 constexpr int kItemBlock = 128;
 
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-void pair_block(const Arch& arch, const float* dense, const float** urows, const float** irows,
-                          int n, Workspace<float>& ws, float* out) {
+void pair_block(const Arch& arch, const float* dense, const float** urows, const float** irows, int n,
+                Workspace<float>& ws, float* out) {
     detail::forward(arch, dense, urows, irows, n, ws);
     for (int r = 0; r < n; ++r) out[r] = ws.z[r];
 }
 
 // Logits of one user against items [i0, i0 + n): the first MLP layer is a_u + c_i (precomputed).
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-void item_block(const Arch& arch, const float* dense, const float* user_row, const float* a_u,
-                          const float* item_emb, const float* c_items, std::int64_t i0, int n,
-                          Workspace<float>& ws, const float** urows, const float** irows, float* out) {
+void item_block(const Arch& arch, const float* dense, const float* user_row, const float* a_u, const float* item_emb,
+                const float* c_items, std::int64_t i0, int n, Workspace<float>& ws, const float** urows,
+                const float** irows, float* out) {
     const int E = arch.emb_width();
     for (int r = 0; r < n; ++r) {
         urows[r] = user_row;
@@ -53,8 +53,8 @@ void item_block(const Arch& arch, const float* dense, const float* user_row, con
 
 // rows (n x l1) = emb[:, dg + half*dm : ...] W_1[half*dm : (half+1)*dm, :] (+ b_1 when with_bias).
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-void first_layer_part(const Arch& arch, const float* dense, const float* emb, std::int64_t first,
-                                int n, int half, bool with_bias, float* rows) {
+void first_layer_part(const Arch& arch, const float* dense, const float* emb, std::int64_t first, int n, int half,
+                      bool with_bias, float* rows) {
     const int E = arch.emb_width(), dm = arch.dim_mlp, l1 = arch.layer_out(0);
     const float* w = dense + arch.w_offset(0) + std::int64_t(half) * dm * l1;
     const float* b = dense + arch.b_offset(0);
@@ -72,8 +72,8 @@ void check_ids(const std::int64_t* ids, std::int64_t n, std::int64_t limit, cons
 
 }  // namespace
 
-void score_pairs(const Arch& arch, const Params<float>& params, const std::int64_t* users,
-                 const std::int64_t* items, std::int64_t n, float* out, int threads) {
+void score_pairs(const Arch& arch, const Params<float>& params, const std::int64_t* users, const std::int64_t* items,
+                 std::int64_t n, float* out, int threads) {
     arch.validate();
     check_ids(users, n, params.n_users, "user");
     check_ids(items, n, params.n_items, "item");
@@ -97,8 +97,8 @@ void score_pairs(const Arch& arch, const Params<float>& params, const std::int64
     });
 }
 
-void score_all_items(const Arch& arch, const Params<float>& params, const std::int64_t* users,
-                     std::int64_t n_query, float* out, int threads) {
+void score_all_items(const Arch& arch, const Params<float>& params, const std::int64_t* users, std::int64_t n_query,
+                     float* out, int threads) {
     arch.validate();
     check_ids(users, n_query, params.n_users, "user");
     const std::int64_t n_items = params.n_items;
@@ -130,9 +130,8 @@ void score_all_items(const Arch& arch, const Params<float>& params, const std::i
         const std::int64_t i0 = (task % blocks_per_user) * kItemBlock;
         const int nr = int(std::min<std::int64_t>(kItemBlock, n_items - i0));
         const float** ur = ptrs.data() + std::size_t(tid) * 2 * kItemBlock;
-        item_block(arch, params.dense, params.user_emb + users[q] * E, a_users.data() + q * l1,
-                   params.item_emb, c_items.data(), i0, nr, wss[tid], ur, ur + kItemBlock,
-                   out + q * n_items + i0);
+        item_block(arch, params.dense, params.user_emb + users[q] * E, a_users.data() + q * l1, params.item_emb,
+                   c_items.data(), i0, nr, wss[tid], ur, ur + kItemBlock, out + q * n_items + i0);
     });
 }
 

@@ -72,11 +72,16 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
         // Frozen items get a zero step: x + 0 * g == x, without a branch in the hot loop.
         const float item_lr = s.freeze_items ? 0.f : s.lr;
         switch (m.factors) {
-            case 16: return mf_range<16>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
-            case 32: return mf_range<32>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
-            case 64: return mf_range<64>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
-            case 128: return mf_range<128>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
-            default: return mf_range<0>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 16:
+                return mf_range<16>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 32:
+                return mf_range<32>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 64:
+                return mf_range<64>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            case 128:
+                return mf_range<128>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+            default:
+                return mf_range<0>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
         }
     });
     double total = 0.0;
@@ -85,9 +90,8 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
 }
 
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-static void mf_predict_range(const MFModel& m, std::int32_t n_users, std::int32_t n_items,
-                             const std::int64_t* users, const std::int64_t* items, std::int64_t begin,
-                             std::int64_t end, float* out) {
+static void mf_predict_range(const MFModel& m, std::int32_t n_users, std::int32_t n_items, const std::int64_t* users,
+                             const std::int64_t* items, std::int64_t begin, std::int64_t end, float* out) {
     const int f = m.factors;
     for (std::int64_t k = begin; k < end; ++k) {
         const std::int64_t u = users[k], i = items[k];

@@ -67,13 +67,12 @@ inline bool in_row(const std::int32_t* row, std::int64_t len, std::int32_t j) {
 inline std::int32_t candidate(const Rows& d, Sampling sampling, SplitMix64& rng) {
     // Popularity sampling: an item drawn from a random stored entry has probability
     // proportional to its number of users, at O(1) cost.
-    return sampling == Sampling::uniform
-               ? static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(d.n_items)))
-               : d.indices[rng.below(static_cast<std::uint64_t>(d.nnz))];
+    return sampling == Sampling::uniform ? static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(d.n_items)))
+                                         : d.indices[rng.below(static_cast<std::uint64_t>(d.nnz))];
 }
 
-inline std::int32_t draw_negative(const Rows& d, Sampling sampling, SplitMix64& rng,
-                                  const std::int32_t* row, std::int64_t len) {
+inline std::int32_t draw_negative(const Rows& d, Sampling sampling, SplitMix64& rng, const std::int32_t* row,
+                                  std::int64_t len) {
     if (len >= d.n_items) return -1;  // the user has every item: no negative exists
     for (int t = 0; t < kNegativeTries; ++t) {
         const std::int32_t j = candidate(d, sampling, rng);
@@ -88,8 +87,8 @@ inline void prefetch_row(const float* p, int f) {
 
 // One pairwise step moving s_ui up and s_uj down with weight g (all three rows read before
 // any is written).
-inline void pair_update(float* __restrict p, float* __restrict qi, float* __restrict qj, int f,
-                        float g, float lr, float item_lr, float reg) {
+inline void pair_update(float* __restrict p, float* __restrict qi, float* __restrict qj, int f, float g, float lr,
+                        float item_lr, float reg) {
 #pragma omp simd
     for (int c = 0; c < f; ++c) {
         const float pc = p[c], ic = qi[c], jc = qj[c];
@@ -139,8 +138,7 @@ inline void search_step(Slot& sl) {
 constexpr std::int32_t kEmptyRow[1] = {-1};
 
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, SplitMix64 rng,
-                     std::int64_t n_samples) {
+RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, SplitMix64 rng, std::int64_t n_samples) {
     const int f = m.factors;
     float* const bias = m.item_bias;
     const float lr = s.lr, reg = s.reg;
@@ -277,8 +275,8 @@ RankStats rank_epoch(const Positives& p, const RankModel& m, const RankStep& s) 
     return total;
 }
 
-void sample_negatives(const Positives& p, const std::int32_t* users, std::int64_t n,
-                      Sampling sampling, std::uint64_t seed, std::int32_t* out) {
+void sample_negatives(const Positives& p, const std::int32_t* users, std::int64_t n, Sampling sampling,
+                      std::uint64_t seed, std::int32_t* out) {
     const Rows d(p);
     SplitMix64 rng = detail::stream(seed, 0, 0);
     for (std::int64_t k = 0; k < n; ++k) {

@@ -47,9 +47,7 @@ struct Entry {
 };
 
 // The result order: higher score first, then lower id.
-inline bool better(const Entry& a, const Entry& b) {
-    return a.score > b.score || (a.score == b.score && a.id < b.id);
-}
+inline bool better(const Entry& a, const Entry& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); }
 
 // Bounded heap of the best k entries seen, the worst one on top (h[0]).
 inline void heap_init(Entry* h, std::int64_t k) { std::fill(h, h + k, Entry{kNegInf, -1}); }
@@ -106,8 +104,8 @@ void check(bool ok, const char* what) {
                                 std::to_string(m) + tail);
 }
 
-void check_common(const float* queries, std::int64_t n, const float* items, std::int64_t m,
-                  std::int64_t f, std::int64_t k, std::int64_t* out_ids, float* out_scores) {
+void check_common(const float* queries, std::int64_t n, const float* items, std::int64_t m, std::int64_t f,
+                  std::int64_t k, std::int64_t* out_ids, float* out_scores) {
     check(n >= 0, "topk: n must be >= 0");
     check(m >= 1, "topk: items must not be empty");
     check(f >= 1 && f <= INT_MAX, "topk: factors must be in [1, 2^31)");
@@ -215,8 +213,8 @@ void dense_blas(const float* queries, std::int64_t n, const float* it, std::int6
         for (std::int64_t j0 = 0; j0 < mm; j0 += bi) {
             const std::int64_t cols = std::min(bi, mm - j0);
             blas::gemm(false, true, static_cast<int>(count), static_cast<int>(cols), static_cast<int>(f), 1.0f,
-                       queries + q0 * f, static_cast<int>(f), it + j0 * f, static_cast<int>(f), 0.0f,
-                       w.scores.data(), static_cast<int>(cols));
+                       queries + q0 * f, static_cast<int>(f), it + j0 * f, static_cast<int>(f), 0.0f, w.scores.data(),
+                       static_cast<int>(cols));
             for (std::int64_t r = 0; r < count; ++r) {
                 const float* s = &w.scores[r * cols];
                 RowState& st = w.state[r];
@@ -287,8 +285,8 @@ bool cpu_has_avx512() {
 }
 
 void dense_fused(const float* queries, std::int64_t n, const float* items, std::int64_t mm, std::int64_t f,
-                 const Rows& rows, std::int64_t bq, std::int64_t chunk_items, std::int64_t* out_ids,
-                 float* out_scores, int threads) {
+                 const Rows& rows, std::int64_t bq, std::int64_t chunk_items, std::int64_t* out_ids, float* out_scores,
+                 int threads) {
     const std::int64_t k = rows.k;
     const std::int64_t n_panels = (mm + kPanel - 1) / kPanel;
     const int nt_max = resolve_threads(threads);
@@ -344,8 +342,8 @@ void dense_fused(const float* queries, std::int64_t n, const float* items, std::
             const std::int64_t p1 = std::min(n_panels, p0 + chunk);
             for (std::int64_t g = 0; g < groups; ++g) {
                 const int live = static_cast<int>(std::min<std::int64_t>(kTileRows, count - g * kTileRows));
-                fused_group(w.qpack.get() + g * f * kTileRows, ipack.get(), p0, p1, f, mm,
-                            &w.state[g * kTileRows], live, rows);
+                fused_group(w.qpack.get() + g * f * kTileRows, ipack.get(), p0, p1, f, mm, &w.state[g * kTileRows],
+                            live, rows);
             }
         }
         finish_rows(w.state.data(), q0, count, k, out_ids, out_scores);
@@ -363,10 +361,9 @@ bool topk_has_fused() {
 #endif
 }
 
-void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m,
-                std::int64_t f, std::int64_t k, const std::int64_t* subset, std::int64_t n_subset,
-                const CsrView* exclude, std::int64_t* out_ids, float* out_scores, int threads,
-                TopkOptions options) {
+void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m, std::int64_t f,
+                std::int64_t k, const std::int64_t* subset, std::int64_t n_subset, const CsrView* exclude,
+                std::int64_t* out_ids, float* out_scores, int threads, TopkOptions options) {
     check_common(queries, n, items, m, f, k, out_ids, out_scores);
     check_exclude(exclude, n, m);
     check(options.block_queries >= 0 && options.block_items >= 0, "topk: block sizes must be >= 0");
@@ -392,14 +389,16 @@ void topk_dense(const float* queries, std::int64_t n, const float* items, std::i
         return;
     }
     const Rows rows{k, subset ? ids.data() : nullptr, exclude};
-    const std::int64_t heap_rows = std::max<std::int64_t>(1, kHeapBudget / (k * static_cast<std::int64_t>(sizeof(Entry))));
+    const std::int64_t heap_rows = std::max<std::int64_t>(1,
+                                                          kHeapBudget / (k * static_cast<std::int64_t>(sizeof(Entry))));
 
     const bool fused = topk_has_fused() && (options.kernel == TopkKernel::fused ||
                                             (options.kernel == TopkKernel::automatic && n >= kFusedMinQueries));
     check(fused || options.kernel != TopkKernel::fused, "topk: the fused kernel needs an x86-64 CPU with AVX-512");
 #if RECFORGE_FUSED_AVX512
     if (fused) {
-        const std::int64_t bq = std::min(options.block_queries > 0 ? options.block_queries : kFusedBlockQueries, heap_rows);
+        const std::int64_t bq = std::min(options.block_queries > 0 ? options.block_queries : kFusedBlockQueries,
+                                         heap_rows);
         dense_fused(queries, n, items, mm, f, rows, bq, options.block_items, out_ids, out_scores, threads);
         return;
     }
@@ -417,10 +416,9 @@ void topk_dense(const float* queries, std::int64_t n, const float* items, std::i
                options.block_items > 0 ? options.block_items : kBlockItems, out_ids, out_scores, threads);
 }
 
-void topk_candidates(const float* queries, std::int64_t n, const float* items, std::int64_t m,
-                     std::int64_t f, std::int64_t k, const std::int64_t* candidates, std::int64_t c,
-                     const CsrView* exclude, std::int64_t* out_ids, float* out_scores,
-                     int threads) {
+void topk_candidates(const float* queries, std::int64_t n, const float* items, std::int64_t m, std::int64_t f,
+                     std::int64_t k, const std::int64_t* candidates, std::int64_t c, const CsrView* exclude,
+                     std::int64_t* out_ids, float* out_scores, int threads) {
     check_common(queries, n, items, m, f, k, out_ids, out_scores);
     check_exclude(exclude, n, m);
     check(c >= 0 && (c == 0 || n == 0 || candidates), "topk: candidates missing");

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from ._core import __version__
+from . import datasets, evaluation, split, transforms
 from ._backend import cupy_available
 from ._config import get_config, set_config
+from ._core import __version__
 from .data import IdMap, Interactions
-from . import datasets, split, transforms
 from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
-from . import evaluation
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -25,8 +25,9 @@ def _load_cuda():
             return None
         raise
     except ImportError as exc:
-        warnings.warn(f"recforge._cuda is present but does not load ({exc}); using the CPU", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"recforge._cuda is present but does not load ({exc}); using the CPU", RuntimeWarning, stacklevel=2
+        )
         return None
 
 
@@ -57,7 +58,7 @@ def resolve_threads(threads: int) -> int:
     return _core.max_threads(threads)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _blas_controller():
     from threadpoolctl import ThreadpoolController
 
@@ -73,7 +74,7 @@ def single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     try:

@@ -118,15 +118,34 @@ def cmd_demo(args) -> int:
         model.fit(train, progress=False)
         fit_s = time.perf_counter() - t
         metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol="full", progress=False)
-        rows.append({"model": name, "fit_s": round(fit_s, 3), **{m: float(v) for m, v in metrics.items() if m.endswith(f"@{args.k}")}})
+        rows.append(
+            {
+                "model": name,
+                "fit_s": round(fit_s, 3),
+                **{m: float(v) for m, v in metrics.items() if m.endswith(f"@{args.k}")},
+            }
+        )
     best_name, best = list(models.items())[-1]
 
     if args.json:
-        print(json.dumps({"dataset": source, "n_users": inter.shape[0], "n_items": inter.shape[1],
-                          "nnz": int(inter.nnz), "k": args.k, "results": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "dataset": source,
+                    "n_users": inter.shape[0],
+                    "n_items": inter.shape[1],
+                    "nnz": int(inter.nnz),
+                    "k": args.k,
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"recforge {rf.__version__} demo: {source}, {inter.shape[0]} users x {inter.shape[1]} items, "
-          f"{inter.nnz} interactions; per-user 80/20 holdout, full-catalogue ranking (train items excluded)\n")
+    print(
+        f"recforge {rf.__version__} demo: {source}, {inter.shape[0]} users x {inter.shape[1]} items, "
+        f"{inter.nnz} interactions; per-user 80/20 holdout, full-catalogue ranking (train items excluded)\n"
+    )
     columns = ["model", "fit_s"] + [c for c in rows[0] if "@" in c]
     print(_format_table(rows, columns))
     users = np.arange(min(args.show_users, inter.shape[0]))
@@ -141,7 +160,6 @@ def cmd_demo(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    import recforge as rf
 
     df, _ = _load_dataset(args.dataset, args.data_home, args.min_rating, args.seed)
     inter = _interactions(df)
@@ -165,9 +183,14 @@ def cmd_evaluate(args) -> int:
     if args.model not in classes:
         raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
     model = _make_model(classes[args.model], args.param).fit(train, progress=False if args.quiet else None)
-    metrics = rf.evaluation.evaluate(model, train, test, k=args.k, protocol=args.protocol,
-                                     progress=False if args.quiet else None)
-    print(json.dumps({k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in metrics.items()}, indent=2))
+    metrics = rf.evaluation.evaluate(
+        model, train, test, k=args.k, protocol=args.protocol, progress=False if args.quiet else None
+    )
+    print(
+        json.dumps(
+            {k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in metrics.items()}, indent=2
+        )
+    )
     return 0
 
 
@@ -197,20 +220,30 @@ def build_parser() -> argparse.ArgumentParser:
     def data_args(sp, default="ml-100k"):
         sp.add_argument("--dataset", default=default, choices=DATASETS, help=f"data set (default {default})")
         sp.add_argument("--data-home", help="folder holding the data sets (default: $RECFORGE_DATA, ~/.cache/recforge)")
-        sp.add_argument("--min-rating", type=float, default=4.0,
-                        help="keep ratings >= this as positive interactions (default 4)")
+        sp.add_argument(
+            "--min-rating", type=float, default=4.0, help="keep ratings >= this as positive interactions (default 4)"
+        )
         sp.add_argument("--seed", type=int, default=42, help="seed for splits and models (default 42)")
 
     def model_args(sp, default):
-        sp.add_argument("--model", default=default, help=f"model: als, bpr, sgdmf, mlpscorer, mostpopular (default {default})")
-        sp.add_argument("--param", action="append", metavar="NAME=VALUE",
-                        help="model hyperparameter by its constructor name, repeatable, e.g. --param factors=64 "
-                             "--param epochs=10 --param regularization=0.1 (the names are the same in every model)")
+        sp.add_argument(
+            "--model", default=default, help=f"model: als, bpr, sgdmf, mlpscorer, mostpopular (default {default})"
+        )
+        sp.add_argument(
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="model hyperparameter by its constructor name, repeatable, e.g. --param factors=64 "
+            "--param epochs=10 --param regularization=0.1 (the names are the same in every model)",
+        )
 
-    d = sub.add_parser("demo", help="the main job: fit the best model on MovieLens-100K, evaluate it, recommend",
-                       description="Load MovieLens-100K (falls back to synthetic data with a notice), split per "
-                                   "user 80/20, fit the best available model and MostPopular, evaluate on the "
-                                   "full catalogue, print a metrics table and a few users' recommendations.")
+    d = sub.add_parser(
+        "demo",
+        help="the main job: fit the best model on MovieLens-100K, evaluate it, recommend",
+        description="Load MovieLens-100K (falls back to synthetic data with a notice), split per "
+        "user 80/20, fit the best available model and MostPopular, evaluate on the "
+        "full catalogue, print a metrics table and a few users' recommendations.",
+    )
     data_args(d)
     model_args(d, "auto")  # auto: ALS, the best model for implicit feedback here
     d.add_argument("--k", type=int, default=10, help="cut-off for the metrics (default 10)")
@@ -218,34 +251,49 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print the metrics as JSON only")
     d.set_defaults(func=cmd_demo)
 
-    f = sub.add_parser("fit", help="fit a model on a data set and save it", description="Fit a model and save it (no pickle).")
+    f = sub.add_parser(
+        "fit", help="fit a model on a data set and save it", description="Fit a model and save it (no pickle)."
+    )
     data_args(f)
     model_args(f, "als")
     f.add_argument("--out", required=True, help="path of the model file to write")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
 
-    e = sub.add_parser("evaluate", help="fit on a per-user holdout split and print metrics as JSON",
-                       description="Fit on a per-user random holdout split and evaluate.")
+    e = sub.add_parser(
+        "evaluate",
+        help="fit on a per-user holdout split and print metrics as JSON",
+        description="Fit on a per-user random holdout split and evaluate.",
+    )
     data_args(e)
     model_args(e, "als")
     e.add_argument("--k", type=int, default=10, help="cut-off (default 10)")
-    e.add_argument("--protocol", default="full", choices=("full", "sampled"),
-                   help="full-catalogue ranking (default, exact) or the sampled NCF protocol")
+    e.add_argument(
+        "--protocol",
+        default="full",
+        choices=("full", "sampled"),
+        help="full-catalogue ranking (default, exact) or the sampled NCF protocol",
+    )
     e.add_argument("--test-fraction", type=float, default=0.2, help="per-user test fraction (default 0.2)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("recommend", help="top-k items for users from a saved model",
-                       description="Print top-k item indices and scores (JSON lines) for the given user indices.")
+    r = sub.add_parser(
+        "recommend",
+        help="top-k items for users from a saved model",
+        description="Print top-k item indices and scores (JSON lines) for the given user indices.",
+    )
     r.add_argument("model_file", help="a file written by `recforge fit` or model.save()")
     r.add_argument("users", type=int, nargs="+", help="user indices")
     r.add_argument("--k", type=int, default=10, help="items per user (default 10)")
     r.set_defaults(func=cmd_recommend)
 
-    b = sub.add_parser("bench", help="run a side-by-side benchmark (bench/run.py) against peer libraries",
-                       description="Run bench/run.py from a source checkout; every further argument goes to it "
-                                   "(try `recforge bench -- --help`).")
+    b = sub.add_parser(
+        "bench",
+        help="run a side-by-side benchmark (bench/run.py) against peer libraries",
+        description="Run bench/run.py from a source checkout; every further argument goes to it "
+        "(try `recforge bench -- --help`).",
+    )
     b.add_argument("--bench-dir", default="bench", help="folder with run.py (default ./bench)")
     b.set_defaults(func=cmd_bench)
     return p

@@ -51,8 +51,8 @@ _GROUPLENS = "https://files.grouplens.org/datasets"
 class _Source:
     """A data set folder, where its archive comes from, and the archive's SHA-256."""
 
-    name: str                  # for messages
-    folders: tuple[str, ...]   # folder names searched; downloads unpack into folders[0]
+    name: str  # for messages
+    folders: tuple[str, ...]  # folder names searched; downloads unpack into folders[0]
     url: str | None = None
     sha256: str | None = None  # None: none known; the computed one is logged
 
@@ -62,18 +62,37 @@ class _Source:
 # Last.fm 2K: as recorded by another project's downloader, not verified here. No SHA-256 is
 # known for ml-10m and the Last.fm 360K tarball: for those the computed one is logged.
 _MOVIELENS = {
-    "100k": _Source("MovieLens 100K", ("ml-100k",), f"{_GROUPLENS}/movielens/ml-100k.zip",
-                    "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),
-    "1m": _Source("MovieLens 1M", ("ml-1m",), f"{_GROUPLENS}/movielens/ml-1m.zip",
-                  "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),
+    "100k": _Source(
+        "MovieLens 100K",
+        ("ml-100k",),
+        f"{_GROUPLENS}/movielens/ml-100k.zip",
+        "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+    ),
+    "1m": _Source(
+        "MovieLens 1M",
+        ("ml-1m",),
+        f"{_GROUPLENS}/movielens/ml-1m.zip",
+        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+    ),
     "10m": _Source("MovieLens 10M", ("ml-10M100K", "ml-10m"), f"{_GROUPLENS}/movielens/ml-10m.zip"),
-    "20m": _Source("MovieLens 20M", ("ml-20m",), f"{_GROUPLENS}/movielens/ml-20m.zip",
-                   "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
-    "25m": _Source("MovieLens 25M", ("ml-25m",), f"{_GROUPLENS}/movielens/ml-25m.zip",
-                   "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
-    "latest-small": _Source("MovieLens latest-small", ("ml-latest-small",),
-                            f"{_GROUPLENS}/movielens/ml-latest-small.zip",
-                            "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
+    "20m": _Source(
+        "MovieLens 20M",
+        ("ml-20m",),
+        f"{_GROUPLENS}/movielens/ml-20m.zip",
+        "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+    ),
+    "25m": _Source(
+        "MovieLens 25M",
+        ("ml-25m",),
+        f"{_GROUPLENS}/movielens/ml-25m.zip",
+        "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+    ),
+    "latest-small": _Source(
+        "MovieLens latest-small",
+        ("ml-latest-small",),
+        f"{_GROUPLENS}/movielens/ml-latest-small.zip",
+        "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+    ),
 }
 # variant -> (ratings file, movies file, format)
 _MOVIELENS_FILES = {
@@ -85,12 +104,23 @@ _MOVIELENS_FILES = {
     "latest-small": ("ratings.csv", "movies.csv", "csv"),
 }
 _LASTFM = {
-    "2k": (_Source("HetRec 2011 Last.fm 2K", ("hetrec2011-lastfm-2k",),
-                   f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip",
-                   "6738f48195667ff03caaab4d32ca9a3133d8cc026b7c3cdaf6ce1010e913c59c"), "user_artists.dat"),
-    "360k": (_Source("Last.fm 360K", ("lastfm-dataset-360K",),
-                     "http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz"),
-             "usersha1-artmbid-artname-plays.tsv"),
+    "2k": (
+        _Source(
+            "HetRec 2011 Last.fm 2K",
+            ("hetrec2011-lastfm-2k",),
+            f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip",
+            "6738f48195667ff03caaab4d32ca9a3133d8cc026b7c3cdaf6ce1010e913c59c",
+        ),
+        "user_artists.dat",
+    ),
+    "360k": (
+        _Source(
+            "Last.fm 360K",
+            ("lastfm-dataset-360K",),
+            "http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz",
+        ),
+        "usersha1-artmbid-artname-plays.tsv",
+    ),
 }
 _SASREC = {
     "video-games": (_Source("SASRec Amazon Video Games", ("sasrec-amazon-video-games",)), "Video.txt"),
@@ -131,10 +161,7 @@ def _find(source: _Source, filename: str, data_home=None, download: bool = False
     where = "\n  ".join(str(p) for p in looked)
     dest = _download_dir(data_home)
     if not download or source.url is None:
-        how = (
-            f", or pass download=True to fetch {source.url} into {dest}"
-            if source.url is not None else ""
-        )
+        how = f", or pass download=True to fetch {source.url} into {dest}" if source.url is not None else ""
         raise FileNotFoundError(
             f"{source.name}: {source.folders[0]}/{filename} not found. Looked for:\n  {where}\n"
             f"Put the provider's files in a folder '{source.folders[0]}' under data_home, ${ENV_VAR} or "
@@ -336,8 +363,15 @@ def load_lastfm(variant: str = "2k", data_home=None, download: bool = False, pro
         df = pd.read_csv(path, sep="\t")
         df = df.rename(columns={"userID": "user", "artistID": "item"})[["user", "item", "weight"]]
     else:
-        df = pd.read_csv(path, sep="\t", header=None, usecols=[0, 2, 3], names=["user", "mbid", "item", "weight"],
-                         quoting=csv.QUOTE_NONE, dtype={0: str, 2: str})
+        df = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            usecols=[0, 2, 3],
+            names=["user", "mbid", "item", "weight"],
+            quoting=csv.QUOTE_NONE,
+            dtype={0: str, 2: str},
+        )
         n = len(df)
         df = df.dropna(subset=["user", "item", "weight"])
         if len(df) < n:
@@ -454,8 +488,14 @@ def _select(df: pd.DataFrame, path, user_col, item_col, weight_col, time_col) ->
     return df[list(cols)].rename(columns=cols).reset_index(drop=True)
 
 
-def load_csv(path, user_col: str = "user", item_col: str = "item", weight_col: str | None = None,
-             time_col: str | None = None, **read_csv_kwargs) -> pd.DataFrame:
+def load_csv(
+    path,
+    user_col: str = "user",
+    item_col: str = "item",
+    weight_col: str | None = None,
+    time_col: str | None = None,
+    **read_csv_kwargs,
+) -> pd.DataFrame:
     """Any delimited file through :func:`pandas.read_csv`, reduced to the standard columns.
 
     Returns a DataFrame with columns ``user``, ``item`` and, when their source columns are
@@ -468,8 +508,14 @@ def load_csv(path, user_col: str = "user", item_col: str = "item", weight_col: s
     return _select(pd.read_csv(path, **read_csv_kwargs), path, user_col, item_col, weight_col, time_col)
 
 
-def load_parquet(path, user_col: str = "user", item_col: str = "item", weight_col: str | None = None,
-                 time_col: str | None = None, **read_parquet_kwargs) -> pd.DataFrame:
+def load_parquet(
+    path,
+    user_col: str = "user",
+    item_col: str = "item",
+    weight_col: str | None = None,
+    time_col: str | None = None,
+    **read_parquet_kwargs,
+) -> pd.DataFrame:
     """A Parquet file through :func:`pandas.read_parquet` (needs pyarrow or fastparquet); see :func:`load_csv`."""
     path = Path(path)
     if not path.exists():

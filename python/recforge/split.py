@@ -32,8 +32,14 @@ def _check_fraction(value, name, low_open=True, high_open=True) -> float:
     return value
 
 
-def _per_user_holdout(inter: Interactions, rows: np.ndarray, fraction: float, rng: np.random.Generator,
-                      users: np.ndarray | None = None, min_test: int = 0) -> np.ndarray:
+def _per_user_holdout(
+    inter: Interactions,
+    rows: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+    users: np.ndarray | None = None,
+    min_test: int = 0,
+) -> np.ndarray:
     """Boolean mask (nnz,) of test entries: a random ``fraction`` of each selected user's entries.
 
     User ``u`` with ``n_u`` entries gets ``floor(fraction * n_u + U)`` test entries, ``U ~
@@ -150,14 +156,15 @@ def temporal(inter: Interactions, cutoff=None, test_fraction: float | None = Non
 class StrongGeneralizationSplit(NamedTuple):
     """Result of :func:`strong_generalization` (all three share the input's id maps and shape)."""
 
-    train: Interactions      #: every interaction of the users not held out
-    fold_in: Interactions    #: held-out users' interactions a model may see (to fold them in)
-    test: Interactions       #: held-out users' interactions to predict
-    test_users: np.ndarray   #: int64 indices of the held-out users, sorted
+    train: Interactions  #: every interaction of the users not held out
+    fold_in: Interactions  #: held-out users' interactions a model may see (to fold them in)
+    test: Interactions  #: held-out users' interactions to predict
+    test_users: np.ndarray  #: int64 indices of the held-out users, sorted
 
 
-def strong_generalization(inter: Interactions, test_users_fraction: float = 0.2, fold_in_fraction: float = 0.8,
-                          seed: int = 42) -> StrongGeneralizationSplit:
+def strong_generalization(
+    inter: Interactions, test_users_fraction: float = 0.2, fold_in_fraction: float = 0.8, seed: int = 42
+) -> StrongGeneralizationSplit:
     """Split users, not interactions: held-out users are unseen at training time.
 
     ``round(test_users_fraction * n_eligible)`` users are drawn uniformly at random among the

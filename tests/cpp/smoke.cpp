@@ -104,8 +104,7 @@ int check_topk() {
                 brute_topk(&queries[i * f], items, f, all, with_exclude ? excluded[i] : std::vector<std::int64_t>{}, k,
                            &want_ids[i * k], &want_scores[i * k]);
             recforge::topk_dense(queries.data(), n, items.data(), m, f, k, nullptr, 0,
-                                 with_exclude ? &exclude : nullptr, got_ids.data(), got_scores.data(), 2,
-                                 opt);
+                                 with_exclude ? &exclude : nullptr, got_ids.data(), got_scores.data(), 2, opt);
             CHECK(got_ids == want_ids, "topk_dense ids differ (kernel %d, exclude %d)", static_cast<int>(kernel),
                   static_cast<int>(with_exclude));
             CHECK(got_scores == want_scores, "topk_dense scores differ (kernel %d, exclude %d)",

@@ -39,18 +39,30 @@ def data():
 # (name, class name, constructor params, which matrix to fit on)
 CASES = [
     ("als_cg", "ALS", dict(factors=8, iterations=3, solver="cg", threads=1, seed=3), "implicit"),
-    ("als_cholesky", "ALS", dict(factors=8, iterations=3, solver="cholesky", alpha=2.0, nu=0.5, threads=1, seed=3),
-     "implicit"),
+    (
+        "als_cholesky",
+        "ALS",
+        dict(factors=8, iterations=3, solver="cholesky", alpha=2.0, nu=0.5, threads=1, seed=3),
+        "implicit",
+    ),
     ("als_explicit", "ALS", dict(factors=6, iterations=3, feedback="explicit", threads=1, seed=3), "ratings"),
     ("sgdmf", "SGDMF", dict(factors=8, epochs=4, lr=0.01, threads=1, seed=5), "ratings"),
     ("bpr", "BPR", dict(factors=8, epochs=4, threads=1, seed=5), "implicit"),
     ("bpr_pop", "BPR", dict(factors=8, epochs=3, negatives=2, sampling="popularity", threads=1, seed=5), "implicit"),
     ("warp", "BPR", dict(factors=8, epochs=4, loss="warp", threads=1, seed=5), "implicit"),
     ("mlp_adam", "MLPScorer", dict(embedding_dim=4, layers=(8, 4), epochs=2, threads=1, seed=7), "implicit"),
-    ("mlp_lazy_adam", "MLPScorer", dict(embedding_dim=4, layers=(8, 4), epochs=2, optimizer="lazy_adam",
-                                        threads=1, seed=7), "implicit"),
-    ("mlp_sgd", "MLPScorer", dict(embedding_dim=4, layers=(8, 4), epochs=2, optimizer="sgd", lr=0.05,
-                                  threads=1, seed=7), "implicit"),
+    (
+        "mlp_lazy_adam",
+        "MLPScorer",
+        dict(embedding_dim=4, layers=(8, 4), epochs=2, optimizer="lazy_adam", threads=1, seed=7),
+        "implicit",
+    ),
+    (
+        "mlp_sgd",
+        "MLPScorer",
+        dict(embedding_dim=4, layers=(8, 4), epochs=2, optimizer="sgd", lr=0.05, threads=1, seed=7),
+        "implicit",
+    ),
     ("gmf_adam", "MLPScorer", dict(embedding_dim=4, mode="gmf", epochs=2, threads=1, seed=7), "implicit"),
 ]
 
@@ -69,8 +81,12 @@ def cpu_isa() -> str:
 def main() -> None:
     implicit, ratings = data()
     out = {
-        "implicit_indptr": implicit.indptr, "implicit_indices": implicit.indices, "implicit_data": implicit.data,
-        "ratings_indptr": ratings.indptr, "ratings_indices": ratings.indices, "ratings_data": ratings.data,
+        "implicit_indptr": implicit.indptr,
+        "implicit_indices": implicit.indices,
+        "implicit_data": implicit.data,
+        "ratings_indptr": ratings.indptr,
+        "ratings_indices": ratings.indices,
+        "ratings_data": ratings.data,
         "shape": np.asarray(implicit.shape),
     }
     for name, cls, params, which in CASES:

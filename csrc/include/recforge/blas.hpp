@@ -12,16 +12,14 @@
 namespace recforge::blas {
 
 // Fortran signatures (all arguments by pointer).
-using sgemm_fn = void (*)(const char* transa, const char* transb, const int* m, const int* n,
-                          const int* k, const float* alpha, const float* a, const int* lda,
-                          const float* b, const int* ldb, const float* beta, float* c,
-                          const int* ldc);
-using ssyrk_fn = void (*)(const char* uplo, const char* trans, const int* n, const int* k,
-                          const float* alpha, const float* a, const int* lda, const float* beta,
-                          float* c, const int* ldc);
+using sgemm_fn = void (*)(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                          const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                          const float* beta, float* c, const int* ldc);
+using ssyrk_fn = void (*)(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha,
+                          const float* a, const int* lda, const float* beta, float* c, const int* ldc);
 using spotrf_fn = void (*)(const char* uplo, const int* n, float* a, const int* lda, int* info);
-using spotrs_fn = void (*)(const char* uplo, const int* n, const int* nrhs, const float* a,
-                           const int* lda, float* b, const int* ldb, int* info);
+using spotrs_fn = void (*)(const char* uplo, const int* n, const int* nrhs, const float* a, const int* lda, float* b,
+                           const int* ldb, int* info);
 
 struct Routines {
     sgemm_fn sgemm = nullptr;
@@ -36,8 +34,8 @@ const Routines& routines();
 
 // C (m x n) = alpha * op(A) * op(B) + beta * C, all row-major with leading dimensions lda/ldb/ldc.
 // op(A) is m x k (A is k x m when trans_a), op(B) is k x n (B is n x k when trans_b).
-void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
-          const float* b, int ldb, float beta, float* c, int ldc);
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+          int ldb, float beta, float* c, int ldc);
 
 // C (n x n, row-major, full symmetric result) = alpha * A^T A + beta * C, A is k x n row-major.
 void gram(int n, int k, float alpha, const float* a, int lda, float beta, float* c, int ldc);

@@ -103,15 +103,13 @@ struct OptState {
 // single-threaded. grad_user / grad_item are dense (n_users x E / n_items x E) and grad_dense has
 // n_dense entries; all three are overwritten. Used by the finite-difference tests.
 template <class T>
-double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64_t* users,
-                     const std::int64_t* items, const float* labels, std::int64_t n, double l2,
-                     T* grad_user, T* grad_item, T* grad_dense);
+double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64_t* users, const std::int64_t* items,
+                     const float* labels, std::int64_t n, double l2, T* grad_user, T* grad_item, T* grad_dense);
 
 // One pass over the given samples in order, in mini-batches of config.batch_size, updating params
 // and state in place. Returns the mean training loss over the samples.
 double train_epoch(const Arch& arch, Params<float>& params, OptState& state, const OptConfig& config,
-                   const std::int64_t* users, const std::int64_t* items, const float* labels,
-                   std::int64_t n);
+                   const std::int64_t* users, const std::int64_t* items, const float* labels, std::int64_t n);
 
 // Number of samples sample_epoch writes for the positives `m` (users x items): every stored entry
 // plus `negatives` per entry for users that have at least one unseen item.
@@ -125,13 +123,13 @@ void sample_epoch(const CsrView& m, int negatives, std::uint64_t seed, int threa
                   std::int64_t* items, float* labels);
 
 // Logits of n (user, item) pairs.
-void score_pairs(const Arch& arch, const Params<float>& params, const std::int64_t* users,
-                 const std::int64_t* items, std::int64_t n, float* out, int threads);
+void score_pairs(const Arch& arch, const Params<float>& params, const std::int64_t* users, const std::int64_t* items,
+                 std::int64_t n, float* out, int threads);
 
 // Logits of every item for each of n_query users: out is n_query x n_items. The first MLP layer is
 // split into a user part and an item part computed once per call (h_1 = relu(a_u + c_i)), which
 // removes the largest GEMM from the per-pair work.
-void score_all_items(const Arch& arch, const Params<float>& params, const std::int64_t* users,
-                     std::int64_t n_query, float* out, int threads);
+void score_all_items(const Arch& arch, const Params<float>& params, const std::int64_t* users, std::int64_t n_query,
+                     float* out, int threads);
 
 }  // namespace recforge::mlp

@@ -71,9 +71,8 @@ double mf_epoch(Rating* ratings, std::int64_t n, const MFModel& model, const MFS
 // Predictions mu + b_u + b_i + p_u . q_i for n (user, item) pairs into out. An id outside
 // [0, n_users) / [0, n_items) is an unknown user / item: its factors and bias count as zero
 // (the prediction falls back to the global mean plus the known side's bias).
-void mf_predict(const MFModel& model, std::int32_t n_users, std::int32_t n_items,
-                const std::int64_t* users, const std::int64_t* items, std::int64_t n, int threads,
-                float* out);
+void mf_predict(const MFModel& model, std::int32_t n_users, std::int32_t n_items, const std::int64_t* users,
+                const std::int64_t* items, std::int64_t n, int threads, float* out);
 
 // ---- pairwise ranking (implicit feedback) -------------------------------------------------
 
@@ -140,7 +139,7 @@ RankStats rank_epoch(const Positives& data, const RankModel& model, const RankSt
 // Exposes the negative sampler the epochs use (for tests): out[k] is a negative for users[k]
 // (ids in [0, n_users), checked by the caller), drawn from the stream seeded by `seed`, or -1 when
 // none was found within the try budget. Popularity sampling needs at least one stored entry.
-void sample_negatives(const Positives& data, const std::int32_t* users, std::int64_t n,
-                      Sampling sampling, std::uint64_t seed, std::int32_t* out);
+void sample_negatives(const Positives& data, const std::int32_t* users, std::int64_t n, Sampling sampling,
+                      std::uint64_t seed, std::int32_t* out);
 
 }  // namespace recforge::sgd

@@ -36,19 +36,17 @@ struct TopkOptions {
 // Scores every query against every item (`subset` == nullptr) or against the `n_subset` items
 // listed in `subset` (any order, duplicates allowed; ids in [0, m)), with blocked SGEMM and an
 // in-cache selection per row.
-void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m,
-                std::int64_t f, std::int64_t k, const std::int64_t* subset, std::int64_t n_subset,
-                const CsrView* exclude, std::int64_t* out_ids, float* out_scores, int threads,
-                TopkOptions options = {});
+void topk_dense(const float* queries, std::int64_t n, const float* items, std::int64_t m, std::int64_t f,
+                std::int64_t k, const std::int64_t* subset, std::int64_t n_subset, const CsrView* exclude,
+                std::int64_t* out_ids, float* out_scores, int threads, TopkOptions options = {});
 
 // Whether the fused dense kernel can run here (built for x86-64 and the CPU has AVX-512).
 bool topk_has_fused();
 
 // Scores each query only against its own candidates: `candidates` is (n, c) int64 of item ids in
 // [0, m) or -1 (padding); duplicates count once. Gather + dot product, no full GEMM.
-void topk_candidates(const float* queries, std::int64_t n, const float* items, std::int64_t m,
-                     std::int64_t f, std::int64_t k, const std::int64_t* candidates, std::int64_t c,
-                     const CsrView* exclude, std::int64_t* out_ids, float* out_scores,
-                     int threads);
+void topk_candidates(const float* queries, std::int64_t n, const float* items, std::int64_t m, std::int64_t f,
+                     std::int64_t k, const std::int64_t* candidates, std::int64_t c, const CsrView* exclude,
+                     std::int64_t* out_ids, float* out_scores, int threads);
 
 }  // namespace recforge

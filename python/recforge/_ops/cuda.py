@@ -28,8 +28,7 @@ def __getattr__(attr: str):
 def _not_yet(fn_name: str):
     def missing(*args, **kwargs):
         raise NotImplementedError(
-            f"recforge has no GPU kernel for {fn_name} yet (GPU kernels arrive with issues 12/13): "
-            "use device='cpu'"
+            f"recforge has no GPU kernel for {fn_name} yet (GPU kernels arrive with issues 12/13): use device='cpu'"
         )
 
     missing.__name__ = missing.__qualname__ = fn_name

@@ -6,7 +6,8 @@ The map is a thin wrapper around a unique :class:`pandas.Index`: ``to_index`` is
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Iterable
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd

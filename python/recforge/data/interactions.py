@@ -58,9 +58,7 @@ class Interactions:
     __slots__ = ("_csr", "user_ids", "item_ids", "timestamps", "_kernel")
 
     def __init__(self, csr, user_ids=None, item_ids=None, timestamps=None):
-        if timestamps is not None and sp.issparse(csr) and not (
-            csr.format == "csr" and csr.has_canonical_format
-        ):
+        if timestamps is not None and sp.issparse(csr) and not (csr.format == "csr" and csr.has_canonical_format):
             raise ValueError(
                 "csr must be canonical (CSR, sorted indices, no duplicates) when timestamps are given,"
                 " since timestamps are aligned with csr.data; use Interactions.from_arrays to combine duplicates"
@@ -167,9 +165,11 @@ class Interactions:
             if len(weights) != n:
                 raise ValueError(f"{w_name} must have one value per interaction ({n}), got {len(weights)}")
             weights = np.asarray(weights)
-            if weights.dtype == object or not (
-                np.issubdtype(weights.dtype, np.number) or weights.dtype == bool
-            ) or np.issubdtype(weights.dtype, np.complexfloating):
+            if (
+                weights.dtype == object
+                or not (np.issubdtype(weights.dtype, np.number) or weights.dtype == bool)
+                or np.issubdtype(weights.dtype, np.complexfloating)
+            ):
                 raise TypeError(f"{w_name} must be numeric, got dtype {weights.dtype}")
             if not np.issubdtype(weights.dtype, np.floating):  # ints, bools: exact in float64
                 weights = weights.astype(np.float64)

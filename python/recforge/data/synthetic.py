@@ -33,10 +33,10 @@ __all__ = ["synthetic", "SyntheticTruth"]
 class SyntheticTruth(NamedTuple):
     """The planted model behind :func:`synthetic` (``return_truth=True``)."""
 
-    user_topics: np.ndarray   #: (n_users, factors + 1) float64, rows sum to 1 (last: popularity share)
-    item_topics: np.ndarray   #: (factors + 1, n_items) float64, P(item | topic), rows sum to 1
+    user_topics: np.ndarray  #: (n_users, factors + 1) float64, rows sum to 1 (last: popularity share)
+    item_topics: np.ndarray  #: (factors + 1, n_items) float64, P(item | topic), rows sum to 1
     item_affinity: np.ndarray  #: (n_items, factors) float64, Dirichlet topic weights Q (rows sum to 1)
-    popularity: np.ndarray    #: (n_items,) float64, base popularity, sums to 1
+    popularity: np.ndarray  #: (n_items,) float64, base popularity, sums to 1
 
     def scores(self, users) -> np.ndarray:
         """P(item | user) for ``users`` (int array of shape (n,)): float64 array of shape (n, n_items)."""
@@ -87,8 +87,8 @@ def _draw(users: np.ndarray, m: np.ndarray, theta: np.ndarray, phi: np.ndarray, 
             continue
         items = np.repeat(np.arange(n_items, dtype=np.int32), rng.multinomial(n_k, phi[k]))
         rng.shuffle(items)
-        out_items[start:start + n_k] = items
-        out_users[start:start + n_k] = np.repeat(users32, c)
+        out_items[start : start + n_k] = items
+        out_users[start : start + n_k] = np.repeat(users32, c)
         start += n_k
     return out_users, out_items
 

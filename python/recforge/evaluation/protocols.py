@@ -370,8 +370,9 @@ def _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batc
     if negatives is not None:
         neg = _check_negatives(negatives, all_u.size, t.shape[1])[keep]
     else:
-        neg = _sample_unseen(tr, t, pu, check_positive(n_negatives, "n_negatives", integer=True),
-                             np.random.default_rng(seed))
+        neg = _sample_unseen(
+            tr, t, pu, check_positive(n_negatives, "n_negatives", integer=True), np.random.default_rng(seed)
+        )
     n_neg = neg.shape[1]
     if k > n_neg + 1:
         raise ValueError(f"k must be <= 1 + the number of negatives ({n_neg + 1}), got {k}")

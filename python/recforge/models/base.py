@@ -206,8 +206,9 @@ class Recommender(ParamsMixin):
         """
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
-        return self._rank(self._ranking_queries(u), seen_rows(self.seen_, u) if exclude_seen else None, k, items,
-                          threads)
+        return self._rank(
+            self._ranking_queries(u), seen_rows(self.seen_, u) if exclude_seen else None, k, items, threads
+        )
 
     def _rank(self, queries, exclude, k, items, threads):
         """Top ``k`` of ``queries @ items.T`` per row with ``exclude`` (``CsrRows``, canonical CSR or None) left out.

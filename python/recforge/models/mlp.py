@@ -202,7 +202,8 @@ class MLPScorer(Recommender):
         uf, itf = getattr(model, "user_factors", None), getattr(model, "item_factors", None)
         if uf is None or itf is None:
             raise ValueError(
-                f"init_from must be a fitted factorisation model with user_factors/item_factors, got {type(model).__name__}"
+                "init_from must be a fitted factorisation model with user_factors/item_factors, "
+                f"got {type(model).__name__}"
             )
         uf, itf = np.asarray(uf), np.asarray(itf)
         f = self.factors
@@ -243,13 +244,23 @@ class MLPScorer(Recommender):
             log.warning(
                 "MLPScorer: optimizer='adam' steps all %d embedding rows every batch of %d samples, which "
                 "dominates the training time at this size; optimizer='lazy_adam' steps only the batch's rows",
-                n_users + n_items, self.batch_size,
+                n_users + n_items,
+                self.batch_size,
             )
         if init_from is not None:
             self._warm_start(init_from)
         if self.optimizer != "sgd":  # Adam: first and second moments of every parameter
-            moments = [np.zeros_like(a) for a in (self.user_embedding, self.user_embedding, self.item_embedding,
-                                                   self.item_embedding, self.dense, self.dense)]
+            moments = [
+                np.zeros_like(a)
+                for a in (
+                    self.user_embedding,
+                    self.user_embedding,
+                    self.item_embedding,
+                    self.item_embedding,
+                    self.dense,
+                    self.dense,
+                )
+            ]
         else:  # sgd keeps no state
             moments = [np.zeros(0, np.float32)] * 6
         step = 0
@@ -260,9 +271,23 @@ class MLPScorer(Recommender):
             nonlocal step
             users, items, labels = sample_epoch(kernel_train, self.negatives, self.seed, epoch, threads)
             loss, step = self._ops.mlp_train_epoch(
-                self.arch, self.user_embedding, self.item_embedding, self.dense, moments, step, users, items, labels,
-                optimizer=self.optimizer, lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=self.regularization,
-                batch_size=self.batch_size, threads=threads,
+                self.arch,
+                self.user_embedding,
+                self.item_embedding,
+                self.dense,
+                moments,
+                step,
+                users,
+                items,
+                labels,
+                optimizer=self.optimizer,
+                lr=self.lr,
+                beta1=0.9,
+                beta2=0.999,
+                eps=1e-8,
+                l2=self.regularization,
+                batch_size=self.batch_size,
+                threads=threads,
             )
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
@@ -274,7 +299,12 @@ class MLPScorer(Recommender):
     # -- inference ----------------------------------------------------------------------------
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self._ops.mlp_score_pairs(
-            self.arch, self.user_embedding, self.item_embedding, self.dense, users, items,
+            self.arch,
+            self.user_embedding,
+            self.item_embedding,
+            self.dense,
+            users,
+            items,
             threads=resolve_threads(self.threads),
         )
 
@@ -314,8 +344,9 @@ class MLPScorer(Recommender):
         step = max(1, _SCORE_BUDGET // self.n_items)
         for s in range(0, len(u), step):
             batch = u[s : s + step]
-            block = self._ops.mlp_score_all(self.arch, self.user_embedding, self.item_embedding, self.dense, batch,
-                                            threads=nt)
+            block = self._ops.mlp_score_all(
+                self.arch, self.user_embedding, self.item_embedding, self.dense, batch, threads=nt
+            )
             if exclude_seen:
                 seen = seen_rows(self.seen_, batch)
                 block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf

@@ -45,8 +45,14 @@ class _SGDModel(FactorModel):
             data = prepare(replace_rows(empty, ids, m, n_users))
             if data is not None:
                 threads = resolve_threads(self.threads)
-                run_epochs(self, epochs, lambda epoch: (run(data, epoch, threads), {}, False), progress=progress,
-                           desc=f"{type(self).__name__} fold-in", record=False)
+                run_epochs(
+                    self,
+                    epochs,
+                    lambda epoch: (run(data, epoch, threads), {}, False),
+                    progress=progress,
+                    desc=f"{type(self).__name__} fold-in",
+                    record=False,
+                )
 
         return self._fold_in("user", user_ids, rows, update, check=check)
 
@@ -285,8 +291,14 @@ class SGDMF(_SGDModel):
         # Out-of-range ids count as unknown in the kernel (the "bias" fallback); "error" mode
         # has rejected them before this point.
         s = self._ops.sgd_mf_predict(
-            users, items, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
-            global_mean=self.global_bias, threads=resolve_threads(self.threads),
+            users,
+            items,
+            self.user_factors,
+            self.item_factors,
+            self.user_bias,
+            self.item_bias,
+            global_mean=self.global_bias,
+            threads=resolve_threads(self.threads),
         )
         return np.clip(s, *self.clip, out=s) if self.clip is not None else s
 
