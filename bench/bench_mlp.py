@@ -448,6 +448,20 @@ def _rerank(test, per_seed):
     ]
 
 
+def _rate_row(case, library, metric, count, timing):
+    """A throughput row: `count` units per second of the median time in `timing` (Context.timeit), its
+    spread scaled alike."""
+    rate = count / timing["median"]
+    return {
+        "case": case,
+        "library": library,
+        "metric": metric,
+        "value": rate,
+        "spread": rate * timing["spread"] / timing["median"],
+        "better": "higher",
+    }
+
+
 def _throughput(rf, torch, ctx, train):
     from recforge._ops import get_ops
     from recforge.models.mlp import sample_epoch
@@ -505,17 +519,8 @@ def _throughput(rf, torch, ctx, train):
 
                 fns["torch"] = train_torch
             ctx.log(f"training throughput, {label}, {threads} thread(s)")
-            for lib, t in ctx.timeit_many(fns).items():
-                rows.append(
-                    {
-                        "case": f"ml-100k NeuMF train b={BATCH} threads={threads}, {label}",
-                        "library": lib,
-                        "metric": "samples/s",
-                        "value": n / t["median"],
-                        "spread": n / t["median"] * t["spread"] / t["median"],
-                        "better": "higher",
-                    }
-                )
+            case = f"ml-100k NeuMF train b={BATCH} threads={threads}, {label}"
+            rows += [_rate_row(case, lib, "samples/s", n, t) for lib, t in ctx.timeit_many(fns).items()]
 
     rng = np.random.default_rng(0)
     m_pairs = 100_000 if ctx.quick else SCORE_PAIRS
@@ -535,15 +540,6 @@ def _throughput(rf, torch, ctx, train):
         ("ml-100k NeuMF recommend all users (full catalogue, top-10)", fns_all, train.shape[0] * train.shape[1]),
     ):
         ctx.log(case)
-        for lib, t in ctx.timeit_many(fn_set).items():
-            rows.append(
-                {
-                    "case": f"{case} threads={ctx.threads}",
-                    "library": lib,
-                    "metric": "pairs/s",
-                    "value": count / t["median"],
-                    "spread": count / t["median"] * t["spread"] / t["median"],
-                    "better": "higher",
-                }
-            )
+        timings = ctx.timeit_many(fn_set)
+        rows += [_rate_row(f"{case} threads={ctx.threads}", lib, "pairs/s", count, t) for lib, t in timings.items()]
     return rows
