@@ -371,15 +371,8 @@ def run(ctx):
             continue
         train, test, negatives = loaded
         ctx.log(f"{name}: {train.shape[0]} users, {train.shape[1]} items, {train.nnz} train, {test.nnz} test")
-        new, _ = _accuracy(
-            rf,
-            torch,
-            ctx,
-            train,
-            test,
-            epochs,
-            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)},
-        )
+        protocols = {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)}
+        new, _ = _accuracy(rf, torch, ctx, train, test, epochs, protocols)
         rows += new
 
     # MovieLens leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols. ML-1M
@@ -396,18 +389,11 @@ def run(ctx):
         train, test = train_i.csr, test_i.csr
         ctx.log(f"{key} leave-last-out: {train.nnz} train, {test.nnz} test")
         if "accuracy" in parts:
-            new, per_seed = _accuracy(
-                rf,
-                torch,
-                ctx,
-                train,
-                test,
-                epochs,
-                {
-                    f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
-                    f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
-                },
-            )
+            protocols = {
+                f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+                f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+            }
+            new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, protocols)
             rows += new
             if variant == "100k":
                 rows += _rerank(test, per_seed)
