@@ -334,28 +334,19 @@ def _explicit_rows(ctx):
             est = np.array([algo.predict(u, i).est for u, i in zip(te.user, te.item)])
             theirs.append(float(np.sqrt(np.mean((est - te.rating.to_numpy()) ** 2))))
     case = f"ml-100k explicit {len(folds)}-fold (u1..u{len(folds)})"
-    rows = [
+    per_fold = {"recforge": ours, "surprise SVD": theirs}
+    return [
         {
             "case": case,
-            "library": "recforge",
+            "library": lib,
             "metric": "rmse",
-            "value": float(np.mean(ours)),
-            "spread": float(np.std(ours)),
+            "value": float(np.mean(rmse)),
+            "spread": float(np.std(rmse)),
             "better": "lower",
         }
+        for lib, rmse in per_fold.items()
+        if rmse  # none for Surprise when it is not installed
     ]
-    if theirs:
-        rows.append(
-            {
-                "case": case,
-                "library": "surprise SVD",
-                "metric": "rmse",
-                "value": float(np.mean(theirs)),
-                "spread": float(np.std(theirs)),
-                "better": "lower",
-            }
-        )
-    return rows
 
 
 def _scale_rows(ctx):

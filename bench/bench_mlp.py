@@ -371,15 +371,8 @@ def run(ctx):
             continue
         train, test, negatives = loaded
         ctx.log(f"{name}: {train.shape[0]} users, {train.shape[1]} items, {train.nnz} train, {test.nnz} test")
-        new, _ = _accuracy(
-            rf,
-            torch,
-            ctx,
-            train,
-            test,
-            epochs,
-            {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)},
-        )
+        protocols = {f"{name} NCF 1+99 fixed": dict(protocol="sampled", negatives=negatives)}
+        new, _ = _accuracy(rf, torch, ctx, train, test, epochs, protocols)
         rows += new
 
     # MovieLens leave-last-out by timestamp: sampled (1 + 99) and full-catalogue protocols. ML-1M
@@ -396,18 +389,11 @@ def run(ctx):
         train, test = train_i.csr, test_i.csr
         ctx.log(f"{key} leave-last-out: {train.nnz} train, {test.nnz} test")
         if "accuracy" in parts:
-            new, per_seed = _accuracy(
-                rf,
-                torch,
-                ctx,
-                train,
-                test,
-                epochs,
-                {
-                    f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
-                    f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
-                },
-            )
+            protocols = {
+                f"{key} LOO 1+99 sampled": dict(protocol="sampled", n_negatives=99, seed=0),
+                f"{key} LOO full catalogue": dict(protocol="full", metrics=("hit_rate", "ndcg")),
+            }
+            new, per_seed = _accuracy(rf, torch, ctx, train, test, epochs, protocols)
             rows += new
             if variant == "100k":
                 rows += _rerank(test, per_seed)
@@ -446,6 +432,20 @@ def _rerank(test, per_seed):
         }
         for lib, v in runs.items()
     ]
+
+
+def _rate_row(case, library, metric, count, timing):
+    """A throughput row: `count` units per second of the median time in `timing` (Context.timeit), its
+    spread scaled alike."""
+    rate = count / timing["median"]
+    return {
+        "case": case,
+        "library": library,
+        "metric": metric,
+        "value": rate,
+        "spread": rate * timing["spread"] / timing["median"],
+        "better": "higher",
+    }
 
 
 def _throughput(rf, torch, ctx, train):
@@ -505,17 +505,8 @@ def _throughput(rf, torch, ctx, train):
 
                 fns["torch"] = train_torch
             ctx.log(f"training throughput, {label}, {threads} thread(s)")
-            for lib, t in ctx.timeit_many(fns).items():
-                rows.append(
-                    {
-                        "case": f"ml-100k NeuMF train b={BATCH} threads={threads}, {label}",
-                        "library": lib,
-                        "metric": "samples/s",
-                        "value": n / t["median"],
-                        "spread": n / t["median"] * t["spread"] / t["median"],
-                        "better": "higher",
-                    }
-                )
+            case = f"ml-100k NeuMF train b={BATCH} threads={threads}, {label}"
+            rows += [_rate_row(case, lib, "samples/s", n, t) for lib, t in ctx.timeit_many(fns).items()]
 
     rng = np.random.default_rng(0)
     m_pairs = 100_000 if ctx.quick else SCORE_PAIRS
@@ -535,15 +526,6 @@ def _throughput(rf, torch, ctx, train):
         ("ml-100k NeuMF recommend all users (full catalogue, top-10)", fns_all, train.shape[0] * train.shape[1]),
     ):
         ctx.log(case)
-        for lib, t in ctx.timeit_many(fn_set).items():
-            rows.append(
-                {
-                    "case": f"{case} threads={ctx.threads}",
-                    "library": lib,
-                    "metric": "pairs/s",
-                    "value": count / t["median"],
-                    "spread": count / t["median"] * t["spread"] / t["median"],
-                    "better": "higher",
-                }
-            )
+        timings = ctx.timeit_many(fn_set)
+        rows += [_rate_row(f"{case} threads={ctx.threads}", lib, "pairs/s", count, t) for lib, t in timings.items()]
     return rows

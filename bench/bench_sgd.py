@@ -158,28 +158,22 @@ def explicit_part(ctx, rf, surprise, name, rows, fixed=None):
             + ", ".join(f"{lib} rmse {rmse[lib][-1]:.4f} s {times[lib][-1]:.3f}" for lib in libs)
         )
     for lib in libs:
-        rows.append(
+        summaries = (  # metric, its value and spread over the folds, the per-fold figures
+            ("rmse (mean over folds)", np.mean(rmse[lib]), np.std(rmse[lib]), rmse[lib]),
+            ("s fit+predict (sum over folds)", np.sum(times[lib]), np.sum(spreads[lib]), times[lib]),
+        )
+        rows += [
             {
                 "case": case,
                 "library": lib,
-                "metric": "rmse (mean over folds)",
-                "value": float(np.mean(rmse[lib])),
-                "spread": float(np.std(rmse[lib])),
+                "metric": metric,
+                "value": float(value),
+                "spread": float(spread),
                 "better": "lower",
-                "per_fold": rmse[lib],
+                "per_fold": per_fold,
             }
-        )
-        rows.append(
-            {
-                "case": case,
-                "library": lib,
-                "metric": "s fit+predict (sum over folds)",
-                "value": float(np.sum(times[lib])),
-                "spread": float(np.sum(spreads[lib])),
-                "better": "lower",
-                "per_fold": times[lib],
-            }
-        )
+            for metric, value, spread, per_fold in summaries
+        ]
     if not fixed:
         rows.append(
             {

@@ -52,3 +52,15 @@ def test_core_stub_names_every_public_binding():
     names |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     public = {n for n in dir(_core) if not n.startswith("_") or n == "__version__"}
     assert public <= names, f"missing from _core.pyi: {sorted(public - names)}"
+
+
+def test_core_stub_enum_base_lists_only_members_every_enum_has():
+    """_PybindEnum is stub-only: each member it lists must be one of every enum class that derives from it."""
+    tree = ast.parse(STUB.read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    shared = {n.name for n in classes["_PybindEnum"].body if isinstance(n, ast.FunctionDef)}
+    enums = [name for name, c in classes.items() if any(getattr(b, "id", None) == "_PybindEnum" for b in c.bases)]
+    assert shared and enums
+    for name in enums:
+        missing = shared - set(vars(getattr(_core, name)))
+        assert not missing, f"_core.{name} lacks {sorted(missing)}, which the stub's _PybindEnum gives it"
