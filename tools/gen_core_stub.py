@@ -126,7 +126,10 @@ def _params(text: str, types: _Types, method: bool) -> list[str]:
         name, default = name.strip(), default.strip()
         if ":" in name:
             pname, ann = name.split(":", 1)
-            name = f"{pname.strip()}: {types(ann.strip())}"
+            ann = types(ann.strip())
+            if default == "None" and "None" not in ann:  # a nullable pointer argument (pybind11 omits it)
+                ann = f"{ann} | None"
+            name = f"{pname.strip()}: {ann}"
         if eq:
             name = f"{name} = {_default(types(default))}"
         out.append(name)

@@ -421,7 +421,7 @@ def topk_f32(
     queries: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     items: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     k: typing.SupportsInt | typing.SupportsIndex,
-    exclude: Csr = None,
+    exclude: Csr | None = None,
     subset: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
     candidates: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
     threads: typing.SupportsInt | typing.SupportsIndex = 0,
