@@ -79,8 +79,12 @@ void bind_mlp(py::module_& m) {
         m, "Optimizer", "NCF optimiser: adam (dense), lazy_adam (sparse rows) or sgd.",
         {{"adam", mlp::Optimizer::adam}, {"sgd", mlp::Optimizer::sgd}, {"lazy_adam", mlp::Optimizer::lazy_adam}});
 
-    const auto layer = [](const mlp::Arch& a, int l) {
-        if (l < 0 || l >= a.n_layers()) throw py::index_error("layer index out of range");
+    // A per-layer accessor that refuses a layer index out of range (IndexError) before reading.
+    const auto per_layer = [](auto get) {
+        return [get](const mlp::Arch& a, int l) {
+            if (l < 0 || l >= a.n_layers()) throw py::index_error("layer index out of range");
+            return (a.*get)(l);
+        };
     };
     py::class_<mlp::Arch>(m, "MLPArch", "NCF architecture (mode, embedding dims, layers) and its dense-vector offsets.")
         .def(py::init(&make_arch), py::arg("mode"), py::arg("dim_gmf"), py::arg("dim_mlp"), py::arg("layers"),
@@ -90,27 +94,10 @@ void bind_mlp(py::module_& m) {
         .def_property_readonly("out_w_offset", &mlp::Arch::out_w_offset, "Offset of the output weights.")
         .def_property_readonly("out_b_offset", &mlp::Arch::out_b_offset, "Offset of the output bias.")
         .def_property_readonly("out_in", &mlp::Arch::out_in, "Width of the output layer's input.")
-        .def(
-            "layer_in",
-            [layer](const mlp::Arch& a, int l) {
-                layer(a, l);
-                return a.layer_in(l);
-            },
-            py::arg("l"), "Input width of MLP layer l (0-based).")
-        .def(
-            "w_offset",
-            [layer](const mlp::Arch& a, int l) {
-                layer(a, l);
-                return a.w_offset(l);
-            },
-            py::arg("l"), "Offset of W_l (in x out, input-major) in the dense vector.")
-        .def(
-            "b_offset",
-            [layer](const mlp::Arch& a, int l) {
-                layer(a, l);
-                return a.b_offset(l);
-            },
-            py::arg("l"), "Offset of b_l in the dense vector.");
+        .def("layer_in", per_layer(&mlp::Arch::layer_in), py::arg("l"), "Input width of MLP layer l (0-based).")
+        .def("w_offset", per_layer(&mlp::Arch::w_offset), py::arg("l"),
+             "Offset of W_l (in x out, input-major) in the dense vector.")
+        .def("b_offset", per_layer(&mlp::Arch::b_offset), py::arg("l"), "Offset of b_l in the dense vector.");
 
     m.def(
         "mlp_loss_grad",
