@@ -457,17 +457,7 @@ def _throughput(rf, torch, ctx, train):
     n = min(len(users), 20_000 if ctx.quick else THROUGHPUT_SAMPLES)
     users, items, labels = users[:n], items[:n], labels[:n]
     ours = rf.MLPScorer(factors=DIM, layers=LAYERS, epochs=1, threads=ctx.threads).fit(train, progress=False)
-    moments = [
-        np.zeros_like(a)
-        for a in (
-            ours.user_embedding,
-            ours.user_embedding,
-            ours.item_embedding,
-            ours.item_embedding,
-            ours.dense,
-            ours.dense,
-        )
-    ]
+    moments = ours._adam_moments()
     # Each recforge optimiser against the PyTorch optimiser with the same update rule.
     twins = (("adam", "adam", False), ("lazy adam", "lazy_adam", True))
     for threads in sorted({1, ctx.threads}):

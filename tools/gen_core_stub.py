@@ -294,16 +294,27 @@ def _class(
     bases = [_ENUM_BASE] if inherited else []
     bases += [b.__name__ for b in cls.__bases__ if b.__module__ == module.__name__]
     out = [f"class {name}({', '.join(bases)}):" if bases else f"class {name}:"]
-    head = _docstring((cls.__doc__ or "").strip(), "    ")
+    doc = _enum_doc(cls) if _is_pybind_enum(cls) else (cls.__doc__ or "").strip()
+    head = _docstring(doc, "    ")
     if _is_pybind_enum(cls):  # py::enum_: members are class attributes holding instances
         types.imports.add("typing")
         head += [f"    {m}: typing.ClassVar[{name}]  # value {int(v)}" for m, v in cls.__members__.items()]
     body = _join([lines for attr, lines in _members(cls, types).items() if attr not in inherited])
-    if _is_pybind_enum(cls) and cls.__doc__:  # ruff format: a blank line between docstring and members
-        head.insert(len(_docstring(cls.__doc__.strip(), "    ")), "")
+    if _is_pybind_enum(cls) and doc:  # ruff format: a blank line between docstring and members
+        head.insert(len(_docstring(doc, "    ")), "")
     if _is_pybind_enum(cls) and body:
         head.append("")
     return out + (head + body or ["    ..."])
+
+
+def _enum_doc(cls: type) -> str:
+    """A py::enum_ docstring without the "Members:" list pybind11 appends when that list only names the
+    members (they follow as typed class attributes); a list with per-member docs is kept."""
+    doc = (cls.__doc__ or "").strip()
+    head, sep, members = doc.partition("\n\nMembers:\n")
+    if sep and all(not line.strip() or line.strip() in cls.__members__ for line in members.splitlines()):
+        return head.strip()
+    return doc
 
 
 def _value_type(value: object, types: _Types) -> str:

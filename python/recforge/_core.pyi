@@ -88,14 +88,7 @@ class Csr:
     def __repr__(self) -> str: ...
 
 class Loss(_PybindEnum):
-    """Pairwise ranking loss: bpr or warp.
-
-    Members:
-
-      bpr
-
-      warp
-    """
+    """Pairwise ranking loss: bpr or warp."""
 
     bpr: typing.ClassVar[Loss]  # value 0
     warp: typing.ClassVar[Loss]  # value 1
@@ -141,32 +134,14 @@ class MLPArch:
         """Offset of b_l in the dense vector."""
 
 class Mode(_PybindEnum):
-    """NCF branch layout: gmf, mlp or neumf (both).
-
-    Members:
-
-      gmf
-
-      mlp
-
-      neumf
-    """
+    """NCF branch layout: gmf, mlp or neumf (both)."""
 
     gmf: typing.ClassVar[Mode]  # value 0
     mlp: typing.ClassVar[Mode]  # value 1
     neumf: typing.ClassVar[Mode]  # value 2
 
 class Optimizer(_PybindEnum):
-    """NCF optimiser: adam (dense), lazy_adam (sparse rows) or sgd.
-
-    Members:
-
-      adam
-
-      sgd
-
-      lazy_adam
-    """
+    """NCF optimiser: adam (dense), lazy_adam (sparse rows) or sgd."""
 
     adam: typing.ClassVar[Optimizer]  # value 0
     sgd: typing.ClassVar[Optimizer]  # value 1
@@ -191,42 +166,19 @@ class SGDRatingData:
         """Number of ratings."""
 
 class Sampling(_PybindEnum):
-    """How ranking epochs draw negatives: uniform, or popularity (by entries).
-
-    Members:
-
-      uniform
-
-      popularity
-    """
+    """How ranking epochs draw negatives: uniform, or popularity (by entries)."""
 
     uniform: typing.ClassVar[Sampling]  # value 0
     popularity: typing.ClassVar[Sampling]  # value 1
 
 class Solver(_PybindEnum):
-    """Implicit ALS row solver: cg (warm-started CG steps) or cholesky (exact).
-
-    Members:
-
-      cg
-
-      cholesky
-    """
+    """Implicit ALS row solver: cg (warm-started CG steps) or cholesky (exact)."""
 
     cg: typing.ClassVar[Solver]  # value 0
     cholesky: typing.ClassVar[Solver]  # value 1
 
 class TopkKernel(_PybindEnum):
-    """Dense top-K kernel: auto, blas or fused (AVX-512).
-
-    Members:
-
-      auto
-
-      blas
-
-      fused
-    """
+    """Dense top-K kernel: auto, blas or fused (AVX-512)."""
 
     auto: typing.ClassVar[TopkKernel]  # value 0
     blas: typing.ClassVar[TopkKernel]  # value 1

@@ -196,6 +196,10 @@ class MLPScorer(Recommender):
         bound = np.sqrt(3.0 / self.arch.out_in)
         self.output_weights[...] = rng.uniform(-bound, bound, self.arch.out_in)
 
+    def _adam_moments(self) -> list[np.ndarray]:
+        """Zero Adam moments (m, v) of the user and item embeddings and the dense vector, in the kernel's order."""
+        return [np.zeros_like(a) for a in (self.user_embedding, self.item_embedding, self.dense) for _ in range(2)]
+
     def _warm_start(self, model) -> None:
         if self.mode == "mlp":
             raise ValueError("init_from warm-starts the GMF embeddings; mode='mlp' has none")
@@ -249,20 +253,8 @@ class MLPScorer(Recommender):
             )
         if init_from is not None:
             self._warm_start(init_from)
-        if self.optimizer != "sgd":  # Adam: first and second moments of every parameter
-            moments = [
-                np.zeros_like(a)
-                for a in (
-                    self.user_embedding,
-                    self.user_embedding,
-                    self.item_embedding,
-                    self.item_embedding,
-                    self.dense,
-                    self.dense,
-                )
-            ]
-        else:  # sgd keeps no state
-            moments = [np.zeros(0, np.float32)] * 6
+        # sgd keeps no state; Adam keeps first and second moments of every parameter
+        moments = self._adam_moments() if self.optimizer != "sgd" else [np.zeros(0, np.float32)] * 6
         step = 0
         self.seen_ = None  # fitted only once the epochs succeed
         kernel_train = self._kernel_csr(interactions, train)  # converted once, not per epoch
