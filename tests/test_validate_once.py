@@ -126,7 +126,7 @@ def test_seen_rows_match_scipy_row_indexing(rng, index_dtype):
     m = sp.csr_matrix((m.data, m.indices.astype(index_dtype), m.indptr.astype(index_dtype)), shape=m.shape)
     for rows in (np.array([3, 0, 49, 3, 7]), np.zeros(0, np.int64), np.arange(50)):
         out, ref = seen_rows(m, rows), m[rows]
-        assert out.indptr.dtype == out.indices.dtype == np.int64
+        assert out.indptr.dtype == np.int64 and out.indices.dtype == m.indices.dtype  # no widening copy
         assert out.shape == ref.shape and out.nnz == ref.nnz
         np.testing.assert_array_equal(out.indptr, ref.indptr)
         np.testing.assert_array_equal(out.indices, ref.indices)

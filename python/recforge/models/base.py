@@ -362,7 +362,7 @@ def check_state_arrays(arrays: dict, expected: dict) -> None:
 
 
 class CsrRows(NamedTuple):
-    """Rows of a canonical CSR as the top-k exclusion takes them: int64 ``indptr`` (n + 1,) and ``indices``."""
+    """Rows of a canonical CSR as the top-k exclusion takes them: int64 ``indptr`` (n + 1,) and column ``indices``."""
 
     indptr: np.ndarray
     indices: np.ndarray
@@ -385,7 +385,8 @@ def seen_rows(m: sp.csr_matrix, rows: np.ndarray) -> CsrRows:
     np.cumsum(lengths, out=indptr[1:])
     # Entry j of the result is entry j - indptr[r] + starts[r] of m, r its row in the result.
     take = np.arange(indptr[-1], dtype=np.int64) + np.repeat(starts - indptr[:-1], lengths)
-    return CsrRows(indptr, m.indices[take].astype(np.int64), (len(rows), m.shape[1]))
+    # The column ids keep the matrix's dtype: ops.topk narrows them to the kernel's int32 once, checked.
+    return CsrRows(indptr, m.indices[take], (len(rows), m.shape[1]))
 
 
 # -- folding rows in (partial_fit_*): shared by the factor models ------------------------------
@@ -588,7 +589,7 @@ class FactorModel(Recommender):
     def _similar(self, side: str, rows, k, threads):
         k = min(check_k(k), len(getattr(self, side)))
         unit = self._unit_rows(side)
-        self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows.astype(np.int64), (len(rows), len(unit)))
+        self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows, (len(rows), len(unit)))
         return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=resolve_threads(threads))
 
     def _unit_rows(self, side: str) -> np.ndarray:
