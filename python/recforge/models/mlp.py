@@ -35,7 +35,7 @@ from .._ops import get_ops
 from .._validation import check_ids, check_k
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, NotFittedError, Recommender, seen_rows
+from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
@@ -404,6 +404,20 @@ class MLPScorer(Recommender):
         self.user_embedding = np.ascontiguousarray(arrays["user_embedding"])
         self.item_embedding = np.ascontiguousarray(arrays["item_embedding"])
         self.dense = np.ascontiguousarray(arrays["dense"])
+        if self._score_bound() > _SCORE_LIMIT:
+            raise ValueError("the saved weights are too large: their scores would overflow float32")
+
+    def _score_bound(self) -> float:
+        """An upper bound of every |logit| and of the partial sums leading to it (interval arithmetic
+        in float64 over the layers: ReLU never grows a bound)."""
+        e = max(_abs_max(self.user_embedding), _abs_max(self.item_embedding))
+        w_out = np.abs(self.output_weights.astype(np.float64))
+        n_gmf = self.factors if self.mode != "mlp" else 0
+        bound = w_out[:n_gmf].sum() * e * e + abs(float(self.output_bias[0]))
+        h = e  # bound of the MLP branch's activations, layer by layer
+        for w, b in zip(self.weights, self.biases):
+            h = np.abs(w.astype(np.float64)).sum(axis=0).max() * h + _abs_max(b)
+        return float(bound + w_out[n_gmf:].sum() * h)
 
 
 def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, threads: int = 0):
