@@ -25,6 +25,7 @@ class Finding:
     reproducer: tuple  # (target, kwargs) for targets.TARGETS
     match: Callable  # (target, kwargs, outcome, detail) -> bool
     skip: Callable | None = None  # (target, kwargs) -> bool
+    timeout: float | None = None  # seconds before the reproducer counts as a hang (a hang finding's)
 
 
 def _detail(*patterns: str, targets: tuple = (), outcomes: tuple = ("crash", "hang", "garbage", "unclear")):
@@ -239,6 +240,29 @@ OPEN = [
         _target("fit", "partial_fit", where=lambda kw, d: "NaN or infinite values in" in d or "diverged" in d),
     ),
 ]
+
+
+ABSURD_WORK = {"epochs": 1000, "negatives": 1000, "factors": 4096, "cg_steps": 1000}
+
+
+def _absurd_work(target, kwargs) -> bool:
+    """A fit whose size parameter asks for hours of work (it hangs until refused up front)."""
+    value = kwargs.get("value")
+    limit = ABSURD_WORK.get(kwargs.get("param"))
+    return target == "fit" and limit is not None and isinstance(value, (int, np.integer)) and value > limit
+
+
+OPEN.append(
+    Finding(
+        "F19",
+        "hangs: epochs/negatives of 2^31-1, factors=20000 with Cholesky, mlp epochs=10^6 run for hours "
+        "(not refused up front with the work they need; Ctrl-C not seen inside the C++ call, see F20)",
+        ("fit", {"model": "als", "param": "epochs", "value": 2**31 - 1}),
+        lambda t, kw, o, d: o == "hang" or _absurd_work(t, kw),
+        skip=_absurd_work,
+        timeout=5.0,
+    )
+)
 
 
 def open_finding(target: str, kwargs: dict, outcome: str, detail: str) -> str | None:

@@ -98,11 +98,13 @@ def _death(proc: subprocess.Popen, err: Path) -> str:
     return f"process {how}: " + " | ".join(tail)[-500:]
 
 
-def run_batch(cases: list) -> list[tuple[str, str] | None]:
-    """Outcomes of ``cases`` run in one child, up to the first crash or hang (the rest: None)."""
+def run_batch(cases: list, timeout: float | None = None) -> list[tuple[str, str] | None]:
+    """Outcomes of ``cases`` run in one child, up to the first crash or hang (the rest: None);
+    ``timeout``: seconds per case (default CASE_TIMEOUT)."""
+    timeout = CASE_TIMEOUT if timeout is None else timeout
     results: list[tuple[str, str] | None] = [None] * len(cases)
     proc, lines, err = _spawn(cases)
-    current, deadline = None, time.monotonic() + STARTUP_TIMEOUT + CASE_TIMEOUT
+    current, deadline = None, time.monotonic() + STARTUP_TIMEOUT + timeout
     try:
         while True:
             try:
@@ -111,7 +113,7 @@ def run_batch(cases: list) -> list[tuple[str, str] | None]:
                 _kill(proc)
                 if current is None:
                     raise RuntimeError("the fuzz child did not start: " + _death(proc, err)) from None
-                results[current] = ("hang", f"no answer within {CASE_TIMEOUT:.0f} s")
+                results[current] = ("hang", f"no answer within {timeout:.0f} s")
                 return results
             if line is None:
                 if current is not None and results[current] is None:
@@ -121,7 +123,7 @@ def run_batch(cases: list) -> list[tuple[str, str] | None]:
                 return results
             if line.startswith("@@FUZZ start "):
                 current = int(line.split()[2])
-                deadline = time.monotonic() + CASE_TIMEOUT
+                deadline = time.monotonic() + timeout
             elif line.startswith("@@FUZZ done "):
                 i, outcome, detail = json.loads(line[len("@@FUZZ done ") :])
                 results[i] = (outcome, detail)
@@ -131,18 +133,18 @@ def run_batch(cases: list) -> list[tuple[str, str] | None]:
         err.unlink(missing_ok=True)
 
 
-def run_cases(cases: list) -> list[Result]:
+def run_cases(cases: list, timeout: float | None = None) -> list[Result]:
     """Every case's outcome: batches in child processes, restarted after each crash or hang."""
     outcomes: list[tuple[str, str] | None] = [None] * len(cases)
     start = 0
     while start < len(cases):
-        part = run_batch(cases[start:])
+        part = run_batch(cases[start:], timeout)
         done = next((j for j, r in enumerate(part) if r is None), len(part))
         for j in range(done):
             outcomes[start + j] = part[j]
         last = start + done - 1
         if done and part[done - 1][0] == "crash" and done > 1:  # isolate: does it crash alone?
-            alone = run_batch([cases[last]])[0]
+            alone = run_batch([cases[last]], timeout)[0]
             if alone is None or alone[0] != "crash":
                 outcomes[last] = (
                     "crash",
