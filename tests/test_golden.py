@@ -3,14 +3,15 @@
 The reference was written by tests/golden/make_golden.py from the code before the issue-9 redesign
 (device-neutral ops layer, one model skeleton): refactors must not change a single bit of any fit
 at fixed seeds with threads=1. The kernels pick their SIMD width at run time, so exact equality
-holds on a CPU of the same SIMD level as the one that wrote the file; elsewhere the check is a
-tight tolerance.
+holds on a CPU of the same SIMD level as the one that wrote the file (and a release build); elsewhere
+the check is a tight tolerance.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def test_fit_matches_reference(golden, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # old parameter spellings stay accepted
         model = getattr(rf, cls)(**params).fit(_matrix(golden, which), progress=False)
-    exact = golden["__isa__"].tobytes().decode() == make_golden.cpu_isa()
+    # A sanitizer build (nox -s sanitize) compiles the kernels differently: the tolerance applies there.
+    exact = golden["__isa__"].tobytes().decode() == make_golden.cpu_isa() and not os.environ.get("RECFORGE_SANITIZED")
     keys = [k for k in golden if k.startswith(name + "/")]
     assert keys, f"no reference arrays for {name}"
     for key in keys:

@@ -166,6 +166,17 @@ def test_load_refuses_npy_headers_it_does_not_write(models, tmp_path):
     assert_refused(path, "version")
 
 
+def test_load_refuses_a_damaged_npy_header(models, tmp_path):  # found by tests/fuzz/atheris_targets.py load
+    meta, arrays = members_of(models["popular"], tmp_path)
+    raw = bytearray(npy(arrays["item_popularity"]))
+    raw[raw.index(b"{")] = ord("z")  # numpy's header parser then raises tokenize.TokenError
+    arrays.pop("item_popularity")
+    meta["arrays"] = {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
+    meta["arrays"]["item_popularity"] = ["float32", [9]]
+    path = write_archive(tmp_path / "m.rf", meta, arrays, extra=[("item_popularity.npy", bytes(raw))], declare=False)
+    assert_refused(path, "item_popularity.*damaged .npy header")
+
+
 # -- metadata --------------------------------------------------------------------------------------
 def meta_damage():
     return {

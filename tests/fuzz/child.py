@@ -21,7 +21,7 @@ def main() -> None:
         print(f"@@FUZZ start {i}", flush=True)
         try:
             outcome, detail = TARGETS[target](**materialize(kwargs))
-        except Exception:  # noqa: BLE001 - a bug of the fuzz harness itself, not of recforge
+        except Exception:  # a bug of the fuzz harness itself, not of recforge
             outcome, detail = "harness", traceback.format_exc()[-1500:]
         print("@@FUZZ done " + json.dumps([i, outcome, str(detail)[:600]]), flush=True)
 

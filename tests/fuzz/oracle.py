@@ -100,13 +100,13 @@ def judge(
         return "unclear", f"message names none of {names}: {msg}"
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - every other exception is the finding
+    except BaseException as exc:  # every other exception is the finding
         return "unclear", f"{type(exc).__name__}: {exc}"[:500]
     if not expect.valid:
         return "garbage", f"accepted an input that must be refused naming {expect.names}"
     try:
         why = check(result) if check is not None else None
-    except Exception as exc:  # noqa: BLE001 - the result itself is broken (e.g. a property raises)
+    except Exception as exc:  # the result itself is broken (e.g. a property raises)
         return "unclear", f"the result is unusable: {type(exc).__name__}: {exc}"[:500]
     return ("correct", "") if why is None else ("garbage", why)
 
@@ -139,7 +139,7 @@ def rule_ids(v, n: int, name: str) -> np.ndarray:
     """1-D (or scalar) integer ids in [0, n)."""
     try:
         a = np.asarray(v)
-    except Exception:  # noqa: BLE001 - ragged lists and the like: refused
+    except Exception:  # ragged lists and the like: refused
         raise Invalid(name) from None
     if a.ndim == 0:
         a = a.reshape(1)
@@ -160,7 +160,7 @@ def rule_dense(v, name: str, ndim: int = 2, shape=None) -> np.ndarray:
         raise Invalid(name)
     try:
         a = np.asarray(v)
-    except Exception:  # noqa: BLE001
+    except Exception:
         raise Invalid(name) from None
     if a.ndim != ndim or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise Invalid(name)

@@ -1,7 +1,7 @@
 """Run N generated fuzz cases and print the outcome counts (crash / hang / garbage / unclear / clear /
 correct), per target, and one reproducer per distinct finding.
 
-    python tests/fuzz/report.py --cases 2000 [--seed 0] [--all-findings] [--markdown FILE]
+    python tests/fuzz/report.py --cases 2000 [--seed 0] [--all-findings] [--markdown FILE] [--cases-file F]
 
 Known findings (findings.py) are run too: this is the measurement, not the test (test_fuzz.py
 leaves out the cases of findings not fixed yet, which their own xfail tests cover).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -29,9 +30,19 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--all-findings", action="store_true", help="print every bad case, not one per distinct kind")
     ap.add_argument("--markdown", type=Path, help="also write the table and findings to this file")
+    ap.add_argument(
+        "--cases-file",
+        type=Path,
+        help="run the cases pickled in this file (written first if absent): the same inputs before and after a change",
+    )
     args = ap.parse_args()
     start = time.monotonic()
-    cases = generate(args.cases, args.seed)
+    if args.cases_file and args.cases_file.exists():
+        cases = pickle.loads(args.cases_file.read_bytes())
+    else:
+        cases = generate(args.cases, args.seed)
+        if args.cases_file:
+            args.cases_file.write_bytes(pickle.dumps(cases))
     results = run_cases(cases)
     total = counts(results)
     per_target: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

@@ -384,7 +384,7 @@ def data_case(draw):
     if which == "from_scipy":
         return which, {"matrix": draw(sparse_arg((6, 5)))}
     if which == "transform":
-        from targets import TRANSFORMS  # noqa: PLC0415 - the child's table, importable without fixtures
+        from targets import TRANSFORMS  # the child's table, importable without fixtures
 
         fn = draw(st.sampled_from(sorted(TRANSFORMS)))
         params = {p: draw(st.one_of(st.floats(0.1, 5.0), float_arg())) for p in TRANSFORMS[fn] if draw(st.booleans())}
@@ -419,7 +419,7 @@ def metric_case(draw):
             "test": draw(sparse_arg((n, m))),
             "batch_size": draw(st.one_of(st.none(), int_arg(1, 4))),
         }
-    from targets import METRICS  # noqa: PLC0415
+    from targets import METRICS
 
     k = draw(st.integers(1, 4))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

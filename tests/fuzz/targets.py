@@ -641,11 +641,26 @@ def t_load(model, damage):
             back, (ids, scores) = result
             return check_ranking(ids, scores, 2, 3, back.n_items, exclude=seen_lists(back, [0, 1]))
 
-        return judge(call, Expect(valid=True, may_refuse=("model file", "m.rf")), check)
+        return judge(call, file_expectation(damage), check)
+
+
+# Metadata edits that leave a file a loader may still accept (the rest must be refused).
+TOLERABLE_META = {("params", "threads"), ("params", "device"), ("params", "layers"), ("params", "factors")}
+
+
+def file_expectation(damage) -> Expect:
+    """A replaced array (all in strategies.load_case are wrong for their slot) or a broken metadata
+    field must be refused; a truncated or flipped file may load only if the damage missed everything."""
+    names = ("model file", "m.rf")
+    if damage[0] == "array" or (damage[0] == "meta" and tuple(damage[1]) not in TOLERABLE_META):
+        return Expect(valid=False, names=names)
+    return Expect(valid=True, may_refuse=names)
 
 
 def mutate_file(raw: bytes, damage) -> bytes:
     kind = damage[0]
+    if kind == "raw":  # the whole file given (atheris)
+        return damage[1]
     if kind == "truncate":
         return raw[: int(len(raw) * damage[1])]
     if kind == "flip":

@@ -474,7 +474,10 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, dtype: st
         if version not in ((1, 0), (2, 0)):
             raise _ModelFileError(f"array {name!r} has the .npy version {version}; save writes 1.0")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        got_shape, fortran_order, got_dtype = read_header(member, max_header_size=10_000)
+        try:
+            got_shape, fortran_order, got_dtype = read_header(member, max_header_size=10_000)
+        except Exception as exc:  # numpy's header parser raises tokenize/syntax errors too
+            raise _ModelFileError(f"array {name!r} has a damaged .npy header ({type(exc).__name__})") from None
         if got_dtype != want or str(got_dtype) != dtype or (shape is not None and list(got_shape) != shape):
             raise _ModelFileError(
                 f"inconsistent model file (array {name!r} is {got_dtype} {got_shape}: it does not match its "
