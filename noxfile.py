@@ -80,6 +80,17 @@ def sanitize(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz_atheris(session: nox.Session) -> None:
+    """Coverage-guided fuzzing (atheris) of the CSR validator and the model-file loader, 60 s each
+    (``-- 300`` for 300 s). A new finding stops with the input; see tests/fuzz/atheris_targets.py."""
+    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    session.install("atheris")
+    seconds = session.posargs[0] if session.posargs else "60"
+    for target in ("csr", "load"):
+        session.run("python", "tests/fuzz/atheris_targets.py", target, f"-max_total_time={seconds}", "-seed=1")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """A quick smoke run of the benchmarks (``-- als`` for one; full runs: python bench/run.py NAME)."""
     _install_dev(session, "bench", "-Ccmake.define.RECFORGE_CUDA=OFF")
