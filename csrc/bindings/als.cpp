@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/als.hpp"
 #include "recforge/csr.hpp"
 
@@ -46,7 +47,7 @@ void bind_als(py::module_& m) {
             float* g = G.mutable_data();
             const std::int64_t n = Y.shape(0);
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 als::gram(y, n, f, g, threads);
             }
             return G;
@@ -65,7 +66,7 @@ void bind_als(py::module_& m) {
             const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps,
                                                             threads);
             const float *y = Y.data(), *g = YtY.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             als::implicit_solve(mat.view(), y, g, f, x, o);
         },
         py::arg("m"), py::arg("Y"), py::arg("YtY"), py::arg("X"), py::arg("alpha"), py::arg("regularization"),
@@ -83,7 +84,7 @@ void bind_als(py::module_& m) {
             float* b = inplace<float>(own_bias, "own_bias", mat.n_rows());
             const als::ExplicitOptions o{regularization, global_mean, threads};
             const float *y = Y.data(), *ob = other_bias.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             als::explicit_solve(mat.view(), y, ob, f, x, b, o);
         },
         py::arg("m"), py::arg("Y"), py::arg("other_bias"), py::arg("X"), py::arg("own_bias"), py::arg("regularization"),
@@ -101,7 +102,7 @@ void bind_als(py::module_& m) {
             const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, als::Solver::cg, 1,
                                                             threads);
             const float *x = X.data(), *y = Y.data(), *g = YtY.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             return als::implicit_loss(mat.view(), x, y, g, f, o);
         },
         py::arg("m"), py::arg("X"), py::arg("Y"), py::arg("YtY"), py::arg("alpha"), py::arg("regularization"),
@@ -118,7 +119,7 @@ void bind_als(py::module_& m) {
             check_shape(own_bias, "own_bias", mat.n_rows());
             check_shape(other_bias, "other_bias", mat.n_cols());
             const float *x = X.data(), *ub = own_bias.data(), *y = Y.data(), *ib = other_bias.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             return als::explicit_sse(mat.view(), x, ub, y, ib, f, global_mean, threads);
         },
         py::arg("m"), py::arg("X"), py::arg("own_bias"), py::arg("Y"), py::arg("other_bias"), py::arg("global_mean"),

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -72,6 +73,41 @@ void check_ids(const T* ids, py::ssize_t n, std::int64_t limit, const char* name
         if (ids[k] < 0 || ids[k] >= limit)
             throw std::invalid_argument(std::string(name) + ": id " + std::to_string(ids[k]) + " at position " +
                                         std::to_string(k) + " outside [0, " + std::to_string(limit) + ")");
+}
+
+// Ids as a C-contiguous array of T (int32 or int64): `ids` must hold integers (any integer dtype; an
+// empty array may have any dtype), each representable in T. A float array is a TypeError (1.5 is
+// no id) and a value that would wrap in T a ValueError (2^32 + 1 is not 1), instead of a silent
+// conversion.
+template <class T>
+in_arr<T> id_array(const py::object& ids, const std::string& name) {
+    const py::array a = py::array::ensure(ids);  // lists too, as NumPy reads them
+    if (!a) throw py::type_error(name + " must be an integer array");
+    const char kind = a.dtype().kind();
+    if (a.size() != 0 && kind != 'i' && kind != 'u')
+        throw py::type_error(name + " must be an integer array, got dtype " + py::str(a.dtype()).cast<std::string>());
+    const auto out_of_range = [&](const std::string& value, py::ssize_t k) {
+        return std::invalid_argument(name + ": id " + value + " at position " + std::to_string(k) + " does not fit " +
+                                     (sizeof(T) == 4 ? "int32" : "int64"));
+    };
+    if (kind == 'u' && a.itemsize() == 8) {  // uint64 above INT64_MAX would wrap to a negative id
+        const auto u = in_arr<std::uint64_t>::ensure(a);
+        for (py::ssize_t k = 0; k < u.size(); ++k)
+            if (u.data()[k] > static_cast<std::uint64_t>(INT64_MAX)) throw out_of_range(std::to_string(u.data()[k]), k);
+    }
+    const auto width = static_cast<py::ssize_t>(sizeof(T));
+    const bool may_wrap = sizeof(T) < 8 && (a.itemsize() > width || (kind == 'u' && a.itemsize() == width));
+    if (may_wrap) {
+        const auto wide = in_arr<std::int64_t>::ensure(a);
+        for (py::ssize_t k = 0; k < wide.size(); ++k) {
+            const std::int64_t v = wide.data()[k];
+            if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max())
+                throw out_of_range(std::to_string(v), k);
+        }
+    }
+    auto out = in_arr<T>::ensure(a);
+    if (!out) throw py::type_error(name + " cannot be read as integers");
+    return out;
 }
 
 // Binds the C++ enum E once as _core.<name>; kernels take it typed (a string is a TypeError).

@@ -241,16 +241,16 @@ def als_implicit_solve(
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
 
-def max_threads(threads: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
-    """Threads a kernel uses for `threads` (<= 0: all cores)."""
+def max_threads(threads: int = 0) -> int:
+    """Threads a kernel uses for `threads` in [0, thread_limit()] (0: all cores); ValueError otherwise."""
 
 def mlp_loss_grad(
     arch: MLPArch,
     user_emb: numpy.ndarray,
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     labels: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     l2: typing.SupportsFloat | typing.SupportsIndex,
 ) -> tuple:
@@ -269,7 +269,7 @@ def mlp_score_all(
     user_emb: numpy.ndarray,
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Logits (n, n_items) float32 of each user against every item."""
@@ -279,8 +279,8 @@ def mlp_score_pairs(
     user_emb: numpy.ndarray,
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Logits (n,) float32 of the (users[j], items[j]) pairs."""
@@ -297,8 +297,8 @@ def mlp_train_epoch(
     m_dense: numpy.ndarray,
     v_dense: numpy.ndarray,
     step: typing.SupportsInt | typing.SupportsIndex,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     labels: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     optimizer: Optimizer,
     lr: typing.SupportsFloat | typing.SupportsIndex,
@@ -332,8 +332,8 @@ def sgd_mf_epoch(
     """One Hogwild SGD epoch of biased MF (updates the arrays in place); returns the training MSE."""
 
 def sgd_mf_predict(
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     user_factors: numpy.ndarray,
     item_factors: numpy.ndarray,
     user_bias: object,
@@ -363,19 +363,22 @@ def sgd_rank_epoch(
 
 def sgd_sample_negatives(
     data: SGDPositiveData,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    users: object,
     sampling: Sampling,
     seed: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.int32]:
     """The negatives (n,) int32 the rank epochs would draw for `users` (-1: none found); for tests."""
+
+def thread_limit() -> int:
+    """The largest `threads` a kernel accepts: max(256, cores)."""
 
 def topk_f32(
     queries: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     items: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     k: typing.SupportsInt | typing.SupportsIndex,
     exclude: Csr | None = None,
-    subset: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
-    candidates: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
+    subset: object | None = None,
+    candidates: object | None = None,
     threads: typing.SupportsInt | typing.SupportsIndex = 0,
     block_queries: typing.SupportsInt | typing.SupportsIndex = 0,
     block_items: typing.SupportsInt | typing.SupportsIndex = 0,

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 import weakref
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["as_csr", "check_ids", "check_k", "check_positive", "check_nonnegative", "check_dense"]
+__all__ = [
+    "as_csr",
+    "check_ids",
+    "check_k",
+    "check_memory",
+    "check_sparse_structure",
+    "check_positive",
+    "check_nonnegative",
+    "check_dense",
+]
 
 
 def as_csr(x, name: str = "interactions", allow_empty: bool = False, allow_negative: bool = True) -> sp.csr_matrix:
@@ -45,7 +56,7 @@ def _checked_has_negative(x) -> bool | None:
 
 
 def _check_csr(x, name: str) -> tuple[sp.csr_matrix, bool]:
-    """The full check (type, dtype, canonical form, finite values) of an unseen matrix; remembers the result."""
+    """The full check (type, dtype, structure, canonical form, finite values) of an unseen matrix; remembers it."""
     if not sp.issparse(x):
         raise TypeError(
             f"{name} must be a scipy.sparse matrix (users x items) or recforge.Interactions, got {type(x).__name__}"
@@ -54,6 +65,7 @@ def _check_csr(x, name: str) -> tuple[sp.csr_matrix, bool]:
         raise ValueError(f"{name} must be 2-D, got ndim={x.ndim}")
     if x.dtype != np.bool_ and (not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating)):
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    check_sparse_structure(x, name)
     # A float32 csr_matrix is kept as it is (no new wrapper), so that it is recognised next time.
     csr = x if type(x) is sp.csr_matrix and x.dtype == np.float32 else sp.csr_matrix(x, dtype=np.float32, copy=False)
     if not csr.has_canonical_format:
@@ -66,6 +78,80 @@ def _check_csr(x, name: str) -> tuple[sp.csr_matrix, bool]:
     key = id(csr)
     _checked[key] = (weakref.ref(csr, lambda _, key=key: _checked.pop(key, None)), lo < 0)
     return csr, lo < 0
+
+
+def check_sparse_structure(x, name: str) -> None:
+    """Refuse a sparse matrix whose index arrays are inconsistent, before SciPy converts it.
+
+    SciPy trusts the index arrays of a matrix built from arrays (or edited in place): its C++
+    conversions (transpose, tocsr, sum_duplicates) then read and write out of bounds. Checked here
+    in O(nnz + rows), once per matrix (``as_csr`` remembers it): CSR/CSC/BSR pointers start at 0,
+    never decrease and end within the index array, indices (and COO coordinates) are in range, and
+    the index and value arrays have consistent lengths. Other formats hold Python containers that
+    SciPy checks itself.
+    """
+    n_rows, n_cols = x.shape
+    if x.format in ("csr", "csc", "bsr"):
+        major, minor = (n_rows, n_cols) if x.format != "csc" else (n_cols, n_rows)
+        what = {"csr": ("row", "column"), "csc": ("column", "row"), "bsr": ("block row", "block column")}[x.format]
+        if x.format == "bsr":
+            r, c = x.blocksize
+            major, minor = n_rows // max(r, 1), n_cols // max(c, 1)
+        indptr, indices = np.asarray(x.indptr), np.asarray(x.indices)
+        for arr, label in ((indptr, "indptr"), (indices, "indices")):
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"{name}.{label} must be a 1-D integer array, got {arr.dtype} shape {arr.shape}")
+        if indptr.size != major + 1:
+            raise ValueError(f"{name}.indptr must have {major + 1} entries ({what[0]}s + 1), got {indptr.size}")
+        nnz = int(indptr[-1])
+        if indptr[0] != 0:
+            raise ValueError(f"{name}.indptr must start at 0, got {indptr[0]}")
+        steps = np.diff(indptr)
+        if steps.size and steps.min() < 0:
+            bad = int(np.argmax(steps < 0))
+            raise ValueError(f"{name}.indptr must be non-decreasing, but it decreases at {what[0]} {bad}")
+        data_len = len(x.data) if x.format != "bsr" else x.data.shape[0]
+        if nnz > indices.size or nnz > data_len:
+            raise ValueError(f"{name}: indptr ends at {nnz} but indices has {indices.size} and data {data_len} entries")
+        _check_range(indices[:nnz], minor, f"{name}: {what[1]} index")
+    elif x.format == "coo":
+        row, col = (np.asarray(a) for a in x.coords) if hasattr(x, "coords") else (np.asarray(x.row), np.asarray(x.col))
+        if not (row.ndim == col.ndim == 1 and row.size == col.size == np.asarray(x.data).size):
+            raise ValueError(f"{name}: row, col and data must be 1-D of one length, got {row.shape}, {col.shape} and "
+                             f"{np.asarray(x.data).shape}")  # fmt: skip
+        _check_range(row, n_rows, f"{name}: row index")
+        _check_range(col, n_cols, f"{name}: column index")
+
+
+def _check_range(ids: np.ndarray, n: int, what: str) -> None:
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{what}es must be integers, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        pos = int(np.argmax((ids < 0) | (ids >= n)))
+        raise ValueError(f"{what} {ids[pos]} at position {pos} is out of range [0, {n})")
+
+
+def _physical_memory() -> int:
+    """Bytes of RAM of this machine (1 TiB when the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 40
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse up front a request for more memory than the machine has.
+
+    ``what`` says what asked for it ("k=10**9 for 100 users"); the error gives the size, so the
+    caller sees the cause at once instead of a MemoryError (or minutes of swapping) later.
+    """
+    limit = _physical_memory()
+    if nbytes > limit:
+        raise ValueError(f"{what} needs {_gib(nbytes)} of memory, more than this machine has ({_gib(limit)})")
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
 
 
 def check_k(k, name: str = "k") -> int:
@@ -102,11 +188,16 @@ def check_nonnegative(value, name: str, integer: bool = False):
 
 def _check_number(value, name, integer, ok, text):
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {type(value).__name__}")
-    if not np.isfinite(value) or not ok(value):
+    if not integer:
+        try:
+            value = float(value)  # Fraction, Decimal-like Reals, numpy scalars; huge ints overflow
+        except OverflowError:
+            value = math.inf
+    if (not integer and not math.isfinite(value)) or not ok(value):
         raise ValueError(f"{name} must be finite and {text}, got {value}")
-    return int(value) if integer else float(value)
+    return int(value) if integer else value
 
 
 def check_dense(x, name: str, ndim: int = 2, dtype=np.float32) -> np.ndarray:

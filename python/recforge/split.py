@@ -146,9 +146,14 @@ def temporal(inter: Interactions, cutoff=None, test_fraction: float | None = Non
             raise ValueError("inter is empty")
         cutoff = np.sort(ts)[min(len(ts) - 1, int(np.floor((1.0 - test_fraction) * len(ts))))]
     elif np.issubdtype(ts.dtype, np.datetime64):
-        cutoff = pd.Timestamp(cutoff).to_datetime64()
-    elif not isinstance(cutoff, (int, float, np.number)) or isinstance(cutoff, bool):
+        cutoff = pd.Timestamp(cutoff)
+        if pd.isna(cutoff):  # NaT compares False with everything: every row would be training
+            raise ValueError("cutoff must be a time, got NaT")
+        cutoff = cutoff.to_datetime64()
+    elif not isinstance(cutoff, (int, float, np.number)) or isinstance(cutoff, (bool, np.bool_)):
         raise TypeError(f"cutoff must be a number like the timestamps (dtype {ts.dtype}), got {type(cutoff).__name__}")
+    elif np.isnan(cutoff):  # NaN compares False with everything: every row would be training
+        raise ValueError("cutoff must be a number, got NaN")
     test = ts >= cutoff
     return inter._subset(~test), inter._subset(test)
 

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.stats
 
-from .._validation import as_csr, check_ids
+from .._validation import as_csr, check_ids, check_positive
 from ._common import check_recommended, csr_keys, hit_matrix, in_sorted, relevant_rows
 
 __all__ = [
@@ -246,8 +246,7 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
     n_train = np.diff(tr.indptr)
     n_neg = n_items - n_train - n_pos
 
-    if batch_size is None:
-        batch_size = max(1, (1 << 20) // n_items)
+    batch_size = max(1, (1 << 20) // n_items) if batch_size is None else check_positive(batch_size, "batch_size", True)
     rank_sum = np.zeros(n, dtype=np.float64)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)

@@ -18,9 +18,11 @@ through the deprecated aliases.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -31,13 +33,14 @@ import scipy.sparse as sp
 
 from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
-from .._validation import as_csr, check_dense, check_ids, check_k
+from .._validation import as_csr, check_dense, check_ids, check_k, check_memory, check_positive
 from ..data.interactions import Interactions
 from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
+    "CsrRows", "check_fold_in_ids", "check_result_size", "check_state_arrays", "grow_rows", "pad_to_k",
+    "replace_rows", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -57,6 +60,44 @@ class NotFittedError(ValueError):
     """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
 
 
+# The thread-safety contract (README, "Threads"): every public method below holds the model's
+# lock (reentrant, one per model), so a fit, fold-in or ``to`` is atomic for other threads: a
+# reader (recommend, score, save, ...) sees the state before or after it, never a mix, and two
+# fits of one model run one after the other. The mutators also restore the model's previous state
+# (its attributes as they were) when they fail, so a failed refit keeps the old fitted model.
+_MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "to")
+_READERS = ("recommend", "recommend_all", "recommend_for_rows", "recalculate_user", "rerank", "score", "predict",
+            "save", "similar_items", "similar_users")  # fmt: skip
+
+
+def _locked(method, restore_on_error: bool):
+    """``method`` run under the model's lock; with ``restore_on_error`` an exception restores the attributes."""
+
+    @functools.wraps(method)
+    def run_locked(self, *args, **kwargs):
+        with self._model_lock():
+            if not restore_on_error:
+                return method(self, *args, **kwargs)
+            before = dict(self.__dict__)  # shallow: fits and fold-ins replace arrays, never edit the old ones
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+                raise
+
+    run_locked.__recforge_locked__ = True
+    return run_locked
+
+
+def _lock_public_methods(cls) -> None:
+    """Wrap the public methods ``cls`` defines itself (see ``_MUTATORS`` / ``_READERS``) in ``_locked``."""
+    for name in _MUTATORS + _READERS:
+        method = cls.__dict__.get(name)
+        if callable(method) and not getattr(method, "__recforge_locked__", False):
+            setattr(cls, name, _locked(method, restore_on_error=name in _MUTATORS))
+
+
 class Recommender(ParamsMixin):
     """Base class of every model.
 
@@ -71,6 +112,17 @@ class Recommender(ParamsMixin):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        _lock_public_methods(cls)
+
+    def _model_lock(self) -> threading.RLock:
+        """The model's lock (created on first use; dict.setdefault is atomic, so every thread gets the same one)."""
+        lock = self.__dict__.get("_lock")
+        return lock if lock is not None else self.__dict__.setdefault("_lock", threading.RLock())
+
+    def __getstate__(self):  # copy / pickle: a lock is not copied (the copy makes its own)
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -103,7 +155,19 @@ class Recommender(ParamsMixin):
         get_ops(device)  # "cuda" without CuPy/GPU/CUDA build: the clear error, before any work
         self.device_ = device
         self._invalidate()
-        return as_csr(interactions, allow_negative=allow_negative)
+        train = as_csr(interactions, allow_negative=allow_negative)
+        self._check_fit_size(*train.shape, train.nnz)
+        return train
+
+    def _check_fit_size(self, n_users: int, n_items: int, nnz: int) -> None:
+        """Refuse up front a fit whose state cannot fit in memory (models add their own work bounds).
+
+        Factor models hold about two copies of (n_users + n_items) x factors float32 while fitting.
+        """
+        factors = getattr(self, "factors", None)
+        if factors is not None:
+            check_memory(8.0 * (n_users + n_items) * factors,
+                         f"factors={factors} for {n_users} users and {n_items} items")  # fmt: skip
 
     def _kernel_csr(self, interactions, train: sp.csr_matrix, transposed: bool = False):
         """``ops.csr`` of ``train`` (``transposed``: items x users), from ``interactions``' cache when it has one."""
@@ -225,18 +289,16 @@ class Recommender(ParamsMixin):
         if q.size and q.shape[1] * float(np.abs(q).max()) * it_max > _SCORE_LIMIT:
             raise ValueError("the model's vectors are too large: their inner products would overflow float32")
         subset = None if items is None else check_ids(items, self.n_items, "items")
-        k_eff = min(k, self.n_items)
-        ids, scores = self._ops.topk(q, it, k_eff, exclude=exclude, subset=subset, threads=threads)
-        if k_eff < k:  # more asked than the catalogue has: pad as topk does
-            pad = k - k_eff
-            ids = np.hstack([ids, np.full((len(q), pad), -1, dtype=np.int64)])
-            scores = np.hstack([scores, np.full((len(q), pad), -np.inf, dtype=np.float32)])
-        return ids, scores
+        check_result_size(len(q), k)
+        ids, scores = self._ops.topk(q, it, min(k, self.n_items), exclude=exclude, subset=subset, threads=threads)
+        return pad_to_k(ids, scores, k)
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
         """``recommend`` for every user, in batches of ``batch_size`` users."""
         self._check_fitted()
         k = check_k(k)
+        batch_size = check_positive(batch_size, "batch_size", integer=True)
+        check_result_size(self.n_users, k)
         parts = [
             self.recommend(np.arange(s, min(s + batch_size, self.n_users)), k, exclude_seen, threads=threads)
             for s in range(0, self.n_users, batch_size)
@@ -284,6 +346,9 @@ class Recommender(ParamsMixin):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+_lock_public_methods(Recommender)  # subclasses are wrapped by __init_subclass__
 
 
 def _jsonable(value):
@@ -347,6 +412,21 @@ def load(path) -> Recommender:
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: inconsistent model file ({exc})") from None
     return model
+
+
+def check_result_size(n: int, k: int) -> None:
+    """Refuse up front an (n, k) result (int64 ids + float32 scores) larger than the machine's memory."""
+    check_memory(12.0 * n * k, f"k={k} for {n} rows (an ({n}, {k}) result)")
+
+
+def pad_to_k(ids: np.ndarray, scores: np.ndarray, k: int):
+    """``ids`` / ``scores`` (n, k' <= k) widened to k columns with -1 / -inf, as ``recforge.topk`` pads."""
+    pad = k - ids.shape[1]
+    if pad <= 0:
+        return ids, scores
+    n = ids.shape[0]
+    return (np.hstack([ids, np.full((n, pad), -1, dtype=np.int64)]),
+            np.hstack([scores, np.full((n, pad), -np.inf, dtype=np.float32)]))  # fmt: skip
 
 
 def check_state_arrays(arrays: dict, expected: dict) -> None:
@@ -587,10 +667,14 @@ class FactorModel(Recommender):
         return self._similar("user_factors", check_ids(users, self.n_users, "users"), k, threads)
 
     def _similar(self, side: str, rows, k, threads):
-        k = min(check_k(k), len(getattr(self, side)))
+        """Top ``k`` rows of ``side`` by cosine, padded to ``k`` columns (-1 / -inf) like ``recommend``."""
+        k = check_k(k)
+        threads = resolve_threads(threads)
+        check_result_size(len(rows), k)
         unit = self._unit_rows(side)
         self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows, (len(rows), len(unit)))
-        return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=resolve_threads(threads))
+        ids, scores = self._ops.topk(unit[rows], unit, min(k, len(unit)), exclude=self_ex, threads=threads)
+        return pad_to_k(ids, scores, k)
 
     def _unit_rows(self, side: str) -> np.ndarray:
         """``side``'s factors scaled to unit length (zero rows stay zero), cached like the ranking vectors."""
