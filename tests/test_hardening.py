@@ -218,6 +218,9 @@ _LONG_JOBS = {
     "als_cg": ("m = sp.csr_matrix((np.ones(10**6, np.float32), (rng.integers(0, 50000, 10**6), "
                "rng.integers(0, 20000, 10**6))), shape=(50000, 20000))",
                "rf.ALS(factors=512, epochs=1000, threads=1).fit(m, progress=False)"),
+    "mlp": ("m = sp.csr_matrix((np.ones(10**6, np.float32), (rng.integers(0, 20000, 10**6), "
+            "rng.integers(0, 5000, 10**6))), shape=(20000, 5000))",
+            "rf.MLPScorer(factors=64, layers=(256, 128), epochs=100, threads=1).fit(m, progress=False)"),
     "bpr_negatives": ("m = sp.csr_matrix((np.ones(200, np.float32), (np.arange(200) % 50, np.arange(200) % 40)))",
                       "rf.BPR(factors=8, epochs=1, negatives=2**31 - 1, threads=1).fit(m, progress=False)"),
 }  # fmt: skip
@@ -494,3 +497,22 @@ def test_sigint_is_restored_to_python(train):
     # After an interrupted kernel nothing is left pending: the next call runs normally.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     rf.topk(np.ones((3, 2), np.float32), np.ones((4, 2), np.float32), k=2)
+
+
+# -- unclear messages ------------------------------------------------------------------------------
+def test_messages_name_the_argument():
+    with pytest.raises(TypeError, match="threads must be an int"):
+        _core.max_threads(1.5)
+    with pytest.raises(TypeError, match="global_bias must be a number"):
+        rf.ALS.from_factors(np.ones((2, 2)), np.ones((2, 2)), global_bias="x")
+    with pytest.raises(ValueError, match="layer sizes must be in"):
+        _core.MLPArch(_core.Mode.mlp, 0, 4, [2**30])
+    with pytest.raises(ValueError, match=r"users must be in \[0, 40\), got 18446744073709551615"):
+        rf.ALS(factors=2, epochs=1).fit(_implicit(np.random.default_rng(0)), progress=False).recommend(
+            np.array([2**64 - 1], np.uint64)
+        )
+
+
+def test_interactions_with_timestamps_checks_the_matrix_first():
+    with pytest.raises(ValueError, match="out of range"):
+        rf.Interactions(_broken("column_past_end"), timestamps=np.arange(3))

@@ -187,8 +187,11 @@ PYBIND11_MODULE(_core, m) {
     register_interrupt_translator();
     m.def(
         "max_threads",
-        [](const py::int_& threads) {
+        [](const py::object& threads) {
             // Any Python int: one too large for int64 is out of range, not a pybind11 type error.
+            if (PyBool_Check(threads.ptr()) || !PyLong_Check(threads.ptr()))
+                throw py::type_error("threads must be an int (0 = all cores), got " +
+                                     py::str(threads.get_type().attr("__name__")).cast<std::string>());
             int overflow = 0;
             const long long value = PyLong_AsLongLongAndOverflow(threads.ptr(), &overflow);
             if (overflow != 0 || value < 0)

@@ -241,7 +241,7 @@ def als_implicit_solve(
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
 
-def max_threads(threads: int = 0) -> int:
+def max_threads(threads: object = 0) -> int:
     """Threads a kernel uses for `threads` in [0, thread_limit()] (0: all cores); ValueError otherwise."""
 
 def mlp_loss_grad(

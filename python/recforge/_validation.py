@@ -171,11 +171,11 @@ def check_ids(ids, n: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be integer indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
+    # Range first, in the ids' own dtype: a uint64 id past 2^63 would wrap to a negative int64.
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         bad = arr[(arr < 0) | (arr >= n)][0]
         raise ValueError(f"{name} must be in [0, {n}), got {bad}")
-    return arr
+    return arr.astype(np.int64, copy=False)
 
 
 def check_positive(value, name: str, integer: bool = False):

@@ -18,8 +18,10 @@ through the deprecated aliases.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import numbers
 import os
 import tempfile
 import threading
@@ -60,24 +62,72 @@ class NotFittedError(ValueError):
     """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
 
 
-# The thread-safety contract (README, "Threads"): every public method below holds the model's
-# lock (reentrant, one per model), so a fit, fold-in or ``to`` is atomic for other threads: a
-# reader (recommend, score, save, ...) sees the state before or after it, never a mix, and two
-# fits of one model run one after the other. The mutators also restore the model's previous state
-# (its attributes as they were) when they fail, so a failed refit keeps the old fitted model.
+# The thread-safety contract (README, "Limits, Ctrl-C and threads"): each model has a readers-writer
+# lock. The mutators below (fit, fold-in, ``to``) hold it exclusively, so they are atomic for other
+# threads: a reader (recommend, score, save, ...) sees the state before or after them, never a mix,
+# and two fits of one model run one after the other. Readers share it (concurrent recommends run
+# in parallel, their kernels release the GIL). The mutating thread may also read (a fit callback
+# evaluates the model). A failed mutator restores the model's attributes as they were, so a
+# failed refit keeps the old fitted model.
 _MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "to")
 _READERS = ("recommend", "recommend_all", "recommend_for_rows", "recalculate_user", "rerank", "score", "predict",
             "save", "similar_items", "similar_users")  # fmt: skip
 
 
-def _locked(method, restore_on_error: bool):
-    """``method`` run under the model's lock; with ``restore_on_error`` an exception restores the attributes."""
+class _ModelLock:
+    """Readers share; a writer excludes everyone else and may re-enter, and read, itself."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None  # thread id of the writer
+        self._depth = 0  # the writer's nesting
+
+    @contextlib.contextmanager
+    def read(self):
+        me = threading.get_ident()
+        with self._cond:
+            counted = self._writer != me  # the writer reads its own state without counting
+            if counted:
+                self._cond.wait_for(lambda: self._writer is None)
+                self._readers += 1
+        try:
+            yield
+        finally:
+            if counted:
+                with self._cond:
+                    self._readers -= 1
+                    if self._readers == 0:
+                        self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer != me:
+                self._cond.wait_for(lambda: self._writer is None and self._readers == 0)
+                self._writer = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._writer = None
+                    self._cond.notify_all()
+
+
+def _locked(method, mutator: bool):
+    """``method`` run under the model's lock (exclusive for a mutator, which restores the attributes on failure)."""
 
     @functools.wraps(method)
     def run_locked(self, *args, **kwargs):
-        with self._model_lock():
-            if not restore_on_error:
+        lock = self._model_lock()
+        if not mutator:
+            with lock.read():
                 return method(self, *args, **kwargs)
+        with lock.write():
             before = dict(self.__dict__)  # shallow: fits and fold-ins replace arrays, never edit the old ones
             try:
                 return method(self, *args, **kwargs)
@@ -95,7 +145,7 @@ def _lock_public_methods(cls) -> None:
     for name in _MUTATORS + _READERS:
         method = cls.__dict__.get(name)
         if callable(method) and not getattr(method, "__recforge_locked__", False):
-            setattr(cls, name, _locked(method, restore_on_error=name in _MUTATORS))
+            setattr(cls, name, _locked(method, mutator=name in _MUTATORS))
 
 
 class Recommender(ParamsMixin):
@@ -114,10 +164,10 @@ class Recommender(ParamsMixin):
         _REGISTRY[cls.__name__] = cls
         _lock_public_methods(cls)
 
-    def _model_lock(self) -> threading.RLock:
+    def _model_lock(self) -> _ModelLock:
         """The model's lock (created on first use; dict.setdefault is atomic, so every thread gets the same one)."""
         lock = self.__dict__.get("_lock")
-        return lock if lock is not None else self.__dict__.setdefault("_lock", threading.RLock())
+        return lock if lock is not None else self.__dict__.setdefault("_lock", _ModelLock())
 
     def __getstate__(self):  # copy / pickle: a lock is not copied (the copy makes its own)
         state = dict(self.__dict__)
@@ -588,7 +638,9 @@ class FactorModel(Recommender):
                 if b.shape != (n,):
                     raise ValueError(f"{name} must have shape ({n},), got {b.shape}")
             setattr(model, name, b)
-        if not np.isfinite(global_bias):
+        if isinstance(global_bias, (bool, np.bool_)) or not isinstance(global_bias, numbers.Real):
+            raise TypeError(f"global_bias must be a number, got {type(global_bias).__name__}")
+        if not np.isfinite(float(global_bias)):
             raise ValueError(f"global_bias must be finite, got {global_bias}")
         model.user_factors, model.item_factors, model.global_bias = uf, itf, float(global_bias)
         model.history_ = []

@@ -251,6 +251,8 @@ class MLPScorer(Recommender):
         n_users, n_items = train.shape
         threads = resolve_threads(self.threads)
         self._build_arch()
+        # The dense parameters and, with Adam, their two moments.
+        check_memory(12.0 * self.arch.n_dense, f"layers={tuple(self.layers)} (the dense parameters)")
         self._init_params(n_users, n_items)
         if self.optimizer == "adam" and n_users + n_items > _DENSE_ADAM_ROWS_PER_SAMPLE * self.batch_size:
             log.warning(
