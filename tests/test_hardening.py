@@ -516,3 +516,21 @@ def test_messages_name_the_argument():
 def test_interactions_with_timestamps_checks_the_matrix_first():
     with pytest.raises(ValueError, match="out of range"):
         rf.Interactions(_broken("column_past_end"), timestamps=np.arange(3))
+
+
+def test_huge_finite_parameters_are_an_error_when_scored_not_nan(train):
+    model = rf.ALS(factors=4, epochs=1).fit(train, progress=False)
+    model.user_factors[:] = 3e38
+    model.item_factors[:] = 3e38
+    model._invalidate()
+    with pytest.raises(ValueError, match="scores overflow float32"):
+        model.score([0], [1])
+    with pytest.raises(ValueError, match="overflow float32"):
+        model.recommend([0])
+    mlp = rf.MLPScorer(factors=4, layers=(4,), epochs=1).fit(train, progress=False)
+    mlp.user_embedding[:] = 3e38
+    mlp.dense[:] = 3e38
+    with pytest.raises(ValueError, match="scores overflow float32"):
+        mlp.recommend([0])
+    with pytest.raises(ValueError, match="scores overflow float32"):
+        mlp.rerank([0], [[1, 2]])

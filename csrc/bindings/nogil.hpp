@@ -55,6 +55,12 @@ inline void raise_pending_interrupt() {
     }
 }
 
+// The id of the interpreter's main thread, the only one where Python runs signal handlers.
+inline unsigned long& main_thread_id() {
+    static unsigned long id = 0;
+    return id;
+}
+
 class Nogil {
 public:
     Nogil() = default;
@@ -71,12 +77,17 @@ private:
         }
     };
     DropStale drop_stale_;
-    recforge::StopToken stop_{&detail::poll_python_signals, nullptr};  // outlives the released GIL
+    // Polls only on the main thread: elsewhere PyErr_CheckSignals does nothing, and taking the GIL
+    // for it would only slow the other threads down. Declared before release_: outlives the GIL release.
+    recforge::StopToken stop_{PyThread_get_thread_ident() == main_thread_id() ? &detail::poll_python_signals : nullptr,
+                              nullptr};
     py::gil_scoped_release release_;
 };
 
-// recforge::Interrupted -> the kept Python exception (KeyboardInterrupt); once, in PYBIND11_MODULE.
+// recforge::Interrupted -> the kept Python exception (KeyboardInterrupt); once, in PYBIND11_MODULE
+// (which also notes the main thread).
 inline void register_interrupt_translator() {
+    main_thread_id() = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);

@@ -23,7 +23,7 @@ struct Interrupted : std::runtime_error {
 
 class StopToken {
 public:
-    using Poll = bool (*)(void* context);  // true: stop; must not throw
+    using Poll = bool (*)(void* context);  // true: stop; must not throw (nullptr: never polls)
     static constexpr std::chrono::milliseconds kPollInterval{50};
 
     // Installs the token as the calling thread's current one until it is destroyed.
@@ -38,7 +38,7 @@ public:
     // True once a stop was requested. Any thread may ask; only the installing thread polls.
     bool requested() noexcept {
         if (stopped()) return true;
-        if (std::this_thread::get_id() != owner_) return false;
+        if (poll_ == nullptr || std::this_thread::get_id() != owner_) return false;
         const auto now = std::chrono::steady_clock::now();
         if (now < next_poll_) return false;
         next_poll_ = now + kPollInterval;

@@ -41,7 +41,7 @@ from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_result_size", "check_state_arrays", "grow_rows", "pad_to_k",
+    "CsrRows", "check_fold_in_ids", "check_result_size", "check_scores", "check_state_arrays", "grow_rows", "pad_to_k",
     "replace_rows", "seen_rows",
 ]  # fmt: skip
 
@@ -294,7 +294,7 @@ class Recommender(ParamsMixin):
         i = check_ids(items, self.n_items, "items")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        return self._score_pairs(u, i)
+        return check_scores(self._score_pairs(u, i), self)
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         it, _ = self._ranking_cache()
@@ -462,6 +462,14 @@ def load(path) -> Recommender:
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: inconsistent model file ({exc})") from None
     return model
+
+
+def check_scores(scores: np.ndarray, model) -> np.ndarray:
+    """``scores`` if they are all finite; else a ValueError (huge but finite parameters overflow float32)."""
+    if scores.size and not np.isfinite(scores).all():
+        raise ValueError(f"this {type(model).__name__}'s parameters are too large: its scores overflow float32 "
+                         "(NaN or inf)")  # fmt: skip
+    return scores
 
 
 def check_result_size(n: int, k: int) -> None:

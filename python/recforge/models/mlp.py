@@ -35,7 +35,7 @@ from .._ops import get_ops
 from .._validation import check_ids, check_k, check_memory
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, NotFittedError, Recommender, check_result_size, seen_rows
+from .base import COMMON_PARAMS, NotFittedError, Recommender, check_result_size, check_scores, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
@@ -347,8 +347,11 @@ class MLPScorer(Recommender):
         step = max(1, _SCORE_BUDGET // self.n_items)
         for s in range(0, len(u), step):
             batch = u[s : s + step]
-            block = self._ops.mlp_score_all(
-                self.arch, self.user_embedding, self.item_embedding, self.dense, batch, threads=nt
+            block = check_scores(
+                self._ops.mlp_score_all(
+                    self.arch, self.user_embedding, self.item_embedding, self.dense, batch, threads=nt
+                ),
+                self,
             )
             if exclude_seen:
                 seen = seen_rows(self.seen_, batch)
@@ -389,8 +392,11 @@ class MLPScorer(Recommender):
         block = np.full(cand.shape, -np.inf, np.float32)
         rows, cols = np.nonzero(valid)
         nt = resolve_threads(self.threads if threads is None else threads)
-        block[rows, cols] = self._ops.mlp_score_pairs(
-            self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], threads=nt
+        block[rows, cols] = check_scores(
+            self._ops.mlp_score_pairs(
+                self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], threads=nt
+            ),
+            self,
         )
         order, top = _select_topk(block, k, tie_ids=np.where(valid, cand, np.iinfo(np.int64).max))
         ids = np.where(order >= 0, np.take_along_axis(cand, np.maximum(order, 0), axis=1), -1)

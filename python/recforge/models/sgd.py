@@ -19,7 +19,7 @@ from .._backend import resolve_threads
 from .._validation import as_csr, check_positive
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, FactorModel, replace_rows
+from .base import COMMON_PARAMS, FactorModel, check_scores, replace_rows
 
 __all__ = ["SGDMF", "BPR"]
 
@@ -283,7 +283,7 @@ class SGDMF(_SGDModel):
                 raise TypeError(f"{name} must be integer indices, got dtype {arr.dtype}")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        return self._score_pairs(u.astype(np.int64, copy=False), i.astype(np.int64, copy=False))
+        return check_scores(self._score_pairs(u.astype(np.int64, copy=False), i.astype(np.int64, copy=False)), self)
 
     predict = score
 
