@@ -285,10 +285,9 @@ def test_batch_sizes_must_be_positive(train):
 
 def test_temporal_split_refuses_a_nan_cutoff():
     inter = rf.Interactions.from_arrays(np.array([0, 1, 2]), np.array([0, 1, 2]), timestamps=np.array([1, 2, 3]))
-    with pytest.raises(ValueError, match="cutoff must be a number, got NaN"):
-        rf.split.temporal(inter, cutoff=float("nan"))
-    with pytest.raises(ValueError, match="cutoff must be a number, got NaN"):
-        rf.split.temporal(inter, cutoff=np.float32("nan"))
+    for cutoff in (float("nan"), np.float32("nan"), float("inf"), -np.inf):
+        with pytest.raises(ValueError, match="cutoff must be a finite number"):
+            rf.split.temporal(inter, cutoff=cutoff)
 
 
 def test_finite_but_huge_values_are_refused_not_turned_into_nan(train):
@@ -534,3 +533,40 @@ def test_huge_finite_parameters_are_an_error_when_scored_not_nan(train):
         mlp.recommend([0])
     with pytest.raises(ValueError, match="scores overflow float32"):
         mlp.rerank([0], [[1, 2]])
+
+
+def test_fuzz_findings_f2_f5_f6_f8_f9_f12_f13_f15(train):
+    """The h10-fuzz findings of /work/notes/h10-fuzz-findings.md in this branch's scope."""
+    # F2: the read-only views of an empty Csr are arrays (no dtype reference stolen).
+    for _ in range(300):
+        c = _core.Csr(np.array([0], np.int32), np.array([], np.int32), None, (0, 0), "m")
+        assert c.indices.shape == (0,) and c.indptr.tolist() == [0]
+    # F5: data and indices of different lengths.
+    m = sp.csr_matrix((np.ones(3, np.float32), np.array([0, 1, 2]), np.array([0, 1, 2, 3])), shape=(3, 4))
+    m.data = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="interactions: indices and data must have one length"):
+        rf.MostPopular().fit(m)
+    # F8: scores of a non-numeric dtype, ragged scores.
+    with pytest.raises(TypeError, match="scores must hold real numbers"):
+        rf.evaluation.auc(np.zeros((2, 2), "datetime64[s]"), sp.csr_matrix(np.eye(2, dtype=np.float32)))
+    with pytest.raises(TypeError, match="scores must be an .n, n_items. array"):
+        rf.evaluation.auc([[1.0, 2.0], [3.0]], sp.csr_matrix(np.eye(2, dtype=np.float32)))
+    # F9: complex data, ids out of range in the MLP kernels are errors naming them.
+    with pytest.raises(TypeError, match="m.data must hold real numbers"):
+        _core.Csr(np.array([0, 1]), np.array([0], np.int32), np.array([1 + 2j]), (1, 1), "m")
+    mlp = rf.MLPScorer(factors=4, layers=(4,), epochs=1).fit(train, progress=False)
+    with pytest.raises(ValueError, match="users: id 40"):
+        _core.mlp_score_all(mlp.arch, mlp.user_embedding, mlp.item_embedding, mlp.dense, [40], 1)
+    # F12 / F15: ragged nested lists.
+    with pytest.raises(ValueError, match="queries must be a rectangular array"):
+        rf.topk([[1.0, 2.0], [3.0]], np.ones((3, 2), np.float32), 1)
+    with pytest.raises(ValueError, match="recommended_ids must be a rectangular array"):
+        rf.evaluation.precision_at_k([[0, 1], [2]], train)
+    # F13: fold-in rows holding 3e38 (confidence inf) are refused up front, and never abort.
+    als = rf.ALS(factors=4, epochs=1, threads=1).fit(train, progress=False)
+    row = sp.csr_matrix(np.array([[3e38, 1, 1] + [0] * 27], np.float32))
+    with pytest.raises(ValueError, match="interactions_rows holds values up to 3e"):
+        als.partial_fit_users(0, row)
+    # F6: a fold-in id far past the model grows it only if memory allows.
+    with pytest.raises(ValueError, match=r"user_ids up to 1099511627776 .* GiB of memory"):
+        als.partial_fit_users([2**40], sp.csr_matrix((1, train.shape[1]), dtype=np.float32))

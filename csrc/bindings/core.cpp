@@ -100,6 +100,10 @@ recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, con
     f32_in values;
     const bool has_data = !data.is_none();
     if (has_data) {
+        const py::array raw = py::array::ensure(data);
+        if (raw && raw.size() != 0 && std::string("biuf").find(raw.dtype().kind()) == std::string::npos)
+            throw py::type_error(name + ".data must hold real numbers, got dtype " +
+                                 py::str(raw.dtype()).cast<std::string>());  // complex would lose its imaginary part
         values = f32_in::ensure(data);
         if (!values) throw py::type_error(name + ".data must be None or numbers readable as float32");
         check_shape(values, (name + ".data").c_str(), indices.shape(0));
@@ -126,7 +130,9 @@ recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, con
 // memory alive and, exposing no buffer, stops numpy from making the view writeable again.
 template <class T>
 py::array view_of(const std::vector<T>& v, const py::object& owner) {
-    py::array a = v.empty() ? py::array(py::dtype::of<T>(), {py::ssize_t{0}})
+    // An empty vector gets its own empty array (array_t: py::array(dtype, {0}) mishandles the
+    // dtype's reference count and yields a dtype, not an array).
+    py::array a = v.empty() ? py::array(py::array_t<T>(py::ssize_t{0}))
                             : py::array(py::dtype::of<T>(), {static_cast<py::ssize_t>(v.size())},
                                         {static_cast<py::ssize_t>(sizeof(T))}, v.data(), owner);
     a.attr("setflags")(py::arg("write") = false);

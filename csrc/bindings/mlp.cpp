@@ -45,11 +45,14 @@ mlp::Params<T> params_of(const mlp::Arch& a, const py::array& user_emb, const py
     return p;
 }
 
-// (users, items, labels): 1-D of one length (ids already converted by id_array).
-py::ssize_t check_samples(const i64_in& users, const i64_in& items, const f32_in* labels) {
+// (users, items, labels): 1-D of one length, ids in range of the tables (ValueError naming them).
+template <class T>
+py::ssize_t check_samples(const mlp::Params<T>& p, const i64_in& users, const i64_in& items, const f32_in* labels) {
     check_shape(users, "users", -1);
     check_shape(items, "items", users.shape(0));
     if (labels) check_shape(*labels, "labels", users.shape(0));
+    check_ids(users.data(), users.shape(0), p.n_users, "users");
+    check_ids(items.data(), items.shape(0), p.n_items, "items");
     return users.shape(0);
 }
 
@@ -57,7 +60,7 @@ template <class T>
 py::tuple loss_grad(const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
                     const i64_in& users, const i64_in& items, const f32_in& labels, double l2) {
     const auto p = params_of<T>(a, user_emb, item_emb, dense, false);
-    const py::ssize_t n = check_samples(users, items, &labels);
+    const py::ssize_t n = check_samples(p, users, items, &labels);
     py::array_t<T> gu({p.n_users, std::int64_t(a.emb_width())}), gi({p.n_items, std::int64_t(a.emb_width())});
     py::array_t<T> gd({a.n_dense()});
     double loss;
@@ -141,7 +144,7 @@ void bind_mlp(py::module_& m) {
                 st.m_dense = inplace<float>(m_dense, "m_dense", a.n_dense());
                 st.v_dense = inplace<float>(v_dense, "v_dense", a.n_dense());
             }
-            const py::ssize_t n = check_samples(users, items, &labels);
+            const py::ssize_t n = check_samples(p, users, items, &labels);
             const std::int64_t *up = users.data(), *ip = items.data();
             const float* lp = labels.data();
             double loss;
@@ -186,13 +189,13 @@ void bind_mlp(py::module_& m) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
             const auto p = params_of<float>(a, user_emb, item_emb, dense, false);
-            const py::ssize_t n = check_samples(users, items, nullptr);
+            const py::ssize_t n = check_samples(p, users, items, nullptr);
             py::array_t<float> out(n);
             float* op = out.mutable_data();
             const std::int64_t *up = users.data(), *ip = items.data();
             {
                 Nogil nogil;
-                mlp::score_pairs(a, p, up, ip, n, op, threads);  // ids out of range: IndexError
+                mlp::score_pairs(a, p, up, ip, n, op, threads);
             }
             return out;
         },
@@ -206,6 +209,7 @@ void bind_mlp(py::module_& m) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const auto p = params_of<float>(a, user_emb, item_emb, dense, false);
             check_shape(users, "users", -1);
+            check_ids(users.data(), users.shape(0), p.n_users, "users");
             const py::ssize_t n = users.shape(0);
             py::array_t<float> out({std::int64_t(n), p.n_items});
             float* op = out.mutable_data();

@@ -83,6 +83,7 @@ struct ImplicitCtx {
     int f;
     ImplicitOptions opt;
     float* X;
+    StopToken* stop;  // the caller's (or null); exact solves poll it per row: a row can take a second
 };
 
 // One pass over a row's entries: out += sum_j coef_j y_j with
@@ -324,6 +325,7 @@ RECFORGE_INLINE std::int64_t cholesky_rows(const ImplicitCtx& c, std::int64_t be
     float* __restrict Z = s.Z.data();
     float* __restrict W = s.W.data();
     for (std::int64_t u = begin; u < end; ++u) {
+        if (stop_requested(c.stop)) return kNoFailure;  // parallel_for throws Interrupted
         const std::int64_t lo = c.m.indptr[u], hi = c.m.indptr[u + 1];
         float* x = c.X + u * f;
         if (hi == lo) {
@@ -409,7 +411,7 @@ void gram(const float* Y, std::int64_t n, int f, float* G, int threads) {
 void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt) {
     check_factors(f);
     if (opt.cg_steps < 1 && opt.solver == Solver::cg) throw std::invalid_argument("cg_steps must be >= 1");
-    const ImplicitCtx ctx{m, Y, G, f, opt, X};
+    const ImplicitCtx ctx{m, Y, G, f, opt, X, StopToken::current()};
     const int nt = resolve_threads(opt.threads);
     if (opt.solver == Solver::cg) {
         std::vector<std::vector<float>> scratch(nt, std::vector<float>(3 * static_cast<std::size_t>(f)));
@@ -447,6 +449,7 @@ void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, i
         s.Z.resize(static_cast<std::size_t>(kGatherRows) * d);
     }
     std::atomic<std::int64_t> failed_row{kNoFailure};
+    StopToken* const stop = StopToken::current();
     parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
         const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
         CholeskyScratch& s = scratch[thread_index()];
@@ -454,6 +457,7 @@ void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, i
         float* b = s.b.data();
         float* Z = s.Z.data();
         for (std::int64_t u = begin; u < end; ++u) {
+            if (stop_requested(stop)) return;  // parallel_for throws Interrupted
             const std::int64_t lo = m.indptr[u], hi = m.indptr[u + 1];
             float* x = X + u * f;
             if (hi == lo) {  // no ratings: the prediction falls back to mu + b_i

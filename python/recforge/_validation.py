@@ -111,8 +111,10 @@ def check_sparse_structure(x, name: str) -> None:
             bad = int(np.argmax(steps < 0))
             raise ValueError(f"{name}.indptr must be non-decreasing, but it decreases at {what[0]} {bad}")
         data_len = len(x.data) if x.format != "bsr" else x.data.shape[0]
-        if nnz > indices.size or nnz > data_len:
-            raise ValueError(f"{name}: indptr ends at {nnz} but indices has {indices.size} and data {data_len} entries")
+        if indices.size != data_len:
+            raise ValueError(f"{name}: indices and data must have one length, got {indices.size} and {data_len}")
+        if nnz > indices.size:
+            raise ValueError(f"{name}: indptr ends at {nnz} but indices and data have {indices.size} entries")
         _check_range(indices[:nnz], minor, f"{name}: {what[1]} index")
     elif x.format == "coo":
         row, col = (np.asarray(a) for a in x.coords) if hasattr(x, "coords") else (np.asarray(x.row), np.asarray(x.col))
@@ -200,11 +202,19 @@ def _check_number(value, name, integer, ok, text):
     return int(value) if integer else value
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with a ragged nested list refused naming ``name`` (not NumPy's message)."""
+    try:
+        return np.asarray(x)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array (rows of one length)") from None
+
+
 def check_dense(x, name: str, ndim: int = 2, dtype=np.float32) -> np.ndarray:
     """C-contiguous array of ``dtype`` with ``ndim`` dims and finite values."""
     if not hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):

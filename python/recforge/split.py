@@ -152,8 +152,8 @@ def temporal(inter: Interactions, cutoff=None, test_fraction: float | None = Non
         cutoff = cutoff.to_datetime64()
     elif not isinstance(cutoff, (int, float, np.number)) or isinstance(cutoff, (bool, np.bool_)):
         raise TypeError(f"cutoff must be a number like the timestamps (dtype {ts.dtype}), got {type(cutoff).__name__}")
-    elif np.isnan(cutoff):  # NaN compares False with everything: every row would be training
-        raise ValueError("cutoff must be a number, got NaN")
+    elif not np.isfinite(cutoff):  # NaN compares False with everything, inf puts every row on one side
+        raise ValueError(f"cutoff must be a finite number, got {cutoff}")
     test = ts >= cutoff
     return inter._subset(~test), inter._subset(test)
 

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.stats
 
-from .._validation import as_csr, check_ids, check_positive
+from .._validation import as_array, as_csr, check_ids, check_positive
 from ._common import check_recommended, csr_keys, hit_matrix, in_sorted, relevant_rows
 
 __all__ = [
@@ -234,7 +234,9 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
             raise TypeError(
                 f"scores must be an (n, n_items) array or a model with score(), got {type(scores).__name__}"
             )
-        scores = np.asarray(scores)
+        scores = as_array(scores, "scores")
+        if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
+            raise TypeError(f"scores must hold real numbers, got dtype {scores.dtype}")
         if scores.shape != (n, n_items):
             raise ValueError(f"scores must have shape {(n, n_items)} (one row per evaluated user), got {scores.shape}")
     rel = relevant_rows(t, n, None if users is None else rows)

@@ -156,6 +156,17 @@ class ALS(FactorModel):
     def explicit(self) -> bool:
         return self.feedback == "explicit"
 
+    def _check_values(self, m, name: str) -> None:
+        """Refuse values whose confidences (or residuals) would overflow float32 in the solves."""
+        top = float(np.abs(m.data).max()) if m.nnz else 0.0
+        if top * (1.0 if self.explicit else max(self.alpha, 1.0)) > _MAX_VALUE:
+            raise ValueError(
+                f"{name} holds values up to {top:.3g}"
+                + ("" if self.explicit else f" (alpha={self.alpha:g})")
+                + f": ALS needs {'|r|' if self.explicit else 'alpha * r'} <= {_MAX_VALUE:g} to stay clear of float32 "
+                "overflow; scale the values down (e.g. rf.transforms.log_scale)"
+            )
+
     def _check_fit_size(self, n_users, n_items, nnz):
         super()._check_fit_size(n_users, n_items, nnz)
         exact = self.explicit or self.solver == "cholesky"
@@ -185,14 +196,7 @@ class ALS(FactorModel):
             Show a tqdm progress bar (None: ``recforge.get_config()["progress"]``).
         """
         train = self._start_fit(interactions, allow_negative=self.explicit)
-        top = float(np.abs(train.data).max()) if train.nnz else 0.0
-        if top * (1.0 if self.explicit else max(self.alpha, 1.0)) > _MAX_VALUE:
-            raise ValueError(
-                f"interactions holds values up to {top:.3g}"
-                + ("" if self.explicit else f" (alpha={self.alpha:g})")
-                + f": ALS needs {'|r|' if self.explicit else 'alpha * r'} <= {_MAX_VALUE:g} to stay clear of float32 "
-                "overflow; scale the values down (e.g. rf.transforms.log_scale)"
-            )
+        self._check_values(train, "interactions")
         threads = resolve_threads(self.threads)
         n_users, n_items = train.shape
         rng = np.random.default_rng(self.seed)
@@ -271,6 +275,7 @@ class ALS(FactorModel):
     def _rows(self, rows):
         """Canonical CSR of user rows over the fitted items (``recalculate_user``, ``recommend_for_rows``)."""
         m = as_csr(rows, "rows", allow_empty=True, allow_negative=self.explicit)
+        self._check_values(m, "rows")
         if m.shape[1] != self.n_items:
             raise ValueError(f"rows must have {self.n_items} columns, got shape {m.shape}")
         return m
@@ -342,7 +347,8 @@ class ALS(FactorModel):
             if b is not None:
                 getattr(self, f"{side}_bias")[ids] = b
 
-        return self._fold_in(side, ids, rows, update, allow_negative=self.explicit)
+        return self._fold_in(side, ids, rows, update, allow_negative=self.explicit,
+                             check=lambda m: self._check_values(m, "interactions_rows"))  # fmt: skip
 
     def _bias_names(self) -> tuple[str, ...]:
         return ("user_bias", "item_bias", "global_bias") if self.explicit else ()

@@ -703,6 +703,10 @@ class FactorModel(Recommender):
         if check is not None:
             check(m)
         n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
+        width = sum(getattr(self, n).shape[1] if getattr(self, n).ndim == 2 else 1
+                    for n in (f"{side}_factors", f"{side}_bias") if getattr(self, n) is not None)  # fmt: skip
+        check_memory(4.0 * max(n_new - n_own, 0) * (width + 1), f"{side}_ids up to {n_new - 1} (grows the model "
+                     f"from {n_own} to {n_new} {side}s)")  # fmt: skip
         for name in (f"{side}_factors", f"{side}_bias"):
             if getattr(self, name) is not None:
                 setattr(self, name, grow_rows(getattr(self, name), n_new))

@@ -211,7 +211,9 @@ class SGDMF(_SGDModel):
             mse = self._epoch(data, epoch, threads)
             if not np.isfinite(mse):
                 raise FloatingPointError(
-                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr})"
+                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}) or "
+                    f"regularization (now {self.regularization:g}), or scale the ratings down (largest "
+                    f"|rating| {float(np.abs(train.data).max()):.3g})"
                 )
             if val is None:
                 return mse, {}, False
