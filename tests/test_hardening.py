@@ -570,3 +570,13 @@ def test_fuzz_findings_f2_f5_f6_f8_f9_f12_f13_f15(train):
     # F6: a fold-in id far past the model grows it only if memory allows.
     with pytest.raises(ValueError, match=r"user_ids up to 1099511627776 .* GiB of memory"):
         als.partial_fit_users([2**40], sp.csr_matrix((1, train.shape[1]), dtype=np.float32))
+
+
+def test_core_csr_takes_lists_and_names_a_bad_shape():
+    c = _core.Csr([0, 1, 3], [0, 1, 2], None, (2, 3), "m")
+    assert c.shape == (2, 3) and c.indices.tolist() == [0, 1, 2]
+    for shape in ((1, 2, 3), (2, "a"), 5, (True, 3)):
+        with pytest.raises(TypeError, match=r"m.shape must be an \(n_rows, n_cols\) pair of ints"):
+            _core.Csr([0, 1], [0], None, shape, "m")
+    with pytest.raises(TypeError, match="m.indptr must be an integer array"):
+        _core.Csr(np.array([0.0, 1.0]), [0], None, (1, 1), "m")

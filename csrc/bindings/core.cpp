@@ -80,9 +80,44 @@ void check_integer(const py::array& a, const std::string& name) {
         throw py::type_error(name + " must be an integer array, got dtype " + py::str(a.dtype()).cast<std::string>());
 }
 
-recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, const py::object& data,
-                       std::pair<std::int64_t, std::int64_t> shape, const std::string& name) {
-    const auto [n_rows, n_cols] = shape;
+// `obj` as an array (lists too, as NumPy reads them), or a TypeError naming `what`.
+py::array as_array(const py::object& obj, const std::string& what) {
+    py::array a = py::array::ensure(obj);
+    if (!a) {
+        PyErr_Clear();
+        throw py::type_error(what + " must be an integer array, got " +
+                             py::str(obj.get_type().attr("__name__")).cast<std::string>());
+    }
+    return a;
+}
+
+// (n_rows, n_cols) from any pair of Python ints, or a TypeError / ValueError naming `name`.shape.
+std::pair<std::int64_t, std::int64_t> shape_of(const py::object& shape, const std::string& name) {
+    const auto bad = [&]() {
+        return py::type_error(name + ".shape must be an (n_rows, n_cols) pair of ints, got " +
+                              py::repr(shape).cast<std::string>());
+    };
+    if (!py::isinstance<py::sequence>(shape) || py::len(shape) != 2) throw bad();
+    std::int64_t out[2];
+    for (int d = 0; d < 2; ++d) {
+        const py::object v = shape[py::int_(d)];
+        if (PyBool_Check(v.ptr()) || !PyIndex_Check(v.ptr())) throw bad();
+        int overflow = 0;
+        const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+        if (!index) throw py::error_already_set();
+        out[d] = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+        if (overflow != 0)
+            throw std::invalid_argument(name + ".shape must be >= 0 and < 2^63, got " +
+                                        py::repr(shape).cast<std::string>());
+    }
+    return {out[0], out[1]};
+}
+
+recforge::Csr make_csr(const py::object& indptr_obj, const py::object& indices_obj, const py::object& data,
+                       const py::object& shape_obj, const std::string& name) {
+    const py::array indptr_in = as_array(indptr_obj, name + ".indptr");
+    const py::array indices = as_array(indices_obj, name + ".indices");
+    const auto [n_rows, n_cols] = shape_of(shape_obj, name);
     if (n_rows < 0 || n_cols < 0 || n_rows == INT64_MAX)
         throw std::invalid_argument(name + ": shape must be >= 0, got (" + std::to_string(n_rows) + ", " +
                                     std::to_string(n_cols) + ")");

@@ -39,14 +39,7 @@ class _PybindEnum:
 
 class Csr:
     """A sparse matrix as every kernel takes it: int64 indptr, int32 indices, float32 data (or none), validated once when built; immutable."""
-    def __init__(
-        self,
-        indptr: numpy.ndarray,
-        indices: numpy.ndarray,
-        data: object,
-        shape: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex],
-        name: str = "csr",
-    ) -> None:
+    def __init__(self, indptr: object, indices: object, data: object, shape: object, name: str = "csr") -> None:
         """Copy and validate a CSR matrix (data may be None: pattern only); errors start with `name`."""
 
     @property
