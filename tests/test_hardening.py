@@ -580,3 +580,18 @@ def test_core_csr_takes_lists_and_names_a_bad_shape():
             _core.Csr([0, 1], [0], None, shape, "m")
     with pytest.raises(TypeError, match="m.indptr must be an integer array"):
         _core.Csr(np.array([0.0, 1.0]), [0], None, (1, 1), "m")
+
+
+def test_a_diverging_sgd_fold_in_is_an_error_and_keeps_the_model(train):
+    model = rf.SGDMF(factors=4, epochs=2).fit(train * 3, progress=False)
+    before = model.user_factors.copy()
+    rows = sp.csr_matrix(np.full((1, train.shape[1]), 1e30, np.float32))
+    with pytest.raises(FloatingPointError, match="fold-in diverged"):
+        model.partial_fit_users([0], rows)
+    np.testing.assert_array_equal(model.user_factors, before)
+
+
+def test_k_past_int64_is_refused_even_for_no_users(train):
+    model = rf.BPR(factors=4, epochs=1).fit(train, progress=False)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 2\^63 - 1\]"):
+        model.recommend(np.array([], np.uint32), k=2**64)

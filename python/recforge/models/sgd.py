@@ -53,6 +53,16 @@ class _SGDModel(FactorModel):
                     desc=f"{type(self).__name__} fold-in",
                     record=False,
                 )
+            # A fold-in can diverge like a fit (huge ratings, lr): an error, and _fold_in's caller
+            # restores the model (the lock's rollback), rather than NaN factors.
+            for name in ("user_factors", "user_bias"):
+                a = getattr(self, name)
+                if a is not None and not np.isfinite(a[ids]).all():
+                    raise FloatingPointError(
+                        f"{type(self).__name__} fold-in diverged ({name} became NaN or inf); lower lr (now "
+                        f"{self.lr:g}) or scale interactions_rows down (largest |value| "
+                        f"{float(np.abs(m.data).max()) if m.nnz else 0.0:.3g})"
+                    )
 
         return self._fold_in("user", user_ids, rows, update, check=check)
 
