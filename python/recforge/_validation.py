@@ -162,8 +162,10 @@ _INT64_MAX = 2**63 - 1
 def check_k(k, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(k).__name__}")
-    if not 1 <= k <= _INT64_MAX:
-        raise ValueError(f"{name} must be in [1, 2^63 - 1], got {k}")
+    if k <= 0:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    if k > _INT64_MAX:  # NumPy cannot even make an empty (0, k) array
+        raise ValueError(f"{name} must be <= 2^63 - 1, got {k}")
     return int(k)
 
 
