@@ -11,14 +11,18 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "as_array",
     "as_csr",
+    "check_dense",
+    "check_finite",
     "check_ids",
     "check_k",
     "check_memory",
-    "check_sparse_structure",
-    "check_positive",
     "check_nonnegative",
-    "check_dense",
+    "check_positive",
+    "check_result_size",
+    "check_scores",
+    "check_sparse_structure",
 ]
 
 
@@ -228,3 +232,21 @@ def check_dense(x, name: str, ndim: int = 2, dtype=np.float32) -> np.ndarray:
     if arr.size and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def check_finite(value, name: str) -> float:
+    """``value`` as a float if it is a finite real number; TypeError / ValueError naming ``name``."""
+    return _check_number(value, name, False, lambda v: True, "a number")
+
+
+def check_scores(scores: np.ndarray, model) -> np.ndarray:
+    """``scores`` if they are all finite; else a ValueError (huge but finite parameters overflow float32)."""
+    if scores.size and not np.isfinite(scores).all():
+        raise ValueError(f"this {type(model).__name__}'s parameters are too large: its scores overflow float32 "
+                         "(NaN or inf)")  # fmt: skip
+    return scores
+
+
+def check_result_size(n: int, k: int) -> None:
+    """Refuse up front an (n, k) result (int64 ids + float32 scores) larger than the machine's memory."""
+    check_memory(12.0 * n * k, f"k={k} for {n} rows (an ({n}, {k}) result)")

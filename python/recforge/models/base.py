@@ -18,13 +18,9 @@ through the deprecated aliases.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import numbers
 import os
 import tempfile
-import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -35,13 +31,24 @@ import scipy.sparse as sp
 
 from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
-from .._validation import as_csr, check_dense, check_ids, check_k, check_memory, check_positive
+from .._validation import (
+    as_csr,
+    check_dense,
+    check_finite,
+    check_ids,
+    check_k,
+    check_memory,
+    check_positive,
+    check_result_size,
+    check_scores,
+)
 from ..data.interactions import Interactions
+from ._locking import ModelLock, lock_public_methods
 from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_result_size", "check_scores", "check_state_arrays", "grow_rows", "pad_to_k",
+    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "pad_to_k",
     "replace_rows", "seen_rows",
 ]  # fmt: skip
 
@@ -62,90 +69,14 @@ class NotFittedError(ValueError):
     """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
 
 
-# The thread-safety contract (README, "Limits, Ctrl-C and threads"): each model has a readers-writer
-# lock. The mutators below (fit, fold-in, ``to``) hold it exclusively, so they are atomic for other
-# threads: a reader (recommend, score, save, ...) sees the state before or after them, never a mix,
-# and two fits of one model run one after the other. Readers share it (concurrent recommends run
-# in parallel, their kernels release the GIL). The mutating thread may also read (a fit callback
-# evaluates the model). A failed mutator restores the model's attributes as they were, so a
-# failed refit keeps the old fitted model.
-_MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "to")
-_READERS = ("recommend", "recommend_all", "recommend_for_rows", "recalculate_user", "rerank", "score", "predict",
-            "save", "similar_items", "similar_users")  # fmt: skip
-
-
-class _ModelLock:
-    """Readers share; a writer excludes everyone else and may re-enter, and read, itself."""
-
-    def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer: int | None = None  # thread id of the writer
-        self._depth = 0  # the writer's nesting
-
-    @contextlib.contextmanager
-    def read(self):
-        me = threading.get_ident()
-        with self._cond:
-            counted = self._writer != me  # the writer reads its own state without counting
-            if counted:
-                self._cond.wait_for(lambda: self._writer is None)
-                self._readers += 1
-        try:
-            yield
-        finally:
-            if counted:
-                with self._cond:
-                    self._readers -= 1
-                    if self._readers == 0:
-                        self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self):
-        me = threading.get_ident()
-        with self._cond:
-            if self._writer != me:
-                self._cond.wait_for(lambda: self._writer is None and self._readers == 0)
-                self._writer = me
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._writer = None
-                    self._cond.notify_all()
-
-
-def _locked(method, mutator: bool):
-    """``method`` run under the model's lock (exclusive for a mutator, which restores the attributes on failure)."""
-
-    @functools.wraps(method)
-    def run_locked(self, *args, **kwargs):
-        lock = self._model_lock()
-        if not mutator:
-            with lock.read():
-                return method(self, *args, **kwargs)
-        with lock.write():
-            before = dict(self.__dict__)  # shallow: fits and fold-ins replace arrays, never edit the old ones
-            try:
-                return method(self, *args, **kwargs)
-            except BaseException:
-                self.__dict__.clear()
-                self.__dict__.update(before)
-                raise
-
-    run_locked.__recforge_locked__ = True
-    return run_locked
-
-
-def _lock_public_methods(cls) -> None:
-    """Wrap the public methods ``cls`` defines itself (see ``_MUTATORS`` / ``_READERS``) in ``_locked``."""
-    for name in _MUTATORS + _READERS:
-        method = cls.__dict__.get(name)
-        if callable(method) and not getattr(method, "__recforge_locked__", False):
-            setattr(cls, name, _locked(method, mutator=name in _MUTATORS))
+def pad_to_k(ids: np.ndarray, scores: np.ndarray, k: int):
+    """``ids`` / ``scores`` (n, k' <= k) widened to k columns with -1 / -inf, as ``recforge.topk`` pads."""
+    pad = k - ids.shape[1]
+    if pad <= 0:
+        return ids, scores
+    n = ids.shape[0]
+    return (np.hstack([ids, np.full((n, pad), -1, dtype=np.int64)]),
+            np.hstack([scores, np.full((n, pad), -np.inf, dtype=np.float32)]))  # fmt: skip
 
 
 class Recommender(ParamsMixin):
@@ -162,12 +93,12 @@ class Recommender(ParamsMixin):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
-        _lock_public_methods(cls)
+        lock_public_methods(cls)
 
-    def _model_lock(self) -> _ModelLock:
+    def _model_lock(self) -> ModelLock:
         """The model's lock (created on first use; dict.setdefault is atomic, so every thread gets the same one)."""
         lock = self.__dict__.get("_lock")
-        return lock if lock is not None else self.__dict__.setdefault("_lock", _ModelLock())
+        return lock if lock is not None else self.__dict__.setdefault("_lock", ModelLock())
 
     def __getstate__(self):  # copy / pickle: a lock is not copied (the copy makes its own)
         state = dict(self.__dict__)
@@ -398,7 +329,7 @@ class Recommender(ParamsMixin):
             raise
 
 
-_lock_public_methods(Recommender)  # subclasses are wrapped by __init_subclass__
+lock_public_methods(Recommender)  # subclasses are wrapped by __init_subclass__
 
 
 def _jsonable(value):
@@ -462,29 +393,6 @@ def load(path) -> Recommender:
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: inconsistent model file ({exc})") from None
     return model
-
-
-def check_scores(scores: np.ndarray, model) -> np.ndarray:
-    """``scores`` if they are all finite; else a ValueError (huge but finite parameters overflow float32)."""
-    if scores.size and not np.isfinite(scores).all():
-        raise ValueError(f"this {type(model).__name__}'s parameters are too large: its scores overflow float32 "
-                         "(NaN or inf)")  # fmt: skip
-    return scores
-
-
-def check_result_size(n: int, k: int) -> None:
-    """Refuse up front an (n, k) result (int64 ids + float32 scores) larger than the machine's memory."""
-    check_memory(12.0 * n * k, f"k={k} for {n} rows (an ({n}, {k}) result)")
-
-
-def pad_to_k(ids: np.ndarray, scores: np.ndarray, k: int):
-    """``ids`` / ``scores`` (n, k' <= k) widened to k columns with -1 / -inf, as ``recforge.topk`` pads."""
-    pad = k - ids.shape[1]
-    if pad <= 0:
-        return ids, scores
-    n = ids.shape[0]
-    return (np.hstack([ids, np.full((n, pad), -1, dtype=np.int64)]),
-            np.hstack([scores, np.full((n, pad), -np.inf, dtype=np.float32)]))  # fmt: skip
 
 
 def check_state_arrays(arrays: dict, expected: dict) -> None:
@@ -646,10 +554,7 @@ class FactorModel(Recommender):
                 if b.shape != (n,):
                     raise ValueError(f"{name} must have shape ({n},), got {b.shape}")
             setattr(model, name, b)
-        if isinstance(global_bias, (bool, np.bool_)) or not isinstance(global_bias, numbers.Real):
-            raise TypeError(f"global_bias must be a number, got {type(global_bias).__name__}")
-        if not np.isfinite(float(global_bias)):
-            raise ValueError(f"global_bias must be finite, got {global_bias}")
+        global_bias = check_finite(global_bias, "global_bias")
         model.user_factors, model.item_factors, model.global_bias = uf, itf, float(global_bias)
         model.history_ = []
         return model._finish_fit(seen)

@@ -32,10 +32,10 @@ import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._ops import get_ops
-from .._validation import check_ids, check_k, check_memory
+from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, NotFittedError, Recommender, check_result_size, check_scores, seen_rows
+from .base import COMMON_PARAMS, NotFittedError, Recommender, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
 

@@ -16,10 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
-from .._validation import as_csr, check_positive
+from .._validation import as_csr, check_positive, check_scores
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, FactorModel, check_scores, replace_rows
+from .base import COMMON_PARAMS, FactorModel, replace_rows
 
 __all__ = ["SGDMF", "BPR"]
 
