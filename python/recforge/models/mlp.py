@@ -34,7 +34,7 @@ from .._backend import resolve_threads
 from .._ops import get_ops
 from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
 from ._params import Param
-from ._training import run_epochs
+from ._training import TrainingDiverged, run_epochs
 from .base import COMMON_PARAMS, NotFittedError, Recommender, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
@@ -292,7 +292,7 @@ class MLPScorer(Recommender):
                 threads=threads,
             )
             if not np.isfinite(loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+                raise TrainingDiverged(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
             return loss, {}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=f"MLPScorer({self.mode})")

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .._backend import resolve_threads
 from .._validation import as_csr, check_positive, check_scores
 from ._params import Param
-from ._training import run_epochs
+from ._training import TrainingDiverged, run_epochs
 from .base import COMMON_PARAMS, FactorModel, replace_rows
 
 __all__ = ["SGDMF", "BPR"]
@@ -58,7 +58,7 @@ class _SGDModel(FactorModel):
             for name in ("user_factors", "user_bias"):
                 a = getattr(self, name)
                 if a is not None and not np.isfinite(a[ids]).all():
-                    raise FloatingPointError(
+                    raise TrainingDiverged(
                         f"{type(self).__name__} fold-in diverged ({name} became NaN or inf); lower lr (now "
                         f"{self.lr:g}) or scale interactions_rows down (largest |value| "
                         f"{float(np.abs(m.data).max()) if m.nnz else 0.0:.3g})"
@@ -220,7 +220,7 @@ class SGDMF(_SGDModel):
         def run_epoch(epoch):
             mse = self._epoch(data, epoch, threads)
             if not np.isfinite(mse):
-                raise FloatingPointError(
+                raise TrainingDiverged(
                     f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}) or "
                     f"regularization (now {self.regularization:g}), or scale the ratings down (largest "
                     f"|rating| {float(np.abs(train.data).max()):.3g})"
@@ -457,7 +457,7 @@ class BPR(_SGDModel):
         def run_epoch(epoch):
             st = self._epoch(data, epoch, threads)
             if not np.isfinite(st["loss"]):
-                raise FloatingPointError(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
+                raise TrainingDiverged(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
             return st["loss"], {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=self.loss.upper())
