@@ -595,3 +595,13 @@ def test_k_past_int64_is_refused_even_for_no_users(train):
     model = rf.BPR(factors=4, epochs=1).fit(train, progress=False)
     with pytest.raises(ValueError, match=r"k must be <= 2\^63 - 1"):
         model.recommend(np.array([], np.uint32), k=2**64)
+
+
+@pytest.mark.parametrize("threads", [1.5, None, True, "2", -1, 10**6, 2**70])
+def test_core_kernels_name_a_bad_threads_argument(threads):
+    q = np.ones((2, 3), np.float32)
+    err = ValueError if isinstance(threads, int) and not isinstance(threads, bool) else TypeError
+    with pytest.raises(err, match="threads must be"):
+        _core.topk_f32(q, q, 1, threads=threads)
+    with pytest.raises(err, match="threads must be"):
+        _core.als_gram(q, threads)

@@ -25,7 +25,7 @@ int factors_of(const f32_in& Y, const recforge::Csr& m) {
 }
 
 als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, float nu, als::Solver solver, int cg_steps,
-                                      int threads) {
+                                      Threads threads) {
     if (solver == als::Solver::cg && cg_steps < 1) throw std::invalid_argument("cg_steps must be >= 1");
     return als::ImplicitOptions{alpha, reg, alpha0, nu, solver, cg_steps, threads};  // declaration order
 }
@@ -38,7 +38,7 @@ void bind_als(py::module_& m) {
 
     m.def(
         "als_gram",
-        [](const f32_in& Y, int threads) {
+        [](const f32_in& Y, Threads threads) {
             check_shape(Y, "Y", -1, kAny);
             if (Y.shape(1) < 1 || Y.shape(1) > 1 << 20) throw std::invalid_argument("Y must have 1 to 2^20 columns");
             const int f = static_cast<int>(Y.shape(1));
@@ -58,7 +58,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_implicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& YtY, const py::array& X, float alpha,
-           float regularization, float alpha0, float nu, als::Solver solver, int cg_steps, int threads) {
+           float regularization, float alpha0, float nu, als::Solver solver, int cg_steps, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
@@ -76,7 +76,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_explicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& other_bias, const py::array& X,
-           const py::array& own_bias, float regularization, float global_mean, int threads) {
+           const py::array& own_bias, float regularization, float global_mean, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");
             const int f = factors_of(Y, mat);
             check_shape(other_bias, "other_bias", mat.n_cols());
@@ -94,7 +94,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_implicit_loss",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& Y, const f32_in& YtY, float alpha,
-           float regularization, float alpha0, float nu, int threads) {
+           float regularization, float alpha0, float nu, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
@@ -112,7 +112,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_explicit_sse",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& own_bias, const f32_in& Y, const f32_in& other_bias,
-           float global_mean, int threads) {
+           float global_mean, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");
             const int f = factors_of(Y, mat);
             check_shape(X, "X", mat.n_rows(), f);

@@ -14,9 +14,19 @@
 #include <string>
 #include <utility>
 
+#include "recforge/parallel.hpp"
+
 namespace recforge::bindings {
 
 namespace py = pybind11;
+
+// A kernel's `threads` argument: any Python int in [0, thread_limit()] (0 = all cores). Its caster
+// (below) raises a TypeError / ValueError naming `threads` for anything else, where pybind11's own
+// int caster would answer "incompatible function arguments". Converts to the int kernels take.
+struct Threads {
+    int value = 0;
+    operator int() const { return value; }  // NOLINT(google-explicit-constructor): used as the int it is
+};
 
 // Inputs a kernel only reads: C-contiguous, converted (a copy) from any other dtype or layout.
 template <class T>
@@ -119,3 +129,30 @@ void bind_enum(py::module_& m, const char* name, const char* doc,
 }
 
 }  // namespace recforge::bindings
+
+namespace pybind11::detail {
+
+template <>
+struct type_caster<recforge::bindings::Threads> {
+    PYBIND11_TYPE_CASTER(recforge::bindings::Threads, const_name("int"));
+
+    bool load(handle src, bool) {
+        if (PyBool_Check(src.ptr()) || !PyLong_Check(src.ptr()))
+            throw type_error("threads must be an int (0 = all cores), got " +
+                             str(src.get_type().attr("__name__")).cast<std::string>());
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(src.ptr(), &overflow);
+        const int limit = recforge::thread_limit();
+        if (overflow != 0 || v < 0 || v > limit)
+            throw std::invalid_argument("threads must be in [0, " + std::to_string(limit) + "] (0 = all cores), got " +
+                                        str(src).cast<std::string>());
+        value.value = static_cast<int>(v);
+        return true;
+    }
+
+    static handle cast(const recforge::bindings::Threads& t, return_value_policy, handle) {
+        return PyLong_FromLong(t.value);
+    }
+};
+
+}  // namespace pybind11::detail

@@ -125,7 +125,7 @@ void bind_mlp(py::module_& m) {
            const py::array& m_user, const py::array& v_user, const py::array& m_item, const py::array& v_item,
            const py::array& m_dense, const py::array& v_dense, std::int64_t step, const py::object& users_in,
            const py::object& items_in, const f32_in& labels, mlp::Optimizer optimizer, float lr, float beta1,
-           float beta2, float eps, float l2, int batch_size, int threads) {
+           float beta2, float eps, float l2, int batch_size, Threads threads) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
             auto p = params_of<float>(a, user_emb, item_emb, dense, true);
@@ -162,7 +162,7 @@ void bind_mlp(py::module_& m) {
 
     m.def(
         "mlp_sample_epoch",
-        [](const recforge::Csr& interactions, int negatives, std::uint64_t seed, int threads) {
+        [](const recforge::Csr& interactions, int negatives, std::uint64_t seed, Threads threads) {
             // The sampler binary-searches each user's row: rows must be sorted and unique.
             recforge::require_csr(interactions.traits(), recforge::kUniqueRows, "interactions");
             if (negatives < 1) throw std::invalid_argument("negatives must be >= 1, got " + std::to_string(negatives));
@@ -185,7 +185,7 @@ void bind_mlp(py::module_& m) {
     m.def(
         "mlp_score_pairs",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-           const py::object& users_in, const py::object& items_in, int threads) {
+           const py::object& users_in, const py::object& items_in, Threads threads) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
             const auto p = params_of<float>(a, user_emb, item_emb, dense, false);
@@ -205,7 +205,7 @@ void bind_mlp(py::module_& m) {
     m.def(
         "mlp_score_all",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-           const py::object& users_in, int threads) {
+           const py::object& users_in, Threads threads) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const auto p = params_of<float>(a, user_emb, item_emb, dense, false);
             check_shape(users, "users", -1);

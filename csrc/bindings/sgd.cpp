@@ -60,7 +60,7 @@ void bind_sgd(py::module_& m) {
         "sgd_mf_epoch",
         [](sgd::RatingData& d, const py::array& user_factors, const py::array& item_factors,
            const py::object& user_bias, const py::object& item_bias, float global_mean, float lr, float regularization,
-           float bias_regularization, int threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
+           float bias_regularization, Threads threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
             const py::ssize_t f = factors_of(user_factors);
             sgd::MFModel model;
             model.user_factors = inplace<float>(user_factors, "user_factors", d.n_users, f);
@@ -85,7 +85,7 @@ void bind_sgd(py::module_& m) {
         "sgd_mf_predict",
         [](const py::object& users_in, const py::object& items_in, const py::array& user_factors,
            const py::array& item_factors, const py::object& user_bias, const py::object& item_bias, float global_mean,
-           int threads) {
+           Threads threads) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
             check_shape(users, "users", -1);
@@ -120,7 +120,8 @@ void bind_sgd(py::module_& m) {
         "sgd_rank_epoch",
         [](const sgd::PositiveData& d, const py::array& user_factors, const py::array& item_factors,
            const py::object& item_bias, float lr, float regularization, int negatives, sgd::Sampling sampling,
-           sgd::Loss loss, int max_sampled, int threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
+           sgd::Loss loss, int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch,
+           bool freeze_items) {
             const py::ssize_t f = factors_of(user_factors);
             if (negatives < 1) throw std::invalid_argument("negatives must be >= 1");
             if (max_sampled < 1) throw std::invalid_argument("max_sampled must be >= 1");

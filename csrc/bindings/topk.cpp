@@ -21,7 +21,7 @@ namespace {
 
 py::tuple topk_f32(const f32_in& queries, const f32_in& items, std::int64_t k, const recforge::Csr* exclude,
                    const std::optional<py::object>& subset_in, const std::optional<py::object>& candidates_in,
-                   int threads, std::int64_t block_queries, std::int64_t block_items, recforge::TopkKernel kernel) {
+                   Threads threads, std::int64_t block_queries, std::int64_t block_items, recforge::TopkKernel kernel) {
     std::optional<i64_in> subset, candidates;
     if (subset_in) subset = id_array<std::int64_t>(*subset_in, "subset");
     if (candidates_in) candidates = id_array<std::int64_t>(*candidates_in, "candidates");

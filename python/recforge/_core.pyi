@@ -185,7 +185,7 @@ def als_explicit_solve(
     own_bias: numpy.ndarray,
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     global_mean: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> None:
     """Explicit ALS half-step with biases: solve X (rows of m, f) and own_bias (rows of m) in place."""
 
@@ -196,13 +196,13 @@ def als_explicit_sse(
     Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     other_bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     global_mean: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> float:
     """Sum of squared errors of the explicit model over the stored ratings of m."""
 
 def als_gram(
     Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """YᵀY (f, f) float32 of Y (n, f): the Gram matrix the implicit half-step takes."""
 
@@ -215,7 +215,7 @@ def als_implicit_loss(
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     alpha0: typing.SupportsFloat | typing.SupportsIndex,
     nu: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> float:
     """The rows' share of the implicit ALS objective (data term and their regularisation)."""
 
@@ -230,7 +230,7 @@ def als_implicit_solve(
     nu: typing.SupportsFloat | typing.SupportsIndex,
     solver: Solver,
     cg_steps: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
 
@@ -253,7 +253,7 @@ def mlp_sample_epoch(
     interactions: Csr,
     negatives: typing.SupportsInt | typing.SupportsIndex,
     seed: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float32]]:
     """(users, items, labels) of one epoch: every stored entry plus `negatives` unseen items each, shuffled."""
 
@@ -263,7 +263,7 @@ def mlp_score_all(
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
     users: object,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Logits (n, n_items) float32 of each user against every item."""
 
@@ -274,7 +274,7 @@ def mlp_score_pairs(
     dense: numpy.ndarray,
     users: object,
     items: object,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Logits (n,) float32 of the (users[j], items[j]) pairs."""
 
@@ -300,7 +300,7 @@ def mlp_train_epoch(
     eps: typing.SupportsFloat | typing.SupportsIndex,
     l2: typing.SupportsFloat | typing.SupportsIndex,
     batch_size: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> tuple[float, int]:
     """One training epoch over the given samples, in place. Returns (mean loss, optimiser step count)."""
 
@@ -317,7 +317,7 @@ def sgd_mf_epoch(
     lr: typing.SupportsFloat | typing.SupportsIndex,
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     bias_regularization: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
     seed: typing.SupportsInt | typing.SupportsIndex,
     epoch: typing.SupportsInt | typing.SupportsIndex,
     freeze_items: bool = False,
@@ -332,7 +332,7 @@ def sgd_mf_predict(
     user_bias: object,
     item_bias: object,
     global_mean: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Biased-MF predictions (n,) for (user, item) pairs; ids out of range count as unknown (bias fallback)."""
 
@@ -347,7 +347,7 @@ def sgd_rank_epoch(
     sampling: Sampling,
     loss: Loss,
     max_sampled: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
     seed: typing.SupportsInt | typing.SupportsIndex,
     epoch: typing.SupportsInt | typing.SupportsIndex,
     freeze_items: bool = False,
@@ -372,7 +372,7 @@ def topk_f32(
     exclude: Csr | None = None,
     subset: object | None = None,
     candidates: object | None = None,
-    threads: typing.SupportsInt | typing.SupportsIndex = 0,
+    threads: int = 0,
     block_queries: typing.SupportsInt | typing.SupportsIndex = 0,
     block_items: typing.SupportsInt | typing.SupportsIndex = 0,
     kernel: TopkKernel = ...,
