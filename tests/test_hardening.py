@@ -605,3 +605,9 @@ def test_core_kernels_name_a_bad_threads_argument(threads):
         _core.topk_f32(q, q, 1, threads=threads)
     with pytest.raises(err, match="threads must be"):
         _core.als_gram(q, threads)
+
+
+def test_core_kernels_take_numpy_integer_threads():
+    q = np.eye(3, dtype=np.float32)
+    ids, _ = _core.topk_f32(q, q, 1, threads=np.int64(2))
+    assert ids.ravel().tolist() == [0, 1, 2]

@@ -137,11 +137,13 @@ struct type_caster<recforge::bindings::Threads> {
     PYBIND11_TYPE_CASTER(recforge::bindings::Threads, const_name("int"));
 
     bool load(handle src, bool) {
-        if (PyBool_Check(src.ptr()) || !PyLong_Check(src.ptr()))
+        if (PyBool_Check(src.ptr()) || !PyIndex_Check(src.ptr()))  // ints and NumPy integers
             throw type_error("threads must be an int (0 = all cores), got " +
                              str(src.get_type().attr("__name__")).cast<std::string>());
+        const object index = reinterpret_steal<object>(PyNumber_Index(src.ptr()));
+        if (!index) throw error_already_set();
         int overflow = 0;
-        const long long v = PyLong_AsLongLongAndOverflow(src.ptr(), &overflow);
+        const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
         const int limit = recforge::thread_limit();
         if (overflow != 0 || v < 0 || v > limit)
             throw std::invalid_argument("threads must be in [0, " + std::to_string(limit) + "] (0 = all cores), got " +
