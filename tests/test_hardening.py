@@ -611,3 +611,12 @@ def test_core_kernels_take_numpy_integer_threads():
     q = np.eye(3, dtype=np.float32)
     ids, _ = _core.topk_f32(q, q, 1, threads=np.int64(2))
     assert ids.ravel().tolist() == [0, 1, 2]
+
+
+def test_split_seeds_are_checked_like_the_models():
+    inter = rf.Interactions.from_arrays(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))
+    for seed, err in ((2**64, ValueError), (-1, ValueError), (1.5, TypeError)):
+        with pytest.raises(err, match="seed must be"):
+            rf.split.random_holdout(inter, seed=seed)
+        with pytest.raises(err, match="seed must be"):
+            rf.split.strong_generalization(inter, seed=seed)

@@ -24,6 +24,14 @@ def _check_inter(inter) -> Interactions:
     return inter
 
 
+def _check_seed(seed) -> int:
+    """An int in [0, 2^63), the models' seed range (NumPy's own message would name no argument)."""
+    seed = check_nonnegative(seed, "seed", integer=True)
+    if seed >= 2**63:
+        raise ValueError(f"seed must be an int in [0, 2^63), got {seed}")
+    return seed
+
+
 def _check_fraction(value, name, low_open=True, high_open=True) -> float:
     value = check_nonnegative(value, name)
     if (low_open and value <= 0) or (high_open and value >= 1) or value > 1:
@@ -80,7 +88,7 @@ def random_holdout(
     """
     inter = _check_inter(inter)
     test_fraction = _check_fraction(test_fraction, "test_fraction")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     test = _per_user_holdout(inter, inter.user_of_entry(), test_fraction, rng)
     return inter._subset(~test), inter._subset(test)
 
@@ -180,7 +188,7 @@ def strong_generalization(
     inter = _check_inter(inter)
     test_users_fraction = _check_fraction(test_users_fraction, "test_users_fraction")
     fold_in_fraction = _check_fraction(fold_in_fraction, "fold_in_fraction")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     counts = np.diff(inter.csr.indptr)
     eligible = np.flatnonzero(counts >= 2)
     n_test_users = int(round(test_users_fraction * len(eligible)))
