@@ -4,8 +4,9 @@ Each model has a readers-writer lock. The mutators (fit, fold-in, ``to``) hold i
 they are atomic for other threads: a reader (recommend, score, save, ...) sees the state before or
 after them, never a mix, and two fits of one model run one after the other. Readers share it
 (concurrent recommends run in parallel, their kernels release the GIL). The mutating thread may
-also read (a fit callback evaluates the model). A failed mutator restores the model's attributes
-as they were, so a failed refit keeps the old fitted model.
+also read (a fit callback evaluates the model), but a callback must not wait for another thread
+that uses the same model (that thread waits for the fit: a deadlock). A failed mutator restores
+the model's attributes as they were, so a failed refit keeps the old fitted model.
 """
 
 from __future__ import annotations
