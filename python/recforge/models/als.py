@@ -232,6 +232,14 @@ class ALS(FactorModel):
 
     def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool = False) -> None:
         """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``."""
+        try:
+            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact)
+        except ValueError as exc:  # the kernel's message names regularization; huge values are the other cause
+            if "not positive definite" not in str(exc):
+                raise
+            raise ValueError(f"{exc}, or scale the interactions (or alpha) down") from None
+
+    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool) -> None:
         ops = self._ops
         if self.explicit:
             ops.als_explicit_half_step(m, other, other_bias, own, own_bias, regularization=self.regularization,

@@ -292,7 +292,10 @@ class MLPScorer(Recommender):
                 threads=threads,
             )
             if not np.isfinite(loss):
-                raise TrainingDiverged(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch} (loss {loss}); lower lr (now {self.lr:g}) or "
+                    f"regularization (now {self.regularization:g})"
+                )
             return loss, {}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=f"MLPScorer({self.mode})")

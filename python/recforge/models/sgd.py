@@ -222,7 +222,7 @@ class SGDMF(_SGDModel):
             if not np.isfinite(mse):
                 raise TrainingDiverged(
                     f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}) or "
-                    f"regularization (now {self.regularization:g}), or scale the ratings down (largest "
+                    f"regularization (now {self.regularization:g}), or scale interactions down (largest "
                     f"|rating| {float(np.abs(train.data).max()):.3g})"
                 )
             if val is None:
@@ -457,7 +457,10 @@ class BPR(_SGDModel):
         def run_epoch(epoch):
             st = self._epoch(data, epoch, threads)
             if not np.isfinite(st["loss"]):
-                raise TrainingDiverged(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
+                raise TrainingDiverged(
+                    f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr:g}) or regularization "
+                    f"(now {self.regularization:g})"
+                )
             return st["loss"], {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=self.loss.upper())
