@@ -57,8 +57,12 @@ CASES = [
     Case("mlp-gmf-lazy", rf.MLPScorer, {"factors": 4, "mode": "gmf", "epochs": 2, "optimizer": "lazy_adam"}),
     Case("popular", rf.MostPopular, {}),
     Case("popular-weighted", rf.MostPopular, {"weighted": True}),
+    Case("itemknn-cosine", rf.ItemKNN, {"neighbors": 10}),
+    Case("itemknn-bm25", rf.ItemKNN, {"neighbors": 70, "similarity": "bm25", "K1": 2.0}),  # more than n_items - 1
+    Case("itemknn-tfidf", rf.ItemKNN, {"neighbors": 5, "similarity": "tfidf"}),
 ]
-FOLD_IN = [c for c in CASES if hasattr(c.cls, "partial_fit_users")]
+STORES_ROWS = [c for c in CASES if hasattr(c.cls, "partial_fit_users")]  # every model that folds users in
+FOLD_IN = [c for c in STORES_ROWS if issubclass(c.cls, rf.FactorModel)]  # ... by learning their factors
 FOLD_IN_ITEMS = [c for c in CASES if hasattr(c.cls, "partial_fit_items")]
 FACTOR_MODELS = [c for c in CASES if issubclass(c.cls, rf.FactorModel)]
 
@@ -97,7 +101,15 @@ BAD_VALUES = {
     "batch_size": [(0, ValueError)],
     "optimizer": [("rmsprop", ValueError)],
     "weighted": [("yes", TypeError)],
+    "neighbors": [(0, ValueError), (2.5, TypeError)],
+    "similarity": [("jaccard", ValueError)],
+    "K1": [(-1.0, ValueError), (NAN, ValueError)],
+    "B": [(1.5, ValueError)],
 }
+
+
+# A parameter to change in a clone, per model: the first of these the model has, and the new value.
+RETUNE = {"epochs": lambda _: 1, "weighted": lambda w: not w, "neighbors": lambda k: k + 1}
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -207,7 +219,7 @@ def test_get_set_params_and_clone(case, device, data):
     fit(model, data)
     clone = type(model)(**model.get_params())
     assert clone is not model and clone.get_params() == params and not clone.is_fitted
-    name, value = ("epochs", 1) if "epochs" in params else ("weighted", not params["weighted"])
+    name, value = next((n, v(params[n])) for n, v in RETUNE.items() if n in params)
     assert clone.set_params(**{name: value}) is clone and clone.get_params()[name] == value
     assert model.get_params()[name] == params[name]  # the original is untouched
     clone.set_params(**{name: params[name]})
@@ -430,8 +442,9 @@ def test_load_rejects_a_damaged_zip_header(field, data, tmp_path):
 
 
 def _first_nan(a: np.ndarray) -> np.ndarray:
+    """``a`` with a NaN first value; an integer array (ids, offsets) gets its dtype's minimum, never valid."""
     a = a.copy()
-    a.flat[0] = np.nan
+    a.flat[0] = np.iinfo(a.dtype).min if np.issubdtype(a.dtype, np.integer) else np.nan
     return a
 
 
@@ -530,7 +543,7 @@ def test_partial_fit_items_grows(case, device, data):
     assert (model.seen_[:, [N_ITEMS]].T != column).nnz == 0 and (model.seen_[:, :N_ITEMS] != data).nnz == 0
 
 
-@only(FOLD_IN)
+@only(STORES_ROWS)
 def test_partial_fit_rejects_bad_rows(case, device, data):
     model = fit(make(case, device), data)
     with pytest.raises(ValueError, match="repeat"):

@@ -14,7 +14,7 @@ from ._backend import cupy_available
 from ._config import get_config, set_config
 from ._core import __version__
 from .data import IdMap, Interactions
-from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
+from .models import ALS, BPR, SGDMF, FactorModel, ItemKNN, MLPScorer, MostPopular, NotFittedError, Recommender, load
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -28,6 +28,7 @@ __all__ = [
     "evaluation",
     "IdMap",
     "Interactions",
+    "ItemKNN",
     "FactorModel",
     "get_config",
     "load",

@@ -241,6 +241,24 @@ def als_implicit_solve(
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
 
+def knn_item_neighbours(
+    items: Csr,
+    cosine: bool,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex = 0,
+) -> tuple:
+    """The k most similar items of every item by the inner product of the rows of `items` (items x users, finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) of an n_items x n_items CSR (ids within a row not sorted)."""
+
+def knn_recommend(
+    history: Csr,
+    similarity: Csr,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    exclude_history: bool,
+    subset: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
+    threads: typing.SupportsInt | typing.SupportsIndex = 0,
+) -> tuple:
+    """Top-k items per history row by sum of r * similarity(i, j): (ids int64 (n, k), scores float32 (n, k)), -1 / -inf padding; `subset` restricts the ranking to those item ids."""
+
 def max_threads(threads: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
     """Threads a kernel uses for `threads` (<= 0: all cores)."""
 

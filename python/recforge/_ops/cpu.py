@@ -22,7 +22,8 @@ from .._backend import single_threaded_blas
 
 __all__ = [
     "als_explicit_half_step", "als_explicit_sse", "als_implicit_half_step", "als_implicit_loss", "csr",
-    "gram", "mlp_arch", "mlp_sample_epoch", "mlp_score_all", "mlp_score_pairs", "mlp_train_epoch", "name",
+    "gram", "knn_item_neighbours", "knn_recommend", "mlp_arch", "mlp_sample_epoch", "mlp_score_all",
+    "mlp_score_pairs", "mlp_train_epoch", "name",
     "sgd_mf_epoch", "sgd_mf_predict", "sgd_positives", "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives",
     "topk", "xp",
 ]  # fmt: skip
@@ -143,6 +144,26 @@ def mlp_score_pairs(arch, user_emb, item_emb, dense, users, items, *, threads) -
 def mlp_score_all(arch, user_emb, item_emb, dense, users, *, threads) -> np.ndarray:
     """(n, n_items) float32 logits of ``users`` against every item."""
     return _core.mlp_score_all(arch, user_emb, item_emb, dense, users, threads)
+
+
+# -- ItemKNN ----------------------------------------------------------------------------------
+def knn_item_neighbours(items, *, cosine: bool, k: int, threads: int):
+    """The ``k`` most similar items of every item: (indptr, indices, data) of an items x items CSR.
+
+    ``items`` (items x users, finite values >= 0) is a canonical scipy CSR or a ``csr`` result;
+    similarity is the inner product of rows (divided by both norms when ``cosine``), only
+    positive ones kept, an item never its own neighbour; ids within a row are not sorted.
+    """
+    return _core.knn_item_neighbours(csr(items, "items"), cosine, k, threads)
+
+
+def knn_recommend(history, similarity, k, *, exclude_history, subset=None, threads):
+    """Best ``k`` items per row of ``history`` (n x items) by ``history @ similarity``: (ids, scores).
+
+    ``similarity`` (items x items) is a ``csr`` result (cached by the caller); ``exclude_history``
+    leaves each row's own items out; ``subset`` (int64 ids) restricts the ranking; -1 / -inf pad.
+    """
+    return _core.knn_recommend(csr(history, "history"), similarity, k, exclude_history, subset, threads)
 
 
 # -- top-K ------------------------------------------------------------------------------------

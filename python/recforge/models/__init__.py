@@ -2,8 +2,20 @@
 
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
+from .knn import ItemKNN
 from .mlp import MLPScorer
 from .popular import MostPopular
 from .sgd import BPR, SGDMF
 
-__all__ = ["ALS", "BPR", "FactorModel", "MLPScorer", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]
+__all__ = [
+    "ALS",
+    "BPR",
+    "FactorModel",
+    "ItemKNN",
+    "MLPScorer",
+    "MostPopular",
+    "NotFittedError",
+    "Recommender",
+    "SGDMF",
+    "load",
+]

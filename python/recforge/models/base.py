@@ -37,7 +37,7 @@ from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
+    "CsrRows", "check_fold_in", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -405,6 +405,18 @@ def check_fold_in_ids(ids, name: str) -> np.ndarray:
     return arr
 
 
+def check_fold_in(ids, rows, side: str, n_own: int, n_other: int, *, allow_negative: bool = True):
+    """Checked ``(ids, m, n_new)`` of a fold-in: ``ids`` as ``check_fold_in_ids``, ``m`` the canonical CSR
+    of ``rows`` (one row of ``n_other`` columns per id), ``n_new`` the row count once ``ids`` are added."""
+    ids = check_fold_in_ids(ids, f"{side}_ids")
+    m = as_csr(rows, "interactions_rows", allow_empty=True, allow_negative=allow_negative)
+    if m.shape[1] != n_other:
+        raise ValueError(f"interactions_rows must have {n_other} columns, got shape {m.shape}")
+    if m.shape[0] != len(ids):
+        raise ValueError(f"interactions_rows must have one row per id ({len(ids)}), got shape {m.shape}")
+    return ids, m, max(n_own, int(ids.max()) + 1 if len(ids) else 0)
+
+
 def grow_rows(a: np.ndarray, n: int) -> np.ndarray:
     """``a`` with zero rows appended up to ``n`` rows (a copy either way: callers write into it)."""
     out = np.zeros((n,) + a.shape[1:], a.dtype)
@@ -553,16 +565,10 @@ class FactorModel(Recommender):
             Extra validation of ``m`` before anything changes.
         """
         self._check_fitted()
-        ids = check_fold_in_ids(ids, f"{side}_ids")
         n_own, n_other = (self.n_users, self.n_items) if side == "user" else (self.n_items, self.n_users)
-        m = as_csr(rows, "interactions_rows", allow_empty=True, allow_negative=allow_negative)
-        if m.shape[1] != n_other:
-            raise ValueError(f"interactions_rows must have {n_other} columns, got shape {m.shape}")
-        if m.shape[0] != len(ids):
-            raise ValueError(f"interactions_rows must have one row per id ({len(ids)}), got shape {m.shape}")
+        ids, m, n_new = check_fold_in(ids, rows, side, n_own, n_other, allow_negative=allow_negative)
         if check is not None:
             check(m)
-        n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
         for name in (f"{side}_factors", f"{side}_bias"):
             if getattr(self, name) is not None:
                 setattr(self, name, grow_rows(getattr(self, name), n_new))
