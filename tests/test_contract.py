@@ -38,6 +38,7 @@ class Case:
     cls: type
     params: dict
     hogwild: bool = False  # lock-free multithreaded SGD: only threads=1 runs are repeatable
+    lapack: bool = False  # a multithreaded LAPACK solve: its rounding depends on the thread count
 
 
 CASES = [
@@ -60,6 +61,8 @@ CASES = [
     Case("itemknn-cosine", rf.ItemKNN, {"neighbors": 10}),
     Case("itemknn-bm25", rf.ItemKNN, {"neighbors": 70, "similarity": "bm25", "K1": 2.0}),  # more than n_items - 1
     Case("itemknn-tfidf", rf.ItemKNN, {"neighbors": 5, "similarity": "tfidf"}),
+    Case("ease", rf.EASE, {"regularization": 10.0}, lapack=True),
+    Case("ease-float32", rf.EASE, {"regularization": 50.0, "dtype": "float32"}, lapack=True),
 ]
 STORES_ROWS = [c for c in CASES if hasattr(c.cls, "partial_fit_users")]  # every model that folds users in
 FOLD_IN = [c for c in STORES_ROWS if issubclass(c.cls, rf.FactorModel)]  # ... by learning their factors
@@ -105,11 +108,13 @@ BAD_VALUES = {
     "similarity": [("jaccard", ValueError)],
     "K1": [(-1.0, ValueError), (NAN, ValueError)],
     "B": [(1.5, ValueError)],
+    "dtype": [("float16", ValueError)],
 }
 
 
 # A parameter to change in a clone, per model: the first of these the model has, and the new value.
-RETUNE = {"epochs": lambda _: 1, "weighted": lambda w: not w, "neighbors": lambda k: k + 1}
+RETUNE = {"epochs": lambda _: 1, "weighted": lambda w: not w, "neighbors": lambda k: k + 1,
+          "regularization": lambda r: 2 * r}  # fmt: skip
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -372,7 +377,7 @@ def test_recommend_and_score_reject_bad_ids(case, device, data):
 def test_thread_count_does_not_change_results(case, device, data):
     if "threads" not in param_names(case.cls):
         a, b = fit(make(case, device), data), fit(make(case, device), data)
-    elif case.hogwild:  # 2 threads race (by design): check that a one-thread fit is repeatable instead
+    elif case.hogwild or case.lapack:  # results depend on the thread count: a one-thread fit must repeat
         a, b = fit(make(case, device, threads=1), data), fit(make(case, device, threads=1), data)
     else:
         a, b = fit(make(case, device, threads=1), data), fit(make(case, device, threads=2), data)

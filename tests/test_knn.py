@@ -210,19 +210,6 @@ def test_recommend_scores_are_history_times_similarity(counts):
                                want.ravel(), rtol=1e-5)  # fmt: skip
 
 
-def test_new_users_need_only_their_rows(counts):
-    model = rf.ItemKNN(neighbors=10, threads=1).fit(counts[:60])
-    rows = counts[60:]
-    direct = model.recommend_for_rows(rows, k=5)
-    model.partial_fit_users(np.arange(60, 80), rows)
-    assert model.n_users == 80 and (model.seen_[60:] != rows).nnz == 0
-    stored = model.recommend(np.arange(60, 80), k=5)
-    np.testing.assert_array_equal(direct[0], stored[0])
-    np.testing.assert_array_equal(direct[1], stored[1])
-    full = rf.ItemKNN(neighbors=10, threads=1).fit(counts)  # the similarity comes from the fitted users only
-    assert (full.similarity_ != model.similarity_).nnz > 0
-
-
 def test_bad_rows_and_values_are_clear_errors(counts):
     model = rf.ItemKNN(threads=1).fit(counts)
     with pytest.raises(ValueError, match="rows must have 40 columns"):

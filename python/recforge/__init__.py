@@ -14,7 +14,19 @@ from ._backend import cupy_available
 from ._config import get_config, set_config
 from ._core import __version__
 from .data import IdMap, Interactions
-from .models import ALS, BPR, SGDMF, FactorModel, ItemKNN, MLPScorer, MostPopular, NotFittedError, Recommender, load
+from .models import (
+    ALS,
+    BPR,
+    EASE,
+    SGDMF,
+    FactorModel,
+    ItemKNN,
+    MLPScorer,
+    MostPopular,
+    NotFittedError,
+    Recommender,
+    load,
+)
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -24,6 +36,7 @@ __all__ = [
     "ALS",
     "BPR",
     "cupy_available",
+    "EASE",
     "datasets",
     "evaluation",
     "IdMap",

@@ -12,7 +12,7 @@ import warnings
 
 from . import _core
 
-__all__ = ["cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas", "with_cuda"]
+__all__ = ["blas_threads", "cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas", "with_cuda"]
 
 
 def _load_cuda():
@@ -71,7 +71,12 @@ def single_threaded_blas():
     Our kernels call BLAS from inside their own OpenMP threads; a multithreaded BLAS underneath
     would oversubscribe the cores.
     """
-    return _blas_controller().limit(limits=1, user_api="blas")
+    return blas_threads(1)
+
+
+def blas_threads(threads: int):
+    """Context manager: BLAS/LAPACK calls made from Python (SciPy, NumPy) use ``threads`` threads."""
+    return _blas_controller().limit(limits=threads, user_api="blas")
 
 
 @functools.cache

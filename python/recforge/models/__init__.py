@@ -2,6 +2,7 @@
 
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
+from .ease import EASE
 from .knn import ItemKNN
 from .mlp import MLPScorer
 from .popular import MostPopular
@@ -10,6 +11,7 @@ from .sgd import BPR, SGDMF
 __all__ = [
     "ALS",
     "BPR",
+    "EASE",
     "FactorModel",
     "ItemKNN",
     "MLPScorer",

@@ -25,16 +25,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
-from .._validation import as_csr, check_ids, check_k
+from .._validation import check_ids, check_k
 from ..transforms import bm25_weight, tfidf_weight
+from ._item_item import ItemItemModel
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, Recommender, check_fold_in, replace_rows
+from .base import COMMON_PARAMS
 
 __all__ = ["ItemKNN"]
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemModel):
     """Item-item nearest neighbours with cosine, BM25 or TF-IDF similarity.
 
     Parameters
@@ -113,29 +114,13 @@ class ItemKNN(Recommender):
         """Top ``k`` items for each of ``users`` from their training rows (see ``Recommender.recommend``)."""
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
-        return self._rank(self.seen_[u], k, exclude_seen, items, threads)
+        return self._rank_rows(self.seen_[u], k, exclude_seen, items, threads)
 
-    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
-        """``recommend`` for users given by interaction rows (new users: no refit, the model unchanged).
-
-        Parameters
-        ----------
-        rows : scipy.sparse (n, n_items), values >= 0
-        k, items, threads : as in ``recommend``
-        exclude_seen : bool
-            Leave out the items stored in each row.
-        """
-        self._check_fitted()
-        m = as_csr(rows, "rows", allow_empty=True, allow_negative=False)
-        if m.shape[1] != self.n_items:
-            raise ValueError(f"rows must have {self.n_items} columns (the items), got shape {m.shape}")
-        return self._rank(m, k, exclude_seen, items, threads)
-
-    def _rank(self, history, k, exclude_seen, items, threads):
+    def _rank_rows(self, rows, k, exclude_seen, items, threads):
         k = check_k(k)
         subset = None if items is None else check_ids(items, self.n_items, "items")
         kernel = self._similarity_forms()["kernel"]
-        return self._ops.knn_recommend(history, kernel, k, exclude_history=bool(exclude_seen), subset=subset,
+        return self._ops.knn_recommend(rows, kernel, k, exclude_history=bool(exclude_seen), subset=subset,
                                        threads=resolve_threads(threads))  # fmt: skip
 
     def _score_pairs(self, users, items):
@@ -163,23 +148,6 @@ class ItemKNN(Recommender):
         ids[owner, offset], sims[owner, offset] = s.indices[source], s.data[source]
         order = np.lexsort((ids, -sims), axis=1)  # best first, equal similarities by lower id
         return np.take_along_axis(ids, order, 1)[:, :k], np.take_along_axis(sims, order, 1)[:, :k]
-
-    def partial_fit_users(self, user_ids, interactions_rows):
-        """Store new or changed users' rows: an ItemKNN user is their history, nothing is trained.
-
-        Parameters
-        ----------
-        user_ids : 1-D int array (n,)
-            Users to set; ids >= n_users add users (any gap gets empty rows).
-        interactions_rows : scipy.sparse (n, n_items), values >= 0
-            Their complete interaction rows; they replace the rows in ``seen_``.
-        """
-        self._check_fitted()
-        ids, m, n_new = check_fold_in(user_ids, interactions_rows, "user", self.n_users, self.n_items,
-                                      allow_negative=False)  # fmt: skip
-        self.seen_ = replace_rows(self.seen_, ids, m, n_new)
-        self._invalidate()
-        return self
 
     # -- persistence ----------------------------------------------------------------------------
     def _array_names(self):
