@@ -61,6 +61,14 @@ CASES = [
     Case("itemknn-cosine", rf.ItemKNN, {"neighbors": 10}),
     Case("itemknn-bm25", rf.ItemKNN, {"neighbors": 70, "similarity": "bm25", "K1": 2.0}),  # more than n_items - 1
     Case("itemknn-tfidf", rf.ItemKNN, {"neighbors": 5, "similarity": "tfidf"}),
+    Case("hybrid-warp", rf.HybridMF, {"factors": 4, "epochs": 3}, hogwild=True),
+    Case(
+        "hybrid-bpr",
+        rf.HybridMF,
+        {"factors": 4, "epochs": 3, "loss": "bpr", "regularization": 1e-4, "negatives": "all"},
+        hogwild=True,
+    ),
+    Case("hybrid-logistic", rf.HybridMF, {"factors": 4, "epochs": 2, "loss": "logistic", "lr": 0.1}, hogwild=True),
     Case("ease", rf.EASE, {"regularization": 10.0}, lapack=True),
     Case("ease-float32", rf.EASE, {"regularization": 50.0, "dtype": "float32"}, lapack=True),
 ]
@@ -94,7 +102,7 @@ BAD_VALUES = {
     "init_std": [(-0.1, ValueError)],
     "rating_scale": [((5, 1), ValueError)],
     "clip": [((1, NAN), ValueError)],
-    "negatives": [(0, ValueError)],
+    "negatives": [(0, ValueError)],  # BPR: a count; HybridMF: a choice (0 is not one either)
     "sampling": [("zipf", ValueError)],
     "item_biases": [("no", TypeError)],
     "loss": [("hinge", ValueError)],

@@ -13,13 +13,14 @@ from . import datasets, evaluation, split, transforms
 from ._backend import cupy_available
 from ._config import get_config, set_config
 from ._core import __version__
-from .data import IdMap, Interactions
+from .data import Features, IdMap, Interactions
 from .models import (
     ALS,
     BPR,
     EASE,
     SGDMF,
     FactorModel,
+    HybridMF,
     ItemKNN,
     MLPScorer,
     MostPopular,
@@ -43,7 +44,9 @@ __all__ = [
     "Interactions",
     "ItemKNN",
     "FactorModel",
+    "Features",
     "get_config",
+    "HybridMF",
     "load",
     "MLPScorer",
     "MostPopular",

@@ -87,6 +87,13 @@ class Csr:
 
     def __repr__(self) -> str: ...
 
+class HybridLoss(_PybindEnum):
+    """Loss of the hybrid model: bpr, warp or logistic."""
+
+    bpr: typing.ClassVar[HybridLoss]  # value 0
+    warp: typing.ClassVar[HybridLoss]  # value 1
+    logistic: typing.ClassVar[HybridLoss]  # value 2
+
 class Loss(_PybindEnum):
     """Pairwise ranking loss: bpr or warp."""
 
@@ -240,6 +247,28 @@ def als_implicit_solve(
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
+
+def hybrid_epoch(
+    positives: Csr,
+    user_features: Csr,
+    item_features: Csr,
+    negatives: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    user_emb: numpy.ndarray,
+    item_emb: numpy.ndarray,
+    item_bias: numpy.ndarray,
+    user_emb_g2: numpy.ndarray,
+    item_emb_g2: numpy.ndarray,
+    item_bias_g2: numpy.ndarray,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    user_reg: typing.SupportsFloat | typing.SupportsIndex,
+    item_reg: typing.SupportsFloat | typing.SupportsIndex,
+    loss: HybridLoss,
+    max_sampled: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    epoch: typing.SupportsInt | typing.SupportsIndex,
+) -> dict:
+    """One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}."""
 
 def knn_item_neighbours(
     items: Csr,

@@ -22,10 +22,9 @@ from .._backend import blas_threads, single_threaded_blas
 
 __all__ = [
     "als_explicit_half_step", "als_explicit_sse", "als_implicit_half_step", "als_implicit_loss", "csr",
-    "ease_weights", "gram", "knn_item_neighbours", "knn_recommend", "mlp_arch", "mlp_sample_epoch", "mlp_score_all",
-    "mlp_score_pairs", "mlp_train_epoch", "name",
-    "sgd_mf_epoch", "sgd_mf_predict", "sgd_positives", "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives",
-    "topk", "xp",
+    "ease_weights", "gram", "hybrid_epoch", "knn_item_neighbours", "knn_recommend", "mlp_arch", "mlp_sample_epoch",
+    "mlp_score_all", "mlp_score_pairs", "mlp_train_epoch", "name", "sgd_mf_epoch", "sgd_mf_predict", "sgd_positives",
+    "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives", "topk", "xp",
 ]  # fmt: skip
 
 name = "cpu"
@@ -183,6 +182,20 @@ def ease_weights(m, *, regularization: float, dtype: str, threads: int) -> np.nd
     p /= -np.diag(p).copy()[:, None]
     p[np.diag_indices(n)] = 0.0
     return np.ascontiguousarray(p, dtype=np.float32)
+
+
+# -- HybridMF -----------------------------------------------------------------------------------
+def hybrid_epoch(positives, user_features, item_features, negatives, *, user_emb, item_emb, item_bias, g2, lr,
+                 regularization, loss, max_sampled, threads, seed, epoch) -> dict:  # fmt: skip
+    """One Hogwild Adagrad epoch of the feature-embedding model, in place (``g2``: the three accumulators).
+
+    ``positives`` (users x items, values ignored), ``user_features`` / ``item_features`` (one row per
+    user / item) are ``csr`` results; ``negatives`` the int32 ids negatives are drawn from. Returns
+    ``{"loss", "samples"}``.
+    """
+    return _core.hybrid_epoch(positives, user_features, item_features, negatives, user_emb, item_emb, item_bias, *g2,
+                              lr, regularization, regularization, _core.HybridLoss.__members__[loss], max_sampled,
+                              threads, seed, epoch)  # fmt: skip
 
 
 # -- ItemKNN ----------------------------------------------------------------------------------

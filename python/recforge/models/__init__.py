@@ -3,6 +3,7 @@
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
 from .ease import EASE
+from .hybrid import HybridMF
 from .knn import ItemKNN
 from .mlp import MLPScorer
 from .popular import MostPopular
@@ -13,6 +14,7 @@ __all__ = [
     "BPR",
     "EASE",
     "FactorModel",
+    "HybridMF",
     "ItemKNN",
     "MLPScorer",
     "MostPopular",

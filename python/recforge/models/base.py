@@ -37,7 +37,8 @@ from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
+    "CsrRows", "check_fold_in", "check_fold_in_ids", "check_state_arrays", "csr_arrays", "grow_rows", "replace_rows",
+    "restore_csr", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -359,6 +360,31 @@ def check_state_arrays(arrays: dict, expected: dict) -> None:
             raise ValueError(f"array {name!r} has shape {a.shape}, expected {shape}")
         if not np.isfinite(a).all():
             raise ValueError(f"array {name!r} contains NaN or infinite values")
+
+
+def csr_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """What a model saves for the sparse matrix ``m``: ``{prefix}_indptr``, ``_indices``, ``_data``, ``_shape``."""
+    return {f"{prefix}_indptr": m.indptr.astype(np.int64), f"{prefix}_indices": m.indices.astype(np.int32),
+            f"{prefix}_data": m.data.astype(np.float32), f"{prefix}_shape": np.asarray(m.shape, np.int64)}  # fmt: skip
+
+
+def restore_csr(arrays: dict, prefix: str, n_rows: int) -> sp.csr_matrix:
+    """The float32 CSR saved by ``csr_arrays(prefix, ...)`` with ``n_rows`` rows; ValueError naming the bad array."""
+    names = [f"{prefix}_{part}" for part in ("indptr", "indices", "data", "shape")]
+    for name in names:
+        if name not in arrays:
+            raise ValueError(f"missing array {name!r}")
+    indptr, indices, data, shape = (arrays[name] for name in names)
+    if shape.shape != (2,) or shape[0] != n_rows or shape[1] < 0:
+        raise ValueError(f"array {names[3]!r} must be ({n_rows}, n_columns), got {shape.tolist()}")
+    n_cols = int(shape[1])
+    if indptr.shape != (n_rows + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
+        raise ValueError(f"array {names[0]!r} must be ({n_rows + 1},), start at 0 and never decrease")
+    if indices.shape != (int(indptr[-1]),) or (indices.size and not (0 <= indices.min() and indices.max() < n_cols)):
+        raise ValueError(f"array {names[1]!r} must hold {indptr[-1]} column ids in [0, {n_cols})")
+    if data.shape != indices.shape or not np.isfinite(data).all():
+        raise ValueError(f"array {names[2]!r} must hold {indices.size} finite values")
+    return sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=(n_rows, n_cols))
 
 
 class CsrRows(NamedTuple):

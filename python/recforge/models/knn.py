@@ -30,7 +30,7 @@ from ..transforms import bm25_weight, tfidf_weight
 from ._item_item import ItemItemModel
 from ._params import Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS
+from .base import COMMON_PARAMS, csr_arrays, restore_csr
 
 __all__ = ["ItemKNN"]
 
@@ -154,20 +154,10 @@ class ItemKNN(ItemItemModel):
         return ()  # similarity_ is sparse: saved as its three arrays, and it stays on the host
 
     def _arrays(self):
-        s = self.similarity_
-        return {"similarity_indptr": s.indptr.astype(np.int64), "similarity_indices": s.indices.astype(np.int32),
-                "similarity_data": s.data.astype(np.float32)}  # fmt: skip
+        return csr_arrays("similarity", self.similarity_)
 
     def _restore(self, arrays):
         n = self.seen_.shape[1]
-        for name in ("similarity_indptr", "similarity_indices", "similarity_data"):
-            if name not in arrays:
-                raise ValueError(f"missing array {name!r}")
-        indptr, indices, data = (arrays[f"similarity_{p}"] for p in ("indptr", "indices", "data"))
-        if indptr.shape != (n + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
-            raise ValueError(f"array 'similarity_indptr' must be ({n + 1},), from 0 and non-decreasing")
-        if indices.shape != (int(indptr[-1]),) or (indices.size and not (0 <= indices.min() and indices.max() < n)):
-            raise ValueError(f"array 'similarity_indices' must hold {indptr[-1]} item ids in [0, {n})")
-        if data.shape != indices.shape or not np.isfinite(data).all():
-            raise ValueError(f"array 'similarity_data' must hold {indices.size} finite values")
-        self.similarity_ = sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=(n, n))
+        self.similarity_ = restore_csr(arrays, "similarity", n)
+        if self.similarity_.shape != (n, n):
+            raise ValueError(f"array 'similarity_shape' must be ({n}, {n}), got {self.similarity_.shape}")
