@@ -9,6 +9,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/hybrid.hpp"
 
@@ -21,7 +22,7 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
                const i32_in& negatives, const py::array& user_emb, const py::array& item_emb,
                const py::array& item_bias, const py::array& user_emb_g2, const py::array& item_emb_g2,
                const py::array& item_bias_g2, float lr, float user_reg, float item_reg, hybrid::Loss loss,
-               int max_sampled, int threads, std::uint64_t seed, std::uint64_t epoch_index) {
+               int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch_index) {
     recforge::require_csr(positives.traits(), recforge::kUniqueRows, "positives");  // binary search per row
     if (user_features.nnz() > 0)
         recforge::require_csr(user_features.traits(), recforge::kFiniteValues, "user_features");
@@ -49,7 +50,7 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
     const hybrid::Step step{lr, user_reg, item_reg, loss, max_sampled, threads, seed, epoch_index};
     hybrid::EpochStats stats;
     {
-        py::gil_scoped_release nogil;
+        Nogil nogil;
         stats = hybrid::epoch(positives.view(), user_features.view(), item_features.view(), negatives.data(),
                               negatives.shape(0), params, step);
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/knn.hpp"
 
@@ -32,19 +33,19 @@ void require_values(const recforge::Csr& m, const recforge::CsrTraits& need, con
     if (m.nnz() > 0) recforge::require_csr(m.traits(), need, name);
 }
 
-py::tuple item_neighbours(const recforge::Csr& items, bool cosine, std::int64_t k, int threads) {
+py::tuple item_neighbours(const recforge::Csr& items, bool cosine, std::int64_t k, Threads threads) {
     require_values(items, recforge::kConfidences, "items");  // finite, >= 0: the accumulator relies on it
     if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
     knn::Neighbours nb;
     {
-        py::gil_scoped_release nogil;
+        Nogil nogil;
         nb = knn::item_neighbours(items.view(), cosine, k, threads);
     }
     return py::make_tuple(to_numpy(nb.indptr), to_numpy(nb.indices), to_numpy(nb.data));
 }
 
 py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarity, std::int64_t k, bool exclude_history,
-                    const std::optional<i64_in>& subset, int threads) {
+                    const std::optional<i64_in>& subset, Threads threads) {
     require_values(history, recforge::kFiniteValues, "history");
     require_values(similarity, recforge::kFiniteValues, "similarity");
     const std::int64_t m = similarity.n_rows();
@@ -68,7 +69,7 @@ py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarit
     std::int64_t* ip = ids.mutable_data();
     float* sp = scores.mutable_data();
     {
-        py::gil_scoped_release nogil;
+        Nogil nogil;
         knn::recommend(history.view(), similarity.view(), k, exclude_history, subset ? allowed.data() : nullptr, ip, sp,
                        threads);
     }

@@ -6,35 +6,22 @@ row times ``B``; there are no user parameters, so a new user is their row (``rec
 ``partial_fit_users``). Often the strongest full-ranking baseline on dense-ish data.
 
 Memory: the solve works on a dense n_items x n_items matrix of ``dtype`` in place, and the fitted
-weights are a dense float32 n_items x n_items matrix; ``fit`` refuses (MemoryError naming the bytes)
-when those do not fit in the memory available, instead of failing half-way.
+weights are a dense float32 n_items x n_items matrix; ``fit`` refuses (ValueError naming the bytes,
+``check_memory``) when those do not fit in this machine's memory, instead of failing half-way.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .._backend import resolve_threads
+from .._validation import check_memory
 from ._item_item import ItemItemModel
 from ._params import Param
 from ._training import run_epochs
 from .base import COMMON_PARAMS, check_state_arrays
 
-__all__ = ["EASE", "available_memory"]
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation: MemAvailable (Linux), else physical memory."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+__all__ = ["EASE"]
 
 
 class EASE(ItemItemModel):
@@ -76,8 +63,8 @@ class EASE(ItemItemModel):
 
         ``interactions``: Interactions or scipy.sparse (users x items), values >= 0; Steck fits
         binary (0/1) data.
-        Raises MemoryError (naming the bytes needed) when the dense item x item matrices would
-        not fit in the memory available.
+        Raises ValueError (naming the bytes needed) when the dense item x item matrices would not
+        fit in this machine's memory.
         """
         train = self._start_fit(interactions, allow_negative=False)
         self._check_memory(train.shape[1])
@@ -94,15 +81,10 @@ class EASE(ItemItemModel):
         return self._finish_fit(train)
 
     def _check_memory(self, n_items: int) -> None:
-        # The solve's matrix (dtype, in place) plus the float32 weights.
+        # The solve's matrix (dtype, worked in place) plus the float32 weights.
         needed = n_items * n_items * (np.dtype(self.dtype).itemsize + 4)
-        available = available_memory()
-        if needed > available:
-            raise MemoryError(
-                f"EASE on {n_items:,} items needs about {needed:,} bytes ({needed / 2**30:.1f} GiB) for its dense "
-                f"item x item matrices, more than the {available:,} bytes available: use fewer items (filter the "
-                "rare ones), dtype='float32', or an item-item model with sparse weights (ItemKNN)"
-            )
+        check_memory(needed, f"EASE on {n_items:,} items ({needed:,} bytes of dense item x item matrices; "
+                             "dtype='float32', fewer items or ItemKNN need less)")  # fmt: skip
 
     # -- ranking ------------------------------------------------------------------------------------
     def _ranking_items(self):

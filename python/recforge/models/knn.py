@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
-from .._validation import check_ids, check_k
+from .._validation import check_ids, check_k, check_memory
 from ..transforms import bm25_weight, tfidf_weight
 from ._item_item import ItemItemModel
 from ._params import Param
@@ -118,6 +118,7 @@ class ItemKNN(ItemItemModel):
 
     def _rank_rows(self, rows, k, exclude_seen, items, threads):
         k = check_k(k)
+        check_memory(12.0 * rows.shape[0] * k, f"k={k} for {rows.shape[0]} users (an ({rows.shape[0]}, {k}) result)")
         subset = None if items is None else check_ids(items, self.n_items, "items")
         kernel = self._similarity_forms()["kernel"]
         return self._ops.knn_recommend(rows, kernel, k, exclude_history=bool(exclude_seen), subset=subset,
