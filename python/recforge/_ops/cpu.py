@@ -15,6 +15,8 @@ name ("cg", "bpr", ...) and mapped to the ``_core`` enums here.
 
 from __future__ import annotations
 
+import copyreg
+
 import numpy as np
 
 from .. import _core
@@ -40,6 +42,18 @@ def csr(m, name: str = "interactions") -> _core.Csr:
     if isinstance(m, _core.Csr):
         return m
     return _core.Csr(m.indptr, m.indices, m.data, m.shape, name)
+
+
+def _reduce_csr(m: _core.Csr):
+    """Pickling a ``_core.Csr`` (recforge.distributed moves blocks between processes): its arrays,
+    rebuilt and validated again when loaded."""
+    if m.nnz == 0:  # (the views of empty arrays are not available)
+        return _core.Csr, (np.asarray(m.indptr), np.zeros(0, np.int32), np.zeros(0, np.float32), tuple(m.shape))
+    data = None if m.data is None else np.asarray(m.data)
+    return _core.Csr, (np.asarray(m.indptr), np.asarray(m.indices), data, tuple(m.shape))
+
+
+copyreg.pickle(_core.Csr, _reduce_csr)
 
 
 # -- ALS --------------------------------------------------------------------------------------

@@ -114,7 +114,25 @@ def encode_split(df: pd.DataFrame, user_map, item_map, user_starts: np.ndarray, 
     return pieces
 
 
-def user_block(start: int, stop: int, n_items: int, duplicates: str, *pieces) -> sp.csr_matrix:
+# -- blocks -------------------------------------------------------------------------------------
+# A block is held in the kernels' form, a validated ``_core.Csr`` (``ops.csr``): converted once
+# when the block is built, not at every half-step; the data steps read it through ``scipy_view``.
+def kernel_form(m: sp.csr_matrix):
+    from .._ops import get_ops
+
+    return get_ops("cpu").csr(m)
+
+
+def scipy_view(block) -> sp.csr_matrix:
+    """A block as a scipy CSR sharing its arrays (read-only)."""
+    if sp.issparse(block):
+        return block
+    if block.nnz == 0:
+        return sp.csr_matrix(block.shape, dtype=np.float32)
+    return sp.csr_matrix((block.data, block.indices, block.indptr), shape=block.shape, copy=False)
+
+
+def user_block(start: int, stop: int, n_items: int, duplicates: str, *pieces):
     """Rows ``start:stop`` of the canonical users x items matrix, built from the pieces of every partition.
 
     The same construction as ``Interactions.from_arrays`` (weights as it converts them, duplicates
@@ -132,18 +150,19 @@ def user_block(start: int, stop: int, n_items: int, duplicates: str, *pieces) ->
             w = w.astype(np.float64)
     t = np.concatenate([p[3] for p in pieces]) if pieces and pieces[0][3] is not None else None
     if u.size == 0:
-        return sp.csr_matrix((n, n_items), dtype=np.float32)
-    return Interactions._from_codes(u, i, w, t, duplicates, IdMap.range(n), IdMap.range(n_items)).csr
+        return kernel_form(sp.csr_matrix((n, n_items), dtype=np.float32))
+    return kernel_form(Interactions._from_codes(u, i, w, t, duplicates, IdMap.range(n), IdMap.range(n_items)).csr)
 
 
-def column_piece(block: sp.csr_matrix, row_offset: int, col_start: int, col_stop: int):
+def column_piece(block, row_offset: int, col_start: int, col_stop: int):
     """Entries of a user block in columns ``col_start:col_stop`` as (local item, global user, value), user-major."""
+    block = scipy_view(block)
     rows = np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr))
     sel = (block.indices >= col_start) & (block.indices < col_stop)
     return block.indices[sel].astype(np.int64) - col_start, rows[sel] + row_offset, block.data[sel]
 
 
-def item_block(n_rows: int, n_users: int, *pieces) -> sp.csr_matrix:
+def item_block(n_rows: int, n_users: int, *pieces):
     """Rows of the items x users transpose from the pieces of every user block, in user-block order.
 
     Entries arrive sorted by user within each item and without duplicates, so the result is the
@@ -154,12 +173,12 @@ def item_block(n_rows: int, n_users: int, *pieces) -> sp.csr_matrix:
     data = np.concatenate([p[2] for p in pieces]).astype(np.float32, copy=False)
     m = sp.coo_matrix((data, (items, users)), shape=(n_rows, n_users)).tocsr()
     m.sort_indices()
-    return m
+    return kernel_form(m)
 
 
-def block_stats(block: sp.csr_matrix) -> tuple[int, float]:
+def block_stats(block) -> tuple[int, float]:
     """(stored values, their float64 sum) of a block: the reduction behind the explicit global mean."""
-    return int(block.nnz), float(block.data.sum(dtype=np.float64))
+    return int(block.nnz), float(scipy_view(block).data.sum(dtype=np.float64))
 
 
 # -- factors ------------------------------------------------------------------------------------
@@ -202,18 +221,19 @@ def sum_grams(*grams) -> np.ndarray:
     return total
 
 
-def needed_columns(m: sp.csr_matrix) -> np.ndarray:
+def needed_columns(m) -> np.ndarray:
     """The sorted distinct columns a block reads (the rows of the other side it needs)."""
-    return np.unique(m.indices).astype(np.int64)
+    return np.unique(scipy_view(m).indices).astype(np.int64)
 
 
-def localise(m: sp.csr_matrix, cols: np.ndarray) -> sp.csr_matrix:
+def localise(m, cols: np.ndarray):
     """``m`` with its columns renumbered to positions in ``cols`` (monotone: rows stay sorted)."""
+    m = scipy_view(m)
     local = sp.csr_matrix((m.data, np.searchsorted(cols, m.indices).astype(m.indices.dtype), m.indptr),
                           shape=(m.shape[0], len(cols)))  # fmt: skip
     local.has_sorted_indices = True
     local.has_canonical_format = True
-    return local
+    return kernel_form(local)
 
 
 def take_rows(pair, cols: np.ndarray, start: int, stop: int) -> tuple:

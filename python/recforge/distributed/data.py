@@ -49,9 +49,10 @@ class DistributedInteractions:
     user_starts, item_starts : int64 arrays (n_blocks + 1,)
         Block ``b`` holds users ``user_starts[b]:user_starts[b + 1]`` (items likewise).
     user_blocks : list of Future
-        scipy CSR (block users x all items), the rows of the canonical matrix.
+        Block users x all items, the rows of the canonical matrix, in the kernels' form (a validated
+        ``recforge._core.Csr``; ``_tasks.scipy_view`` reads it as scipy CSR without a copy).
     item_blocks : list of Future
-        scipy CSR (block items x all users), the rows of its transpose.
+        Block items x all users, the rows of its transpose, in the same form.
     nnz : int
     value_sum : float, the float64 sum of the stored values (explicit ALS's global mean)
     """
@@ -84,7 +85,7 @@ class DistributedInteractions:
 
     def to_csr(self, client) -> sp.csr_matrix:
         """The whole matrix on the client (canonical float32 CSR): for tests and small data."""
-        blocks = client.gather(self.user_blocks)
+        blocks = [_tasks.scipy_view(b) for b in client.gather(self.user_blocks)]
         out = sp.vstack(blocks, format="csr", dtype=np.float32)
         out.has_sorted_indices = True
         out.has_canonical_format = True
