@@ -100,6 +100,18 @@ def test_routed_rows(client, events, config):
         np.testing.assert_allclose(model.item_factors, ref.item_factors, rtol=1e-3, atol=1e-4)
 
 
+def test_per_block_init_is_deterministic(client, events):
+    """One stream per block (parallel, for large factors): same seed and layout, same model; not the local one."""
+    ddf = dd.from_pandas(events, npartitions=2)
+    fits = []
+    for _ in range(2):
+        est = rfd.ALS(**FIT, init="per_block", user_blocks=3, item_blocks=2)
+        fits.append(est.fit(client, ddf, weight_col="rating"))
+        assert est.init_ == "per_block"
+    _assert_same_model(fits[0], fits[1])
+    assert not np.array_equal(fits[0].user_factors, _local(events).user_factors)
+
+
 def test_inputs_interactions_and_files(client, events, tmp_path):
     """A local Interactions keeps its id maps; Parquet and CSV paths read like the DataFrame."""
     ref = _local(events)

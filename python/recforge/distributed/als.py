@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 _MODEL_PARAMS = ("factors", "regularization", "epochs", "alpha", "solver", "cg_steps", "alpha0", "nu", "feedback",
                  "threads", "seed")  # fmt: skip
 _MANIFEST = "manifest.json"
+# init="auto" draws the local fit's exact stream (a sequential chain of tasks) up to this many
+# initial values (2^28: 1 GiB of factors, a few seconds of drawing), one stream per block above.
+_EXACT_INIT_LIMIT = 1 << 28
 
 
 class ALS(ParamsMixin):
@@ -74,11 +77,18 @@ class ALS(ParamsMixin):
         Iterations between checkpoints (the last iteration is always written).
     retries : int >= 0
         Retries of each task (a worker lost while running it).
+    init : {"auto", "exact", "per_block"}
+        Initial factors. "exact": ``recforge.ALS``'s own random stream (users, then items), drawn
+        block after block by a chain of tasks, so the fit equals the local one; the chain is
+        sequential (about 10^8 values per second). "per_block": one stream per block seeded by
+        (seed, side, block), drawn in parallel (the same distribution, other numbers). "auto":
+        "exact" up to 2^28 initial values (e.g. 2M rows at f=128), "per_block" above.
 
     Attributes (after ``fit``)
     --------------------------
     data_ : DistributedInteractions, the blocked training data on the cluster
     routing_ : dict, the scheme used per side: {"users": ..., "items": ...}
+    init_ : str, the initialisation used ("exact" or "per_block"; "restored" after a resume)
     history_ : list of dict (epoch, seconds, loss) per iteration
     """
 
@@ -90,6 +100,7 @@ class ALS(ParamsMixin):
         "item_blocks": Param("int", low=1, optional=True),
         "checkpoint_every": Param("int", low=1),
         "retries": Param("int", low=0),
+        "init": Param("choice", choices=("auto", "exact", "per_block")),
     }
     _aliases = LocalALS._aliases
 
@@ -115,6 +126,7 @@ class ALS(ParamsMixin):
         checkpoint_dir=None,
         checkpoint_every: int = 5,
         retries: int = 2,
+        init: str = "auto",
         **deprecated,
     ):
         self._store_params(locals())
@@ -167,6 +179,7 @@ class ALS(ParamsMixin):
         if start is None:
             run.initialise()
             start = 0
+        self.init_ = getattr(run, "init_", "restored")
         history = self.history_ = []
         bar = tqdm(range(start, self.epochs), desc="ALS (dask)", unit="epoch", disable=not show_progress(progress),
                    leave=False)  # fmt: skip
@@ -214,16 +227,26 @@ class _Run:
 
     # -- start ----------------------------------------------------------------------------------
     def initialise(self) -> None:
-        """Initial factors: the local fit's stream (users, then items), drawn block after block."""
+        """Initial factors: the local fit's stream (users, then items) drawn block after block, a chain
+        of tasks ("exact"); or one stream per block, seeded by (seed, side, block), all in parallel
+        ("per_block": not the local fit's numbers)."""
+        d, f = self.data, self.est.factors
+        exact = self.est.init == "exact" or (
+            self.est.init == "auto" and (d.n_users + d.n_items) * f <= _EXACT_INIT_LIMIT
+        )
+        self.init_ = "exact" if exact else "per_block"
         state = np.random.default_rng(self.est.seed).bit_generator.state
         sides = []
-        for side, starts in (("user", self.data.user_starts), ("item", self.data.item_starts)):
+        for s, (side, starts) in enumerate((("user", d.user_starts), ("item", d.item_starts))):
             blocks = []
             for b in range(len(starts) - 1):
-                drawn = self._submit(_tasks.random_block, state, int(starts[b + 1] - starts[b]), self.est.factors,
-                                     self.explicit, name=f"init-{side}-{b}")  # fmt: skip
+                if not exact:
+                    state = np.random.default_rng([self.est.seed, s, b]).bit_generator.state
+                drawn = self._submit(_tasks.random_block, state, int(starts[b + 1] - starts[b]), f, self.explicit,
+                                     name=f"init-{side}-{b}")  # fmt: skip
                 blocks.append(self._submit(_tasks.first, drawn, name=f"x-{side}-init-{b}"))
-                state = self._submit(_tasks.second, drawn, name=f"state-{side}-{b}")
+                if exact:
+                    state = self._submit(_tasks.second, drawn, name=f"state-{side}-{b}")
             sides.append(blocks)
         self.user_factors, self.item_factors = sides
 
