@@ -230,6 +230,10 @@ def test_bad_parameters(client, events):
         rfd.ALS(routing="rows", nu=0.5).fit(client, events)
     with pytest.raises(TypeError, match="data must be"):
         rfd.ALS(**FIT).fit(client, events)  # a pandas DataFrame: wrap it in dask first
+    with pytest.raises(ValueError, match="not available on Dask workers"):  # GPU workers: docs/scale-out.md
+        rfd.ALS(device="cuda").fit(client, events)
+    with pytest.raises(ValueError, match="calculate_loss"):
+        rfd.ALS(calculate_loss=True).fit(client, events)
 
 
 def _kill_one_worker(client, victim: int, delay: float) -> threading.Thread:
