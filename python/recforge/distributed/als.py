@@ -39,7 +39,7 @@ from .._config import show_progress
 from ..models import ALS as LocalALS
 from ..models._params import Param, ParamsMixin
 from . import _tasks
-from ._client import check_workers, submit, wait_all
+from ._client import submit, wait_all
 from .data import DistributedInteractions, distribute
 
 __all__ = ["ALS"]
@@ -161,7 +161,9 @@ class ALS(ParamsMixin):
             tqdm bar over the iterations (None: ``recforge.get_config()["progress"]``).
         resume : bool
             Continue from the checkpoint in ``checkpoint_dir`` when there is one (it must come from
-            the same parameters and data layout; ValueError otherwise).
+            the same parameters and data; ValueError otherwise). Without ``user_blocks`` /
+            ``item_blocks`` the checkpoint's block counts are used, so a cluster of another size
+            can resume it.
 
         Returns
         -------
@@ -170,12 +172,19 @@ class ALS(ParamsMixin):
             iterations run here; ``user_ids`` / ``item_ids`` hold the id maps.
         """
         self._check()
-        check_workers(client)
-        data = distribute(client, data, user_blocks=self.user_blocks, item_blocks=self.item_blocks,
-                          retries=self.retries, **data_options)  # fmt: skip
+        resuming = resume and self.checkpoint_dir is not None
+        blocks = (self.user_blocks, self.item_blocks)
+        if resuming:  # the checkpoint's block layout, unless given: a new cluster may have another size
+            found = submit(client, _read_manifest, f"{self.checkpoint_dir}/{_MANIFEST}",
+                           key=f"rf-als-manifest-{uuid.uuid4().hex[:8]}", retries=self.retries).result()  # fmt: skip
+            if found is not None:
+                layout = (len(found.get("user_starts", [0])) - 1, len(found.get("item_starts", [0])) - 1)
+                blocks = tuple(given or max(1, n) for given, n in zip(blocks, layout))
+        data = distribute(client, data, user_blocks=blocks[0], item_blocks=blocks[1], retries=self.retries,
+                          **data_options)  # fmt: skip
         self.data_ = data
         run = _Run(self, client, data)
-        start = run.restore() if resume and self.checkpoint_dir is not None else None
+        start = run.restore() if resuming else None
         if start is None:
             run.initialise()
             start = 0

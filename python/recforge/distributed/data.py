@@ -159,13 +159,13 @@ def distribute(
         Task retries (a worker lost in the middle of a task).
     blocksize : CSV read block size (dask.dataframe.read_csv).
     """
+    check_workers(client)
     if isinstance(data, DistributedInteractions):
         return data
     if duplicates not in DUPLICATE_RULES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_RULES}, got {duplicates!r}")
     if unknown not in ("error", "drop"):
         raise ValueError(f"unknown must be 'error' or 'drop', got {unknown!r}")
-    check_workers(client)
     key = uuid.uuid4().hex[:8]
     if isinstance(data, Interactions):
         frame, columns = _frame_of_interactions(data, user_blocks or _default_blocks(client))
