@@ -100,6 +100,20 @@ def test_routed_rows(client, events, config):
         np.testing.assert_allclose(model.item_factors, ref.item_factors, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "config, routing, rel",
+    # a float64 sum in another order; implicit "rows": the Gram's float32 sum as well
+    [("cg", "whole", 1e-9), ("explicit", "whole", 1e-9), ("explicit", "rows", 1e-9), ("cholesky", "rows", 1e-4)],
+)
+def test_training_loss_equals_local(client, events, config, routing, rel):
+    ref = _local(events, calculate_loss=True, **SOLVERS[config])
+    est = rfd.ALS(**FIT, **SOLVERS[config], calculate_loss=True, routing=routing, user_blocks=3, item_blocks=2)
+    model = est.fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
+    got, want = [h["loss"] for h in model.history_], [h["loss"] for h in ref.history_]
+    assert got == pytest.approx(want, rel=rel)
+    assert want[-1] < want[0]
+
+
 def test_per_block_init_is_deterministic(client, events):
     """One stream per block (parallel, for large factors): same seed and layout, same model; not the local one."""
     ddf = dd.from_pandas(events, npartitions=2)
@@ -150,6 +164,20 @@ def test_bad_input_is_a_clear_error(client, events, edit, match):
     ddf = dd.from_pandas(edit(events.copy()), npartitions=2)
     with pytest.raises((ValueError, TypeError), match=match):
         rfd.ALS(**FIT, retries=0).fit(client, ddf, weight_col="rating")
+
+
+def test_ids_missing_from_given_maps(client, events):
+    """Fixed id maps (e.g. a training set's): an unknown id is an error naming it, or dropped on request."""
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    known_items = inter.item_ids.values[1:]  # the first item id is unknown to the map
+    ddf = dd.from_pandas(events, npartitions=2)
+    with pytest.raises(ValueError, match="not in the given id maps"):
+        rfd.distribute(client, ddf, weight_col="rating", item_ids=known_items, retries=0)
+    data = rfd.distribute(client, ddf, weight_col="rating", item_ids=known_items, unknown="drop")
+    expected = inter.csr[:, 1:]
+    expected.eliminate_zeros()
+    assert data.shape == (inter.n_users, inter.n_items - 1)
+    assert (data.to_csr(client) != expected).nnz == 0
 
 
 def test_missing_column_in_one_file(client, events, tmp_path):
@@ -234,8 +262,6 @@ def test_bad_parameters(client, events):
         rfd.ALS(**FIT).fit(client, events)  # a pandas DataFrame: wrap it in dask first
     with pytest.raises(ValueError, match="not available on Dask workers"):  # GPU workers: docs/scale-out.md
         rfd.ALS(device="cuda").fit(client, events)
-    with pytest.raises(ValueError, match="calculate_loss"):
-        rfd.ALS(calculate_loss=True).fit(client, events)
 
 
 def _kill_one_worker(client, victim: int, delay: float) -> threading.Thread:

@@ -80,11 +80,15 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
         _core.als_explicit_solve(csr(m, "ratings"), Y, other_bias, X, own_bias, regularization, global_mean, threads)
 
 
-def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads) -> float:
-    """The rows' share of the implicit objective: data term plus their regularisation."""
+def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None) -> float:
+    """The rows' share of the implicit objective: data term plus their regularisation.
+
+    ``YtY``: the Gram of the whole other side when ``Y`` holds only the rows ``m`` reads (default
+    ``gram(Y)``).
+    """
     with single_threaded_blas():
-        return float(_core.als_implicit_loss(csr(m), X, Y, _core.als_gram(Y, threads), alpha, regularization, alpha0,
-                                             nu, threads))  # fmt: skip
+        G = _core.als_gram(Y, threads) if YtY is None else YtY
+        return float(_core.als_implicit_loss(csr(m), X, Y, G, alpha, regularization, alpha0, nu, threads))
 
 
 def als_explicit_sse(m, X, own_bias, Y, other_bias, *, global_mean, threads) -> float:

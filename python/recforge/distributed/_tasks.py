@@ -270,11 +270,47 @@ def half_step(m, other, G, own, params: dict) -> tuple:
 def half_step_routed(m_local, G, own, params: dict, *pieces) -> tuple:
     """``half_step`` against only the rows of the other side the block reads (``pieces``, from
     ``take_rows`` in block order) and the block's column-renumbered matrix ``m_local``."""
-    if not pieces:  # a block without interactions reads no rows
-        f = own[0].shape[1]
-        empty = (np.zeros((0, f), np.float32), None if own[1] is None else np.zeros(0, np.float32))
-        return half_step(m_local, empty, G, own, params)
-    return half_step(m_local, concat_side(*pieces), G, own, params)
+    return half_step(m_local, _routed_side(own, pieces), G, own, params)
+
+
+def _routed_side(own, pieces) -> tuple:
+    """The routed rows as one (factors, bias); empty for a block without interactions (it reads none)."""
+    if pieces:
+        return concat_side(*pieces)
+    f = own[0].shape[1]
+    return np.zeros((0, f), np.float32), None if own[1] is None else np.zeros(0, np.float32)
+
+
+def user_loss(m, other, G, own, params: dict) -> float:
+    """A user block's share of the training objective (times nnz): ``ALS._loss``'s user terms."""
+    from .._ops import get_ops
+
+    ops = get_ops("cpu")
+    X, bias = own
+    threads = worker_threads(params["threads"])
+    if params["feedback"] == "explicit":
+        sse = ops.als_explicit_sse(m, X, bias, other[0], other[1], global_mean=params["global_bias"], threads=threads)
+        n = np.diff(m.indptr).astype(np.float64)
+        norms = np.einsum("ij,ij->i", X, X, dtype=np.float64) + bias.astype(np.float64) ** 2
+        return float(sse + params["regularization"] * (n @ norms))
+    return ops.als_implicit_loss(m, X, other[0], alpha=params["alpha"], regularization=params["regularization"],
+                                 alpha0=params["alpha0"], nu=params["nu"], threads=threads, YtY=G)  # fmt: skip
+
+
+def user_loss_routed(m_local, G, own, params: dict, *pieces) -> float:
+    """``user_loss`` against the rows of the other side the block reads (as ``half_step_routed``)."""
+    return user_loss(m_local, _routed_side(own, pieces), G, own, params)
+
+
+def item_loss(m, own, params: dict, n_users: int) -> float:
+    """An item block's regularisation terms of the training objective (times nnz)."""
+    Y, bias = own
+    n = np.diff(m.indptr).astype(np.float64)
+    norms = np.einsum("ij,ij->i", Y, Y, dtype=np.float64)
+    reg = params["regularization"]
+    if params["feedback"] == "explicit":
+        return float(reg * (n @ (norms + bias.astype(np.float64) ** 2)))
+    return float((reg * (n + params["alpha0"] * n_users) ** params["nu"]) @ norms)
 
 
 def first(pair):

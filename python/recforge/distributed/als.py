@@ -138,8 +138,6 @@ class ALS(ParamsMixin):
         self._validate_params()
         if self.device == "cuda":
             raise ValueError("device='cuda' is not available on Dask workers yet (see docs/scale-out.md: GPU workers)")
-        if self.calculate_loss:
-            raise ValueError("calculate_loss=True is not supported by the distributed ALS")
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
             raise TypeError(f"checkpoint_dir must be a path or None, got {type(self.checkpoint_dir).__name__}")
         if self.routing == "rows" and self.nu != 0:
@@ -156,7 +154,8 @@ class ALS(ParamsMixin):
             See ``recforge.distributed.distribute``; ``data_options`` (``user_col``, ``item_col``,
             ``weight_col``, ``duplicates``, ...) go to it.
         callback : callable(epoch, seconds_this_epoch, loss), optional
-            Called on the client after every iteration (loss is None).
+            Called on the client after every iteration (loss: None unless ``calculate_loss``; it
+            then equals the local fit's up to the order of a float64 sum).
         progress : bool, optional
             tqdm bar over the iterations (None: ``recforge.get_config()["progress"]``).
         resume : bool
@@ -195,12 +194,14 @@ class ALS(ParamsMixin):
         try:
             for epoch in bar:
                 t0 = time.perf_counter()
-                run.iteration(epoch)
+                loss = run.iteration(epoch)
                 seconds = time.perf_counter() - t0
-                history.append({"epoch": epoch, "seconds": seconds, "loss": None})
-                log.debug("ALS (dask) epoch %d: %.3fs", epoch, seconds)
+                history.append({"epoch": epoch, "seconds": seconds, "loss": loss})
+                log.debug("ALS (dask) epoch %d: loss %s (%.3fs)", epoch, loss, seconds)
+                if loss is not None:
+                    bar.set_postfix({"loss": f"{loss:.4g}"})
                 if callback is not None:
-                    callback(epoch, seconds, None)
+                    callback(epoch, seconds, loss)
         finally:
             bar.close()
         self.routing_ = dict(run.routing)
@@ -260,26 +261,43 @@ class _Run:
         self.user_factors, self.item_factors = sides
 
     # -- one iteration ----------------------------------------------------------------------------
-    def iteration(self, epoch: int) -> None:
+    def iteration(self, epoch: int) -> float | None:
+        """One iteration (users, then items); returns the training objective when asked for."""
         d = self.data
-        self.user_factors = self._half_step("users", epoch, d.user_blocks, self.user_factors, self.item_factors,
-                                            d.item_starts)  # fmt: skip
-        self.item_factors = self._half_step("items", epoch, d.item_blocks, self.item_factors, self.user_factors,
-                                            d.user_starts)  # fmt: skip
+        self.user_factors = self._per_block("solve", "users", epoch, d.user_blocks, self.user_factors,
+                                            self.item_factors, d.item_starts)  # fmt: skip
+        self.item_factors = self._per_block("solve", "items", epoch, d.item_blocks, self.item_factors,
+                                            self.user_factors, d.user_starts)  # fmt: skip
         wait_all(self.user_factors + self.item_factors)
+        loss = self.loss(epoch) if self.est.calculate_loss else None
         every, last = self.est.checkpoint_every, epoch + 1 == self.est.epochs
         if self.est.checkpoint_dir is not None and ((epoch + 1) % every == 0 or last):
             self.checkpoint(epoch + 1)
+        return loss
 
-    def _half_step(self, side: str, epoch: int, matrices, own, other, other_starts):
-        """New factor blocks of ``side`` (its ``matrices`` and ``own`` blocks) against ``other``'s blocks."""
+    def loss(self, epoch: int) -> float:
+        """The local fit's training objective: the user blocks' share (data terms and their
+        regularisation, against the routed item side) plus the item blocks' regularisation, / nnz."""
+        d = self.data
+        users = self._per_block("loss", "users", epoch, d.user_blocks, self.user_factors, self.item_factors,
+                                d.item_starts)  # fmt: skip
+        items = [self._submit(_tasks.item_loss, m, y, self.params, d.n_users, name=f"loss-items-{epoch}-{c}")
+                 for c, (m, y) in enumerate(zip(d.item_blocks, self.item_factors))]  # fmt: skip
+        wait_all(users + items)
+        return float(sum(self.client.gather(users + items)) / d.nnz)
+
+    def _per_block(self, task: str, side: str, epoch: int, matrices, own, other, other_starts):
+        """One task per block of ``side`` (its ``matrices`` and ``own`` factor blocks) against ``other``'s
+        blocks, routed whole or by rows: ``task`` "solve" (the half-step: new factor blocks) or "loss"."""
         other_side = "items" if side == "users" else "users"
         implicit, threads = not self.explicit, self.params["threads"]
-        name = f"{side}-{epoch}"
+        name = f"{side}-{epoch}" if task == "solve" else f"{side}-{epoch}-loss"
+        whole_fn, routed_fn = ((_tasks.half_step, _tasks.half_step_routed) if task == "solve"
+                               else (_tasks.user_loss, _tasks.user_loss_routed))  # fmt: skip
         if self.routing[other_side] == "whole":
             whole = self._submit(_tasks.concat_side, *other, name=f"whole-{name}")
             G = self._submit(_tasks.gram, whole, threads, name=f"gram-{name}") if implicit else None
-            return [self._submit(_tasks.half_step, m, whole, G, x, self.params, name=f"solve-{name}-{b}")
+            return [self._submit(whole_fn, m, whole, G, x, self.params, name=f"{task}-{name}-{b}")
                     for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         G = None
         if implicit:
@@ -290,8 +308,7 @@ class _Run:
         for b, x in enumerate(own):
             pieces = [self._submit(_tasks.take_rows, other[c], cols[b], int(other_starts[c]), int(other_starts[c + 1]),
                                    name=f"rows-{name}-{b}-{c}") for c in needs[b]]  # fmt: skip
-            out.append(self._submit(_tasks.half_step_routed, local[b], G, x, self.params, *pieces,
-                                    name=f"solve-{name}-{b}"))  # fmt: skip
+            out.append(self._submit(routed_fn, local[b], G, x, self.params, *pieces, name=f"{task}-{name}-{b}"))
         return out
 
     def _routes(self, side: str, matrices, other_starts):
