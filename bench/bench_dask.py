@@ -28,8 +28,8 @@ Scaling: the Dask fit on 1 and on ``ctx.threads`` workers (``s/iter``), and the 
 the kernel (core-seconds per stored value per iteration at f=128, measured on one thread), the
 input of docs/scale-out.md.
 
-``RECFORGE_BENCH_DASK_CASES`` (default ``video-games,synthetic``) picks the cases;
-``RECFORGE_BENCH_DASK_ITERS`` (default 10) the iterations.
+``RECFORGE_BENCH_DASK_CASES`` (default ``video-games,synthetic,kernel-cost``) picks the cases;
+``RECFORGE_BENCH_DASK_ITERS`` the iterations (default 10 on Video Games, 5 on the synthetic set).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from _harness import binary_csr, switch  # bench/ is on sys.path (run.py, load_b
 
 FACTORS = 64
 ALPHA = 10.0
+# Iterations per case (Spark needs about a minute per iteration on the synthetic case).
+ITERATIONS = {"video-games": 10, "synthetic": 5}
 SYNTH = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
 
@@ -203,7 +205,7 @@ def _case_rows(ctx, clusters, spark, regs, name, split, iters):
     rows = []
     reg = _pick_reg(ctx, name, train, test, iters, regs["recforge"])
     for solver in ("cholesky", "cg"):
-        case = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS} {solver}"
+        case = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS} {solver} {iters} it"
         ctx.log(f"dask bench: {case}")
         runs = {"recforge": lambda: _dask(clusters[ctx.threads], train, solver, iters, reg),
                 "recforge (local)": lambda: _local(train, solver, ctx.threads, iters, reg)}  # fmt: skip
@@ -227,17 +229,21 @@ def _case_rows(ctx, clusters, spark, regs, name, split, iters):
     return rows
 
 
-def _kernel_cost_rows(ctx, split):
-    """Core-seconds per stored value per iteration at f=128 (CG and Cholesky, one thread)."""
+def _kernel_cost_rows(ctx):
+    """Core-seconds per stored value per iteration at f=128 (CG and Cholesky, one thread), on a synthetic
+    matrix with docs/scale-out.md's shape ratios (10 interactions per user, 100 per item), so the
+    per-row work is included in the per-nonzero figure."""
     import recforge as rf
 
-    train, _ = split
+    n_users, n_items, nnz = (30_000, 3_000, 300_000) if ctx.quick else (300_000, 30_000, 3_000_000)
+    df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=1, timestamps=False)
+    m = binary_csr(df, shape=(n_users, n_items))
     rows = []
     for solver in ("cg", "cholesky"):
-        model = rf.ALS(factors=128, epochs=3, solver=solver, threads=1, seed=0).fit(train, progress=False)
+        model = rf.ALS(factors=128, epochs=3, solver=solver, threads=1, seed=0).fit(m, progress=False)
         per_iter = float(np.median([h["seconds"] for h in model.history_[1:]]))
-        case = f"kernel cost f=128 {solver} ({train.nnz:,} nnz, {train.n_users + train.n_items:,} rows)"
-        rows.append(_row(case, "recforge (local)", "ns per nnz per iteration, 1 thread", 1e9 * per_iter / train.nnz,
+        case = f"kernel cost f=128 {solver}, {n_users:,}x{n_items:,} nnz={m.nnz:,}"
+        rows.append(_row(case, "recforge (local)", "ns per nnz per iteration, 1 thread", 1e9 * per_iter / m.nnz,
                          None, "lower", seconds_per_iteration=per_iter))  # fmt: skip
     return rows
 
@@ -251,8 +257,8 @@ def run(ctx):
         ctx.missing_peers["distributed"] = f"{type(exc).__name__}: {exc} (pip install 'recforge[dask]')"
         return []
     rf.set_config(progress=False)
-    iters = int(os.environ.get("RECFORGE_BENCH_DASK_ITERS", "3" if ctx.quick else "10"))
-    cases = switch("RECFORGE_BENCH_DASK_CASES", "video-games,synthetic")
+    forced = os.environ.get("RECFORGE_BENCH_DASK_ITERS")
+    cases = switch("RECFORGE_BENCH_DASK_CASES", "video-games,synthetic,kernel-cost")
     pyspark = ctx.peer("pyspark")
     spark = _spark_session(ctx.threads) if pyspark is not None else None
     regs = {"recforge": _grid("RECFORGE_BENCH_DASK_REG", "0.05,0.5,5"),
@@ -265,12 +271,15 @@ def run(ctx):
             clusters[n] = Client(cluster)
         rows = []
         for name in cases:
+            if name == "kernel-cost":
+                continue
             split = _video_games(ctx) if name == "video-games" else _synthetic(ctx)
             if split is None:
                 continue
+            iters = int(forced) if forced else 3 if ctx.quick else ITERATIONS[name]
             rows += _case_rows(ctx, clusters, spark, regs, name, split, iters)
-            if name == "synthetic":
-                rows += _kernel_cost_rows(ctx, split)
+        if "kernel-cost" in cases:
+            rows += _kernel_cost_rows(ctx)
         return rows
     finally:
         for client in clusters.values():
