@@ -107,17 +107,38 @@ def _dask(client, train, solver, iters, reg):
     return model, [h["seconds"] for h in model.history_], setup
 
 
-def _spark_session(threads: int):
+def _spark_session(ctx):
+    """Spark in local mode on ``ctx.threads`` cores. ``RECFORGE_BENCH_SPARK_BLAS``: folders (``:``-separated)
+    holding a native ``libblas.so.3`` / ``liblapack.so.3`` (and their dependencies) for Spark's netlib;
+    without one Spark falls back to its pure-Java BLAS (a pip-installed pyspark's default here)."""
     from pyspark.sql import SparkSession
 
-    return (
-        SparkSession.builder.master(f"local[{threads}]")
-        .appName("recforge-bench-dask")
-        .config("spark.driver.memory", "6g")
-        .config("spark.sql.shuffle.partitions", str(2 * threads))
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    saved = dict(os.environ)
+    native = os.environ.get("RECFORGE_BENCH_SPARK_BLAS")
+    if native:
+        os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [native, os.environ.get("LD_LIBRARY_PATH")]))
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # Spark's task threads call BLAS: one thread underneath each
+    try:
+        spark = (
+            SparkSession.builder.master(f"local[{ctx.threads}]")
+            .appName("recforge-bench-dask")
+            .config("spark.driver.memory", "6g")
+            .config("spark.sql.shuffle.partitions", str(2 * ctx.threads))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+    finally:  # the JVM has its environment; this process keeps its own
+        os.environ.clear()
+        os.environ.update(saved)
+    spark.sparkContext.setLogLevel("ERROR")
+    ctx.log(f"Spark {spark.version}, BLAS implementation: {_spark_blas(spark)}")
+    return spark
+
+
+def _spark_blas(spark) -> str:
+    """netlib's BLAS in Spark's JVM: JNIBLAS (native) or a Java fallback (VectorBLAS / F2jBLAS)."""
+    return str(spark._jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName())
 
 
 def _spark_fit(spark, frame, reg, iters, threads):
@@ -172,9 +193,10 @@ def _spark_rows(ctx, spark, case, train, test, iters, regs):
         shutil.rmtree(tmp, ignore_errors=True)
     regs[:] = [reg]
     per_iter = (t_n - t_1) / (iters - 1)
+    blas = _spark_blas(spark)
     return [
-        _row(case, "Spark MLlib", "s/iter", per_iter, None, "lower", regParam=reg, fit_seconds=t_n),
-        _row(case, "Spark MLlib", "NDCG@10", ndcg, None, "higher", regParam=reg),
+        _row(case, "Spark MLlib", "s/iter", per_iter, None, "lower", regParam=reg, fit_seconds=t_n, blas=blas),
+        _row(case, "Spark MLlib", "NDCG@10", ndcg, None, "higher", regParam=reg, blas=blas),
     ]
 
 
@@ -260,7 +282,7 @@ def run(ctx):
     forced = os.environ.get("RECFORGE_BENCH_DASK_ITERS")
     cases = switch("RECFORGE_BENCH_DASK_CASES", "video-games,synthetic,kernel-cost")
     pyspark = ctx.peer("pyspark")
-    spark = _spark_session(ctx.threads) if pyspark is not None else None
+    spark = _spark_session(ctx) if pyspark is not None else None
     regs = {"recforge": _grid("RECFORGE_BENCH_DASK_REG", "0.05,0.5,5"),
             "spark": _grid("RECFORGE_BENCH_DASK_SPARK_REG", "0.01,0.05,0.1")}  # fmt: skip
     clusters, opened = {}, []
