@@ -28,6 +28,8 @@ Scaling: the Dask fit on 1 and on ``ctx.threads`` workers (``s/iter``), and the 
 the kernel (core-seconds per stored value per iteration at f=128, measured on one thread), the
 input of docs/scale-out.md.
 
+``RECFORGE_BENCH_SPARK_BLAS``: folders with a native ``libblas.so.3`` / ``liblapack.so.3`` for Spark
+(e.g. Debian's libopenblas0-pthread unpacked with ``dpkg -x``); without it Spark uses its Java BLAS.
 ``RECFORGE_BENCH_DASK_CASES`` (default ``video-games,synthetic,kernel-cost``) picks the cases;
 ``RECFORGE_BENCH_DASK_ITERS`` the iterations (default 10 on Video Games, 5 on the synthetic set).
 """
