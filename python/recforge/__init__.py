@@ -13,23 +13,51 @@ from . import datasets, evaluation, split, transforms
 from ._backend import cupy_available
 from ._config import get_config, set_config
 from ._core import __version__
-from .data import IdMap, Interactions
-from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
+from .data import Features, IdMap, Interactions
+from .models import (
+    ALS,
+    BPR,
+    EASE,
+    SGDMF,
+    FactorModel,
+    HybridMF,
+    ItemKNN,
+    MLPScorer,
+    MostPopular,
+    NotFittedError,
+    Recommender,
+    load,
+)
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str):
+    # recforge.distributed needs the optional Dask extra: imported on first use, so that
+    # `import recforge` never needs Dask and `rf.distributed` without it names the extra.
+    if name == "distributed":
+        import importlib
+
+        return importlib.import_module(".distributed", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
     "ALS",
     "BPR",
     "cupy_available",
+    "EASE",
     "datasets",
     "evaluation",
     "IdMap",
     "Interactions",
+    "ItemKNN",
     "FactorModel",
+    "Features",
     "get_config",
+    "HybridMF",
     "load",
     "MLPScorer",
     "MostPopular",
