@@ -78,3 +78,65 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
                 "not-a-pair",
             ]
         )
+
+
+# -- ratings, weighting, the demo's choice of model (issue 11) --------------------------------------
+def test_evaluate_a_rating_model_reports_rating_metrics_on_the_ratings(capsys):
+    # SGDMF is fitted on the synthetic ratings as they are (never binarised) and scored by rmse / mae.
+    assert main(["evaluate", "--dataset", "synthetic", "--model", "sgdmf", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out)
+    assert "predicts ratings" in captured.err
+    assert set(metrics) == {"rmse", "mae", "n_ratings", "n_users"}
+    assert 0 < metrics["rmse"] < 1.5 and isinstance(metrics["n_ratings"], int)  # on binarised data it would be ~0
+    args = ["evaluate", "--dataset", "synthetic", "--model", "sgdmf", "--quiet", "--relevance-threshold", "4"]
+    assert main(args) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert "rmse" in metrics and 0 <= metrics["ndcg@10"] <= 1
+    assert (
+        main(["evaluate", "--dataset", "synthetic", "--model", "als", "--param", "feedback='explicit'", "--quiet"]) == 0
+    )
+    assert "rmse" in json.loads(capsys.readouterr().out)
+
+
+def test_weighting_option_matches_the_transforms(capsys):
+    import recforge as rf
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    weighting = next(a for a in sub.choices["evaluate"]._actions if a.dest == "weighting")
+    assert set(weighting.choices) == set(rf.transforms.WEIGHTINGS) and weighting.default == "none"
+    base = ["evaluate", "--dataset", "synthetic", "--model", "als", "--quiet", "--param", "epochs=2"]
+    assert main(base) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*base, "--weighting", "bm25"]) == 0
+    weighted = json.loads(capsys.readouterr().out)
+    assert weighted["weighting"] == "bm25" and "weighting" not in plain
+    assert weighted["ndcg@10"] != plain["ndcg@10"]  # the fit saw other values
+    with pytest.raises(SystemExit):
+        main([*base, "--weighting", "sqrt"])
+
+
+def test_demo_chooses_its_model_on_validation_data(capsys, monkeypatch):
+    import recforge as rf
+    import recforge.cli as cli
+
+    seen = []
+    real = cli._select_by_validation
+
+    def spy(candidates, train, k, seed):
+        seen.append(train)
+        return real(candidates, train, k, seed)
+
+    monkeypatch.setattr(cli, "_select_by_validation", spy)
+    monkeypatch.setattr(cli, "AUTO_CANDIDATES", {"ALS": ("als", {"epochs": 2}), "BPR": ("bpr", {"epochs": 2})})
+    assert main(["demo", "--dataset", "synthetic", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    selection = report["selection"]
+    assert set(selection["validation"]) == {"ALS", "BPR"}
+    assert selection["chosen"] == max(selection["validation"], key=selection["validation"].get)
+    assert [r["model"] for r in report["results"]] == [selection["chosen"], "MostPopular"]
+    # The choice saw the training part only: exactly the demo's training split, no test entry.
+    df, _ = cli._load_dataset("synthetic", None, None, 42)
+    train, _ = rf.split.random_holdout(cli._interactions(df), test_fraction=0.2, seed=42)
+    (given,) = seen
+    assert given.nnz == train.nnz < report["nnz"] and (given.csr != train.csr).nnz == 0

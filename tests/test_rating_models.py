@@ -102,3 +102,43 @@ def test_bpr_defaults_depend_on_the_loss():
     assert rf.BPR(loss="warp", lr=0.01).steps() == (0.01, 1.0)
     assert rf.BPR(loss="warp", regularization=0.1).steps() == (0.002, 0.1)
     assert rf.BPR().get_params()["lr"] is None  # the choice stays the loss's until set
+
+
+# -- evaluation of rating models ---------------------------------------------------------------------
+def split_ratings():
+    inter = rf.Interactions.from_scipy(ratings(n_users=60, n_items=40))
+    return rf.split.random_holdout(inter, test_fraction=0.25, seed=1)
+
+
+def test_evaluate_gives_rating_models_rating_metrics():
+    train, test = split_ratings()
+    model = rf.SGDMF(factors=4, epochs=5, threads=1).fit(train, progress=False)
+    got = rf.evaluation.evaluate(model, train, test, progress=False)
+    coo = test.csr.tocoo()
+    pred = model.score(coo.row, coo.col)
+    assert set(got) == {"rmse", "mae", "n_ratings", "n_users"}  # no silent ranking on binarised ratings
+    assert got["rmse"] == pytest.approx(rf.evaluation.rmse(coo.data, pred))
+    assert got["mae"] == pytest.approx(rf.evaluation.mae(coo.data, pred))
+    assert got["n_ratings"] == test.nnz
+    with pytest.raises(ValueError, match="predicts ratings: ranking metrics need relevance_threshold"):
+        rf.evaluation.evaluate(model, train, test, metrics=["ndcg"], progress=False)
+    # With a threshold: ranking against the test ratings >= 4 only, plus the rating metrics.
+    both = rf.evaluation.evaluate(model, train, test, relevance_threshold=4, progress=False)
+    assert both["rmse"] == got["rmse"] and "ndcg@10" in both
+    high = test.csr.multiply(test.csr >= 4).tocsr()
+    only_high = rf.evaluation.evaluate(model, train, high, metrics=["ndcg", "recall"], relevance_threshold=4)
+    assert both["ndcg@10"] == only_high["ndcg@10"] and both["recall@10"] == only_high["recall@10"]
+
+
+def test_evaluate_rating_metrics_need_a_rating_model_and_thresholds_apply_to_any_model():
+    train, test = split_ratings()
+    pop = rf.MostPopular().fit(train)
+    with pytest.raises(ValueError, match="MostPopular does not predict ratings"):
+        rf.evaluation.evaluate(pop, train, test, metrics=["rmse"], progress=False)
+    every = rf.evaluation.evaluate(pop, train, test, metrics=["recall"], progress=False)
+    high = rf.evaluation.evaluate(pop, train, test, metrics=["recall"], relevance_threshold=5, progress=False)
+    assert high["n_users"] < every["n_users"]  # fewer users have a 5 in test than any rating
+    with pytest.raises(ValueError, match="no test entry has a value >= relevance_threshold=6"):
+        rf.evaluation.evaluate(pop, train, test, relevance_threshold=6, progress=False)
+    with pytest.raises(TypeError, match="relevance_threshold must be a number"):
+        rf.evaluation.evaluate(pop, train, test, relevance_threshold="4", progress=False)
