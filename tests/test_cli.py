@@ -9,7 +9,7 @@ import pytest
 
 from recforge.cli import build_parser, main
 
-COMMANDS = ["demo", "fit", "evaluate", "recommend", "bench"]
+COMMANDS = ["demo", "fit", "evaluate", "compare", "recommend", "bench"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -140,3 +140,36 @@ def test_demo_chooses_its_model_on_validation_data(capsys, monkeypatch):
     train, _ = rf.split.random_holdout(cli._interactions(df), test_fraction=0.2, seed=42)
     (given,) = seen
     assert given.nnz == train.nnz < report["nnz"] and (given.csr != train.csr).nnz == 0
+
+
+def test_compare_four_models_with_a_chart(tmp_path, capsys):
+    chart = tmp_path / "compare.png"
+    models = "mostpopular,als:epochs=2,bpr:epochs=5,warp:epochs=5:factors=16"
+    args = ["compare", "--dataset", "synthetic", "--models", models, "--quiet", "--n-bootstrap", "100"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline"] == "mostpopular" and set(report["fit_s"]) == set(models.split(","))
+    rows = report["rows"]
+    assert [r["model"] for r in rows[:4]] == models.split(",") and {r["metric"] for r in rows} == {
+        "ndcg@10",
+        "recall@10",
+        "precision@10",
+    }
+    assert all(isinstance(r["n"], int) for r in rows)
+    pytest.importorskip("matplotlib")  # the chart part (the JSON above needs no matplotlib)
+    assert main([*args, "--chart", str(chart), "--baseline", "als:epochs=2"]) == 0
+    out = capsys.readouterr().out
+    assert f"chart: {chart}" in out and "paired bootstrap against als:epochs=2" in out
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_usage_errors(capsys):
+    with pytest.raises(SystemExit, match="at least two"):
+        main(["compare", "--dataset", "synthetic", "--models", "als"])
+    with pytest.raises(SystemExit, match="unknown model 'svd'"):
+        main(["compare", "--dataset", "synthetic", "--models", "als,svd"])
+    with pytest.raises(SystemExit, match="mixes rating models"):
+        main(["compare", "--dataset", "synthetic", "--models", "als,sgdmf"])
+    assert main(["compare", "--dataset", "synthetic", "--models", "sgdmf,als:feedback=explicit", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert {r["metric"] for r in json.loads(captured.out)["rows"]} == {"rmse", "mae"}

@@ -1,4 +1,4 @@
-"""The ``recforge`` command: demo, fit, evaluate, recommend, bench (each with --help)."""
+"""The ``recforge`` command: demo, fit, evaluate, compare, recommend, bench (each with --help)."""
 
 from __future__ import annotations
 
@@ -144,15 +144,10 @@ def _select_by_validation(candidates: dict, train, k: int, seed: int) -> tuple[s
     inner, validation = rf.split.random_holdout(train, test_fraction=VALIDATION_FRACTION, seed=seed + 1)
     scores = {}
     for name, model in candidates.items():
-        fitted = _clone(model).fit(inner, progress=False)
+        fitted = rf.model_selection.clone(model).fit(inner, progress=False)
         metric = rf.evaluation.evaluate(fitted, inner, validation, k=k, metrics=["ndcg"], progress=False)
         scores[name] = metric[f"ndcg@{k}"]
     return max(scores, key=scores.get), scores, time.perf_counter() - t
-
-
-def _clone(model):
-    """An unfitted copy with the same parameters (``sklearn.base.clone`` without scikit-learn)."""
-    return type(model)(**model.get_params(deep=False))
 
 
 def cmd_demo(args) -> int:
@@ -286,6 +281,95 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+# Shorthands of `recforge compare --models`: a name that is a configuration of another model.
+MODEL_ALIASES = {"warp": ("bpr", {"loss": "warp"})}
+
+
+def _model_from_spec(spec: str, classes: dict):
+    """``"als"``, ``"warp"`` or ``"bpr:factors=32:lr=0.01"`` -> an unfitted model (usage error when unknown)."""
+    name, *items = spec.strip().split(":")
+    key, preset = MODEL_ALIASES.get(name.lower(), (name.lower(), {}))
+    if key not in classes:
+        known = sorted([*classes, *MODEL_ALIASES])
+        raise SystemExit(f"unknown model {name!r} in --models; available: {', '.join(known)}")
+    model = _make_model(classes[key], items)
+    return model.set_params(**{p: v for p, v in preset.items() if p not in _parse_params(items)})
+
+
+def cmd_compare(args) -> int:
+    import recforge as rf
+
+    classes = _model_classes()
+    specs = [s for s in args.models.split(",") if s.strip()]
+    if len(specs) < 2:
+        raise SystemExit("--models needs at least two comma-separated models, e.g. --models als,bpr,warp,mostpopular")
+    if len(set(specs)) != len(specs):
+        raise SystemExit(f"--models lists a model twice: {args.models}")
+    models = {spec: _model_from_spec(spec, classes) for spec in specs}
+    kinds = {_predicts_ratings(m) for m in models.values()}
+    if len(kinds) > 1:
+        raise SystemExit(
+            "--models mixes rating models (sgdmf, explicit als) with ranking models: they need different data "
+            "(ratings vs positives); compare each kind on its own"
+        )
+    rating = kinds == {True}
+    if rating:
+        _rating_note(next(iter(models.values())), args)
+    df, _ = _load_dataset(args.dataset, args.data_home, None if rating else args.min_rating, args.seed)
+    inter = _interactions(df, keep_ratings=rating)
+    train, test = rf.split.random_holdout(inter, test_fraction=args.test_fraction, seed=args.seed)
+    fit_on = rf.transforms.weight(train, args.weighting)
+    seconds = {}
+    for name, model in models.items():
+        t = time.perf_counter()
+        model.fit(fit_on, progress=False if args.quiet else None)
+        seconds[name] = time.perf_counter() - t
+    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    result = rf.evaluation.compare(
+        models,
+        train,
+        test,
+        k=args.k,
+        metrics=metrics,
+        baseline=args.baseline or specs[0],
+        method=args.method,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        relevance_threshold=args.relevance_threshold,
+        chart=args.chart,
+        progress=False if args.quiet else None,
+    )
+    if args.json:
+        records = [{k: _json_value(v) for k, v in row.items()} for row in result.to_dict(orient="records")]
+        print(json.dumps({"dataset": args.dataset, "baseline": result.attrs["baseline"], "method": args.method,
+                          "fit_s": {n: round(s, 3) for n, s in seconds.items()}, "rows": records,
+                          "chart": args.chart}, indent=2))  # fmt: skip
+        return 0
+    print(
+        f"{args.dataset}: {inter.shape[0]} users x {inter.shape[1]} items, per-user {1 - args.test_fraction:.0%}/"
+        f"{args.test_fraction:.0%} holdout (seed {args.seed}); {result['n'].iloc[0]} test users; "
+        f"{result.attrs['confidence']:.0%} intervals, paired {args.method} against {result.attrs['baseline']}\n"
+    )
+    base = result.attrs["baseline"]
+    rows = [
+        {
+            "metric": r.metric,
+            "model": r.model,
+            "value": f"{r.value:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]",
+            "vs baseline": "baseline" if r.model == base else
+            f"{r.diff:+.4f} [{r.diff_low:+.4f}, {r.diff_high:+.4f}]{' *' if r.significant else ''}",
+            "p": "" if r.model == base else (f"{r.p_value:.3g}" if r.p_value >= 0.001 else "<0.001"),
+            "fit_s": f"{seconds[r.model]:.2f}",
+        }
+        for r in result.itertuples(index=False)
+    ]  # fmt: skip
+    print(_format_table(rows, ["metric", "model", "value", "vs baseline", "p", "fit_s"]))
+    print("\n* the difference's interval excludes 0")
+    if args.chart:
+        print(f"chart: {args.chart}")
+    return 0
+
+
 def cmd_recommend(args) -> int:
     import recforge as rf
 
@@ -394,6 +478,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--test-fraction", type=float, default=0.2, help="per-user test fraction (default 0.2)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser(
+        "compare",
+        help="fit several models on one split and compare them with paired confidence intervals (and a chart)",
+        description="Fit every model of --models on one per-user holdout split, evaluate them on the same "
+        "test users and report each metric with its interval and each model's difference to the baseline "
+        "with a paired interval (per-user bootstrap or paired t-test): an offline A/B test.",
+    )
+    data_args(c)
+    c.add_argument(
+        "--models",
+        required=True,
+        help="comma-separated models, each NAME or NAME:param=value:... (names: als, bpr, warp = bpr with "
+        "loss=warp, sgdmf, mlpscorer, mostpopular), e.g. --models mostpopular,als,bpr,warp",
+    )
+    c.add_argument("--baseline", help="the model the others are compared with (default: the first of --models)")
+    c.add_argument("--metrics", help="comma-separated metrics (default ndcg,recall,precision; rmse,mae for ratings)")
+    c.add_argument("--k", type=int, default=10, help="cut-off (default 10)")
+    c.add_argument(
+        "--method", default="bootstrap", choices=("bootstrap", "ttest"), help="paired test (default bootstrap)"
+    )
+    c.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    c.add_argument("--test-fraction", type=float, default=0.2, help="per-user test fraction (default 0.2)")
+    c.add_argument("--chart", metavar="PNG", help="write a PNG chart there (needs matplotlib: recforge[plot])")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    weighting_args(c)
+    relevance_args(c)
+    c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser(
         "recommend",

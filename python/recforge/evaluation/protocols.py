@@ -382,23 +382,7 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
             stacklevel=3,
         )
     logger.info("full-protocol evaluation of %d users at k=%d", eval_users.size, k)
-
-    kwargs = _recommend_kwargs(model, threads)
-    parts = []
-    for start in _batches(eval_users.size, batch_size, progress, "evaluate"):
-        batch = eval_users[start : start + batch_size]
-        ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
-        ids = np.asarray(ids)
-        if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(
-                f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "
-                f"expected ({batch.size}, {k}) integers"
-            )
-        parts.append(ids.astype(np.int64, copy=False))
-    rec = np.vstack(parts)
-    if rec.min() < -1 or rec.max() >= t.shape[1]:
-        raise ValueError(f"model.recommend returned item ids outside [0, {t.shape[1]}) and -1")
-
+    rec = recommend_for_evaluation(model, eval_users, k, t.shape[1], batch_size, threads, progress)
     rel = rel_all[eval_users]
     out: dict = {"protocol": "full"}
     ranking = [n for n in names if n in RANKING_METRICS]
@@ -414,6 +398,26 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
             out["auc"] = auc(model, t, tr, users=eval_users)
     out["n_users"] = int(eval_users.size)
     return out
+
+
+def recommend_for_evaluation(model, eval_users, k, n_items, batch_size, threads, progress) -> np.ndarray:
+    """(n, k) int64 top-k of ``model`` for ``eval_users`` (training items excluded), checked."""
+    kwargs = _recommend_kwargs(model, threads)
+    parts = []
+    for start in _batches(eval_users.size, batch_size, progress, "evaluate"):
+        batch = eval_users[start : start + batch_size]
+        ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
+        ids = np.asarray(ids)
+        if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(
+                f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "
+                f"expected ({batch.size}, {k}) integers"
+            )
+        parts.append(ids.astype(np.int64, copy=False))
+    rec = np.vstack(parts)
+    if rec.min() < -1 or rec.max() >= n_items:
+        raise ValueError(f"model.recommend returned item ids outside [0, {n_items}) and -1")
+    return rec
 
 
 def _novelty(rec, tr) -> float:
