@@ -364,7 +364,12 @@ def cmd_compare(args) -> int:
         for r in result.itertuples(index=False)
     ]  # fmt: skip
     print(_format_table(rows, ["metric", "model", "value", "vs baseline", "p", "fit_s"]))
-    print("\n* the difference's interval excludes 0")
+    floor = (
+        f"; with {args.n_bootstrap} resamples p is at least {2 / (args.n_bootstrap + 1):.2g}"
+        if args.method == "bootstrap"
+        else ""
+    )
+    print(f"\n* the difference's interval excludes 0; p two-sided{floor}")
     if args.chart:
         print(f"chart: {args.chart}")
     return 0

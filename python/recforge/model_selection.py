@@ -1,10 +1,11 @@
 """``rf.model_selection``: cross-validation and hyperparameter search, never touching a test split.
 
->>> import recforge as rf
->>> rf.model_selection.cross_validate(rf.BPR(), inter, folds=5)               # per-user k-fold
->>> rf.model_selection.cross_validate(rf.BPR(), inter, folds=3, scheme="holdout")  # repeated holdout
->>> search = rf.model_selection.grid_search(rf.ALS(), {"factors": [32, 64], "alpha": [1, 4]}, train)
->>> search.best_params, search.best_score, search.best_model    # best_model: refit on all of train
+With ``inter`` an Interactions and ``train`` its training part::
+
+    rf.model_selection.cross_validate(rf.BPR(), inter, folds=5)                    # per-user k-fold
+    rf.model_selection.cross_validate(rf.BPR(), inter, folds=3, scheme="holdout")  # repeated holdout
+    search = rf.model_selection.grid_search(rf.ALS(), {"factors": [32, 64], "alpha": [1, 4]}, train)
+    search.best_params, search.best_score, search.best_model  # best_model: refit on all of train
 
 Searches score every candidate on a validation split carved from the data they are given
 (``validation_fraction`` of each user's interactions, ``rf.split.random_holdout``), so the caller's
