@@ -276,6 +276,8 @@ def evaluate(
     batch_size = check_positive(batch_size, "batch_size", integer=True)
     tr, t = _train_test(train, test)
     _check_model_shape(model, *t.shape)
+    if protocol not in ("full", "sampled"):
+        raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
     rating_names, metrics = _split_rating_metrics(model, metrics, relevance_threshold)
     out = {}
     if rating_names:
@@ -350,14 +352,10 @@ def _evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives
     if protocol == "full":
         names = _check_metrics(metrics, FULL_METRICS, FULL_DEFAULT)
         return _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
-    if protocol == "sampled":
-        names = _check_metrics(metrics, SAMPLED_METRICS, SAMPLED_DEFAULT)
-        if ties not in TIE_RULES:
-            raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-        return _evaluate_sampled(
-            model, tr, t, k, names, n_negatives, negatives, seed, batch_size, users, ties, progress
-        )
-    raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
+    names = _check_metrics(metrics, SAMPLED_METRICS, SAMPLED_DEFAULT)  # "sampled", checked by evaluate
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    return _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batch_size, users, ties, progress)
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
