@@ -140,6 +140,11 @@ def test_demo_chooses_its_model_on_validation_data(capsys, monkeypatch):
     train, _ = rf.split.random_holdout(cli._interactions(df), test_fraction=0.2, seed=42)
     (given,) = seen
     assert given.nnz == train.nnz < report["nnz"] and (given.csr != train.csr).nnz == 0
+    # The table says which split chose the model.
+    assert main(["demo", "--dataset", "synthetic", "--show-users", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "validation split carved from the training data" in out and "the test split is not used" in out
+    assert f"-> {selection['chosen']}" in out
 
 
 def test_compare_four_models_with_a_chart(tmp_path, capsys):
