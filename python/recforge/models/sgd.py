@@ -384,8 +384,9 @@ class BPR(_SGDModel):
     The two losses take steps of different sizes: a BPR step is at most ``lr`` times a sigmoid
     (< 1), a WARP step ``lr`` times ``log(rank)``, up to ``log(n_items)`` (about 8 for 3000 items).
     So each loss has its own default ``lr`` / ``regularization``, chosen on validation splits carved
-    from the training part of MovieLens-100K and Last.fm-2K (bench/bench_defaults.py). WARP at
-    BPR's values (0.05 / 0.01, the default before) diverges on both within 30 epochs.
+    from the training part of MovieLens-100K and Last.fm-2K (``RECFORGE_BENCH_DEFAULTS_CASES=warp-grid
+    python bench/run.py defaults``). WARP at BPR's values (0.05 / 0.01, the default before) diverges
+    on both within 30 epochs.
 
     Stored entries with a value > 0 are the positives; their magnitude is not used. A positive
     whose user interacted with (nearly) every item may find no negative in 32 draws: it is
