@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from .._validation import as_csr, check_nonnegative, check_sparse_structure
 from .idmap import IdMap
 
-__all__ = ["Interactions", "DUPLICATE_RULES"]
+__all__ = ["Interactions", "DUPLICATE_RULES", "default_duplicate_rule"]
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Interactions:
         u_name, i_name, w_name, t_name = (n or d for n, d in zip(_names, ("users", "items", "weights", "timestamps")))
         default_rule = duplicates is None
         if default_rule:
-            duplicates = "sum" if weights is None else "last"
+            duplicates = default_duplicate_rule(weighted=weights is not None)
         if duplicates not in DUPLICATE_RULES:
             raise ValueError(f"duplicates must be one of {DUPLICATE_RULES}, got {duplicates!r}")
         if unknown not in ("error", "drop"):
@@ -408,6 +408,15 @@ class Interactions:
 
 
 # ---------------------------------------------------------------------- helpers
+def default_duplicate_rule(weighted: bool) -> str:
+    """The rule for repeated (user, item) rows when none is given (see ``Interactions.from_pandas``).
+
+    Unweighted rows are events, counted ("sum"); weighted rows may be ratings, which must not add up,
+    so the latest stands ("last").
+    """
+    return "last" if weighted else "sum"
+
+
 def _as_1d(x, name):
     if isinstance(x, (pd.Series, pd.Index)):
         return x
