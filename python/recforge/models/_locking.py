@@ -17,9 +17,10 @@ import threading
 
 __all__ = ["ModelLock", "lock_public_methods"]
 
-_MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "to")
+_MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "to", "add_items")
 _READERS = ("recommend", "recommend_all", "recommend_for_rows", "recalculate_user", "rerank", "score", "predict",
-            "save", "similar_items", "similar_users")  # fmt: skip
+            "save", "similar_items", "similar_users", "recommend_for_features", "item_factors_for",
+            "similar_items_by_features")  # fmt: skip
 
 
 class ModelLock:
