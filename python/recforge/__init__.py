@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from . import datasets, evaluation, split, transforms
+from . import datasets, evaluation, model_selection, split, transforms
 from ._backend import cupy_available
 from ._config import get_config, set_config
 from ._core import __version__
@@ -60,6 +60,7 @@ __all__ = [
     "HybridMF",
     "load",
     "MLPScorer",
+    "model_selection",
     "MostPopular",
     "NotFittedError",
     "Recommender",

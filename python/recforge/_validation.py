@@ -79,9 +79,18 @@ def _check_csr(x, name: str) -> tuple[sp.csr_matrix, bool]:
     lo, hi = (float(csr.data.min()), float(csr.data.max())) if csr.nnz else (0.0, 0.0)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinite values")
-    key = id(csr)
-    _checked[key] = (weakref.ref(csr, lambda _, key=key: _checked.pop(key, None)), lo < 0)
+    remember_checked(csr, lo < 0)
     return csr, lo < 0
+
+
+def remember_checked(csr: sp.csr_matrix, has_negative: bool) -> None:
+    """Record a canonical, finite float32 CSR as checked, so that ``as_csr`` accepts it in O(1).
+
+    For ``_check_csr`` and for matrices derived from checked ones by operations that keep them
+    canonical and finite (e.g. the evaluation's thresholded test matrix).
+    """
+    key = id(csr)
+    _checked[key] = (weakref.ref(csr, lambda _, key=key: _checked.pop(key, None)), bool(has_negative))
 
 
 def check_sparse_structure(x, name: str) -> None:
