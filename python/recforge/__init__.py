@@ -13,8 +13,21 @@ from . import datasets, evaluation, split, transforms
 from ._backend import cupy_available
 from ._config import get_config, set_config
 from ._core import __version__
-from .data import IdMap, Interactions
-from .models import ALS, BPR, SGDMF, FactorModel, MLPScorer, MostPopular, NotFittedError, Recommender, load
+from .data import Features, IdMap, Interactions
+from .models import (
+    ALS,
+    BPR,
+    EASE,
+    SGDMF,
+    FactorModel,
+    HybridMF,
+    ItemKNN,
+    MLPScorer,
+    MostPopular,
+    NotFittedError,
+    Recommender,
+    load,
+)
 from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -35,12 +48,16 @@ __all__ = [
     "ALS",
     "BPR",
     "cupy_available",
+    "EASE",
     "datasets",
     "evaluation",
     "IdMap",
     "Interactions",
+    "ItemKNN",
     "FactorModel",
+    "Features",
     "get_config",
+    "HybridMF",
     "load",
     "MLPScorer",
     "MostPopular",
