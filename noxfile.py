@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s lint tests`` (the default), ``tests_gpu``, ``bench``, ``cpp``, ``dev``.
+"""Developer tasks: ``nox -s lint tests`` (the default), ``cuda_kernels``, ``tests_gpu``, ``bench``, ``cpp``, ``dev``.
 
 Every session that builds recforge installs it editable without build isolation into its own build
 folder (``build/nox-<session>/``), so rerunning a session recompiles only what changed (README
@@ -36,22 +36,28 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The pytest suite on the CPU build (RECFORGE_CUDA=OFF: no nvcc needed, faster to build)."""
-    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    """The pytest suite (the `cuda` tests skip with their reason where CuPy or a GPU is missing)."""
+    _install_dev(session, "test")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def cuda_kernels(session: nox.Session) -> None:
+    """Compile every shipped CUDA kernel source with nvcc for sm_80 and sm_90 (CI runs it; needs nvcc, no GPU)."""
+    session.run("python", "tools/check_cuda_kernels.py", *session.posargs, external=True)
 
 
 @nox.session
 def tests_gpu(session: nox.Session) -> None:
-    """The tests marked ``cuda``, with the `_cuda` module (RECFORGE_CUDA=ON) and CuPy: needs nvcc and a GPU."""
-    _install_dev(session, "test,gpu", "-Ccmake.define.RECFORGE_CUDA=ON")
+    """The tests marked ``cuda``, with CuPy (the `gpu` extra): needs a GPU and its driver, not nvcc."""
+    _install_dev(session, "test,gpu")
     session.run("python", "-m", "pytest", "-m", "cuda", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """A quick smoke run of the benchmarks (``-- als`` for one; full runs: python bench/run.py NAME)."""
-    _install_dev(session, "bench", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    _install_dev(session, "bench")
     for name in session.posargs or ["topk", "als", "sgd", "mlp"]:
         session.run("python", "bench/run.py", name, "--quick", "--repeat", "1", "--threads", "2")
 

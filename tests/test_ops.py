@@ -23,7 +23,7 @@ def test_cpu_and_cuda_ops_have_the_same_names():
     assert get_ops("cpu") is cpu and cpu.name == "cpu" and cpu.xp is np
 
 
-@pytest.mark.skipif(CUDA_MISSING is None, reason="CuPy, a GPU and a CUDA build are present")
+@pytest.mark.skipif(CUDA_MISSING is None, reason="CuPy and a GPU are present")
 def test_get_ops_cuda_without_a_gpu_explains_what_is_missing():
     with pytest.raises(RuntimeError, match="device='cuda' needs"):
         get_ops("cuda")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from . import datasets, evaluation, split, transforms
-from ._backend import cupy_available
+from ._backend import cupy_available, gpu_available
 from ._config import get_config, set_config
 from ._core import __version__
 from .data import IdMap, Interactions
@@ -30,6 +30,7 @@ __all__ = [
     "Interactions",
     "FactorModel",
     "get_config",
+    "gpu_available",
     "load",
     "MLPScorer",
     "MostPopular",

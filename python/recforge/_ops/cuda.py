@@ -1,6 +1,6 @@
 """GPU ops: the same names as ``cpu.py``; the kernels arrive with issues 12/13.
 
-``get_ops("cuda")`` only returns this module once CuPy, a visible GPU and a CUDA build are present
+``get_ops("cuda")`` only returns this module once CuPy and a visible GPU are present
 (``_backend.resolve_device`` explains what is missing otherwise). Until the kernels land, every
 function raises NotImplementedError naming itself, so a model on ``device="cuda"`` fails clearly
 at its first kernel call instead of silently falling back to the CPU.

@@ -100,7 +100,7 @@ class Recommender(ParamsMixin):
         """Validate the parameters, resolve the device and return the training matrix (canonical CSR)."""
         self._validate_params()
         device = resolve_device(self.device, interactions)
-        get_ops(device)  # "cuda" without CuPy/GPU/CUDA build: the clear error, before any work
+        get_ops(device)  # "cuda" without CuPy or a GPU: the clear error, before any work
         self.device_ = device
         self._invalidate()
         return as_csr(interactions, allow_negative=allow_negative)
@@ -129,7 +129,7 @@ class Recommender(ParamsMixin):
     def to(self, device: str):
         """Move the fitted arrays to ``device`` ("cpu" | "cuda" | "auto") and return self.
 
-        "cuda" needs CuPy, a visible GPU and a CUDA build (a RuntimeError says which is missing).
+        "cuda" needs CuPy and a visible GPU (a RuntimeError says which is missing).
         The training matrix ``seen_`` stays a SciPy matrix on the host.
         """
         self._check_fitted()
