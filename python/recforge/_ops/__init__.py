@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-__all__ = ["array_namespace", "get_ops"]
+__all__ = ["array_namespace", "get_ops", "to_host"]
 
 
 def get_ops(device: str) -> ModuleType:
@@ -52,3 +52,12 @@ def array_namespace(*arrays: object) -> ModuleType:
     import numpy
 
     return numpy
+
+
+def to_host(a):
+    """``a`` as a NumPy array: a GPU array is copied to the host (``.get()``), anything else is ``numpy.asarray``."""
+    if hasattr(a, "__cuda_array_interface__"):
+        return a.get()
+    import numpy
+
+    return numpy.asarray(a)

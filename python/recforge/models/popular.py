@@ -35,7 +35,7 @@ class MostPopular(Recommender):
         def run_epoch(epoch):
             counts = (np.asarray(train.sum(axis=0)).ravel() if self.weighted
                       else np.bincount(train.indices, minlength=train.shape[1]))  # fmt: skip
-            self.item_popularity = counts.astype(np.float32)
+            self.item_popularity = self._ops.xp.asarray(counts.astype(np.float32))  # on the fitted device
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
@@ -46,7 +46,7 @@ class MostPopular(Recommender):
         return self.item_popularity[:, None]
 
     def _ranking_queries(self, users):
-        return np.ones((len(users), 1), np.float32)
+        return self._ops.xp.ones((len(users), 1), np.float32)
 
     def _array_names(self):
         return ("item_popularity",)
