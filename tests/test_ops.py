@@ -34,9 +34,9 @@ def test_get_ops_rejects_unknown_devices():
         get_ops("auto")
 
 
-def test_cuda_ops_raise_not_implemented_naming_the_function():
-    with pytest.raises(NotImplementedError, match="topk.*issues 12/13"):
-        cuda.topk(None, None, 1, threads=1)
+def test_cuda_training_ops_raise_not_implemented_naming_the_function():
+    with pytest.raises(NotImplementedError, match="als_implicit_half_step.*issue 13.*device='cpu'"):
+        cuda.als_implicit_half_step(None, None, None, None)
 
 
 class _FakeGpuArray:

@@ -111,19 +111,21 @@ __device__ void rf_sort_desc(rf_u64* buf, int n, int cap) {
     }
 }
 
-// scores[r * ld + col] = -inf for each item excluded from row r (r < n_rows): the column ids
+// scores[r * ld + col] = -inf for each item excluded from row r (r < n_rows): the item ids
 // indices[indptr[r] .. indptr[r + 1]) (indptr has n_rows + 1 entries, all within [0, nnz]). With
 // n_cols > 0 the tile's columns are the sorted item ids cols[0 .. n_cols) (a candidate subset) and
-// each excluded id is looked up there; otherwise column = item id. Grid: any; block: any.
+// each excluded id is looked up there; otherwise column = item id - col_offset (a shard of the
+// catalogue starting at item col_offset). Ids outside the tile are skipped. Grid: any; block: any.
 extern "C" __global__ void rf_mask_excluded(float* scores, rf_i64 ld, rf_i64 n_rows, rf_i64 width, const rf_i64* indptr,
-                                            const int* indices, rf_i64 nnz, const rf_i64* cols, rf_i64 n_cols) {
+                                            const int* indices, rf_i64 nnz, const rf_i64* cols, rf_i64 n_cols,
+                                            rf_i64 col_offset) {
     for (rf_i64 r = blockIdx.x; r < n_rows; r += gridDim.x) {
         rf_i64 begin = indptr[r], end = indptr[r + 1];
         if (begin < 0) begin = 0;
         if (end > nnz) end = nnz;
         for (rf_i64 j = begin + threadIdx.x; j < end; j += blockDim.x) {
             const rf_i64 item = indices[j];
-            const rf_i64 col = n_cols > 0 ? rf_find(cols, n_cols, item) : item;
+            const rf_i64 col = n_cols > 0 ? rf_find(cols, n_cols, item) : item - col_offset;
             if (col >= 0 && col < width) scores[r * ld + col] = RF_NEG_INF;
         }
     }
