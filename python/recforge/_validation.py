@@ -113,7 +113,7 @@ def _check_number(value, name, integer, ok, text):
 
 def check_dense(x, name: str, ndim: int = 2, dtype=np.float32) -> np.ndarray:
     """C-contiguous array of ``dtype`` with ``ndim`` dims and finite values (a CuPy array stays on its GPU)."""
-    if not hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
+    if not (hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__") or isinstance(x, (list, tuple))):
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
     xp = array_namespace(x)
     arr = xp.asarray(x)

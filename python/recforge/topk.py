@@ -105,7 +105,8 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
         if ex.shape != (n, m):
             raise ValueError(f"exclude must have shape {(n, m)}, got {ex.shape}")
         if not ex.has_sorted_indices:  # the kernels merge / binary-search sorted rows
-            ex = ex.sorted_indices()
+            ex = ex.copy()
+            ex.sort_indices()
 
     subset = per_row = None
     if candidates is not None:
