@@ -129,7 +129,6 @@ def run(ctx):
         ctx.log(f"topk_gpu: not measured ({reason})")
         return []
     import cupy as cp
-    import cupyx.scipy.sparse as csp
 
     factors = [int(f) for f in switch("RECFORGE_BENCH_TOPK_GPU_FACTORS", "64,128")]
     peers = switch("RECFORGE_BENCH_TOPK_GPU_PEERS", "torch,cupy,implicit")
@@ -144,70 +143,81 @@ def run(ctx):
     n, m = QUICK if ctx.quick else FULL
     rows = []
     for f in factors:
-        rng = np.random.default_rng(f)
-        users = rng.standard_normal((n, f), dtype=np.float32)
-        items = rng.standard_normal((m, f), dtype=np.float32)
-        seen = _seen(rng, n, m)
-        u_d, it_d, seen_d = cp.asarray(users), cp.asarray(items), csp.csr_matrix(seen)
-        case = f"{n:,}x{m:,} f={f} k={K}"
-
-        def ours(precision, count=None):
-            q, ex = (u_d, seen_d) if count is None else (u_d[:count], seen_d[:count])
-            ids = rf.topk(q, it_d, K, exclude=ex, precision=precision)[0]
-            cp.cuda.Device().synchronize()
-            return ids
-
-        libs = {f"recforge {p}": (lambda c=None, p=p: ours(p, c)) for p in precisions}
-        gemm_only = None
-        if torch is not None:
-            libs["torch matmul+topk"], gemm_only = _torch_lib(torch, users, items, seen)
-        if "cupy" in peers:
-            libs["cupy matmul+argpartition"] = _cupy_lib(cp, users, items, seen)
-        if implicit_gpu is not None:
-            try:
-                libs["implicit gpu"] = _implicit_lib(implicit_gpu, users, items, seen)
-            except Exception as exc:  # a build whose GPU model cannot be set up here: reported, not fatal
-                ctx.missing_peers["implicit.gpu"] = f"{type(exc).__name__}: {exc}"
-        ctx.log(f"topk_gpu {case}: {', '.join(libs)}")
-        # Correctness first, on a slice (also the warm-up: NVRTC compiles, cuBLAS picks its kernels).
-        reference = np.asarray(libs["torch matmul+topk"](CHECK_ROWS).cpu()) if torch is not None else None
-        for lib, fn in list(libs.items()):
-            try:
-                got = fn(CHECK_ROWS)
-            except Exception as exc:
-                if lib.startswith("recforge"):
-                    raise
-                ctx.missing_peers[lib] = f"{type(exc).__name__}: {exc}"  # a peer that fails here is reported
-                del libs[lib]
-                continue
-            got = got.get() if hasattr(got, "get") else np.asarray(got.cpu() if hasattr(got, "cpu") else got)
-            if reference is not None:
-                agree = float((got == reference).mean())
-                need = 0.99 if lib.endswith(("tf32", "bf16")) else 0.999
-                ctx.log(f"  {lib}: {agree:.4%} of the top-{K} ids equal torch fp32's")
-                if agree < need:
-                    raise AssertionError(f"{lib} disagrees with torch fp32 on {1 - agree:.2%} of the top-{K} ids")
-        timings = ctx.timeit_many({lib: fn for lib, fn in libs.items()}, warmup=1)
-        gemm = ctx.timeit(gemm_only)["median"] if gemm_only is not None else None
-        if gemm is not None:
-            rows.append({"case": case, "library": "fp32 GEMM alone (torch)", "metric": "ms (all users)",
-                         "value": gemm * 1e3, "spread": None, "better": "lower", "users_per_s": n / gemm})  # fmt: skip
-        for lib, t in timings.items():
-            rows.append(
-                {
-                    "case": case,
-                    "library": lib.replace("recforge fp32", "recforge"),
-                    "metric": "ms (all users)",
-                    "value": t["median"] * 1e3,
-                    "spread": t["spread"] * 1e3,
-                    "better": "lower",
-                    "runs": t["runs"],
-                    "users_per_s": n / t["median"],
-                    "gemm_fraction": None if gemm is None else gemm / t["median"],
-                }
-            )
-        del u_d, it_d, seen_d
-        cp.get_default_memory_pool().free_all_blocks()
+        rows += _measure(ctx, n, m, f, torch, implicit_gpu, peers, precisions)
+        cp.get_default_memory_pool().free_all_blocks()  # the case's arrays are gone with _measure's frame
         if torch is not None:
             torch.cuda.empty_cache()
+    return rows
+
+
+def _measure(ctx, n, m, f, torch, implicit_gpu, peers, precisions) -> list[dict]:
+    """The rows of one factor count: data, correctness check on a slice, interleaved timings."""
+    import cupy as cp
+    import cupyx.scipy.sparse as csp
+
+    import recforge as rf
+
+    rows = []
+    rng = np.random.default_rng(f)
+    users = rng.standard_normal((n, f), dtype=np.float32)
+    items = rng.standard_normal((m, f), dtype=np.float32)
+    seen = _seen(rng, n, m)
+    u_d, it_d, seen_d = cp.asarray(users), cp.asarray(items), csp.csr_matrix(seen)
+    case = f"{n:,}x{m:,} f={f} k={K}"
+
+    def ours(precision, count=None):
+        q, ex = (u_d, seen_d) if count is None else (u_d[:count], seen_d[:count])
+        ids = rf.topk(q, it_d, K, exclude=ex, precision=precision)[0]
+        cp.cuda.Device().synchronize()
+        return ids
+
+    libs = {f"recforge {p}": (lambda c=None, p=p: ours(p, c)) for p in precisions}
+    gemm_only = None
+    if torch is not None:
+        libs["torch matmul+topk"], gemm_only = _torch_lib(torch, users, items, seen)
+    if "cupy" in peers:
+        libs["cupy matmul+argpartition"] = _cupy_lib(cp, users, items, seen)
+    if implicit_gpu is not None:
+        try:
+            libs["implicit gpu"] = _implicit_lib(implicit_gpu, users, items, seen)
+        except Exception as exc:  # a build whose GPU model cannot be set up here: reported, not fatal
+            ctx.missing_peers["implicit.gpu"] = f"{type(exc).__name__}: {exc}"
+    ctx.log(f"topk_gpu {case}: {', '.join(libs)}")
+    # Correctness first, on a slice (also the warm-up: NVRTC compiles, cuBLAS picks its kernels).
+    reference = np.asarray(libs["torch matmul+topk"](CHECK_ROWS).cpu()) if torch is not None else None
+    for lib, fn in list(libs.items()):
+        try:
+            got = fn(CHECK_ROWS)
+        except Exception as exc:
+            if lib.startswith("recforge"):
+                raise
+            ctx.missing_peers[lib] = f"{type(exc).__name__}: {exc}"  # a peer that fails here is reported
+            del libs[lib]
+            continue
+        got = got.get() if hasattr(got, "get") else np.asarray(got.cpu() if hasattr(got, "cpu") else got)
+        if reference is not None:
+            agree = float((got == reference).mean())
+            need = 0.99 if lib.endswith(("tf32", "bf16")) else 0.999
+            ctx.log(f"  {lib}: {agree:.4%} of the top-{K} ids equal torch fp32's")
+            if agree < need:
+                raise AssertionError(f"{lib} disagrees with torch fp32 on {1 - agree:.2%} of the top-{K} ids")
+    timings = ctx.timeit_many({lib: fn for lib, fn in libs.items()}, warmup=1)
+    gemm = ctx.timeit(gemm_only)["median"] if gemm_only is not None else None
+    if gemm is not None:
+        rows.append({"case": case, "library": "torch (fp32 GEMM alone)", "metric": "ms (the GEMM alone)",
+                     "value": gemm * 1e3, "spread": None, "better": "lower", "users_per_s": n / gemm})  # fmt: skip
+    for lib, t in timings.items():
+        rows.append(
+            {
+                "case": case,
+                "library": lib.replace("recforge fp32", "recforge"),
+                "metric": "ms (all users)",
+                "value": t["median"] * 1e3,
+                "spread": t["spread"] * 1e3,
+                "better": "lower",
+                "runs": t["runs"],
+                "users_per_s": n / t["median"],
+                "gemm_fraction": None if gemm is None else gemm / t["median"],
+            }
+        )
     return rows

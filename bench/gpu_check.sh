@@ -87,7 +87,7 @@ for path in sorted(out.glob("topk_gpu*.json")):
         parts.append(f"benchmark: no rows {record.get('not_measured') or ''}")
     by_case = {}
     for r in rows:
-        by_case.setdefault(r["case"], {})[r["library"]] = r["value"]
+        by_case.setdefault(r["case"], {})[r["library"]] = r["value"]  # ms: all users, or the GEMM alone
     for case, libs in by_case.items():
         ours = libs.get("recforge")
         bits = [f"{lib} {ms:.1f} ms" for lib, ms in libs.items()]
