@@ -1,4 +1,5 @@
-"""Developer tasks: ``nox -s lint tests`` (the default), ``cuda_kernels``, ``tests_gpu``, ``bench``, ``cpp``, ``dev``.
+"""Developer tasks: ``nox -s lint tests`` (the default), ``cuda_kernels``, ``tests_gpu``, ``tests_fake_gpu``,
+``bench``, ``cpp``, ``dev``.
 
 Every session that builds recforge installs it editable without build isolation into its own build
 folder (``build/nox-<session>/``), so rerunning a session recompiles only what changed (README
@@ -52,6 +53,18 @@ def tests_gpu(session: nox.Session) -> None:
     """The tests marked ``cuda``, with CuPy (the `gpu` extra): needs a GPU and its driver, not nvcc."""
     _install_dev(session, "test,gpu")
     session.run("python", "-m", "pytest", "-m", "cuda", *session.posargs)
+
+
+@nox.session
+def tests_fake_gpu(session: nox.Session) -> None:
+    """The ``cuda`` tests without a GPU: CuPy stood in for by NumPy, the kernels compiled as C++ (needs g++).
+
+    Checks the GPU tests' logic and the device glue before a GPU session; slow (threads emulate the
+    GPU: ~25 min on 2 cores), and no substitute for a real GPU run (tests/cuda_emu/fake_gpu.py).
+    """
+    _install_dev(session, "test")
+    session.run("python", "-m", "pytest", "-p", "cuda_emu.fake_gpu", "-m", "cuda", *session.posargs,
+                env={"PYTHONPATH": "tests"})  # fmt: skip
 
 
 @nox.session
