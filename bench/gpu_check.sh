@@ -9,7 +9,9 @@
 #   RECFORGE_GPU_CHECK_INSTALL=0 ...   # use the recforge already installed for $PYTHON (default python3)
 #
 # Build requirements (scikit-build-core, pybind11 >= 3, cmake, ninja) must be installed: the build
-# runs without isolation and fetches nothing. Sized for ~10 minutes on an H100/H200: install ~1 min
+# runs without isolation and fetches nothing. Wheels found in .whl/ (e.g. a newer pybind11, or
+# implicit + rmm-cu13 for the benchmark's implicit peer, fetched elsewhere with `pip download`) are
+# installed first, offline. Sized for ~10 minutes on an H100/H200: install ~1 min
 # (16 cores), tests ~2 min, benchmark ~3 min. Each step has its own time limit; a failed step is
 # reported in the summary and the next steps still run.
 set -uo pipefail
@@ -33,6 +35,11 @@ for d in ("numpy", "scipy", "cupy-cuda13x", "torch", "scikit-build-core", "pybin
     except md.PackageNotFoundError:
         print(f"  {d} (not installed)")
 PY
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    echo "== carried wheels (.whl/)"
+    "$PY" -m pip install -q --no-index --no-deps --no-cache-dir .whl/*.whl 2>&1 | tail -5
+fi
 
 echo "== install (pip install --no-build-isolation --no-deps .)"
 install_status=ok
