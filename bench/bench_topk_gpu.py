@@ -28,7 +28,8 @@ FULL = (138_000, 27_000)
 QUICK = (4_000, 2_000)
 SEEN_PER_USER = 100
 CHECK_ROWS = 2048
-PEER_BATCH_BYTES = 16 << 30  # the peers score at most 16 GB of users x items at a time
+PEER_BATCH_BYTES = 16 << 30  # torch scores at most 16 GB of users x items at a time (the whole 14.9 GB at once)
+CUPY_BATCH_BYTES = 4 << 30  # CuPy's argpartition sorts int64 indices beside its scores: smaller batches
 
 
 def _seen(rng, n, m):
@@ -44,8 +45,8 @@ def _seen(rng, n, m):
     return sp.csr_matrix((np.ones(int(indptr[-1]), np.float32), cols[keep].astype(np.int32), indptr), shape=(n, m))
 
 
-def _batch_rows(m):
-    return max(1, PEER_BATCH_BYTES // (4 * m))
+def _batch_rows(m, budget=PEER_BATCH_BYTES):
+    return max(1, budget // (4 * m))
 
 
 def _torch_lib(torch, users, items, seen):
@@ -79,12 +80,12 @@ def _torch_lib(torch, users, items, seen):
 
 
 def _cupy_lib(cp, users, items, seen):
-    """CuPy matmul + mask + argpartition + a sort of the k, in batches of PEER_BATCH_BYTES."""
+    """CuPy matmul + mask + argpartition + a sort of the k, in batches of CUPY_BATCH_BYTES."""
     u, it = cp.asarray(users), cp.asarray(items)
     rows = cp.asarray(np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)))
     cols = cp.asarray(seen.indices.astype(np.int64))
     indptr = seen.indptr
-    batch = _batch_rows(items.shape[0])
+    batch = _batch_rows(items.shape[0], CUPY_BATCH_BYTES)
 
     def run(n=None):
         n = u.shape[0] if n is None else n
