@@ -103,8 +103,9 @@ _GEMM_DEFAULT = -1
 def _gemm(queries, items, out, precision: str) -> None:
     """``out[:] = queries @ items.T`` (rows x f, width x f -> rows x width, all C-contiguous float32) by cuBLAS.
 
-    fp32 computes in fp32 (exact IEEE products and sums, in cuBLAS's order); "tf32" / "bf16" let
-    cuBLAS round the inputs for the tensor cores (the callers re-score their survivors in fp32).
+    fp32 computes in fp32 (exact IEEE products and sums, in cuBLAS's order; the handle's math mode is
+    set to the default for the call, so CuPy's CUPY_TF32=1 cannot turn it into TF32); "tf32" / "bf16"
+    let cuBLAS round the inputs for the tensor cores (the callers re-score their survivors in fp32).
     """
     from cupy_backends.cuda.libs import cublas
 
@@ -113,14 +114,17 @@ def _gemm(queries, items, out, precision: str) -> None:
     width = items.shape[0]
     one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
     handle = xp.cuda.device.get_cublas_handle()
-    mode = cublas.getPointerMode(handle)
+    pointer_mode = cublas.getPointerMode(handle)
+    math_mode = cublas.getMathMode(handle)
     cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    cublas.setMathMode(handle, cublas.CUBLAS_DEFAULT_MATH)
     try:  # column-major: out^T (width x rows) = items (width x f) . queries^T (f x rows)
         cublas.gemmEx(handle, _OP_T, _OP_N, width, rows, f, one.ctypes.data, items.data.ptr, _CUDA_R_32F, f,
                       queries.data.ptr, _CUDA_R_32F, f, zero.ctypes.data, out.data.ptr, _CUDA_R_32F, width,
                       _COMPUTE[precision], _GEMM_DEFAULT)  # fmt: skip
     finally:
-        cublas.setPointerMode(handle, mode)
+        cublas.setMathMode(handle, math_mode)
+        cublas.setPointerMode(handle, pointer_mode)
 
 
 def _memory_budget() -> int:
