@@ -197,9 +197,12 @@ def test_low_precision_rescores_the_survivors_exactly(gpu, precision, base):
     it = (base + rng.integers(0, 64, (500, 1))).astype(np.float32)
     q = rng.choice([1.0, 2.0], (20, 1)).astype(np.float32)
     ex = random_exclusion(rng, 20, 500, 0.05)
+    subset = rng.integers(0, 500, 300)
     for k in (1, 10, 100):
         got = cuda.topk(q, it, k, exclude=ex, precision=precision)
         assert_same(got, cpu.topk(q, it, k, exclude=ex, threads=1))  # the k + max(k, 32) survivors hold the best k
+        got = cuda.topk(q, it, k, exclude=ex, subset=subset, precision=precision)  # survivors mapped to subset ids
+        assert_same(got, cpu.topk(q, it, k, exclude=ex, subset=subset, threads=1))
     approx = np.empty((20, 500), np.float32)
     numpy_gemm(q, it, approx, precision)
     rounded_ranking = np.argsort(-approx, axis=1, kind="stable")[:, :10]
