@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from ._backend import is_device_array, resolve_device, resolve_threads
 from ._ops import array_namespace, get_ops
-from ._validation import check_dense, check_k
+from ._validation import check_dense, check_k, check_memory, check_sparse_structure
 
 __all__ = ["topk"]
 
@@ -91,14 +91,17 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
         raise ValueError("queries and items have 0 factors")
     if k > m:
         raise ValueError(f"k must be <= the number of items ({m}), got {k}")
+    check_memory(12.0 * n * k, f"k={k} for {n} queries (an ({n}, {k}) result)")
     if n and q.shape[1] * float(abs(q).max()) * float(abs(it).max()) > _SCORE_LIMIT:
         raise ValueError("queries and items are too large: their inner products would overflow float32")
 
     ex = None
     if exclude is not None:
-        if is_device_array(exclude):  # cupyx.scipy.sparse (only reaches here on the GPU)
+        if is_device_array(exclude):  # cupyx.scipy.sparse (only reaches here on the GPU; CuPy checked it)
             ex = exclude.tocsr()
         elif sp.issparse(exclude):
+            if exclude.shape == (n, m):
+                check_sparse_structure(exclude, "exclude")  # before SciPy converts it
             ex = sp.csr_matrix(exclude)
         else:
             raise TypeError(f"exclude must be a scipy.sparse matrix (n x m), got {type(exclude).__name__}")
