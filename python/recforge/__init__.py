@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from . import datasets, evaluation, model_selection, split, transforms
-from ._backend import cupy_available
+from ._backend import cupy_available, gpu_available
 from ._config import get_config, set_config
 from ._core import __version__
 from .data import Features, IdMap, Interactions
@@ -57,6 +57,7 @@ __all__ = [
     "FactorModel",
     "Features",
     "get_config",
+    "gpu_available",
     "HybridMF",
     "load",
     "MLPScorer",

@@ -39,7 +39,7 @@ class MostPopular(Recommender):
                 popularity = counts.astype(np.float32)
             if not np.isfinite(popularity).all():  # finite but huge weights (3e38) overflow their sum
                 raise ValueError("the interactions' weights of an item sum past float32's range; scale them down")
-            self.item_popularity = popularity
+            self.item_popularity = self._ops.xp.asarray(popularity)  # on the fitted device
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
@@ -50,7 +50,7 @@ class MostPopular(Recommender):
         return self.item_popularity[:, None]
 
     def _ranking_queries(self, users):
-        return np.ones((len(users), 1), np.float32)
+        return self._ops.xp.ones((len(users), 1), np.float32)
 
     def _array_names(self):
         return ("item_popularity",)
