@@ -19,6 +19,17 @@ from .topk import topk
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+
+def __getattr__(name: str):
+    # recforge.distributed needs the optional Dask extra: imported on first use, so that
+    # `import recforge` never needs Dask and `rf.distributed` without it names the extra.
+    if name == "distributed":
+        import importlib
+
+        return importlib.import_module(".distributed", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "ALS",

@@ -37,13 +37,25 @@ import scipy.sparse as sp
 
 from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
-from .._validation import as_csr, check_dense, check_ids, check_k
+from .._validation import (
+    as_csr,
+    check_dense,
+    check_finite,
+    check_ids,
+    check_k,
+    check_memory,
+    check_positive,
+    check_result_size,
+    check_scores,
+)
 from ..data.interactions import Interactions
+from ._locking import ModelLock, lock_public_methods
 from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
+    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "pad_to_k",
+    "replace_rows", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -63,6 +75,16 @@ class NotFittedError(ValueError):
     """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
 
 
+def pad_to_k(ids: np.ndarray, scores: np.ndarray, k: int):
+    """``ids`` / ``scores`` (n, k' <= k) widened to k columns with -1 / -inf, as ``recforge.topk`` pads."""
+    pad = k - ids.shape[1]
+    if pad <= 0:
+        return ids, scores
+    n = ids.shape[0]
+    return (np.hstack([ids, np.full((n, pad), -1, dtype=np.int64)]),
+            np.hstack([scores, np.full((n, pad), -np.inf, dtype=np.float32)]))  # fmt: skip
+
+
 class Recommender(ParamsMixin):
     """Base class of every model.
 
@@ -77,6 +99,17 @@ class Recommender(ParamsMixin):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        lock_public_methods(cls)
+
+    def _model_lock(self) -> ModelLock:
+        """The model's lock (created on first use; dict.setdefault is atomic, so every thread gets the same one)."""
+        lock = self.__dict__.get("_lock")
+        return lock if lock is not None else self.__dict__.setdefault("_lock", ModelLock())
+
+    def __getstate__(self):  # copy / pickle: a lock is not copied (the copy makes its own)
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -109,7 +142,19 @@ class Recommender(ParamsMixin):
         get_ops(device)  # "cuda" without CuPy/GPU/CUDA build: the clear error, before any work
         self.device_ = device
         self._invalidate()
-        return as_csr(interactions, allow_negative=allow_negative)
+        train = as_csr(interactions, allow_negative=allow_negative)
+        self._check_fit_size(*train.shape, train.nnz)
+        return train
+
+    def _check_fit_size(self, n_users: int, n_items: int, nnz: int) -> None:
+        """Refuse up front a fit whose state cannot fit in memory (models add their own work bounds).
+
+        Factor models hold about two copies of (n_users + n_items) x factors float32 while fitting.
+        """
+        factors = getattr(self, "factors", None)
+        if factors is not None:
+            check_memory(8.0 * (n_users + n_items) * factors,
+                         f"factors={factors} for {n_users} users and {n_items} items")  # fmt: skip
 
     def _kernel_csr(self, interactions, train: sp.csr_matrix, transposed: bool = False):
         """``ops.csr`` of ``train`` (``transposed``: items x users), from ``interactions``' cache when it has one."""
@@ -186,7 +231,7 @@ class Recommender(ParamsMixin):
         i = check_ids(items, self.n_items, "items")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        return self._score_pairs(u, i)
+        return check_scores(self._score_pairs(u, i), self)
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         it, _ = self._ranking_cache()
@@ -231,18 +276,16 @@ class Recommender(ParamsMixin):
         if q.size and q.shape[1] * float(np.abs(q).max()) * it_max > _SCORE_LIMIT:
             raise ValueError("the model's vectors are too large: their inner products would overflow float32")
         subset = None if items is None else check_ids(items, self.n_items, "items")
-        k_eff = min(k, self.n_items)
-        ids, scores = self._ops.topk(q, it, k_eff, exclude=exclude, subset=subset, threads=threads)
-        if k_eff < k:  # more asked than the catalogue has: pad as topk does
-            pad = k - k_eff
-            ids = np.hstack([ids, np.full((len(q), pad), -1, dtype=np.int64)])
-            scores = np.hstack([scores, np.full((len(q), pad), -np.inf, dtype=np.float32)])
-        return ids, scores
+        check_result_size(len(q), k)
+        ids, scores = self._ops.topk(q, it, min(k, self.n_items), exclude=exclude, subset=subset, threads=threads)
+        return pad_to_k(ids, scores, k)
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
         """``recommend`` for every user, in batches of ``batch_size`` users."""
         self._check_fitted()
         k = check_k(k)
+        batch_size = check_positive(batch_size, "batch_size", integer=True)
+        check_result_size(self.n_users, k)
         parts = [
             self.recommend(np.arange(s, min(s + batch_size, self.n_users)), k, exclude_seen, threads=threads)
             for s in range(0, self.n_users, batch_size)
@@ -295,6 +338,9 @@ def _link_open_file(fd: int, dst: Path) -> None:
         os.link(str(fd), dst, src_dir_fd=proc, follow_symlinks=True)
     finally:
         os.close(proc)
+
+
+lock_public_methods(Recommender)  # subclasses are wrapped by __init_subclass__
 
 
 def _jsonable(value):
@@ -674,8 +720,7 @@ class FactorModel(Recommender):
                 if b.shape != (n,):
                     raise ValueError(f"{name} must have shape ({n},), got {b.shape}")
             setattr(model, name, b)
-        if not np.isfinite(global_bias):
-            raise ValueError(f"global_bias must be finite, got {global_bias}")
+        global_bias = check_finite(global_bias, "global_bias")
         model.user_factors, model.item_factors, model.global_bias = uf, itf, float(global_bias)
         model.history_ = []
         return model._finish_fit(seen)
@@ -729,6 +774,10 @@ class FactorModel(Recommender):
         if check is not None:
             check(m)
         n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
+        width = sum(getattr(self, n).shape[1] if getattr(self, n).ndim == 2 else 1
+                    for n in (f"{side}_factors", f"{side}_bias") if getattr(self, n) is not None)  # fmt: skip
+        check_memory(4.0 * max(n_new - n_own, 0) * (width + 1), f"{side}_ids up to {n_new - 1} (grows the model "
+                     f"from {n_own} to {n_new} {side}s)")  # fmt: skip
         for name in (f"{side}_factors", f"{side}_bias"):
             if getattr(self, name) is not None:
                 setattr(self, name, grow_rows(getattr(self, name), n_new))
@@ -753,10 +802,14 @@ class FactorModel(Recommender):
         return self._similar("user_factors", check_ids(users, self.n_users, "users"), k, threads)
 
     def _similar(self, side: str, rows, k, threads):
-        k = min(check_k(k), len(getattr(self, side)))
+        """Top ``k`` rows of ``side`` by cosine, padded to ``k`` columns (-1 / -inf) like ``recommend``."""
+        k = check_k(k)
+        threads = resolve_threads(threads)
+        check_result_size(len(rows), k)
         unit = self._unit_rows(side)
         self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows, (len(rows), len(unit)))
-        return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=resolve_threads(threads))
+        ids, scores = self._ops.topk(unit[rows], unit, min(k, len(unit)), exclude=self_ex, threads=threads)
+        return pad_to_k(ids, scores, k)
 
     def _unit_rows(self, side: str) -> np.ndarray:
         """``side``'s factors scaled to unit length (zero rows stay zero), cached like the ranking vectors."""

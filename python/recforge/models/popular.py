@@ -35,7 +35,11 @@ class MostPopular(Recommender):
         def run_epoch(epoch):
             counts = (np.asarray(train.sum(axis=0)).ravel() if self.weighted
                       else np.bincount(train.indices, minlength=train.shape[1]))  # fmt: skip
-            self.item_popularity = counts.astype(np.float32)
+            with np.errstate(over="ignore"):
+                popularity = counts.astype(np.float32)
+            if not np.isfinite(popularity).all():  # finite but huge weights (3e38) overflow their sum
+                raise ValueError("the interactions' weights of an item sum past float32's range; scale them down")
+            self.item_popularity = popularity
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
