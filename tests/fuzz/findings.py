@@ -108,7 +108,7 @@ OPEN = [
             "could not be broadcast",
             "could not broadcast",
             "column index .* out of range",
-            "ratings: ",
+            "ratings[.:]",
             r"interactions\.indptr must",
             "interactions: column index",
             targets=("from_scipy", "transform", "fit", "metric", "auc", "partial_fit", "interactions"),
@@ -261,6 +261,18 @@ OPEN.append(
         lambda t, kw, o, d: o == "hang" or _absurd_work(t, kw),
         skip=_absurd_work,
         timeout=5.0,
+    )
+)
+
+
+OPEN.append(
+    Finding(
+        "F21",
+        "_core.set_blas accepts any capsule (here LAPACK's dgemm in place of sgemm): the next topk calls it "
+        "with the wrong signature (crash or garbage)",
+        ("set_blas", {"swap": ("sgemm", "dgemm")}),
+        _target("set_blas"),
+        timeout=20.0,  # alone in its child: an accepted capsule stays installed for the process
     )
 )
 

@@ -351,22 +351,24 @@ def _same_state(a, b) -> str | None:
     return finite_state(a)
 
 
-def t_partial_fit(model, ids, rows):
-    """``partial_fit_users`` with hostile ids or rows: a clear refusal or the canonical answer."""
+def t_partial_fit(model, ids, rows, side="users"):
+    """``partial_fit_users`` (``partial_fit_items`` of ALS: ``side="items"``) with hostile ids or rows: a
+    clear refusal or the canonical answer."""
     m = fresh(model)
+    id_name, width = ("user_ids", m.n_items) if side == "users" else ("item_ids", m.n_users)
 
     def rules(r):
         a = np.asarray(ids) if not isinstance(ids, (str, type(None))) else None
         if a is None or a.ndim > 1 or (a.size and (not np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_)):
-            r.bad("user_ids")
+            r.bad(id_name)
             a = None
         else:
             a = a.reshape(-1).astype(np.int64)
             if a.size and (a.min() < 0 or len(np.unique(a)) != len(a)):
-                r.bad("user_ids")
+                r.bad(id_name)
             if a.size and a.max() > 10**6:
-                r.may.append("user_ids")
-        shape = None if a is None else (len(a), m.n_items)
+                r.may.append(id_name)
+        shape = None if a is None else (len(a), width)
         rows_ok = r(rule_csr, rows, "interactions_rows", shape=shape)
         if rows_ok is not None and rows_ok.nnz and (rows_ok.data.min() < 0 or np.abs(rows_ok.data).max() > 1e15):
             r.may.append("interactions_rows")  # negative or absurd values: a model may refuse them
@@ -376,10 +378,10 @@ def t_partial_fit(model, ids, rows):
 
     def check(result):
         ref = fresh(model)
-        ref.partial_fit_users(*canon)
+        getattr(ref, f"partial_fit_{side}")(*canon)
         return _same_state(m, ref)
 
-    return judge(lambda: m.partial_fit_users(ids, rows), expect, check)
+    return judge(lambda: getattr(m, f"partial_fit_{side}")(ids, rows), expect, check)
 
 
 def t_interactions(users, items, weights=None):
@@ -1025,6 +1027,57 @@ def t_core_threads(fn, threads):
     return judge(call, expect, check)
 
 
+def t_core_arch(mode, dim_gmf, dim_mlp, layers):
+    """``_core.MLPArch``: dims are ints >= 0 (the mode's branch >= 1), layers ints >= 1; absurd sizes
+    may be refused; an accepted architecture has consistent offsets."""
+
+    def rules(r):
+        for name, v in (("dim_gmf", dim_gmf), ("dim_mlp", dim_mlp)):
+            r(rule_int, v, name, 0, None, r, soft_high=4096)
+        if not isinstance(layers, list):
+            r.bad("layers")
+        else:
+            for v in layers:
+                r(rule_int, v, "layer", 1, None, r, soft_high=4096)  # "layer sizes must be ..."
+        if r.invalid:
+            return None
+        want_gmf, want_mlp = mode != "mlp", mode != "gmf"  # each branch present exactly when the mode has it
+        if (dim_gmf >= 1) != want_gmf or (dim_mlp >= 1) != want_mlp or bool(layers) != want_mlp:
+            r.bad("dim_gmf", "dim_mlp", "layers", "mode")
+        return None
+
+    expect, _ = expectation(rules)
+
+    def check(arch):
+        return None if arch.n_dense >= 1 and arch.emb_width >= 1 else f"n_dense {arch.n_dense}, emb {arch.emb_width}"
+
+    return judge(lambda: _core.MLPArch(getattr(_core.Mode, mode), dim_gmf, dim_mlp, layers), expect, check)
+
+
+def t_set_blas(swap):
+    """``_core.set_blas`` with another routine's capsule (``swap``: (argument, capsule name)): it must be
+    refused naming the argument, never installed (the next kernel would call it with the wrong signature)."""
+    import scipy.linalg.cython_blas as blas
+    import scipy.linalg.cython_lapack as lapack
+
+    args = {
+        "sgemm": blas.__pyx_capi__["sgemm"],
+        "ssyrk": blas.__pyx_capi__["ssyrk"],
+        "spotrf": lapack.__pyx_capi__["spotrf"],
+        "spotrs": lapack.__pyx_capi__["spotrs"],
+    }
+    arg, capsule = swap
+    source = blas if capsule in blas.__pyx_capi__ else lapack
+    args[arg] = source.__pyx_capi__[capsule]
+
+    def call():
+        _core.set_blas(**args)
+        q = np.ones((64, 32), np.float32)
+        return rf.topk(q, q, 3, threads=1)  # the installed routine at work
+
+    return judge(call, Expect(valid=False, names=(arg,)), None)
+
+
 TARGETS = {
     "topk": t_topk,
     "recommend": t_recommend,
@@ -1043,4 +1096,6 @@ TARGETS = {
     "core_csr": t_core_csr,
     "core": t_core,
     "core_threads": t_core_threads,
+    "core_arch": t_core_arch,
+    "set_blas": t_set_blas,
 }

@@ -79,9 +79,10 @@ def test_findings_are_reproduced_as_registered(reproduced):
             assert f.match(r.target, r.kwargs, r.outcome, r.detail), f"{f.id}: {r.outcome}: {r.detail[:300]}"
 
 
-# One C++ call each that runs for a minute or more on one thread; the inputs are built before "started".
+# One C++ call each that runs for a minute or more on one thread (a call that ends within the 2 s wait would
+# pass as interrupted: the KeyboardInterrupt is raised as it returns); the inputs are built before "started".
 INTERRUPTIBLE = {
-    "topk": ("q = np.ones((40000, 128), np.float32)", "rf.topk(q, q, 10, threads=1)"),
+    "topk": ("q = np.ones((80000, 256), np.float32)", "rf.topk(q, q, 10, threads=1)"),  # 3e12 flops
     "ALS cholesky": (
         "m = sp.random(3000, 3000, density=0.05, format='csr', random_state=0, dtype=np.float32)",
         "rf.ALS(factors=1500, epochs=1, solver='cholesky', threads=1).fit(m, progress=False)",
