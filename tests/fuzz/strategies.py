@@ -605,7 +605,7 @@ def core_case(draw):
             "list": (list(base), True),
         }[kind]
         if arg in ("subset", "candidates") and kind == "list":
-            value, equivalent = np.array([1, 2, 3], np.int64), False  # not the baseline (None): a different call
+            value, equivalent = np.array([1, 2, 3], np.int64), None  # valid, but not the baseline's (None) call
         if fn == "sgd_mf_predict" and kind in ("past end",):
             equivalent = True  # documented: out-of-range ids count as unknown (bias fallback)
         return "core", {"fn": fn, "arg": arg, "value": value, "equivalent": equivalent}

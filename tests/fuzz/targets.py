@@ -308,7 +308,7 @@ def t_fit(model, interactions=None, param=None, value=None):
             if m.data.min() < 0:
                 r.may.append("interactions")  # implicit-feedback models refuse negative values
             if np.abs(m.data).max() > 1e15:
-                r.may.append("interactions")
+                r.may.extend(["interactions", "rating"])  # rating models name their input "ratings"
             return m
         if param == "threads":
             return rule_threads(value, r)
@@ -446,6 +446,8 @@ def t_transform(fn, csr, params):
             r.may.append("csr")
         for name, v in params.items():
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                r.bad(name)
+            elif name == "B" and not 0 <= v <= 1:  # BM25's length normalisation is a fraction
                 r.bad(name)
             elif not 1e-6 <= v <= 1e3:
                 r.may.append(name)
@@ -601,6 +603,8 @@ def t_auc(scores, test, batch_size=None):
     def rules(r):
         t = r(rule_csr, test, "test")
         s = r(rule_dense, scores, "scores", shape=None if t is None else t.shape)
+        if isinstance(scores, (list, tuple)):
+            r.may.append("scores")  # a nested list for the score matrix: a refusal is fine
         if batch_size is not None:
             r(rule_int, batch_size, "batch_size", 1)
         if t is not None:
@@ -724,7 +728,7 @@ def t_core_csr(indptr, indices, data, shape):
         d = None
         if data is not None:
             d = np.asarray(data)
-            if d.ndim != 1 or not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
+            if d.ndim != 1 or d.dtype.kind not in "biuf":
                 raise Invalid("m", "data")
             if len(d) != len(i):
                 raise Invalid("m", "data")
@@ -742,7 +746,7 @@ def t_core_csr(indptr, indices, data, shape):
         return (
             same(np.asarray(c.indptr), p)
             or same(np.asarray(c.indices), i)
-            or (None if d is None and c.data is None else same(np.asarray(c.data), d))
+            or (None if d is None and (c.data is None or len(c.data) == 0) else same(np.asarray(c.data), d))
         )
 
     return judge(lambda: _core.Csr(indptr, indices, data, shape, "m"), expect, check)
@@ -921,12 +925,14 @@ def core_array_expectation(fn: str, arg: str, base: np.ndarray, kind: str) -> tu
         kind = "float32"  # a 1-D array is C- and Fortran-contiguous: the same array
     if kind == "float32":
         return Expect(valid=True), True
-    if kind in ("nan", "huge") or (kind == "float16" and arg not in OUTPUTS.get(fn, ())):
+    if kind in ("nan", "huge") or (kind == "float16" and arg not in OUTPUTS.get(fn, ())) or fn == "als_gram":
         return Expect(valid=True, may_refuse=(arg,)), False  # no crash is all that is asked
     if kind == "none" and arg in OPTIONAL:
         return Expect(valid=True, may_refuse=(arg,)), False
     if arg in OUTPUTS.get(fn, ()) or kind in ("wrong shape", "none"):
-        return Expect(valid=False, names=(arg,)), False  # written through a silent copy = lost
+        # an embedding a row short: the ids past it are out of range, a message naming them is as clear
+        also = {"user_emb": ("users",), "item_emb": ("items",)}.get(arg, ()) if kind == "wrong shape" else ()
+        return Expect(valid=False, names=(arg, *also)), False  # written through a silent copy = lost
     return Expect(valid=True, may_refuse=(arg,)), True  # float64, strided, read-only, list: the same input
 
 
@@ -963,8 +969,16 @@ def t_core(fn, arg, value, equivalent=False):
     if isinstance(value, tuple) and value[:1] == ("array",):
         expect, compare = core_array_expectation(fn, arg, args[arg], value[1])
         value = hostile_array(args[arg], value[1])
+    elif fn == "sgd_mf_predict" and arg in ("users", "items") and np.issubdtype(np.asarray(value).dtype, np.integer):
+        # documented: out-of-range ids are unknown (bias fallback), the same as an id one past the end
+        n = N_USERS if arg == "users" else N_ITEMS
+        v = np.asarray(value, np.int64)
+        baseline = f(**dict(base_args, **{arg: np.where((v < 0) | (v >= n), n, v)}))
+        expect = Expect(valid=True, may_refuse=(arg,))
     elif equivalent:
         expect = Expect(valid=True, may_refuse=(arg,))
+    elif equivalent is None:  # another valid value: no crash is all that is asked
+        expect, compare = Expect(valid=True, may_refuse=(arg,)), False
     elif not isinstance(value, np.ndarray) and not isinstance(value, list):
         expect, compare = core_scalar_expectation(arg, value), False
     else:
@@ -1005,9 +1019,9 @@ def t_core_threads(fn, threads):
     """``threads`` of a ``_core`` kernel: an int >= 0 (<= 0: all cores), any size refused or capped clearly."""
 
     def rules(r):
-        if not is_int(threads):
+        if not is_int(threads) or threads < 0:  # threads: 0 (all cores) .. a bound, refused beyond it
             raise Invalid("threads")
-        if threads > 64 or threads < -(2**31):
+        if threads > 64:
             r.may.append("threads")
         return None
 
@@ -1021,7 +1035,7 @@ def t_core_threads(fn, threads):
 
     def check(r):
         if fn == "max_threads":
-            return None if is_int(r) and 1 <= r <= max(64, os.cpu_count() or 1) else f"max_threads gave {r}"
+            return None if is_int(r) and 1 <= r <= max(256, os.cpu_count() or 1) else f"max_threads gave {r}"
         return same_core(r, baseline)
 
     return judge(call, expect, check)
@@ -1033,7 +1047,10 @@ def t_core_arch(mode, dim_gmf, dim_mlp, layers):
 
     def rules(r):
         for name, v in (("dim_gmf", dim_gmf), ("dim_mlp", dim_mlp)):
-            r(rule_int, v, name, 0, None, r, soft_high=4096)
+            if not is_int(v) or v < 0:
+                r.bad(name, "embedding dimension")
+            elif v > 4096:
+                r.may.extend([name, "embedding dimension"])
         if not isinstance(layers, list):
             r.bad("layers")
         else:
