@@ -162,6 +162,16 @@ OPEN.append(
 )
 
 
+OPEN.append(
+    Finding(
+        "F27",
+        "split.leave_last_out(n=np.uint64(2**64-1)) -> OverflowError 'Python int too large to convert to C long'",
+        ("split", {"fn": "leave_last_out", "kwargs": {"n": np.uint64(2**64 - 1)}}),
+        _detail("OverflowError", targets=("split",)),
+    )
+)
+
+
 def open_finding(target: str, kwargs: dict, outcome: str, detail: str) -> str | None:
     """The id of the open finding that explains this bad outcome, or None."""
     for f in OPEN:

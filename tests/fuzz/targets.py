@@ -931,7 +931,10 @@ def core_array_expectation(fn: str, arg: str, base: np.ndarray, kind: str) -> tu
         return Expect(valid=True, may_refuse=(arg,)), False
     if arg in OUTPUTS.get(fn, ()) or kind in ("wrong shape", "none"):
         # an embedding a row short: the ids past it are out of range, a message naming them is as clear
-        also = {"user_emb": ("users",), "item_emb": ("items",)}.get(arg, ()) if kind == "wrong shape" else ()
+        # a wrong shape is an inconsistency between arguments: a message naming any array argument is clear
+        also = (
+            tuple(k for k, v in core_baseline(fn).items() if isinstance(v, np.ndarray)) if kind == "wrong shape" else ()
+        )
         return Expect(valid=False, names=(arg, *also)), False  # written through a silent copy = lost
     return Expect(valid=True, may_refuse=(arg,)), True  # float64, strided, read-only, list: the same input
 
