@@ -51,8 +51,13 @@ def csr_case(data: bytes) -> dict:
         indptr = np.sort(indptr)
     indices = _array(fdp, nnz + fdp.ConsumeIntInRange(-1, 1) if nnz else 0, -2, max(n_cols, 0) + 2)
     kind = fdp.ConsumeIntInRange(0, 3)
-    data_ = None if kind == 0 else np.array(fdp.ConsumeFloatListInRange(len(indices), -1e6, 1e6),
-                                            dtype=[np.float32, np.float64, np.int32][kind - 1])  # fmt: skip
+    data_ = (
+        None
+        if kind == 0
+        else np.array(
+            fdp.ConsumeFloatListInRange(len(indices), -1e6, 1e6), dtype=[np.float32, np.float64, np.int32][kind - 1]
+        )
+    )
     return {"indptr": indptr, "indices": indices, "data": data_, "shape": (n_rows, n_cols)}
 
 
@@ -74,8 +79,30 @@ def fuzz_csr(data: bytes) -> None:
 
 
 MODELS = sorted(MODEL_CONFIGS)
-HOSTILE_JSON = [None, True, -1, 0, 2**31, 2**64, 10**400 // 10**300, 1e308, -0.5, "", "x" * 300, [], [1, [2]], {},
-                {"a": 1}, "float64", "complex64", "object", "<U3", [-1], [2**40], [0, 0]]  # fmt: skip
+HOSTILE_JSON = [
+    None,
+    True,
+    -1,
+    0,
+    2**31,
+    2**64,
+    10**400 // 10**300,
+    1e308,
+    -0.5,
+    "",
+    "x" * 300,
+    [],
+    [1, [2]],
+    {},
+    {"a": 1},
+    "float64",
+    "complex64",
+    "object",
+    "<U3",
+    [-1],
+    [2**40],
+    [0, 0],
+]
 
 
 def model_file(data: bytes) -> bytes:
@@ -116,8 +143,9 @@ def model_file(data: bytes) -> bytes:
             buf = io.BytesIO()
             shape = tuple(fdp.ConsumeIntListInRange(fdp.ConsumeIntInRange(0, 3), 0, 2**33))
             descr = ["<f4", "<f8", "<i4", "<i8", "<c8", "|O", "<U2", "|b1", ">f4"][fdp.ConsumeIntInRange(0, 8)]
-            np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": fdp.ConsumeBool(),
-                                                       "shape": shape})  # fmt: skip
+            np.lib.format.write_array_header_1_0(
+                buf, {"descr": descr, "fortran_order": fdp.ConsumeBool(), "shape": shape}
+            )
             members[name] = bytearray(buf.getvalue()) + members[name][128:]
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:

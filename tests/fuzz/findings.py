@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,46 +63,11 @@ def _broken_col(n_rows: int, n_cols: int):
 
 OPEN = [
     Finding(
-        "F2",
-        "_core.Csr of an empty matrix: .indptr/.indices raised AttributeError ('setflags') and leaked a "
-        "dtype reference (fixed on h10-fix); left: an empty pattern's .data is an empty array, not None",
-        (
-            "core_csr",
-            {"indptr": np.array([0], np.int32), "indices": np.array([], np.int32), "data": None, "shape": (0, 0)},
-        ),
-        _detail("setflags", "Reference count error", r"shape \(0,\) != reference \(\)"),
-    ),
-    Finding(
         "F3",
         "pybind11's 'incompatible function arguments' instead of a message naming the argument (lists, "
         "None, floats, out-of-range ints for _core arguments)",
         ("core", {"fn": "mlp_sample_epoch", "arg": "seed", "value": "1", "equivalent": False}),
         _detail("incompatible (function|constructor) arguments"),
-    ),
-    Finding(
-        "F6",
-        "absurd sizes (k ~ 2^31..2^64, fold-in ids ~ 2^31, negatives ~ 10^9) are not refused up front: "
-        "MemoryError / 'array is too big' / 'Maximum allowed dimension exceeded' / std::bad_alloc",
-        ("core", {"fn": "mlp_sample_epoch", "arg": "negatives", "value": 10**9, "equivalent": False}),
-        _detail("MemoryError", "too big", "Maximum allowed dimension", "bad_alloc", "Out of memory"),
-    ),
-    Finding(
-        "F9",
-        "_core kernels accept arrays they cannot use: wrong shapes (als_gram Y), float16/float64/strided "
-        "outputs written through a silent copy, 64-bit ids wrapped to 32 bits, fractional ids truncated, "
-        "absurd scalars; out-of-range ids raise IndexError instead of ValueError",
-        (
-            "core_csr",
-            {
-                "indptr": np.array([0, 1, 2, 3, 5, 5], np.int32),
-                "indices": np.array([0, 1, 2, 0, 3], np.int32),
-                "data": np.ones(5, bool),
-                "shape": (5, 5),
-            },
-        ),
-        _target(
-            "core", "core_threads", "core_csr", where=lambda kw, d: "incompatible" not in d and "setflags" not in d
-        ),
     ),
     Finding(
         "F11",
@@ -132,6 +98,76 @@ OPEN.append(
         lambda t, kw, o, d: o == "hang" or _absurd_work(t, kw),
         skip=_absurd_work,
         timeout=5.0,
+    )
+)
+
+
+OPEN.append(
+    Finding(
+        "F22",
+        "similar_items/similar_users with no ids and an absurd k (2^63-1) -> numpy's 'array is too big' "
+        "(recommend refuses it with the memory it would need)",
+        ("similar", {"model": "als", "side": "items", "ids": [], "k": 2**63 - 1, "threads": 1}),
+        _detail("too big", "Maximum allowed dimension", targets=("similar",)),
+    )
+)
+
+
+OPEN.append(
+    Finding(
+        "F23",
+        "_core.topk_f32(subset=...) with an id out of range says 'candidate id ... outside' (names candidates, "
+        "not subset)",
+        ("core", {"fn": "topk_f32", "arg": "subset", "value": np.array([2**32 + 1, 19, 3]), "equivalent": False}),
+        _detail("candidate id", targets=("core",)),
+    )
+)
+
+
+OPEN.append(
+    Finding(
+        "F24",
+        "_core scalars not checked: sgd_rank_epoch(lr=nan), mlp_loss_grad(l2=nan) and the like are accepted",
+        ("core", {"fn": "sgd_rank_epoch", "arg": "lr", "value": float("nan"), "equivalent": False}),
+        _target("core", where=lambda kw, d: not isinstance(kw.get("value"), (np.ndarray, list, tuple))),
+    )
+)
+OPEN.append(
+    Finding(
+        "F25",
+        "recommend/similar with no users (or ids) skip the other checks: threads=None accepted, k=2^63-1 -> "
+        "'array is too big'",
+        ("recommend", {"model": "mlp", "users": [], "k": 3, "threads": None}),
+        _target("recommend", "similar", where=lambda kw, d: np.size(kw.get("users", kw.get("ids", 0))) == 0),
+    )
+)
+
+
+OPEN.append(
+    Finding(
+        "F26",
+        "ALS partial_fit_users/fit on rows with large values (1e20 next to 1, below the 1e30 bound) -> 'the normal "
+        "equations of row 0 are not positive definite; use regularization > 0' (a ValueError now, but it blames "
+        "regularization, not the rows)",
+        (
+            "partial_fit",
+            {
+                "model": "als",
+                "ids": [0],
+                "rows": sp.csr_matrix(np.array([[1e20, 2, 1, 3, 1] + [0] * 15])),
+            },
+        ),
+        _detail("not positive definite", targets=("partial_fit", "fit")),
+    )
+)
+
+
+OPEN.append(
+    Finding(
+        "F27",
+        "split.leave_last_out(n=np.uint64(2**64-1)) -> OverflowError 'Python int too large to convert to C long'",
+        ("split", {"fn": "leave_last_out", "kwargs": {"n": np.uint64(2**64 - 1)}}),
+        _detail("OverflowError", targets=("split",)),
     )
 )
 

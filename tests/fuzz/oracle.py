@@ -180,17 +180,25 @@ def rule_csr(v, name: str, shape=None, allow_empty=True, allow_negative=True, pa
         v = v.csr
     if not sp.issparse(v) or v.ndim != 2:
         raise Invalid(name)
-    if v.dtype != np.bool_ and (not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating)):
+    real = v.dtype == np.bool_ or (np.issubdtype(v.dtype, np.number) and not np.issubdtype(v.dtype, np.complexfloating))
+    if not real and not pattern:  # a pattern's values are not read: any dtype
         raise Invalid(name)
     if not structurally_valid(v):
         raise Invalid(name)
     if v.format in ("csr", "csc") and v.indptr[-1] < len(v.indices):  # drop the unused tail, as scipy's prune
         nnz = v.indptr[-1]
         v = type(v)((np.asarray(v.data)[:nnz], np.asarray(v.indices)[:nnz], np.asarray(v.indptr)), shape=v.shape)
-    with np.errstate(over="ignore", invalid="ignore"):
-        m = sp.csr_matrix(v, dtype=np.float32, copy=True)
-    if pattern:
-        m.data[:] = 1.0
+    if pattern:  # the stored positions, as ones
+        if v.format == "csr":  # from the arrays (their dtypes may differ: tocoo would refuse)
+            p = np.asarray(v.indptr, np.int64)
+            rows, cols = np.repeat(np.arange(v.shape[0]), np.diff(p)), np.asarray(v.indices, np.int64)[: p[-1]]
+        else:
+            coo = v.tocoo()
+            rows, cols = coo.row, coo.col
+        m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=v.shape)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            m = sp.csr_matrix(v, dtype=np.float32, copy=True)
     m.sum_duplicates()
     if m.nnz and not np.isfinite(m.data).all():
         raise Invalid(name)

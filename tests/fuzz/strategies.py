@@ -361,11 +361,14 @@ def fit_case(draw):
 
 @st.composite
 def partial_fit_case(draw):
-    model = draw(st.sampled_from(["als", "sgdmf", "bpr"]))
-    ids = draw(st.one_of(ids_arg(N_USERS + 3), st.sampled_from([[2**31], [2**40], [-1], [1, 1]])))
+    model = draw(st.sampled_from(["als", "sgdmf", "bpr", "als-items"]))
+    side = "items" if model == "als-items" else "users"
+    model = "als" if model == "als-items" else model
+    n_ids, width = (N_USERS, N_ITEMS) if side == "users" else (N_ITEMS, N_USERS)
+    ids = draw(st.one_of(ids_arg(n_ids + 3), st.sampled_from([[2**31], [2**40], [-1], [1, 1]])))
     n = len(np.atleast_1d(np.asarray(ids, dtype=object))) if ids is not None and not isinstance(ids, str) else 1
-    rows = draw(sparse_arg((max(n, 1), N_ITEMS)))
-    return "partial_fit", {"model": model, "ids": ids, "rows": rows}
+    rows = draw(sparse_arg((max(n, 1), width)))
+    return "partial_fit", {"model": model, "ids": ids, "rows": rows, "side": side}
 
 
 @st.composite
@@ -568,6 +571,19 @@ ARRAY_ARGS = {
 def core_case(draw):
     """One ``_core`` argument replaced: a wrong value (must be refused naming it) or an equivalent one."""
     fn = draw(st.sampled_from(sorted(CORE_FUNCTIONS)))
+    if draw(st.integers(0, 9)) == 0:  # the architecture constructor
+        dims = st.one_of(st.integers(0, 4), st.sampled_from([-1, 2**31, 2**63, 10**6, 1.5, None]))
+        return "core_arch", {
+            "mode": draw(st.sampled_from(["gmf", "mlp", "neumf"])),
+            "dim_gmf": draw(dims),
+            "dim_mlp": draw(dims),
+            "layers": draw(st.one_of(st.lists(dims, max_size=3), dims)),
+        }
+    if draw(st.integers(0, 9)) == 0:
+        return "core_threads", {
+            "fn": "max_threads",
+            "threads": draw(st.sampled_from([-1, 0, 2, 65, 10**5, 2**31, 2**63, 1.5, None, True])),
+        }
     if draw(st.integers(0, 4)) == 0 and fn not in ("mlp_loss_grad", "sgd_sample_negatives"):
         return "core_threads", {
             "fn": fn,
@@ -589,7 +605,7 @@ def core_case(draw):
             "list": (list(base), True),
         }[kind]
         if arg in ("subset", "candidates") and kind == "list":
-            value, equivalent = np.array([1, 2, 3], np.int64), False  # not the baseline (None): a different call
+            value, equivalent = np.array([1, 2, 3], np.int64), None  # valid, but not the baseline's (None) call
         if fn == "sgd_mf_predict" and kind in ("past end",):
             equivalent = True  # documented: out-of-range ids count as unknown (bias fallback)
         return "core", {"fn": fn, "arg": arg, "value": value, "equivalent": equivalent}

@@ -204,8 +204,7 @@ def t_recommend(model, users, k, exclude_seen=True, items=None, threads=1):
         u = r(rule_ids, users, m.n_users, "users")
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         it = None if items is None else r(rule_ids, items, m.n_items, "items")
-        if not (model.startswith("mlp") and threads is None):  # MLPScorer.recommend: None = the model's threads
-            r(rule_threads, threads, r)
+        r(rule_threads, threads, r)
         return u, kk, it
 
     expect, canon = expectation(rules)
@@ -223,8 +222,7 @@ def t_recommend_all(model, k, batch_size=4096, threads=1):
     def rules(r):
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         r(rule_int, batch_size, "batch_size", 1)
-        if not (model.startswith("mlp") and threads is None):  # MLPScorer.recommend: None = the model's threads
-            r(rule_threads, threads, r)
+        r(rule_threads, threads, r)
         return kk
 
     expect, kk = expectation(rules)
@@ -310,7 +308,7 @@ def t_fit(model, interactions=None, param=None, value=None):
             if m.data.min() < 0:
                 r.may.append("interactions")  # implicit-feedback models refuse negative values
             if np.abs(m.data).max() > 1e15:
-                r.may.append("interactions")
+                r.may.extend(["interactions", "rating"])  # rating models name their input "ratings"
             return m
         if param == "threads":
             return rule_threads(value, r)
@@ -353,22 +351,24 @@ def _same_state(a, b) -> str | None:
     return finite_state(a)
 
 
-def t_partial_fit(model, ids, rows):
-    """``partial_fit_users`` with hostile ids or rows: a clear refusal or the canonical answer."""
+def t_partial_fit(model, ids, rows, side="users"):
+    """``partial_fit_users`` (``partial_fit_items`` of ALS: ``side="items"``) with hostile ids or rows: a
+    clear refusal or the canonical answer."""
     m = fresh(model)
+    id_name, width = ("user_ids", m.n_items) if side == "users" else ("item_ids", m.n_users)
 
     def rules(r):
         a = np.asarray(ids) if not isinstance(ids, (str, type(None))) else None
         if a is None or a.ndim > 1 or (a.size and (not np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_)):
-            r.bad("user_ids")
+            r.bad(id_name)
             a = None
         else:
             a = a.reshape(-1).astype(np.int64)
             if a.size and (a.min() < 0 or len(np.unique(a)) != len(a)):
-                r.bad("user_ids")
+                r.bad(id_name)
             if a.size and a.max() > 10**6:
-                r.may.append("user_ids")
-        shape = None if a is None else (len(a), m.n_items)
+                r.may.append(id_name)
+        shape = None if a is None else (len(a), width)
         rows_ok = r(rule_csr, rows, "interactions_rows", shape=shape)
         if rows_ok is not None and rows_ok.nnz and (rows_ok.data.min() < 0 or np.abs(rows_ok.data).max() > 1e15):
             r.may.append("interactions_rows")  # negative or absurd values: a model may refuse them
@@ -378,10 +378,10 @@ def t_partial_fit(model, ids, rows):
 
     def check(result):
         ref = fresh(model)
-        ref.partial_fit_users(*canon)
+        getattr(ref, f"partial_fit_{side}")(*canon)
         return _same_state(m, ref)
 
-    return judge(lambda: m.partial_fit_users(ids, rows), expect, check)
+    return judge(lambda: getattr(m, f"partial_fit_{side}")(ids, rows), expect, check)
 
 
 def t_interactions(users, items, weights=None):
@@ -447,7 +447,9 @@ def t_transform(fn, csr, params):
         for name, v in params.items():
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
                 r.bad(name)
-            elif not 1e-6 <= v <= 1e3 or (name == "B" and v > 1):  # BM25's b is a fraction in [0, 1]
+            elif name == "B" and not 0 <= v <= 1:  # BM25's length normalisation is a fraction
+                r.bad(name)
+            elif not 1e-6 <= v <= 1e3:
                 r.may.append(name)
         return m
 
@@ -601,6 +603,8 @@ def t_auc(scores, test, batch_size=None):
     def rules(r):
         t = r(rule_csr, test, "test")
         s = r(rule_dense, scores, "scores", shape=None if t is None else t.shape)
+        if isinstance(scores, (list, tuple)):
+            r.may.append("scores")  # a nested list for the score matrix: a refusal is fine
         if batch_size is not None:
             r(rule_int, batch_size, "batch_size", 1)
         if t is not None:
@@ -724,7 +728,7 @@ def t_core_csr(indptr, indices, data, shape):
         d = None
         if data is not None:
             d = np.asarray(data)
-            if d.ndim != 1 or not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
+            if d.ndim != 1 or d.dtype.kind not in "biuf":
                 raise Invalid("m", "data")
             if len(d) != len(i):
                 raise Invalid("m", "data")
@@ -742,7 +746,7 @@ def t_core_csr(indptr, indices, data, shape):
         return (
             same(np.asarray(c.indptr), p)
             or same(np.asarray(c.indices), i)
-            or (None if d is None and c.data is None else same(np.asarray(c.data), d))
+            or (None if d is None and (c.data is None or len(c.data) == 0) else same(np.asarray(c.data), d))
         )
 
     return judge(lambda: _core.Csr(indptr, indices, data, shape, "m"), expect, check)
@@ -921,12 +925,17 @@ def core_array_expectation(fn: str, arg: str, base: np.ndarray, kind: str) -> tu
         kind = "float32"  # a 1-D array is C- and Fortran-contiguous: the same array
     if kind == "float32":
         return Expect(valid=True), True
-    if kind in ("nan", "huge") or (kind == "float16" and arg not in OUTPUTS.get(fn, ())):
+    if kind in ("nan", "huge") or (kind == "float16" and arg not in OUTPUTS.get(fn, ())) or fn == "als_gram":
         return Expect(valid=True, may_refuse=(arg,)), False  # no crash is all that is asked
     if kind == "none" and arg in OPTIONAL:
         return Expect(valid=True, may_refuse=(arg,)), False
     if arg in OUTPUTS.get(fn, ()) or kind in ("wrong shape", "none"):
-        return Expect(valid=False, names=(arg,)), False  # written through a silent copy = lost
+        # an embedding a row short: the ids past it are out of range, a message naming them is as clear
+        # a wrong shape is an inconsistency between arguments: a message naming any array argument is clear
+        also = (
+            tuple(k for k, v in core_baseline(fn).items() if isinstance(v, np.ndarray)) if kind == "wrong shape" else ()
+        )
+        return Expect(valid=False, names=(arg, *also)), False  # written through a silent copy = lost
     return Expect(valid=True, may_refuse=(arg,)), True  # float64, strided, read-only, list: the same input
 
 
@@ -963,8 +972,16 @@ def t_core(fn, arg, value, equivalent=False):
     if isinstance(value, tuple) and value[:1] == ("array",):
         expect, compare = core_array_expectation(fn, arg, args[arg], value[1])
         value = hostile_array(args[arg], value[1])
+    elif fn == "sgd_mf_predict" and arg in ("users", "items") and np.issubdtype(np.asarray(value).dtype, np.integer):
+        # documented: out-of-range ids are unknown (bias fallback), the same as an id one past the end
+        n = N_USERS if arg == "users" else N_ITEMS
+        v = np.asarray(value, np.int64)
+        baseline = f(**dict(base_args, **{arg: np.where((v < 0) | (v >= n), n, v)}))
+        expect = Expect(valid=True, may_refuse=(arg,))
     elif equivalent:
         expect = Expect(valid=True, may_refuse=(arg,))
+    elif equivalent is None:  # another valid value: no crash is all that is asked
+        expect, compare = Expect(valid=True, may_refuse=(arg,)), False
     elif not isinstance(value, np.ndarray) and not isinstance(value, list):
         expect, compare = core_scalar_expectation(arg, value), False
     else:
@@ -1005,9 +1022,9 @@ def t_core_threads(fn, threads):
     """``threads`` of a ``_core`` kernel: an int >= 0 (<= 0: all cores), any size refused or capped clearly."""
 
     def rules(r):
-        if not is_int(threads):
+        if not is_int(threads) or threads < 0:  # threads: 0 (all cores) .. a bound, refused beyond it
             raise Invalid("threads")
-        if threads > 64 or threads < -(2**31):
+        if threads > 64:
             r.may.append("threads")
         return None
 
@@ -1021,10 +1038,64 @@ def t_core_threads(fn, threads):
 
     def check(r):
         if fn == "max_threads":
-            return None if is_int(r) and 1 <= r <= max(64, os.cpu_count() or 1) else f"max_threads gave {r}"
+            return None if is_int(r) and 1 <= r <= max(256, os.cpu_count() or 1) else f"max_threads gave {r}"
         return same_core(r, baseline)
 
     return judge(call, expect, check)
+
+
+def t_core_arch(mode, dim_gmf, dim_mlp, layers):
+    """``_core.MLPArch``: dims are ints >= 0 (the mode's branch >= 1), layers ints >= 1; absurd sizes
+    may be refused; an accepted architecture has consistent offsets."""
+
+    def rules(r):
+        for name, v in (("dim_gmf", dim_gmf), ("dim_mlp", dim_mlp)):
+            if not is_int(v) or v < 0:
+                r.bad(name, "embedding dimension")
+            elif v > 4096:
+                r.may.extend([name, "embedding dimension"])
+        if not isinstance(layers, list):
+            r.bad("layers")
+        else:
+            for v in layers:
+                r(rule_int, v, "layer", 1, None, r, soft_high=4096)  # "layer sizes must be ..."
+        if r.invalid:
+            return None
+        want_gmf, want_mlp = mode != "mlp", mode != "gmf"  # each branch present exactly when the mode has it
+        if (dim_gmf >= 1) != want_gmf or (dim_mlp >= 1) != want_mlp or bool(layers) != want_mlp:
+            r.bad("dim_gmf", "dim_mlp", "layers", "mode")
+        return None
+
+    expect, _ = expectation(rules)
+
+    def check(arch):
+        return None if arch.n_dense >= 1 and arch.emb_width >= 1 else f"n_dense {arch.n_dense}, emb {arch.emb_width}"
+
+    return judge(lambda: _core.MLPArch(getattr(_core.Mode, mode), dim_gmf, dim_mlp, layers), expect, check)
+
+
+def t_set_blas(swap):
+    """``_core.set_blas`` with another routine's capsule (``swap``: (argument, capsule name)): it must be
+    refused naming the argument, never installed (the next kernel would call it with the wrong signature)."""
+    import scipy.linalg.cython_blas as blas
+    import scipy.linalg.cython_lapack as lapack
+
+    args = {
+        "sgemm": blas.__pyx_capi__["sgemm"],
+        "ssyrk": blas.__pyx_capi__["ssyrk"],
+        "spotrf": lapack.__pyx_capi__["spotrf"],
+        "spotrs": lapack.__pyx_capi__["spotrs"],
+    }
+    arg, capsule = swap
+    source = blas if capsule in blas.__pyx_capi__ else lapack
+    args[arg] = source.__pyx_capi__[capsule]
+
+    def call():
+        _core.set_blas(**args)
+        q = np.ones((64, 32), np.float32)
+        return rf.topk(q, q, 3, threads=1)  # the installed routine at work
+
+    return judge(call, Expect(valid=False, names=(arg,)), None)
 
 
 TARGETS = {
@@ -1045,4 +1116,6 @@ TARGETS = {
     "core_csr": t_core_csr,
     "core": t_core,
     "core_threads": t_core_threads,
+    "core_arch": t_core_arch,
+    "set_blas": t_set_blas,
 }
