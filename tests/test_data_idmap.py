@@ -96,8 +96,25 @@ def test_to_external_out_of_range_and_bad_dtype():
         m.to_external([-1])
     with pytest.raises(TypeError, match="indices must be integers"):
         m.to_external([0.5])
-    with pytest.raises(ValueError, match="1-D"):
-        m.to_external([[0]])
+    with pytest.raises(ValueError, match="pass missing="):  # recommend's padding is never the last id
+        m.to_external([[0, -1]])
+
+
+def test_to_external_keeps_the_shape_and_maps_padding():
+    m = rf.IdMap(["a", "b", "c"])
+    ids = np.array([[2, 0, 1], [1, -1, -1]])
+    out = m.to_external(ids, missing=None)
+    assert out.shape == (2, 3) and out.tolist() == [["c", "a", "b"], ["b", None, None]]
+    assert m.to_external(ids, missing="").tolist()[1] == ["b", "", ""]
+    assert m.to_external(np.zeros((0, 4), np.int64)).shape == (0, 4)
+    assert m.to_external(np.int64(1)) == "b" and m.to_external(-1, missing=None) is None
+    ints = rf.IdMap([10, 20])
+    assert ints.to_external([[1, -1]], missing=-1).tolist() == [[20, -1]]
+    assert ints.to_external([[1, -1]], missing=-1).dtype == np.int64
+    assert ints.to_external([1, -1], missing=np.nan).dtype == np.float64
+    assert ints.to_external([1, -1], missing=None).tolist() == [20, None]
+    with pytest.raises(ValueError, match="got -2"):
+        m.to_external([-2], missing=None)  # only -1 is padding
 
 
 def test_bad_construction():

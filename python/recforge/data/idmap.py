@@ -15,6 +15,16 @@ import pandas as pd
 __all__ = ["IdMap"]
 
 
+_RAISE = object()  # to_external's default: -1 is an error
+
+
+def _dtype_holding(dtype: np.dtype, value) -> np.dtype:
+    """A dtype holding ``dtype``'s values and ``value`` (object unless both are numbers)."""
+    if dtype.kind in "biuf" and isinstance(value, (bool, int, float, np.number)):
+        return np.result_type(dtype, np.asarray(value).dtype)
+    return np.dtype(object)
+
+
 def _as_list_like(ids) -> tuple[Any, bool]:
     """(ids as something pandas takes as a 1-D sequence, whether the input was a scalar)."""
     if isinstance(ids, (pd.Index, pd.Series, np.ndarray)) or pd.api.types.is_list_like(ids):
@@ -138,25 +148,49 @@ class IdMap:
             idx[unknown] = missing
         return int(idx[0]) if scalar else idx
 
-    def to_external(self, indices) -> np.ndarray | Any:
-        """External ids of dense ``indices`` (int array of shape (n,), or a scalar).
+    def to_external(self, indices, missing=_RAISE) -> np.ndarray | Any:
+        """External ids of dense ``indices``, in the shape of ``indices``.
+
+        Parameters
+        ----------
+        indices : int or int array of any shape
+            E.g. the (n, k) ids of ``recommend``.
+        missing : optional
+            External id given to the padding index -1 (``recommend`` pads short rows with it),
+            e.g. ``None``, ``""`` or ``-1``. Without it a -1 is an error, never silently the
+            last id. The result's dtype widens to hold it (object for ``None`` next to ints).
+
+        Returns
+        -------
+        ndarray of the shape of ``indices`` (object dtype for non-numeric ids), or one id for a
+        scalar.
 
         Raises ValueError for indices outside ``[0, len(self))`` (negative indices are not
-        taken from the end).
+        taken from the end), and for -1 when ``missing`` is not given.
+
+        Examples
+        --------
+        >>> m = IdMap(["a", "b", "c"])
+        >>> m.to_external([[2, 0], [1, -1]], missing=None)
+        array([['c', 'a'],
+               ['b', None]], dtype=object)
         """
         arr = np.asarray(indices)
-        scalar = arr.ndim == 0
-        arr = arr.reshape(-1) if scalar else arr
-        if arr.ndim != 1:
-            raise ValueError(f"indices must be 1-D, got shape {arr.shape}")
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
+        scalar = arr.ndim == 0
+        arr = arr.astype(np.int64, copy=False).reshape(arr.shape or (1,))
         n = len(self._index)
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            bad = arr[(arr < 0) | (arr >= n)][0]
-            raise ValueError(f"indices must be in [0, {n}), got {bad}")
-        out = self.values[arr]
+        pad = (arr == -1) if missing is not _RAISE else np.zeros(arr.shape, bool)
+        bad = ((arr < 0) | (arr >= n)) & ~pad
+        if bad.any():
+            hint = " (-1 is recommend's padding: pass missing=... to map it)" if (arr[bad] == -1).any() else ""
+            raise ValueError(f"indices must be in [0, {n}), got {arr[bad][0]}{hint}")
+        values = self.values
+        out = values[np.where(pad, 0, arr)] if n else np.empty(arr.shape, values.dtype)
+        if pad.any():
+            out = out.astype(_dtype_holding(out.dtype, missing), copy=False)
+            out[pad] = missing
         return out[0] if scalar else out
 
     # ---------------------------------------------------------------- container protocol

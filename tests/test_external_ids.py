@@ -1,0 +1,116 @@
+"""External ids end to end, for every model: a model fitted on Interactions keeps their id maps and
+takes and returns the data set's own ids (recommend_external, score_external, rows_from_items,
+partial_fit_users_external, the popularity fallback for unknown users)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from test_contract import CASES, make
+
+import recforge as rf
+
+
+@pytest.fixture(scope="module")
+def inter() -> rf.Interactions:
+    """60 users x 40 items with string ids ("u007", "i013"), planted structure."""
+    df = rf.datasets.synthetic(n_users=60, n_items=40, nnz=600, factors=3, seed=1, timestamps=False)
+    df = df.assign(user="u" + df["user"].astype(str).str.zfill(3), item="i" + df["item"].astype(str).str.zfill(3))
+    return rf.Interactions.from_pandas(df, weight_col="rating", duplicates="last")
+
+
+@pytest.fixture(params=CASES, ids=lambda c: c.id)
+def model(request, inter):
+    return make(request.param).fit(inter, progress=False)
+
+
+def test_the_model_keeps_the_id_maps(model, inter):
+    assert model.user_ids_ is inter.user_ids and model.item_ids_ is inter.item_ids
+    bare = type(model)(**model.get_params()).fit(inter.csr, progress=False)
+    assert bare.user_ids_ == rf.IdMap.range(inter.n_users) and bare.item_ids_ == rf.IdMap.range(inter.n_items)
+
+
+def test_recommend_external_is_recommend_in_external_ids(model, inter):
+    users = ["u005", "u000", "u031"]
+    got = model.recommend_external(users, k=4)
+    assert list(got.columns) == ["user", "rank", "item", "score"]
+    ids, scores = model.recommend(inter.user_ids.to_index(users), k=4)
+    want = pd.DataFrame({
+        "user": np.repeat(users, 4), "rank": np.tile(np.arange(1, 5), 3),
+        "item": inter.item_ids.to_external(ids).ravel(), "score": scores.ravel(),
+    })  # fmt: skip
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert model.recommend_external("u005", k=2)["item"].tolist() == want["item"][:2].tolist()  # one id
+    # items=: external ids too; k is clipped to the catalogue and padding is left out.
+    some = model.recommend_external(["u005"], k=100, items=["i001", "i002", "i003"], exclude_seen=False)
+    assert sorted(some["item"]) == ["i001", "i002", "i003"]
+
+
+def test_unknown_users_are_an_error_or_get_the_popular_items(model, inter):
+    with pytest.raises(ValueError, match="1 user id.*unknown.*'nobody'"):
+        model.recommend_external(["u001", "nobody"])
+    got = model.recommend_external(["nobody", "u001"], k=3, fallback="popular")
+    counts = np.bincount(inter.csr.indices, minlength=inter.n_items)
+    top = inter.item_ids.to_external(np.argsort(-counts, kind="stable")[:3])
+    assert got[got.user == "nobody"]["item"].tolist() == top.tolist()
+    assert len(got[got.user == "u001"]) == 3
+    with pytest.raises(ValueError, match="fallback"):
+        model.recommend_external(["u001"], fallback="random")
+
+
+def test_score_external(model, inter):
+    users, items = ["u003", "u010"], ["i005", "i000"]
+    np.testing.assert_array_equal(
+        model.score_external(users, items),
+        model.score(inter.user_ids.to_index(users), inter.item_ids.to_index(items)),
+    )
+    with pytest.raises(ValueError, match="item id.*'zzz'"):
+        model.score_external(users, ["i005", "zzz"])
+
+
+def test_a_new_user_from_external_item_ids(model, inter):
+    rows = model.rows_from_items([["i001", "i007", "i030"], ["i002", "i002"]])
+    assert rows.shape == (2, inter.n_items) and rows.nnz == 4 and (rows.data == 1).all()
+    np.testing.assert_array_equal(rows[0].indices, inter.item_ids.to_index(["i001", "i007", "i030"]))
+    ids, _ = model.recommend_for_rows(rows, k=5)
+    assert not np.isin(ids[0], rows[0].indices).any() and model.n_users == inter.n_users
+    with pytest.raises(ValueError, match="'nope'"):
+        model.rows_from_items([["i001", "nope"]])
+    assert model.rows_from_items([["i001", "nope"]], unknown="ignore").nnz == 1
+    weighted = model.rows_from_items([["i001", "i002"]], weights=[[5, 3]])
+    assert weighted.toarray()[0, inter.item_ids.to_index(["i001", "i002"])].tolist() == [5, 3]
+    with pytest.raises(TypeError, match=r"\[\[...\]\]"):
+        model.rows_from_items(["i001", "i002"])  # a flat list: one user must be [[...]]
+
+
+def test_partial_fit_users_external_grows_the_id_map(model, inter):
+    n = inter.n_users
+    model.partial_fit_users_external(["new-1", "u004", "new-2"], [["i001", "i002"], ["i003"], ["i004"]])
+    assert model.n_users == len(model.user_ids_) == n + 2
+    assert model.user_ids_.to_index(["new-1", "new-2", "u004"]).tolist() == [n, n + 1, 4]
+    assert model.seen_[n].indices.tolist() == inter.item_ids.to_index(["i001", "i002"]).tolist()
+    assert model.seen_[4].indices.tolist() == inter.item_ids.to_index(["i003"]).tolist()
+    assert inter.user_ids.to_index("new-1") == -1  # the data's own map is not changed
+    got = model.recommend_external(["new-2"], k=3)
+    assert len(got) == 3 and "i004" not in got["item"].tolist()
+
+
+def test_new_internal_ids_need_external_ones(model, inter):
+    """Indices past n_users on a model with string ids would have no id: a clear error, nothing changed."""
+    with pytest.raises(ValueError, match="partial_fit_users_external"):
+        model.partial_fit_users([inter.n_users], inter.csr[[0]])
+    assert model.n_users == inter.n_users and len(model.user_ids_) == inter.n_users
+    model.partial_fit_users([3], inter.csr[[0]])  # an existing user: fine
+    with pytest.raises(ValueError, match="unique"):  # a failed external fold-in leaves the map as it was
+        model.partial_fit_users_external(["x", "x"], sp.csr_matrix((2, inter.n_items), dtype=np.float32))
+    assert len(model.user_ids_) == inter.n_users
+
+
+def test_als_partial_fit_items_external(inter):
+    model = rf.ALS(factors=4, epochs=2, solver="cholesky").fit(inter, progress=False)  # fold-in solves exactly
+    column = inter.csr[:, [0]].T.tocsr()
+    model.partial_fit_items_external(["i-new"], column)
+    assert model.n_items == inter.n_items + 1 and model.item_ids_.to_index("i-new") == inter.n_items
+    np.testing.assert_allclose(model.item_factors[-1], model.item_factors[0], rtol=1e-5, atol=1e-6)
