@@ -426,3 +426,14 @@ def test_full_protocol_forwards_threads_when_recommend_accepts_it(full_case):
     m = ev.evaluate(WithThreads(), train, test, k=2, threads=3, batch_size=2, progress=False)
     assert seen_threads == [3, 3]  # 4 evaluated users in batches of 2
     assert m == ev.evaluate(base, train, test, k=2, progress=False)
+
+
+def test_full_protocol_with_k_past_the_catalogue():
+    """recommend clips k to the catalogue; evaluate pads the lists back (the extra positions are misses)."""
+    df = rf.datasets.synthetic(n_users=50, n_items=8, nnz=200, seed=0)
+    train, test = rf.split.random_holdout(rf.Interactions.from_pandas(df), 0.2)
+    model = rf.MostPopular().fit(train)
+    wide = rf.evaluation.evaluate(model, train, test, k=20)
+    exact = rf.evaluation.evaluate(model, train, test, k=8)
+    assert wide["recall@20"] == exact["recall@8"]
+    assert wide["precision@20"] == pytest.approx(exact["precision@8"] * 8 / 20)

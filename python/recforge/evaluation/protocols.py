@@ -307,6 +307,8 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
         batch = eval_users[start : start + batch_size]
         ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
         ids = np.asarray(ids)
+        if ids.ndim == 2 and ids.shape[1] == min(k, t.shape[1]) < k:  # k clipped to the catalogue: pad it back
+            ids = np.hstack([ids, np.full((len(ids), k - ids.shape[1]), -1, ids.dtype)])
         if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(
                 f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "
