@@ -342,3 +342,20 @@ def test_sequence_and_citeulike_files_are_checked(tmp_path):
     (tmp_path / "s3rec-sequential" / "Yelp.txt").write_text("1 3 4\n2 x\n")
     with pytest.raises(ValueError, match="line 2"):
         loaders.load_s3rec("yelp", tmp_path)
+
+
+def test_download_progress_follows_the_package_switch(fake_source, monkeypatch, tmp_path):
+    payload, _, src = fake_source
+    monkeypatch.setitem(
+        loaders._MOVIELENS, "100k", loaders._Source(src.name, src.folders, src.url, hashlib.sha256(payload).hexdigest())
+    )
+    seen = []
+    fetch = loaders._fetch
+    monkeypatch.setattr(loaders, "_fetch", lambda url, dest, progress: (seen.append(progress), fetch(url, dest)))
+    rf.set_config(progress=False)
+    try:
+        rf.datasets.load("ml-100k", data_home=tmp_path / "a", download=True)  # progress=None: the switch
+    finally:
+        rf.set_config(progress=True)
+    rf.datasets.load("ml-100k", data_home=tmp_path / "b", download=True)
+    assert seen == [False, True]

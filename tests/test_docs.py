@@ -1,0 +1,55 @@
+"""The examples in the docs run: every docstring example of the package (doctest) and the README's
+Python block, so that neither can rot."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+from conftest import data_path
+
+import recforge
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = ["recforge"] + sorted(
+    m.name for m in pkgutil.walk_packages(recforge.__path__, "recforge.") if m.name.rsplit(".", 1)[-1] not in
+    ("_core", "_cuda")  # compiled
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(name)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report = []
+    for test in doctest.DocTestFinder().find(module, name):
+        runner.run(test, out=report.append)
+    assert runner.failures == 0, "".join(report)
+
+
+def test_doctests_are_found():
+    """The run above is not vacuous: the package documents its main entry points with examples."""
+    finder = doctest.DocTestFinder()
+    count = sum(len(t.examples) for name in MODULES for t in finder.find(importlib.import_module(name), name))
+    assert count >= 20, count
+
+
+def test_readme_python_example(monkeypatch, tmp_path, capsys):
+    data_path("ml-100k", "u.item")
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    assert blocks, "the README has no Python example"
+    monkeypatch.chdir(tmp_path)
+    recforge.set_config(progress=False)
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), {})
+    finally:
+        recforge.set_config(progress=True)
+    out = capsys.readouterr().out
+    assert "Star Wars (1977)" not in out.splitlines()[-1]  # the new user's own movies are left out
+    assert (tmp_path / "als.rf").is_file()
