@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-from . import _backend  # the compiled core and its BLAS, before any kernel runs
+from . import _backend  # noqa: F401  (the compiled core and its BLAS, before any kernel runs)
 from ._config import get_config, set_config
 from ._core import __version__
 from .topk import topk  # eager: importing the submodule recforge.topk would shadow a lazy function of that name
