@@ -114,3 +114,11 @@ def test_als_partial_fit_items_external(inter):
     model.partial_fit_items_external(["i-new"], column)
     assert model.n_items == inter.n_items + 1 and model.item_ids_.to_index("i-new") == inter.n_items
     np.testing.assert_allclose(model.item_factors[-1], model.item_factors[0], rtol=1e-5, atol=1e-6)
+
+
+def test_from_factors_takes_the_id_maps_of_an_interactions(inter):
+    model = rf.ALS(factors=4, epochs=2).fit(inter, progress=False)
+    built = rf.ALS.from_factors(model.user_factors, model.item_factors, seen=inter)
+    assert built.user_ids_ is inter.user_ids and built.item_ids_ is inter.item_ids
+    pd.testing.assert_frame_equal(built.recommend_external(["u001"], k=3), model.recommend_external(["u001"], k=3))
+    assert rf.ALS.from_factors(model.user_factors, model.item_factors).item_ids_ == rf.IdMap.range(inter.n_items)

@@ -787,7 +787,8 @@ class FactorModel(Recommender):
         item_factors : (n_items, f) array
             Converted to C-contiguous float32; must be finite.
         seen : scipy.sparse (n_users, n_items) or recforge.Interactions, optional
-            The training matrix (``seen_``: what ``exclude_seen`` leaves out); default empty.
+            The training matrix (``seen_``: what ``exclude_seen`` leaves out); default empty. An
+            Interactions also gives the id maps (``user_ids_``, ``item_ids_``).
         user_bias, item_bias : (n_users,), (n_items,) arrays, optional
             Biases the configuration fits (e.g. explicit ALS, SGDMF with ``biases=True``) default to 0.
         global_bias : float
@@ -810,9 +811,11 @@ class FactorModel(Recommender):
         n_users, n_items = len(uf), len(itf)
         if seen is None:
             seen = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+        maps = _id_maps_of(seen, (n_users, n_items))  # an Interactions' own id maps
         seen = as_csr(seen, "seen", allow_empty=True)
         if seen.shape != (n_users, n_items):
             raise ValueError(f"seen must have shape ({n_users}, {n_items}) (users x items), got {seen.shape}")
+        model.user_ids_, model.item_ids_ = maps
         for name, b, n in (("user_bias", user_bias, n_users), ("item_bias", item_bias, n_items)):
             if b is None and name in model._bias_names():
                 b = np.zeros(n, np.float32)
