@@ -525,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.func(args, extra) if args.command == "bench" else args.func(args)
+    except BrokenPipeError:  # the reader went away (`recforge ... | head`): nothing left to say
+        sys.stdout = None
+        return EXIT_FAILURE
     except UsageError as exc:
         print(f"recforge {args.command}: usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE
