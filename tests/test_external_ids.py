@@ -122,3 +122,13 @@ def test_from_factors_takes_the_id_maps_of_an_interactions(inter):
     assert built.user_ids_ is inter.user_ids and built.item_ids_ is inter.item_ids
     pd.testing.assert_frame_equal(built.recommend_external(["u001"], k=3), model.recommend_external(["u001"], k=3))
     assert rf.ALS.from_factors(model.user_factors, model.item_factors).item_ids_ == rf.IdMap.range(inter.n_items)
+
+
+def test_empty_rows_can_fall_back_to_the_popular_items(model, inter):
+    rows = model.rows_from_items([["i001", "i002"], []])
+    ids, _ = model.recommend_for_rows(rows, k=3, fallback="popular")
+    counts = np.bincount(inter.csr.indices, minlength=inter.n_items)
+    np.testing.assert_array_equal(ids[1], np.argsort(-counts, kind="stable")[:3])
+    np.testing.assert_array_equal(ids[0], model.recommend_for_rows(rows, k=3)[0][0])  # other rows as without
+    with pytest.raises(ValueError, match="fallback"):
+        model.recommend_for_rows(rows, fallback="random")

@@ -333,7 +333,8 @@ def cmd_recommend(args) -> int:
     if args.items is not None:
         items = _typed_ids(args.items, model._id_map("item"))
         rows = model.rows_from_items([items], unknown="ignore" if args.fallback else "error")
-        ids, scores = model.recommend_for_rows(rows, k=args.k, exclude_seen=not args.include_seen)
+        ids, scores = model.recommend_for_rows(rows, k=args.k, exclude_seen=not args.include_seen,
+                                               fallback=args.fallback)  # fmt: skip
         frames.append(model._external_frame(["(new user)"], ids, scores))
     recs = pd.concat(frames, ignore_index=True)
     for user, group in recs.groupby("user", sort=False):

@@ -433,7 +433,8 @@ class Recommender(ParamsMixin):
             raise
 
     # -- cold start: users given by their interactions ------------------------------------------
-    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
+    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0,
+                           fallback: str | None = None):  # fmt: skip
         """``recommend`` for users given by interaction rows, e.g. new users: the model is unchanged.
 
         Parameters
@@ -444,6 +445,9 @@ class Recommender(ParamsMixin):
         k, items, threads : as in ``recommend``
         exclude_seen : bool
             Leave out the items stored in each row.
+        fallback : None or "popular"
+            "popular": rows without any interaction get the most popular training items (the model
+            alone has nothing to go on for them).
 
         Returns
         -------
@@ -453,7 +457,18 @@ class Recommender(ParamsMixin):
         BPR, SGDMF, MLPScorer: SGD epochs with the items fixed; MostPopular: the popularity order).
         """
         self._check_fitted()
+        if fallback not in (None, "popular"):
+            raise ValueError(f"fallback must be None or 'popular', got {fallback!r}")
         m = self._rows(rows)
+        ids, scores = self._recommend_rows(m, k, exclude_seen, items, threads)
+        empty = np.diff(m.indptr) == 0
+        if fallback is not None and empty.any():
+            subset = None if items is None else check_ids(items, self.n_items, "items")
+            ids[empty], scores[empty] = self._popular(ids.shape[1], subset)
+        return ids, scores
+
+    def _recommend_rows(self, m: sp.csr_matrix, k, exclude_seen, items, threads):
+        """``recommend_for_rows`` on the checked rows ``m`` (before any fallback)."""
         return self._rank(self._queries_for_rows(m), m if exclude_seen else None, k, items, threads)
 
     def _rows_allow_negative(self) -> bool:

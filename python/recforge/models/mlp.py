@@ -352,14 +352,8 @@ class MLPScorer(Recommender):
         return ids, scores
 
     # -- folding in -----------------------------------------------------------------------------
-    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int | None = None):
-        """``recommend`` for users given by interaction rows (new users), the model unchanged.
-
-        Their embeddings are learnt as ``partial_fit_users`` learns them (``epochs`` passes, items and
-        layers frozen). Returns ids and logits as ``recommend``.
-        """
-        self._check_fitted()
-        m = self._rows(rows)
+    def _recommend_rows(self, m, k, exclude_seen, items, threads):
+        # The rows' embeddings are learnt as partial_fit_users learns them (items and layers frozen).
         embedding = self._learn_users(m)
         return self._recommend_with(embedding, np.arange(m.shape[0]), m if exclude_seen else None, k, items, threads)
 
