@@ -1,4 +1,5 @@
-"""Developer tasks: ``nox -s lint tests`` (the default), ``tests_gpu``, ``bench``, ``cpp``, ``dev``.
+"""Developer tasks: ``nox -s lint tests`` (the default), ``tests_gpu``, ``bench``, ``cpp``, ``dev``,
+``sanitize`` (ASan + UBSan), ``fuzz_atheris``.
 
 Every session that builds recforge installs it editable without build isolation into its own build
 folder (``build/nox-<session>/``), so rerunning a session recompiles only what changed (README
@@ -6,6 +7,8 @@ folder (``build/nox-<session>/``), so rerunning a session recompiles only what c
 """
 
 from __future__ import annotations
+
+import subprocess
 
 import nox
 
@@ -46,6 +49,45 @@ def tests_gpu(session: nox.Session) -> None:
     """The tests marked ``cuda``, with the `_cuda` module (RECFORGE_CUDA=ON) and CuPy: needs nvcc and a GPU."""
     _install_dev(session, "test,gpu", "-Ccmake.define.RECFORGE_CUDA=ON")
     session.run("python", "-m", "pytest", "-m", "cuda", *session.posargs)
+
+
+# Sanitizer runtime settings: stop at the first error, as a crash (the fuzz runner counts it); no leak
+# report (CPython's own allocations); huge allocations fail as MemoryError instead of exhausting RAM.
+ASAN_OPTIONS = ("detect_leaks=0:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1:"
+                "max_allocation_size_mb=4096:detect_odr_violation=0")  # fmt: skip
+UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
+
+
+def _sanitizer_env() -> dict[str, str]:
+    """LD_PRELOAD of the compiler's ASan runtime (it must come before the module) and of libstdc++
+    (else ASan finds no real __cxa_throw: "CHECK failed ... real___cxa_throw" at the first C++
+    exception, python itself not linking libstdc++), and the runtime options."""
+    preload = [subprocess.check_output(["c++", f"-print-file-name={lib}"], text=True).strip()
+               for lib in ("libasan.so", "libstdc++.so")]  # fmt: skip
+    return {"LD_PRELOAD": " ".join(preload), "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}
+
+
+@nox.session
+def sanitize(session: nox.Session) -> None:
+    """The test suite and the fuzz suite on an ASan + UBSan build (RECFORGE_SANITIZE=ON, build/nox-sanitize).
+
+    A memory error or undefined behaviour in the C++ code aborts the test with the sanitizer's report.
+    ``-- <pytest args>`` replaces the default selection (``tests``).
+    """
+    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF", "-Ccmake.define.RECFORGE_SANITIZE=ON")
+    env = _sanitizer_env() | {"RECFORGE_SANITIZED": "1"}
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *(session.posargs or ["tests"]), env=env)
+
+
+@nox.session
+def fuzz_atheris(session: nox.Session) -> None:
+    """Coverage-guided fuzzing (atheris) of the CSR validator and the model-file loader, 60 s each
+    (``-- 300`` for 300 s). A new finding stops with the input; see tests/fuzz/atheris_targets.py."""
+    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    session.install("atheris")
+    seconds = session.posargs[0] if session.posargs else "60"
+    for target in ("csr", "load"):
+        session.run("python", "tests/fuzz/atheris_targets.py", target, f"-max_total_time={seconds}", "-seed=1")
 
 
 @nox.session

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def test_fit_matches_reference(golden, case):
         warnings.simplefilter("ignore", DeprecationWarning)  # old parameter spellings stay accepted
         model = getattr(rf, cls)(**params).fit(_matrix(golden, which), progress=False)
     exact = golden["__isa__"].tobytes().decode() == make_golden.cpu_isa()
+    # A sanitizer build (nox -s sanitize) rounds differently (instrumented code generation) and sampled
+    # fits (WARP) then drift past any tight tolerance: there the fits are run for the memory checks only.
+    sanitized = bool(os.environ.get("RECFORGE_SANITIZED"))
     keys = [k for k in golden if k.startswith(name + "/")]
     assert keys, f"no reference arrays for {name}"
     for key in keys:
@@ -57,7 +61,9 @@ def test_fit_matches_reference(golden, case):
         want = golden[key]
         got = np.asarray([got], np.float64) if attr == "global_bias" else np.asarray(got)
         assert got.shape == want.shape and got.dtype == want.dtype, (key, got.shape, got.dtype)
-        if exact:
+        if sanitized:
+            assert np.isfinite(got).all(), key
+        elif exact:
             np.testing.assert_array_equal(got, want, err_msg=key)
         else:
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=key)

@@ -315,7 +315,7 @@ def test_bad_inputs_after_fit(rng):
     with pytest.raises(TypeError, match="candidate_ids"):
         model.rerank([0], [[1.5, 2.0]])
     # The C++ boundary checks ids itself too.
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError, match=r"items: id 30 at position 0 outside \[0, 30\)"):
         _core.mlp_score_pairs(model.arch, model.user_embedding, model.item_embedding, model.dense, [0], [30], 1)
     with pytest.raises(TypeError):  # parameters are updated in place: no silent float64 copies
         _core.mlp_score_all(model.arch, model.user_embedding.astype(np.float64), model.item_embedding,

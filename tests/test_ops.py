@@ -82,3 +82,17 @@ def test_ops_topk_trusts_and_public_topk_validates():
     np.testing.assert_array_equal(rf.topk(q64, items, 2, threads=1)[0], [[3, 2], [3, 2]])
     with pytest.raises(ValueError, match="NaN"):
         rf.topk(np.full((2, 3), np.nan, np.float32), items, 2)
+
+
+@pytest.mark.parametrize("shape, density", [((30, 20), 0.2), ((4, 6), 0.0)], ids=["filled", "empty"])
+def test_kernel_csr_pickles_and_is_validated_again(shape, density):
+    """recforge.distributed moves blocks in the kernels' form between processes."""
+    import pickle
+
+    m = sp.random(*shape, density=density, format="csr", dtype=np.float32, random_state=0)
+    back = pickle.loads(pickle.dumps(cpu.csr(m)))
+    assert back.shape == shape and back.nnz == m.nnz and back.sorted and back.unique
+    np.testing.assert_array_equal(back.indptr, m.indptr)
+    if m.nnz:
+        np.testing.assert_array_equal(back.indices, m.indices)
+        np.testing.assert_array_equal(back.data, m.data)

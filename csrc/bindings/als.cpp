@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/als.hpp"
 #include "recforge/csr.hpp"
 
@@ -24,7 +25,7 @@ int factors_of(const f32_in& Y, const recforge::Csr& m) {
 }
 
 als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, float nu, als::Solver solver, int cg_steps,
-                                      int threads) {
+                                      Threads threads) {
     if (solver == als::Solver::cg && cg_steps < 1) throw std::invalid_argument("cg_steps must be >= 1");
     return als::ImplicitOptions{alpha, reg, alpha0, nu, solver, cg_steps, threads};  // declaration order
 }
@@ -37,7 +38,7 @@ void bind_als(py::module_& m) {
 
     m.def(
         "als_gram",
-        [](const f32_in& Y, int threads) {
+        [](const f32_in& Y, Threads threads) {
             check_shape(Y, "Y", -1, kAny);
             if (Y.shape(1) < 1 || Y.shape(1) > 1 << 20) throw std::invalid_argument("Y must have 1 to 2^20 columns");
             const int f = static_cast<int>(Y.shape(1));
@@ -46,7 +47,7 @@ void bind_als(py::module_& m) {
             float* g = G.mutable_data();
             const std::int64_t n = Y.shape(0);
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 als::gram(y, n, f, g, threads);
             }
             return G;
@@ -57,7 +58,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_implicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& YtY, const py::array& X, float alpha,
-           float regularization, float alpha0, float nu, als::Solver solver, int cg_steps, int threads) {
+           float regularization, float alpha0, float nu, als::Solver solver, int cg_steps, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
@@ -65,7 +66,7 @@ void bind_als(py::module_& m) {
             const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps,
                                                             threads);
             const float *y = Y.data(), *g = YtY.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             als::implicit_solve(mat.view(), y, g, f, x, o);
         },
         py::arg("m"), py::arg("Y"), py::arg("YtY"), py::arg("X"), py::arg("alpha"), py::arg("regularization"),
@@ -75,7 +76,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_explicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& other_bias, const py::array& X,
-           const py::array& own_bias, float regularization, float global_mean, int threads) {
+           const py::array& own_bias, float regularization, float global_mean, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");
             const int f = factors_of(Y, mat);
             check_shape(other_bias, "other_bias", mat.n_cols());
@@ -83,7 +84,7 @@ void bind_als(py::module_& m) {
             float* b = inplace<float>(own_bias, "own_bias", mat.n_rows());
             const als::ExplicitOptions o{regularization, global_mean, threads};
             const float *y = Y.data(), *ob = other_bias.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             als::explicit_solve(mat.view(), y, ob, f, x, b, o);
         },
         py::arg("m"), py::arg("Y"), py::arg("other_bias"), py::arg("X"), py::arg("own_bias"), py::arg("regularization"),
@@ -93,7 +94,7 @@ void bind_als(py::module_& m) {
     m.def(
         "als_implicit_loss",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& Y, const f32_in& YtY, float alpha,
-           float regularization, float alpha0, float nu, int threads) {
+           float regularization, float alpha0, float nu, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
@@ -101,7 +102,7 @@ void bind_als(py::module_& m) {
             const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, als::Solver::cg, 1,
                                                             threads);
             const float *x = X.data(), *y = Y.data(), *g = YtY.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             return als::implicit_loss(mat.view(), x, y, g, f, o);
         },
         py::arg("m"), py::arg("X"), py::arg("Y"), py::arg("YtY"), py::arg("alpha"), py::arg("regularization"),
@@ -111,14 +112,14 @@ void bind_als(py::module_& m) {
     m.def(
         "als_explicit_sse",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& own_bias, const f32_in& Y, const f32_in& other_bias,
-           float global_mean, int threads) {
+           float global_mean, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");
             const int f = factors_of(Y, mat);
             check_shape(X, "X", mat.n_rows(), f);
             check_shape(own_bias, "own_bias", mat.n_rows());
             check_shape(other_bias, "other_bias", mat.n_cols());
             const float *x = X.data(), *ub = own_bias.data(), *y = Y.data(), *ib = other_bias.data();
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             return als::explicit_sse(mat.view(), x, ub, y, ib, f, global_mean, threads);
         },
         py::arg("m"), py::arg("X"), py::arg("own_bias"), py::arg("Y"), py::arg("other_bias"), py::arg("global_mean"),

@@ -9,13 +9,24 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
+#include "recforge/parallel.hpp"
+
 namespace recforge::bindings {
 
 namespace py = pybind11;
+
+// A kernel's `threads` argument: any Python int in [0, thread_limit()] (0 = all cores). Its caster
+// (below) raises a TypeError / ValueError naming `threads` for anything else, where pybind11's own
+// int caster would answer "incompatible function arguments". Converts to the int kernels take.
+struct Threads {
+    int value = 0;
+    operator int() const { return value; }  // NOLINT(google-explicit-constructor): used as the int it is
+};
 
 // Inputs a kernel only reads: C-contiguous, converted (a copy) from any other dtype or layout.
 template <class T>
@@ -74,6 +85,41 @@ void check_ids(const T* ids, py::ssize_t n, std::int64_t limit, const char* name
                                         std::to_string(k) + " outside [0, " + std::to_string(limit) + ")");
 }
 
+// Ids as a C-contiguous array of T (int32 or int64): `ids` must hold integers (any integer dtype; an
+// empty array may have any dtype), each representable in T. A float array is a TypeError (1.5 is
+// no id) and a value that would wrap in T a ValueError (2^32 + 1 is not 1), instead of a silent
+// conversion.
+template <class T>
+in_arr<T> id_array(const py::object& ids, const std::string& name) {
+    const py::array a = py::array::ensure(ids);  // lists too, as NumPy reads them
+    if (!a) throw py::type_error(name + " must be an integer array");
+    const char kind = a.dtype().kind();
+    if (a.size() != 0 && kind != 'i' && kind != 'u')
+        throw py::type_error(name + " must be an integer array, got dtype " + py::str(a.dtype()).cast<std::string>());
+    const auto out_of_range = [&](const std::string& value, py::ssize_t k) {
+        return std::invalid_argument(name + ": id " + value + " at position " + std::to_string(k) + " does not fit " +
+                                     (sizeof(T) == 4 ? "int32" : "int64"));
+    };
+    if (kind == 'u' && a.itemsize() == 8) {  // uint64 above INT64_MAX would wrap to a negative id
+        const auto u = in_arr<std::uint64_t>::ensure(a);
+        for (py::ssize_t k = 0; k < u.size(); ++k)
+            if (u.data()[k] > static_cast<std::uint64_t>(INT64_MAX)) throw out_of_range(std::to_string(u.data()[k]), k);
+    }
+    const auto width = static_cast<py::ssize_t>(sizeof(T));
+    const bool may_wrap = sizeof(T) < 8 && (a.itemsize() > width || (kind == 'u' && a.itemsize() == width));
+    if (may_wrap) {
+        const auto wide = in_arr<std::int64_t>::ensure(a);
+        for (py::ssize_t k = 0; k < wide.size(); ++k) {
+            const std::int64_t v = wide.data()[k];
+            if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max())
+                throw out_of_range(std::to_string(v), k);
+        }
+    }
+    auto out = in_arr<T>::ensure(a);
+    if (!out) throw py::type_error(name + " cannot be read as integers");
+    return out;
+}
+
 // Binds the C++ enum E once as _core.<name>; kernels take it typed (a string is a TypeError).
 template <class E>
 void bind_enum(py::module_& m, const char* name, const char* doc,
@@ -83,3 +129,32 @@ void bind_enum(py::module_& m, const char* name, const char* doc,
 }
 
 }  // namespace recforge::bindings
+
+namespace pybind11::detail {
+
+template <>
+struct type_caster<recforge::bindings::Threads> {
+    PYBIND11_TYPE_CASTER(recforge::bindings::Threads, const_name("int"));
+
+    bool load(handle src, bool) {
+        if (PyBool_Check(src.ptr()) || !PyIndex_Check(src.ptr()))  // ints and NumPy integers
+            throw type_error("threads must be an int (0 = all cores), got " +
+                             str(src.get_type().attr("__name__")).cast<std::string>());
+        const object index = reinterpret_steal<object>(PyNumber_Index(src.ptr()));
+        if (!index) throw error_already_set();
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+        const int limit = recforge::thread_limit();
+        if (overflow != 0 || v < 0 || v > limit)
+            throw std::invalid_argument("threads must be in [0, " + std::to_string(limit) + "] (0 = all cores), got " +
+                                        str(src).cast<std::string>());
+        value.value = static_cast<int>(v);
+        return true;
+    }
+
+    static handle cast(const recforge::bindings::Threads& t, return_value_policy, handle) {
+        return PyLong_FromLong(t.value);
+    }
+};
+
+}  // namespace pybind11::detail

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cctype>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/blas.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/parallel.hpp"
@@ -29,12 +31,41 @@ void bind_topk(py::module_& m);
 
 namespace {
 
-// Function pointer out of a SciPy cython_blas/cython_lapack capsule (None -> nullptr).
-void* capsule_pointer(const py::object& obj, const char* what) {
+// A capsule's name with Cython's typedef names (`__pyx_t_..._s`, the single-precision type of
+// scipy.linalg.cython_blas/cython_lapack) spelled `float`, so it compares with a C signature.
+std::string plain_signature(const char* name) {
+    std::string in(name), out;
+    const std::string prefix = "__pyx_t_";
+    std::size_t pos = 0;
+    while (pos < in.size()) {
+        const std::size_t at = in.find(prefix, pos);
+        if (at == std::string::npos) {
+            out += in.substr(pos);
+            break;
+        }
+        out += in.substr(pos, at - pos);
+        std::size_t end = at;
+        while (end < in.size() && (std::isalnum(static_cast<unsigned char>(in[end])) || in[end] == '_')) ++end;
+        const std::string ident = in.substr(at, end - at);
+        out += ident.size() > 2 && ident.compare(ident.size() - 2, 2, "_s") == 0 ? "float" : ident;
+        pos = end;
+    }
+    return out;
+}
+
+// Function pointer out of a SciPy cython_blas/cython_lapack capsule (None -> nullptr). The
+// capsule's name is its C signature: one that is not `signature` would be called with the wrong
+// arguments, so it is refused.
+void* capsule_pointer(const py::object& obj, const char* what, const char* signature) {
     if (obj.is_none()) return nullptr;
     if (!PyCapsule_CheckExact(obj.ptr()))
         throw py::type_error(std::string(what) + " must be a PyCapsule holding a Fortran routine");
-    void* p = PyCapsule_GetPointer(obj.ptr(), PyCapsule_GetName(obj.ptr()));
+    const char* name = PyCapsule_GetName(obj.ptr());
+    if (name == nullptr || plain_signature(name) != signature)
+        throw std::invalid_argument(std::string(what) + " must be the capsule of a routine with signature '" +
+                                    signature + "' (scipy.linalg.cython_blas / cython_lapack), got a capsule named " +
+                                    (name ? "'" + std::string(name) + "'" : std::string("NULL")));
+    void* p = PyCapsule_GetPointer(obj.ptr(), name);
     if (!p) throw py::error_already_set();
     return p;
 }
@@ -49,9 +80,44 @@ void check_integer(const py::array& a, const std::string& name) {
         throw py::type_error(name + " must be an integer array, got dtype " + py::str(a.dtype()).cast<std::string>());
 }
 
-recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, const py::object& data,
-                       std::pair<std::int64_t, std::int64_t> shape, const std::string& name) {
-    const auto [n_rows, n_cols] = shape;
+// `obj` as an array (lists too, as NumPy reads them), or a TypeError naming `what`.
+py::array as_array(const py::object& obj, const std::string& what) {
+    py::array a = py::array::ensure(obj);
+    if (!a) {
+        PyErr_Clear();
+        throw py::type_error(what + " must be an integer array, got " +
+                             py::str(obj.get_type().attr("__name__")).cast<std::string>());
+    }
+    return a;
+}
+
+// (n_rows, n_cols) from any pair of Python ints, or a TypeError / ValueError naming `name`.shape.
+std::pair<std::int64_t, std::int64_t> shape_of(const py::object& shape, const std::string& name) {
+    const auto bad = [&]() {
+        return py::type_error(name + ".shape must be an (n_rows, n_cols) pair of ints, got " +
+                              py::repr(shape).cast<std::string>());
+    };
+    if (!py::isinstance<py::sequence>(shape) || py::len(shape) != 2) throw bad();
+    std::int64_t out[2];
+    for (int d = 0; d < 2; ++d) {
+        const py::object v = shape[py::int_(d)];
+        if (PyBool_Check(v.ptr()) || !PyIndex_Check(v.ptr())) throw bad();
+        int overflow = 0;
+        const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+        if (!index) throw py::error_already_set();
+        out[d] = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+        if (overflow != 0)
+            throw std::invalid_argument(name + ".shape must be >= 0 and < 2^63, got " +
+                                        py::repr(shape).cast<std::string>());
+    }
+    return {out[0], out[1]};
+}
+
+recforge::Csr make_csr(const py::object& indptr_obj, const py::object& indices_obj, const py::object& data,
+                       const py::object& shape_obj, const std::string& name) {
+    const py::array indptr_in = as_array(indptr_obj, name + ".indptr");
+    const py::array indices = as_array(indices_obj, name + ".indices");
+    const auto [n_rows, n_cols] = shape_of(shape_obj, name);
     if (n_rows < 0 || n_cols < 0 || n_rows == INT64_MAX)
         throw std::invalid_argument(name + ": shape must be >= 0, got (" + std::to_string(n_rows) + ", " +
                                     std::to_string(n_cols) + ")");
@@ -69,6 +135,10 @@ recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, con
     f32_in values;
     const bool has_data = !data.is_none();
     if (has_data) {
+        const py::array raw = py::array::ensure(data);
+        if (raw && raw.size() != 0 && std::string("biuf").find(raw.dtype().kind()) == std::string::npos)
+            throw py::type_error(name + ".data must hold real numbers, got dtype " +
+                                 py::str(raw.dtype()).cast<std::string>());  // complex would lose its imaginary part
         values = f32_in::ensure(data);
         if (!values) throw py::type_error(name + ".data must be None or numbers readable as float32");
         check_shape(values, (name + ".data").c_str(), indices.shape(0));
@@ -78,7 +148,7 @@ recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, con
     const std::int32_t* i32 = is32 ? static_cast<const std::int32_t*>(ids_arr.data()) : nullptr;
     const std::int64_t* i64 = is32 ? nullptr : static_cast<const std::int64_t*>(ids_arr.data());
     const float* dp = has_data ? values.data() : nullptr;
-    py::gil_scoped_release nogil;
+    Nogil nogil;
     std::vector<std::int32_t> ids(static_cast<std::size_t>(nnz));
     for (py::ssize_t p = 0; p < nnz; ++p) {
         const std::int64_t c = i32 ? i32[p] : i64[p];
@@ -95,7 +165,9 @@ recforge::Csr make_csr(const py::array& indptr_in, const py::array& indices, con
 // memory alive and, exposing no buffer, stops numpy from making the view writeable again.
 template <class T>
 py::array view_of(const std::vector<T>& v, const py::object& owner) {
-    py::array a = v.empty() ? py::array(py::dtype::of<T>(), {py::ssize_t{0}})
+    // An empty vector gets its own empty array (array_t: py::array(dtype, {0}) mishandles the
+    // dtype's reference count and yields a dtype, not an array).
+    py::array a = v.empty() ? py::array(py::array_t<T>(py::ssize_t{0}))
                             : py::array(py::dtype::of<T>(), {static_cast<py::ssize_t>(v.size())},
                                         {static_cast<py::ssize_t>(sizeof(T))}, v.data(), owner);
     a.attr("setflags")(py::arg("write") = false);
@@ -153,17 +225,39 @@ PYBIND11_MODULE(_core, m) {
 #else
     m.attr("with_openmp") = false;
 #endif
+    register_interrupt_translator();
     m.def(
-        "max_threads", [](int threads) { return recforge::resolve_threads(threads); }, py::arg("threads") = 0,
-        "Threads a kernel uses for `threads` (<= 0: all cores).");
+        "max_threads",
+        [](const py::object& threads) {
+            // Any Python int: one too large for int64 is out of range, not a pybind11 type error.
+            if (PyBool_Check(threads.ptr()) || !PyLong_Check(threads.ptr()))
+                throw py::type_error("threads must be an int (0 = all cores), got " +
+                                     py::str(threads.get_type().attr("__name__")).cast<std::string>());
+            int overflow = 0;
+            const long long value = PyLong_AsLongLongAndOverflow(threads.ptr(), &overflow);
+            if (overflow != 0 || value < 0)
+                throw std::invalid_argument("threads must be in [0, " + std::to_string(recforge::thread_limit()) +
+                                            "] (0 = all cores), got " + py::str(threads).cast<std::string>());
+            return recforge::resolve_threads(value);
+        },
+        py::arg("threads") = 0,
+        "Threads a kernel uses for `threads` in [0, thread_limit()] (0: all cores); ValueError otherwise.");
+    m.def("thread_limit", &recforge::thread_limit, "The largest `threads` a kernel accepts: max(256, cores).");
     m.def(
         "set_blas",
         [](py::object sgemm, py::object ssyrk, py::object spotrf, py::object spotrs) {
             recforge::blas::Routines r;
-            r.sgemm = reinterpret_cast<recforge::blas::sgemm_fn>(capsule_pointer(sgemm, "sgemm"));
-            r.ssyrk = reinterpret_cast<recforge::blas::ssyrk_fn>(capsule_pointer(ssyrk, "ssyrk"));
-            r.spotrf = reinterpret_cast<recforge::blas::spotrf_fn>(capsule_pointer(spotrf, "spotrf"));
-            r.spotrs = reinterpret_cast<recforge::blas::spotrs_fn>(capsule_pointer(spotrs, "spotrs"));
+            r.sgemm = reinterpret_cast<recforge::blas::sgemm_fn>(capsule_pointer(
+                sgemm, "sgemm",
+                "void (char *, char *, int *, int *, int *, float *, float *, int *, float *, int *, float *, "
+                "float *, int *)"));
+            r.ssyrk = reinterpret_cast<recforge::blas::ssyrk_fn>(capsule_pointer(
+                ssyrk, "ssyrk",
+                "void (char *, char *, int *, int *, float *, float *, int *, float *, float *, int *)"));
+            r.spotrf = reinterpret_cast<recforge::blas::spotrf_fn>(
+                capsule_pointer(spotrf, "spotrf", "void (char *, int *, float *, int *, int *)"));
+            r.spotrs = reinterpret_cast<recforge::blas::spotrs_fn>(capsule_pointer(
+                spotrs, "spotrs", "void (char *, int *, int *, float *, int *, float *, int *, int *)"));
             recforge::blas::set_blas(r);
         },
         py::arg("sgemm"), py::arg("ssyrk"), py::arg("spotrf"), py::arg("spotrs"),

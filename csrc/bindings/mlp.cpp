@@ -1,5 +1,5 @@
 // Bindings for the NCF scorer kernels (recforge/mlp.hpp). Shapes and dtypes are checked here;
-// raw pointers are used only inside gil_scoped_release. Parameter tables are used in place (updated
+// raw pointers are used only inside Nogil (GIL released). Parameter tables are used in place (updated
 // by training, read without a copy by scoring), so their dtype and layout must match exactly: a
 // mismatch is a TypeError / ValueError naming the array, never a silent copy.
 #include <pybind11/numpy.h>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/mlp.hpp"
 
@@ -44,11 +45,14 @@ mlp::Params<T> params_of(const mlp::Arch& a, const py::array& user_emb, const py
     return p;
 }
 
-// (users, items, labels): 1-D of one length.
-py::ssize_t check_samples(const i64_in& users, const i64_in& items, const f32_in* labels) {
+// (users, items, labels): 1-D of one length, ids in range of the tables (ValueError naming them).
+template <class T>
+py::ssize_t check_samples(const mlp::Params<T>& p, const i64_in& users, const i64_in& items, const f32_in* labels) {
     check_shape(users, "users", -1);
     check_shape(items, "items", users.shape(0));
     if (labels) check_shape(*labels, "labels", users.shape(0));
+    check_ids(users.data(), users.shape(0), p.n_users, "users");
+    check_ids(items.data(), items.shape(0), p.n_items, "items");
     return users.shape(0);
 }
 
@@ -56,7 +60,7 @@ template <class T>
 py::tuple loss_grad(const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
                     const i64_in& users, const i64_in& items, const f32_in& labels, double l2) {
     const auto p = params_of<T>(a, user_emb, item_emb, dense, false);
-    const py::ssize_t n = check_samples(users, items, &labels);
+    const py::ssize_t n = check_samples(p, users, items, &labels);
     py::array_t<T> gu({p.n_users, std::int64_t(a.emb_width())}), gi({p.n_items, std::int64_t(a.emb_width())});
     py::array_t<T> gd({a.n_dense()});
     double loss;
@@ -64,7 +68,7 @@ py::tuple loss_grad(const mlp::Arch& a, const py::array& user_emb, const py::arr
     const std::int64_t *up = users.data(), *ip = items.data();
     const float* lp = labels.data();
     {
-        py::gil_scoped_release nogil;
+        Nogil nogil;
         loss = mlp::loss_and_grad<T>(a, p, up, ip, lp, n, l2, gup, gip, gdp);
     }
     return py::make_tuple(loss, gu, gi, gd);
@@ -102,7 +106,9 @@ void bind_mlp(py::module_& m) {
     m.def(
         "mlp_loss_grad",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-           const i64_in& users, const i64_in& items, const f32_in& labels, double l2) {
+           const py::object& users_in, const py::object& items_in, const f32_in& labels, double l2) {
+            const i64_in users = id_array<std::int64_t>(users_in, "users");
+            const i64_in items = id_array<std::int64_t>(items_in, "items");
             // float64 parameters run the same code in double (finite-difference checks).
             if (py::isinstance<py::array_t<double>>(user_emb))
                 return loss_grad<double>(a, user_emb, item_emb, dense, users, items, labels, l2);
@@ -117,9 +123,11 @@ void bind_mlp(py::module_& m) {
         "mlp_train_epoch",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
            const py::array& m_user, const py::array& v_user, const py::array& m_item, const py::array& v_item,
-           const py::array& m_dense, const py::array& v_dense, std::int64_t step, const i64_in& users,
-           const i64_in& items, const f32_in& labels, mlp::Optimizer optimizer, float lr, float beta1, float beta2,
-           float eps, float l2, int batch_size, int threads) {
+           const py::array& m_dense, const py::array& v_dense, std::int64_t step, const py::object& users_in,
+           const py::object& items_in, const f32_in& labels, mlp::Optimizer optimizer, float lr, float beta1,
+           float beta2, float eps, float l2, int batch_size, Threads threads) {
+            const i64_in users = id_array<std::int64_t>(users_in, "users");
+            const i64_in items = id_array<std::int64_t>(items_in, "items");
             auto p = params_of<float>(a, user_emb, item_emb, dense, true);
             const mlp::OptConfig cfg{optimizer, lr, beta1, beta2, eps, l2, batch_size, threads};  // declaration order
             if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f))
@@ -136,12 +144,12 @@ void bind_mlp(py::module_& m) {
                 st.m_dense = inplace<float>(m_dense, "m_dense", a.n_dense());
                 st.v_dense = inplace<float>(v_dense, "v_dense", a.n_dense());
             }
-            const py::ssize_t n = check_samples(users, items, &labels);
+            const py::ssize_t n = check_samples(p, users, items, &labels);
             const std::int64_t *up = users.data(), *ip = items.data();
             const float* lp = labels.data();
             double loss;
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 loss = mlp::train_epoch(a, p, st, cfg, up, ip, lp, n);
             }
             return py::make_tuple(loss, st.step);
@@ -154,7 +162,7 @@ void bind_mlp(py::module_& m) {
 
     m.def(
         "mlp_sample_epoch",
-        [](const recforge::Csr& interactions, int negatives, std::uint64_t seed, int threads) {
+        [](const recforge::Csr& interactions, int negatives, std::uint64_t seed, Threads threads) {
             // The sampler binary-searches each user's row: rows must be sorted and unique.
             recforge::require_csr(interactions.traits(), recforge::kUniqueRows, "interactions");
             if (negatives < 1) throw std::invalid_argument("negatives must be >= 1, got " + std::to_string(negatives));
@@ -166,7 +174,7 @@ void bind_mlp(py::module_& m) {
             std::int64_t *up = users.mutable_data(), *itp = items.mutable_data();
             float* lp = labels.mutable_data();
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 mlp::sample_epoch(v, negatives, seed, threads, up, itp, lp);
             }
             return py::make_tuple(users, items, labels);
@@ -177,15 +185,17 @@ void bind_mlp(py::module_& m) {
     m.def(
         "mlp_score_pairs",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-           const i64_in& users, const i64_in& items, int threads) {
+           const py::object& users_in, const py::object& items_in, Threads threads) {
+            const i64_in users = id_array<std::int64_t>(users_in, "users");
+            const i64_in items = id_array<std::int64_t>(items_in, "items");
             const auto p = params_of<float>(a, user_emb, item_emb, dense, false);
-            const py::ssize_t n = check_samples(users, items, nullptr);
+            const py::ssize_t n = check_samples(p, users, items, nullptr);
             py::array_t<float> out(n);
             float* op = out.mutable_data();
             const std::int64_t *up = users.data(), *ip = items.data();
             {
-                py::gil_scoped_release nogil;
-                mlp::score_pairs(a, p, up, ip, n, op, threads);  // ids out of range: IndexError
+                Nogil nogil;
+                mlp::score_pairs(a, p, up, ip, n, op, threads);
             }
             return out;
         },
@@ -195,15 +205,17 @@ void bind_mlp(py::module_& m) {
     m.def(
         "mlp_score_all",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-           const i64_in& users, int threads) {
+           const py::object& users_in, Threads threads) {
+            const i64_in users = id_array<std::int64_t>(users_in, "users");
             const auto p = params_of<float>(a, user_emb, item_emb, dense, false);
             check_shape(users, "users", -1);
+            check_ids(users.data(), users.shape(0), p.n_users, "users");
             const py::ssize_t n = users.shape(0);
             py::array_t<float> out({std::int64_t(n), p.n_items});
             float* op = out.mutable_data();
             const std::int64_t* up = users.data();
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 mlp::score_all_items(a, p, up, n, op, threads);
             }
             return out;

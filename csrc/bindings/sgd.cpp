@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/sgd.hpp"
 
@@ -27,7 +28,7 @@ py::ssize_t factors_of(const py::array& user_factors) {
 template <class Make>
 auto prepared(const recforge::Csr& m, const recforge::CsrTraits& need, const char* name, Make make) {
     recforge::require_csr(m.traits(), need, name);
-    py::gil_scoped_release nogil;
+    Nogil nogil;
     return make(m.view());
 }
 
@@ -59,7 +60,7 @@ void bind_sgd(py::module_& m) {
         "sgd_mf_epoch",
         [](sgd::RatingData& d, const py::array& user_factors, const py::array& item_factors,
            const py::object& user_bias, const py::object& item_bias, float global_mean, float lr, float regularization,
-           float bias_regularization, int threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
+           float bias_regularization, Threads threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
             const py::ssize_t f = factors_of(user_factors);
             sgd::MFModel model;
             model.user_factors = inplace<float>(user_factors, "user_factors", d.n_users, f);
@@ -72,7 +73,7 @@ void bind_sgd(py::module_& m) {
             model.global_mean = global_mean;
             // Fields in declaration order.
             const sgd::MFStep step{lr, regularization, bias_regularization, freeze_items, threads, seed, epoch};
-            py::gil_scoped_release nogil;
+            Nogil nogil;
             return sgd::mf_epoch(d.ratings.data(), static_cast<std::int64_t>(d.ratings.size()), model, step);
         },
         py::arg("data"), py::arg("user_factors"), py::arg("item_factors"), py::arg("user_bias"), py::arg("item_bias"),
@@ -82,8 +83,11 @@ void bind_sgd(py::module_& m) {
 
     m.def(
         "sgd_mf_predict",
-        [](const i64_in& users, const i64_in& items, const py::array& user_factors, const py::array& item_factors,
-           const py::object& user_bias, const py::object& item_bias, float global_mean, int threads) {
+        [](const py::object& users_in, const py::object& items_in, const py::array& user_factors,
+           const py::array& item_factors, const py::object& user_bias, const py::object& item_bias, float global_mean,
+           Threads threads) {
+            const i64_in users = id_array<std::int64_t>(users_in, "users");
+            const i64_in items = id_array<std::int64_t>(items_in, "items");
             check_shape(users, "users", -1);
             check_shape(items, "items", users.shape(0));
             const py::ssize_t f = factors_of(user_factors);
@@ -102,7 +106,7 @@ void bind_sgd(py::module_& m) {
             float* o = out.mutable_data();
             const std::int64_t *up = users.data(), *ip = items.data();
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 sgd::mf_predict(model, static_cast<std::int32_t>(nu), static_cast<std::int32_t>(ni), up, ip, n, threads,
                                 o);
             }
@@ -116,7 +120,8 @@ void bind_sgd(py::module_& m) {
         "sgd_rank_epoch",
         [](const sgd::PositiveData& d, const py::array& user_factors, const py::array& item_factors,
            const py::object& item_bias, float lr, float regularization, int negatives, sgd::Sampling sampling,
-           sgd::Loss loss, int max_sampled, int threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
+           sgd::Loss loss, int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch,
+           bool freeze_items) {
             const py::ssize_t f = factors_of(user_factors);
             if (negatives < 1) throw std::invalid_argument("negatives must be >= 1");
             if (max_sampled < 1) throw std::invalid_argument("max_sampled must be >= 1");
@@ -130,7 +135,7 @@ void bind_sgd(py::module_& m) {
                                      max_sampled, freeze_items,   threads,   seed,     epoch};
             sgd::RankStats st;
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 st = sgd::rank_epoch(d.view(), model, step);
             }
             py::dict out;
@@ -147,7 +152,8 @@ void bind_sgd(py::module_& m) {
 
     m.def(
         "sgd_sample_negatives",
-        [](const sgd::PositiveData& d, const i32_in& users, sgd::Sampling sampling, std::uint64_t seed) {
+        [](const sgd::PositiveData& d, const py::object& users_in, sgd::Sampling sampling, std::uint64_t seed) {
+            const i32_in users = id_array<std::int32_t>(users_in, "users");
             check_shape(users, "users", -1);
             const std::int32_t* u = users.data();
             const py::ssize_t n = users.shape(0);
@@ -157,7 +163,7 @@ void bind_sgd(py::module_& m) {
             py::array_t<std::int32_t> out(n);
             std::int32_t* o = out.mutable_data();
             {
-                py::gil_scoped_release nogil;
+                Nogil nogil;
                 sgd::sample_negatives(d.view(), u, n, sampling, seed, o);
             }
             return out;

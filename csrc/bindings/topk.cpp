@@ -11,6 +11,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/topk.hpp"
 
@@ -19,8 +20,11 @@ using namespace recforge::bindings;
 namespace {
 
 py::tuple topk_f32(const f32_in& queries, const f32_in& items, std::int64_t k, const recforge::Csr* exclude,
-                   const std::optional<i64_in>& subset, const std::optional<i64_in>& candidates, int threads,
-                   std::int64_t block_queries, std::int64_t block_items, recforge::TopkKernel kernel) {
+                   const std::optional<py::object>& subset_in, const std::optional<py::object>& candidates_in,
+                   Threads threads, std::int64_t block_queries, std::int64_t block_items, recforge::TopkKernel kernel) {
+    std::optional<i64_in> subset, candidates;
+    if (subset_in) subset = id_array<std::int64_t>(*subset_in, "subset");
+    if (candidates_in) candidates = id_array<std::int64_t>(*candidates_in, "candidates");
     check_shape(queries, "queries", -1, kAny);
     const std::int64_t n = queries.shape(0), f = queries.shape(1);
     check_shape(items, "items", -1, f);
@@ -52,7 +56,7 @@ py::tuple topk_f32(const f32_in& queries, const f32_in& items, std::int64_t k, c
     const std::int64_t c = candidates ? candidates->shape(1) : 0;
     const recforge::CsrView* exp = exclude ? &ex : nullptr;
     {
-        py::gil_scoped_release nogil;  // raw pointers only from here on
+        Nogil nogil;  // raw pointers only from here on
         if (candp) recforge::topk_candidates(q, n, it, m, f, k, candp, c, exp, ip, sp, threads);
         else recforge::topk_dense(q, n, it, m, f, k, subp, n_sub, exp, ip, sp, threads, options);
     }

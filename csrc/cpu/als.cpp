@@ -17,6 +17,8 @@
 #include "recforge/als.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -81,6 +83,7 @@ struct ImplicitCtx {
     int f;
     ImplicitOptions opt;
     float* X;
+    StopToken* stop;  // the caller's (or null); exact solves poll it per row: a row can take a second
 };
 
 // One pass over a row's entries: out += sum_j coef_j y_j with
@@ -201,9 +204,21 @@ void cg_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, float*
 }
 
 // ---- implicit, exact (Cholesky) -------------------------------------------------------------
+// A row whose system is singular is reported, not thrown, from inside the parallel region: the
+// solvers return it (kNoFailure when every row solved) and the caller throws once the region is
+// over, for the smallest failing row, so the message does not depend on the thread count.
+constexpr std::int64_t kNoFailure = INT64_MAX;
+
 [[noreturn]] void not_positive_definite(std::int64_t row) {
     throw std::domain_error("ALS: the normal equations of row " + std::to_string(row) +
                             " are not positive definite; use regularization > 0");
+}
+
+// Lowers `first` to `row` (the smallest failing row over all threads).
+void record_failure(std::atomic<std::int64_t>& first, std::int64_t row) {
+    std::int64_t seen = first.load(std::memory_order_relaxed);
+    while (row < seen && !first.compare_exchange_weak(seen, row, std::memory_order_relaxed)) {
+    }
 }
 
 struct CholeskyScratch {
@@ -299,8 +314,10 @@ RECFORGE_INLINE bool cholesky_solve_upper(float* __restrict A, float* __restrict
 }
 
 // F > 0: the register-tiled kernels above (F % 32 == 0); F == 0: any f, through BLAS.
+// Returns the first row whose system is not positive definite, or kNoFailure.
 template <int F>
-RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+RECFORGE_INLINE std::int64_t cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std::int64_t end,
+                                           CholeskyScratch& s) {
     const int f = F ? F : c.f;
     const float alpha = c.opt.alpha, alpha0 = c.opt.alpha0;
     float* __restrict A = s.A.data();
@@ -308,6 +325,7 @@ RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std
     float* __restrict Z = s.Z.data();
     float* __restrict W = s.W.data();
     for (std::int64_t u = begin; u < end; ++u) {
+        if (stop_requested(c.stop)) return kNoFailure;  // parallel_for throws Interrupted
         const std::int64_t lo = c.m.indptr[u], hi = c.m.indptr[u + 1];
         float* x = c.X + u * f;
         if (hi == lo) {
@@ -343,26 +361,23 @@ RECFORGE_INLINE void cholesky_rows(const ImplicitCtx& c, std::int64_t begin, std
         bool ok;
         if constexpr (F > 0) ok = cholesky_solve_upper<F>(A, b);
         else ok = blas::cholesky_solve(f, A, f, b);
-        if (!ok) not_positive_definite(u);
+        if (!ok) return u;
         std::memcpy(x, b, sizeof(float) * f);
     }
+    return kNoFailure;
 }
 
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
-void cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
+std::int64_t cholesky_block(const ImplicitCtx& c, std::int64_t begin, std::int64_t end, CholeskyScratch& s) {
     switch (c.f) {
         case 32:
-            cholesky_rows<32>(c, begin, end, s);
-            break;
+            return cholesky_rows<32>(c, begin, end, s);
         case 64:
-            cholesky_rows<64>(c, begin, end, s);
-            break;
+            return cholesky_rows<64>(c, begin, end, s);
         case 128:
-            cholesky_rows<128>(c, begin, end, s);
-            break;
+            return cholesky_rows<128>(c, begin, end, s);
         default:
-            cholesky_rows<0>(c, begin, end, s);
-            break;
+            return cholesky_rows<0>(c, begin, end, s);
     }
 }
 
@@ -396,7 +411,7 @@ void gram(const float* Y, std::int64_t n, int f, float* G, int threads) {
 void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt) {
     check_factors(f);
     if (opt.cg_steps < 1 && opt.solver == Solver::cg) throw std::invalid_argument("cg_steps must be >= 1");
-    const ImplicitCtx ctx{m, Y, G, f, opt, X};
+    const ImplicitCtx ctx{m, Y, G, f, opt, X, StopToken::current()};
     const int nt = resolve_threads(opt.threads);
     if (opt.solver == Solver::cg) {
         std::vector<std::vector<float>> scratch(nt, std::vector<float>(3 * static_cast<std::size_t>(f)));
@@ -412,10 +427,13 @@ void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, flo
             s.Z.resize(static_cast<std::size_t>(kGatherRows) * f);
             s.W.resize(static_cast<std::size_t>(kGatherRows) * f);
         }
+        std::atomic<std::int64_t> failed_row{kNoFailure};
         parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
             const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
-            cholesky_block(ctx, begin, end, scratch[thread_index()]);
+            const std::int64_t bad = cholesky_block(ctx, begin, end, scratch[thread_index()]);
+            if (bad != kNoFailure) record_failure(failed_row, bad);
         });
+        if (failed_row.load() != kNoFailure) not_positive_definite(failed_row.load());
     }
 }
 
@@ -430,6 +448,8 @@ void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, i
         s.b.resize(d);
         s.Z.resize(static_cast<std::size_t>(kGatherRows) * d);
     }
+    std::atomic<std::int64_t> failed_row{kNoFailure};
+    StopToken* const stop = StopToken::current();
     parallel_for(0, block_count(m.n_rows), opt.threads, 1, [&](std::int64_t blk) {
         const std::int64_t begin = blk * kRowBlock, end = std::min(m.n_rows, begin + kRowBlock);
         CholeskyScratch& s = scratch[thread_index()];
@@ -437,6 +457,7 @@ void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, i
         float* b = s.b.data();
         float* Z = s.Z.data();
         for (std::int64_t u = begin; u < end; ++u) {
+            if (stop_requested(stop)) return;  // parallel_for throws Interrupted
             const std::int64_t lo = m.indptr[u], hi = m.indptr[u + 1];
             float* x = X + u * f;
             if (hi == lo) {  // no ratings: the prediction falls back to mu + b_i
@@ -462,11 +483,15 @@ void explicit_solve(const CsrView& m, const float* Y, const float* other_bias, i
                 }
                 blas::gram(d, nb, 1.0f, Z, d, 1.0f, A, d);
             }
-            if (!blas::cholesky_solve(d, A, d, b)) not_positive_definite(u);
+            if (!blas::cholesky_solve(d, A, d, b)) {
+                record_failure(failed_row, u);
+                return;
+            }
             std::memcpy(x, b, sizeof(float) * f);
             own_bias[u] = b[f];
         }
     });
+    if (failed_row.load() != kNoFailure) not_positive_definite(failed_row.load());
 }
 
 double implicit_loss(const CsrView& m, const float* X, const float* Y, const float* G, int f,

@@ -17,9 +17,13 @@ namespace recforge::mlp {
 using detail::Workspace;
 
 void Arch::validate() const {
-    if (dim_gmf < 0 || dim_mlp < 0) throw std::invalid_argument("embedding dimensions must be >= 0");
+    // Widths up to 2^20 keep every derived width (2 dim_mlp, dim_gmf + dim_mlp, ...) inside an int.
+    constexpr int kMaxWidth = 1 << 20;
+    if (dim_gmf < 0 || dim_mlp < 0 || dim_gmf > kMaxWidth || dim_mlp > kMaxWidth)
+        throw std::invalid_argument("embedding dimensions must be in [0, 2^20]");
     for (int w : layers)
-        if (w <= 0) throw std::invalid_argument("layer sizes must be >= 1, got " + std::to_string(w));
+        if (w <= 0 || w > kMaxWidth)
+            throw std::invalid_argument("layer sizes must be in [1, 2^20], got " + std::to_string(w));
     switch (mode) {
         case Mode::gmf:
             if (dim_gmf <= 0 || dim_mlp != 0 || !layers.empty())
@@ -303,6 +307,9 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
 
     // One parallel region per epoch; work is split statically by thread index (chunk c on thread
     // c % team, update task k on thread k % team) with two barriers per step.
+    // Ctrl-C: the calling thread (team thread 0) polls between the two barriers of a batch; every
+    // thread reads the answer after the second one, so the whole team leaves at the same batch.
+    StopToken* const stop = StopToken::current();
     Barrier barrier;
 #ifdef RECFORGE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -358,7 +365,9 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                                     params.item_emb, state.m_item, state.v_item, slot_i.data());
                 }
             }
+            if (tid == 0) stop_requested(stop);
             barrier.wait();
+            if (stop != nullptr && stop->stopped()) break;
             if (dense_adam) {
                 // Every row of both tables steps; the rows (users first, then items) are split into
                 // one contiguous range per thread.
@@ -377,6 +386,7 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
             }
         }
     }
+    if (stop != nullptr && stop->stopped()) throw Interrupted();  // the parameters are half-updated
     state.step += n_batches;
     return total_loss / double(n);
 }

@@ -16,7 +16,7 @@ std::int64_t epoch_samples(const CsrView& m, int negatives) {
     std::int64_t total = 0;
     for (std::int64_t u = 0; u < m.n_rows; ++u) {
         const std::int64_t nnz = m.row_nnz(u);
-        total += nnz * (1 + (nnz < m.n_cols ? negatives : 0));
+        total += nnz * (1 + (nnz < m.n_cols ? std::int64_t{negatives} : 0));  // 1 + INT_MAX must not wrap
     }
     return total;
 }

@@ -11,6 +11,9 @@
 
 namespace recforge::sgd::detail {
 
+// Samples (or drawn negatives) between two checks of the caller's StopToken (a power of two).
+constexpr std::int64_t kPollEvery = 4096;
+
 // Fewest samples per thread per epoch worth a thread: below it the fork/join costs more than it
 // saves, and on a small catalogue the threads' lock-free writes keep stealing the same cache lines
 // from each other (measured on MovieLens-100K: 2 threads were no faster than 1).

@@ -23,11 +23,12 @@ constexpr std::int64_t kPrefetch = 8;
 template <int F>
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 double mf_range(const Rating* r, const MFModel& m, float lr, float item_lr, float reg, float bias_reg,
-                std::int64_t begin, std::int64_t end) {
+                std::int64_t begin, std::int64_t end, StopToken* stop) {
     const int f = F > 0 ? F : m.factors;
     const bool biases = m.user_bias != nullptr;
     double sse = 0.0;
     for (std::int64_t t = begin; t < end; ++t) {
+        if (((t - begin) & (detail::kPollEvery - 1)) == 0 && stop_requested(stop)) break;  // results dropped
         if (t + kPrefetch < end) {
             __builtin_prefetch(m.user_factors + static_cast<std::int64_t>(r[t + kPrefetch].user) * f);
             __builtin_prefetch(m.item_factors + static_cast<std::int64_t>(r[t + kPrefetch].item) * f);
@@ -67,23 +68,25 @@ double mf_epoch(Rating* r, std::int64_t n, const MFModel& m, const MFStep& s) {
         r[k] = r[j];
         r[j] = tmp;
     }
+    StopToken* const stop = StopToken::current();
     const auto sse = per_thread<double>(detail::useful_threads(s.threads, n), [&](int t, int nt) {
         const std::int64_t b = share_begin(n, t, nt), e = share_begin(n, t + 1, nt);
         // Frozen items get a zero step: x + 0 * g == x, without a branch in the hot loop.
         const float item_lr = s.freeze_items ? 0.f : s.lr;
         switch (m.factors) {
             case 16:
-                return mf_range<16>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+                return mf_range<16>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e, stop);
             case 32:
-                return mf_range<32>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+                return mf_range<32>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e, stop);
             case 64:
-                return mf_range<64>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+                return mf_range<64>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e, stop);
             case 128:
-                return mf_range<128>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+                return mf_range<128>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e, stop);
             default:
-                return mf_range<0>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e);
+                return mf_range<0>(r, m, s.lr, item_lr, s.reg, s.bias_reg, b, e, stop);
         }
     });
+    throw_if_stopped(stop);
     double total = 0.0;
     for (double v : sse) total += v;
     return total / static_cast<double>(n);

@@ -138,7 +138,10 @@ inline void search_step(Slot& sl) {
 constexpr std::int32_t kEmptyRow[1] = {-1};
 
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, SplitMix64 rng, std::int64_t n_samples) {
+// Stops early (results discarded by the caller) when `stop` asks: polled every kPollEvery samples
+// and every kPollEvery negatives, so a huge `negatives` or `max_sampled` stays interruptible.
+RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, SplitMix64 rng, std::int64_t n_samples,
+                     StopToken* stop) {
     const int f = m.factors;
     float* const bias = m.item_bias;
     const float lr = s.lr, reg = s.reg;
@@ -182,6 +185,7 @@ RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, Split
     for (std::int64_t t = 0; t < std::min<std::int64_t>(2 * kAhead, n_samples); ++t) stage3(t);
 
     for (std::int64_t t = 0; t < n_samples; ++t) {
+        if ((t & (detail::kPollEvery - 1)) == 0 && stop_requested(stop)) break;
         if (t + 4 * kAhead < n_samples) stage1(t + 4 * kAhead);
         if (t + 3 * kAhead < n_samples) stage2(t + 3 * kAhead);
         if (t + 2 * kAhead < n_samples) stage3(t + 2 * kAhead);
@@ -200,6 +204,7 @@ RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, Split
 
         if (s.loss == Loss::bpr) {
             for (int n = 0; n < s.negatives; ++n) {
+                if ((n & (detail::kPollEvery - 1)) == detail::kPollEvery - 1 && stop_requested(stop)) break;
                 if (n > 0) j = draw_negative(d, s.sampling, rng, row, len);
                 if (j < 0) {
                     ++st.skipped;
@@ -225,6 +230,7 @@ RankStats rank_range(const Rows& d, const RankModel& m, const RankStep& s, Split
             float pos = simd::dot(p, qi, f);
             if (bias) pos += bias[i];
             for (int n = 1; n <= s.max_sampled; ++n) {
+                if ((n & (detail::kPollEvery - 1)) == 0 && stop_requested(stop)) break;
                 if (n > 1) j = draw_negative(d, s.sampling, rng, row, len);
                 if (j < 0) {
                     ++st.skipped;
@@ -259,10 +265,12 @@ RankStats rank_epoch(const Positives& p, const RankModel& m, const RankStep& s) 
     const Rows d(p);
     RankStats total;
     if (d.nnz <= 0) return total;
+    StopToken* const stop = StopToken::current();
     const auto parts = per_thread<RankStats>(detail::useful_threads(s.threads, d.nnz), [&](int t, int nt) {
         const std::int64_t n = share_begin(d.nnz, t + 1, nt) - share_begin(d.nnz, t, nt);
-        return rank_range(d, m, s, detail::stream(s.seed, s.epoch, static_cast<std::uint64_t>(t)), n);
+        return rank_range(d, m, s, detail::stream(s.seed, s.epoch, static_cast<std::uint64_t>(t)), n, stop);
     });
+    throw_if_stopped(stop);
     for (const RankStats& p : parts) {
         total.loss += p.loss;
         total.pairs += p.pairs;

@@ -200,6 +200,7 @@ void dense_blas(const float* queries, std::int64_t n, const float* it, std::int6
         std::vector<RowState> state;
     };
     std::vector<Workspace> work(static_cast<std::size_t>(nt));
+    StopToken* const stop = StopToken::current();
     parallel_for(0, n_blocks, nt, 1, [&](std::int64_t b) {
         Workspace& w = work[static_cast<std::size_t>(thread_index())];
         if (w.scores.empty()) {
@@ -211,6 +212,7 @@ void dense_blas(const float* queries, std::int64_t n, const float* it, std::int6
         const std::int64_t count = std::min(bq, n - q0);
         start_rows(w.state.data(), w.heaps.data(), q0, count, rows);
         for (std::int64_t j0 = 0; j0 < mm; j0 += bi) {
+            if (stop_requested(stop)) return;  // a huge catalogue: poll between item blocks too
             const std::int64_t cols = std::min(bi, mm - j0);
             blas::gemm(false, true, static_cast<int>(count), static_cast<int>(cols), static_cast<int>(f), 1.0f,
                        queries + q0 * f, static_cast<int>(f), it + j0 * f, static_cast<int>(f), 0.0f, w.scores.data(),
@@ -315,6 +317,7 @@ void dense_fused(const float* queries, std::int64_t n, const float* items, std::
         std::vector<RowState> state;
     };
     std::vector<Workspace> work(static_cast<std::size_t>(nt));
+    StopToken* const stop = StopToken::current();
     parallel_for(0, n_blocks, nt, 1, [&](std::int64_t b) {
         Workspace& w = work[static_cast<std::size_t>(thread_index())];
         if (!w.qpack) {
@@ -339,6 +342,7 @@ void dense_fused(const float* queries, std::int64_t n, const float* items, std::
         const std::int64_t chunk = std::max<std::int64_t>(
             1, chunk_items > 0 ? chunk_items / kPanel : kFusedChunkBytes / (f * kPanel * 4));
         for (std::int64_t p0 = 0; p0 < n_panels; p0 += chunk) {
+            if (stop_requested(stop)) return;  // a huge catalogue: poll between item chunks too
             const std::int64_t p1 = std::min(n_panels, p0 + chunk);
             for (std::int64_t g = 0; g < groups; ++g) {
                 const int live = static_cast<int>(std::min<std::int64_t>(kTileRows, count - g * kTileRows));

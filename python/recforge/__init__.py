@@ -33,9 +33,9 @@ from .topk import topk  # eager: importing the submodule recforge.topk would sha
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> the module it lives in; imported on first access (PEP 562).
-_SUBMODULES = ("datasets", "evaluation", "split", "transforms")
+_SUBMODULES = ("datasets", "distributed", "evaluation", "split", "transforms")
 _LAZY = {
-    "datasets": ".datasets", "evaluation": ".evaluation", "split": ".split", "transforms": ".transforms",
+    **{name: f".{name}" for name in _SUBMODULES},  # distributed needs the optional Dask extra
     "IdMap": ".data", "Interactions": ".data", "cupy_available": "._backend",
     **{name: ".models" for name in ("ALS", "BPR", "SGDMF", "FactorModel", "MLPScorer", "MostPopular",
                                     "NotFittedError", "Recommender", "load")},

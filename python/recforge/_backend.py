@@ -6,13 +6,15 @@ package imports plain Python names.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import threading
 import warnings
 
 from . import _core
 
-__all__ = ["cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas", "with_cuda"]
+__all__ = ["THREAD_LIMIT", "cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas", "with_cuda"]
 
 
 def _load_cuda():
@@ -48,13 +50,22 @@ def _install_scipy_blas() -> None:
 _install_scipy_blas()
 
 
+THREAD_LIMIT: int = _core.thread_limit()
+"""The largest ``threads`` any entry accepts: 256, or the number of cores when larger."""
+
+
 def resolve_threads(threads: int) -> int:
-    """Validate ``threads`` (0 = all cores) and return the count the kernels will use."""
+    """Validate ``threads`` and return the count the kernels will use (0 = all cores).
+
+    The one rule for every ``threads=`` (models, ``recforge.topk``, loaded model files): an int in
+    ``[0, THREAD_LIMIT]``; anything else is a TypeError / ValueError here, before OpenMP sees it
+    (the C++ kernels refuse the same range).
+    """
     if isinstance(threads, bool) or not hasattr(threads, "__index__"):
         raise TypeError(f"threads must be an int (0 = all cores), got {type(threads).__name__}")
-    threads = int(threads)
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0 (0 = all cores), got {threads}")
+    threads = int(threads.__index__())
+    if not 0 <= threads <= THREAD_LIMIT:
+        raise ValueError(f"threads must be in [0, {THREAD_LIMIT}] (0 = all cores), got {threads}")
     return _core.max_threads(threads)
 
 
@@ -65,13 +76,33 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0  # calls inside single_threaded_blas, over all Python threads
+_blas_limiter = None  # threadpoolctl's limiter of the outermost call: it restores the original limits
+
+
+@contextlib.contextmanager
 def single_threaded_blas():
     """Context manager: BLAS runs on the calling thread only.
 
     Our kernels call BLAS from inside their own OpenMP threads; a multithreaded BLAS underneath
-    would oversubscribe the cores.
+    would oversubscribe the cores. The BLAS thread count is process-wide, so overlapping calls
+    (from several Python threads) share one limit: the first to enter sets it, the last to leave
+    restores the original (each restoring its own would leave BLAS single-threaded for good).
     """
-    return _blas_controller().limit(limits=1, user_api="blas")
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 @functools.cache

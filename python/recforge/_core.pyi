@@ -39,14 +39,7 @@ class _PybindEnum:
 
 class Csr:
     """A sparse matrix as every kernel takes it: int64 indptr, int32 indices, float32 data (or none), validated once when built; immutable."""
-    def __init__(
-        self,
-        indptr: numpy.ndarray,
-        indices: numpy.ndarray,
-        data: object,
-        shape: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex],
-        name: str = "csr",
-    ) -> None:
+    def __init__(self, indptr: object, indices: object, data: object, shape: object, name: str = "csr") -> None:
         """Copy and validate a CSR matrix (data may be None: pattern only); errors start with `name`."""
 
     @property
@@ -192,7 +185,7 @@ def als_explicit_solve(
     own_bias: numpy.ndarray,
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     global_mean: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> None:
     """Explicit ALS half-step with biases: solve X (rows of m, f) and own_bias (rows of m) in place."""
 
@@ -203,13 +196,13 @@ def als_explicit_sse(
     Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     other_bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     global_mean: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> float:
     """Sum of squared errors of the explicit model over the stored ratings of m."""
 
 def als_gram(
     Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """YᵀY (f, f) float32 of Y (n, f): the Gram matrix the implicit half-step takes."""
 
@@ -222,7 +215,7 @@ def als_implicit_loss(
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     alpha0: typing.SupportsFloat | typing.SupportsIndex,
     nu: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> float:
     """The rows' share of the implicit ALS objective (data term and their regularisation)."""
 
@@ -237,20 +230,20 @@ def als_implicit_solve(
     nu: typing.SupportsFloat | typing.SupportsIndex,
     solver: Solver,
     cg_steps: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
 
-def max_threads(threads: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
-    """Threads a kernel uses for `threads` (<= 0: all cores)."""
+def max_threads(threads: object = 0) -> int:
+    """Threads a kernel uses for `threads` in [0, thread_limit()] (0: all cores); ValueError otherwise."""
 
 def mlp_loss_grad(
     arch: MLPArch,
     user_emb: numpy.ndarray,
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     labels: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     l2: typing.SupportsFloat | typing.SupportsIndex,
 ) -> tuple:
@@ -260,7 +253,7 @@ def mlp_sample_epoch(
     interactions: Csr,
     negatives: typing.SupportsInt | typing.SupportsIndex,
     seed: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float32]]:
     """(users, items, labels) of one epoch: every stored entry plus `negatives` unseen items each, shuffled."""
 
@@ -269,8 +262,8 @@ def mlp_score_all(
     user_emb: numpy.ndarray,
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    users: object,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Logits (n, n_items) float32 of each user against every item."""
 
@@ -279,9 +272,9 @@ def mlp_score_pairs(
     user_emb: numpy.ndarray,
     item_emb: numpy.ndarray,
     dense: numpy.ndarray,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    users: object,
+    items: object,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Logits (n,) float32 of the (users[j], items[j]) pairs."""
 
@@ -297,8 +290,8 @@ def mlp_train_epoch(
     m_dense: numpy.ndarray,
     v_dense: numpy.ndarray,
     step: typing.SupportsInt | typing.SupportsIndex,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     labels: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     optimizer: Optimizer,
     lr: typing.SupportsFloat | typing.SupportsIndex,
@@ -307,7 +300,7 @@ def mlp_train_epoch(
     eps: typing.SupportsFloat | typing.SupportsIndex,
     l2: typing.SupportsFloat | typing.SupportsIndex,
     batch_size: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> tuple[float, int]:
     """One training epoch over the given samples, in place. Returns (mean loss, optimiser step count)."""
 
@@ -324,7 +317,7 @@ def sgd_mf_epoch(
     lr: typing.SupportsFloat | typing.SupportsIndex,
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     bias_regularization: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
     seed: typing.SupportsInt | typing.SupportsIndex,
     epoch: typing.SupportsInt | typing.SupportsIndex,
     freeze_items: bool = False,
@@ -332,14 +325,14 @@ def sgd_mf_epoch(
     """One Hogwild SGD epoch of biased MF (updates the arrays in place); returns the training MSE."""
 
 def sgd_mf_predict(
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
-    items: typing.Annotated[numpy.typing.ArrayLike, numpy.int64],
+    users: object,
+    items: object,
     user_factors: numpy.ndarray,
     item_factors: numpy.ndarray,
     user_bias: object,
     item_bias: object,
     global_mean: typing.SupportsFloat | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """Biased-MF predictions (n,) for (user, item) pairs; ids out of range count as unknown (bias fallback)."""
 
@@ -354,7 +347,7 @@ def sgd_rank_epoch(
     sampling: Sampling,
     loss: Loss,
     max_sampled: typing.SupportsInt | typing.SupportsIndex,
-    threads: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
     seed: typing.SupportsInt | typing.SupportsIndex,
     epoch: typing.SupportsInt | typing.SupportsIndex,
     freeze_items: bool = False,
@@ -363,20 +356,23 @@ def sgd_rank_epoch(
 
 def sgd_sample_negatives(
     data: SGDPositiveData,
-    users: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    users: object,
     sampling: Sampling,
     seed: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.int32]:
     """The negatives (n,) int32 the rank epochs would draw for `users` (-1: none found); for tests."""
+
+def thread_limit() -> int:
+    """The largest `threads` a kernel accepts: max(256, cores)."""
 
 def topk_f32(
     queries: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     items: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     k: typing.SupportsInt | typing.SupportsIndex,
     exclude: Csr | None = None,
-    subset: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
-    candidates: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
-    threads: typing.SupportsInt | typing.SupportsIndex = 0,
+    subset: object | None = None,
+    candidates: object | None = None,
+    threads: int = 0,
     block_queries: typing.SupportsInt | typing.SupportsIndex = 0,
     block_items: typing.SupportsInt | typing.SupportsIndex = 0,
     kernel: TopkKernel = ...,

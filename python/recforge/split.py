@@ -24,6 +24,14 @@ def _check_inter(inter) -> Interactions:
     return inter
 
 
+def _check_seed(seed) -> int:
+    """An int in [0, 2^63), the models' seed range (NumPy's own message would name no argument)."""
+    seed = check_nonnegative(seed, "seed", integer=True)
+    if seed >= 2**63:
+        raise ValueError(f"seed must be an int in [0, 2^63), got {seed}")
+    return seed
+
+
 def _check_fraction(value, name, low_open=True, high_open=True) -> float:
     value = check_nonnegative(value, name)
     if (low_open and value <= 0) or (high_open and value >= 1) or value > 1:
@@ -80,7 +88,7 @@ def random_holdout(
     """
     inter = _check_inter(inter)
     test_fraction = _check_fraction(test_fraction, "test_fraction")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     test = _per_user_holdout(inter, inter.user_of_entry(), test_fraction, rng)
     return inter._subset(~test), inter._subset(test)
 
@@ -146,9 +154,14 @@ def temporal(inter: Interactions, cutoff=None, test_fraction: float | None = Non
             raise ValueError("inter is empty")
         cutoff = np.sort(ts)[min(len(ts) - 1, int(np.floor((1.0 - test_fraction) * len(ts))))]
     elif np.issubdtype(ts.dtype, np.datetime64):
-        cutoff = pd.Timestamp(cutoff).to_datetime64()
-    elif not isinstance(cutoff, (int, float, np.number)) or isinstance(cutoff, bool):
+        cutoff = pd.Timestamp(cutoff)
+        if pd.isna(cutoff):  # NaT compares False with everything: every row would be training
+            raise ValueError("cutoff must be a time, got NaT")
+        cutoff = cutoff.to_datetime64()
+    elif not isinstance(cutoff, (int, float, np.number)) or isinstance(cutoff, (bool, np.bool_)):
         raise TypeError(f"cutoff must be a number like the timestamps (dtype {ts.dtype}), got {type(cutoff).__name__}")
+    elif not np.isfinite(cutoff):  # NaN compares False with everything, inf puts every row on one side
+        raise ValueError(f"cutoff must be a finite number, got {cutoff}")
     test = ts >= cutoff
     return inter._subset(~test), inter._subset(test)
 
@@ -175,7 +188,7 @@ def strong_generalization(
     inter = _check_inter(inter)
     test_users_fraction = _check_fraction(test_users_fraction, "test_users_fraction")
     fold_in_fraction = _check_fraction(fold_in_fraction, "fold_in_fraction")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     counts = np.diff(inter.csr.indptr)
     eligible = np.flatnonzero(counts >= 2)
     n_test_users = int(round(test_users_fraction * len(eligible)))

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from ._backend import resolve_device, resolve_threads
 from ._ops import get_ops
-from ._validation import check_dense, check_k
+from ._validation import check_dense, check_k, check_memory, check_sparse_structure
 
 __all__ = ["topk"]
 
@@ -72,6 +72,7 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
         raise ValueError("queries and items have 0 factors")
     if k > m:
         raise ValueError(f"k must be <= the number of items ({m}), got {k}")
+    check_memory(12.0 * n * k, f"k={k} for {n} queries (an ({n}, {k}) result)")
     if n and q.shape[1] * float(np.abs(q).max()) * float(np.abs(it).max()) > _SCORE_LIMIT:
         raise ValueError("queries and items are too large: their inner products would overflow float32")
 
@@ -81,6 +82,7 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
             raise TypeError(f"exclude must be a scipy.sparse matrix (n x m), got {type(exclude).__name__}")
         if exclude.shape != (n, m):
             raise ValueError(f"exclude must have shape {(n, m)}, got {exclude.shape}")
+        check_sparse_structure(exclude, "exclude")  # before SciPy converts it
         ex = sp.csr_matrix(exclude)
         if not ex.has_sorted_indices:  # the kernel merges sorted rows
             ex = ex.sorted_indices()

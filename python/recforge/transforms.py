@@ -28,7 +28,14 @@ __all__ = ["bm25_weight", "linear_confidence", "log_confidence", "log_scale", "t
 
 
 def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
-    out = sp.csr_matrix((data.astype(np.float32, copy=False), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        data32 = data.astype(np.float32, copy=False)
+    if data32.size and not np.isfinite(data32).all():  # finite but huge inputs (3e38) overflow float32
+        raise ValueError(
+            f"the weighted values overflow float32 (the input's values go up to {float(np.abs(csr.data).max()):.3g}): "
+            "scale csr (or alpha) down"
+        )
+    out = sp.csr_matrix((data32, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
     out.has_sorted_indices = True
     return out
 

@@ -4,7 +4,10 @@
 //                         brute force; integer-valued factors make every score exact, so ids must
 //                         match including the tie rule (equal scores: lower id first)
 //   recforge_smoke als    one implicit ALS half-step (Cholesky: the exact row minimiser) does not
-//                         increase the rows' share of the loss, and lowers it from a random start
+//                         increase the rows' share of the loss, and lowers it from a random start;
+//                         a singular system is a std::domain_error (never a terminate)
+//   recforge_smoke interrupt  a StopToken that asks to stop interrupts a kernel (recforge::Interrupted);
+//                         threads above thread_limit() are refused
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -20,6 +23,8 @@
 
 #include "recforge/als.hpp"
 #include "recforge/csr.hpp"
+#include "recforge/interrupt.hpp"
+#include "recforge/parallel.hpp"
 #include "recforge/topk.hpp"
 
 namespace {
@@ -184,6 +189,84 @@ int check_als() {
     const double again = recforge::als::implicit_loss(csr, X.data(), Y.data(), G.data(), f, opt);
     CHECK(std::abs(again - after) <= 1e-4 * std::abs(after) + 1e-6, "second half-step moved the loss %.6f -> %.6f",
           after, again);
+
+    // A singular system (no regularisation, no unobserved-pair weight, one entry per row: rank 1)
+    // is reported as std::domain_error on the calling thread, never thrown inside the OpenMP region
+    // (which would terminate the process), for the smallest failing row whatever the thread count.
+    std::vector<std::int64_t> one_ptr{0};
+    std::vector<std::int32_t> one_idx;
+    for (std::int64_t u = 0; u < rows; ++u) {
+        one_idx.push_back(static_cast<std::int32_t>(u % cols));
+        one_ptr.push_back(u + 1);
+    }
+    const recforge::Csr single(std::move(one_ptr), std::move(one_idx), std::vector<float>(rows, 1.0f), cols, "m");
+    recforge::als::ImplicitOptions sing = opt;
+    sing.reg = 0.0f;
+    sing.alpha0 = 0.0f;
+    std::string message;
+    try {
+        recforge::als::implicit_solve(single.view(), Y.data(), G.data(), f, X.data(), sing);
+    } catch (const std::domain_error& e) {
+        message = e.what();
+    }
+    CHECK(message.find("row 0 are not positive definite") != std::string::npos, "singular system: '%s'",
+          message.c_str());
+    message.clear();
+    std::vector<float> bias_in(cols, 0.0f), bias_out(rows, 0.0f);
+    try {
+        recforge::als::explicit_solve(single.view(), Y.data(), bias_in.data(), f, X.data(), bias_out.data(),
+                                      recforge::als::ExplicitOptions{0.0f, 0.0f, 2});
+    } catch (const std::domain_error& e) {
+        message = e.what();
+    }
+    CHECK(message.find("not positive definite") != std::string::npos, "singular explicit system: '%s'",
+          message.c_str());
+    return failures;
+}
+
+// A kernel whose caller's StopToken asks to stop throws recforge::Interrupted, after its parallel
+// region; without a token (or with one that never asks) it runs to the end.
+int check_interrupt() {
+    const std::int64_t n = 64, m = 4096, f = 8;
+    std::vector<float> q(n * f, 1.0f), items(m * f, 1.0f);
+    std::vector<std::int64_t> ids(n);
+    std::vector<float> scores(n);
+    auto run = [&]() {
+        recforge::topk_dense(q.data(), n, items.data(), m, f, 1, nullptr, 0, nullptr, ids.data(), scores.data(), 2);
+    };
+    bool interrupted = false;
+    {
+        recforge::StopToken token([](void*) { return true; }, nullptr);
+        try {
+            run();
+        } catch (const recforge::Interrupted&) {
+            interrupted = true;
+        }
+    }
+    CHECK(interrupted, "a requested stop did not interrupt the kernel");
+    {
+        recforge::StopToken token([](void*) { return false; }, nullptr);
+        run();
+    }
+    run();
+    CHECK(ids[0] == 0 && scores[0] == static_cast<float>(f), "kernel result wrong after a stop");
+    // An exception thrown by a parallel body reaches the caller (it never leaves the OpenMP region).
+    std::string caught;
+    try {
+        recforge::parallel_for(0, 1000, 2, 1, [](std::int64_t i) {
+            if (i == 377) throw std::runtime_error("row 377");
+        });
+    } catch (const std::runtime_error& e) {
+        caught = e.what();
+    }
+    CHECK(caught == "row 377", "exception from a parallel body: '%s'", caught.c_str());
+    bool refused = false;
+    try {
+        recforge::resolve_threads(recforge::thread_limit() + 1);
+    } catch (const std::invalid_argument&) {
+        refused = true;
+    }
+    CHECK(refused, "threads above thread_limit() accepted");
     return failures;
 }
 
@@ -218,8 +301,10 @@ int main(int argc, char** argv) {
         failed = check_als();
     } else if (what == "csr") {
         failed = check_csr();
+    } else if (what == "interrupt") {
+        failed = check_interrupt();
     } else {
-        std::fprintf(stderr, "usage: %s topk|als|csr\n", argv[0]);
+        std::fprintf(stderr, "usage: %s topk|als|csr|interrupt\n", argv[0]);
         return 2;
     }
     std::printf("%s: %s\n", what.c_str(), failed ? "FAILED" : "ok");

@@ -15,6 +15,8 @@ name ("cg", "bpr", ...) and mapped to the ``_core`` enums here.
 
 from __future__ import annotations
 
+import copyreg
+
 import numpy as np
 
 from .. import _core
@@ -42,6 +44,18 @@ def csr(m, name: str = "interactions") -> _core.Csr:
     return _core.Csr(m.indptr, m.indices, m.data, m.shape, name)
 
 
+def _reduce_csr(m: _core.Csr):
+    """Pickling a ``_core.Csr`` (recforge.distributed moves blocks between processes): its arrays,
+    rebuilt and validated again when loaded."""
+    if m.nnz == 0:  # (the views of empty arrays are not available)
+        return _core.Csr, (np.asarray(m.indptr), np.zeros(0, np.int32), np.zeros(0, np.float32), tuple(m.shape))
+    data = None if m.data is None else np.asarray(m.data)
+    return _core.Csr, (np.asarray(m.indptr), np.asarray(m.indices), data, tuple(m.shape))
+
+
+copyreg.pickle(_core.Csr, _reduce_csr)
+
+
 # -- ALS --------------------------------------------------------------------------------------
 def gram(Y: np.ndarray, threads: int) -> np.ndarray:
     """YᵀY (f, f) float32: the Gram matrix ``als_implicit_half_step`` takes, once per half-step."""
@@ -66,11 +80,15 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
         _core.als_explicit_solve(csr(m, "ratings"), Y, other_bias, X, own_bias, regularization, global_mean, threads)
 
 
-def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads) -> float:
-    """The rows' share of the implicit objective: data term plus their regularisation."""
+def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None) -> float:
+    """The rows' share of the implicit objective: data term plus their regularisation.
+
+    ``YtY``: the Gram of the whole other side when ``Y`` holds only the rows ``m`` reads (default
+    ``gram(Y)``).
+    """
     with single_threaded_blas():
-        return float(_core.als_implicit_loss(csr(m), X, Y, _core.als_gram(Y, threads), alpha, regularization, alpha0,
-                                             nu, threads))  # fmt: skip
+        G = _core.als_gram(Y, threads) if YtY is None else YtY
+        return float(_core.als_implicit_loss(csr(m), X, Y, G, alpha, regularization, alpha0, nu, threads))
 
 
 def als_explicit_sse(m, X, own_bias, Y, other_bias, *, global_mean, threads) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._validation import as_csr, check_nonnegative
+from .._validation import as_csr, check_nonnegative, check_sparse_structure
 from .idmap import IdMap
 
 __all__ = ["Interactions", "DUPLICATE_RULES"]
@@ -58,6 +58,8 @@ class Interactions:
     __slots__ = ("_csr", "user_ids", "item_ids", "timestamps", "_kernel")
 
     def __init__(self, csr, user_ids=None, item_ids=None, timestamps=None):
+        if timestamps is not None and sp.issparse(csr):
+            check_sparse_structure(csr, "csr")  # before SciPy reads the index arrays (has_canonical_format)
         if timestamps is not None and sp.issparse(csr) and not (csr.format == "csr" and csr.has_canonical_format):
             raise ValueError(
                 "csr must be canonical (CSR, sorted indices, no duplicates) when timestamps are given,"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import as_csr, check_ids, check_k
+from .._validation import as_array, as_csr, check_ids, check_k
 
 __all__ = [
     "check_recommended",
@@ -31,7 +31,7 @@ def check_recommended(recommended_ids, n_items: int, k=None, name: str = "recomm
     """
     if not hasattr(recommended_ids, "__array__") and not isinstance(recommended_ids, (list, tuple)):
         raise TypeError(f"{name} must be a 2-D integer array (n_users, k), got {type(recommended_ids).__name__}")
-    rec = np.asarray(recommended_ids)
+    rec = as_array(recommended_ids, name)
     if rec.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_users, k), got shape {rec.shape}")
     if rec.shape[0] == 0 or rec.shape[1] == 0:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import as_csr, check_ids
+from .._validation import as_array, as_csr, check_ids, check_positive
 from ._common import check_recommended, csr_keys, hit_matrix, in_sorted, relevant_rows
 
 __all__ = [
@@ -233,7 +233,9 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
             raise TypeError(
                 f"scores must be an (n, n_items) array or a model with score(), got {type(scores).__name__}"
             )
-        scores = np.asarray(scores)
+        scores = as_array(scores, "scores")
+        if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
+            raise TypeError(f"scores must hold real numbers, got dtype {scores.dtype}")
         if scores.shape != (n, n_items):
             raise ValueError(f"scores must have shape {(n, n_items)} (one row per evaluated user), got {scores.shape}")
     rel = relevant_rows(t, n, None if users is None else rows)
@@ -245,8 +247,7 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
     n_train = np.diff(tr.indptr)
     n_neg = n_items - n_train - n_pos
 
-    if batch_size is None:
-        batch_size = max(1, (1 << 20) // n_items)
+    batch_size = max(1, (1 << 20) // n_items) if batch_size is None else check_positive(batch_size, "batch_size", True)
     rank_sum = np.zeros(n, dtype=np.float64)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)

@@ -16,7 +16,11 @@ import numbers
 import warnings
 from typing import Any, ClassVar
 
-__all__ = ["Param", "ParamsMixin"]
+from .._backend import resolve_threads
+
+__all__ = ["INT_MAX", "Param", "ParamsMixin"]
+
+INT_MAX = 2**31 - 1  # the largest int parameter a kernel takes (a C int)
 
 
 class Param:
@@ -25,10 +29,12 @@ class Param:
     Parameters
     ----------
     kind : {"int", "float", "bool", "choice", "seed", "threads", "device", "range", "int_tuple"}
-        "seed": int in [0, 2^63); "threads": int >= 0 (0 = all cores); "device": "auto" | "cpu" |
+        "seed": int in [0, 2^63); "threads": int in [0, THREAD_LIMIT] (0 = all cores, see
+        ``_backend.resolve_threads``); "device": "auto" | "cpu" |
         "cuda"; "range": a finite (low, high) pair with low < high; "int_tuple": a sequence of ints.
     low, high : bounds of "int" / "float" (and of the items of "int_tuple"), inclusive unless
-        ``low_open`` / ``high_open``.
+        ``low_open`` / ``high_open``. An "int" / "int_tuple" is at most ``INT_MAX`` (2^31 - 1: the
+        kernels take a C int) unless ``high`` says less.
     choices : the allowed values of "choice".
     optional : None is allowed too.
     nonempty : "int_tuple" must have at least one item.
@@ -36,6 +42,8 @@ class Param:
 
     def __init__(self, kind: str, *, low=None, high=None, low_open=False, high_open=False, choices=(),
                  optional=False, nonempty=False):  # fmt: skip
+        if kind in ("int", "int_tuple") and high is None:
+            high = INT_MAX
         self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
         self.choices, self.optional, self.nonempty = tuple(choices), optional, nonempty
 
@@ -58,9 +66,7 @@ class Param:
             if not 0 <= value < 2**63:
                 raise ValueError(f"{name} must be an int in [0, 2^63), got {value!r}")
         elif kind == "threads":
-            _check_int(name, value)
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0 (0 = all cores), got {value}")
+            resolve_threads(value)  # the one rule for every threads= (recforge._backend)
         elif kind in ("int", "float"):
             if kind == "int":
                 _check_int(name, value)

@@ -16,7 +16,16 @@ from tqdm.auto import tqdm
 
 from .._config import show_progress
 
-__all__ = ["run_epochs"]
+__all__ = ["TrainingDiverged", "run_epochs"]
+
+
+class TrainingDiverged(FloatingPointError, ValueError):
+    """Training produced NaN or inf (too large lr, values or regularisation).
+
+    A FloatingPointError (as before) and a ValueError (the project's rule for bad input): the
+    message names the parameters or inputs to change.
+    """
+
 
 log = logging.getLogger("recforge.models")
 

@@ -60,6 +60,14 @@ from .base import COMMON_PARAMS, FactorModel
 
 __all__ = ["ALS"]
 
+# The exact solve (explicit ALS, solver="cholesky") costs factors^3 / 3 flops per row and a
+# factors^2 system per thread: 2048 is ~3e9 flops (about a second) per row, so a fit stays
+# interruptible between rows; larger factors go through CG.
+_MAX_EXACT_FACTORS = 2048
+# Largest |rating| (explicit) or alpha * weight (implicit) accepted: sums of confidence x factor
+# products must stay far below float32's 3.4e38.
+_MAX_VALUE = 1e30
+
 
 class ALS(FactorModel):
     """Matrix factorisation by alternating least squares (implicit iALS or explicit with biases).
@@ -147,6 +155,29 @@ class ALS(FactorModel):
     def explicit(self) -> bool:
         return self.feedback == "explicit"
 
+    def _check_values(self, m, name: str) -> None:
+        """Refuse values whose confidences (or residuals) would overflow float32 in the solves."""
+        top = float(np.abs(m.data).max()) if m.nnz else 0.0
+        if top * (1.0 if self.explicit else max(self.alpha, 1.0)) > _MAX_VALUE:
+            raise ValueError(
+                f"{name} holds values up to {top:.3g}"
+                + ("" if self.explicit else f" (alpha={self.alpha:g})")
+                + f": ALS needs {'|r|' if self.explicit else 'alpha * r'} <= {_MAX_VALUE:g} to stay clear of float32 "
+                "overflow; scale the values down (e.g. rf.transforms.log_scale)"
+            )
+
+    def _check_fit_size(self, n_users, n_items, nnz):
+        super()._check_fit_size(n_users, n_items, nnz)
+        exact = self.explicit or self.solver == "cholesky"
+        if exact and self.factors > _MAX_EXACT_FACTORS:
+            f = self.factors
+            what = "explicit ALS" if self.explicit else "solver='cholesky'"
+            raise ValueError(
+                f"factors must be <= {_MAX_EXACT_FACTORS} for {what}: each row's exact solve costs about factors^3 / 3 "
+                f"= {f**3 / 3:.2g} flops and a {f * f * 4 / 2**30:.3g} GiB system per thread (factors={f}); "
+                "use solver='cg' for larger factors"
+            )
+
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, interactions, callback=None, progress: bool | None = None):
         """Fit on ``interactions`` (users x items).
@@ -164,6 +195,7 @@ class ALS(FactorModel):
             Show a tqdm progress bar (None: ``recforge.get_config()["progress"]``).
         """
         train = self._start_fit(interactions, allow_negative=self.explicit)
+        self._check_values(train, "interactions")
         threads = resolve_threads(self.threads)
         n_users, n_items = train.shape
         rng = np.random.default_rng(self.seed)
@@ -184,6 +216,9 @@ class ALS(FactorModel):
         def run_epoch(epoch):
             self._half_step(user_items, self.item_factors, self.user_factors, self.item_bias, self.user_bias, threads)
             self._half_step(item_users, self.user_factors, self.item_factors, self.user_bias, self.item_bias, threads)
+            if not (self._ops.xp.isfinite(self.user_factors).all() and self._ops.xp.isfinite(self.item_factors).all()):
+                raise ValueError(f"ALS diverged in epoch {epoch}: the factors overflowed float32; scale the "
+                                 "interactions (or alpha) down, or raise regularization")  # fmt: skip
             return (self._loss(user_items, item_users, threads) if self.calculate_loss else None), {}, False
 
         self._finish_fit(train)  # fitted from here on, so that a callback can evaluate the model
@@ -242,6 +277,11 @@ class ALS(FactorModel):
     def _user_vectors_for_rows(self, m):
         return self._solve_rows(m, self.item_factors, self.item_bias)[0]
 
+    def _rows(self, rows):
+        m = super()._rows(rows)
+        self._check_values(m, "rows")
+        return m
+
     def recalculate_user(self, rows) -> np.ndarray:
         """Factors of users given by interaction rows, without changing the model (fold-in).
 
@@ -295,7 +335,8 @@ class ALS(FactorModel):
             if b is not None:
                 getattr(self, f"{side}_bias")[ids] = b
 
-        return self._fold_in(side, ids, rows, update, allow_negative=self.explicit)
+        return self._fold_in(side, ids, rows, update, allow_negative=self.explicit,
+                             check=lambda m: self._check_values(m, "interactions_rows"))  # fmt: skip
 
     def _bias_names(self) -> tuple[str, ...]:
         return ("user_bias", "item_bias", "global_bias") if self.explicit else ()

@@ -11,16 +11,22 @@ Saved format (``FORMAT_VERSION`` 1, unchanged by the issue-9 redesign): a zip ar
 ``numpy.savez`` holding the model's arrays, the training matrix (``train_indptr`` /
 ``train_indices`` / ``train_data`` / ``train_shape``) and ``__meta__``, a uint8 array of UTF-8 JSON
 ``{"format": "recforge-model", "format_version": 1, "class": ..., "params": get_params(),
-"arrays": {name: [dtype, shape]}}``. No pickle; written to a temporary file and renamed, so a crash
-never leaves half a file; validated on load. Files written before the parameter renames load
+"arrays": {name: [dtype, shape]}}``. No pickle; written to a temporary file (unnamed until complete
+where the system has O_TMPFILE) and renamed, so a crash or a kill never leaves half a file nor a
+temporary one; the file's mode honours the umask. ``load`` trusts nothing: it reads only the declared
+members (stored, each exactly its declared dtype and shape: nothing larger than the file is ever
+allocated), only bool/int/float arrays, only finite values below ``_VALUE_LIMIT``, and refuses a model
+whose scores would overflow; any flaw is a ValueError. Files written before the parameter renames load
 through the deprecated aliases.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import secrets
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -32,14 +38,26 @@ import scipy.sparse as sp
 
 from .._backend import resolve_device, resolve_threads
 from .._ops import get_ops
-from .._validation import as_csr, check_dense, check_ids, check_k
+from .._validation import (
+    as_csr,
+    check_dense,
+    check_finite,
+    check_ids,
+    check_k,
+    check_memory,
+    check_positive,
+    check_result_size,
+    check_scores,
+)
 from ..data.idmap import IdMap
 from ..data.interactions import Interactions
+from ._locking import ModelLock, lock_public_methods
 from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows", "replace_rows", "seen_rows",
+    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows",
+    "replace_rows", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -73,6 +91,17 @@ class Recommender(ParamsMixin):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        lock_public_methods(cls)
+
+    def _model_lock(self) -> ModelLock:
+        """The model's lock (created on first use; dict.setdefault is atomic, so every thread gets the same one)."""
+        lock = self.__dict__.get("_lock")
+        return lock if lock is not None else self.__dict__.setdefault("_lock", ModelLock())
+
+    def __getstate__(self):  # copy / pickle: a lock is not copied (the copy makes its own)
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -107,7 +136,18 @@ class Recommender(ParamsMixin):
         self._invalidate()
         train = as_csr(interactions, allow_negative=allow_negative)
         self.user_ids_, self.item_ids_ = _id_maps_of(interactions, train.shape)
+        self._check_fit_size(*train.shape, train.nnz)
         return train
+
+    def _check_fit_size(self, n_users: int, n_items: int, nnz: int) -> None:
+        """Refuse up front a fit whose state cannot fit in memory (models add their own work bounds).
+
+        Factor models hold about two copies of (n_users + n_items) x factors float32 while fitting.
+        """
+        factors = getattr(self, "factors", None)
+        if factors is not None:
+            check_memory(8.0 * (n_users + n_items) * factors,
+                         f"factors={factors} for {n_users} users and {n_items} items")  # fmt: skip
 
     def _kernel_csr(self, interactions, train: sp.csr_matrix, transposed: bool = False):
         """``ops.csr`` of ``train`` (``transposed``: items x users), from ``interactions``' cache when it has one."""
@@ -184,7 +224,7 @@ class Recommender(ParamsMixin):
         i = check_ids(items, self.n_items, "items")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        return self._score_pairs(u, i)
+        return check_scores(self._score_pairs(u, i), self)
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         it, _ = self._ranking_cache()
@@ -234,12 +274,16 @@ class Recommender(ParamsMixin):
             raise ValueError("the model's vectors are too large: their inner products would overflow float32")
         subset = None if items is None else check_ids(items, self.n_items, "items")
         # k past the catalogue is clipped to it: no (n, 10**6) arrays of padding for a 50-item catalogue.
-        return self._ops.topk(q, it, min(k, self.n_items), exclude=exclude, subset=subset, threads=threads)
+        k = min(k, self.n_items)
+        check_result_size(len(q), k)
+        return self._ops.topk(q, it, k, exclude=exclude, subset=subset, threads=threads)
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
         """``recommend`` for every user, in batches of ``batch_size`` users."""
         self._check_fitted()
         k = check_k(k)
+        batch_size = check_positive(batch_size, "batch_size", integer=True)
+        check_result_size(self.n_users, k)
         parts = [
             self.recommend(np.arange(s, min(s + batch_size, self.n_users)), k, exclude_seen, threads=threads)
             for s in range(0, self.n_users, batch_size)
@@ -426,11 +470,7 @@ class Recommender(ParamsMixin):
         if not sp.issparse(rows) and not isinstance(rows, Interactions) and side == "user":
             rows = self.rows_from_items(rows)
         self.__dict__[f"{side}_ids_"] = grown  # _fold_in sees the map already grown to its new size
-        try:
-            return fold_in(idx, rows, **kwargs)
-        except BaseException:
-            self.__dict__[f"{side}_ids_"] = old
-            raise
+        return fold_in(idx, rows, **kwargs)  # a failure restores the old map (the model lock's rollback)
 
     # -- cold start: users given by their interactions ------------------------------------------
     def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0,
@@ -516,6 +556,10 @@ class Recommender(ParamsMixin):
         if check is not None:
             check(m)
         n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
+        grown = [getattr(self, n) for n in self._fold_in_arrays(side) if getattr(self, n) is not None]
+        width = sum(a.shape[1] if a.ndim == 2 else 1 for a in grown)
+        check_memory(4.0 * max(n_new - n_own, 0) * (width + 1), f"{side}_ids up to {n_new - 1} (grows the model "
+                     f"from {n_own} to {n_new} {side}s)")  # fmt: skip
         id_map = _grown_id_map(self.__dict__.get(f"{side}_ids_"), n_own, n_new, side)
         for name in self._fold_in_arrays(side):
             if getattr(self, name) is not None:
@@ -545,6 +589,9 @@ class Recommender(ParamsMixin):
 
     def save(self, path) -> None:
         """Write the fitted model to ``path`` atomically (see the module docstring for the format)."""
+        path = _model_path(path)
+        if path.is_dir():
+            raise ValueError(f"path must name a file, got the directory {path}")
         self._check_fitted()
         arrays = {k: v.get() if hasattr(v, "__cuda_array_interface__") else v for k, v in self._arrays().items()}
         train = self.seen_
@@ -562,15 +609,20 @@ class Recommender(ParamsMixin):
             "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
         }
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def _link_open_file(fd: int, dst: Path) -> None:
+    """Give the unnamed (O_TMPFILE) file open as ``fd`` the name ``dst``: linkat(2) of /proc/self/fd/<fd>
+    following the link (os.link alone calls link(2), which would link the /proc entry itself)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(str(fd), dst, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
+
+
+lock_public_methods(Recommender)  # subclasses are wrapped by __init_subclass__
 
 
 def _jsonable(value):
@@ -625,36 +677,84 @@ def _object_array(values: list) -> np.ndarray:
     return out
 
 
+def _model_path(path) -> Path:
+    """``path`` as a Path; TypeError unless it is a str/PathLike, ValueError when it is empty."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if os.fspath(path) in ("", b""):
+        raise ValueError("path must name a file, got ''")
+    return Path(os.fsdecode(path))
+
+
+# A save killed mid-write leaves no file behind on Linux (an unnamed O_TMPFILE, linked under a
+# temporary name only once complete); elsewhere, and between the link and the rename, a leftover
+# carries this suffix (``<name>.<random>.recforge-save.tmp``) and can be deleted.
+TEMP_SUFFIX = ".recforge-save.tmp"
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write(binary file)`` on a temporary file in ``path``'s folder, then rename it to ``path``.
+
+    The file is created with mode 0666 minus the umask (as ``open`` does); a failure (or a kill)
+    leaves ``path`` as it was and no temporary file.
+    """
+    folder = path.parent
+    temp = folder / f"{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    try:  # unnamed until complete: nothing to orphan
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+        unnamed = True
+    except (AttributeError, IsADirectoryError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+        unnamed = False
+    named = not unnamed
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            if unnamed:
+                _link_open_file(fd, temp)
+                named = True
+        os.replace(temp, path)
+    except BaseException:
+        if named:
+            temp.unlink(missing_ok=True)
+        raise
+
+
+class _ModelFileError(ValueError):
+    """A model file refused with its final message (not rewrapped by ``load``)."""
+
+
+# What reading a damaged archive can raise (zipfile and the .npy header parser are not strict about
+# their exceptions); ``load`` turns each into "not a valid recforge model file" (a ValueError).
+_DAMAGE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, RecursionError,
+           NotImplementedError, RuntimeError, EOFError, OSError, UnicodeDecodeError, zipfile.BadZipFile,
+           struct.error)  # fmt: skip
+_META_LIMIT = 1 << 20  # bytes of metadata JSON: a real file has a few hundred
+_DTYPE_KINDS = "biuf"  # bool, ints, floats: a model file holds nothing else
+# No fitted value comes near this; beyond it the product of two overflows float32 (scores of NaN).
+_VALUE_LIMIT = 1e18
+
+
 def load(path) -> Recommender:
-    """Read a model written by ``Recommender.save``; raise ValueError if the file is not a valid one."""
-    path = Path(path)
+    """Read a model written by ``Recommender.save``; raise ValueError if the file is not a valid one.
+
+    Reads only the members the metadata declares, each checked against its declared dtype and shape
+    before any of it is read, so nothing larger than the file itself is allocated. Never unpickles.
+    """
+    path = _model_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError) as exc:
-        raise ValueError(f"{path} is not a valid recforge model file (corrupt or truncated): {exc}") from None
-    try:
-        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    except KeyError:
-        raise ValueError(f"{path} is not a recforge model file (no __meta__ entry)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != "recforge-model":
-        raise ValueError(f"{path} is not a recforge model file")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {meta.get('format_version')}, this recforge reads version {FORMAT_VERSION}"
-        )
-    cls = _REGISTRY.get(meta.get("class"))
-    if cls is None:
-        raise ValueError(f"{path} holds an unknown model class {meta.get('class')!r}")
-    declared = meta.get("arrays", {})
-    for name, (dtype, shape) in declared.items():
-        a = arrays.get(name)
-        if a is None or str(a.dtype) != dtype or list(a.shape) != shape:
-            raise ValueError(f"{path}: array {name!r} is missing or does not match its declared dtype/shape")
+    with open(path, "rb") as f:  # a permission error is the caller's, not a damaged file
+        try:
+            meta, arrays = _read_model_file(f, os.fstat(f.fileno()).st_size)
+        except _ModelFileError as exc:
+            raise _ModelFileError(f"{path}: {exc}") from None
+        except _DAMAGE as exc:
+            raise ValueError(f"{path} is not a valid recforge model file (corrupt or truncated): {exc}") from None
+    cls = _REGISTRY[meta["class"]]
     try:
         with warnings.catch_warnings():  # files from before the renames: the reader can do nothing about it
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -672,9 +772,106 @@ def load(path) -> Recommender:
         model.history_ = []  # not saved: the training log belongs to the session that fitted
         model._restore(arrays)
         model._invalidate()
-    except (TypeError, KeyError, ValueError) as exc:
+    except _DAMAGE as exc:
         raise ValueError(f"{path}: inconsistent model file ({exc})") from None
     return model
+
+
+def _read_model_file(f, file_size: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of the model archive open in ``f`` (``file_size`` bytes), all checked."""
+    with zipfile.ZipFile(f) as z:
+        members = {}
+        for info in z.infolist():
+            if info.filename in members:
+                raise ValueError(f"the archive holds {info.filename!r} twice")
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                raise ValueError(f"member {info.filename!r} is compressed; save writes them stored")
+            if info.header_offset + info.compress_size > file_size:
+                raise ValueError(f"member {info.filename!r} extends past the end of the file")
+            members[info.filename] = info
+        if "__meta__.npy" not in members:
+            raise _ModelFileError("not a recforge model file (no __meta__ entry)")
+        raw = _read_member(z, members.pop("__meta__.npy"), "__meta__", "uint8", None, _META_LIMIT)
+        meta = _check_meta(json.loads(raw.tobytes().decode()))
+        declared = meta["arrays"]
+        unknown = sorted(set(members) - {f"{name}.npy" for name in declared})
+        if unknown:
+            raise _ModelFileError(f"the archive holds members its metadata does not declare: {unknown[:5]}")
+        arrays = {}
+        for name, (dtype, shape) in declared.items():
+            info = members.get(f"{name}.npy")
+            if info is None:
+                raise _ModelFileError(f"inconsistent model file (array {name!r} is declared but missing)")
+            arrays[name] = _read_member(z, info, name, dtype, shape, info.file_size)
+    return meta, arrays
+
+
+def _check_meta(meta) -> dict:
+    """``meta`` if it is the metadata of a model this recforge reads (format, version, class, arrays)."""
+    if not isinstance(meta, dict) or meta.get("format") != "recforge-model":
+        raise _ModelFileError("not a recforge model file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise _ModelFileError(
+            f"has format version {meta.get('format_version')!r}, this recforge reads version {FORMAT_VERSION}"
+        )
+    if not isinstance(meta.get("class"), str) or meta["class"] not in _REGISTRY:
+        raise _ModelFileError(f"holds an unknown model class {meta.get('class')!r}")
+    if not isinstance(meta.get("params", {}), dict):
+        raise _ModelFileError("corrupt metadata (params is not a mapping)")
+    declared = meta.get("arrays")
+    if not isinstance(declared, dict):
+        raise _ModelFileError("corrupt metadata (no array list)")
+    for name, spec in declared.items():
+        if not (name.isidentifier() and isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str)
+                and isinstance(spec[1], list) and len(spec[1]) <= 8
+                and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec[1])):  # fmt: skip
+            raise _ModelFileError(f"corrupt metadata (array {name!r}: {spec!r} is not [dtype, shape])")
+    missing = {"train_indptr", "train_indices", "train_data", "train_shape"} - declared.keys()
+    if missing:
+        raise _ModelFileError(f"inconsistent model file (no {sorted(missing)} arrays)")
+    return meta
+
+
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, dtype: str, shape, limit: int) -> np.ndarray:
+    """The .npy member ``info`` as an array, refused unless it has ``dtype`` (and ``shape``, when not None),
+    holds exactly that many bytes, at most ``limit``, and (floats) only finite values below ``_VALUE_LIMIT``."""
+    want = np.dtype(dtype)
+    if want.kind not in _DTYPE_KINDS or want.names is not None or want.subdtype is not None:
+        raise _ModelFileError(f"inconsistent model file (array {name!r} has the unsupported dtype {dtype!r})")
+    with z.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise _ModelFileError(f"array {name!r} has the .npy version {version}; save writes 1.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        try:
+            got_shape, fortran_order, got_dtype = read_header(member, max_header_size=10_000)
+        except Exception as exc:  # numpy's header parser raises tokenize/syntax errors too
+            raise _ModelFileError(f"array {name!r} has a damaged .npy header ({type(exc).__name__})") from None
+        if got_dtype != want or str(got_dtype) != dtype or (shape is not None and list(got_shape) != shape):
+            raise _ModelFileError(
+                f"inconsistent model file (array {name!r} is {got_dtype} {got_shape}: it does not match its "
+                f"declared dtype/shape {dtype} {tuple(shape or ())})"
+            )
+        nbytes = math.prod(got_shape) * want.itemsize
+        if nbytes > limit or member.tell() + nbytes != info.file_size:
+            raise _ModelFileError(f"inconsistent model file (array {name!r}: {nbytes} bytes declared, "
+                                  f"{info.file_size - member.tell()} stored)")  # fmt: skip
+        data = bytearray(nbytes)
+        if member.readinto(data) != nbytes or member.read(1):  # the last read checks the CRC
+            raise _ModelFileError(f"array {name!r} is truncated")
+    flat = np.frombuffer(data, dtype=want)
+    a = flat.reshape(got_shape[::-1]).T if fortran_order else flat.reshape(got_shape)
+    if want.kind == "f" and a.size:
+        if not np.isfinite(a).all():
+            raise _ModelFileError(f"inconsistent model file (array {name!r} contains NaN or infinite values)")
+        if float(np.abs(a).max()) > _VALUE_LIMIT:
+            raise _ModelFileError(f"inconsistent model file (array {name!r} holds values beyond {_VALUE_LIMIT:g})")
+    return a
+
+
+def _abs_max(a) -> float:
+    """max |a| as a Python float (0 for None or an empty array)."""
+    return 0.0 if a is None or not np.size(a) else float(np.abs(a).max())
 
 
 def check_state_arrays(arrays: dict, expected: dict) -> None:
@@ -790,6 +987,16 @@ class FactorModel(Recommender):
         self.user_bias = arrays["user_bias"].astype(np.float32) if "user_bias" in names else None
         self.item_bias = arrays["item_bias"].astype(np.float32) if "item_bias" in names else None
         self.global_bias = float(arrays["global_bias"][0]) if "global_bias" in names else 0.0
+        if self._score_bound() > _SCORE_LIMIT:
+            raise ValueError("the saved factors are too large: their scores would overflow float32")
+
+    def _score_bound(self) -> float:
+        """An upper bound of every |score| and ranking inner product (float64: no overflow here)."""
+        u, i = _abs_max(self.user_factors), _abs_max(self.item_factors)
+        ub, ib = _abs_max(self.user_bias), _abs_max(self.item_bias)
+        f = self.item_factors.shape[1]
+        ranking = (f + 1) * max(u, 1.0) * max(i, ib)  # [u, 1] . [i, b_i]
+        return max(ranking, f * u * i + ub + ib + abs(self.global_bias))
 
     @classmethod
     def from_factors(cls, user_factors, item_factors, *, seen=None, user_bias=None, item_bias=None,
@@ -839,8 +1046,7 @@ class FactorModel(Recommender):
                 if b.shape != (n,):
                     raise ValueError(f"{name} must have shape ({n},), got {b.shape}")
             setattr(model, name, b)
-        if not np.isfinite(global_bias):
-            raise ValueError(f"global_bias must be finite, got {global_bias}")
+        global_bias = check_finite(global_bias, "global_bias")
         model.user_factors, model.item_factors, model.global_bias = uf, itf, float(global_bias)
         model.history_ = []
         return model._finish_fit(seen)
@@ -889,10 +1095,13 @@ class FactorModel(Recommender):
         return self._similar("user_factors", check_ids(users, self.n_users, "users"), k, threads)
 
     def _similar(self, side: str, rows, k, threads):
-        k = min(check_k(k), len(getattr(self, side)))
+        """Top ``k`` rows of ``side`` by cosine; ``k`` is clipped to the rows there are, like ``recommend``."""
+        threads = resolve_threads(threads)
         unit = self._unit_rows(side)
+        k = min(check_k(k), len(unit))
+        check_result_size(len(rows), k)
         self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows, (len(rows), len(unit)))
-        return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=resolve_threads(threads))
+        return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=threads)
 
     def _unit_rows(self, side: str) -> np.ndarray:
         """``side``'s factors scaled to unit length (zero rows stay zero), cached like the ranking vectors."""

@@ -32,10 +32,10 @@ import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._ops import get_ops
-from .._validation import check_ids, check_k, check_positive
+from .._validation import check_ids, check_k, check_memory, check_positive, check_result_size, check_scores
 from ._params import Param
-from ._training import run_epochs
-from .base import COMMON_PARAMS, NotFittedError, Recommender, seen_rows
+from ._training import TrainingDiverged, run_epochs
+from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
@@ -46,8 +46,9 @@ _MODES = ("gmf", "mlp", "neumf")
 # that sweep costs several times the batch's own forward/backward (measured: 37k rows at batch 256
 # trained 4x slower than lazy_adam), so fit() says so.
 _DENSE_ADAM_ROWS_PER_SAMPLE = 64
-# Scores one batch of users x the whole catalogue at a time: at most this many floats (64 MB).
-_SCORE_BUDGET = 1 << 24
+# Scores one batch of users x the whole catalogue at a time: at most this many scores (16 MB, and
+# 5x that with the selection's uint64 sort keys).
+_SCORE_BUDGET = 1 << 22
 
 
 class MLPScorer(Recommender):
@@ -126,6 +127,13 @@ class MLPScorer(Recommender):
         super()._validate_params()
         if self.mode != "gmf" and not len(self.layers):
             raise ValueError(f"mode={self.mode!r} needs at least one hidden layer, got layers={self.layers!r}")
+
+    def _check_fit_size(self, n_users, n_items, nnz):
+        super()._check_fit_size(n_users, n_items, nnz)
+        # Each epoch draws every positive plus `negatives` negatives each: int64 user, int64 item,
+        # float32 label per sample, built at once.
+        check_memory(20.0 * nnz * (1 + self.negatives), f"negatives={self.negatives} for {nnz} positives (the "
+                     f"{nnz * (1 + self.negatives):.3g} samples of one epoch)")  # fmt: skip
 
     def _build_arch(self) -> None:
         """The architecture from the (validated) parameters: offsets of the dense parameters."""
@@ -243,6 +251,8 @@ class MLPScorer(Recommender):
         n_users, n_items = train.shape
         threads = resolve_threads(self.threads)
         self._build_arch()
+        # The dense parameters and, with Adam, their two moments.
+        check_memory(12.0 * self.arch.n_dense, f"layers={tuple(self.layers)} (the dense parameters)")
         self._init_params(n_users, n_items)
         if self.optimizer == "adam" and n_users + n_items > _DENSE_ADAM_ROWS_PER_SAMPLE * self.batch_size:
             log.warning(
@@ -282,7 +292,7 @@ class MLPScorer(Recommender):
                 threads=threads,
             )
             if not np.isfinite(loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+                raise TrainingDiverged(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
             return loss, {}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=f"MLPScorer({self.mode})")
@@ -331,6 +341,7 @@ class MLPScorer(Recommender):
         """Top ``k`` for rows ``users`` of ``user_embedding``, leaving out their rows of ``exclude`` (CSR or None)."""
         k = min(check_k(k), self.n_items)  # clipped to the catalogue
         nt = resolve_threads(self.threads if threads is None else threads)
+        check_result_size(len(users), k)
         allowed = None
         if items is not None:
             allowed = np.zeros(self.n_items, bool)
@@ -340,8 +351,9 @@ class MLPScorer(Recommender):
         step = max(1, _SCORE_BUDGET // self.n_items)
         for s in range(0, len(users), step):
             batch = users[s : s + step]
-            block = self._ops.mlp_score_all(
-                self.arch, user_embedding, self.item_embedding, self.dense, batch, threads=nt
+            block = check_scores(
+                self._ops.mlp_score_all(self.arch, user_embedding, self.item_embedding, self.dense, batch, threads=nt),
+                self,
             )
             if exclude is not None:
                 seen = seen_rows(exclude, batch)
@@ -449,14 +461,18 @@ class MLPScorer(Recommender):
         if cand.size and not np.issubdtype(cand.dtype, np.integer):
             raise TypeError(f"candidate_ids must be integer item indices, got dtype {cand.dtype}")
         cand = cand.astype(np.int64, copy=False)
+        check_result_size(len(u), k)
         if cand.size and (cand.min() < -1 or cand.max() >= self.n_items):
             raise ValueError(f"candidate_ids must be item indices in [0, {self.n_items}) or -1 padding")
         valid = cand >= 0
         block = np.full(cand.shape, -np.inf, np.float32)
         rows, cols = np.nonzero(valid)
         nt = resolve_threads(self.threads if threads is None else threads)
-        block[rows, cols] = self._ops.mlp_score_pairs(
-            self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], threads=nt
+        block[rows, cols] = check_scores(
+            self._ops.mlp_score_pairs(
+                self.arch, self.user_embedding, self.item_embedding, self.dense, u[rows], cand[rows, cols], threads=nt
+            ),
+            self,
         )
         order, top = _select_topk(block, k, tie_ids=np.where(valid, cand, np.iinfo(np.int64).max))
         ids = np.where(order >= 0, np.take_along_axis(cand, np.maximum(order, 0), axis=1), -1)
@@ -482,6 +498,20 @@ class MLPScorer(Recommender):
         self.user_embedding = np.ascontiguousarray(arrays["user_embedding"])
         self.item_embedding = np.ascontiguousarray(arrays["item_embedding"])
         self.dense = np.ascontiguousarray(arrays["dense"])
+        if self._score_bound() > _SCORE_LIMIT:
+            raise ValueError("the saved weights are too large: their scores would overflow float32")
+
+    def _score_bound(self) -> float:
+        """An upper bound of every |logit| and of the partial sums leading to it (interval arithmetic
+        in float64 over the layers: ReLU never grows a bound)."""
+        e = max(_abs_max(self.user_embedding), _abs_max(self.item_embedding))
+        w_out = np.abs(self.output_weights.astype(np.float64))
+        n_gmf = self.factors if self.mode != "mlp" else 0
+        bound = w_out[:n_gmf].sum() * e * e + abs(float(self.output_bias[0]))
+        h = e  # bound of the MLP branch's activations, layer by layer
+        for w, b in zip(self.weights, self.biases):
+            h = np.abs(w.astype(np.float64)).sum(axis=0).max() * h + _abs_max(b)
+        return float(bound + w_out[n_gmf:].sum() * h)
 
 
 def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, threads: int = 0):
@@ -504,20 +534,26 @@ def sample_epoch(train: sp.csr_matrix, negatives: int, seed: int, epoch: int, th
 def _select_topk(scores: np.ndarray, k: int, tie_ids: np.ndarray | None = None):
     """Column positions and values of the ``k`` largest finite entries per row, best first.
 
-    Ties go to the lower id (``tie_ids``, default the column index). Rows with fewer than ``k``
-    finite entries are padded with position -1 and -inf.
+    Ties go to the lower id (``tie_ids``, default the column index), at the cut too: each entry's
+    sort key packs its score's order (high 32 bits) and its id, reversed (low 32 bits), into one
+    uint64, so the partition itself is exact and an equal score can never let a higher id in.
+    Rows with fewer than ``k`` finite entries are padded with position -1 and -inf.
     """
     n, m = scores.shape
     kk = min(k, m)
-    if kk < m:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-    else:
-        part = np.broadcast_to(np.arange(m), (n, m))
-    vals = np.take_along_axis(scores, part, axis=1)
-    ties = part if tie_ids is None else np.take_along_axis(tie_ids, part, axis=1)
-    order = np.lexsort((ties, -vals), axis=1) if n else np.zeros((0, kk), np.int64)
+    ids = np.arange(m, dtype=np.int64) if tie_ids is None else tie_ids  # (m,) broadcasts over the rows
+    # float32 -> uint32 in the same order (negative floats flipped whole, non-negative get the sign
+    # bit); + 0 turns -0.0 into +0.0, which compare equal.
+    bits = (np.asarray(scores, np.float32) + np.float32(0)).view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+    del bits
+    keys <<= np.uint64(32)
+    keys |= np.uint64(0xFFFFFFFF) - np.clip(ids, 0, 0xFFFFFFFF).astype(np.uint64)  # lower id: larger key
+    np.invert(keys, out=keys)  # ascending keys = best first
+    part = np.argpartition(keys, kk - 1, axis=1)[:, :kk] if kk < m else np.broadcast_to(np.arange(m), (n, m))
+    order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1) if n else np.zeros((0, kk), np.int64)
     pos = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    vals = np.take_along_axis(scores, pos, axis=1).astype(np.float32)
     pos[~np.isfinite(vals)] = -1
     if kk < k:
         pos = np.hstack([pos, np.full((n, k - kk), -1, np.int64)])

@@ -42,7 +42,11 @@ class MostPopular(Recommender):
 
     def _popularity_of(self, m) -> np.ndarray:
         counts = np.asarray(m.sum(axis=0)).ravel() if self.weighted else np.bincount(m.indices, minlength=m.shape[1])
-        return counts.astype(np.float32)
+        with np.errstate(over="ignore"):
+            popularity = counts.astype(np.float32)
+        if not np.isfinite(popularity).all():  # finite but huge weights (3e38) overflow their sum
+            raise ValueError("the interactions' weights of an item sum past float32's range; scale them down")
+        return popularity
 
     def partial_fit_users(self, user_ids, interactions_rows):
         """Add or replace users' rows (ids >= n_users add users); the popularity is recounted with them.

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import resolve_threads
-from .._validation import as_csr, check_positive
+from .._validation import as_csr, check_positive, check_scores
 from ._params import Param
-from ._training import run_epochs
+from ._training import TrainingDiverged, run_epochs
 from .base import COMMON_PARAMS, FactorModel
 
 __all__ = ["SGDMF", "BPR"]
@@ -59,6 +59,15 @@ class _SGDModel(FactorModel):
                 desc=f"{type(self).__name__} fold-in",
                 record=False,
             )
+        # A fold-in can diverge like a fit (huge ratings, lr): an error (partial_fit_users' caller
+        # restores the model, the lock's rollback), rather than NaN factors.
+        for name, a in (("user_factors", factors), ("user_bias", biases)):
+            if a is not None and not np.isfinite(a).all():
+                top = float(np.abs(m.data).max()) if m.nnz else 0.0
+                raise TrainingDiverged(
+                    f"{type(self).__name__} fold-in diverged ({name} became NaN or inf); lower lr (now "
+                    f"{self.lr:g}) or scale interactions_rows down (largest |value| {top:.3g})"
+                )
         return factors, biases
 
     def _user_vectors_for_rows(self, m):
@@ -237,8 +246,10 @@ class SGDMF(_SGDModel):
         def run_epoch(epoch):
             mse = self._epoch(data, epoch, threads)
             if not np.isfinite(mse):
-                raise FloatingPointError(
-                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr})"
+                raise TrainingDiverged(
+                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}) or "
+                    f"regularization (now {self.regularization:g}), or scale the ratings down (largest "
+                    f"|rating| {float(np.abs(train.data).max()):.3g})"
                 )
             if val is None:
                 return mse, {}, False
@@ -308,7 +319,7 @@ class SGDMF(_SGDModel):
                 raise TypeError(f"{name} must be integer indices, got dtype {arr.dtype}")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        return self._score_pairs(u.astype(np.int64, copy=False), i.astype(np.int64, copy=False))
+        return check_scores(self._score_pairs(u.astype(np.int64, copy=False), i.astype(np.int64, copy=False)), self)
 
     predict = score
 
@@ -474,7 +485,7 @@ class BPR(_SGDModel):
         def run_epoch(epoch):
             st = self._epoch(data, epoch, threads)
             if not np.isfinite(st["loss"]):
-                raise FloatingPointError(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
+                raise TrainingDiverged(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
             return st["loss"], {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=self.loss.upper())

@@ -1,0 +1,314 @@
+"""ALS across processes: recforge on a Dask LocalCluster vs Spark MLlib ALS (local mode) vs local recforge.
+
+Every fit gets the same data, rank, iterations and ``ctx.threads`` cores: the Dask cluster has
+``ctx.threads`` worker processes of one thread each, Spark runs ``local[ctx.threads]``, the local
+fit ``threads=ctx.threads``. Implicit feedback, confidence ``1 + alpha r`` in both libraries
+(Spark's ``implicitPrefs``), alpha=10 for both (on Video Games alpha=10 beat alpha=1 for recforge:
+NDCG@10 0.070 vs 0.055), the exact (Cholesky) solve in both (Spark has no CG; our CG
+is reported too). NDCG@10 of every model is computed by ``recforge.evaluation`` (full catalogue,
+training items excluded) from its factors, so the metric code is the same for all.
+
+Cases:
+
+* ``video-games``: SASRec's Amazon Video Games (31,013 x 23,715, 287,107 interactions; the largest
+  real set in the data folder), ``rf.split.random_holdout(0.2, seed=42)``.
+* ``synthetic``: ``rf.datasets.synthetic(138_000, 27_000, 12_000_000)`` binarised, the same
+  holdout (the speed case: enough work per iteration for the Dask overhead to be measured).
+
+Regularisation: Spark scales ``regParam`` by each row's count (ALS-WR) where recforge uses a
+constant lambda, so the same number is not the same model: each library gets the best NDCG@10 of
+its own grid on the first case (``RECFORGE_BENCH_DASK_SPARK_REG``, default ``0.01,0.05,0.1``;
+``RECFORGE_BENCH_DASK_REG``, default ``0.05,0.5,5``; chosen on the test split, the same courtesy
+for both), and the later cases reuse each winner. Spark's seconds per iteration come
+from two fits (``maxIter`` = n and 1): (t_n - t_1) / (n - 1), which leaves out its one-off
+partitioning; ours are the median per-iteration times from the fit callbacks after the first
+iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart.
+
+Scaling: the Dask fit on 1 and on ``ctx.threads`` workers (``s/iter``), and the per-nonzero cost of
+the kernel (core-seconds per stored value per iteration at f=128, measured on one thread), the
+input of docs/scale-out.md.
+
+``RECFORGE_BENCH_SPARK_BLAS``: folders with a native ``libblas.so.3`` / ``liblapack.so.3`` for Spark
+(e.g. Debian's libopenblas0-pthread unpacked with ``dpkg -x``); without it Spark uses its Java BLAS.
+``RECFORGE_BENCH_DASK_CASES`` (default ``video-games,synthetic,kernel-cost``) picks the cases;
+``RECFORGE_BENCH_DASK_ITERS`` the iterations (default 10 on Video Games, 5 on the synthetic set).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from _harness import binary_csr, switch  # bench/ is on sys.path (run.py, load_benchmark)
+
+FACTORS = 64
+ALPHA = 10.0
+# Iterations per case (Spark needs about a minute per iteration on the synthetic case).
+ITERATIONS = {"video-games": 10, "synthetic": 5}
+SYNTH = (138_000, 27_000, 12_000_000)
+SYNTH_QUICK = (6_000, 2_000, 200_000)
+
+
+def _split(inter):
+    import recforge as rf
+
+    return rf.split.random_holdout(inter, test_fraction=0.2, seed=42)
+
+
+def _video_games(ctx):
+    import recforge as rf
+
+    df = ctx.dataset("video-games", rf.datasets.load_sasrec, "video-games")
+    if df is None:
+        return None
+    m = binary_csr(df.assign(user=df["user"] - 1, item=df["item"] - 1))  # 1-based ids in the file
+    if ctx.quick:
+        m = m[:5000]
+    return _split(rf.Interactions(m))
+
+
+def _synthetic(ctx):
+    import recforge as rf
+
+    n_users, n_items, nnz = SYNTH_QUICK if ctx.quick else SYNTH
+    df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=0, timestamps=False)
+    return _split(rf.Interactions(binary_csr(df, shape=(n_users, n_items))))
+
+
+def _ndcg(user_factors, item_factors, train, test) -> float:
+    import recforge as rf
+
+    model = rf.ALS.from_factors(user_factors, item_factors, seen=train)
+    return rf.evaluation.evaluate(model, train, test, k=10, metrics=["ndcg"], progress=False)["ndcg@10"]
+
+
+def _median_after_first(seconds: list[float]) -> tuple[float, float]:
+    xs = seconds[1:] or seconds
+    return float(np.median(xs)), float((max(xs) - min(xs)) / 2)
+
+
+# ---- the three contenders ------------------------------------------------------------------------
+def _local(train, solver, threads, iters, reg):
+    import recforge as rf
+
+    model = rf.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, threads=threads,
+                   seed=0)  # fmt: skip
+    model.fit(train, progress=False)
+    return model, [h["seconds"] for h in model.history_], 0.0
+
+
+def _dask(client, train, solver, iters, reg):
+    import recforge as rf
+
+    t0 = time.perf_counter()
+    data = rf.distributed.distribute(client, train)
+    setup = time.perf_counter() - t0
+    est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0)
+    model = est.fit(client, data, progress=False)
+    return model, [h["seconds"] for h in model.history_], setup
+
+
+def _spark_session(ctx):
+    """Spark in local mode on ``ctx.threads`` cores. ``RECFORGE_BENCH_SPARK_BLAS``: folders (``:``-separated)
+    holding a native ``libblas.so.3`` / ``liblapack.so.3`` (and their dependencies) for Spark's netlib;
+    without one Spark falls back to its pure-Java BLAS (a pip-installed pyspark's default here)."""
+    from pyspark.sql import SparkSession
+
+    saved = dict(os.environ)
+    native = os.environ.get("RECFORGE_BENCH_SPARK_BLAS")
+    if native:
+        os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [native, os.environ.get("LD_LIBRARY_PATH")]))
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # Spark's task threads call BLAS: one thread underneath each
+    try:
+        spark = (
+            SparkSession.builder.master(f"local[{ctx.threads}]")
+            .appName("recforge-bench-dask")
+            .config("spark.driver.memory", "6g")
+            .config("spark.sql.shuffle.partitions", str(2 * ctx.threads))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+    finally:  # the JVM has its environment; this process keeps its own
+        os.environ.clear()
+        os.environ.update(saved)
+    spark.sparkContext.setLogLevel("ERROR")
+    ctx.log(f"Spark {spark.version}, BLAS implementation: {_spark_blas(spark)}")
+    return spark
+
+
+def _spark_blas(spark) -> str:
+    """netlib's BLAS in Spark's JVM: JNIBLAS (native) or a Java fallback (VectorBLAS / F2jBLAS)."""
+    return str(spark._jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName())
+
+
+def _spark_fit(spark, frame, reg, iters, threads):
+    from pyspark.ml.recommendation import ALS
+
+    als = ALS(rank=FACTORS, maxIter=iters, regParam=reg, implicitPrefs=True, alpha=ALPHA, userCol="user",
+              itemCol="item", ratingCol="rating", numUserBlocks=2 * threads, numItemBlocks=2 * threads, seed=0,
+              checkpointInterval=-1)  # fmt: skip
+    t0 = time.perf_counter()
+    model = als.fit(frame)
+    model.userFactors.count()  # the fit is lazy until the factors are used
+    return model, time.perf_counter() - t0
+
+
+def _spark_factors(model, n_users, n_items):
+    def dense(df, n):
+        out = np.zeros((n, FACTORS), np.float32)
+        rows = df.collect()
+        out[[r["id"] for r in rows]] = np.asarray([r["features"] for r in rows], np.float32)
+        return out
+
+    return dense(model.userFactors, n_users), dense(model.itemFactors, n_items)
+
+
+def _spark_rows(ctx, spark, case, train, test, iters, regs):
+    """Spark's best NDCG over the regParam values ``regs``, and its s/iter at that regParam; ``regs`` is
+    then cut to the winner (the later, larger cases reuse it instead of the whole grid)."""
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    coo = train.csr.tocoo()
+    tmp = tempfile.mkdtemp()  # Parquet: Spark reads it without a Python loop per row
+    try:
+        path = f"{tmp}/train.parquet"
+        pd.DataFrame({"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
+                      "rating": coo.data.astype(np.float32)}).to_parquet(path)  # fmt: skip
+        frame = spark.read.parquet(path).repartition(2 * ctx.threads).cache()
+        frame.count()
+        best = None
+        for reg in regs:
+            model, seconds = _spark_fit(spark, frame, reg, iters, ctx.threads)
+            ndcg = _ndcg(*_spark_factors(model, *train.shape), train.csr, test.csr)
+            ctx.log(f"{case}: spark regParam={reg}: ndcg@10 {ndcg:.4f}, {seconds:.1f}s for {iters} iterations")
+            if best is None or ndcg > best[0]:
+                best = (ndcg, reg, seconds)
+        ndcg, reg, t_n = best
+        _, t_1 = _spark_fit(spark, frame, reg, 1, ctx.threads)
+        frame.unpersist()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    regs[:] = [reg]
+    per_iter = (t_n - t_1) / (iters - 1)
+    blas = _spark_blas(spark)
+    return [
+        _row(case, "Spark MLlib", "s/iter", per_iter, None, "lower", regParam=reg, fit_seconds=t_n, blas=blas),
+        _row(case, "Spark MLlib", "NDCG@10", ndcg, None, "higher", regParam=reg, blas=blas),
+    ]
+
+
+def _grid(name: str, default: str) -> list[float]:
+    return [float(r) for r in switch(name, default, "0.001,0.005,0.01,0.05,0.1,0.5,1,5,10,50")]
+
+
+def _pick_reg(ctx, case, train, test, iters, regs) -> float:
+    """Our best regularisation of ``regs`` by NDCG@10 (local Cholesky fits: the Dask fit is the same model)."""
+    if len(regs) > 1:
+        scores = {}
+        for reg in regs:
+            model, _, _ = _local(train, "cholesky", ctx.threads, iters, reg)
+            scores[reg] = _ndcg(model.user_factors, model.item_factors, train.csr, test.csr)
+            ctx.log(f"{case}: recforge regularization={reg}: ndcg@10 {scores[reg]:.4f}")
+        regs[:] = [max(scores, key=scores.get)]
+    return regs[0]
+
+
+def _row(case, library, metric, value, spread, better, **extra):
+    return {"case": case, "library": library, "metric": metric, "value": float(value), "spread": spread,
+            "better": better, **extra}  # fmt: skip
+
+
+# ---- cases ---------------------------------------------------------------------------------------
+def _case_rows(ctx, clusters, spark, regs, name, split, iters):
+    train, test = split
+    rows = []
+    reg = _pick_reg(ctx, name, train, test, iters, regs["recforge"])
+    for solver in ("cholesky", "cg"):
+        case = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS} {solver} {iters} it"
+        ctx.log(f"dask bench: {case}")
+        runs = {"recforge": lambda: _dask(clusters[ctx.threads], train, solver, iters, reg),
+                "recforge (local)": lambda: _local(train, solver, ctx.threads, iters, reg)}  # fmt: skip
+        if ctx.threads > 1:
+            runs["recforge dask 1 worker"] = lambda: _dask(clusters[1], train, solver, iters, reg)
+        samples = {lib: [] for lib in runs}
+        for _ in range(ctx.repeat):  # interleaved
+            for lib, fit in runs.items():
+                model, seconds, setup = fit()
+                samples[lib].append((model, seconds, setup))
+        for lib, fits in samples.items():
+            seconds = [s for _, secs, _ in fits for s in secs[1:]]
+            value, spread = float(np.median(seconds)), float((max(seconds) - min(seconds)) / 2)
+            setup = float(np.median([s for _, _, s in fits]))
+            rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg))
+            model = fits[0][0]
+            rows.append(_row(case, lib, "NDCG@10", _ndcg(model.user_factors, model.item_factors, train.csr, test.csr),
+                             None, "higher"))  # fmt: skip
+        if solver == "cholesky" and spark is not None:
+            rows += _spark_rows(ctx, spark, case, train, test, iters, regs["spark"])
+    return rows
+
+
+def _kernel_cost_rows(ctx):
+    """Core-seconds per stored value per iteration at f=128 (CG and Cholesky, one thread), on a synthetic
+    matrix with docs/scale-out.md's shape ratios (10 interactions per user, 100 per item), so the
+    per-row work is included in the per-nonzero figure."""
+    import recforge as rf
+
+    n_users, n_items, nnz = (30_000, 3_000, 300_000) if ctx.quick else (300_000, 30_000, 3_000_000)
+    df = rf.datasets.synthetic(n_users=n_users, n_items=n_items, nnz=nnz, seed=1, timestamps=False)
+    m = binary_csr(df, shape=(n_users, n_items))
+    rows = []
+    for solver in ("cg", "cholesky"):
+        model = rf.ALS(factors=128, epochs=3, solver=solver, threads=1, seed=0).fit(m, progress=False)
+        per_iter = float(np.median([h["seconds"] for h in model.history_[1:]]))
+        case = f"kernel cost f=128 {solver}, {n_users:,}x{n_items:,} nnz={m.nnz:,}"
+        rows.append(_row(case, "recforge (local)", "ns per nnz per iteration, 1 thread", 1e9 * per_iter / m.nnz,
+                         None, "lower", seconds_per_iteration=per_iter))  # fmt: skip
+    return rows
+
+
+def run(ctx):
+    import recforge as rf
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        ctx.missing_peers["distributed"] = f"{type(exc).__name__}: {exc} (pip install 'recforge[dask]')"
+        return []
+    rf.set_config(progress=False)
+    forced = os.environ.get("RECFORGE_BENCH_DASK_ITERS")
+    cases = switch("RECFORGE_BENCH_DASK_CASES", "video-games,synthetic,kernel-cost")
+    pyspark = ctx.peer("pyspark")
+    spark = _spark_session(ctx) if pyspark is not None else None
+    regs = {"recforge": _grid("RECFORGE_BENCH_DASK_REG", "0.05,0.5,5"),
+            "spark": _grid("RECFORGE_BENCH_DASK_SPARK_REG", "0.01,0.05,0.1")}  # fmt: skip
+    clusters, opened = {}, []
+    try:
+        for n in sorted({1, ctx.threads}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
+            opened.append(cluster)
+            clusters[n] = Client(cluster)
+        rows = []
+        for name in cases:
+            if name == "kernel-cost":
+                continue
+            split = _video_games(ctx) if name == "video-games" else _synthetic(ctx)
+            if split is None:
+                continue
+            iters = int(forced) if forced else 3 if ctx.quick else ITERATIONS[name]
+            rows += _case_rows(ctx, clusters, spark, regs, name, split, iters)
+        if "kernel-cost" in cases:
+            rows += _kernel_cost_rows(ctx)
+        return rows
+    finally:
+        for client in clusters.values():
+            client.close()
+        for cluster in opened:
+            cluster.close()
+        if spark is not None:
+            spark.stop()

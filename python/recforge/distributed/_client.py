@@ -1,0 +1,44 @@
+"""Client-side plumbing shared by the distributed drivers: submitting, waiting, checking the workers."""
+
+from __future__ import annotations
+
+from distributed import wait
+
+
+def submit(client, fn, *args, key: str, retries: int, **kwargs):
+    """``client.submit`` with a readable key (the dashboard shows it) and task retries.
+
+    Keys are unique per call site and run, so a key names exactly one computation.
+    """
+    return client.submit(fn, *args, key=key, retries=retries, **kwargs)
+
+
+def wait_all(futures) -> None:
+    """Wait for ``futures``; the first failed one raises its task's own exception here, on the client."""
+    futures = list(futures)
+    wait(futures)
+    for f in futures:
+        if f.status == "error":
+            f.result()  # re-raises the worker's exception with its traceback
+        if f.status == "cancelled":
+            raise RuntimeError(f"task {f.key} was cancelled (the cluster lost it or was shut down)")
+
+
+def check_workers(client) -> None:
+    """Raise a clear error when the cluster has no workers or a worker cannot load the compiled kernels.
+
+    Asked of every worker up front, so a missing extension is one message naming the workers
+    rather than a task failing (and retried) deep inside a fit.
+    """
+    from ._tasks import probe_kernels
+
+    answers = client.run(probe_kernels, on_error="return")
+    if not answers:
+        raise RuntimeError("the Dask cluster has no workers")
+    bad = {w: a for w, a in answers.items() if a is not None}
+    if bad:
+        lines = "; ".join(f"{w}: {a}" for w, a in sorted(bad.items(), key=lambda kv: kv[0]))
+        raise RuntimeError(
+            f"{len(bad)} of {len(answers)} Dask workers cannot load recforge's compiled extension "
+            f"(install recforge with its kernels on every worker): {lines}"
+        )

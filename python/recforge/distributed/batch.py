@@ -1,0 +1,212 @@
+"""Batch jobs over user blocks: top-K for every user written as Parquet shards, and evaluation.
+
+Both cut the users of a fitted factor model into contiguous blocks; one task per block rebuilds the
+model's ranking for its users (``from_factors`` of the block's user rows and the shared item side)
+and runs the same code as the local model (``recommend_all`` / the metric definitions of
+``recforge.evaluation``), so a shard holds exactly the rows of the local result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._validation import as_csr, check_k, check_positive
+from ..data import IdMap
+from ..evaluation._common import hit_matrix, relevant_rows
+from ..evaluation.ranking import RANKING_METRICS, per_user_metrics
+from ..models.base import FactorModel
+from ._client import check_workers, submit, wait_all
+from .data import block_starts
+
+__all__ = ["evaluate", "recommend_all"]
+
+_EVAL_METRICS = (*RANKING_METRICS, "coverage")
+_EVAL_DEFAULT = (*RANKING_METRICS, "coverage")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, FactorModel):
+        raise TypeError(f"model must be a fitted recforge factor model (ALS, BPR, SGDMF), got {type(model).__name__}")
+    model._check_fitted()
+
+
+def _item_side(model) -> dict:
+    """What every block shares: the item factors and biases, the model's class and parameters."""
+    return {"cls": type(model), "params": model.get_params(deep=False), "item_factors": model.item_factors,
+            "item_bias": model.item_bias, "global_bias": model.global_bias}  # fmt: skip
+
+
+def _user_side(model, start: int, stop: int) -> dict:
+    ub = model.user_bias
+    return {"user_factors": model.user_factors[start:stop], "user_bias": None if ub is None else ub[start:stop],
+            "seen": model.seen_[start:stop]}  # fmt: skip
+
+
+def _block_model(items: dict, users: dict):
+    """The model restricted to one block of users (same item side, same ranking code)."""
+    return items["cls"].from_factors(users["user_factors"], items["item_factors"], seen=users["seen"],
+                                     user_bias=users["user_bias"], item_bias=items["item_bias"],
+                                     global_bias=items["global_bias"], **items["params"])  # fmt: skip
+
+
+def _recommend_block(items, users, item_external, user_external, k, exclude_seen, batch_size, threads, path):
+    """Top ``k`` of one block's users written to ``path``: one row per (user, rank) with an item."""
+    from ._tasks import worker_threads
+
+    ids, scores = _block_model(items, users).recommend_all(k, exclude_seen=exclude_seen, batch_size=batch_size,
+                                                           threads=worker_threads(threads))  # fmt: skip
+    rows, ranks = np.nonzero(ids >= 0)  # -1 pads users with fewer than k eligible items
+    frame = pd.DataFrame({"user": np.asarray(user_external, dtype=object)[rows] if rows.size else user_external[:0],
+                          "rank": (ranks + 1).astype(np.int32),
+                          "item": np.asarray(item_external)[ids[rows, ranks]],
+                          "score": scores[rows, ranks]})  # fmt: skip
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def recommend_all(model, client, path, k: int = 10, exclude_seen: bool = True, user_blocks: int | None = None,
+                  batch_size: int = 4096, user_ids=None, item_ids=None, threads: int = 0,
+                  retries: int = 2) -> list[str]:  # fmt: skip
+    """Top ``k`` items for every user of ``model``, computed by user blocks, written as Parquet shards.
+
+    Parameters
+    ----------
+    model : fitted factor model (e.g. what ``recforge.distributed.ALS().fit`` returns)
+    client : distributed.Client
+    path : folder (created; seen by every worker) for ``part-00000.parquet``, ...
+        One shard per user block, in user order; columns ``user`` (external id), ``rank`` (1 =
+        best), ``item`` (external id), ``score`` (float32). A user with fewer than ``k`` eligible
+        items has fewer rows.
+    k, exclude_seen, batch_size : as ``model.recommend_all``
+        Blocks start at multiples of ``batch_size``, so every block ranks the batches the local
+        ``model.recommend_all(k, batch_size=batch_size)`` ranks (the top-K kernel picks its code
+        path by batch size, and the scores' last bit can depend on it): the shards hold exactly
+        its rows.
+    user_blocks : int, optional, default 2 per worker thread (fewer when there are fewer batches)
+    user_ids, item_ids : IdMap or sequence, optional
+        External ids; default the model's ``user_ids`` / ``item_ids`` (set by the distributed fit),
+        else the dense indices.
+    threads : int, kernel threads per task (0: the worker's thread count)
+    retries : int, task retries
+
+    Returns
+    -------
+    list of str: the shard paths, in user order.
+    """
+    _check_model(model)
+    k = check_k(k)
+    batch_size = check_positive(batch_size, "batch_size", integer=True)
+    check_workers(client)
+    user_map = _id_map(user_ids, getattr(model, "user_ids", None), model.n_users, "user_ids")
+    item_map = _id_map(item_ids, getattr(model, "item_ids", None), model.n_items, "item_ids")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"rf-recs-{uuid.uuid4().hex[:8]}"
+    n_batches = -(-model.n_users // batch_size)
+    blocks = user_blocks or 2 * sum(client.nthreads().values())
+    starts = np.minimum(block_starts(n_batches, blocks) * batch_size, model.n_users)
+    items = submit(client, _identity, _item_side(model), key=f"{tag}-items", retries=retries)
+    item_external = submit(client, _identity, item_map.values, key=f"{tag}-item-ids", retries=retries)
+    shards = []
+    for b in range(len(starts) - 1):
+        s, e = int(starts[b]), int(starts[b + 1])
+        shard = str(out / f"part-{b:05d}.parquet")
+        shards.append(submit(client, _recommend_block, items, _user_side(model, s, e), item_external,
+                             user_map.values[s:e], k, exclude_seen, batch_size, threads, shard,
+                             key=f"{tag}-shard-{b}", retries=retries))  # fmt: skip
+    wait_all(shards)
+    return client.gather(shards)
+
+
+def _evaluate_block(items, users, test_rows, k, names, threads):
+    """(per-metric sums, evaluated users, distinct recommended items) of one block of users."""
+    from ._tasks import worker_threads
+
+    rel = relevant_rows(test_rows, test_rows.shape[0])
+    eval_users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    if eval_users.size == 0:
+        return {}, 0, np.zeros(0, np.int64)
+    ids, _ = _block_model(items, users).recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
+    rel = rel[eval_users]
+    ranking = [n for n in names if n in RANKING_METRICS]
+    values = per_user_metrics(hit_matrix(ids, rel), np.diff(rel.indptr), ranking)
+    sums = {n: float(v.sum()) for n, v in values.items()}
+    return sums, int(eval_users.size), np.unique(ids[ids >= 0])
+
+
+def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | None = None, threads: int = 0,
+             retries: int = 2) -> dict:  # fmt: skip
+    """The full-catalogue evaluation of ``recforge.evaluation.evaluate``, map-reduced over user blocks.
+
+    Each block ranks the whole catalogue for its users with a test item (> 0), leaving out the
+    model's training items (``seen_``), and sums the per-user metrics (the definitions of
+    ``recforge.evaluation``); the client adds the sums up. The means equal the local
+    ``evaluate(model, train, test, k)`` (up to the order of a float64 sum).
+
+    Parameters
+    ----------
+    model : fitted factor model
+    client : distributed.Client
+    test : scipy.sparse matrix or Interactions (n_users, n_items), held-out interactions
+    k : cut-off
+    metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, coverage
+        (default: all of them)
+    user_blocks, threads, retries : as ``recommend_all``
+
+    Returns
+    -------
+    dict: ``"<metric>@<k>"`` -> float, ``"n_users"`` -> int, ``"protocol"`` -> "full".
+    """
+    _check_model(model)
+    k = check_k(k)
+    if metrics is None:
+        names = _EVAL_DEFAULT
+    else:
+        names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        bad = [m for m in names if m not in _EVAL_METRICS]
+        if bad or not names:
+            raise ValueError(f"metrics must be names from {_EVAL_METRICS}, got {list(names)}")
+    t = as_csr(test, "test", allow_empty=True)
+    if t.shape != (model.n_users, model.n_items):
+        raise ValueError(f"test must have shape ({model.n_users}, {model.n_items}) (the model's), got {t.shape}")
+    check_workers(client)
+    tag = f"rf-eval-{uuid.uuid4().hex[:8]}"
+    starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
+    items = submit(client, _identity, _item_side(model), key=f"{tag}-items", retries=retries)
+    parts = []
+    for b in range(len(starts) - 1):
+        s, e = int(starts[b]), int(starts[b + 1])
+        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), t[s:e], k, names, threads,
+                            key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
+    wait_all(parts)
+    results = client.gather(parts)
+    n_users = sum(r[1] for r in results)
+    if n_users == 0:
+        raise ValueError("no user has a test item (value > 0)")
+    out: dict = {"protocol": "full"}
+    for name in names:
+        if name == "coverage":
+            covered = np.unique(np.concatenate([r[2] for r in results]))
+            out[f"coverage@{k}"] = covered.size / model.n_items
+        else:
+            out[f"{name}@{k}"] = sum(r[0].get(name, 0.0) for r in results) / n_users
+    out["n_users"] = int(n_users)
+    return out
+
+
+def _identity(x):
+    return x
+
+
+def _id_map(given, from_model, n: int, name: str) -> IdMap:
+    ids = given if given is not None else from_model
+    if ids is None:
+        return IdMap.range(n)
+    ids = ids if isinstance(ids, IdMap) else IdMap(ids)
+    if len(ids) != n:
+        raise ValueError(f"{name} has {len(ids)} ids but the model has {n}")
+    return ids

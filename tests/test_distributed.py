@@ -1,0 +1,301 @@
+"""recforge.distributed on a LocalCluster (processes, 2 workers, 1 thread each): the same model as the
+local fit bit for bit, Parquet shards equal to the local top-K, clear errors for bad input, a lost
+worker and a resumed checkpoint changing nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed", reason="recforge.distributed needs the dask extra: pip install 'recforge[dask]'")
+pytest.importorskip("dask.dataframe", reason="recforge.distributed needs the dask extra: pip install 'recforge[dask]'")
+pytest.importorskip("pyarrow", reason="the Parquet shards need pyarrow (the dask extra)")
+
+import dask.dataframe as dd  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+
+import recforge as rf  # noqa: E402
+import recforge.distributed as rfd  # noqa: E402
+
+SOLVERS = {
+    "cg": {"solver": "cg"},
+    "cholesky": {"solver": "cholesky"},
+    "explicit": {"feedback": "explicit", "regularization": 0.1},
+}
+FIT = {"factors": 8, "epochs": 3, "seed": 7}
+
+
+def _cluster(n_workers: int):
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with _cluster(2) as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def events() -> pd.DataFrame:
+    """Ratings 1..5 (integer sums: the explicit global mean is exact in any order), string item ids,
+    repeated (user, item) rows, users and items of every size."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    return pd.DataFrame({
+        "user": rng.zipf(1.6, n) % 400 * 7,
+        "item": np.char.add("i", (rng.zipf(1.4, n) % 150).astype(str)).astype(object),
+        "rating": rng.integers(1, 6, n).astype(np.float64),
+    })  # fmt: skip
+
+
+def _local(events: pd.DataFrame, **params) -> rf.ALS:
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    return rf.ALS(threads=1, **{**FIT, **params}).fit(inter)
+
+
+def _assert_same_model(got: rf.ALS, ref: rf.ALS) -> None:
+    np.testing.assert_array_equal(got.user_factors, ref.user_factors)
+    np.testing.assert_array_equal(got.item_factors, ref.item_factors)
+    for name in ("user_bias", "item_bias"):
+        a, b = getattr(got, name), getattr(ref, name)
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    assert got.global_bias == ref.global_bias
+    assert (got.seen_ != ref.seen_).nnz == 0 and got.seen_.shape == ref.seen_.shape
+
+
+@pytest.mark.parametrize("config", SOLVERS)
+def test_fit_equals_local_bit_for_bit(client, events, config):
+    ref = _local(events, **SOLVERS[config])
+    ddf = dd.from_pandas(events, npartitions=3)
+    model = rfd.ALS(**FIT, **SOLVERS[config], user_blocks=3, item_blocks=2).fit(client, ddf, weight_col="rating")
+    assert type(model) is rf.ALS and model.is_fitted
+    _assert_same_model(model, ref)
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    assert list(model.user_ids.values) == list(inter.user_ids.values)
+    assert list(model.item_ids.values) == list(inter.item_ids.values)
+    assert [h["epoch"] for h in model.history_] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("config", ["explicit", "cholesky"])
+def test_routed_rows(client, events, config):
+    """Only the rows a block reads are sent; explicit ALS (no Gram) stays bit for bit, implicit sums
+    the Gram from per-block partial Grams (float32 rounding in another order)."""
+    ref = _local(events, **SOLVERS[config])
+    est = rfd.ALS(**FIT, **SOLVERS[config], routing="rows", user_blocks=3, item_blocks=3)
+    model = est.fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
+    assert est.routing_ == {"users": "rows", "items": "rows"}
+    if config == "explicit":
+        _assert_same_model(model, ref)
+    else:
+        np.testing.assert_allclose(model.item_factors, ref.item_factors, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "config, routing, rel",
+    # a float64 sum in another order; implicit "rows": the Gram's float32 sum as well
+    [("cg", "whole", 1e-9), ("explicit", "whole", 1e-9), ("explicit", "rows", 1e-9), ("cholesky", "rows", 1e-4)],
+)
+def test_training_loss_equals_local(client, events, config, routing, rel):
+    ref = _local(events, calculate_loss=True, **SOLVERS[config])
+    est = rfd.ALS(**FIT, **SOLVERS[config], calculate_loss=True, routing=routing, user_blocks=3, item_blocks=2)
+    model = est.fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
+    got, want = [h["loss"] for h in model.history_], [h["loss"] for h in ref.history_]
+    assert got == pytest.approx(want, rel=rel)
+    assert want[-1] < want[0]
+
+
+def test_per_block_init_is_deterministic(client, events):
+    """One stream per block (parallel, for large factors): same seed and layout, same model; not the local one."""
+    ddf = dd.from_pandas(events, npartitions=2)
+    fits = []
+    for _ in range(2):
+        est = rfd.ALS(**FIT, init="per_block", user_blocks=3, item_blocks=2)
+        fits.append(est.fit(client, ddf, weight_col="rating"))
+        assert est.init_ == "per_block"
+    _assert_same_model(fits[0], fits[1])
+    assert not np.array_equal(fits[0].user_factors, _local(events).user_factors)
+
+
+def test_inputs_interactions_and_files(client, events, tmp_path):
+    """A local Interactions keeps its id maps; Parquet and CSV paths read like the DataFrame."""
+    ref = _local(events)
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    _assert_same_model(rfd.ALS(**FIT).fit(client, inter), ref)
+    half = len(events) // 2
+    parquet = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    events.iloc[:half].to_parquet(parquet[0])
+    events.iloc[half:].to_parquet(parquet[1])
+    _assert_same_model(rfd.ALS(**FIT).fit(client, parquet, weight_col="rating"), ref)
+    csv = tmp_path / "all.csv"
+    events.to_csv(csv, index=False)
+    _assert_same_model(rfd.ALS(**FIT).fit(client, [csv], weight_col="rating"), ref)
+
+
+def test_empty_partition_changes_nothing(client, events):
+    ddf = dd.from_pandas(events, npartitions=2)
+    empty = dd.from_pandas(events.iloc[:0], npartitions=1)
+    with_empty = dd.concat([ddf.partitions[0], empty, ddf.partitions[1]])
+    assert with_empty.npartitions == 3
+    model = rfd.ALS(**FIT).fit(client, with_empty, weight_col="rating")
+    _assert_same_model(model, _local(events))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda df: df.assign(rating=df.rating.where(df.index != 5, np.nan)), "NaN or infinite"),
+        (lambda df: df.assign(user=df.user.astype(object).where(df.index != 9, None)), "missing ids"),
+        (lambda df: df.assign(rating=df.rating.astype(str)), "must be numeric"),
+        (lambda df: df.iloc[:0], "no interactions"),
+    ],
+    ids=["nan-weight", "missing-id", "text-weight", "empty"],
+)
+def test_bad_input_is_a_clear_error(client, events, edit, match):
+    ddf = dd.from_pandas(edit(events.copy()), npartitions=2)
+    with pytest.raises((ValueError, TypeError), match=match):
+        rfd.ALS(**FIT, retries=0).fit(client, ddf, weight_col="rating")
+
+
+def test_ids_missing_from_given_maps(client, events):
+    """Fixed id maps (e.g. a training set's): an unknown id is an error naming it, or dropped on request."""
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    known_items = inter.item_ids.values[1:]  # the first item id is unknown to the map
+    ddf = dd.from_pandas(events, npartitions=2)
+    with pytest.raises(ValueError, match="not in the given id maps"):
+        rfd.distribute(client, ddf, weight_col="rating", item_ids=known_items, retries=0)
+    data = rfd.distribute(client, ddf, weight_col="rating", item_ids=known_items, unknown="drop")
+    expected = inter.csr[:, 1:]
+    expected.eliminate_zeros()
+    assert data.shape == (inter.n_users, inter.n_items - 1)
+    assert (data.to_csr(client) != expected).nnz == 0
+
+
+def test_missing_column_in_one_file(client, events, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    events.iloc[:100].to_csv(a, index=False)
+    events.iloc[100:200].drop(columns="rating").to_csv(b, index=False)
+    with pytest.raises(ValueError, match="rating"):
+        rfd.ALS(**FIT, retries=0).fit(client, [a, b], weight_col="rating")
+
+
+def _hide_kernels():
+    sys.modules["_recforge_saved_core"] = sys.modules.get("recforge._core")
+    sys.modules["recforge._core"] = None  # the next `import recforge._core` fails, as without the extension
+
+
+def _restore_kernels():
+    sys.modules["recforge._core"] = sys.modules.pop("_recforge_saved_core")
+
+
+def test_worker_without_extension_is_named(client, events):
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    client.run(_hide_kernels, workers=[worker])
+    try:
+        with pytest.raises(RuntimeError, match="cannot load recforge's compiled extension") as err:
+            rfd.ALS(**FIT).fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
+        assert worker in str(err.value)
+    finally:
+        client.run(_restore_kernels, workers=[worker])
+
+
+def test_recommend_all_shards_equal_local(client, events, tmp_path):
+    model = rfd.ALS(**FIT, **SOLVERS["explicit"]).fit(client, dd.from_pandas(events, npartitions=2),
+                                                      weight_col="rating")  # fmt: skip
+    paths = rfd.recommend_all(model, client, tmp_path / "recs", k=5, user_blocks=3, batch_size=64)
+    assert len(paths) == 3
+    shards = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    ids, scores = model.recommend_all(k=5, batch_size=64)
+    rows, ranks = np.nonzero(ids >= 0)
+    expected = pd.DataFrame({"user": model.user_ids.values[rows], "rank": ranks + 1,
+                             "item": model.item_ids.values[ids[rows, ranks]],
+                             "score": scores[rows, ranks]})  # fmt: skip
+    assert list(shards.columns) == ["user", "rank", "item", "score"]
+    assert shards.user.tolist() == expected.user.tolist()
+    assert shards["rank"].tolist() == expected["rank"].tolist()
+    assert shards.item.tolist() == expected.item.tolist()
+    np.testing.assert_array_equal(shards.score.to_numpy(), expected.score.to_numpy(np.float32))
+
+
+def test_evaluate_equals_local(client, events):
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    train, test = rf.split.random_holdout(inter, test_fraction=0.3, seed=1)
+    model = rfd.ALS(**FIT).fit(client, train)
+    ref = rf.evaluation.evaluate(model, train, test, k=5, metrics=rfd.batch._EVAL_METRICS)
+    got = rfd.evaluate(model, client, test, k=5, user_blocks=3)
+    assert got["n_users"] == ref["n_users"]
+    for name in rfd.batch._EVAL_METRICS:
+        assert got[f"{name}@5"] == pytest.approx(ref[f"{name}@5"], rel=1e-12), name
+
+
+def test_checkpoint_resume_equals_uninterrupted(client, events, tmp_path):
+    """A fit stopped after 2 iterations (the scheduler died) resumes from its checkpoint: the same model."""
+    ref = _local(events, epochs=4)
+    ddf = dd.from_pandas(events, npartitions=2)
+    params = {**FIT, "epochs": 4, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 2}
+    first = rfd.ALS(**{**params, "epochs": 2}).fit(client, ddf, weight_col="rating")
+    assert len(first.history_) == 2
+    # A new, smaller cluster (the first one "died"): the block layout comes from the checkpoint.
+    with _cluster(1) as cluster, Client(cluster) as other:
+        resumed = rfd.ALS(**params).fit(other, ddf, weight_col="rating", resume=True)
+    assert [h["epoch"] for h in resumed.history_] == [2, 3]
+    _assert_same_model(resumed, ref)
+    with pytest.raises(ValueError, match="does not match"):
+        rfd.ALS(**{**params, "factors": 4}).fit(client, ddf, weight_col="rating", resume=True)
+
+
+def test_bad_parameters(client, events):
+    with pytest.raises(ValueError, match="routing"):
+        rfd.ALS(routing="diagonal").fit(client, events)
+    with pytest.raises(ValueError, match="nu=0"):
+        rfd.ALS(routing="rows", nu=0.5).fit(client, events)
+    with pytest.raises(TypeError, match="data must be"):
+        rfd.ALS(**FIT).fit(client, events)  # a pandas DataFrame: wrap it in dask first
+    with pytest.raises(ValueError, match="not available on Dask workers"):  # GPU workers: docs/scale-out.md
+        rfd.ALS(device="cuda").fit(client, events)
+
+
+def _kill_one_worker(client, victim: int, delay: float) -> threading.Thread:
+
+    def kill():
+        time.sleep(delay)
+        os.kill(victim, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_killed_worker_does_not_change_the_fit(events):
+    """SIGKILL one of three worker processes during a fit: its blocks are recomputed, the model is the same."""
+    ref = _local(events, epochs=6)
+    killer = []
+    with _cluster(3) as cluster, Client(cluster) as c:
+        victim = min(c.run(os.getpid).values())
+
+        def callback(epoch, seconds, loss):
+            if epoch == 1:  # the kill lands while iteration 2's tasks run
+                killer.append(_kill_one_worker(c, victim, delay=0.05))
+
+        est = rfd.ALS(**{**FIT, "epochs": 6}, user_blocks=6, item_blocks=6)
+        model = est.fit(c, dd.from_pandas(events, npartitions=3), weight_col="rating", callback=callback)
+        killer[0].join()
+        assert victim not in c.run(os.getpid).values()  # the worker really died (its nanny started another)
+    _assert_same_model(model, ref)
+
+
+def test_import_without_dask_names_the_extra():
+    code = "import sys; sys.modules['distributed'] = None; import recforge.distributed"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "recforge[dask]" in proc.stderr
