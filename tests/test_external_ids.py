@@ -4,10 +4,13 @@ partial_fit_users_external, the popularity fallback for unknown users)."""
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import rewrite_model_file
 from test_contract import CASES, make
 
 import recforge as rf
@@ -132,3 +135,71 @@ def test_empty_rows_can_fall_back_to_the_popular_items(model, inter):
     np.testing.assert_array_equal(ids[0], model.recommend_for_rows(rows, k=3)[0][0])  # other rows as without
     with pytest.raises(ValueError, match="fallback"):
         model.recommend_for_rows(rows, fallback="random")
+
+
+def test_save_and_load_keep_the_id_maps(model, inter, tmp_path):
+    path = tmp_path / "m.rf"
+    model.save(path)
+    back = rf.load(path)
+    assert back.user_ids_ == inter.user_ids and back.item_ids_ == inter.item_ids
+    pd.testing.assert_frame_equal(
+        back.recommend_external(["u002", "u040"], k=4), model.recommend_external(["u002", "u040"], k=4)
+    )
+    with zipfile.ZipFile(path) as z:  # stored as plain arrays: UTF-8 bytes and offsets, no pickle
+        assert {"user_ids_utf8.npy", "user_ids_offsets.npy", "item_ids_utf8.npy"} <= set(z.namelist())
+
+
+@pytest.mark.parametrize(
+    "users",
+    [np.arange(60) * 7 + 100, np.arange(60) / 4, [("team", u % 3, u) for u in range(60)], [f"ü{u}" for u in range(60)]],
+    ids=["int", "float", "tuple", "unicode"],
+)
+def test_every_kind_of_id_survives_a_file(users, inter, tmp_path):
+    ids = rf.IdMap(users)
+    data = rf.Interactions(inter.csr, user_ids=ids, item_ids=inter.item_ids)
+    model = rf.MostPopular().fit(data)
+    model.save(tmp_path / "m.rf")
+    back = rf.load(tmp_path / "m.rf")
+    assert back.user_ids_ == ids and list(back.user_ids_.values) == list(ids.values)
+    assert back.recommend_external([ids.values[5]], k=2)["user"].tolist() == [ids.values[5]] * 2
+
+
+def test_a_model_with_ids_pickle_cannot_hold_is_not_saved(inter, tmp_path):
+    ids = rf.IdMap([pd.Timestamp("2020-01-01") + pd.Timedelta(days=d) for d in range(inter.n_users)])
+    model = rf.MostPopular().fit(rf.Interactions(inter.csr, user_ids=ids, item_ids=inter.item_ids))
+    with pytest.raises(ValueError, match="without pickle"):
+        model.save(tmp_path / "m.rf")
+    assert not (tmp_path / "m.rf").exists()
+
+
+def test_version_1_files_load_with_identity_maps(inter, tmp_path):
+    path = tmp_path / "v1.rf"
+    rf.ALS(factors=4, epochs=2).fit(inter, progress=False).save(path)
+
+    def as_version_1(arrays, meta):
+        for name in [n for n in arrays if n.startswith(("user_ids_", "item_ids_"))]:
+            del arrays[name], meta["arrays"][name]
+        del meta["id_maps"]
+        meta["format_version"] = 1
+
+    rewrite_model_file(path, as_version_1)
+    back = rf.load(path)
+    assert back.user_ids_ == rf.IdMap.range(inter.n_users) and back.item_ids_ == rf.IdMap.range(inter.n_items)
+    assert back.recommend_external([3], k=2)["item"].tolist() == back.recommend([3], k=2)[0][0].tolist()
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda a, m: m.update(id_maps={"user": "pickle"}), "unknown id map kind"),
+        (lambda a, m: m.update(id_maps=["str"]), "id_maps"),
+        (lambda a, m: m.update(dataset=7), "dataset"),
+        (lambda a, m: a.update(user_ids_offsets=a["user_ids_offsets"][::-1].copy()), "offsets"),
+    ],
+)
+def test_broken_id_maps_are_refused(inter, tmp_path, edit, message):
+    path = tmp_path / "m.rf"
+    rf.MostPopular().fit(inter).save(path)
+    rewrite_model_file(path, edit)
+    with pytest.raises(ValueError, match=message):
+        rf.load(path)

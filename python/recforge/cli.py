@@ -276,6 +276,7 @@ def cmd_fit(args) -> int:
     data = _load_data(args)
     model = _make_model(_model_classes()[args.model], args.param)
     model.fit(data.interactions, progress=False if args.quiet else None)
+    model.dataset_ = None if args.data is not None else args.dataset  # recommend finds its item names by it
     model.save(args.out)
     n_users, n_items = data.interactions.shape
     print(f"saved {type(model).__name__} fitted on {data.source} ({n_users} users x {n_items} items) to {args.out}")
@@ -323,8 +324,9 @@ def cmd_recommend(args) -> int:
         raise UsageError("give user ids, or --items for a new user (or both)")
     model = rf.load(args.model_file)
     names = _read_names(args)
-    if names is None and args.dataset is not None:
-        names = rf.datasets.item_names(args.dataset, data_home=args.data_home)
+    dataset = args.dataset or model.dataset_  # the data set `recforge fit` was given, when it was one
+    if names is None and dataset is not None:
+        names = rf.datasets.item_names(dataset, data_home=args.data_home)
     frames = []
     if args.users:
         users = _typed_ids(args.users, model._id_map("user"))
@@ -492,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="unknown users get the most popular items (default: an error); unknown --items are skipped",
     )
     r.add_argument("--include-seen", action="store_true", help="keep the items a user already has")
-    r.add_argument("--dataset", choices=_dataset_names(), metavar="NAME", help="take item names from this data set")
+    r.add_argument("--dataset", choices=_dataset_names(), metavar="NAME",
+                   help="take item names from this data set (default: the one `recforge fit` was given)")  # fmt: skip
     r.add_argument("--data-home", help="folder holding the data sets (for --dataset)")
     r.add_argument("--item-names", metavar="PATH", help="CSV/parquet of item names (--item-col, --name-col)")
     r.add_argument("--item-col", default="item", help="--item-names: column of item ids (default item)")

@@ -7,11 +7,13 @@ state ends in ``_``: ``seen_`` (the training matrix, users x items, used by ``ex
 saved with the model), ``history_`` (one dict per epoch: epoch, seconds, loss, ...), ``device_``.
 Kernels are reached through ``self._ops`` (``recforge._ops``), never imported here.
 
-Saved format (``FORMAT_VERSION`` 1, unchanged by the issue-9 redesign): a zip archive written by
-``numpy.savez`` holding the model's arrays, the training matrix (``train_indptr`` /
-``train_indices`` / ``train_data`` / ``train_shape``) and ``__meta__``, a uint8 array of UTF-8 JSON
-``{"format": "recforge-model", "format_version": 1, "class": ..., "params": get_params(),
-"arrays": {name: [dtype, shape]}}``. No pickle; written to a temporary file (unnamed until complete
+Saved format (``FORMAT_VERSION`` 2): a zip archive written by ``numpy.savez`` holding the model's
+arrays, the training matrix (``train_indptr`` / ``train_indices`` / ``train_data`` /
+``train_shape``), the id maps (``user_ids_*`` / ``item_ids_*``: ``IdMap.to_arrays``, so string ids
+are UTF-8 bytes and offsets) and ``__meta__``, a uint8 array of UTF-8 JSON
+``{"format": "recforge-model", "format_version": 2, "class": ..., "params": get_params(),
+"arrays": {name: [dtype, shape]}, "id_maps": {"user": kind, "item": kind}[, "dataset": name]}``.
+Version 1 (no id maps) still loads, with identity maps. No pickle; written to a temporary file (unnamed until complete
 where the system has O_TMPFILE) and renamed, so a crash or a kill never leaves half a file nor a
 temporary one; the file's mode honours the umask. ``load`` trusts nothing: it reads only the declared
 members (stored, each exactly its declared dtype and shape: nothing larger than the file is ever
@@ -60,7 +62,8 @@ __all__ = [
     "replace_rows", "seen_rows",
 ]  # fmt: skip
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: before the id maps were saved
 _REGISTRY: dict[str, type[Recommender]] = {}
 # |score| <= d * max|q| * max|i|: below this bound no score (nor partial sum) overflows float32.
 _SCORE_LIMIT = float(np.finfo(np.float32).max) / 2
@@ -136,6 +139,7 @@ class Recommender(ParamsMixin):
         self._invalidate()
         train = as_csr(interactions, allow_negative=allow_negative)
         self.user_ids_, self.item_ids_ = _id_maps_of(interactions, train.shape)
+        self.dataset_ = None  # named by whoever knows it (recforge fit), for item names
         self._check_fit_size(*train.shape, train.nnz)
         return train
 
@@ -298,6 +302,7 @@ class Recommender(ParamsMixin):
     # taken from the Interactions it was fitted on (identity maps for a plain matrix).
     user_ids_: IdMap | None = None
     item_ids_: IdMap | None = None
+    dataset_: str | None = None  # the registered data set it was fitted on, when known (``recforge fit``)
 
     def _id_map(self, side: str) -> IdMap:
         """The ``side`` ("user" | "item") id map; the identity map when there is none (a plain matrix)."""
@@ -601,13 +606,20 @@ class Recommender(ParamsMixin):
             train_data=train.data.astype(np.float32),
             train_shape=np.asarray(train.shape, dtype=np.int64),
         )
+        id_maps = {}
+        for side in ("user", "item"):
+            id_maps[side], parts = self._id_map(side).to_arrays()
+            arrays.update({f"{side}_ids_{part}": a for part, a in parts.items()})
         meta = {
             "format": "recforge-model",
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
             "params": _jsonable(self.get_params(deep=False)),
             "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
+            "id_maps": id_maps,
         }
+        if self.dataset_ is not None:
+            meta["dataset"] = str(self.dataset_)
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         _write_atomically(path, lambda f: np.savez(f, **arrays))
 
@@ -770,6 +782,11 @@ def load(path) -> Recommender:
         model.device_ = "cpu"
         model.seen_ = seen
         model.history_ = []  # not saved: the training log belongs to the session that fitted
+        for side, n in (("user", shape[0]), ("item", shape[1])):  # version 1: identity maps
+            prefix = f"{side}_ids_"
+            parts = {name[len(prefix) :]: arrays.pop(name) for name in list(arrays) if name.startswith(prefix)}
+            setattr(model, f"{side}_ids_", IdMap.from_arrays(meta.get("id_maps", {}).get(side, "range"), parts, n))
+        model.dataset_ = meta.get("dataset")
         model._restore(arrays)
         model._invalidate()
     except _DAMAGE as exc:
@@ -810,10 +827,15 @@ def _check_meta(meta) -> dict:
     """``meta`` if it is the metadata of a model this recforge reads (format, version, class, arrays)."""
     if not isinstance(meta, dict) or meta.get("format") != "recforge-model":
         raise _ModelFileError("not a recforge model file")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in _READABLE_VERSIONS:
         raise _ModelFileError(
-            f"has format version {meta.get('format_version')!r}, this recforge reads version {FORMAT_VERSION}"
+            f"has format version {meta.get('format_version')!r}, this recforge reads versions {_READABLE_VERSIONS}"
         )
+    id_maps = meta.get("id_maps", {})
+    if not isinstance(id_maps, dict) or not all(isinstance(id_maps.get(s, ""), str) for s in ("user", "item")):
+        raise _ModelFileError("corrupt metadata (id_maps is not a mapping of user/item to a kind)")
+    if not isinstance(meta.get("dataset", ""), str):
+        raise _ModelFileError("corrupt metadata (dataset is not a name)")
     if not isinstance(meta.get("class"), str) or meta["class"] not in _REGISTRY:
         raise _ModelFileError(f"holds an unknown model class {meta.get('class')!r}")
     if not isinstance(meta.get("params", {}), dict):
