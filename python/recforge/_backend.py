@@ -14,7 +14,10 @@ import warnings
 
 from . import _core
 
-__all__ = ["THREAD_LIMIT", "cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas", "with_cuda"]
+__all__ = [
+    "THREAD_LIMIT", "blas_threads", "cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas",
+    "with_cuda",
+]  # fmt: skip
 
 
 def _load_cuda():
@@ -103,6 +106,15 @@ def single_threaded_blas():
             if _blas_users == 0:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+def blas_threads(threads: int):
+    """Context manager: BLAS/LAPACK calls made from Python (SciPy, NumPy) use ``threads`` threads.
+
+    For one long solve (EASE); unlike ``single_threaded_blas`` it does not share its limit with
+    overlapping calls from other Python threads.
+    """
+    return _blas_controller().limit(limits=threads, user_api="blas")
 
 
 @functools.cache

@@ -80,6 +80,13 @@ class Csr:
 
     def __repr__(self) -> str: ...
 
+class HybridLoss(_PybindEnum):
+    """Loss of the hybrid model: bpr, warp or logistic."""
+
+    bpr: typing.ClassVar[HybridLoss]  # value 0
+    warp: typing.ClassVar[HybridLoss]  # value 1
+    logistic: typing.ClassVar[HybridLoss]  # value 2
+
 class Loss(_PybindEnum):
     """Pairwise ranking loss: bpr or warp."""
 
@@ -233,6 +240,46 @@ def als_implicit_solve(
     threads: int,
 ) -> None:
     """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
+
+def hybrid_epoch(
+    positives: Csr,
+    user_features: Csr,
+    item_features: Csr,
+    negatives: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    user_emb: numpy.ndarray,
+    item_emb: numpy.ndarray,
+    item_bias: numpy.ndarray,
+    user_emb_g2: numpy.ndarray,
+    item_emb_g2: numpy.ndarray,
+    item_bias_g2: numpy.ndarray,
+    lr: typing.SupportsFloat | typing.SupportsIndex,
+    user_reg: typing.SupportsFloat | typing.SupportsIndex,
+    item_reg: typing.SupportsFloat | typing.SupportsIndex,
+    loss: HybridLoss,
+    max_sampled: typing.SupportsInt | typing.SupportsIndex,
+    threads: int,
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    epoch: typing.SupportsInt | typing.SupportsIndex,
+) -> dict:
+    """One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}."""
+
+def knn_item_neighbours(
+    items: Csr,
+    cosine: bool,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    threads: int = 0,
+) -> tuple:
+    """The k most similar items of every item by the inner product of the rows of `items` (items x users, finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) of an n_items x n_items CSR (ids within a row not sorted)."""
+
+def knn_recommend(
+    history: Csr,
+    similarity: Csr,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    exclude_history: bool,
+    subset: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None,
+    threads: int = 0,
+) -> tuple:
+    """Top-k items per history row by sum of r * similarity(i, j): (ids int64 (n, k), scores float32 (n, k)), -1 / -inf padding; `subset` restricts the ranking to those item ids."""
 
 def max_threads(threads: object = 0) -> int:
     """Threads a kernel uses for `threads` in [0, thread_limit()] (0: all cores); ValueError otherwise."""

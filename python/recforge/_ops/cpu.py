@@ -20,13 +20,13 @@ import copyreg
 import numpy as np
 
 from .. import _core
-from .._backend import single_threaded_blas
+from .._backend import blas_threads, single_threaded_blas
 
 __all__ = [
     "als_explicit_half_step", "als_explicit_sse", "als_implicit_half_step", "als_implicit_loss", "csr",
-    "gram", "mlp_arch", "mlp_sample_epoch", "mlp_score_all", "mlp_score_pairs", "mlp_train_epoch", "name",
-    "sgd_mf_epoch", "sgd_mf_predict", "sgd_positives", "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives",
-    "topk", "xp",
+    "ease_weights", "gram", "hybrid_epoch", "knn_item_neighbours", "knn_recommend", "mlp_arch", "mlp_sample_epoch",
+    "mlp_score_all", "mlp_score_pairs", "mlp_train_epoch", "name", "sgd_mf_epoch", "sgd_mf_predict", "sgd_positives",
+    "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives", "topk", "xp",
 ]  # fmt: skip
 
 name = "cpu"
@@ -161,6 +161,79 @@ def mlp_score_pairs(arch, user_emb, item_emb, dense, users, items, *, threads) -
 def mlp_score_all(arch, user_emb, item_emb, dense, users, *, threads) -> np.ndarray:
     """(n, n_items) float32 logits of ``users`` against every item."""
     return _core.mlp_score_all(arch, user_emb, item_emb, dense, users, threads)
+
+
+# -- EASE -------------------------------------------------------------------------------------
+def ease_weights(m, *, regularization: float, dtype: str, threads: int) -> np.ndarray:
+    """EASE's item-item weights (Steck 2019) from the users x items CSR ``m``, as ranking vectors.
+
+    ``P = (XᵀX + λI)⁻¹`` in ``dtype`` ("float32" | "float64") by Cholesky (LAPACK potrf/potri, on
+    ``threads`` BLAS threads); ``B = I - P / diag(P)`` (column j divided by ``P_jj``), zero diagonal.
+    Returns ``Bᵀ`` (n_items, n_items) C-contiguous float32: row j holds the weight of every item in
+    item j's score, so scores are ``X @ Bᵀ.T``. Raises ValueError when ``XᵀX + λI`` is not positive
+    definite (``regularization`` too small for the data). Peak memory: about one dense n_items² matrix
+    of ``dtype`` (worked in place) plus the sparse ``XᵀX``.
+    """
+    from scipy.linalg import lapack
+
+    x = m.astype(dtype)
+    p = (x.T @ x).toarray()  # the Gram matrix, then its inverse, then the weights, in place
+    del x
+    n = len(p)
+    p[np.diag_indices(n)] += regularization
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (p,))
+    with blas_threads(threads):
+        c, info = potrf(p, lower=False, overwrite_a=True, clean=False)
+        if info > 0:
+            raise ValueError(f"XᵀX + regularization * I is not positive definite (leading minor {info}): "
+                             f"increase regularization (now {regularization})")  # fmt: skip
+        p, info = potri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"LAPACK potri failed (info={info})")
+    # potri fills the upper triangle: mirror it into the lower one, a block of rows at a time.
+    for start in range(0, n, 1024):
+        stop = min(start + 1024, n)
+        p[start:stop, :start] = p[:start, start:stop].T
+        block = p[start:stop, start:stop]
+        block[np.tril_indices(stop - start, -1)] = block.T[np.tril_indices(stop - start, -1)]
+    # P is symmetric, so Bᵀ[j, i] = B[i, j] = -P[i, j] / P[j, j] = -P[j, i] / P[j, j]: rows divided.
+    p /= -np.diag(p).copy()[:, None]
+    p[np.diag_indices(n)] = 0.0
+    return np.ascontiguousarray(p, dtype=np.float32)
+
+
+# -- HybridMF -----------------------------------------------------------------------------------
+def hybrid_epoch(positives, user_features, item_features, negatives, *, user_emb, item_emb, item_bias, g2, lr,
+                 regularization, loss, max_sampled, threads, seed, epoch) -> dict:  # fmt: skip
+    """One Hogwild Adagrad epoch of the feature-embedding model, in place (``g2``: the three accumulators).
+
+    ``positives`` (users x items, values ignored), ``user_features`` / ``item_features`` (one row per
+    user / item) are ``csr`` results; ``negatives`` the int32 ids negatives are drawn from. Returns
+    ``{"loss", "samples"}``.
+    """
+    return _core.hybrid_epoch(positives, user_features, item_features, negatives, user_emb, item_emb, item_bias, *g2,
+                              lr, regularization, regularization, _core.HybridLoss.__members__[loss], max_sampled,
+                              threads, seed, epoch)  # fmt: skip
+
+
+# -- ItemKNN ----------------------------------------------------------------------------------
+def knn_item_neighbours(items, *, cosine: bool, k: int, threads: int):
+    """The ``k`` most similar items of every item: (indptr, indices, data) of an items x items CSR.
+
+    ``items`` (items x users, finite values >= 0) is a canonical scipy CSR or a ``csr`` result;
+    similarity is the inner product of rows (divided by both norms when ``cosine``), only
+    positive ones kept, an item never its own neighbour; ids within a row are not sorted.
+    """
+    return _core.knn_item_neighbours(csr(items, "items"), cosine, k, threads)
+
+
+def knn_recommend(history, similarity, k, *, exclude_history, subset=None, threads):
+    """Best ``k`` items per row of ``history`` (n x items) by ``history @ similarity``: (ids, scores).
+
+    ``similarity`` (items x items) is a ``csr`` result (cached by the caller); ``exclude_history``
+    leaves each row's own items out; ``subset`` (int64 ids) restricts the ranking; -1 / -inf pad.
+    """
+    return _core.knn_recommend(csr(history, "history"), similarity, k, exclude_history, subset, threads)
 
 
 # -- top-K ------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ at its first kernel call instead of silently falling back to the CPU.
 from __future__ import annotations
 
 __all__ = [
-    "als_explicit_half_step", "als_explicit_sse", "als_implicit_half_step", "als_implicit_loss", "csr", "gram",
-    "mlp_arch", "mlp_sample_epoch", "mlp_score_all", "mlp_score_pairs", "mlp_train_epoch", "sgd_mf_epoch",
-    "sgd_mf_predict", "sgd_positives", "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives", "topk",
+    "als_explicit_half_step", "als_explicit_sse", "als_implicit_half_step", "als_implicit_loss", "csr",
+    "ease_weights", "gram", "hybrid_epoch", "knn_item_neighbours", "knn_recommend", "mlp_arch", "mlp_sample_epoch",
+    "mlp_score_all", "mlp_score_pairs", "mlp_train_epoch", "sgd_mf_epoch", "sgd_mf_predict", "sgd_positives",
+    "sgd_rank_epoch", "sgd_ratings", "sgd_sample_negatives", "topk",
 ]  # fmt: skip
 
 name = "cuda"
@@ -54,3 +55,7 @@ mlp_sample_epoch = _not_yet("mlp_sample_epoch")
 mlp_score_pairs = _not_yet("mlp_score_pairs")
 mlp_score_all = _not_yet("mlp_score_all")
 topk = _not_yet("topk")
+ease_weights = _not_yet("ease_weights")
+hybrid_epoch = _not_yet("hybrid_epoch")
+knn_item_neighbours = _not_yet("knn_item_neighbours")
+knn_recommend = _not_yet("knn_recommend")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import warnings
 
+from .features import Features
 from .idmap import IdMap
 from .interactions import DUPLICATE_RULES, Interactions
 
-__all__ = ["DUPLICATE_RULES", "IdMap", "Interactions"]
+__all__ = ["DUPLICATE_RULES", "Features", "IdMap", "Interactions"]
 
 # Where the modules of recforge.data lived until 0.1 (deprecated, removed in the next release).
 _MOVED = {"datasets": "datasets", "loaders": "datasets", "splits": "split", "transforms": "transforms"}

@@ -2,8 +2,24 @@
 
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
+from .ease import EASE
+from .hybrid import HybridMF
+from .knn import ItemKNN
 from .mlp import MLPScorer
 from .popular import MostPopular
 from .sgd import BPR, SGDMF
 
-__all__ = ["ALS", "BPR", "FactorModel", "MLPScorer", "MostPopular", "NotFittedError", "Recommender", "SGDMF", "load"]
+__all__ = [
+    "ALS",
+    "BPR",
+    "EASE",
+    "FactorModel",
+    "HybridMF",
+    "ItemKNN",
+    "MLPScorer",
+    "MostPopular",
+    "NotFittedError",
+    "Recommender",
+    "SGDMF",
+    "load",
+]

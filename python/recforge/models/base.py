@@ -58,8 +58,8 @@ from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in_ids", "check_state_arrays", "grow_rows",
-    "replace_rows", "seen_rows",
+    "CsrRows", "check_fold_in", "check_fold_in_ids", "check_state_arrays", "csr_arrays", "grow_rows",
+    "replace_rows", "restore_csr", "seen_rows",
 ]  # fmt: skip
 
 FORMAT_VERSION = 2
@@ -551,16 +551,10 @@ class Recommender(ParamsMixin):
             Extra validation of ``m`` before anything changes.
         """
         self._check_fitted()
-        ids = check_fold_in_ids(ids, f"{side}_ids")
         n_own, n_other = (self.n_users, self.n_items) if side == "user" else (self.n_items, self.n_users)
-        m = as_csr(rows, "interactions_rows", allow_empty=True, allow_negative=allow_negative)
-        if m.shape[1] != n_other:
-            raise ValueError(f"interactions_rows must have {n_other} columns, got shape {m.shape}")
-        if m.shape[0] != len(ids):
-            raise ValueError(f"interactions_rows must have one row per id ({len(ids)}), got shape {m.shape}")
+        ids, m, n_new = check_fold_in(ids, rows, side, n_own, n_other, allow_negative=allow_negative)
         if check is not None:
             check(m)
-        n_new = max(n_own, int(ids.max()) + 1 if len(ids) else 0)
         grown = [getattr(self, n) for n in self._fold_in_arrays(side) if getattr(self, n) is not None]
         width = sum(a.shape[1] if a.ndim == 2 else 1 for a in grown)
         check_memory(4.0 * max(n_new - n_own, 0) * (width + 1), f"{side}_ids up to {n_new - 1} (grows the model "
@@ -908,6 +902,31 @@ def check_state_arrays(arrays: dict, expected: dict) -> None:
             raise ValueError(f"array {name!r} contains NaN or infinite values")
 
 
+def csr_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """What a model saves for the sparse matrix ``m``: ``{prefix}_indptr``, ``_indices``, ``_data``, ``_shape``."""
+    return {f"{prefix}_indptr": m.indptr.astype(np.int64), f"{prefix}_indices": m.indices.astype(np.int32),
+            f"{prefix}_data": m.data.astype(np.float32), f"{prefix}_shape": np.asarray(m.shape, np.int64)}  # fmt: skip
+
+
+def restore_csr(arrays: dict, prefix: str, n_rows: int) -> sp.csr_matrix:
+    """The float32 CSR saved by ``csr_arrays(prefix, ...)`` with ``n_rows`` rows; ValueError naming the bad array."""
+    names = [f"{prefix}_{part}" for part in ("indptr", "indices", "data", "shape")]
+    for name in names:
+        if name not in arrays:
+            raise ValueError(f"missing array {name!r}")
+    indptr, indices, data, shape = (arrays[name] for name in names)
+    if shape.shape != (2,) or shape[0] != n_rows or shape[1] < 0:
+        raise ValueError(f"array {names[3]!r} must be ({n_rows}, n_columns), got {shape.tolist()}")
+    n_cols = int(shape[1])
+    if indptr.shape != (n_rows + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
+        raise ValueError(f"array {names[0]!r} must be ({n_rows + 1},), start at 0 and never decrease")
+    if indices.shape != (int(indptr[-1]),) or (indices.size and not (0 <= indices.min() and indices.max() < n_cols)):
+        raise ValueError(f"array {names[1]!r} must hold {indptr[-1]} column ids in [0, {n_cols})")
+    if data.shape != indices.shape or not np.isfinite(data).all():
+        raise ValueError(f"array {names[2]!r} must hold {indices.size} finite values")
+    return sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=(n_rows, n_cols))
+
+
 class CsrRows(NamedTuple):
     """Rows of a canonical CSR as the top-k exclusion takes them: int64 ``indptr`` (n + 1,) and column ``indices``."""
 
@@ -950,6 +969,18 @@ def check_fold_in_ids(ids, name: str) -> np.ndarray:
     if len(np.unique(arr)) != len(arr):
         raise ValueError(f"{name} must not repeat an id")
     return arr
+
+
+def check_fold_in(ids, rows, side: str, n_own: int, n_other: int, *, allow_negative: bool = True):
+    """Checked ``(ids, m, n_new)`` of a fold-in: ``ids`` as ``check_fold_in_ids``, ``m`` the canonical CSR
+    of ``rows`` (one row of ``n_other`` columns per id), ``n_new`` the row count once ``ids`` are added."""
+    ids = check_fold_in_ids(ids, f"{side}_ids")
+    m = as_csr(rows, "interactions_rows", allow_empty=True, allow_negative=allow_negative)
+    if m.shape[1] != n_other:
+        raise ValueError(f"interactions_rows must have {n_other} columns, got shape {m.shape}")
+    if m.shape[0] != len(ids):
+        raise ValueError(f"interactions_rows must have one row per id ({len(ids)}), got shape {m.shape}")
+    return ids, m, max(n_own, int(ids.max()) + 1 if len(ids) else 0)
 
 
 def grow_rows(a: np.ndarray, n: int) -> np.ndarray:
@@ -1103,7 +1134,7 @@ class FactorModel(Recommender):
 
     def _user_vectors_for_rows(self, m: sp.csr_matrix) -> np.ndarray:
         """(n, f) user factors learnt from the rows of ``m`` against the fixed items (the model unchanged)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} does not fold users in from interaction rows")
 
     # -- similarity -----------------------------------------------------------------------------
     def similar_items(self, items, k: int = 10, threads: int = 0):

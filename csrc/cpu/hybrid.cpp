@@ -1,0 +1,176 @@
+// The hybrid factor model's epoch (recforge/hybrid.hpp): Hogwild Adagrad over feature embeddings.
+#include "recforge/hybrid.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "recforge/parallel.hpp"
+#include "recforge/rng.hpp"
+#include "recforge/simd.hpp"
+
+namespace recforge::hybrid {
+
+namespace {
+
+constexpr std::int64_t kBlock = 4096;  // samples per random stream
+constexpr float kEps = 1e-6f;
+
+// out = sum_k F[row, k] * emb[k] (f floats); bias (when given) = sum_k F[row, k] * b[k].
+RECFORGE_INLINE void represent(const CsrView& F, std::int64_t row, const float* emb, const float* b, int f, float* out,
+                               float* bias) {
+    std::fill(out, out + f, 0.0f);
+    float total = 0.0f;
+    for (std::int64_t p = F.indptr[row]; p < F.indptr[row + 1]; ++p) {
+        const float w = F.data[p];
+        const float* e = emb + static_cast<std::int64_t>(F.indices[p]) * f;
+        for (int d = 0; d < f; ++d) out[d] += w * e[d];
+        if (b) total += w * b[F.indices[p]];
+    }
+    if (bias) *bias = total;
+}
+
+// Adagrad ascent along `grad` (f floats, the gradient of the objective with respect to the
+// representation) for every feature k of F's row: E[k] += lr * (F[row,k] grad - reg E[k]) / sqrt(G).
+RECFORGE_INLINE void update(const CsrView& F, std::int64_t row, const float* grad, float* emb, float* g2, float reg,
+                            float lr, int f) {
+    for (std::int64_t p = F.indptr[row]; p < F.indptr[row + 1]; ++p) {
+        const float w = F.data[p];
+        float* e = emb + static_cast<std::int64_t>(F.indices[p]) * f;
+        float* g = g2 + static_cast<std::int64_t>(F.indices[p]) * f;
+        for (int d = 0; d < f; ++d) {
+            const float step = w * grad[d] - reg * e[d];
+            g[d] += step * step;
+            e[d] += lr * step / std::sqrt(g[d] + kEps);
+        }
+    }
+}
+
+RECFORGE_INLINE void update_bias(const CsrView& F, std::int64_t row, float grad, float* bias, float* g2, float lr) {
+    for (std::int64_t p = F.indptr[row]; p < F.indptr[row + 1]; ++p) {
+        const std::int32_t k = F.indices[p];
+        const float step = F.data[p] * grad;
+        g2[k] += step * step;
+        bias[k] += lr * step / std::sqrt(g2[k] + kEps);
+    }
+}
+
+RECFORGE_INLINE bool is_positive(const CsrView& m, std::int64_t u, std::int32_t i) {
+    const std::int32_t* begin = m.indices + m.indptr[u];
+    const std::int32_t* end = m.indices + m.indptr[u + 1];
+    return std::binary_search(begin, end, i);
+}
+
+RECFORGE_INLINE float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+struct Partial {
+    double loss = 0.0;
+    std::int64_t samples = 0;
+};
+
+// The samples of one block, on its own random stream. Compiled once per instruction set; the
+// loader picks the widest the CPU has.
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
+Partial run_block(const CsrView& positives, const CsrView& user_features, const CsrView& item_features,
+                  const std::int32_t* negatives, std::int64_t n_negatives, const Params& params, const Step& step,
+                  const std::int32_t* owner, std::int64_t block, std::int64_t count) {
+    const std::int64_t nnz = positives.nnz();
+    const int f = params.factors;
+    SplitMix64 rng(epoch_thread_seed(step.seed, step.epoch, static_cast<std::uint64_t>(block)));
+    std::vector<float> buf(static_cast<std::size_t>(f) * 6);
+    float* uv = buf.data();
+    float* iv = uv + f;
+    float* jv = iv + f;
+    float* gu = jv + f;
+    float* gi = gu + f;
+    float* gj = gi + f;
+    Partial out;
+    for (std::int64_t t = 0; t < count; ++t) {
+        const std::int64_t p = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz)));
+        const std::int64_t u = owner[p];
+        const std::int32_t i = positives.indices[p];
+        represent(user_features, u, params.user_emb, nullptr, f, uv, nullptr);
+        float bi = 0.0f, bj = 0.0f;
+        represent(item_features, i, params.item_emb, params.item_bias, f, iv, &bi);
+        const float si = simd::dot(uv, iv, f) + bi;
+        // A negative: drawn until it is not a positive of u (and, for WARP, until it violates).
+        std::int32_t j = -1;
+        float sj = 0.0f;
+        int draws = 0;
+        const int max_draws = step.loss == Loss::warp ? step.max_sampled : 16;
+        while (draws < max_draws) {
+            const std::int32_t c = negatives[rng.below(static_cast<std::uint64_t>(n_negatives))];
+            ++draws;
+            if (is_positive(positives, u, c)) continue;
+            represent(item_features, c, params.item_emb, params.item_bias, f, jv, &bj);
+            sj = simd::dot(uv, jv, f) + bj;
+            if (step.loss != Loss::warp || sj > si - 1.0f) {
+                j = c;
+                break;
+            }
+        }
+        if (j < 0) continue;
+        // d objective / d score_i and d score_j.
+        float di, dj;
+        if (step.loss == Loss::bpr) {
+            const float g = sigmoid(sj - si);  // 1 - sigmoid(si - sj)
+            di = g;
+            dj = -g;
+            out.loss += std::log1p(std::exp(-(si - sj)));
+        } else if (step.loss == Loss::warp) {
+            const float weight = std::log(
+                std::max(1.0f, std::floor(static_cast<float>(n_negatives - 1) / static_cast<float>(draws))));
+            di = weight;
+            dj = -weight;
+            out.loss += weight * (1.0f - si + sj);
+        } else {
+            di = 1.0f - sigmoid(si);
+            dj = -sigmoid(sj);
+            out.loss += std::log1p(std::exp(-si)) + std::log1p(std::exp(sj));
+        }
+        ++out.samples;
+        for (int d = 0; d < f; ++d) {
+            gu[d] = di * iv[d] + dj * jv[d];
+            gi[d] = di * uv[d];
+            gj[d] = dj * uv[d];
+        }
+        update(user_features, u, gu, params.user_emb, params.user_emb_g2, step.user_reg, step.lr, f);
+        update(item_features, i, gi, params.item_emb, params.item_emb_g2, step.item_reg, step.lr, f);
+        update(item_features, j, gj, params.item_emb, params.item_emb_g2, step.item_reg, step.lr, f);
+        update_bias(item_features, i, di, params.item_bias, params.item_bias_g2, step.lr);
+        update_bias(item_features, j, dj, params.item_bias, params.item_bias_g2, step.lr);
+    }
+    return out;
+}
+
+}  // namespace
+
+EpochStats epoch(const CsrView& positives, const CsrView& user_features, const CsrView& item_features,
+                 const std::int32_t* negatives, std::int64_t n_negatives, const Params& params, const Step& step) {
+    const std::int64_t nnz = positives.nnz();
+    const std::int64_t n_users = positives.n_rows;
+    const std::int64_t blocks = (nnz + kBlock - 1) / kBlock;
+    if (nnz == 0 || n_negatives == 0) return {};
+    std::vector<Partial> partial(static_cast<std::size_t>(blocks));
+    // Each entry's user: the row of entry p (for uniform draws over the positives).
+    std::vector<std::int32_t> owner(static_cast<std::size_t>(nnz));
+    for (std::int64_t u = 0; u < n_users; ++u)
+        std::fill(owner.begin() + positives.indptr[u], owner.begin() + positives.indptr[u + 1],
+                  static_cast<std::int32_t>(u));
+
+    parallel_for(0, blocks, step.threads, 1, [&](std::int64_t block) {
+        const std::int64_t count = std::min(kBlock, nnz - block * kBlock);
+        partial[block] = run_block(positives, user_features, item_features, negatives, n_negatives, params, step,
+                                   owner.data(), block, count);
+    });
+    EpochStats stats;
+    for (const Partial& p : partial) {
+        stats.loss += p.loss;
+        stats.samples += p.samples;
+    }
+    if (stats.samples) stats.loss /= static_cast<double>(stats.samples);
+    return stats;
+}
+
+}  // namespace recforge::hybrid

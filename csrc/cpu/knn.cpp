@@ -1,0 +1,268 @@
+// Item-item nearest neighbours (recforge/knn.hpp): sparse row products into a per-thread dense
+// accumulator, then a per-item (or per-user) selection of the best entries.
+#include "recforge/knn.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "recforge/parallel.hpp"
+
+namespace recforge::knn {
+
+namespace {
+
+struct Scored {
+    float score;
+    std::int32_t id;
+};
+
+// Higher score first, equal scores by lower id: the one order of every result here.
+inline bool better(const Scored& a, const Scored& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+}
+
+// Keeps the best k entries of `c` (under `better`), in their current order. The k-th best score is
+// found on a copy of the scores (`work`, cheaper to select in than the pairs); entries scoring
+// above it stay, and of those equal to it, the lowest ids up to k.
+void keep_best_in_order(std::vector<Scored>& c, std::size_t k, std::vector<float>& work) {
+    if (c.size() <= k) return;
+    if (k == 0) return c.clear();
+    work.resize(c.size());
+    for (std::size_t x = 0; x < c.size(); ++x) work[x] = c[x].score;
+    std::nth_element(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(k - 1), work.end(),
+                     std::greater<float>());
+    const float kth = work[k - 1];
+    std::size_t above = 0, equal = 0;
+    for (const Scored& s : c) {
+        above += s.score > kth;
+        equal += s.score == kth;
+    }
+    // Of the entries equal to the k-th best, the (k - above) lowest ids stay: ids up to last_tie.
+    std::int64_t last_tie = std::numeric_limits<std::int64_t>::max();
+    if (equal > k - above) {
+        std::vector<std::int32_t> ties;
+        for (const Scored& s : c)
+            if (s.score == kth) ties.push_back(s.id);
+        std::nth_element(ties.begin(), ties.begin() + static_cast<std::ptrdiff_t>(k - above - 1), ties.end());
+        last_tie = ties[k - above - 1];
+    }
+    c.erase(std::remove_if(c.begin(), c.end(),
+                           [&](const Scored& s) { return s.score < kth || (s.score == kth && s.id > last_tie); }),
+            c.end());
+}
+
+// A lower bound of the k-th best of scores[0, n): the k-th largest of the maxima of blocks of 8
+// consecutive entries (k blocks hold an entry at least that good), so typically little more than
+// k entries reach it, whatever their order. -inf when there are fewer than k whole blocks.
+// `maxima` is scratch space.
+float kth_best_bound(const float* scores, std::int64_t n, std::int64_t k, std::vector<float>& maxima) {
+    constexpr std::int64_t kBlock = 8;
+    const std::int64_t blocks = n / kBlock;
+    if (k < 1 || blocks < k) return -std::numeric_limits<float>::infinity();
+    maxima.resize(static_cast<std::size_t>(blocks));
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        const float* x = scores + b * kBlock;
+        float top = x[0];
+        for (std::int64_t l = 1; l < kBlock; ++l) top = x[l] > top ? x[l] : top;
+        maxima[b] = top;
+    }
+    std::nth_element(maxima.begin(), maxima.begin() + (k - 1), maxima.end(), std::greater<float>());
+    return maxima[k - 1];
+}
+
+// The transpose (n_cols x n_rows) of `m` with its values, ids ascending within each row (a counting sort).
+struct Transposed {
+    std::vector<std::int64_t> indptr;
+    std::vector<std::int32_t> indices;
+    std::vector<float> data;
+};
+
+Transposed transpose(const CsrView& m) {
+    Transposed t;
+    const std::int64_t nnz = m.nnz();
+    t.indptr.assign(static_cast<std::size_t>(m.n_cols) + 1, 0);
+    for (std::int64_t p = 0; p < nnz; ++p) ++t.indptr[static_cast<std::size_t>(m.indices[p]) + 1];
+    for (std::int64_t c = 0; c < m.n_cols; ++c) t.indptr[c + 1] += t.indptr[c];
+    t.indices.resize(static_cast<std::size_t>(nnz));
+    t.data.resize(static_cast<std::size_t>(nnz));
+    std::vector<std::int64_t> next(t.indptr.begin(), t.indptr.end() - 1);
+    for (std::int64_t r = 0; r < m.n_rows; ++r) {
+        for (std::int64_t p = m.indptr[r]; p < m.indptr[r + 1]; ++p) {
+            const std::int64_t at = next[m.indices[p]]++;
+            t.indices[at] = static_cast<std::int32_t>(r);
+            t.data[at] = m.data[p];
+        }
+    }
+    return t;
+}
+
+}  // namespace
+
+Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, int threads) {
+    if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
+    const std::int64_t n = items.n_rows;
+    if (n > INT32_MAX) throw std::invalid_argument("items: more than 2^31 - 1 items");
+    if (items.nnz() > 0 && !items.data) throw std::invalid_argument("items must have values");
+    const Transposed users = transpose(items);  // n_users x n_items: the items of each user
+
+    // Cosine: every similarity is divided by both norms; an item without weight has no neighbour.
+    std::vector<float> scale(static_cast<std::size_t>(n), 1.0f);
+    if (cosine) {
+        for (std::int64_t i = 0; i < n; ++i) {
+            double sq = 0.0;
+            for (std::int64_t p = items.indptr[i]; p < items.indptr[i + 1]; ++p)
+                sq += static_cast<double>(items.data[p]) * items.data[p];
+            scale[i] = sq > 0.0 ? static_cast<float>(1.0 / std::sqrt(sq)) : 0.0f;
+        }
+    }
+
+    const std::int64_t width = std::min<std::int64_t>(k, std::max<std::int64_t>(n - 1, 0));
+    std::vector<std::int32_t> best_ids(static_cast<std::size_t>(n * width));
+    std::vector<float> best_sims(static_cast<std::size_t>(n * width));
+    std::vector<std::int64_t> indptr(static_cast<std::size_t>(n) + 1, 0);
+
+    struct Scratch {
+        std::vector<float> acc;  // all zero between items
+        std::vector<std::int32_t> touched;
+        std::vector<Scored> kept;
+        std::vector<float> sims, maxima, work;
+    };
+    const int nt = resolve_threads(threads);
+    std::vector<Scratch> scratch(static_cast<std::size_t>(nt));
+    // Raw pointers: the compiler then knows the accumulator stores cannot move them.
+    const std::int64_t* item_ptr = items.indptr;
+    const std::int32_t* item_users = items.indices;
+    const float* item_w = items.data;
+    const std::int64_t* user_ptr = users.indptr.data();
+    const std::int32_t* user_items = users.indices.data();
+    const float* user_w = users.data.data();
+    const float* norm_scale = scale.data();
+    // Similarities are >= 0 (values are); kept ones must be > 0, i.e. at least the smallest float.
+    constexpr float kSmallest = std::numeric_limits<float>::denorm_min();
+    parallel_for(0, n, nt, 16, [&](std::int64_t i) {
+        Scratch& s = scratch[static_cast<std::size_t>(thread_index())];
+        if (s.acc.empty()) s.acc.assign(static_cast<std::size_t>(n), 0.0f);
+        float* acc = s.acc.data();
+        const float own = norm_scale[i];
+        // Products to add: when they outnumber the items a few times over, a dense pass over every
+        // accumulator is cheaper than tracking which ones were touched.
+        std::int64_t products = 0;
+        for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p)
+            products += user_ptr[item_users[p] + 1] - user_ptr[item_users[p]];
+        s.kept.clear();
+        if (products * 4 >= n) {
+            for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p) {
+                const float w = item_w[p];
+                const std::int32_t u = item_users[p];
+                for (std::int64_t q = user_ptr[u]; q < user_ptr[u + 1]; ++q) acc[user_items[q]] += w * user_w[q];
+            }
+            for (std::int64_t j = 0; j < n; ++j) acc[j] *= own * norm_scale[j];
+            acc[i] = 0.0f;
+            // Entries reaching the bound, in id order; the accumulator is cleared on the way.
+            const float bar = std::max(kth_best_bound(acc, n, width, s.maxima), kSmallest);
+            for (std::int64_t j = 0; j < n; ++j) {
+                if (acc[j] >= bar) s.kept.push_back({acc[j], static_cast<std::int32_t>(j)});
+                acc[j] = 0.0f;
+            }
+            keep_best_in_order(s.kept, static_cast<std::size_t>(width), s.work);
+        } else {
+            // Every product writes its id and counts it only when the accumulator was still 0
+            // (branch-free: whether an item was touched before is unpredictable). An accumulator
+            // only grows (values are >= 0); an item counted twice after a zero product reads 0 the
+            // second time below and is dropped.
+            s.touched.resize(static_cast<std::size_t>(products) + 1);
+            std::int32_t* touched = s.touched.data();
+            std::int64_t count = 0;
+            for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p) {
+                const float w = item_w[p];
+                const std::int32_t u = item_users[p];
+                for (std::int64_t q = user_ptr[u]; q < user_ptr[u + 1]; ++q) {
+                    const std::int32_t j = user_items[q];
+                    touched[count] = j;
+                    count += acc[j] == 0.0f;
+                    acc[j] += w * user_w[q];
+                }
+            }
+            s.touched.resize(static_cast<std::size_t>(count));
+            s.sims.clear();
+            for (const std::int32_t j : s.touched) {
+                const float sim = acc[j] * own * norm_scale[j];
+                acc[j] = 0.0f;
+                s.sims.push_back(j != i ? sim : 0.0f);
+            }
+            const std::int64_t t = static_cast<std::int64_t>(s.touched.size());
+            const float bar = std::max(kth_best_bound(s.sims.data(), t, width, s.maxima), kSmallest);
+            for (std::int64_t x = 0; x < t; ++x)
+                if (s.sims[x] >= bar) s.kept.push_back({s.sims[x], s.touched[x]});
+            // Kept in touched order (the data's, so the same on any thread count).
+            keep_best_in_order(s.kept, static_cast<std::size_t>(width), s.work);
+        }
+        for (std::size_t t = 0; t < s.kept.size(); ++t) {
+            best_ids[i * width + t] = s.kept[t].id;
+            best_sims[i * width + t] = s.kept[t].score;
+        }
+        indptr[i + 1] = static_cast<std::int64_t>(s.kept.size());
+    });
+
+    Neighbours out;
+    for (std::int64_t i = 0; i < n; ++i) indptr[i + 1] += indptr[i];
+    out.indices.resize(static_cast<std::size_t>(indptr[n]));
+    out.data.resize(static_cast<std::size_t>(indptr[n]));
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t c = indptr[i + 1] - indptr[i];
+        std::copy_n(best_ids.begin() + i * width, c, out.indices.begin() + indptr[i]);
+        std::copy_n(best_sims.begin() + i * width, c, out.data.begin() + indptr[i]);
+    }
+    out.indptr = std::move(indptr);
+    return out;
+}
+
+void recommend(const CsrView& history, const CsrView& similarity, std::int64_t k, bool exclude_history,
+               const std::uint8_t* allowed, std::int64_t* out_ids, float* out_scores, int threads) {
+    const std::int64_t m = similarity.n_rows;
+    struct Scratch {
+        std::vector<float> acc;
+        std::vector<Scored> best;
+        std::vector<float> maxima, work;
+    };
+    constexpr float kNone = -std::numeric_limits<float>::infinity();
+    const int nt = resolve_threads(threads);
+    std::vector<Scratch> scratch(static_cast<std::size_t>(nt));
+    parallel_for(0, history.n_rows, nt, 4, [&](std::int64_t r) {
+        Scratch& s = scratch[static_cast<std::size_t>(thread_index())];
+        s.acc.assign(static_cast<std::size_t>(m), 0.0f);
+        float* acc = s.acc.data();
+        const std::int64_t begin = history.indptr[r], end = history.indptr[r + 1];
+        for (std::int64_t p = begin; p < end; ++p) {
+            const float w = history.data[p];
+            const std::int32_t i = history.indices[p];
+            for (std::int64_t q = similarity.indptr[i]; q < similarity.indptr[i + 1]; ++q)
+                acc[similarity.indices[q]] += w * similarity.data[q];
+        }
+        // Ineligible items (and a NaN, should one arise) become -inf, which is never chosen.
+        for (std::int64_t j = 0; j < m; ++j)
+            if (std::isnan(acc[j]) || (allowed && !allowed[j])) acc[j] = kNone;
+        if (exclude_history)
+            for (std::int64_t p = begin; p < end; ++p) acc[history.indices[p]] = kNone;
+        // One comparison per item: ineligible ones (-inf) stay below even the lowest bar.
+        const float bar = std::max(kth_best_bound(acc, m, k, s.maxima), std::numeric_limits<float>::lowest());
+        s.best.clear();
+        for (std::int64_t j = 0; j < m; ++j)
+            if (acc[j] >= bar) s.best.push_back({acc[j], static_cast<std::int32_t>(j)});
+        keep_best_in_order(s.best, static_cast<std::size_t>(k), s.work);
+        std::sort(s.best.begin(), s.best.end(), better);
+        for (std::int64_t t = 0; t < k; ++t) {
+            const bool real = static_cast<std::size_t>(t) < s.best.size();
+            out_ids[r * k + t] = real ? s.best[t].id : -1;
+            out_scores[r * k + t] = real ? s.best[t].score : kNone;
+        }
+    });
+}
+
+}  // namespace recforge::knn

@@ -1,0 +1,148 @@
+"""HybridMF: feature embeddings, cold users and items, the content fallback, the kernel's boundary, real data.
+
+What every model does alike is in test_contract.py (HybridMF without features: identity, plain MF).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from conftest import data_path
+
+import recforge as rf
+from recforge import _core
+
+
+@pytest.fixture(scope="module")
+def world():
+    """60 users x 40 items in two tastes: users and items carry their group as a feature."""
+    rng = np.random.default_rng(0)
+    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
+    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
+    likes[:, 30:] = False  # items 30.. are cold: no interactions
+    x = sp.csr_matrix(likes.astype(np.float32))
+    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
+    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
+    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=True)
+    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=True)
+    return x, fu, fi, user_group, item_group
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_cold_items_are_ranked_from_their_features(world, loss):
+    x, fu, fi, user_group, item_group = world
+    model = rf.HybridMF(factors=8, loss=loss, epochs=30, threads=1, seed=1).fit(x, user_features=fu, item_features=fi,
+                                                                                  progress=False)  # fmt: skip
+    losses = [h["loss"] for h in model.history_]
+    assert losses[-1] < losses[0]
+    cold = np.arange(30, 40)
+    scores = model.user_factors @ model.item_factors[cold].T + model.item_bias[cold]
+    same = user_group[:, None] == item_group[cold][None, :]
+    assert scores[same].mean() > scores[~same].mean() + 0.1
+    # A cold item's identity feature was never trained: it is its group's embedding only.
+    group_only = fi.matrix[cold].multiply(np.array([not n.startswith("id=") for n in fi.names]))
+    np.testing.assert_allclose(model.item_factors[cold], group_only @ model.item_embeddings, rtol=1e-5, atol=1e-7)
+
+
+def test_new_users_and_items_from_features(world):
+    x, fu, fi, user_group, item_group = world
+    model = rf.HybridMF(factors=8, epochs=30, threads=1).fit(x, user_features=fu, item_features=fi, progress=False)
+    new_users = fu.transform(pd.DataFrame({"user": [100, 101], "group": ["0", "1"]}))
+    ids, scores = model.recommend_for_features(new_users, k=5)
+    assert (item_group[ids[0]] == 0).all() and (item_group[ids[1]] == 1).all()
+    q = new_users @ model.user_embeddings
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ model.item_factors.T + model.item_bias, ids, 1),
+                               rtol=1e-5)  # fmt: skip
+    new_items = fi.transform(pd.DataFrame({"item": [900], "group": ["1"]}))
+    near, cos = model.similar_items_by_features(new_items, k=3)  # the content-based fallback
+    assert (item_group[near[0]] == 1).all() and (cos > 0).all()
+    added = model.add_items(new_items)
+    assert added.tolist() == [40] and model.n_items == 41 and model.seen_.shape == (60, 41)
+    np.testing.assert_allclose(model.item_factors[40], model.item_factors_for(new_items)[0][0])
+    assert 40 in model.recommend([int(np.flatnonzero(user_group == 1)[0])], k=41)[0]
+    empty, _ = model.similar_items_by_features(sp.csr_matrix((1, fi.n_features), dtype=np.float32), k=2)
+    assert (empty == -1).all()  # a new item without features has no neighbours
+    with pytest.raises(ValueError, match=f"user_rows must have {fu.n_features} columns"):
+        model.recommend_for_features(new_users[:, :-1])
+
+
+def test_save_load_keeps_embeddings_features_and_vocabulary(world, tmp_path):
+    x, fu, fi, *_ = world
+    model = rf.HybridMF(factors=4, epochs=3, threads=1).fit(x, user_features=fu, item_features=fi, progress=False)
+    model.save(tmp_path / "h.rf")
+    back = rf.load(tmp_path / "h.rf")
+    for name in ("user_embeddings", "item_embeddings", "item_feature_bias", "user_factors", "item_factors"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
+    assert (back.item_features_ != model.item_features_).nnz == 0
+    np.testing.assert_array_equal(back._item_spec, fi.spec_array())
+
+
+def test_features_must_match_the_interactions(world):
+    x, fu, fi, *_ = world
+    with pytest.raises(ValueError, match="item_features must have one row per entity of the interactions"):
+        rf.HybridMF(epochs=1).fit(x, item_features=fi.matrix[:-1])
+    nan = fi.matrix.copy()
+    nan.data[0] = np.nan
+    with pytest.raises(ValueError, match="item_features contains NaN"):
+        rf.HybridMF(epochs=1).fit(x, item_features=nan)
+
+
+def test_kernel_boundary_rejects_bad_arrays(world):
+    x, fu, fi, *_ = world
+    csr = lambda m: _core.Csr(m.indptr, m.indices, m.data, m.shape)  # noqa: E731
+    f = 4
+    arrays = [np.zeros((fu.n_features, f), np.float32), np.zeros((fi.n_features, f), np.float32),
+              np.zeros(fi.n_features, np.float32)]  # fmt: skip
+    g2 = [np.zeros_like(a) for a in arrays]
+    args = (csr(x), csr(fu.matrix), csr(fi.matrix), np.arange(40, dtype=np.int32), *arrays, *g2, 0.05, 0.0, 0.0,
+            _core.HybridLoss.warp, 10, 1, 0, 0)  # fmt: skip
+    stats = _core.hybrid_epoch(*args)
+    assert stats["samples"] > 0 and np.isfinite(stats["loss"])
+    bad_negatives = list(args)
+    bad_negatives[3] = np.array([0, 40], np.int32)
+    with pytest.raises(ValueError, match="negatives: id 40"):
+        _core.hybrid_epoch(*bad_negatives)
+    short_rows = list(args)
+    short_rows[2] = csr(fi.matrix[:-1])
+    with pytest.raises(ValueError, match="item_features must have one row per item"):
+        _core.hybrid_epoch(*short_rows)
+    wrong_shape = list(args)
+    wrong_shape[5] = np.zeros((fi.n_features + 1, f), np.float32)
+    with pytest.raises(ValueError, match="item_emb must have shape"):
+        _core.hybrid_epoch(*wrong_shape)
+    wrong_dtype = list(args)
+    wrong_dtype[4] = arrays[0].astype(np.float64)
+    with pytest.raises(TypeError, match="user_emb must be a float32"):
+        _core.hybrid_epoch(*wrong_dtype)
+
+
+def test_item_cold_start_on_movielens_beats_pure_cf():
+    path = data_path("ml-100k", "u.item")
+    genres = [f"g{j}" for j in range(19)]
+    items = pd.read_csv(path, sep="|", header=None, encoding="latin-1", names=["item", "t", "d", "v", "u", *genres])
+    items["genres"] = items[genres].apply(lambda r: "|".join(g for g in genres if r[g]), axis=1)
+    df = rf.datasets.load_movielens("100k", data_home=path.parent.parent)
+    inter = rf.Interactions.from_pandas(df[df.rating >= 4], user_col="user", item_col="item",
+                                        item_ids=rf.IdMap.from_values(items["item"]))  # fmt: skip
+    fi = rf.Features.from_pandas(items, "item", ids=inter.item_ids, tags={"genres": "|"}, identity=True)
+    m = inter.csr.tocsc()
+    cold = np.sort(np.random.default_rng(0).choice(m.shape[1], m.shape[1] // 5, replace=False))
+    is_cold = np.zeros(m.shape[1], bool)
+    is_cold[cold] = True
+    coo = inter.csr.tocoo()
+    keep = ~is_cold[coo.col]
+    split = lambda k: sp.csr_matrix((coo.data[k], (coo.row[k], coo.col[k])), shape=m.shape)  # noqa: E731
+    train, test = split(keep), split(~keep)
+    users = np.flatnonzero(np.diff(test.indptr))
+    hybrid = rf.HybridMF(factors=32, epochs=10, seed=0).fit(train, item_features=fi, progress=False)
+    bpr = rf.BPR(factors=32, epochs=10, seed=0).fit(train, progress=False)
+
+    def cold_auc(model):
+        s = model.user_factors[users] @ model.item_factors[cold].T
+        if model.item_bias is not None:
+            s = s + model.item_bias[cold]
+        return rf.evaluation.auc(s, test[users][:, cold])
+
+    assert cold_auc(hybrid) > 0.65 > cold_auc(bpr) + 0.1, (cold_auc(hybrid), cold_auc(bpr))
