@@ -1,5 +1,5 @@
-"""Developer tasks: ``nox -s lint tests`` (the default), ``tests_gpu``, ``bench``, ``cpp``, ``dev``,
-``sanitize`` (ASan + UBSan), ``fuzz_atheris``.
+"""Developer tasks: ``nox -s lint tests`` (the default), ``cuda_kernels``, ``tests_gpu``, ``tests_fake_gpu``,
+``bench``, ``cpp``, ``dev``, ``sanitize`` (ASan + UBSan), ``fuzz_atheris``.
 
 Every session that builds recforge installs it editable without build isolation into its own build
 folder (``build/nox-<session>/``), so rerunning a session recompiles only what changed (README
@@ -39,15 +39,21 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The pytest suite on the CPU build (RECFORGE_CUDA=OFF: no nvcc needed, faster to build)."""
-    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    """The pytest suite (the `cuda` tests skip with their reason where CuPy or a GPU is missing)."""
+    _install_dev(session, "test")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def cuda_kernels(session: nox.Session) -> None:
+    """Compile every shipped CUDA kernel source with nvcc for sm_80 and sm_90 (CI runs it; needs nvcc, no GPU)."""
+    session.run("python", "tools/check_cuda_kernels.py", *session.posargs, external=True)
 
 
 @nox.session
 def tests_gpu(session: nox.Session) -> None:
-    """The tests marked ``cuda``, with the `_cuda` module (RECFORGE_CUDA=ON) and CuPy: needs nvcc and a GPU."""
-    _install_dev(session, "test,gpu", "-Ccmake.define.RECFORGE_CUDA=ON")
+    """The tests marked ``cuda``, with CuPy (the `gpu` extra): needs a GPU and its driver, not nvcc."""
+    _install_dev(session, "test,gpu")
     session.run("python", "-m", "pytest", "-m", "cuda", *session.posargs)
 
 
@@ -74,7 +80,7 @@ def sanitize(session: nox.Session) -> None:
     A memory error or undefined behaviour in the C++ code aborts the test with the sanitizer's report.
     ``-- <pytest args>`` replaces the default selection (``tests``).
     """
-    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF", "-Ccmake.define.RECFORGE_SANITIZE=ON")
+    _install_dev(session, "test", "-Ccmake.define.RECFORGE_SANITIZE=ON")
     env = _sanitizer_env() | {"RECFORGE_SANITIZED": "1"}
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *(session.posargs or ["tests"]), env=env)
 
@@ -83,7 +89,7 @@ def sanitize(session: nox.Session) -> None:
 def fuzz_atheris(session: nox.Session) -> None:
     """Coverage-guided fuzzing (atheris) of the CSR validator and the model-file loader, 60 s each
     (``-- 300`` for 300 s). A new finding stops with the input; see tests/fuzz/atheris_targets.py."""
-    _install_dev(session, "test", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    _install_dev(session, "test")
     session.install("atheris")
     seconds = session.posargs[0] if session.posargs else "60"
     for target in ("csr", "load"):
@@ -91,9 +97,21 @@ def fuzz_atheris(session: nox.Session) -> None:
 
 
 @nox.session
+def tests_fake_gpu(session: nox.Session) -> None:
+    """The ``cuda`` tests without a GPU: CuPy stood in for by NumPy, the kernels compiled as C++ (needs g++).
+
+    Checks the GPU tests' logic and the device glue before a GPU session; slow (threads emulate the
+    GPU: ~25 min on 2 cores), and no substitute for a real GPU run (tests/cuda_emu/fake_gpu.py).
+    """
+    _install_dev(session, "test")
+    session.run("python", "-m", "pytest", "-p", "cuda_emu.fake_gpu", "-m", "cuda", *session.posargs,
+                env={"PYTHONPATH": "tests"})  # fmt: skip
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """A quick smoke run of the benchmarks (``-- als`` for one; full runs: python bench/run.py NAME)."""
-    _install_dev(session, "bench", "-Ccmake.define.RECFORGE_CUDA=OFF")
+    _install_dev(session, "bench")
     for name in session.posargs or ["topk", "als", "sgd", "mlp"]:
         session.run("python", "bench/run.py", name, "--quick", "--repeat", "1", "--threads", "2")
 

@@ -28,6 +28,7 @@ Scaling: the Dask fit on 1 and on ``ctx.threads`` workers (``s/iter``), and the 
 the kernel (core-seconds per stored value per iteration at f=128, measured on one thread), the
 input of docs/scale-out.md.
 
+``RECFORGE_BENCH_DASK_SPARK=0`` leaves Spark out (a re-run of the recforge rows alone).
 ``RECFORGE_BENCH_SPARK_BLAS``: folders with a native ``libblas.so.3`` / ``liblapack.so.3`` for Spark
 (e.g. Debian's libopenblas0-pthread unpacked with ``dpkg -x``); without it Spark uses its Java BLAS.
 ``RECFORGE_BENCH_DASK_CASES`` (default ``video-games,synthetic,kernel-cost``) picks the cases;
@@ -283,7 +284,7 @@ def run(ctx):
     rf.set_config(progress=False)
     forced = os.environ.get("RECFORGE_BENCH_DASK_ITERS")
     cases = switch("RECFORGE_BENCH_DASK_CASES", "video-games,synthetic,kernel-cost")
-    pyspark = ctx.peer("pyspark")
+    pyspark = ctx.peer("pyspark") if os.environ.get("RECFORGE_BENCH_DASK_SPARK", "1") != "0" else None
     spark = _spark_session(ctx) if pyspark is not None else None
     regs = {"recforge": _grid("RECFORGE_BENCH_DASK_REG", "0.05,0.5,5"),
             "spark": _grid("RECFORGE_BENCH_DASK_SPARK_REG", "0.01,0.05,0.1")}  # fmt: skip

@@ -21,12 +21,13 @@ def test_unknown_device_is_rejected():
         resolve_device("gpu")
 
 
-def test_cuda_without_a_cuda_build_says_how_to_get_one(monkeypatch):
-    monkeypatch.setattr(_backend, "with_cuda", False)  # as a build without recforge._cuda
-    with pytest.raises(RuntimeError, match="RECFORGE_CUDA=ON"):
+def test_cuda_without_cupy_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(_backend, "_cupy_problem", lambda: _backend._NEEDS_CUPY)  # as a machine without CuPy
+    with pytest.raises(RuntimeError, match=r"device='cuda' needs CuPy: pip install 'recforge\[gpu\]'"):
         resolve_device("cuda")
-    with pytest.raises(RuntimeError, match="CUDA kernels"):
+    with pytest.raises(RuntimeError, match="needs CuPy"):
         rf.topk(np.ones((2, 3), np.float32), np.ones((4, 3), np.float32), k=2, device="cuda")
+    assert not rf.cupy_available()
 
 
 def test_threads_validation():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,8 +64,9 @@ def test_first_last_without_timestamps_use_row_order():
     df = pd.DataFrame({"user": [1, 1, 1], "item": [7, 7, 7], "w": [5.0, 2.0, 9.0]})
     assert rf.Interactions.from_pandas(df, weight_col="w", duplicates="first").csr.data.tolist() == [5.0]
     assert rf.Interactions.from_pandas(df, weight_col="w", duplicates="last").csr.data.tolist() == [9.0]
-    # without weights each row weighs 1, so "sum" counts repeats
-    assert rf.Interactions.from_pandas(df).csr.data.tolist() == [3.0]
+    # without weights each row weighs 1, so "sum" (the default for such data) counts repeats
+    with pytest.warns(UserWarning, match="duplicates='sum'"):
+        assert rf.Interactions.from_pandas(df).csr.data.tolist() == [3.0]
 
 
 def test_ids_and_shape():
@@ -246,3 +249,29 @@ def test_models_and_validation_accept_interactions():
     ids, _ = model.recommend([inter.user_ids.to_index("c")], k=2)
     # "x" is the most popular item; user "c" has only seen "z"
     assert inter.item_ids.to_external(ids[0][:1]).tolist() == ["x"]
+
+
+def test_default_duplicate_rule_depends_on_the_kind_of_data_and_warns():
+    # Ratings (a weight column): a re-rating replaces the earlier one; 4 and 5 never become 9.
+    ratings = pd.DataFrame({"user": [1, 1, 2], "item": [7, 7, 7], "rating": [4.0, 5.0, 3.0], "t": [2, 1, 5]})
+    with pytest.warns(UserWarning, match=r"1 rows repeat .* duplicates='last'"):
+        inter = rf.Interactions.from_pandas(ratings, weight_col="rating")
+    assert inter.csr.toarray().ravel().tolist() == [5.0, 3.0]  # the later row
+    with pytest.warns(UserWarning, match="duplicates='last'"):  # "last" by timestamp when there is one
+        assert rf.Interactions.from_pandas(ratings, weight_col="rating", time_col="t").csr.data.tolist() == [4.0, 3.0]
+    # Events (no weight column): each row is one event, repeats are counted.
+    with pytest.warns(UserWarning, match="duplicates='sum'"):
+        assert rf.Interactions.from_pandas(ratings).csr.data.tolist() == [2.0, 1.0]
+    # A rule chosen explicitly is applied silently; data without duplicates never warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rf.Interactions.from_pandas(ratings, weight_col="rating", duplicates="mean").csr.data.tolist() == [
+            4.5,
+            3.0,
+        ]
+        rf.Interactions.from_pandas(ratings.iloc[1:], weight_col="rating")
+        rf.Interactions.from_arrays([1, 1], [7, 7], weights=[4.0, 5.0], duplicates="sum")
+    # The warning points at the caller's line, not into the library.
+    with pytest.warns(UserWarning) as record:
+        rf.Interactions.from_arrays([1, 1], [7, 7], weights=[4.0, 5.0])
+    assert record[0].filename == __file__

@@ -63,7 +63,7 @@ def test_random_holdout_invariants(inter, fraction, seed):
 
 def test_random_holdout_fraction_and_spread(rng):
     u, i = rng.integers(0, 2000, 100_000), rng.integers(0, 3000, 100_000)
-    inter = rf.Interactions.from_arrays(u, i)
+    inter = rf.Interactions.from_arrays(u, i, duplicates="sum")  # random pairs repeat: count them
     train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=1)
     assert test.nnz / inter.nnz == pytest.approx(0.2, abs=0.005)
     per_user = np.diff(test.csr.indptr) / np.maximum(np.diff(inter.csr.indptr), 1)
@@ -118,7 +118,7 @@ def test_temporal_invariants(inter, cutoff):
 
 def test_temporal_fraction(rng):
     inter = rf.Interactions.from_arrays(
-        rng.integers(0, 500, 20_000), rng.integers(0, 500, 20_000), timestamps=rng.permutation(20_000)
+        rng.integers(0, 500, 20_000), rng.integers(0, 500, 20_000), timestamps=rng.permutation(20_000), duplicates="sum"
     )
     train, test = rf.split.temporal(inter, test_fraction=0.25)
     assert test.nnz / inter.nnz == pytest.approx(0.25, abs=0.01)
@@ -147,7 +147,7 @@ def test_strong_generalization_invariants(inter, users_fraction, fold_in, seed):
 
 
 def test_strong_generalization_fractions(rng):
-    inter = rf.Interactions.from_arrays(rng.integers(0, 1000, 50_000), rng.integers(0, 2000, 50_000))
+    inter = rf.Interactions.from_arrays(rng.integers(0, 1000, 50_000), rng.integers(0, 2000, 50_000), duplicates="sum")
     s = rf.split.strong_generalization(inter, test_users_fraction=0.1, fold_in_fraction=0.7, seed=3)
     assert len(s.test_users) == 100
     held_nnz = s.fold_in.nnz + s.test.nnz

@@ -90,3 +90,21 @@ def test_bad_arguments(x):
     bad.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         rf.transforms.bm25_weight(bad)
+
+
+def test_weight_by_name_keeps_the_kind_of_data():
+    import pandas as pd
+
+    df = pd.DataFrame({"user": ["a", "a", "b"], "item": [1, 2, 1], "plays": [3.0, 300.0, 1.0], "t": [5, 6, 7]})
+    inter = rf.Interactions.from_pandas(df, weight_col="plays", time_col="t")
+    assert rf.transforms.weight(inter, "none") is inter
+    for name, fn in [("log", rf.transforms.log_scale), ("bm25", rf.transforms.bm25_weight),
+                     ("tfidf", rf.transforms.tfidf_weight)]:  # fmt: skip
+        out = rf.transforms.weight(inter, name)
+        assert isinstance(out, rf.Interactions) and out.user_ids is inter.user_ids and out.item_ids is inter.item_ids
+        np.testing.assert_array_equal(out.timestamps, inter.timestamps)
+        np.testing.assert_array_equal(out.csr.toarray(), fn(inter.csr).toarray())
+        np.testing.assert_array_equal(rf.transforms.weight(inter.csr, name).toarray(), fn(inter.csr).toarray())
+    assert rf.transforms.weight(inter, "binary").csr.data.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        rf.transforms.weight(inter, "sqrt")

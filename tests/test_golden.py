@@ -48,7 +48,7 @@ def test_fit_matches_reference(golden, case):
     name, cls, params, which = case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # old parameter spellings stay accepted
-        model = getattr(rf, cls)(**params).fit(_matrix(golden, which), progress=False)
+        model = getattr(rf, cls)(**make_golden.params_of(cls, params)).fit(_matrix(golden, which), progress=False)
     exact = golden["__isa__"].tobytes().decode() == make_golden.cpu_isa()
     # A sanitizer build (nox -s sanitize) rounds differently (instrumented code generation) and sampled
     # fits (WARP) then drift past any tight tolerance: there the fits are run for the memory checks only.

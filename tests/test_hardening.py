@@ -547,8 +547,10 @@ def test_fuzz_findings_f2_f5_f6_f8_f9_f12_f13_f15(train):
     # F8: scores of a non-numeric dtype, ragged scores.
     with pytest.raises(TypeError, match="scores must hold real numbers"):
         rf.evaluation.auc(np.zeros((2, 2), "datetime64[s]"), sp.csr_matrix(np.eye(2, dtype=np.float32)))
-    with pytest.raises(TypeError, match="scores must be an .n, n_items. array"):
+    with pytest.raises(ValueError, match="scores must be a rectangular array"):
         rf.evaluation.auc([[1.0, 2.0], [3.0]], sp.csr_matrix(np.eye(2, dtype=np.float32)))
+    ones = sp.csr_matrix(np.eye(2, dtype=np.float32))
+    assert rf.evaluation.auc([[1.0, 0.0], [0.0, 1.0]], ones) == rf.evaluation.auc(np.eye(2), ones)  # lists are arrays
     # F9: complex data, ids out of range in the MLP kernels are errors naming them.
     with pytest.raises(TypeError, match="m.data must hold real numbers"):
         _core.Csr(np.array([0, 1]), np.array([0], np.int32), np.array([1 + 2j]), (1, 1), "m")

@@ -336,3 +336,16 @@ def test_dense_adam_on_a_large_table_points_to_lazy_adam(rng, caplog):
         )
         rf.MLPScorer(factors=4, layers=(4,), epochs=1, batch_size=256, threads=1).fit(train, progress=False)
     assert caplog.text == ""
+
+
+def test_retrieve_then_rank_with_default_arguments():
+    # issue 11: MLPScorer's default width is the factor models' (it was 32 against ALS's 64).
+    rng = np.random.default_rng(0)
+    train = sp.random(60, 40, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    train.data[:] = 1.0
+    als = rf.ALS(epochs=2).fit(train, progress=False)
+    for retriever in (als, rf.BPR(epochs=2).fit(train, progress=False)):
+        neumf = rf.MLPScorer(epochs=1).fit(train, progress=False, init_from=retriever)
+        candidates, _ = retriever.recommend([0, 1], k=20)
+        ids, _ = neumf.rerank([0, 1], candidates, k=5)
+        assert ids.shape == (2, 5) and np.isin(ids, candidates).all()

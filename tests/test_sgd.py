@@ -91,7 +91,7 @@ def test_sgdmf_early_stopping_keeps_best_epoch():
     train, ru, ri, truth = planted_ratings(seed=2, density=0.15, noise=0.5)
     val = sp.csr_matrix((truth.astype(np.float32), (ru, ri)), shape=train.shape)
     # Many factors, no regularisation, noisy ratings: it overfits, so the validation RMSE turns up.
-    model = rf.SGDMF(factors=50, lr=0.005, regularization=0.0, epochs=200, threads=1)
+    model = rf.SGDMF(factors=50, lr=0.005, regularization=0.0, epochs=200, lr_schedule="constant", threads=1)
     model.fit(train, validation=val, patience=3, progress=False)
     hist = [h["val_rmse"] for h in model.history_]
     assert 10 < len(hist) < 200
@@ -102,7 +102,7 @@ def test_sgdmf_early_stopping_keeps_best_epoch():
 
 
 def test_sgdmf_lr_schedules():
-    assert rf.SGDMF(lr=0.1).learning_rate(5) == 0.1
+    assert rf.SGDMF(lr=0.1, lr_schedule="constant").learning_rate(5) == 0.1
     assert rf.SGDMF(lr=0.1, lr_schedule="inverse", decay=0.5).learning_rate(2) == pytest.approx(0.05)
     assert rf.SGDMF(lr=0.1, lr_schedule="exponential", decay=0.5).learning_rate(2) == pytest.approx(0.025)
     train, *_ = planted_ratings(n_users=50, n_items=40)

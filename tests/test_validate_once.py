@@ -57,8 +57,13 @@ MODELS = {
 def test_fit_and_evaluate_on_interactions_check_nothing_again(split, make, full_checks):
     train, test = split  # checked when they were built
     model = make().fit(train, progress=False)
-    rf.evaluation.evaluate(model, train, test, k=5, metrics=FULL_METRICS, progress=False)
-    rf.evaluation.evaluate(model, train, test, k=5, protocol="sampled", n_negatives=20, progress=False)
+    # Rating models are ranked against the ratings >= 3 (their ranking needs a threshold) and also
+    # scored by rmse / mae.
+    rating = getattr(model, "predicts_ratings", False)
+    extra = {"relevance_threshold": 3} if rating else {}
+    metrics = FULL_METRICS + (("rmse", "mae") if rating else ())
+    rf.evaluation.evaluate(model, train, test, k=5, metrics=metrics, progress=False, **extra)
+    rf.evaluation.evaluate(model, train, test, k=5, protocol="sampled", n_negatives=20, progress=False, **extra)
     model.recommend(np.arange(10), k=5)
     assert full_checks == []
 

@@ -3,8 +3,8 @@
 # `cmake --install --component recforge_dev`, and build + run a project that finds it with
 # find_package(recforge).
 #
-#   tools/cpp_smoke.sh                 configure a Python-free build in build/cpp (RECFORGE_CUDA=OFF,
-#                                      RECFORGE_BUILD_TESTS=ON), build it, then check it
+#   tools/cpp_smoke.sh                 configure a Python-free build in build/cpp
+#                                      (RECFORGE_BUILD_TESTS=ON), build it, then check it
 #   tools/cpp_smoke.sh BUILD_DIR       check an existing build tree configured with
 #                                      RECFORGE_BUILD_TESTS=ON (e.g. build/editable/<tag>)
 set -euo pipefail
@@ -16,8 +16,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 build="${1:-}"
 if [ -z "$build" ]; then
     build="$root/build/cpp"
-    cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-        -DRECFORGE_CUDA=OFF -DRECFORGE_BUILD_TESTS=ON
+    cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DRECFORGE_BUILD_TESTS=ON
     cmake --build "$build" -j "$jobs"
 fi
 build="$(cd "$build" && pwd)"

@@ -8,37 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import threading
 import warnings
 
 from . import _core
 
 __all__ = [
-    "THREAD_LIMIT", "blas_threads", "cupy_available", "resolve_device", "resolve_threads", "single_threaded_blas",
-    "with_cuda",
+    "THREAD_LIMIT", "blas_threads", "cupy_available", "gpu_available", "is_device_array", "resolve_device",
+    "resolve_threads", "single_threaded_blas",
 ]  # fmt: skip
-
-
-def _load_cuda():
-    """``recforge._cuda`` when it was built and loads, else None (a broken build warns once)."""
-    name = f"{__package__}._cuda"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:  # built without CUDA (RECFORGE_CUDA=OFF, or AUTO without nvcc)
-            return None
-        raise
-    except ImportError as exc:
-        warnings.warn(
-            f"recforge._cuda is present but does not load ({exc}); using the CPU", RuntimeWarning, stacklevel=2
-        )
-        return None
-
-
-_cuda = _load_cuda()
-with_cuda: bool = _cuda is not None
-"""True when the GPU module ``recforge._cuda`` imports (not whether a GPU is present: see cupy_available)."""
 
 
 def _install_scipy_blas() -> None:
@@ -117,37 +95,70 @@ def blas_threads(threads: int):
     return _blas_controller().limit(limits=threads, user_api="blas")
 
 
+# What device="cuda" needs, in the order it is checked; each message says how to get it.
+_NEEDS_CUPY = "device='cuda' needs CuPy: pip install 'recforge[gpu]' (installs cupy-cuda13x; no CUDA toolkit needed)"
+_NEEDS_DEVICE = "device='cuda' needs a visible CUDA device: CuPy is installed but sees none ({reason})"
+
+
 @functools.cache
-def cupy_available() -> bool:
-    """True when CuPy imports and sees at least one CUDA device."""
+def _cupy_problem() -> str | None:
+    """Why CuPy cannot run kernels here (the message of ``resolve_device("cuda")``), or None when it can."""
     try:
         import cupy
     except ImportError:
-        return False
+        return _NEEDS_CUPY
     try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception as exc:  # installed but unusable (driver, no device)
-        warnings.warn(f"CuPy is installed but unusable ({exc}); using the CPU", RuntimeWarning, stacklevel=2)
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # installed but unusable: no driver, a driver too old for its CUDA, ...
+        return _NEEDS_DEVICE.format(reason=f"{type(exc).__name__}: {exc}")
+    return None if count > 0 else _NEEDS_DEVICE.format(reason="0 devices")
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device (whether recforge's kernels load: ``gpu_available``)."""
+    return _cupy_problem() is None
+
+
+@functools.cache
+def gpu_available() -> bool:
+    """True when ``device="cuda"`` works: CuPy sees a GPU *and* recforge's CUDA kernels compile and load there.
+
+    The first call compiles the kernels (NVRTC, through CuPy; cached on disk by CuPy afterwards).
+    A failure is logged as a warning with the compiler's message; ``device="cuda"`` then raises it.
+    """
+    if not cupy_available():
         return False
+    from ._ops import kernels
+
+    try:
+        kernels.load_all()
+    except RuntimeError as exc:
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+def is_device_array(a: object) -> bool:
+    """True for data on a GPU: an array with ``__cuda_array_interface__`` or a sparse matrix whose ``.data`` has one."""
+    return hasattr(a, "__cuda_array_interface__") or hasattr(getattr(a, "data", None), "__cuda_array_interface__")
 
 
 def resolve_device(device: str, *arrays: object) -> str:
-    """Return "cpu" or "cuda" for ``device`` ("auto" | "cpu" | "cuda") and the given arrays."""
+    """Return "cpu" or "cuda" for ``device`` ("auto" | "cpu" | "cuda") and the given arrays.
+
+    "auto" follows the data: "cuda" when any of ``arrays`` lives on a GPU (CuPy arrays, CuPy sparse
+    matrices), else "cpu". Data is never moved silently: "cpu" with GPU arrays is a ValueError.
+    "cuda" without CuPy or a visible GPU is a RuntimeError that says what to install.
+    """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    on_gpu = any(hasattr(a, "__cuda_array_interface__") for a in arrays)
+    on_gpu = any(is_device_array(a) for a in arrays)
     if device == "auto":
         return "cuda" if on_gpu else "cpu"
     if device == "cuda":
-        if not with_cuda:
-            raise RuntimeError(
-                "device='cuda' needs recforge built with its CUDA kernels (the recforge._cuda module), and this "
-                "build has none: install the CUDA toolkit so nvcc is on PATH, reinstall with "
-                "`pip install . -Ccmake.define.RECFORGE_CUDA=ON` (or RECFORGE_CUDA=ON in the environment), "
-                "and `pip install recforge[gpu]`"
-            )
-        if not cupy_available():
-            raise RuntimeError("device='cuda' needs CuPy and a visible CUDA device (pip install recforge[gpu])")
+        problem = _cupy_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
     elif on_gpu:
-        raise ValueError("device='cpu' was given GPU (CuPy) arrays; move them with .get() first")
+        raise ValueError("device='cpu' was given GPU (CuPy) arrays; move them to the host with .get() first")
     return device

@@ -10,6 +10,8 @@ import weakref
 import numpy as np
 import scipy.sparse as sp
 
+from ._ops import array_namespace
+
 __all__ = [
     "as_array",
     "as_csr",
@@ -79,9 +81,18 @@ def _check_csr(x, name: str) -> tuple[sp.csr_matrix, bool]:
     lo, hi = (float(csr.data.min()), float(csr.data.max())) if csr.nnz else (0.0, 0.0)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinite values")
-    key = id(csr)
-    _checked[key] = (weakref.ref(csr, lambda _, key=key: _checked.pop(key, None)), lo < 0)
+    remember_checked(csr, lo < 0)
     return csr, lo < 0
+
+
+def remember_checked(csr: sp.csr_matrix, has_negative: bool) -> None:
+    """Record a canonical, finite float32 CSR as checked, so that ``as_csr`` accepts it in O(1).
+
+    For ``_check_csr`` and for matrices derived from checked ones by operations that keep them
+    canonical and finite (e.g. the evaluation's thresholded test matrix).
+    """
+    key = id(csr)
+    _checked[key] = (weakref.ref(csr, lambda _, key=key: _checked.pop(key, None)), bool(has_negative))
 
 
 def check_sparse_structure(x, name: str) -> None:
@@ -220,16 +231,17 @@ def as_array(x, name: str) -> np.ndarray:
 
 
 def check_dense(x, name: str, ndim: int = 2, dtype=np.float32) -> np.ndarray:
-    """C-contiguous array of ``dtype`` with ``ndim`` dims and finite values."""
-    if not hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
+    """C-contiguous array of ``dtype`` with ``ndim`` dims and finite values (a CuPy array stays on its GPU)."""
+    if not (hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__") or isinstance(x, (list, tuple))):
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
-    arr = as_array(x, name)
+    xp = array_namespace(x)
+    arr = as_array(x, name) if xp is np else xp.asarray(x)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.size and not np.isfinite(arr).all():
+    arr = xp.ascontiguousarray(arr, dtype=dtype)
+    if arr.size and not bool(xp.isfinite(arr).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
 

@@ -1,4 +1,4 @@
-"""The ``recforge`` command: demo, fit, evaluate, recommend, bench (each with --help).
+"""The ``recforge`` command: demo, fit, evaluate, compare, recommend, bench (each with --help).
 
 Exit status: 0 success, 2 a usage error (a bad option, value or --param: the command line must
 change), 1 a failure while running (a missing file, bad data, an unknown user id).
@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,9 +81,10 @@ class Data(NamedTuple):
     feedback: str  # "ratings", "counts" or "implicit" (what the values were before _implicit)
 
 
-def _load_data(args) -> Data:
+def _load_data(args, keep_ratings: bool = False) -> Data:
     """The one data path of every command: ``--dataset NAME`` or ``--data PATH`` with its column
-    options, then ``--min-rating`` (ratings), ``--min-user`` / ``--min-item`` (k-core)."""
+    options, then ``--min-rating`` (ratings, unless ``keep_ratings``: a rating model learns them as
+    they are), ``--min-user`` / ``--min-item`` (k-core)."""
     import recforge as rf
 
     if args.data is not None:
@@ -92,7 +94,7 @@ def _load_data(args) -> Data:
         df = rf.datasets.load(args.dataset, data_home=args.data_home, download=args.download)
         feedback, source = rf.datasets.info(args.dataset).feedback, args.dataset
         names = rf.datasets.item_names(args.dataset, data_home=args.data_home, download=args.download)
-    inter = _implicit(df, feedback, args)
+    inter = _implicit(df, feedback, args, keep_ratings)
     if args.min_user > 1 or args.min_item > 1:
         inter = inter.filter(min_user_interactions=args.min_user, min_item_interactions=args.min_item)
         if inter.nnz == 0:
@@ -135,12 +137,13 @@ def _read_names(args):
     return pd.Series(df[args.name_col].astype(str).to_numpy(), index=df[args.item_col], name=args.name_col)
 
 
-def _implicit(df, feedback: str, args):
-    """Interactions for the ranking models: ratings >= --min-rating become positives of weight 1."""
+def _implicit(df, feedback: str, args, keep_ratings: bool = False):
+    """Interactions for the ranking models: ratings >= --min-rating become positives of weight 1
+    (``keep_ratings``: the ratings as they are, for a rating model)."""
     import recforge as rf
 
     weight = {"ratings": "rating", "counts": "weight"}.get(feedback)
-    if weight == "rating":
+    if weight == "rating" and not keep_ratings:
         if args.min_rating is not None:
             df = df[df["rating"] >= args.min_rating]
         df = df.assign(rating=np.float32(1.0))  # implicit feedback: a kept rating is one positive interaction
@@ -170,14 +173,35 @@ def _split(inter, args) -> Split:
     return Split(s.train, s.test, s.fold_in)
 
 
-def _fit_split(model, split: Split, progress):
-    """Fit on the split's training part; with held-out users, fold them in. Returns the exclusion matrix."""
-    model.fit(split.train, progress=progress)
+def _fit_split(model, split: Split, weighting: str, progress):
+    """Fit on the split's training part (weighted by --weighting); with held-out users, fold them in.
+    Returns the exclusion matrix (what the model has seen)."""
+    import recforge as rf
+
+    model.fit(rf.transforms.weight(split.train, weighting), progress=progress)
     if split.fold_in is None:
         return split.train
     users = np.flatnonzero(np.diff(split.fold_in.csr.indptr))
-    model.partial_fit_users(users, split.fold_in.csr[users])
+    model.partial_fit_users(users, rf.transforms.weight(split.fold_in, weighting).csr[users])
     return split.train.csr + split.fold_in.csr
+
+
+def _predicts_ratings(model) -> bool:
+    return bool(getattr(model, "predicts_ratings", False))
+
+
+def _rating_note(model, args) -> None:
+    """Say on stderr how a rating model is evaluated (its ratings are never binarised)."""
+    ranking = (
+        f"ranking metrics count test ratings >= {args.relevance_threshold:g} as relevant"
+        if args.relevance_threshold is not None
+        else "pass --relevance-threshold T (e.g. 4) for ranking metrics too"
+    )
+    print(
+        f"note: {type(model).__name__} predicts ratings: it is fitted on the ratings as they are and scored by "
+        f"rmse / mae (--min-rating does not apply); {ranking}",
+        file=sys.stderr,
+    )
 
 
 def _json_value(value):
@@ -203,6 +227,37 @@ def _format_table(rows: list[dict], columns: list[str]) -> str:
 
 
 # ---- commands ----------------------------------------------------------------------------------
+# The candidates of `recforge demo --model auto`, each at its defaults: one is chosen on validation data.
+AUTO_CANDIDATES = {"ALS": ("als", {}), "BPR": ("bpr", {}), "WARP": ("bpr", {"loss": "warp"})}
+VALIDATION_FRACTION = 0.2  # of each user's training items, for the demo's choice of model
+
+
+def _demo_candidates(args, classes) -> dict:
+    """{display name: unfitted model}: every AUTO_CANDIDATES entry for --model auto, else the one asked for."""
+    if args.model == "auto":
+        if args.param:
+            raise UsageError("--param needs a --model (with --model auto each candidate runs at its defaults)")
+        return {name: classes[key](**params) for name, (key, params) in AUTO_CANDIDATES.items()}
+    if args.model not in classes:
+        raise UsageError(f"unknown model {args.model!r}; available: auto, {', '.join(sorted(classes))}")
+    return {classes[args.model].__name__: _make_model(classes[args.model], args.param)}
+
+
+def _select_by_validation(candidates: dict, train, k: int, seed: int) -> tuple[str, dict, float]:
+    """(chosen name, {name: validation ndcg@k}, seconds): each candidate fitted on part of ``train``
+    and scored on the rest (VALIDATION_FRACTION per user); the test split is never looked at."""
+    import recforge as rf
+
+    t = time.perf_counter()
+    inner, validation = rf.split.random_holdout(train, test_fraction=VALIDATION_FRACTION, seed=seed + 1)
+    scores = {}
+    for name, model in candidates.items():
+        fitted = rf.model_selection.clone(model).fit(inner, progress=False)
+        metric = rf.evaluation.evaluate(fitted, inner, validation, k=k, metrics=["ndcg"], progress=False)
+        scores[name] = metric[f"ndcg@{k}"]
+    return max(scores, key=scores.get), scores, time.perf_counter() - t
+
+
 def cmd_demo(args) -> int:
     import recforge as rf
 
@@ -219,10 +274,24 @@ def cmd_demo(args) -> int:
     train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=args.seed)
 
     classes = _model_classes()
-    model_name = "als" if args.model == "auto" else args.model
-    models = {"MostPopular": classes["mostpopular"]()}
-    if model_name != "mostpopular":
-        models[classes[model_name].__name__] = _make_model(classes[model_name], args.param)
+    candidates = _demo_candidates(args, classes)
+    if any(_predicts_ratings(m) for m in candidates.values()):
+        raise UsageError("the demo ranks implicit feedback; evaluate a rating model with `recforge evaluate`")
+    selection = None
+    if len(candidates) > 1:
+        chosen, val_scores, select_s = _select_by_validation(candidates, train, args.k, args.seed)
+        selection = {
+            "metric": f"ndcg@{args.k}",
+            "split": f"{VALIDATION_FRACTION:.0%} of each user's training items; the test split is not used",
+            "validation": val_scores,
+            "chosen": chosen,
+            "seconds": round(select_s, 3),
+        }
+    else:
+        chosen = next(iter(candidates))
+    models = {chosen: candidates[chosen]}
+    if chosen != "MostPopular":
+        models["MostPopular"] = classes["mostpopular"]()
 
     rows = []
     for name, model in models.items():
@@ -237,34 +306,37 @@ def cmd_demo(args) -> int:
                 **{m: float(v) for m, v in metrics.items() if m.endswith(f"@{args.k}")},
             }
         )
-    best_name, best = list(models.items())[-1]
+    best = models[chosen]
 
     if args.json:
-        print(
-            json.dumps(
-                _json_value(
-                    {
-                        "dataset": source,
-                        "n_users": inter.shape[0],
-                        "n_items": inter.shape[1],
-                        "nnz": int(inter.nnz),
-                        "k": args.k,
-                        "results": rows,
-                    }
-                ),
-                indent=2,
-            )
-        )
+        report = {
+            "dataset": source,
+            "n_users": inter.shape[0],
+            "n_items": inter.shape[1],
+            "nnz": int(inter.nnz),
+            "k": args.k,
+            "results": rows,
+        }
+        if selection is not None:
+            report["selection"] = selection
+        print(json.dumps(_json_value(report), indent=2))
         return 0
     print(
         f"recforge {rf.__version__} demo: {source}, {inter.shape[0]} users x {inter.shape[1]} items, "
         f"{inter.nnz} interactions; per-user 80/20 holdout, full-catalogue ranking (train items excluded)\n"
     )
+    if selection is not None:
+        ranked = sorted(selection["validation"].items(), key=lambda kv: -kv[1])
+        print(
+            f"Model chosen by {selection['metric']} on a validation split carved from the training data "
+            f"({selection['split']}):\n  " + ", ".join(f"{n} {v:.4f}" for n, v in ranked) + f"  -> {chosen}\n"
+        )
     columns = ["model", "fit_s"] + [c for c in rows[0] if "@" in c]
+    print("Test split (the chosen model and the MostPopular baseline):")
     print(_format_table(rows, columns))
     users = np.arange(min(args.show_users, inter.shape[0]))
     ids, _ = best.recommend(users, k=5)
-    print(f"\nTop 5 from {best_name} for the first {len(users)} users:")
+    print(f"\nTop 5 from {chosen} for the first {len(users)} users:")
     for u, row in zip(users, ids):
         external = inter.item_ids.to_external(row[row >= 0])
         print(f"  user {inter.user_ids.to_external(u)}: " + "; ".join(_titled(external, titles)))
@@ -273,9 +345,12 @@ def cmd_demo(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    data = _load_data(args)
+    import recforge as rf
+
     model = _make_model(_model_classes()[args.model], args.param)
-    model.fit(data.interactions, progress=False if args.quiet else None)
+    rating = _predicts_ratings(model)  # a rating model learns the ratings themselves, never binarised ones
+    data = _load_data(args, keep_ratings=rating)
+    model.fit(rf.transforms.weight(data.interactions, args.weighting), progress=False if args.quiet else None)
     model.dataset_ = None if args.data is not None else args.dataset  # recommend finds its item names by it
     model.save(args.out)
     n_users, n_items = data.interactions.shape
@@ -286,13 +361,119 @@ def cmd_fit(args) -> int:
 def cmd_evaluate(args) -> int:
     import recforge as rf
 
-    split = _split(_load_data(args).interactions, args)
     model = _make_model(_model_classes()[args.model], args.param)
-    seen = _fit_split(model, split, progress=False if args.quiet else None)
+    rating = _predicts_ratings(model)
+    if rating:
+        _rating_note(model, args)
+    split = _split(_load_data(args, keep_ratings=rating).interactions, args)
+    progress = False if args.quiet else None
+    seen = _fit_split(model, split, args.weighting, progress)
     metrics = rf.evaluation.evaluate(
-        model, seen, split.test, k=args.k, protocol=args.protocol, progress=False if args.quiet else None
+        model,
+        seen,
+        split.test,
+        k=args.k,
+        protocol=args.protocol,
+        progress=progress,
+        relevance_threshold=args.relevance_threshold,
     )
+    if args.weighting != "none":
+        metrics["weighting"] = args.weighting
     print(json.dumps(_json_value(metrics), indent=2))
+    return 0
+
+
+# Shorthands of `recforge compare --models`: a name that is a configuration of another model.
+MODEL_ALIASES = {"warp": ("bpr", {"loss": "warp"})}
+
+
+def _model_from_spec(spec: str, classes: dict):
+    """``"als"``, ``"warp"`` or ``"bpr:factors=32:lr=0.01"`` -> an unfitted model (usage error when unknown)."""
+    name, *items = spec.strip().split(":")
+    key, preset = MODEL_ALIASES.get(name.lower(), (name.lower(), {}))
+    if key not in classes:
+        known = sorted([*classes, *MODEL_ALIASES])
+        raise UsageError(f"unknown model {name!r} in --models; available: {', '.join(known)}")
+    model = _make_model(classes[key], items)
+    return model.set_params(**{p: v for p, v in preset.items() if p not in _parse_params(items)})
+
+
+def cmd_compare(args) -> int:
+    import recforge as rf
+
+    classes = _model_classes()
+    specs = [s for s in args.models.split(",") if s.strip()]
+    if len(specs) < 2:
+        raise UsageError("--models needs at least two comma-separated models, e.g. --models als,bpr,warp,mostpopular")
+    if len(set(specs)) != len(specs):
+        raise UsageError(f"--models lists a model twice: {args.models}")
+    models = {spec: _model_from_spec(spec, classes) for spec in specs}
+    kinds = {_predicts_ratings(m) for m in models.values()}
+    if len(kinds) > 1:
+        raise UsageError(
+            "--models mixes rating models (sgdmf, explicit als) with ranking models: they need different data "
+            "(ratings vs positives); compare each kind on its own"
+        )
+    rating = kinds == {True}
+    if rating:
+        _rating_note(next(iter(models.values())), args)
+    data = _load_data(args, keep_ratings=rating)
+    inter = data.interactions
+    train, test = rf.split.random_holdout(inter, test_fraction=args.test_fraction, seed=args.seed)
+    fit_on = rf.transforms.weight(train, args.weighting)
+    seconds = {}
+    for name, model in models.items():
+        t = time.perf_counter()
+        model.fit(fit_on, progress=False if args.quiet else None)
+        seconds[name] = time.perf_counter() - t
+    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    result = rf.evaluation.compare(
+        models,
+        train,
+        test,
+        k=args.k,
+        metrics=metrics,
+        baseline=args.baseline or specs[0],
+        method=args.method,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        relevance_threshold=args.relevance_threshold,
+        chart=args.chart,
+        progress=False if args.quiet else None,
+    )
+    if args.json:
+        records = _json_value(result.to_dict(orient="records"))
+        print(json.dumps({"dataset": data.source, "baseline": result.attrs["baseline"], "method": args.method,
+                          "fit_s": {n: round(s, 3) for n, s in seconds.items()}, "rows": records,
+                          "chart": args.chart}, indent=2))  # fmt: skip
+        return 0
+    print(
+        f"{data.source}: {inter.shape[0]} users x {inter.shape[1]} items, per-user {1 - args.test_fraction:.0%}/"
+        f"{args.test_fraction:.0%} holdout (seed {args.seed}); {result['n'].iloc[0]} test users; "
+        f"{result.attrs['confidence']:.0%} intervals, paired {args.method} against {result.attrs['baseline']}\n"
+    )
+    base = result.attrs["baseline"]
+    rows = [
+        {
+            "metric": r.metric,
+            "model": r.model,
+            "value": f"{r.value:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]",
+            "vs baseline": "baseline" if r.model == base else
+            f"{r.diff:+.4f} [{r.diff_low:+.4f}, {r.diff_high:+.4f}]{' *' if r.significant else ''}",
+            "p": "" if r.model == base else (f"{r.p_value:.3g}" if r.p_value >= 0.001 else "<0.001"),
+            "fit_s": f"{seconds[r.model]:.2f}",
+        }
+        for r in result.itertuples(index=False)
+    ]  # fmt: skip
+    print(_format_table(rows, ["metric", "model", "value", "vs baseline", "p", "fit_s"]))
+    floor = (
+        f"; with {args.n_bootstrap} resamples p is at least {2 / (args.n_bootstrap + 1):.2g}"
+        if args.method == "bootstrap"
+        else ""
+    )
+    print(f"\n* the difference's interval excludes 0; p two-sided{floor}")
+    if args.chart:
+        print(f"chart: {args.chart}")
     return 0
 
 
@@ -422,6 +603,25 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--test-fraction", type=float, default=0.2,
                         help="test share (per user, of time, or of users for --split users; default 0.2)")  # fmt: skip
 
+    def weighting_args(sp):
+        sp.add_argument(
+            "--weighting",
+            default="none",
+            choices=("none", "binary", "log", "bm25", "tfidf"),
+            help="weight the training values before fitting (rf.transforms.weight): none (default), binary, "
+            "log (log(1 + r)), bm25, tfidf. Raw play counts (lastfm-2k) usually rank much better with log or "
+            "bm25 in ALS",
+        )
+
+    def relevance_args(sp):
+        sp.add_argument(
+            "--relevance-threshold",
+            type=float,
+            metavar="T",
+            help="rating models (sgdmf, als with feedback=explicit): also rank, counting test ratings >= T as "
+            "relevant (without it they get rmse / mae only)",
+        )
+
     def model_args(sp, default, extra=()):
         sp.add_argument("--model", default=default, choices=(*extra, *MODELS),
                         help=f"model: {', '.join((*extra, *MODELS))} (default {default})")  # fmt: skip
@@ -437,11 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the main job: fit the best model on MovieLens-100K, evaluate it, recommend",
         description="Load MovieLens-100K (falls back to synthetic data with a notice), split per "
-        "user 80/20, fit the best available model and MostPopular, evaluate on the "
+        "user 80/20, choose a model (--model auto: ALS, BPR or WARP, by ndcg on a validation split carved "
+        "from the training part, never the test split), fit it and MostPopular, evaluate both on the "
         "full catalogue, print a metrics table and a few users' recommendations.",
     )
     data_args(d)
-    model_args(d, "auto", extra=("auto",))  # auto: ALS, the best model for implicit feedback here
+    model_args(d, "auto", extra=("auto",))  # auto: ALS, BPR and WARP at their defaults, one chosen on validation data
     d.add_argument("--k", type=int, default=10, help="cut-off for the metrics (default 10)")
     d.add_argument("--show-users", type=int, default=3, help="users whose recommendations are printed (default 3)")
     d.add_argument("--json", action="store_true", help="print the metrics as JSON only")
@@ -455,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_args(f)
     model_args(f, "als")
+    weighting_args(f)
     f.add_argument("--out", required=True, help="path of the model file to write")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
@@ -462,11 +664,15 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate",
         help="fit on a train/test split and print metrics as JSON",
-        description="Split the data (--split), fit on the training part and evaluate on the test part.",
+        description="Split the data (--split), fit on the training part and evaluate on the test part: ranking "
+        "metrics for implicit models, rmse / mae for rating models (sgdmf, als with --param feedback=explicit), "
+        "which are fitted on the ratings as they are.",
     )
     data_args(e)
     split_args(e)
     model_args(e, "als")
+    weighting_args(e)
+    relevance_args(e)
     e.add_argument("--k", type=int, default=10, help="cut-off (default 10)")
     e.add_argument(
         "--protocol",
@@ -476,6 +682,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser(
+        "compare",
+        help="fit several models on one split and compare them with paired confidence intervals (and a chart)",
+        description="Fit every model of --models on one per-user holdout split, evaluate them on the same "
+        "test users and report each metric with its interval and each model's difference to the baseline "
+        "with a paired interval (per-user bootstrap or paired t-test): an offline A/B test.",
+    )
+    data_args(c)
+    c.add_argument(
+        "--models",
+        required=True,
+        help="comma-separated models, each NAME or NAME:param=value:... (names: als, bpr, warp = bpr with "
+        "loss=warp, sgdmf, mlpscorer, mostpopular), e.g. --models mostpopular,als,bpr,warp",
+    )
+    c.add_argument("--baseline", help="the model the others are compared with (default: the first of --models)")
+    c.add_argument("--metrics", help="comma-separated metrics (default ndcg,recall,precision; rmse,mae for ratings)")
+    c.add_argument("--k", type=int, default=10, help="cut-off (default 10)")
+    c.add_argument(
+        "--method", default="bootstrap", choices=("bootstrap", "ttest"), help="paired test (default bootstrap)"
+    )
+    c.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    c.add_argument("--test-fraction", type=float, default=0.2, help="per-user test fraction (default 0.2)")
+    c.add_argument("--chart", metavar="PNG", help="write a PNG chart there (needs matplotlib: recforge[plot])")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    weighting_args(c)
+    relevance_args(c)
+    c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser(
         "recommend",
@@ -527,6 +762,13 @@ def main(argv: list[str] | None = None) -> int:
         args.parser.print_help()
         raise SystemExit(0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    with warnings.catch_warnings():  # the library's warnings (raw counts, duplicates) as one plain line each
+        warnings.showwarning = lambda message, *_, **__: print(f"recforge: warning: {message}", file=sys.stderr)
+        return _run(args, extra)
+
+
+def _run(args, extra) -> int:
+    """The command, with its failures turned into exit statuses (2 usage, 1 failure)."""
     try:
         return args.func(args, extra) if args.command == "bench" else args.func(args)
     except BrokenPipeError:  # the reader went away (`recforge ... | head`): nothing left to say

@@ -15,7 +15,14 @@ import pandas as pd
 from ._validation import check_nonnegative, check_positive
 from .data.interactions import Interactions
 
-__all__ = ["random_holdout", "leave_last_out", "temporal", "strong_generalization", "StrongGeneralizationSplit"]
+__all__ = [
+    "kfold",
+    "random_holdout",
+    "leave_last_out",
+    "temporal",
+    "strong_generalization",
+    "StrongGeneralizationSplit",
+]
 
 
 def _check_inter(inter) -> Interactions:
@@ -209,3 +216,29 @@ def strong_generalization(
         test=inter._subset(test),
         test_users=users.astype(np.int64),
     )
+
+
+def kfold(inter: Interactions, n_folds: int = 5, seed: int = 42):
+    """Per-user k-fold: yields ``n_folds`` (train, test) pairs; every interaction is in exactly one test.
+
+    Each user's interactions are shuffled and dealt to the folds in turn, starting at a random
+    fold per user, so every fold holds about ``1 / n_folds`` of each user's interactions (a user
+    with fewer interactions than folds is in some folds' test sets only, at most once each).
+    A user whose only interaction is in a fold's test part has no training data in that fold.
+
+    Returns
+    -------
+    iterator of (train, test) : Interactions, same id maps and shape as ``inter`` (the arguments are
+        checked at the call; each pair is built when the iteration reaches it)
+    """
+    inter = _check_inter(inter)
+    n_folds = check_positive(n_folds, "n_folds", integer=True)
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    rng = np.random.default_rng(seed)
+    rows = inter.user_of_entry()
+    order = np.argsort(rows + rng.random(len(rows)))  # by row, then randomly within the row
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = np.arange(len(rows)) - inter.csr.indptr[rows[order]]
+    fold = (rank + rng.integers(0, n_folds, inter.n_users)[rows]) % n_folds
+    return ((inter._subset(fold != f), inter._subset(fold == f)) for f in range(n_folds))

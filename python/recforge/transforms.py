@@ -23,8 +23,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import as_csr, check_nonnegative, check_positive
+from .data.interactions import Interactions
 
-__all__ = ["bm25_weight", "linear_confidence", "log_confidence", "log_scale", "tfidf_weight"]
+__all__ = [
+    "WEIGHTINGS",
+    "binary",
+    "bm25_weight",
+    "linear_confidence",
+    "log_confidence",
+    "log_scale",
+    "tfidf_weight",
+    "weight",
+]
 
 
 def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
@@ -128,3 +138,35 @@ def tfidf_weight(csr) -> sp.csr_matrix:
     df = _document_frequency(x)
     idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0
     return _with_data(x, x.data.astype(np.float64) * idf[x.indices])
+
+
+def binary(csr) -> sp.csr_matrix:
+    """Every stored value as 1: presence only (counts and ratings forgotten)."""
+    x = as_csr(csr, "csr", allow_empty=True)
+    return _with_data(x, np.ones(x.nnz))
+
+
+#: The weightings by name (``weight``, the CLI's ``--weighting``): "none" keeps the values.
+WEIGHTINGS = {"none": None, "binary": binary, "log": log_scale, "bm25": bm25_weight, "tfidf": tfidf_weight}
+
+
+def weight(data, weighting: str = "none"):
+    """``data`` weighted by the named scheme, of the same kind: an Interactions stays one (same id maps).
+
+    Parameters
+    ----------
+    data : scipy.sparse matrix or Interactions (n_users, n_items)
+    weighting : {"none", "binary", "log", "bm25", "tfidf"}
+        "none": unchanged; "binary": ``binary``; "log": ``log_scale``; "bm25": ``bm25_weight``;
+        "tfidf": ``tfidf_weight`` (each with its default parameters). Raw play or click counts
+        usually rank much better weighted (log or bm25) than raw in ALS; the timestamps of an
+        Interactions are kept (the pattern does not change).
+    """
+    if not isinstance(weighting, str) or weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {tuple(WEIGHTINGS)}, got {weighting!r}")
+    fn = WEIGHTINGS[weighting]
+    if fn is None:
+        return data
+    if isinstance(data, Interactions):
+        return Interactions(fn(data.csr), data.user_ids, data.item_ids, data.timestamps)
+    return fn(data)

@@ -205,7 +205,8 @@ def t_recommend(model, users, k, exclude_seen=True, items=None, threads=1):
         u = r(rule_ids, users, m.n_users, "users")
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         it = None if items is None else r(rule_ids, items, m.n_items, "items")
-        r(rule_threads, threads, r)
+        if not (model.startswith("mlp") and threads is None):  # MLPScorer.recommend: None = the model's threads
+            r(rule_threads, threads, r)
         return u, kk, it
 
     expect, canon = expectation(rules)
@@ -223,7 +224,8 @@ def t_recommend_all(model, k, batch_size=4096, threads=1):
     def rules(r):
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         r(rule_int, batch_size, "batch_size", 1)
-        r(rule_threads, threads, r)
+        if not (model.startswith("mlp") and threads is None):  # MLPScorer.recommend: None = the model's threads
+            r(rule_threads, threads, r)
         return kk
 
     expect, kk = expectation(rules)
@@ -449,7 +451,7 @@ def t_transform(fn, csr, params):
         for name, v in params.items():
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
                 r.bad(name)
-            elif not 1e-6 <= v <= 1e3:
+            elif not 1e-6 <= v <= 1e3 or (name == "B" and v > 1):  # BM25's b is a fraction in [0, 1]
                 r.may.append(name)
         return m
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-__all__ = ["array_namespace", "get_ops"]
+__all__ = ["array_namespace", "get_ops", "to_host"]
 
 
 def get_ops(device: str) -> ModuleType:
@@ -20,7 +20,7 @@ def get_ops(device: str) -> ModuleType:
     Raises
     ------
     RuntimeError
-        ``device="cuda"`` without CuPy, a visible GPU or a CUDA build (the message says which).
+        ``device="cuda"`` without CuPy or a visible GPU (the message says which and how to get it).
     ValueError
         Any other device name.
     """
@@ -39,14 +39,25 @@ def get_ops(device: str) -> ModuleType:
 
 
 def array_namespace(*arrays: object) -> ModuleType:
-    """``cupy`` when any of ``arrays`` lives on a GPU (``__cuda_array_interface__``), else ``numpy``.
+    """``cupy`` when any of ``arrays`` lives on a GPU (``_backend.is_device_array``), else ``numpy``.
 
     None entries are ignored, so optional arrays (biases) can be passed as they are.
     """
-    if any(hasattr(a, "__cuda_array_interface__") for a in arrays if a is not None):
+    from .._backend import is_device_array
+
+    if any(is_device_array(a) for a in arrays if a is not None):
         import cupy  # only reached with GPU arrays, which means CuPy is installed
 
         return cupy
     import numpy
 
     return numpy
+
+
+def to_host(a):
+    """``a`` as a NumPy array: a GPU array is copied to the host (``.get()``), anything else is ``numpy.asarray``."""
+    if hasattr(a, "__cuda_array_interface__"):
+        return a.get()
+    import numpy
+
+    return numpy.asarray(a)

@@ -8,6 +8,7 @@ with ``ufunc.reduceat`` over runs of equal keys, so 10M+ rows take seconds.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 from .._validation import as_csr, check_nonnegative, check_sparse_structure
 from .idmap import IdMap
 
-__all__ = ["Interactions", "DUPLICATE_RULES"]
+__all__ = ["Interactions", "DUPLICATE_RULES", "default_duplicate_rule"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class Interactions:
         item_col: str = "item",
         weight_col: str | None = None,
         time_col: str | None = None,
-        duplicates: str = "sum",
+        duplicates: str | None = None,
         user_ids=None,
         item_ids=None,
         unknown: str = "error",
@@ -102,11 +103,15 @@ class Interactions:
             weighs 1.0, so ``duplicates="sum"`` counts repeats.
         time_col : str, optional
             Column of timestamps (numeric or datetime64), kept aligned with ``csr.data``.
-        duplicates : {"sum", "max", "mean", "first", "last"}
+        duplicates : {"sum", "max", "mean", "first", "last"}, optional
             How rows with the same (user, item) are combined. "first"/"last" pick the earliest /
             latest row by timestamp when ``time_col`` is given (ties: row order), else by row
             order. The combined timestamp is that of the picked row for "first"/"last" and the
-            latest one for "sum"/"max"/"mean".
+            latest one for "sum"/"max"/"mean". Default (None) by kind of data: without
+            ``weight_col`` each row is one event and repeats are counted ("sum"); with it the
+            weights may be ratings, which must not add up (4 and 5 are not a 9), so the latest
+            row stands ("last"); pass "sum" for play counts split over several rows. Combining
+            duplicates under the default rule warns (naming the rule and the count).
         user_ids, item_ids : IdMap or sequence, optional
             Fixed id maps (for example a training set's, so a test set lines up with it). By
             default the maps hold the distinct ids present, sorted when comparable.
@@ -129,6 +134,7 @@ class Interactions:
             item_ids=item_ids,
             unknown=unknown,
             _names=(user_col, item_col, weight_col, time_col),
+            _stacklevel=3,
         )
 
     @classmethod
@@ -138,11 +144,12 @@ class Interactions:
         items,
         weights=None,
         timestamps=None,
-        duplicates: str = "sum",
+        duplicates: str | None = None,
         user_ids=None,
         item_ids=None,
         unknown: str = "error",
         _names: tuple = ("users", "items", "weights", "timestamps"),
+        _stacklevel: int = 2,
     ) -> Interactions:
         """Interactions from parallel 1-D arrays of external user ids, item ids, weights, timestamps.
 
@@ -151,6 +158,9 @@ class Interactions:
         See :meth:`from_pandas` for the other parameters.
         """
         u_name, i_name, w_name, t_name = (n or d for n, d in zip(_names, ("users", "items", "weights", "timestamps")))
+        default_rule = duplicates is None
+        if default_rule:
+            duplicates = default_duplicate_rule(weighted=weights is not None)
         if duplicates not in DUPLICATE_RULES:
             raise ValueError(f"duplicates must be one of {DUPLICATE_RULES}, got {duplicates!r}")
         if unknown not in ("error", "drop"):
@@ -201,7 +211,20 @@ class Interactions:
             timestamps = None if timestamps is None else timestamps[keep]
             if u.size == 0:
                 raise ValueError("no interactions left after dropping unknown ids")
-        return cls._from_codes(u, i, weights, timestamps, duplicates, user_map, item_map)
+        out = cls._from_codes(u, i, weights, timestamps, duplicates, user_map, item_map)
+        combined = u.size - out.nnz
+        if combined and default_rule:
+            what = "each row is one event: repeats counted" if weights is None else "weighted rows: the latest kept"
+            warnings.warn(
+                f"{combined} rows repeat an earlier (user, item) pair and were combined with duplicates="
+                f"{duplicates!r} (the default for this data: {what}); pass duplicates='sum' | 'mean' | 'max' | "
+                "'first' | 'last' to choose the rule",
+                UserWarning,
+                stacklevel=_stacklevel,  # the user's call (from_pandas passes one more level)
+            )
+        elif combined:
+            log.info("%d repeated (user, item) rows combined with duplicates=%r", combined, duplicates)
+        return out
 
     @classmethod
     def from_scipy(cls, matrix, user_ids=None, item_ids=None) -> Interactions:
@@ -218,11 +241,15 @@ class Interactions:
         small = max(len(u), n_users, n_items) < 2**31  # int32 halves the memory traffic
         idx = np.int32 if small else np.int64
         ui = (u.astype(idx, copy=False), i.astype(idx, copy=False))
-        if timestamps is None and duplicates == "sum":
+        out = None
+        if timestamps is None:
             # scipy's C++ COO->CSR (a counting sort by row, per-row sorts, duplicates summed) is
-            # exactly this rule.
+            # exactly the "sum" rule, and every rule's answer when there are no duplicates.
             data = np.ones(len(u), dtype=np.float32) if weights is None else weights
             out = sp.coo_matrix((data, ui), shape=(n_users, n_items)).tocsr()
+            if duplicates != "sum" and out.nnz != len(u):
+                out = None  # duplicates under another rule: the general path below
+        if out is not None:
             out.sort_indices()  # done by tocsr in practice; cheap check otherwise
             w, t, cols, indptr = out.data, None, out.indices, out.indptr
         else:
@@ -381,6 +408,15 @@ class Interactions:
 
 
 # ---------------------------------------------------------------------- helpers
+def default_duplicate_rule(weighted: bool) -> str:
+    """The rule for repeated (user, item) rows when none is given (see ``Interactions.from_pandas``).
+
+    Unweighted rows are events, counted ("sum"); weighted rows may be ratings, which must not add up,
+    so the latest stands ("last").
+    """
+    return "last" if weighted else "sum"
+
+
 def _as_1d(x, name):
     if isinstance(x, (pd.Series, pd.Index)):
         return x

@@ -47,7 +47,7 @@ __all__ = ["ALS"]
 log = logging.getLogger(__name__)
 
 _MODEL_PARAMS = ("factors", "regularization", "epochs", "alpha", "solver", "cg_steps", "alpha0", "nu", "feedback",
-                 "threads", "seed")  # fmt: skip
+                 "clip", "threads", "seed")  # fmt: skip
 _MANIFEST = "manifest.json"
 # init="auto" draws the local fit's exact stream (a sequential chain of tasks) up to this many
 # initial values (2^28: 1 GiB of factors, a few seconds of drawing), one stream per block above.
@@ -115,6 +115,7 @@ class ALS(ParamsMixin):
         alpha0: float = 1.0,
         nu: float = 0.0,
         feedback: str = "implicit",
+        clip=True,
         device: str = "cpu",
         threads: int = 0,
         seed: int = 42,

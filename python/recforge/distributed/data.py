@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data import IdMap, Interactions
-from ..data.interactions import DUPLICATE_RULES
+from ..data.interactions import DUPLICATE_RULES, default_duplicate_rule
 from . import _tasks
 from ._client import check_workers, submit, wait_all
 
@@ -130,7 +130,7 @@ def distribute(
     item_col: str = "item",
     weight_col: str | None = None,
     time_col: str | None = None,
-    duplicates: str = "sum",
+    duplicates: str | None = None,
     user_blocks: int | None = None,
     item_blocks: int | None = None,
     user_ids=None,
@@ -162,6 +162,8 @@ def distribute(
     check_workers(client)
     if isinstance(data, DistributedInteractions):
         return data
+    if duplicates is None:  # the local default for this kind of data (no warning: nothing is counted here)
+        duplicates = default_duplicate_rule(weighted=weight_col is not None)
     if duplicates not in DUPLICATE_RULES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_RULES}, got {duplicates!r}")
     if unknown not in ("error", "drop"):

@@ -9,6 +9,8 @@
 >>> recommended_ids, _ = model.recommend(np.arange(train.n_users), k=10)
 >>> rf.evaluation.ndcg_at_k(recommended_ids, test.csr, k=10) == full["ndcg@10"]  # the metric evaluate reports
 True
+>>> als = rf.ALS(factors=8, epochs=3).fit(train, progress=False)
+>>> table = rf.evaluation.compare({"MostPopular": model, "ALS": als}, train, test)  # paired CIs (chart="x.png")
 
 Every metric states its exact definition in its docstring; ``recforge.evaluation.ranking``
 defines the conventions shared by the ranking metrics (binary relevance, -1 padding, averaging
@@ -18,12 +20,14 @@ over users with test items).
 from __future__ import annotations
 
 from .beyond import coverage, intra_list_diversity, novelty
+from .compare import compare, plot_comparison
 from .protocols import evaluate, sample_negatives, test_pairs
 from .ranking import auc, hit_rate_at_k, map_at_k, mrr_at_k, ndcg_at_k, precision_at_k, recall_at_k
 from .rating import mae, rmse
 
 __all__ = [
     "auc",
+    "compare",
     "coverage",
     "evaluate",
     "hit_rate_at_k",
@@ -33,6 +37,7 @@ __all__ = [
     "mrr_at_k",
     "ndcg_at_k",
     "novelty",
+    "plot_comparison",
     "precision_at_k",
     "recall_at_k",
     "rmse",

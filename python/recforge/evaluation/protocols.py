@@ -17,10 +17,11 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .._config import show_progress
-from .._validation import as_csr, check_ids, check_k, check_positive
+from .._validation import as_csr, check_ids, check_k, check_positive, remember_checked
 from ._common import csr_keys, hit_matrix, in_sorted, relevant_rows
 from .beyond import coverage, novelty
 from .ranking import RANKING_METRICS, auc, per_user_metrics
+from .rating import RATING_METRICS, mae, rmse
 
 __all__ = ["evaluate", "sample_negatives", "test_pairs"]
 
@@ -210,8 +211,14 @@ def evaluate(
     threads: int = 0,
     ties: str = "pessimistic",
     progress: bool | None = None,
+    relevance_threshold: float | None = None,
 ) -> dict:
     """Evaluate a fitted model on held-out interactions.
+
+    Rating models (``model.predicts_ratings`` true: SGDMF, explicit ALS) are scored by their rating
+    error on every stored test entry: ``"rmse"`` and ``"mae"`` (the default metrics for them).
+    Ranking them needs ``relevance_threshold``: which test ratings count as relevant is a choice
+    (4 and up on a 1-5 scale is common), never a silent "every rating".
 
     ``protocol="full"`` (default): every evaluated user (a user with at least one test entry > 0,
     restricted to ``users`` when given) gets ``model.recommend(users, k, exclude_seen=True)``, a
@@ -266,17 +273,96 @@ def evaluate(
     ties : "pessimistic" | "optimistic" | "expected", the sampled protocol's tie rule
     progress : bool, optional, show a tqdm bar over the batches (when there is more than one); None: the
         package-wide setting (``recforge.set_config(progress=...)``)
+    relevance_threshold : float, optional
+        A test entry is relevant for the ranking metrics when its value is >= this (default: > 0,
+        every stored positive value). Required to rank a rating model.
 
     Returns
     -------
     dict
         ``"<metric>@<k>"`` -> float for each metric ("auc" has no @k), ``"n_users"`` -> int (users
         evaluated), ``"protocol"`` -> "full" or "sampled(1+n)", and for the sampled protocol
-        ``"n_pairs"`` -> int and ``"ties"`` -> the tie rule.
+        ``"n_pairs"`` -> int and ``"ties"`` -> the tie rule. Rating metrics add ``"rmse"``, ``"mae"``
+        and ``"n_ratings"`` (test entries scored).
     """
     batch_size = check_positive(batch_size, "batch_size", integer=True)
     tr, t = _train_test(train, test)
     _check_model_shape(model, *t.shape)
+    rating_names, metrics = _split_rating_metrics(model, metrics, relevance_threshold)
+    out = {}
+    if rating_names:
+        out.update(_evaluate_ratings(model, t, rating_names, users, batch_size))
+    if metrics != ():
+        if relevance_threshold is not None:
+            t = _relevant_by_threshold(t, relevance_threshold)
+        out.update(_evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives, seed, batch_size,
+                                     users, threads, ties, progress))  # fmt: skip
+    counts = ("n_users", "n_pairs", "ties", "n_ratings")  # after the metrics, whatever the number of cut-offs
+    return {
+        **{key: v for key, v in out.items() if key not in counts},
+        **{key: out[key] for key in counts if key in out},
+    }
+
+
+def _split_rating_metrics(model, metrics, threshold) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """(rating metric names, ranking metric names: None for the protocol's default, () for none)."""
+    predicts_ratings = bool(getattr(model, "predicts_ratings", False))
+    if metrics is None:
+        rating = RATING_METRICS if predicts_ratings else ()
+        ranking = None if (threshold is not None or not predicts_ratings) else ()
+    else:
+        names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        rating = tuple(m for m in names if m in RATING_METRICS)
+        ranking = tuple(m for m in names if m not in RATING_METRICS)
+        if not names:
+            raise ValueError(f"metrics must be names from {FULL_METRICS + RATING_METRICS}, got []")
+        if rating and not predicts_ratings:
+            raise ValueError(
+                f"{type(model).__name__} does not predict ratings (predicts_ratings is not true): "
+                f"{', '.join(rating)} need a rating model (SGDMF, ALS(feedback='explicit'))"
+            )
+    if ranking != () and predicts_ratings and threshold is None:
+        raise ValueError(
+            f"{type(model).__name__} predicts ratings: ranking metrics need relevance_threshold= (test ratings "
+            ">= it are relevant, e.g. 4 on a 1-5 scale); without it only rmse and mae are computed"
+        )
+    return rating, ranking
+
+
+def _relevant_by_threshold(t: sp.csr_matrix, threshold) -> sp.csr_matrix:
+    """Binary test matrix: the entries with a value >= ``threshold``."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"relevance_threshold must be a number, got {type(threshold).__name__}")
+    if not np.isfinite(threshold):
+        raise ValueError(f"relevance_threshold must be finite, got {threshold}")
+    rel = t.copy()
+    rel.data = (rel.data >= threshold).astype(np.float32)
+    rel.eliminate_zeros()  # keeps the canonical form
+    if rel.nnz == 0:
+        raise ValueError(f"no test entry has a value >= relevance_threshold={threshold}")
+    remember_checked(rel, has_negative=False)  # derived from the checked test: no second full check
+    return rel
+
+
+def _evaluate_ratings(model, t: sp.csr_matrix, names, users, batch_size: int) -> dict:
+    """RMSE / MAE of ``model.score`` on every stored entry of ``t`` (of ``users`` when given)."""
+    coo = t.tocoo()
+    u, i, truth = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    if users is not None:
+        keep = np.isin(u, check_ids(users, t.shape[0], "users"))
+        u, i, truth = u[keep], i[keep], truth[keep]
+    if u.size == 0:
+        raise ValueError("test has no ratings to score" + (" for users" if users is not None else ""))
+    step = max(batch_size, 1 << 16)  # pairs are cheap: large batches
+    pred = np.concatenate([np.asarray(model.score(u[s : s + step], i[s : s + step])) for s in range(0, u.size, step)])
+    metric = {"rmse": rmse, "mae": mae}
+    out = {name: metric[name](truth, pred) for name in names}
+    out.update(n_ratings=int(u.size), n_users=int(np.unique(u).size))
+    return out
+
+
+def _evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives, seed, batch_size, users, threads,
+                      ties, progress) -> dict:  # fmt: skip
     if protocol not in ("full", "sampled"):
         raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
     if protocol == "sampled" and ties not in TIE_RULES:
@@ -290,11 +376,7 @@ def evaluate(
             out.update(_evaluate_sampled(
                 model, tr, t, cutoff, names, n_negatives, negatives, seed, batch_size, users, ties, progress
             ))  # fmt: skip
-    counts = ("n_users", "n_pairs", "ties")  # after the metrics, whatever the number of cut-offs
-    return {
-        **{key: v for key, v in out.items() if key not in counts},
-        **{key: out[key] for key in counts if key in out},
-    }
+    return out
 
 
 def _cutoffs(k, metrics, allowed, default) -> dict[int, tuple[str, ...]]:
@@ -339,25 +421,7 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
             stacklevel=3,
         )
     logger.info("full-protocol evaluation of %d users at k=%d", eval_users.size, k)
-
-    kwargs = _recommend_kwargs(model, threads)
-    parts = []
-    for start in _batches(eval_users.size, batch_size, progress, "evaluate"):
-        batch = eval_users[start : start + batch_size]
-        ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
-        ids = np.asarray(ids)
-        if ids.ndim == 2 and ids.shape[1] == min(k, t.shape[1]) < k:  # k clipped to the catalogue: pad it back
-            ids = np.hstack([ids, np.full((len(ids), k - ids.shape[1]), -1, ids.dtype)])
-        if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(
-                f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "
-                f"expected ({batch.size}, {k}) integers"
-            )
-        parts.append(ids.astype(np.int64, copy=False))
-    rec = np.vstack(parts)
-    if rec.min() < -1 or rec.max() >= t.shape[1]:
-        raise ValueError(f"model.recommend returned item ids outside [0, {t.shape[1]}) and -1")
-
+    rec = recommend_for_evaluation(model, eval_users, k, t.shape[1], batch_size, threads, progress)
     rel = rel_all[eval_users]
     out: dict = {"protocol": "full"}
     ranking = [n for n in names if n in RANKING_METRICS]
@@ -373,6 +437,28 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
             out["auc"] = auc(model, t, tr, users=eval_users)
     out["n_users"] = int(eval_users.size)
     return out
+
+
+def recommend_for_evaluation(model, eval_users, k, n_items, batch_size, threads, progress) -> np.ndarray:
+    """(n, k) int64 top-k of ``model`` for ``eval_users`` (training items excluded), checked."""
+    kwargs = _recommend_kwargs(model, threads)
+    parts = []
+    for start in _batches(eval_users.size, batch_size, progress, "evaluate"):
+        batch = eval_users[start : start + batch_size]
+        ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
+        ids = np.asarray(ids)
+        if ids.ndim == 2 and ids.shape[1] == min(k, n_items) < k:  # k clipped to the catalogue: pad it back
+            ids = np.hstack([ids, np.full((len(ids), k - ids.shape[1]), -1, ids.dtype)])
+        if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(
+                f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "
+                f"expected ({batch.size}, {k}) integers"
+            )
+        parts.append(ids.astype(np.int64, copy=False))
+    rec = np.vstack(parts)
+    if rec.min() < -1 or rec.max() >= n_items:
+        raise ValueError(f"model.recommend returned item ids outside [0, {n_items}) and -1")
+    return rec
 
 
 def _novelty(rec, tr) -> float:

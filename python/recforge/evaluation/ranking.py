@@ -229,7 +229,7 @@ def auc(scores, test, train=None, *, users=None, per_user: bool = False, batch_s
         tr = tr[rows]
     is_model = hasattr(scores, "score") and callable(scores.score)
     if not is_model:
-        if not hasattr(scores, "__array__"):
+        if not hasattr(scores, "__array__") and not isinstance(scores, (list, tuple)):
             raise TypeError(
                 f"scores must be an (n, n_items) array or a model with score(), got {type(scores).__name__}"
             )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mae", "rmse"]
+__all__ = ["RATING_METRICS", "mae", "rmse"]
+
+#: The rating-error metrics ``evaluate`` computes for rating models (``predicts_ratings``).
+RATING_METRICS = ("rmse", "mae")
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:

@@ -28,10 +28,10 @@ class Param:
 
     Parameters
     ----------
-    kind : {"int", "float", "bool", "choice", "seed", "threads", "device", "range", "int_tuple"}
+    kind : {"int", "float", "bool", "choice", "seed", "threads", "device", "range", "clip", "int_tuple"}
         "seed": int in [0, 2^63); "threads": int in [0, THREAD_LIMIT] (0 = all cores, see
-        ``_backend.resolve_threads``); "device": "auto" | "cpu" |
-        "cuda"; "range": a finite (low, high) pair with low < high; "int_tuple": a sequence of ints.
+        ``_backend.resolve_threads``); "device": "auto" | "cpu" | "cuda"; "range": a finite (low, high)
+        pair with low < high; "clip": a bool or a "range"; "int_tuple": a sequence of ints.
     low, high : bounds of "int" / "float" (and of the items of "int_tuple"), inclusive unless
         ``low_open`` / ``high_open``. An "int" / "int_tuple" is at most ``INT_MAX`` (2^31 - 1: the
         kernels take a C int) unless ``high`` says less.
@@ -73,11 +73,14 @@ class Param:
             elif isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}")
             self._check_bounds(name, value)
-        elif kind == "range":
+        elif kind == "clip" and isinstance(value, bool):
+            return
+        elif kind in ("range", "clip"):
             try:
                 lo, hi = (float(v) for v in value)
             except (TypeError, ValueError):
-                raise ValueError(f"{name} must be None or a (low, high) pair of numbers, got {value!r}") from None
+                what = "True, False, None" if kind == "clip" else "None"
+                raise ValueError(f"{name} must be {what} or a (low, high) pair of numbers, got {value!r}") from None
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(f"{name} must be a finite (low, high) pair with low < high, got {value!r}")
         elif kind == "int_tuple":

@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._backend import resolve_device, resolve_threads
-from .._ops import get_ops
+from .._ops import array_namespace, get_ops, to_host
 from .._validation import (
     as_csr,
     check_dense,
@@ -134,7 +134,7 @@ class Recommender(ParamsMixin):
         """Validate the parameters, resolve the device and return the training matrix (canonical CSR)."""
         self._validate_params()
         device = resolve_device(self.device, interactions)
-        get_ops(device)  # "cuda" without CuPy/GPU/CUDA build: the clear error, before any work
+        get_ops(device)  # "cuda" without CuPy or a GPU: the clear error, before any work
         self.device_ = device
         self._invalidate()
         train = as_csr(interactions, allow_negative=allow_negative)
@@ -175,10 +175,12 @@ class Recommender(ParamsMixin):
 
     # -- devices ----------------------------------------------------------------------------
     def to(self, device: str):
-        """Move the fitted arrays to ``device`` ("cpu" | "cuda" | "auto") and return self.
+        """Move the fitted arrays to ``device`` ("cpu" | "cuda" | "auto": where they are) and return self.
 
-        "cuda" needs CuPy, a visible GPU and a CUDA build (a RuntimeError says which is missing).
-        The training matrix ``seen_`` stays a SciPy matrix on the host.
+        On "cuda" the fitted arrays (factors, biases, popularity) are CuPy arrays and ``recommend``,
+        ``similar_*`` and ``score`` run on the GPU; they still take and return NumPy arrays. "cuda"
+        needs CuPy and a visible GPU (a RuntimeError says which is missing). The training matrix
+        ``seen_`` stays a SciPy matrix on the host.
         """
         self._check_fitted()
         names = [n for n in self._array_names() if getattr(self, n, None) is not None]
@@ -188,10 +190,7 @@ class Recommender(ParamsMixin):
         ops = get_ops(device)
         for n in names:
             a = getattr(self, n)
-            if device == "cpu":
-                setattr(self, n, a.get() if hasattr(a, "__cuda_array_interface__") else np.asarray(a))
-            else:
-                setattr(self, n, ops.xp.asarray(a))
+            setattr(self, n, to_host(a) if device == "cpu" else ops.xp.asarray(a))
         self.device_ = device
         self._invalidate()
         return self
@@ -213,7 +212,8 @@ class Recommender(ParamsMixin):
         """
         cache = self.__dict__.get("_rank_cache")
         if cache is None:
-            it = np.ascontiguousarray(self._ranking_items(), np.float32)
+            items = self._ranking_items()
+            it = array_namespace(items).ascontiguousarray(items, dtype=np.float32)
             # max/min propagate NaN and reach inf: one finiteness check without a temporary copy.
             it_max = max(float(it.max()), -float(it.min())) if it.size else 0.0
             if not np.isfinite(it_max):
@@ -228,11 +228,16 @@ class Recommender(ParamsMixin):
         i = check_ids(items, self.n_items, "items")
         if u.shape != i.shape:
             raise ValueError(f"users and items must have the same length, got {u.size} and {i.size}")
-        return check_scores(self._score_pairs(u, i), self)
+        return check_scores(to_host(self._score_pairs(u, i)), self)
+
+    def _on_device(self, ids: np.ndarray):
+        """Checked host ids as an index array for the fitted arrays (a CuPy array on the GPU)."""
+        return self._ops.xp.asarray(ids)
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         it, _ = self._ranking_cache()
-        return np.einsum("ij,ij->i", self._ranking_queries(users), it[items]).astype(np.float32)
+        xp = array_namespace(it)
+        return xp.einsum("ij,ij->i", self._ranking_queries(users), it[self._on_device(items)]).astype(np.float32)
 
     def recommend(self, users, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
         """Top ``k`` items for each of ``users``.
@@ -271,16 +276,17 @@ class Recommender(ParamsMixin):
         k = check_k(k)
         threads = resolve_threads(threads)
         it, it_max = self._ranking_cache()
-        q = np.ascontiguousarray(queries, np.float32)
-        if q.size and not np.isfinite(q).all():
+        q = array_namespace(it).ascontiguousarray(queries, dtype=np.float32)
+        if q.size and not bool(abs(q).max() < np.inf):  # max propagates NaN: one check, no boolean temporary
             raise ValueError(f"this {type(self).__name__} has NaN or infinite user vectors")
-        if q.size and q.shape[1] * float(np.abs(q).max()) * it_max > _SCORE_LIMIT:
+        if q.size and q.shape[1] * float(abs(q).max()) * it_max > _SCORE_LIMIT:
             raise ValueError("the model's vectors are too large: their inner products would overflow float32")
         subset = None if items is None else check_ids(items, self.n_items, "items")
         # k past the catalogue is clipped to it: no (n, 10**6) arrays of padding for a 50-item catalogue.
         k = min(k, self.n_items)
         check_result_size(len(q), k)
-        return self._ops.topk(q, it, k, exclude=exclude, subset=subset, threads=threads)
+        ids, scores = self._ops.topk(q, it, k, exclude=exclude, subset=subset, threads=threads)
+        return to_host(ids), to_host(scores)
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
         """``recommend`` for every user, in batches of ``batch_size`` users."""
@@ -579,8 +585,8 @@ class Recommender(ParamsMixin):
         raise NotImplementedError
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        """Fitted arrays to save (the training matrix is added by ``save``)."""
-        return {n: np.asarray(getattr(self, n)) for n in self._array_names() if getattr(self, n, None) is not None}
+        """Fitted arrays to save, on the host whatever the device (the training matrix is added by ``save``)."""
+        return {n: to_host(getattr(self, n)) for n in self._array_names() if getattr(self, n, None) is not None}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Set fitted state from ``arrays`` (validated: raise ValueError on any inconsistency)."""
@@ -592,7 +598,7 @@ class Recommender(ParamsMixin):
         if path.is_dir():
             raise ValueError(f"path must name a file, got the directory {path}")
         self._check_fitted()
-        arrays = {k: v.get() if hasattr(v, "__cuda_array_interface__") else v for k, v in self._arrays().items()}
+        arrays = self._arrays()  # host arrays: a model saved from either device writes the same file
         train = self.seen_
         arrays.update(
             train_indptr=train.indptr.astype(np.int64),
@@ -887,7 +893,7 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, dtype: st
 
 def _abs_max(a) -> float:
     """max |a| as a Python float (0 for None or an empty array)."""
-    return 0.0 if a is None or not np.size(a) else float(np.abs(a).max())
+    return 0.0 if a is None or not a.size else float(abs(a).max())  # abs(): NumPy or CuPy arrays
 
 
 def check_state_arrays(arrays: dict, expected: dict) -> None:
@@ -984,8 +990,8 @@ def check_fold_in(ids, rows, side: str, n_own: int, n_other: int, *, allow_negat
 
 
 def grow_rows(a: np.ndarray, n: int) -> np.ndarray:
-    """``a`` with zero rows appended up to ``n`` rows (a copy either way: callers write into it)."""
-    out = np.zeros((n,) + a.shape[1:], a.dtype)
+    """``a`` with zero rows appended up to ``n`` rows (a copy either way: callers write into it), on ``a``'s device."""
+    out = array_namespace(a).zeros((n,) + a.shape[1:], a.dtype)
     out[: len(a)] = a
     return out
 
@@ -1070,8 +1076,9 @@ class FactorModel(Recommender):
         **params
             Constructor parameters; ``factors`` defaults to f.
         """
-        uf = check_dense(user_factors, "user_factors")
-        itf = check_dense(item_factors, "item_factors")
+        # Checked on the host, then placed on the device the factors came from (or the one asked for).
+        uf = check_dense(to_host(user_factors), "user_factors")
+        itf = check_dense(to_host(item_factors), "item_factors")
         if uf.shape[1] != itf.shape[1]:
             raise ValueError(f"user_factors and item_factors must have the same width, got {uf.shape[1]} and "
                              f"{itf.shape[1]}")  # fmt: skip
@@ -1081,8 +1088,9 @@ class FactorModel(Recommender):
         model._validate_params()
         if getattr(model, "factors", uf.shape[1]) != uf.shape[1]:
             raise ValueError(f"factors={model.factors} does not match the factors' width {uf.shape[1]}")
-        model.device_ = resolve_device(model.device, user_factors, item_factors)
-        get_ops(model.device_)
+        device = resolve_device(model.device, user_factors, item_factors, user_bias, item_bias)
+        get_ops(device)  # "cuda" without CuPy or a GPU: the clear error, before any work
+        model.device_ = "cpu"
         n_users, n_items = len(uf), len(itf)
         if seen is None:
             seen = sp.csr_matrix((n_users, n_items), dtype=np.float32)
@@ -1095,31 +1103,34 @@ class FactorModel(Recommender):
             if b is None and name in model._bias_names():
                 b = np.zeros(n, np.float32)
             if b is not None:
-                b = check_dense(b, name, ndim=1)
+                b = check_dense(to_host(b), name, ndim=1)
                 if b.shape != (n,):
                     raise ValueError(f"{name} must have shape ({n},), got {b.shape}")
             setattr(model, name, b)
         global_bias = check_finite(global_bias, "global_bias")
         model.user_factors, model.item_factors, model.global_bias = uf, itf, float(global_bias)
         model.history_ = []
-        return model._finish_fit(seen)
+        return model._finish_fit(seen).to(device)
 
     def _ranking_items(self):
         if self.item_bias is None:
             return self.item_factors
-        return np.hstack([self.item_factors, self.item_bias[:, None]])
+        return array_namespace(self.item_factors).hstack([self.item_factors, self.item_bias[:, None]])
 
     def _ranking_queries(self, users):
-        return self._queries_for(self.user_factors[users])
+        return self._queries_for(self.user_factors[self._on_device(users)])
 
     def _queries_for(self, q: np.ndarray) -> np.ndarray:
         """Ranking queries for user factor rows ``q`` (n, f): ``[q, 1]`` when items carry a bias."""
+        xp = array_namespace(q)
         if self.item_bias is not None:  # [u, 1] . [i, b_i] = u.i + b_i
-            q = np.hstack([q, np.ones((len(q), 1), np.float32)])
-        return np.ascontiguousarray(q, np.float32)
+            q = xp.hstack([q, xp.ones((len(q), 1), np.float32)])
+        return xp.ascontiguousarray(q, dtype=np.float32)
 
     def _score_pairs(self, users, items):
-        s = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
+        xp = array_namespace(self.user_factors)
+        users, items = self._on_device(users), self._on_device(items)
+        s = xp.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
         if self.item_bias is not None:
             s = s + self.item_bias[items]
         if self.user_bias is not None:
@@ -1154,16 +1165,18 @@ class FactorModel(Recommender):
         k = min(check_k(k), len(unit))
         check_result_size(len(rows), k)
         self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows, (len(rows), len(unit)))
-        return self._ops.topk(unit[rows], unit, k, exclude=self_ex, threads=threads)
+        ids, scores = self._ops.topk(unit[self._on_device(rows)], unit, k, exclude=self_ex, threads=threads)
+        return to_host(ids), to_host(scores)
 
     def _unit_rows(self, side: str) -> np.ndarray:
         """``side``'s factors scaled to unit length (zero rows stay zero), cached like the ranking vectors."""
         cache = self.__dict__.setdefault("_rank_cache_unit", {})
         if side not in cache:
             f = getattr(self, side)
-            norms = np.linalg.norm(f, axis=1)
-            unit = np.ascontiguousarray(f / np.where(norms > 0, norms, 1)[:, None], np.float32)
-            if not np.isfinite(unit).all():
+            xp = array_namespace(f)
+            norms = xp.linalg.norm(f, axis=1)
+            unit = xp.ascontiguousarray(f / xp.where(norms > 0, norms, 1)[:, None], dtype=np.float32)
+            if not bool(xp.isfinite(unit).all()):
                 raise ValueError(f"this {type(self).__name__} has NaN or infinite {side}")
             cache[side] = unit
         return cache[side]

@@ -8,7 +8,7 @@ Three models share one implementation (``mode``):
 
 Each user/item embedding row is ``[GMF part (factors) | MLP part (factors)]`` (only the
 part the mode uses). The MLP input is the concatenation ``[m_u, m_i]`` of width
-``2 * factors``, followed by the hidden ReLU layers ``layers`` (e.g. 64 -> 64 -> 32 -> 16 for
+``2 * factors``, followed by the hidden ReLU layers ``layers`` (e.g. 128 -> 64 -> 32 -> 16 for
 the defaults), so ``layers`` lists hidden widths only.
 
 Training minimises binary cross-entropy on each positive and ``negatives`` items sampled uniformly
@@ -57,7 +57,9 @@ class MLPScorer(Recommender):
     Parameters
     ----------
     factors : int >= 1
-        Width of each branch's user and item embeddings. Was ``embedding_dim`` (deprecated).
+        Width of each branch's user and item embeddings. Was ``embedding_dim`` (deprecated). The
+        default, 64, is the other factor models' (ALS, BPR), so ``fit(init_from=rf.ALS().fit(...))``
+        works with every argument at its default.
     layers : tuple of int >= 1
         Hidden ReLU widths of the MLP branch (ignored by ``mode="gmf"``).
     mode : "gmf" | "mlp" | "neumf"
@@ -103,7 +105,7 @@ class MLPScorer(Recommender):
 
     def __init__(
         self,
-        factors: int = 32,
+        factors: int = 64,
         layers=(64, 32, 16),
         mode: str = "neumf",
         negatives: int = 4,
@@ -292,7 +294,10 @@ class MLPScorer(Recommender):
                 threads=threads,
             )
             if not np.isfinite(loss):
-                raise TrainingDiverged(f"training diverged at epoch {epoch} (loss {loss}); lower lr")
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch} (loss {loss}); lower lr (now {self.lr:g}) or "
+                    f"regularization (now {self.regularization:g})"
+                )
             return loss, {}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=f"MLPScorer({self.mode})")

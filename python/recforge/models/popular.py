@@ -33,7 +33,7 @@ class MostPopular(Recommender):
         train = self._start_fit(interactions)
 
         def run_epoch(epoch):
-            self.item_popularity = self._popularity_of(train)
+            self.item_popularity = self._ops.xp.asarray(self._popularity_of(train))  # on the fitted device
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
@@ -58,7 +58,7 @@ class MostPopular(Recommender):
             Their complete rows; they replace the rows in ``seen_``.
         """
         self._fold_in("user", user_ids, interactions_rows, lambda ids, m, n_new: None)
-        self.item_popularity = self._popularity_of(self.seen_)
+        self.item_popularity = self._ops.xp.asarray(self._popularity_of(self.seen_))
         self._invalidate()
         return self
 
@@ -69,7 +69,7 @@ class MostPopular(Recommender):
         return self.item_popularity[:, None]
 
     def _ranking_queries(self, users):
-        return np.ones((len(users), 1), np.float32)
+        return self._ops.xp.ones((len(users), 1), np.float32)
 
     def _array_names(self):
         return ("item_popularity",)

@@ -17,6 +17,7 @@ import numpy as np
 from .._backend import resolve_threads
 from .._validation import as_csr, check_positive, check_scores
 from ._params import Param
+from ._ratings import RatingPredictions
 from ._training import TrainingDiverged, run_epochs
 from .base import COMMON_PARAMS, FactorModel
 
@@ -64,9 +65,10 @@ class _SGDModel(FactorModel):
         for name, a in (("user_factors", factors), ("user_bias", biases)):
             if a is not None and not np.isfinite(a).all():
                 top = float(np.abs(m.data).max()) if m.nnz else 0.0
+                lr = self.steps()[0] if hasattr(self, "steps") else self.lr  # BPR: lr None means the loss's default
                 raise TrainingDiverged(
                     f"{type(self).__name__} fold-in diverged ({name} became NaN or inf); lower lr (now "
-                    f"{self.lr:g}) or scale interactions_rows down (largest |value| {top:.3g})"
+                    f"{lr:g}) or scale interactions_rows down (largest |value| {top:.3g})"
                 )
         return factors, biases
 
@@ -92,7 +94,7 @@ class _SGDModel(FactorModel):
         """Hook: adjust the starting factors of the fold-in rows (SGDMF: users without ratings get 0)."""
 
 
-class SGDMF(_SGDModel):
+class SGDMF(RatingPredictions, _SGDModel):
     """Biased matrix factorisation for explicit ratings, trained by SGD (Funk / Koren's "SVD").
 
     Predicts ``r(u, i) = mu + b_u + b_i + p_u . q_i`` and minimises the squared error plus
@@ -121,8 +123,10 @@ class SGDMF(_SGDModel):
         Factors start as N(0, init_std^2); biases start at 0.
     rating_scale : (low, high), optional
         Declared range of the ratings: ``fit`` rejects ratings outside it.
-    clip : (low, high), optional
-        Clip predictions (``score``) into this range, e.g. the rating scale.
+    clip : bool or (low, high)
+        Clip predictions (``score``) into a range: True (default) the rating scale (``rating_scale``
+        when declared, else the training ratings' ``[min, max]``, learned by ``fit`` as
+        ``rating_range_`` and saved with the model); (low, high) that range; False or None: none.
     device : {"auto", "cpu", "cuda"}
     threads : int
         0 = all cores. With 1 a fit is bitwise repeatable for a seed.
@@ -130,6 +134,12 @@ class SGDMF(_SGDModel):
 
     Notes
     -----
+    The defaults (32 factors, lr 0.04 decaying 5 % per epoch, regularization 0.12, 20 epochs,
+    clipped to the rating scale) are the setting that validation splits carved from the training
+    part of each MovieLens-100K fold chose most often (bench/bench_sgd.py; never the test folds).
+    Surprise's defaults (100 factors, lr 0.005, regularization 0.02), which these replaced, tie
+    Surprise's ``SVD``; these beat it by about 0.02 RMSE (bench/RESULTS.md, "Defaults").
+
     Users and items without any training rating keep zero factors and zero bias, so their
     predictions fall back to ``mu`` plus the other side's bias. Ids outside the training matrix
     are an error in ``score`` unless ``unknown="bias"`` is passed (same fallback).
@@ -147,23 +157,23 @@ class SGDMF(_SGDModel):
         "decay": Param("float", low=0, high=1, high_open=True),
         "init_std": Param("float", low=0),
         "rating_scale": Param("range", optional=True),
-        "clip": Param("range", optional=True),
+        "clip": Param("clip", optional=True),
     }
     _aliases = {"reg": "regularization", "bias_reg": "bias_regularization"}
 
     def __init__(
         self,
-        factors: int = 100,
-        lr: float = 0.005,
-        regularization: float = 0.02,
+        factors: int = 32,
+        lr: float = 0.04,
+        regularization: float = 0.12,
         epochs: int = 20,
         biases: bool = True,
         bias_regularization: float | None = None,
-        lr_schedule: str = "constant",
-        decay: float = 0.0,
+        lr_schedule: str = "exponential",
+        decay: float = 0.05,
         init_std: float = 0.1,
         rating_scale=None,
-        clip=None,
+        clip=True,
         device: str = "auto",
         threads: int = 0,
         seed: int = 42,
@@ -212,6 +222,7 @@ class SGDMF(_SGDModel):
         """
         train = self._start_fit(interactions)
         self._check_scale(train.data, "interactions")
+        self._learn_rating_range(train.data)
         val = None
         if validation is not None:
             vcsr = as_csr(validation, "validation")
@@ -248,7 +259,7 @@ class SGDMF(_SGDModel):
             if not np.isfinite(mse):
                 raise TrainingDiverged(
                     f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}) or "
-                    f"regularization (now {self.regularization:g}), or scale the ratings down (largest "
+                    f"regularization (now {self.regularization:g}), or scale interactions down (largest "
                     f"|rating| {float(np.abs(train.data).max()):.3g})"
                 )
             if val is None:
@@ -306,7 +317,7 @@ class SGDMF(_SGDModel):
 
         Returns
         -------
-        (n,) float32, clipped to ``clip`` when set.
+        (n,) float32, clipped as ``clip`` says (default: into the rating scale).
         """
         if unknown not in ("error", "bias"):
             raise ValueError(f"unknown must be 'error' or 'bias', got {unknown!r}")
@@ -336,7 +347,7 @@ class SGDMF(_SGDModel):
             global_mean=self.global_bias,
             threads=resolve_threads(self.threads),
         )
-        return np.clip(s, *self.clip, out=s) if self.clip is not None else s
+        return self._clip_predictions(s)
 
     def _rmse(self, coo) -> float:
         pred = self._score_pairs(coo.row, coo.col)
@@ -378,9 +389,11 @@ class BPR(_SGDModel):
     Parameters
     ----------
     factors : int >= 1
-    lr : float > 0
-    regularization : float >= 0
+    lr : float > 0, optional
+        Default (None): 0.05 for BPR, 0.002 for WARP (see Notes).
+    regularization : float >= 0, optional
         L2 on the factors (and item biases) each update touches. Was ``reg`` (deprecated).
+        Default (None): 0.01 for BPR, 1.0 for WARP (see Notes).
     epochs : int >= 1
     negatives : int >= 1
         BPR: negatives (pairwise updates) per sampled positive.
@@ -405,6 +418,13 @@ class BPR(_SGDModel):
 
     Notes
     -----
+    The two losses take steps of different sizes: a BPR step is at most ``lr`` times a sigmoid
+    (< 1), a WARP step ``lr`` times ``log(rank)``, up to ``log(n_items)`` (about 8 for 3000 items).
+    So each loss has its own default ``lr`` / ``regularization``, chosen on validation splits carved
+    from the training part of MovieLens-100K and Last.fm-2K (``RECFORGE_BENCH_DEFAULTS_CASES=warp-grid
+    python bench/run.py defaults``). WARP at BPR's values (0.05 / 0.01, the default before) diverges
+    on both within 30 epochs.
+
     Stored entries with a value > 0 are the positives; their magnitude is not used. A positive
     whose user interacted with (nearly) every item may find no negative in 32 draws: it is
     skipped and counted (``history_[e]["skipped"]``).
@@ -413,8 +433,8 @@ class BPR(_SGDModel):
     _param_spec = {
         **COMMON_PARAMS,
         "factors": Param("int", low=1),
-        "lr": Param("float", low=0, low_open=True),
-        "regularization": Param("float", low=0),
+        "lr": Param("float", low=0, low_open=True, optional=True),
+        "regularization": Param("float", low=0, optional=True),
         "epochs": Param("int", low=1),
         "negatives": Param("int", low=1),
         "sampling": Param("choice", choices=("uniform", "popularity")),
@@ -428,8 +448,8 @@ class BPR(_SGDModel):
     def __init__(
         self,
         factors: int = 64,
-        lr: float = 0.05,
-        regularization: float = 0.01,
+        lr: float | None = None,
+        regularization: float | None = None,
         epochs: int = 100,
         negatives: int = 1,
         sampling: str = "uniform",
@@ -444,15 +464,24 @@ class BPR(_SGDModel):
     ):
         self._store_params(locals())
 
+    #: The defaults of ``lr`` and ``regularization`` per loss (see Notes).
+    DEFAULT_STEPS = {"bpr": (0.05, 0.01), "warp": (0.002, 1.0)}
+
+    def steps(self) -> tuple[float, float]:
+        """(lr, regularization) in use: the parameters, or the loss's defaults where they are None."""
+        lr, reg = self.DEFAULT_STEPS[self.loss]
+        return (lr if self.lr is None else self.lr), (reg if self.regularization is None else self.regularization)
+
     def _epoch(self, data, epoch: int, threads: int, users=None) -> dict:
         """One BPR/WARP pass over ``data`` (``ops.sgd_positives``); returns the epoch's stats.
 
         ``users``: (factors, None) of the rows of ``data`` to learn with the items frozen (fold-in).
         """
+        lr, reg = self.steps()
         user_factors = self.user_factors if users is None else users[0]
         return self._ops.sgd_rank_epoch(
-            data, user_factors, self.item_factors, self.item_bias, lr=self.lr,
-            regularization=self.regularization, negatives=self.negatives, sampling=self.sampling, loss=self.loss,
+            data, user_factors, self.item_factors, self.item_bias, lr=lr,
+            regularization=reg, negatives=self.negatives, sampling=self.sampling, loss=self.loss,
             max_sampled=self.max_sampled, threads=threads, seed=self.seed, epoch=epoch, freeze_items=users is not None,
         )  # fmt: skip
 
@@ -485,7 +514,10 @@ class BPR(_SGDModel):
         def run_epoch(epoch):
             st = self._epoch(data, epoch, threads)
             if not np.isfinite(st["loss"]):
-                raise TrainingDiverged(f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.lr})")
+                raise TrainingDiverged(
+                    f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.steps()[0]:g}) or "
+                    f"regularization (now {self.steps()[1]:g})"
+                )
             return st["loss"], {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=self.loss.upper())
