@@ -531,6 +531,28 @@ def available_benchmarks(bench_dir: Path = BENCH_DIR) -> list[str]:
     return sorted(p.stem[len("bench_") :] for p in Path(bench_dir).glob("bench_*.py"))
 
 
+def benchmark_help(name: str, bench_dir: Path = BENCH_DIR) -> str:
+    """What ``bench/run.py NAME --help`` adds: the benchmark's docstring and its RECFORGE_BENCH_* switches.
+
+    Read from the source (not imported: the peers need not be installed to read the help).
+    """
+    import ast
+    import re
+
+    path = Path(bench_dir) / f"bench_{name}.py"
+    if not name.replace("_", "").isalnum() or not path.exists():
+        known = ", ".join(available_benchmarks(bench_dir)) or "none"
+        raise ValueError(f"no benchmark named {name!r}; known: {known}")
+    source = path.read_text()
+    doc = ast.get_docstring(ast.parse(source)) or "(no description)"
+    found = dict.fromkeys(re.findall(r'"(RECFORGE_BENCH_[A-Z0-9_]+)"(?:\s*,\s*"([^"]*)")?', source))
+    switches = [f"  {var}={default}" if default else f"  {var}" for var, default in found]
+    lines = [f"benchmark {name} (bench/bench_{name}.py):", "", doc]
+    if switches:
+        lines += ["", "switches (environment variables, comma-separated values; shown with their default):", *switches]
+    return "\n".join(lines)
+
+
 def load_benchmark(name: str, bench_dir: Path = BENCH_DIR):
     """The module <bench_dir>/bench_<name>.py; ValueError listing the known names when absent."""
     path = Path(bench_dir) / f"bench_{name}.py"

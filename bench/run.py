@@ -36,6 +36,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="folder for the JSON, markdown and PNG outputs (default bench/results)",
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):  # NAME --help: the benchmark's own options after these
+        known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+        try:
+            own = "\n\n" + _harness.benchmark_help(known.name) if known.name else ""
+        except ValueError as exc:
+            parser.error(str(exc))
+        print(parser.format_help() + own)
+        raise SystemExit(0)
     args = parser.parse_args(argv)
     if args.list:
         return args

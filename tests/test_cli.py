@@ -49,9 +49,9 @@ def test_fit_then_recommend_round_trip(tmp_path, capsys):
     assert main(["fit", "--dataset", "synthetic", "--model", "mostpopular", "--out", str(path), "--quiet"]) == 0
     assert path.is_file()
     capsys.readouterr()
-    assert main(["recommend", str(path), "0", "5", "--k", "4"]) == 0
+    assert main(["recommend", str(path), "0", "5", "--k", "4", "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [x["user"] for x in lines] == [0, 5]
+    assert [x["user"] for x in lines] == [0, 5]  # the data's ids, typed as in the data (ints here)
     assert all(len(x["items"]) == 4 and x["scores"] == sorted(x["scores"], reverse=True) for x in lines)
 
 
@@ -61,23 +61,145 @@ def test_evaluate_prints_metrics(capsys):
     assert np.isfinite(metrics["ndcg@5"]) and metrics["protocol"] == "full"
 
 
-def test_bad_input_is_a_clear_error(tmp_path, capsys):
-    assert main(["recommend", str(tmp_path / "missing.rf"), "0"]) == 2
+def test_exit_codes_usage_2_failure_1(tmp_path, capsys):
+    fit = ["fit", "--dataset", "synthetic", "--model", "mostpopular", "--out", str(tmp_path / "m.rf"), "--quiet"]
+    # Usage errors (the command line must change): 2, from argparse or from recforge's own checks.
+    for argv in (
+        [*fit, "--no-such-option"],
+        ["fit", "--dataset", "movielens-100k", "--out", "x.rf"],  # not a registered spelling
+        ["fit", "--model", "svd", "--out", "x.rf"],
+        [*fit, "--param", "not-a-pair"],
+        [*fit, "--param", "colour=3"],
+        ["fit", "--dataset", "synthetic", "--model", "als", "--param", "factors=-1", "--out", "x.rf"],
+    ):
+        with pytest.raises(SystemExit) if "--no-such-option" in argv or "svd" in argv or "movielens-100k" in argv \
+                else _returns(2):  # fmt: skip
+            assert main(argv) == 2
+    # Failures while running: 1 with a clear message.
+    assert main(["recommend", str(tmp_path / "missing.rf"), "0"]) == 1
     assert "no model file" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(
-            [
-                "fit",
-                "--dataset",
-                "synthetic",
-                "--model",
-                "mostpopular",
-                "--out",
-                str(tmp_path / "m.rf"),
-                "--param",
-                "not-a-pair",
-            ]
-        )
+    assert main(fit) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(tmp_path / "m.rf"), "0", "999999"]) == 1
+    assert "999999" in capsys.readouterr().err
+    assert main(["fit", "--data", str(tmp_path / "none.csv"), "--out", "x.rf"]) == 1
+    assert main(["recommend", str(tmp_path / "m.rf")]) == 2  # neither users nor --items
+
+
+class _returns:
+    """Context manager standing in for pytest.raises where main() returns the status instead."""
+
+    def __init__(self, code):
+        self.code = code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("recforge ")
+
+
+@pytest.fixture
+def own_csv(tmp_path):
+    """A user's own ratings CSV with string ids and a titles file (the README's end-to-end walk)."""
+    rng = np.random.default_rng(0)
+    users = [f"user-{u}" for u in range(40)]
+    films = [f"film-{i:02d}" for i in range(30)]
+    rows = [(u, f, int(rng.integers(3, 6)), t) for t, u in enumerate(users)
+            for f in rng.choice(films, size=8, replace=False)]  # fmt: skip
+    import pandas as pd
+
+    path = tmp_path / "ratings.csv"
+    pd.DataFrame(rows, columns=["who", "what", "stars", "when"]).to_csv(path, index=False)
+    titles = tmp_path / "films.csv"
+    pd.DataFrame({"what": films, "title": [f"Title {i}" for i in range(30)]}).to_csv(titles, index=False)
+    return path, titles
+
+
+def test_own_data_end_to_end(own_csv, tmp_path, capsys):
+    data, titles = own_csv
+    model = tmp_path / "als.rf"
+    cols = ["--data", str(data), "--user-col", "who", "--item-col", "what", "--rating-col", "stars",
+            "--time-col", "when"]  # fmt: skip
+    assert main(["fit", *cols, "--model", "als", "--param", "factors=8", "--out", str(model), "--quiet"]) == 0
+    assert "40 users x 30 items" in capsys.readouterr().out
+    names = ["--item-names", str(titles), "--item-col", "what"]
+    assert main(["recommend", str(model), "user-3", "--k", "3", *names]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("user user-3:") and out.count("(Title ") == 3 and "film-" in out
+    # A brand-new user with three items, and an unknown user with the popularity fallback.
+    assert main(["recommend", str(model), "nobody", "--items", "film-01", "film-02", "film-03", "--k", "5",
+                 "--fallback", "popular", "--json", *names]) == 0  # fmt: skip
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["user"] for x in lines] == ["nobody", "(new user)"]
+    new = lines[1]
+    assert len(new["items"]) == 5 and not {"film-01", "film-02", "film-03"} & set(new["items"])
+    assert new["names"] == [f"Title {int(i[-2:])}" for i in new["items"]]
+    assert main(["recommend", str(model), "nobody"]) == 1  # without --fallback: an error naming the id
+    assert "'nobody'" in capsys.readouterr().err
+
+
+def test_own_data_options(own_csv, tmp_path, capsys):
+    data, _ = own_csv
+    cols = ["--data", str(data), "--user-col", "who", "--item-col", "what", "--time-col", "when"]
+    for split in ("random", "last", "temporal", "users"):
+        assert main(["evaluate", *cols, "--model", "mostpopular", "--split", split, "--quiet"]) == 0, split
+        metrics = json.loads(capsys.readouterr().out)
+        assert 0.0 <= metrics["ndcg@10"] <= 1.0
+    assert main(["fit", *cols, "--min-user", "9", "--model", "mostpopular", "--out", str(tmp_path / "m.rf")]) == 1
+    assert "no interactions left" in capsys.readouterr().err  # every user has 8
+    assert main(["fit", *cols, "--min-item", "5", "--model", "mostpopular", "--out", str(tmp_path / "m.rf")]) == 0
+    assert main(["fit", "--data", str(data), "--out", str(tmp_path / "m.rf")]) == 1  # no column "user"
+    assert "column(s) ['user', 'item'] not found" in capsys.readouterr().err
+
+
+def test_own_parquet(own_csv, tmp_path, capsys):
+    pytest.importorskip("pyarrow", reason="reading parquet needs pyarrow")
+    import pandas as pd
+
+    data, _ = own_csv
+    pq = tmp_path / "ratings.parquet"
+    pd.read_csv(data).to_parquet(pq)
+    argv = ["fit", "--data", str(pq), "--user-col", "who", "--item-col", "what", "--model", "mostpopular"]
+    assert main([*argv, "--out", str(tmp_path / "m.rf")]) == 0
+
+
+def test_json_keeps_integers_integers(capsys):
+    assert main(["evaluate", "--dataset", "synthetic", "--model", "mostpopular", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads(out)
+    ints = [k for k, v in metrics.items() if isinstance(v, int) and not isinstance(v, bool)]
+    assert all(f'"{k}": {metrics[k]},' in out or f'"{k}": {metrics[k]}\n' in out for k in ints)
+    assert not any(isinstance(v, float) and v.is_integer() and k.startswith("n_") for k, v in metrics.items())
+
+
+def test_recommend_with_dataset_titles(tmp_path, capsys):
+    from conftest import data_path
+
+    data_path("ml-100k", "u.item")
+    model = tmp_path / "pop.rf"
+    assert main(["fit", "--dataset", "ml-100k", "--model", "mostpopular", "--out", str(model), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(model), "196", "--k", "3"]) == 0  # the file knows its data set
+    out = capsys.readouterr().out
+    assert out.startswith("user 196:") and "50 (Star Wars (1977))" in out  # the most rated positive
+
+
+def test_bench_help_and_outside_a_checkout(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    assert main(["bench", "--bench-dir", str(tmp_path), "topk"]) == 1
+    assert "source checkout" in capsys.readouterr().err
+    out = subprocess.run([sys.executable, "-m", "recforge.cli", "bench", "topk", "--help"], capture_output=True,
+                         text=True, cwd=tmp_path, check=True).stdout  # fmt: skip
+    assert "--threads" in out and "RECFORGE_BENCH_TOPK_PEERS" in out  # run.py's options and the benchmark's own
 
 
 # -- ratings, weighting, the demo's choice of model (issue 11) --------------------------------------
@@ -135,16 +257,16 @@ def test_demo_chooses_its_model_on_validation_data(capsys, monkeypatch):
     assert set(selection["validation"]) == {"ALS", "BPR"}
     assert selection["chosen"] == max(selection["validation"], key=selection["validation"].get)
     assert [r["model"] for r in report["results"]] == [selection["chosen"], "MostPopular"]
-    # The choice saw the training part only: exactly the demo's training split, no test entry.
-    df, _ = cli._load_dataset("synthetic", None, None, 42)
-    train, _ = rf.split.random_holdout(cli._interactions(df), test_fraction=0.2, seed=42)
-    (given,) = seen
-    assert given.nnz == train.nnz < report["nnz"] and (given.csr != train.csr).nnz == 0
     # The table says which split chose the model.
     assert main(["demo", "--dataset", "synthetic", "--show-users", "1"]) == 0
     out = capsys.readouterr().out
     assert "validation split carved from the training data" in out and "the test split is not used" in out
     assert f"-> {selection['chosen']}" in out
+    # The choice saw the training part only: exactly the demo's training split, no test entry.
+    inter = cli._load_data(build_parser().parse_args(["demo", "--dataset", "synthetic"])).interactions
+    train, _ = rf.split.random_holdout(inter, test_fraction=0.2, seed=42)
+    given = seen[0]  # the first demo run (the table check above ran a second)
+    assert given.nnz == train.nnz < report["nnz"] and (given.csr != train.csr).nnz == 0
 
 
 def test_compare_four_models_with_a_chart(tmp_path, capsys):
@@ -169,12 +291,9 @@ def test_compare_four_models_with_a_chart(tmp_path, capsys):
 
 
 def test_compare_usage_errors(capsys):
-    with pytest.raises(SystemExit, match="at least two"):
-        main(["compare", "--dataset", "synthetic", "--models", "als"])
-    with pytest.raises(SystemExit, match="unknown model 'svd'"):
-        main(["compare", "--dataset", "synthetic", "--models", "als,svd"])
-    with pytest.raises(SystemExit, match="mixes rating models"):
-        main(["compare", "--dataset", "synthetic", "--models", "als,sgdmf"])
+    for models, message in (("als", "at least two"), ("als,svd", "unknown model 'svd'"), ("als,sgdmf", "mixes rating")):
+        assert main(["compare", "--dataset", "synthetic", "--models", models]) == 2  # usage errors
+        assert message in capsys.readouterr().err
     assert main(["compare", "--dataset", "synthetic", "--models", "sgdmf,als:feedback=explicit", "--json"]) == 0
     captured = capsys.readouterr()
     assert {r["metric"] for r in json.loads(captured.out)["rows"]} == {"rmse", "mae"}

@@ -329,9 +329,9 @@ def test_recommend_shape_order_and_exclusion(case, device, data):
 def test_recommend_pads_with_minus_one_and_neg_inf(case, device, data):
     model = fit(make(case, device), data)
     users = np.arange(N_USERS)
-    k = N_ITEMS + 3  # more than any user has candidates
-    ids, scores = model.recommend(users, k=k)
-    assert ids.shape == (N_USERS, k)
+    ids, scores = model.recommend(users, k=N_ITEMS + 3)  # more than any user has candidates
+    assert ids.shape == scores.shape == (N_USERS, N_ITEMS)  # k is clipped to the catalogue
+    assert model.recommend([0], k=10**9)[0].shape == (1, N_ITEMS)  # no (n, k) allocation
     for u in users:
         n = N_ITEMS - len(seen_items(model, u))
         assert set(ids[u, :n]) == set(np.arange(N_ITEMS)) - set(seen_items(model, u))
@@ -510,6 +510,45 @@ def test_to_cpu_returns_a_working_model(case, device, data):
         model.to("tpu")
 
 
+@only(STORES_ROWS)  # every model with row fold-in (HybridMF folds new users in from features)
+def test_every_model_folds_users_in(case, device, data):
+    model = fit(make(case, device), data)
+    before = all_scores(model)
+    row = data[[0]]
+    new = N_USERS + 1  # N_USERS is left as a gap: an empty user
+    assert model.partial_fit_users([new], row) is model
+    assert model.n_users == N_USERS + 2 and model.user_ids_ == rf.IdMap.range(N_USERS + 2)  # the id map grows too
+    assert (model.seen_[new] != row).nnz == 0 and model.seen_[N_USERS].nnz == 0
+    assert (model.seen_[:N_USERS] != data).nnz == 0
+    ids, _ = model.recommend([new], k=5)
+    assert not np.isin(ids, row.indices).any() and (ids >= 0).all()
+    assert np.isfinite(model.score([new, N_USERS], [1, 1])).all()
+    if not isinstance(model, rf.MostPopular):  # MostPopular recounts popularity with the new user
+        np.testing.assert_array_equal(all_scores(model)[:N_USERS], before)  # the other users are unchanged
+
+
+@only(STORES_ROWS)
+def test_recommend_for_rows_is_the_fold_in_without_changing_the_model(case, device, data):
+    params = {"epochs": 20} if case.hogwild or case.cls is rf.MLPScorer else {}
+    model = fit(make(case, device, **params), data)
+    rows = data[[0, 5]]
+    ids, scores = model.recommend_for_rows(rows, k=5)
+    assert ids.shape == scores.shape == (2, 5) and model.n_users == N_USERS
+    for r in range(2):
+        assert not np.isin(ids[r], rows[r].indices).any()
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+    assert model.recommend_for_rows(rows, k=10**6, exclude_seen=False)[0].shape == (2, N_ITEMS)
+    # Exactly what folding the same rows in as new users gives them.
+    twin = fit(make(case, device, **params), data).partial_fit_users([N_USERS, N_USERS + 1], rows)
+    if isinstance(model, rf.MostPopular):  # the twin's popularity counts the two rows again
+        twin = model
+    want = twin.recommend([N_USERS, N_USERS + 1] if twin is not model else [0, 5], k=5)
+    np.testing.assert_array_equal(ids, want[0])
+    np.testing.assert_allclose(scores, want[1], rtol=1e-6)
+    with pytest.raises(ValueError, match=f"{N_ITEMS} columns"):
+        model.recommend_for_rows(data[[0], :-1])
+
+
 @only(FOLD_IN)
 def test_partial_fit_users_grows_and_keeps_the_rest(case, device, data):
     model = fit(make(case, device), data)
@@ -535,7 +574,7 @@ def test_partial_fit_users_grows_and_keeps_the_rest(case, device, data):
 @only(FOLD_IN)
 def test_partial_fit_users_refolds_existing_users_comparably(case, device, data):
     # SGD needs more epochs than 3 before a user's vector follows its row rather than its start.
-    params = {"epochs": 20} if case.hogwild else {}
+    params = {"epochs": 20} if case.hogwild or case.cls is rf.MLPScorer else {}
     model, again = fit(make(case, device, **params), data), fit(make(case, device, **params), data)
     before = all_scores(model)
     users = np.arange(N_USERS)

@@ -96,8 +96,25 @@ def test_to_external_out_of_range_and_bad_dtype():
         m.to_external([-1])
     with pytest.raises(TypeError, match="indices must be integers"):
         m.to_external([0.5])
-    with pytest.raises(ValueError, match="1-D"):
-        m.to_external([[0]])
+    with pytest.raises(ValueError, match="pass missing="):  # recommend's padding is never the last id
+        m.to_external([[0, -1]])
+
+
+def test_to_external_keeps_the_shape_and_maps_padding():
+    m = rf.IdMap(["a", "b", "c"])
+    ids = np.array([[2, 0, 1], [1, -1, -1]])
+    out = m.to_external(ids, missing=None)
+    assert out.shape == (2, 3) and out.tolist() == [["c", "a", "b"], ["b", None, None]]
+    assert m.to_external(ids, missing="").tolist()[1] == ["b", "", ""]
+    assert m.to_external(np.zeros((0, 4), np.int64)).shape == (0, 4)
+    assert m.to_external(np.int64(1)) == "b" and m.to_external(-1, missing=None) is None
+    ints = rf.IdMap([10, 20])
+    assert ints.to_external([[1, -1]], missing=-1).tolist() == [[20, -1]]
+    assert ints.to_external([[1, -1]], missing=-1).dtype == np.int64
+    assert ints.to_external([1, -1], missing=np.nan).dtype == np.float64
+    assert ints.to_external([1, -1], missing=None).tolist() == [20, None]
+    with pytest.raises(ValueError, match="got -2"):
+        m.to_external([-2], missing=None)  # only -1 is padding
 
 
 def test_bad_construction():
@@ -124,3 +141,40 @@ def test_vectorised_on_a_million_ids():
     m, codes = rf.IdMap.factorize(values)
     assert len(m) == len(np.unique(values))
     np.testing.assert_array_equal(m.to_external(codes[:1000]), values[:1000])
+
+
+@pytest.mark.parametrize(
+    "ids,kind",
+    [
+        (rf.IdMap.range(4), "range"),
+        (rf.IdMap([10, 3, 7]), "int64"),
+        (rf.IdMap([0.5, 2.25]), "float64"),
+        (rf.IdMap(["ann", "bob", "Zoë", "", "日本"]), "str"),
+        (rf.IdMap([("a", 1), ("a", 2), "x", 3, 2.5, True]), "json"),
+        (rf.IdMap([]), "range"),
+    ],
+)
+def test_to_arrays_round_trip(ids, kind):
+    got_kind, arrays = ids.to_arrays()
+    assert got_kind == kind
+    assert all(a.dtype.kind in "biuf" for a in arrays.values())  # what a no-pickle file holds
+    back = rf.IdMap.from_arrays(kind, arrays, len(ids))
+    assert back == ids and list(back.values) == list(ids.values)
+    if kind == "json":
+        assert back.to_index([("a", 2)]).tolist() == [1]  # tuples stay tuples
+
+
+def test_from_arrays_refuses_inconsistent_input():
+    kind, arrays = rf.IdMap(["a", "bb"]).to_arrays()
+    with pytest.raises(ValueError, match="offsets"):
+        rf.IdMap.from_arrays(kind, {**arrays, "offsets": arrays["offsets"][::-1].copy()}, 2)
+    with pytest.raises(ValueError, match="offsets"):
+        rf.IdMap.from_arrays(kind, arrays, 3)
+    with pytest.raises(ValueError, match="unique"):
+        rf.IdMap.from_arrays("int64", {"values": np.array([1, 1])}, 2)
+    with pytest.raises(ValueError, match="unknown id map kind"):
+        rf.IdMap.from_arrays("pickle", {}, 0)
+    with pytest.raises(UnicodeDecodeError):
+        rf.IdMap.from_arrays("str", {"utf8": np.array([255], np.uint8), "offsets": np.array([0, 1])}, 1)
+    with pytest.raises(ValueError, match="without pickle"):
+        rf.IdMap([pd.Timestamp("2020-01-01"), "x"]).to_arrays()

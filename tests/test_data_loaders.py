@@ -281,3 +281,81 @@ def test_download_without_known_checksum_logs_it(monkeypatch, tmp_path, caplog):
     assert df.values.tolist() == [[1, 2, 3.5, 4]]
     assert hashlib.sha256(payload).hexdigest() in caplog.text
     assert (tmp_path / "dl" / "ml-10M100K" / "movies.dat").is_file()
+
+
+# -- the registry --------------------------------------------------------------------------------
+def test_registry_names_one_spelling_each():
+    names = rf.datasets.names()
+    assert len(names) == len(set(names)) and {"ml-100k", "lastfm-2k", "citeulike-a", "s3rec-beauty"} <= set(names)
+    assert all(rf.datasets.info(n).feedback in ("ratings", "counts", "implicit") for n in names)
+    with pytest.raises(ValueError, match="did you mean ml-100k"):
+        rf.datasets.load("movielens-100k")
+
+
+def test_registry_load_matches_the_loaders():
+    data_path("ml-100k", "u.data")
+    pd.testing.assert_frame_equal(rf.datasets.load("ml-100k"), loaders.load_movielens("100k"))
+    titles = rf.datasets.item_names("ml-100k")
+    assert titles[1] == "Toy Story (1995)"
+    data_path("hetrec2011-lastfm-2k", "artists.dat")
+    df = rf.datasets.load("lastfm-2k")
+    assert list(df.columns) == ["user", "item", "weight"]
+    artists = rf.datasets.item_names("lastfm-2k")
+    assert artists[1] == "MALICE MIZER" and df["item"].isin(artists.index).all()
+    assert rf.datasets.item_names("citeulike-a") is None  # no names for this set
+
+
+def test_citeulike_a():
+    data_path("citeulike-a", "users.dat")
+    df = rf.datasets.load("citeulike-a")
+    # The counts of the folder's README (its line counts checked against each line's own count).
+    assert len(df) == 204_986 and df["user"].nunique() == 5_551 and df["item"].nunique() == 16_980
+    assert df["item"].min() == 0 and df["item"].max() == 16_979 and df["user"].max() == 5_550
+
+
+@pytest.mark.parametrize(
+    "name,n_users,n_items,total",
+    [
+        ("beauty", 22_363, 12_101, 198_502),
+        ("sports", 35_598, 18_357, 296_337),
+        ("toys", 19_412, 11_924, 167_597),
+        ("yelp", 30_431, 20_033, 316_354),
+        ("lastfm", 1_090, 3_646, 52_551),
+    ],  # fmt: skip
+)
+def test_s3rec_sequences(name, n_users, n_items, total):
+    data_path("s3rec-sequential", "Beauty.txt")
+    df = rf.datasets.load(f"s3rec-{name}")
+    assert (len(df), df["user"].nunique(), df["item"].nunique()) == (total, n_users, n_items)  # the paper's Table 1
+    first = df[df["user"] == df["user"].iloc[0]]
+    assert first["timestamp"].tolist() == list(range(len(first)))  # position in the sequence
+    if name == "beauty":
+        assert first["item"].tolist() == [1, 2, 3, 4, 5]  # the file's first line: "1 1 2 3 4 5"
+
+
+def test_sequence_and_citeulike_files_are_checked(tmp_path):
+    (tmp_path / "citeulike-a").mkdir()
+    (tmp_path / "citeulike-a" / "users.dat").write_text("2 5 6\n3 1 2\n")
+    with pytest.raises(ValueError, match="line 2"):
+        loaders.load_citeulike(tmp_path)
+    (tmp_path / "s3rec-sequential").mkdir()
+    (tmp_path / "s3rec-sequential" / "Yelp.txt").write_text("1 3 4\n2 x\n")
+    with pytest.raises(ValueError, match="line 2"):
+        loaders.load_s3rec("yelp", tmp_path)
+
+
+def test_download_progress_follows_the_package_switch(fake_source, monkeypatch, tmp_path):
+    payload, _, src = fake_source
+    monkeypatch.setitem(
+        loaders._MOVIELENS, "100k", loaders._Source(src.name, src.folders, src.url, hashlib.sha256(payload).hexdigest())
+    )
+    seen = []
+    fetch = loaders._fetch
+    monkeypatch.setattr(loaders, "_fetch", lambda url, dest, progress: (seen.append(progress), fetch(url, dest)))
+    rf.set_config(progress=False)
+    try:
+        rf.datasets.load("ml-100k", data_home=tmp_path / "a", download=True)  # progress=None: the switch
+    finally:
+        rf.set_config(progress=True)
+    rf.datasets.load("ml-100k", data_home=tmp_path / "b", download=True)
+    assert seen == [False, True]

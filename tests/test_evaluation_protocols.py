@@ -426,3 +426,40 @@ def test_full_protocol_forwards_threads_when_recommend_accepts_it(full_case):
     m = ev.evaluate(WithThreads(), train, test, k=2, threads=3, batch_size=2, progress=False)
     assert seen_threads == [3, 3]  # 4 evaluated users in batches of 2
     assert m == ev.evaluate(base, train, test, k=2, progress=False)
+
+
+def test_full_protocol_with_k_past_the_catalogue():
+    """recommend clips k to the catalogue; evaluate pads the lists back (the extra positions are misses)."""
+    df = rf.datasets.synthetic(n_users=50, n_items=8, nnz=200, seed=0)
+    train, test = rf.split.random_holdout(rf.Interactions.from_pandas(df), 0.2)
+    model = rf.MostPopular().fit(train)
+    wide = rf.evaluation.evaluate(model, train, test, k=20)
+    exact = rf.evaluation.evaluate(model, train, test, k=8)
+    assert wide["recall@20"] == exact["recall@8"]
+    assert wide["precision@20"] == pytest.approx(exact["precision@8"] * 8 / 20)
+
+
+def test_several_cutoffs_and_metric_names_with_a_cutoff():
+    df = rf.datasets.synthetic(n_users=200, n_items=100, nnz=4000, seed=0)
+    train, test = rf.split.random_holdout(rf.Interactions.from_pandas(df), test_fraction=0.2, seed=0)
+    model = rf.MostPopular().fit(train)
+    both = rf.evaluation.evaluate(model, train, test, k=[5, 10])
+    for k in (5, 10):  # each cut-off as a separate evaluation gives
+        alone = rf.evaluation.evaluate(model, train, test, k=k)
+        assert {key: v for key, v in both.items() if key.endswith(f"@{k}")} == {
+            key: v for key, v in alone.items() if key.endswith(f"@{k}")
+        }
+    assert list(both)[0] == "protocol" and list(both)[-1] == "n_users"
+    named = rf.evaluation.evaluate(model, train, test, metrics=["ndcg@10", "recall", "recall@20", "auc"], k=5)
+    assert sorted(named) == ["auc", "n_users", "ndcg@10", "protocol", "recall@20", "recall@5"]
+    assert named["ndcg@10"] == both["ndcg@10"] and named["recall@5"] == both["recall@5"]
+    assert rf.evaluation.evaluate(model, train, test, metrics="ndcg")["ndcg@10"] == both["ndcg@10"]
+    sampled = rf.evaluation.evaluate(model, train, test, k=[1, 5], protocol="sampled", n_negatives=20)
+    assert {"hit_rate@1", "hit_rate@5", "ndcg@1", "ndcg@5"} <= set(sampled)
+    for bad in (["ndcg@0"], ["auc@5"], ["nope"], ["ndcg@x"]):
+        with pytest.raises(ValueError, match="optionally with a cut-off"):
+            rf.evaluation.evaluate(model, train, test, metrics=bad)
+    with pytest.raises(ValueError, match="non-empty"):
+        rf.evaluation.evaluate(model, train, test, k=[])
+    with pytest.raises(TypeError, match="k must be an int"):
+        rf.evaluation.evaluate(model, train, test, k=[5, 2.5])

@@ -175,13 +175,11 @@ def test_absurd_sizes_are_refused_with_what_they_would_need(train):
     with pytest.raises(ValueError, match=r"factors=1000000000 .* GiB of memory"):
         rf.BPR(factors=10**9).fit(train, progress=False)
     als = rf.ALS(factors=4, epochs=1).fit(train, progress=False)
-    with pytest.raises(ValueError, match=r"k=1000000000000000 .* GiB of memory"):
-        als.recommend([0, 1], k=10**15)
-    with pytest.raises(ValueError, match=r"k=1000000000000000 .* GiB of memory"):
-        als.similar_items([0], k=10**15)
+    # recommend and similar_* clip k to the catalogue (issue 11): an absurd k is no absurd result.
+    assert als.recommend([0, 1], k=10**15)[0].shape == (2, train.shape[1])
+    assert als.similar_items([0], k=10**15)[0].shape == (1, train.shape[1])
     mlp = rf.MLPScorer(factors=4, layers=(4,), epochs=1).fit(train, progress=False)
-    with pytest.raises(ValueError, match=r"GiB of memory"):
-        mlp.recommend([0], k=10**15)
+    assert mlp.recommend([0], k=10**15)[0].shape == (1, train.shape[1])
     with pytest.raises(ValueError, match=r"GiB of memory"):
         mlp.rerank([0], [[1, 2]], k=10**15)
 
@@ -262,16 +260,16 @@ def test_select_topk_breaks_ties_at_the_cut_by_id():
             assert np.all(pos[r, len(want) :] == -1) and np.all(vals[r, len(want) :] == -np.inf)
 
 
-def test_similar_items_and_users_pad_to_k_like_recommend(train):
+def test_similar_items_and_users_clip_k_like_recommend(train):
     model = rf.ALS(factors=4, epochs=1).fit(train, progress=False)
     n_users, n_items = train.shape
     ids, scores = model.similar_items([0, 1], k=n_items + 5)
-    assert ids.shape == scores.shape == (2, n_items + 5)
+    assert ids.shape == scores.shape == (2, n_items)  # k clipped to the catalogue; the item itself is padding
     assert np.all(ids[:, n_items - 1 :] == -1) and np.all(scores[:, n_items - 1 :] == -np.inf)
     ids, _ = model.similar_users([0], k=n_users + 1)
-    assert ids.shape == (1, n_users + 1) and ids[0, -1] == -1
+    assert ids.shape == (1, n_users) and ids[0, -1] == -1
     rec, _ = model.recommend([0], k=n_items + 5)
-    assert rec.shape == (1, n_items + 5)
+    assert rec.shape == (1, n_items)
 
 
 def test_batch_sizes_must_be_positive(train):

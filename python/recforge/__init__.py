@@ -1,73 +1,58 @@
 """recforge: recommender-systems engine with C++/CUDA kernels.
 
+Fit a model on interactions with your own ids, then recommend in those ids:
+
+>>> import pandas as pd
 >>> import recforge as rf
->>> model = rf.MostPopular().fit(train_csr)
->>> ids, scores = model.recommend([0, 1, 2], k=10)
+>>> df = pd.DataFrame({"user": ["ann", "ann", "bob", "bob", "cy"], "item": ["x", "y", "x", "z", "y"]})
+>>> inter = rf.Interactions.from_pandas(df)
+>>> model = rf.MostPopular().fit(inter)
+>>> ids, scores = model.recommend([0, 1], k=2)  # (2, 2) item indices, best first; seen items left out
+>>> inter.item_ids.to_external(ids, missing=None)  # -1 padding (no item left) -> None
+array([['z', None],
+       ['y', None]], dtype=object)
+>>> model.recommend_external(["cy"], k=2)[["user", "item"]]
+  user item
+0   cy    x
+1   cy    z
+
+The submodules (``datasets``, ``split``, ``transforms``, ``evaluation``) and the models load on
+first use, so ``import recforge`` stays fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 
-from . import datasets, evaluation, model_selection, split, transforms
-from ._backend import cupy_available, gpu_available
+from . import _backend  # noqa: F401  (the compiled core and its BLAS, before any kernel runs)
 from ._config import get_config, set_config
 from ._core import __version__
-from .data import Features, IdMap, Interactions
-from .models import (
-    ALS,
-    BPR,
-    EASE,
-    SGDMF,
-    FactorModel,
-    HybridMF,
-    ItemKNN,
-    MLPScorer,
-    MostPopular,
-    NotFittedError,
-    Recommender,
-    load,
-)
-from .topk import topk
+from .topk import topk  # eager: importing the submodule recforge.topk would shadow a lazy function of that name
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+# name -> the module it lives in; imported on first access (PEP 562).
+_SUBMODULES = ("datasets", "distributed", "evaluation", "model_selection", "split", "transforms")
+_LAZY = {
+    **{name: f".{name}" for name in _SUBMODULES},  # distributed needs the optional Dask extra
+    "Features": ".data", "IdMap": ".data", "Interactions": ".data", "cupy_available": "._backend",
+    "gpu_available": "._backend",
+    **{name: ".models" for name in ("ALS", "BPR", "EASE", "SGDMF", "FactorModel", "HybridMF", "ItemKNN", "MLPScorer",
+                                    "MostPopular", "NotFittedError", "Recommender", "load")},
+}  # fmt: skip
+
+__all__ = ["__version__", "get_config", "set_config", "topk", *_LAZY]
+
 
 def __getattr__(name: str):
-    # recforge.distributed needs the optional Dask extra: imported on first use, so that
-    # `import recforge` never needs Dask and `rf.distributed` without it names the extra.
-    if name == "distributed":
-        import importlib
+    if name not in _LAZY:
+        raise AttributeError(f"module 'recforge' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name in _SUBMODULES else getattr(module, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return importlib.import_module(".distributed", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-__all__ = [
-    "__version__",
-    "ALS",
-    "BPR",
-    "cupy_available",
-    "EASE",
-    "datasets",
-    "evaluation",
-    "IdMap",
-    "Interactions",
-    "ItemKNN",
-    "FactorModel",
-    "Features",
-    "get_config",
-    "gpu_available",
-    "HybridMF",
-    "load",
-    "MLPScorer",
-    "model_selection",
-    "MostPopular",
-    "NotFittedError",
-    "Recommender",
-    "set_config",
-    "SGDMF",
-    "split",
-    "topk",
-    "transforms",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,8 @@
-"""The ``recforge`` command: demo, fit, evaluate, compare, recommend, bench (each with --help)."""
+"""The ``recforge`` command: demo, fit, evaluate, compare, recommend, bench (each with --help).
+
+Exit status: 0 success, 2 a usage error (a bad option, value or --param: the command line must
+change), 1 a failure while running (a missing file, bad data, an unknown user id).
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,35 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 log = logging.getLogger("recforge.cli")
 
-DATASETS = ("ml-100k", "ml-1m", "ml-latest-small", "lastfm-2k", "synthetic")
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+MODELS = ("als", "bpr", "sgdmf", "mlpscorer", "mostpopular")
+SPLITS = ("random", "last", "temporal", "users")
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2), as opposed to a failure while running (1)."""
 
 
 # ---- shared pieces -----------------------------------------------------------------------------
+def _dataset_names() -> list[str]:
+    from . import datasets
+
+    return datasets.names()
+
+
 def _parse_params(items: list[str]) -> dict:
     """``["factors=64", "solver='cg'"]`` -> {"factors": 64, "solver": "cg"} (values as Python literals)."""
     params = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
-            raise SystemExit(f"--param must look like name=value, got {item!r}")
+            raise UsageError(f"--param must look like name=value, got {item!r}")
         try:
             params[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -35,13 +52,18 @@ def _parse_params(items: list[str]) -> dict:
 
 
 def _make_model(cls, items: list[str] | None):
-    """``cls(**params)`` from ``--param`` items; an unknown name is a usage error listing the valid ones."""
+    """``cls(**params)`` from ``--param`` items, validated now: a bad name or value is a usage error."""
     params = _parse_params(items)
     valid = cls._param_names()
     unknown = [name for name in params if name not in valid and name not in cls._aliases]
     if unknown:
-        raise SystemExit(f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {', '.join(valid)}")
-    return cls(**params)
+        raise UsageError(f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {', '.join(valid)}")
+    model = cls(**params)
+    try:
+        model._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--param: {exc}") from None
+    return model
 
 
 def _model_classes() -> dict:
@@ -50,38 +72,118 @@ def _model_classes() -> dict:
     return {cls.__name__.lower(): cls for cls in (rf.ALS, rf.BPR, rf.SGDMF, rf.MLPScorer, rf.MostPopular)}
 
 
-def _load_dataset(name: str, data_home: str | None, min_rating: float | None, seed: int):
-    """DataFrame (user, item[, rating, timestamp]) and a title lookup (or None)."""
+class Data(NamedTuple):
+    """What ``_load_data`` gives every command."""
+
+    interactions: object  # recforge.Interactions (external ids in its id maps)
+    names: object  # pandas Series of readable item names by external item id, or None
+    source: str  # the data set's name or the file's path, for messages
+    feedback: str  # "ratings", "counts" or "implicit" (what the values were before _implicit)
+
+
+def _load_data(args, keep_ratings: bool = False) -> Data:
+    """The one data path of every command: ``--dataset NAME`` or ``--data PATH`` with its column
+    options, then ``--min-rating`` (ratings, unless ``keep_ratings``: a rating model learns them as
+    they are), ``--min-user`` / ``--min-item`` (k-core)."""
     import recforge as rf
 
-    titles = None
-    if name == "synthetic":
-        return rf.datasets.synthetic(n_users=2000, n_items=1000, nnz=100_000, seed=seed), None
-    if name.startswith("ml-"):
-        variant = name[3:]
-        df = rf.datasets.load_movielens(variant, data_home=data_home)
-        try:
-            titles = rf.datasets.movielens_titles(variant, data_home=data_home)
-        except (FileNotFoundError, ValueError):
-            titles = None
-    elif name == "lastfm-2k":
-        df = rf.datasets.load_lastfm("2k", data_home=data_home)
+    if args.data is not None:
+        df, feedback = _read_own_data(args)
+        names, source = _read_names(args), args.data
     else:
-        raise SystemExit(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if min_rating is not None and "rating" in df:
-        df = df[df["rating"] >= min_rating]
-    return df, titles
+        df = rf.datasets.load(args.dataset, data_home=args.data_home, download=args.download)
+        feedback, source = rf.datasets.info(args.dataset).feedback, args.dataset
+        names = rf.datasets.item_names(args.dataset, data_home=args.data_home, download=args.download)
+    inter = _implicit(df, feedback, args, keep_ratings)
+    if args.min_user > 1 or args.min_item > 1:
+        inter = inter.filter(min_user_interactions=args.min_user, min_item_interactions=args.min_item)
+        if inter.nnz == 0:
+            raise ValueError(f"no interactions left after --min-user {args.min_user} --min-item {args.min_item}")
+    return Data(inter, names, source, feedback)
 
 
-def _interactions(df, keep_ratings: bool = False):
-    """Interactions of ``df``: ratings as they are for a rating model, else each kept rating as one positive."""
+def _read_own_data(args):
+    """DataFrame (user, item[, rating | weight][, timestamp]) of ``--data PATH`` and its feedback kind."""
     import recforge as rf
 
-    weight = "rating" if "rating" in df else ("weight" if "weight" in df else None)
-    if weight == "rating" and not keep_ratings:  # implicit feedback: a kept rating is one positive interaction
-        df = df.assign(rating=np.float32(1.0))
+    if args.rating_col is not None and args.weight_col is not None:
+        raise UsageError("give at most one of --rating-col and --weight-col")
+    path = Path(args.data)
+    value_col = args.rating_col or args.weight_col
+    cols = dict(user_col=args.user_col, item_col=args.item_col, weight_col=value_col, time_col=args.time_col)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = rf.datasets.load_parquet(path, **cols)
+    else:
+        sep = args.sep or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+        df = rf.datasets.load_csv(path, sep=sep, **cols)
+    if args.rating_col is not None:
+        return df.rename(columns={"weight": "rating"}), "ratings"
+    return df, "counts" if args.weight_col is not None else "implicit"
+
+
+def _read_names(args):
+    """``--item-names PATH``: a Series of names by item id (its --item-col and its --name-col), or None."""
+    if args.item_names is None:
+        return None
+    import pandas as pd
+
+    path = Path(args.item_names)
+    if not path.is_file():
+        raise FileNotFoundError(f"--item-names: no such file: {path}")
+    df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    for col, option in ((args.item_col, "--item-col"), (args.name_col, "--name-col")):
+        if col not in df.columns:
+            raise ValueError(f"{path}: no column {col!r} ({option}); columns: {list(df.columns)}")
+    return pd.Series(df[args.name_col].astype(str).to_numpy(), index=df[args.item_col], name=args.name_col)
+
+
+def _implicit(df, feedback: str, args, keep_ratings: bool = False):
+    """Interactions for the ranking models: ratings >= --min-rating become positives of weight 1
+    (``keep_ratings``: the ratings as they are, for a rating model)."""
+    import recforge as rf
+
+    weight = {"ratings": "rating", "counts": "weight"}.get(feedback)
+    if weight == "rating" and not keep_ratings:
+        if args.min_rating is not None:
+            df = df[df["rating"] >= args.min_rating]
+        df = df.assign(rating=np.float32(1.0))  # implicit feedback: a kept rating is one positive interaction
+    if len(df) == 0:
+        raise ValueError(f"no interactions left after --min-rating {args.min_rating}")
     time_col = "timestamp" if "timestamp" in df else None
     return rf.Interactions.from_pandas(df, user_col="user", item_col="item", weight_col=weight, time_col=time_col)
+
+
+class Split(NamedTuple):
+    train: object  # Interactions the model is fitted on
+    test: object  # Interactions to predict
+    fold_in: object  # --split users: the held-out users' visible part (folded in after fit), else None
+
+
+def _split(inter, args) -> Split:
+    """``--split``: random (per user), last (each user's latest), temporal (global cutoff), users (held-out users)."""
+    import recforge as rf
+
+    if args.split == "random":
+        return Split(*rf.split.random_holdout(inter, test_fraction=args.test_fraction, seed=args.seed), None)
+    if args.split == "last":
+        return Split(*rf.split.leave_last_out(inter), None)
+    if args.split == "temporal":
+        return Split(*rf.split.temporal(inter, test_fraction=args.test_fraction), None)
+    s = rf.split.strong_generalization(inter, test_users_fraction=args.test_fraction, seed=args.seed)
+    return Split(s.train, s.test, s.fold_in)
+
+
+def _fit_split(model, split: Split, weighting: str, progress):
+    """Fit on the split's training part (weighted by --weighting); with held-out users, fold them in.
+    Returns the exclusion matrix (what the model has seen)."""
+    import recforge as rf
+
+    model.fit(rf.transforms.weight(split.train, weighting), progress=progress)
+    if split.fold_in is None:
+        return split.train
+    users = np.flatnonzero(np.diff(split.fold_in.csr.indptr))
+    model.partial_fit_users(users, rf.transforms.weight(split.fold_in, weighting).csr[users])
+    return split.train.csr + split.fold_in.csr
 
 
 def _predicts_ratings(model) -> bool:
@@ -102,13 +204,19 @@ def _rating_note(model, args) -> None:
     )
 
 
-def _json_value(v):
-    """Metrics for JSON: integers stay integers, other numbers become floats."""
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    return float(v) if isinstance(v, (float, np.floating)) else v
+def _json_value(value):
+    """JSON-ready ``value``: NumPy numbers as Python ints / floats (an int stays an int)."""
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
 
 
 def _format_table(rows: list[dict], columns: list[str]) -> str:
@@ -128,10 +236,10 @@ def _demo_candidates(args, classes) -> dict:
     """{display name: unfitted model}: every AUTO_CANDIDATES entry for --model auto, else the one asked for."""
     if args.model == "auto":
         if args.param:
-            raise SystemExit("--param needs a --model (with --model auto each candidate runs at its defaults)")
+            raise UsageError("--param needs a --model (with --model auto each candidate runs at its defaults)")
         return {name: classes[key](**params) for name, (key, params) in AUTO_CANDIDATES.items()}
     if args.model not in classes:
-        raise SystemExit(f"unknown model {args.model!r}; available: auto, {', '.join(sorted(classes))}")
+        raise UsageError(f"unknown model {args.model!r}; available: auto, {', '.join(sorted(classes))}")
     return {classes[args.model].__name__: _make_model(classes[args.model], args.param)}
 
 
@@ -155,19 +263,20 @@ def cmd_demo(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        df, titles = _load_dataset(args.dataset, args.data_home, args.min_rating, args.seed)
-        source = args.dataset
+        data = _load_data(args)
     except (FileNotFoundError, ValueError) as exc:
+        if args.data is not None:  # the user's own file: no silent substitute
+            raise
         print(f"notice: {args.dataset} is not available ({exc}); using the synthetic data set instead", file=sys.stderr)
-        df, titles = _load_dataset("synthetic", None, None, args.seed)
-        source = "synthetic"
-    inter = _interactions(df)
+        args.dataset = "synthetic"
+        data = _load_data(args)
+    inter, titles, source = data.interactions, data.names, data.source
     train, test = rf.split.random_holdout(inter, test_fraction=0.2, seed=args.seed)
 
     classes = _model_classes()
     candidates = _demo_candidates(args, classes)
     if any(_predicts_ratings(m) for m in candidates.values()):
-        raise SystemExit("the demo ranks implicit feedback; evaluate a rating model with `recforge evaluate`")
+        raise UsageError("the demo ranks implicit feedback; evaluate a rating model with `recforge evaluate`")
     selection = None
     if len(candidates) > 1:
         chosen, val_scores, select_s = _select_by_validation(candidates, train, args.k, args.seed)
@@ -210,7 +319,7 @@ def cmd_demo(args) -> int:
         }
         if selection is not None:
             report["selection"] = selection
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_json_value(report), indent=2))
         return 0
     print(
         f"recforge {rf.__version__} demo: {source}, {inter.shape[0]} users x {inter.shape[1]} items, "
@@ -230,8 +339,7 @@ def cmd_demo(args) -> int:
     print(f"\nTop 5 from {chosen} for the first {len(users)} users:")
     for u, row in zip(users, ids):
         external = inter.item_ids.to_external(row[row >= 0])
-        names = [str(titles.get(e, e)) if titles is not None else str(e) for e in external]
-        print(f"  user {inter.user_ids.to_external(np.array([u]))[0]}: " + "; ".join(names))
+        print(f"  user {inter.user_ids.to_external(u)}: " + "; ".join(_titled(external, titles)))
     print(f"\ndone in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -239,45 +347,39 @@ def cmd_demo(args) -> int:
 def cmd_fit(args) -> int:
     import recforge as rf
 
-    classes = _model_classes()
-    if args.model not in classes:
-        raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
-    model = _make_model(classes[args.model], args.param)
+    model = _make_model(_model_classes()[args.model], args.param)
     rating = _predicts_ratings(model)  # a rating model learns the ratings themselves, never binarised ones
-    df, _ = _load_dataset(args.dataset, args.data_home, None if rating else args.min_rating, args.seed)
-    inter = _interactions(df, keep_ratings=rating)
-    model.fit(rf.transforms.weight(inter, args.weighting), progress=False if args.quiet else None)
+    data = _load_data(args, keep_ratings=rating)
+    model.fit(rf.transforms.weight(data.interactions, args.weighting), progress=False if args.quiet else None)
+    model.dataset_ = None if args.data is not None else args.dataset  # recommend finds its item names by it
     model.save(args.out)
-    print(f"saved {type(model).__name__} fitted on {args.dataset} ({inter.shape[0]} x {inter.shape[1]}) to {args.out}")
+    n_users, n_items = data.interactions.shape
+    print(f"saved {type(model).__name__} fitted on {data.source} ({n_users} users x {n_items} items) to {args.out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     import recforge as rf
 
-    classes = _model_classes()
-    if args.model not in classes:
-        raise SystemExit(f"unknown model {args.model!r}; available: {', '.join(sorted(classes))}")
-    model = _make_model(classes[args.model], args.param)
+    model = _make_model(_model_classes()[args.model], args.param)
     rating = _predicts_ratings(model)
     if rating:
         _rating_note(model, args)
-    df, _ = _load_dataset(args.dataset, args.data_home, None if rating else args.min_rating, args.seed)
-    inter = _interactions(df, keep_ratings=rating)
-    train, test = rf.split.random_holdout(inter, test_fraction=args.test_fraction, seed=args.seed)
-    model.fit(rf.transforms.weight(train, args.weighting), progress=False if args.quiet else None)
+    split = _split(_load_data(args, keep_ratings=rating).interactions, args)
+    progress = False if args.quiet else None
+    seen = _fit_split(model, split, args.weighting, progress)
     metrics = rf.evaluation.evaluate(
         model,
-        train,
-        test,
+        seen,
+        split.test,
         k=args.k,
         protocol=args.protocol,
-        progress=False if args.quiet else None,
+        progress=progress,
         relevance_threshold=args.relevance_threshold,
     )
     if args.weighting != "none":
         metrics["weighting"] = args.weighting
-    print(json.dumps({k: _json_value(v) for k, v in metrics.items()}, indent=2))
+    print(json.dumps(_json_value(metrics), indent=2))
     return 0
 
 
@@ -291,7 +393,7 @@ def _model_from_spec(spec: str, classes: dict):
     key, preset = MODEL_ALIASES.get(name.lower(), (name.lower(), {}))
     if key not in classes:
         known = sorted([*classes, *MODEL_ALIASES])
-        raise SystemExit(f"unknown model {name!r} in --models; available: {', '.join(known)}")
+        raise UsageError(f"unknown model {name!r} in --models; available: {', '.join(known)}")
     model = _make_model(classes[key], items)
     return model.set_params(**{p: v for p, v in preset.items() if p not in _parse_params(items)})
 
@@ -302,21 +404,21 @@ def cmd_compare(args) -> int:
     classes = _model_classes()
     specs = [s for s in args.models.split(",") if s.strip()]
     if len(specs) < 2:
-        raise SystemExit("--models needs at least two comma-separated models, e.g. --models als,bpr,warp,mostpopular")
+        raise UsageError("--models needs at least two comma-separated models, e.g. --models als,bpr,warp,mostpopular")
     if len(set(specs)) != len(specs):
-        raise SystemExit(f"--models lists a model twice: {args.models}")
+        raise UsageError(f"--models lists a model twice: {args.models}")
     models = {spec: _model_from_spec(spec, classes) for spec in specs}
     kinds = {_predicts_ratings(m) for m in models.values()}
     if len(kinds) > 1:
-        raise SystemExit(
+        raise UsageError(
             "--models mixes rating models (sgdmf, explicit als) with ranking models: they need different data "
             "(ratings vs positives); compare each kind on its own"
         )
     rating = kinds == {True}
     if rating:
         _rating_note(next(iter(models.values())), args)
-    df, _ = _load_dataset(args.dataset, args.data_home, None if rating else args.min_rating, args.seed)
-    inter = _interactions(df, keep_ratings=rating)
+    data = _load_data(args, keep_ratings=rating)
+    inter = data.interactions
     train, test = rf.split.random_holdout(inter, test_fraction=args.test_fraction, seed=args.seed)
     fit_on = rf.transforms.weight(train, args.weighting)
     seconds = {}
@@ -340,13 +442,13 @@ def cmd_compare(args) -> int:
         progress=False if args.quiet else None,
     )
     if args.json:
-        records = [{k: _json_value(v) for k, v in row.items()} for row in result.to_dict(orient="records")]
-        print(json.dumps({"dataset": args.dataset, "baseline": result.attrs["baseline"], "method": args.method,
+        records = _json_value(result.to_dict(orient="records"))
+        print(json.dumps({"dataset": data.source, "baseline": result.attrs["baseline"], "method": args.method,
                           "fit_s": {n: round(s, 3) for n, s in seconds.items()}, "rows": records,
                           "chart": args.chart}, indent=2))  # fmt: skip
         return 0
     print(
-        f"{args.dataset}: {inter.shape[0]} users x {inter.shape[1]} items, per-user {1 - args.test_fraction:.0%}/"
+        f"{data.source}: {inter.shape[0]} users x {inter.shape[1]} items, per-user {1 - args.test_fraction:.0%}/"
         f"{args.test_fraction:.0%} holdout (seed {args.seed}); {result['n'].iloc[0]} test users; "
         f"{result.attrs['confidence']:.0%} intervals, paired {args.method} against {result.attrs['baseline']}\n"
     )
@@ -375,36 +477,131 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _titled(external_ids, names) -> list[str]:
+    """``id`` or ``id (name)`` for each external item id, with names from the data set when it has them."""
+    if names is None:
+        return [str(e) for e in external_ids]
+    return [f"{e} ({names[e]})" if e in names.index else str(e) for e in external_ids]
+
+
+def _typed_ids(values: list[str], id_map) -> list:
+    """Command-line ids in the type of the model's ids (the file's ints stay ints)."""
+    kind = id_map.values.dtype.kind
+    out = []
+    for v in values:
+        try:
+            out.append(int(v) if kind in "iu" else float(v) if kind == "f" else v)
+        except ValueError:
+            out.append(v)  # not a number: unknown to a numeric map, reported as such
+    return out
+
+
 def cmd_recommend(args) -> int:
+    import pandas as pd
+
     import recforge as rf
 
+    if not args.users and args.items is None:
+        raise UsageError("give user ids, or --items for a new user (or both)")
     model = rf.load(args.model_file)
-    ids, scores = model.recommend(np.asarray(args.users, dtype=np.int64), k=args.k)
-    for u, i, s in zip(args.users, ids, scores):
-        print(json.dumps({"user": u, "items": i.tolist(), "scores": [round(float(x), 6) for x in s]}))
+    names = _read_names(args)
+    dataset = args.dataset or model.dataset_  # the data set `recforge fit` was given, when it was one
+    if names is None and dataset is not None:
+        names = rf.datasets.item_names(dataset, data_home=args.data_home)
+    frames = []
+    if args.users:
+        users = _typed_ids(args.users, model._id_map("user"))
+        frames.append(model.recommend_external(users, k=args.k, exclude_seen=not args.include_seen,
+                                               fallback=args.fallback))  # fmt: skip
+    if args.items is not None:
+        items = _typed_ids(args.items, model._id_map("item"))
+        rows = model.rows_from_items([items], unknown="ignore" if args.fallback else "error")
+        ids, scores = model.recommend_for_rows(rows, k=args.k, exclude_seen=not args.include_seen,
+                                               fallback=args.fallback)  # fmt: skip
+        frames.append(model._external_frame(["(new user)"], ids, scores))
+    recs = pd.concat(frames, ignore_index=True)
+    for user, group in recs.groupby("user", sort=False):
+        items, scores = group["item"].tolist(), group["score"].tolist()
+        if args.json:
+            line = {"user": user, "items": items, "scores": [round(float(x), 6) for x in scores]}
+            if names is not None:
+                line["names"] = [str(names[e]) if e in names.index else None for e in items]
+            print(json.dumps(_json_value(line)))
+            continue
+        print(f"user {user}:")
+        for rank, (label, score) in enumerate(zip(_titled(items, names), scores), 1):
+            print(f"  {rank:>3}. {label}  [{score:.4f}]")
     return 0
 
 
+def _bench_runner(bench_dir: str | None) -> Path:
+    """bench/run.py: from --bench-dir, the current folder, or the source checkout recforge runs from."""
+    candidates = [Path(bench_dir)] if bench_dir else [Path("bench"), Path(__file__).resolve().parents[2] / "bench"]
+    for folder in candidates:
+        if (folder / "run.py").is_file():
+            return folder / "run.py"
+    where = ", ".join(str(c / "run.py") for c in candidates)
+    raise FileNotFoundError(
+        f"recforge bench runs the benchmarks of a source checkout (bench/run.py), and there is none here "
+        f"(looked for {where}); clone the recforge repository and run it there, or pass --bench-dir"
+    )
+
+
 def cmd_bench(args, extra: list[str]) -> int:
-    runner = Path(args.bench_dir) / "run.py"
-    if not runner.is_file():
-        raise SystemExit(f"no benchmark runner at {runner}: run from a recforge source checkout or pass --bench-dir")
-    return subprocess.call([sys.executable, str(runner), *extra])
+    runner = _bench_runner(args.bench_dir)
+    argv = [*([args.name] if args.name else []), *extra, *(["--help"] if args.bench_help else [])]
+    return subprocess.call([sys.executable, str(runner), *argv])
 
 
 # ---- parser ------------------------------------------------------------------------------------
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("recforge")
+    except PackageNotFoundError:  # run from a source tree without installing
+        from recforge import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="recforge", description="recforge: fit, evaluate and benchmark recommenders.")
+    p = argparse.ArgumentParser(prog="recforge", description="recforge: fit, evaluate and benchmark recommenders.",
+                                epilog="Exit status: 0 success, 2 usage error, 1 failure.")  # fmt: skip
+    p.add_argument("--version", action="version", version=f"recforge {_version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO level)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_args(sp, default="ml-100k"):
-        sp.add_argument("--dataset", default=default, choices=DATASETS, help=f"data set (default {default})")
-        sp.add_argument("--data-home", help="folder holding the data sets (default: $RECFORGE_DATA, ~/.cache/recforge)")
-        sp.add_argument(
-            "--min-rating", type=float, default=4.0, help="keep ratings >= this as positive interactions (default 4)"
+        g = sp.add_argument_group("data (a registered data set, or your own file with --data)")
+        src = g.add_mutually_exclusive_group()
+        src.add_argument("--dataset", default=default, choices=_dataset_names(), metavar="NAME",
+                         help=f"registered data set (default {default}): {', '.join(_dataset_names())}")  # fmt: skip
+        src.add_argument("--data", metavar="PATH", help="your own interactions: a .csv (.tsv) or .parquet file")
+        g.add_argument("--user-col", default="user", help="--data: column of user ids (default user)")
+        g.add_argument("--item-col", default="item", help="--data / --item-names: column of item ids (default item)")
+        g.add_argument("--rating-col", help="--data: column of explicit ratings")
+        g.add_argument("--weight-col", help="--data: column of implicit weights (play counts, ...)")
+        g.add_argument("--time-col", help="--data: column of timestamps (for --split last / temporal)")
+        g.add_argument("--sep", help="--data: CSV field separator (default ',' or a tab for .tsv)")
+        g.add_argument(
+            "--item-names", metavar="PATH", help="CSV/parquet of readable item names (--item-col, --name-col)"
         )
-        sp.add_argument("--seed", type=int, default=42, help="seed for splits and models (default 42)")
+        g.add_argument("--name-col", default="title", help="--item-names: column of names (default title)")
+        g.add_argument("--data-home", help="folder holding the data sets (default: $RECFORGE_DATA, ~/.cache/recforge)")
+        g.add_argument("--download", action="store_true", help="download the data set from its provider when absent")
+        g.add_argument("--min-rating", type=float, default=4.0,
+                       help="ratings: keep ratings >= this as positive interactions (default 4)")  # fmt: skip
+        g.add_argument("--min-user", type=int, default=1, help="keep users with >= this many interactions (k-core)")
+        g.add_argument("--min-item", type=int, default=1, help="keep items with >= this many interactions (k-core)")
+        g.add_argument("--seed", type=int, default=42, help="seed for splits and models (default 42)")
+
+    def split_args(sp):
+        sp.add_argument("--split", default="random", choices=SPLITS,
+                        help="random: per-user holdout (default); last: each user's latest interaction; temporal: "
+                             "a global time cutoff; users: held-out users, folded in after fit")  # fmt: skip
+        sp.add_argument("--test-fraction", type=float, default=0.2,
+                        help="test share (per user, of time, or of users for --split users; default 0.2)")  # fmt: skip
 
     def weighting_args(sp):
         sp.add_argument(
@@ -425,10 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
             "relevant (without it they get rmse / mae only)",
         )
 
-    def model_args(sp, default):
-        sp.add_argument(
-            "--model", default=default, help=f"model: als, bpr, sgdmf, mlpscorer, mostpopular (default {default})"
-        )
+    def model_args(sp, default, extra=()):
+        sp.add_argument("--model", default=default, choices=(*extra, *MODELS),
+                        help=f"model: {', '.join((*extra, *MODELS))} (default {default})")  # fmt: skip
         sp.add_argument(
             "--param",
             action="append",
@@ -446,14 +642,17 @@ def build_parser() -> argparse.ArgumentParser:
         "full catalogue, print a metrics table and a few users' recommendations.",
     )
     data_args(d)
-    model_args(d, "auto")  # auto: ALS, BPR and WARP at their defaults, one chosen on validation data
+    model_args(d, "auto", extra=("auto",))  # auto: ALS, BPR and WARP at their defaults, one chosen on validation data
     d.add_argument("--k", type=int, default=10, help="cut-off for the metrics (default 10)")
     d.add_argument("--show-users", type=int, default=3, help="users whose recommendations are printed (default 3)")
     d.add_argument("--json", action="store_true", help="print the metrics as JSON only")
     d.set_defaults(func=cmd_demo)
 
     f = sub.add_parser(
-        "fit", help="fit a model on a data set and save it", description="Fit a model and save it (no pickle)."
+        "fit",
+        help="fit a model on a data set and save it",
+        description="Fit a model on a registered data set or your own file and save it (no pickle); the "
+        "file keeps the data's user and item ids, so `recforge recommend` takes and prints them.",
     )
     data_args(f)
     model_args(f, "als")
@@ -464,12 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "evaluate",
-        help="fit on a per-user holdout split and print metrics as JSON",
-        description="Fit on a per-user random holdout split and evaluate: ranking metrics for implicit "
-        "models, rmse / mae for rating models (sgdmf, als with --param feedback=explicit), which are "
-        "fitted on the ratings as they are.",
+        help="fit on a train/test split and print metrics as JSON",
+        description="Split the data (--split), fit on the training part and evaluate on the test part: ranking "
+        "metrics for implicit models, rmse / mae for rating models (sgdmf, als with --param feedback=explicit), "
+        "which are fitted on the ratings as they are.",
     )
     data_args(e)
+    split_args(e)
     model_args(e, "als")
     weighting_args(e)
     relevance_args(e)
@@ -480,7 +680,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("full", "sampled"),
         help="full-catalogue ranking (default, exact) or the sampled NCF protocol",
     )
-    e.add_argument("--test-fraction", type=float, default=0.2, help="per-user test fraction (default 0.2)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
@@ -515,22 +714,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser(
         "recommend",
-        help="top-k items for users from a saved model",
-        description="Print top-k item indices and scores (JSON lines) for the given user indices.",
+        help="top-k items for users from a saved model, in the data's own ids (with titles)",
+        description="Print the top-k items for users given by their ids in the data (as in the file the "
+        "model was fitted on), or for a new user given by --items; with item names where the data set "
+        "has them (MovieLens titles, Last.fm artists: --dataset NAME) or --item-names PATH.",
     )
     r.add_argument("model_file", help="a file written by `recforge fit` or model.save()")
-    r.add_argument("users", type=int, nargs="+", help="user indices")
+    r.add_argument("users", nargs="*", help="user ids, as in the data")
+    r.add_argument("--items", nargs="+", metavar="ITEM", help="a new user's items (ids as in the data): fold it in")
     r.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    r.add_argument(
+        "--fallback",
+        choices=("popular",),
+        help="unknown users get the most popular items (default: an error); unknown --items are skipped",
+    )
+    r.add_argument("--include-seen", action="store_true", help="keep the items a user already has")
+    r.add_argument("--dataset", choices=_dataset_names(), metavar="NAME",
+                   help="take item names from this data set (default: the one `recforge fit` was given)")  # fmt: skip
+    r.add_argument("--data-home", help="folder holding the data sets (for --dataset)")
+    r.add_argument("--item-names", metavar="PATH", help="CSV/parquet of item names (--item-col, --name-col)")
+    r.add_argument("--item-col", default="item", help="--item-names: column of item ids (default item)")
+    r.add_argument("--name-col", default="title", help="--item-names: column of names (default title)")
+    r.add_argument("--json", action="store_true", help="JSON lines: user, items, scores[, names]")
     r.set_defaults(func=cmd_recommend)
 
     b = sub.add_parser(
         "bench",
-        help="run a side-by-side benchmark (bench/run.py) against peer libraries",
-        description="Run bench/run.py from a source checkout; every further argument goes to it "
-        "(try `recforge bench -- --help`).",
+        add_help=False,
+        help="run a side-by-side benchmark (bench/run.py, source checkout only) against peer libraries",
+        description="Run bench/run.py of a source checkout: `recforge bench NAME [options]`; every option "
+        "after NAME goes to it (--threads, --repeat, --quick, --out). `recforge bench NAME --help` shows "
+        "the benchmark's own options and switches; `recforge bench --list` lists the benchmarks.",
     )
-    b.add_argument("--bench-dir", default="bench", help="folder with run.py (default ./bench)")
-    b.set_defaults(func=cmd_bench)
+    b.add_argument("name", nargs="?", help="benchmark name (bench/bench_<name>.py)")
+    b.add_argument("-h", "--help", dest="bench_help", action="store_true", help="this help, or NAME's own")
+    b.add_argument("--bench-dir", help="folder with run.py (default: ./bench, else the checkout recforge runs from)")
+    b.set_defaults(func=cmd_bench, parser=b)
     return p
 
 
@@ -538,15 +757,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")  # exits with status 2
+    if args.command == "bench" and args.bench_help and not args.name:
+        args.parser.print_help()
+        raise SystemExit(0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     with warnings.catch_warnings():  # the library's warnings (raw counts, duplicates) as one plain line each
         warnings.showwarning = lambda message, *_, **__: print(f"recforge: warning: {message}", file=sys.stderr)
-        try:
-            return args.func(args, extra) if args.command == "bench" else args.func(args)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            print(f"recforge {args.command}: error: {exc}", file=sys.stderr)
-            return 2
+        return _run(args, extra)
+
+
+def _run(args, extra) -> int:
+    """The command, with its failures turned into exit statuses (2 usage, 1 failure)."""
+    try:
+        return args.func(args, extra) if args.command == "bench" else args.func(args)
+    except BrokenPipeError:  # the reader went away (`recforge ... | head`): nothing left to say
+        sys.stdout = None
+        return EXIT_FAILURE
+    except UsageError as exc:
+        print(f"recforge {args.command}: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, KeyError, OSError, FloatingPointError) as exc:  # OSError: missing files too
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"recforge {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

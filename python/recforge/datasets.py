@@ -1,6 +1,17 @@
 """``rf.datasets``: loaders for public recommender data sets, each read in its provider's own file layout,
 and the synthetic generator (``synthetic``, defined in ``recforge.data.synthetic``).
 
+One registry names every set, for Python and the ``recforge`` command alike: ``names()`` lists them,
+``load(name)`` reads one as a DataFrame (``user``, ``item`` and, where the set has them, ``rating``,
+``weight`` (play counts) and ``timestamp``), ``item_names(name)`` gives readable item names where
+the set has them (MovieLens titles, Last.fm artist names) and ``info(name)`` describes it::
+
+    >>> import recforge as rf
+    >>> rf.datasets.names()[:3]
+    ['ml-100k', 'ml-1m', 'ml-10m']
+    >>> rf.datasets.info("citeulike-a").feedback
+    'implicit'
+
 Where files are looked for, in order: the ``data_home`` argument, ``$RECFORGE_DATA``,
 ``~/.cache/recforge``. Each set sits in one folder named as the provider names it
 (``ml-100k/u.data``, ``ml-latest-small/ratings.csv``, ``hetrec2011-lastfm-2k/user_artists.dat``,
@@ -20,20 +31,30 @@ import os
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._config import show_progress
 from .data.synthetic import SyntheticTruth, synthetic
 
 __all__ = [
+    "names",
+    "load",
+    "info",
+    "item_names",
+    "DatasetInfo",
     "data_home_candidates",
     "load_movielens",
     "movielens_titles",
     "load_lastfm",
     "load_sasrec",
+    "load_s3rec",
+    "load_citeulike",
+    "lastfm_artists",
     "load_ncf_format",
     "load_csv",
     "load_parquet",
@@ -125,6 +146,10 @@ _LASTFM = {
 _SASREC = {
     "video-games": (_Source("SASRec Amazon Video Games", ("sasrec-amazon-video-games",)), "Video.txt"),
 }
+_S3REC_SOURCE = _Source("S3-Rec sequential data (Zhou et al. 2020)", ("s3rec-sequential",))
+_S3REC = {"beauty": "Beauty.txt", "sports": "Sports_and_Outdoors.txt", "toys": "Toys_and_Games.txt",
+          "yelp": "Yelp.txt", "lastfm": "LastFM.txt"}  # fmt: skip
+_CITEULIKE = _Source("citeulike-a (Wang & Blei 2011)", ("citeulike-a",))
 
 
 # ---------------------------------------------------------------------------- locating files
@@ -149,7 +174,7 @@ def _download_dir(data_home) -> Path:
     return Path(data_home).expanduser() if data_home is not None else Path.home() / ".cache" / "recforge"
 
 
-def _find(source: _Source, filename: str, data_home=None, download: bool = False, progress: bool = True) -> Path:
+def _find(source: _Source, filename: str, data_home=None, download: bool = False, progress: bool | None = None) -> Path:
     """Path of ``<folder>/<filename>`` in the first search folder holding it; download if allowed."""
     looked = []
     for base in data_home_candidates(data_home):
@@ -167,7 +192,7 @@ def _find(source: _Source, filename: str, data_home=None, download: bool = False
             f"Put the provider's files in a folder '{source.folders[0]}' under data_home, ${ENV_VAR} or "
             f"~/.cache/recforge{how}."
         )
-    _download_and_unpack(source, filename, dest, progress)
+    _download_and_unpack(source, filename, dest, show_progress(progress))
     p = dest / source.folders[0] / filename
     if not p.is_file():
         raise FileNotFoundError(f"{source.name}: downloaded {source.url} but it holds no {filename}")
@@ -273,7 +298,7 @@ def _check_variant(variant, table: dict, what: str) -> None:
 
 
 def load_movielens(
-    variant: str = "100k", data_home=None, download: bool = False, progress: bool = True
+    variant: str = "100k", data_home=None, download: bool = False, progress: bool | None = None
 ) -> pd.DataFrame:
     """MovieLens ratings (GroupLens), read from the provider's own files.
 
@@ -287,6 +312,8 @@ def load_movielens(
         Searched first; downloads go there (default ``~/.cache/recforge``).
     download : bool
         Fetch the provider's zip (SHA-256 checked) when the file is absent.
+    progress : bool, optional
+        Download progress bar (None: ``recforge.get_config()["progress"]``).
 
     Returns
     -------
@@ -317,7 +344,9 @@ def _read_text(path: Path) -> str:
         return raw.decode("latin-1")
 
 
-def movielens_titles(variant: str = "100k", data_home=None, download: bool = False, progress: bool = True) -> pd.Series:
+def movielens_titles(
+    variant: str = "100k", data_home=None, download: bool = False, progress: bool | None = None
+) -> pd.Series:
     """Movie titles: a Series of str indexed by movie id (``item``), named ``title``.
 
     Reads ``u.item`` (latin-1, ``|``-separated), ``movies.dat`` (``::``-separated) or
@@ -340,7 +369,9 @@ def movielens_titles(variant: str = "100k", data_home=None, download: bool = Fal
     return pd.Series(titles.astype(str).to_numpy(), index=index, name="title")
 
 
-def load_lastfm(variant: str = "2k", data_home=None, download: bool = False, progress: bool = True) -> pd.DataFrame:
+def load_lastfm(
+    variant: str = "2k", data_home=None, download: bool = False, progress: bool | None = None
+) -> pd.DataFrame:
     """Last.fm listening counts.
 
     Parameters
@@ -399,6 +430,174 @@ def load_sasrec(name: str = "video-games", data_home=None) -> pd.DataFrame:
     df = pd.read_csv(path, sep=" ", header=None, names=["user", "item"])
     df["timestamp"] = df.groupby("user", sort=False).cumcount()
     return _standard(df, None, "timestamp")
+
+
+def lastfm_artists(data_home=None, download: bool = False, progress: bool | None = None) -> pd.Series:
+    """Last.fm 2K artist names: a Series of str indexed by artist id (``item``), named ``name``.
+
+    Reads ``hetrec2011-lastfm-2k/artists.dat`` (tab-separated, header ``id name url pictureURL``).
+    """
+    source, _ = _LASTFM["2k"]
+    path = _find(source, "artists.dat", data_home, download, progress)
+    df = pd.read_csv(path, sep="\t", usecols=["id", "name"], quoting=csv.QUOTE_NONE, dtype={"name": str})
+    return pd.Series(df["name"].to_numpy(), index=pd.Index(df["id"].astype(np.int64), name="item"), name="name")
+
+
+def _read_sequences(path: Path) -> pd.DataFrame:
+    """``user item_1 ... item_n`` lines (time-ordered items) as user, item, timestamp (position)."""
+    users, items, positions = [], [], []
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            seq = [int(x) for x in fields]
+        except ValueError:
+            raise ValueError(f"{path}, line {n}: expected integer ids, got {line[:60]!r}") from None
+        users.extend([seq[0]] * (len(seq) - 1))
+        items.extend(seq[1:])
+        positions.extend(range(len(seq) - 1))
+    df = pd.DataFrame({"user": np.asarray(users, np.int64), "item": np.asarray(items, np.int64),
+                       "timestamp": np.asarray(positions, np.int64)})  # fmt: skip
+    return _standard(df, None, "timestamp")
+
+
+def load_s3rec(name: str = "beauty", data_home=None) -> pd.DataFrame:
+    """The S3-Rec sequential sets (Zhou et al., CIKM 2020): Amazon Beauty / Sports / Toys, Yelp, LastFM.
+
+    Parameters
+    ----------
+    name : {"beauty", "sports", "toys", "yelp", "lastfm"}
+        Reads ``s3rec-sequential/<Beauty|Sports_and_Outdoors|Toys_and_Games|Yelp|LastFM>.txt``: one
+        user per line, ``user item_1 ... item_n`` with 1-based ids, items in time order.
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``user``, ``item`` (int64, as in the file) and ``timestamp``
+    (int64): the item's position in its user's sequence (0, 1, ...). The paper's protocol holds
+    out each user's last item for test and the one before for validation: ``split.leave_last_out``.
+    """
+    _check_variant(name, _S3REC, "name")
+    return _read_sequences(_find(_S3REC_SOURCE, _S3REC[name], data_home))
+
+
+def load_citeulike(data_home=None) -> pd.DataFrame:
+    """citeulike-a (Wang & Blei 2011): users' libraries of scientific articles, implicit feedback.
+
+    Reads ``citeulike-a/users.dat``: line ``u`` (0-based) is user ``u``, ``n item_1 ... item_n``
+    with 0-based article ids.
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``user`` and ``item`` (int64), one row per (user, article).
+    """
+    path = _find(_CITEULIKE, "users.dat", data_home)
+    users, items = [], []
+    for u, line in enumerate(_read_text(path).splitlines()):
+        fields = [int(x) for x in line.split()]
+        if not fields or fields[0] != len(fields) - 1:
+            raise ValueError(f"{path}, line {u + 1}: the count {fields[:1]} does not match the {len(fields) - 1} ids")
+        users.extend([u] * fields[0])
+        items.extend(fields[1:])
+    return pd.DataFrame({"user": np.asarray(users, np.int64), "item": np.asarray(items, np.int64)})
+
+
+# ---------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One entry of the registry: ``load(name)`` reads it, ``item_names(name)`` names its items."""
+
+    name: str
+    description: str
+    feedback: str  # "ratings" (a rating column), "counts" (a weight column of play counts) or "implicit"
+    reader: Callable  # (data_home, download, progress) -> DataFrame
+    namer: Callable | None = None  # (data_home, download, progress) -> Series of names by item id
+    downloadable: bool = False
+
+
+def _registry() -> dict[str, DatasetInfo]:
+    out = {}
+    for variant in _MOVIELENS:
+        out[f"ml-{variant}"] = DatasetInfo(
+            f"ml-{variant}",
+            f"{_MOVIELENS[variant].name} (GroupLens): ratings with timestamps; titles",
+            "ratings",
+            lambda h, d, p, v=variant: load_movielens(v, h, d, p),
+            lambda h, d, p, v=variant: movielens_titles(v, h, d, p),
+            downloadable=True,
+        )
+    out["lastfm-2k"] = DatasetInfo(
+        "lastfm-2k", "HetRec 2011 Last.fm 2K: artist play counts; artist names", "counts",
+        lambda h, d, p: load_lastfm("2k", h, d, p), lastfm_artists, downloadable=True,
+    )  # fmt: skip
+    out["lastfm-360k"] = DatasetInfo(
+        "lastfm-360k", "Last.fm 360K (Celma): artist play counts; the items are artist names", "counts",
+        lambda h, d, p: load_lastfm("360k", h, d, p), downloadable=True,
+    )  # fmt: skip
+    out["sasrec-video-games"] = DatasetInfo(
+        "sasrec-video-games", "SASRec Amazon Video Games: time-ordered sequences", "implicit",
+        lambda h, d, p: load_sasrec("video-games", h),
+    )  # fmt: skip
+    for key, filename in _S3REC.items():
+        out[f"s3rec-{key}"] = DatasetInfo(
+            f"s3rec-{key}", f"S3-Rec {filename[:-4]}: time-ordered sequences", "implicit",
+            lambda h, d, p, k=key: load_s3rec(k, h),
+        )  # fmt: skip
+    out["citeulike-a"] = DatasetInfo(
+        "citeulike-a", "citeulike-a: users' article libraries", "implicit", lambda h, d, p: load_citeulike(h)
+    )
+    out["synthetic"] = DatasetInfo(
+        "synthetic", "synthetic ratings with planted structure (2000 users x 1000 items, seed 0)", "ratings",
+        lambda h, d, p: synthetic(n_users=2000, n_items=1000, nnz=100_000, seed=0),
+    )  # fmt: skip
+    return out
+
+
+_DATASETS = _registry()
+
+
+def names() -> list[str]:
+    """The registered data set names, one spelling each (``load(name)``, ``recforge --dataset NAME``)."""
+    return list(_DATASETS)
+
+
+def info(name: str) -> DatasetInfo:
+    """The registry entry of ``name``; ValueError (with the closest names) for an unknown one."""
+    if name not in _DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), _DATASETS, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown data set {name!r}{hint}; known: {', '.join(_DATASETS)}")
+    return _DATASETS[name]
+
+
+def load(name: str, data_home=None, download: bool = False, progress: bool | None = None) -> pd.DataFrame:
+    """Read the registered data set ``name`` (see ``names()``) as a DataFrame.
+
+    Columns: ``user``, ``item``, then ``rating`` (feedback "ratings"), ``weight`` (play counts,
+    feedback "counts") and ``timestamp`` where the set has them. ``download=True`` fetches the sets
+    that have a known source (``info(name).downloadable``) when their files are absent.
+    """
+    entry = info(name)
+    if download and not entry.downloadable:
+        log.info("%s has no download source: its files must be in place", name)
+    return entry.reader(data_home, download, progress)
+
+
+def item_names(name: str, data_home=None, download: bool = False, progress: bool | None = None) -> pd.Series | None:
+    """Readable names of the items of ``name`` (a Series indexed by item id), or None where the set has none.
+
+    MovieLens: titles; Last.fm 2K: artist names. A names file that cannot be found is None too.
+    """
+    entry = info(name)
+    if entry.namer is None:
+        return None
+    try:
+        return entry.namer(data_home, download, progress)
+    except (FileNotFoundError, ValueError) as exc:
+        log.info("%s: no item names (%s)", name, exc)
+        return None
 
 
 def _resolve(rel: str, data_home) -> tuple[Path | None, list[Path]]:

@@ -92,7 +92,8 @@ def ranking_against_scores(model, users, k, exclude_seen, items, ids, scores) ->
     n = len(users)
     exclude = seen_lists(model, users) if exclude_seen else None
     allowed = None if items is None else [items] * n
-    why = check_ranking(ids, scores, n, k, model.n_items, exclude=exclude, allowed=allowed)
+    # recommend clips k to the catalogue (issue 11): min(k, n_items) columns.
+    why = check_ranking(ids, scores, n, min(k, model.n_items), model.n_items, exclude=exclude, allowed=allowed)
     if why or n == 0:
         return why
     full = model.score(np.repeat(users, model.n_items), np.tile(np.arange(model.n_items), n)).reshape(n, -1)
@@ -270,7 +271,10 @@ def t_similar(model, side, ids, k, threads=1):
 
     def check(result):
         i, kk = canon
-        return check_ranking(*result, len(i), kk, n, exclude=[[x] for x in i]) or same(result, call(i, kk, threads=1))
+        # similar_* clip k to the rows there are, like recommend (issue 11)
+        return check_ranking(*result, len(i), min(kk, n), n, exclude=[[x] for x in i]) or same(
+            result, call(i, kk, threads=1)
+        )
 
     return judge(lambda: call(ids, k, threads=threads), expect, check)
 

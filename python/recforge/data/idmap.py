@@ -15,6 +15,16 @@ import pandas as pd
 __all__ = ["IdMap"]
 
 
+_RAISE = object()  # to_external's default: -1 is an error
+
+
+def _dtype_holding(dtype: np.dtype, value) -> np.dtype:
+    """A dtype holding ``dtype``'s values and ``value`` (object unless both are numbers)."""
+    if dtype.kind in "biuf" and isinstance(value, (bool, int, float, np.number)):
+        return np.result_type(dtype, np.asarray(value).dtype)
+    return np.dtype(object)
+
+
 def _as_list_like(ids) -> tuple[Any, bool]:
     """(ids as something pandas takes as a 1-D sequence, whether the input was a scalar)."""
     if isinstance(ids, (pd.Index, pd.Series, np.ndarray)) or pd.api.types.is_list_like(ids):
@@ -138,25 +148,49 @@ class IdMap:
             idx[unknown] = missing
         return int(idx[0]) if scalar else idx
 
-    def to_external(self, indices) -> np.ndarray | Any:
-        """External ids of dense ``indices`` (int array of shape (n,), or a scalar).
+    def to_external(self, indices, missing=_RAISE) -> np.ndarray | Any:
+        """External ids of dense ``indices``, in the shape of ``indices``.
+
+        Parameters
+        ----------
+        indices : int or int array of any shape
+            E.g. the (n, k) ids of ``recommend``.
+        missing : optional
+            External id given to the padding index -1 (``recommend`` pads short rows with it),
+            e.g. ``None``, ``""`` or ``-1``. Without it a -1 is an error, never silently the
+            last id. The result's dtype widens to hold it (object for ``None`` next to ints).
+
+        Returns
+        -------
+        ndarray of the shape of ``indices`` (object dtype for non-numeric ids), or one id for a
+        scalar.
 
         Raises ValueError for indices outside ``[0, len(self))`` (negative indices are not
-        taken from the end).
+        taken from the end), and for -1 when ``missing`` is not given.
+
+        Examples
+        --------
+        >>> m = IdMap(["a", "b", "c"])
+        >>> m.to_external([[2, 0], [1, -1]], missing=None)
+        array([['c', 'a'],
+               ['b', None]], dtype=object)
         """
         arr = np.asarray(indices)
-        scalar = arr.ndim == 0
-        arr = arr.reshape(-1) if scalar else arr
-        if arr.ndim != 1:
-            raise ValueError(f"indices must be 1-D, got shape {arr.shape}")
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
+        scalar = arr.ndim == 0
+        arr = arr.astype(np.int64, copy=False).reshape(arr.shape or (1,))
         n = len(self._index)
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            bad = arr[(arr < 0) | (arr >= n)][0]
-            raise ValueError(f"indices must be in [0, {n}), got {bad}")
-        out = self.values[arr]
+        pad = (arr == -1) if missing is not _RAISE else np.zeros(arr.shape, bool)
+        bad = ((arr < 0) | (arr >= n)) & ~pad
+        if bad.any():
+            hint = " (-1 is recommend's padding: pass missing=... to map it)" if (arr[bad] == -1).any() else ""
+            raise ValueError(f"indices must be in [0, {n}), got {arr[bad][0]}{hint}")
+        values = self.values
+        out = values[np.where(pad, 0, arr)] if n else np.empty(arr.shape, values.dtype)
+        if pad.any():
+            out = out.astype(_dtype_holding(out.dtype, missing), copy=False)
+            out[pad] = missing
         return out[0] if scalar else out
 
     # ---------------------------------------------------------------- container protocol
@@ -193,6 +227,62 @@ class IdMap:
     def __hash__(self):
         return id(self)
 
+    # ---------------------------------------------------------------- storage without pickle
+    def to_arrays(self) -> tuple[str, dict[str, np.ndarray]]:
+        """(kind, arrays): the ids as plain bool/int/float arrays, for files that refuse pickle.
+
+        kind "range": the identity map (no arrays); "int64" / "float64": ``{"values"}``; "str":
+        UTF-8 bytes ``{"utf8"}`` (uint8) cut at ``{"offsets"}`` (int64, n + 1); "json": the same
+        with each id's JSON text (mixed types, tuples). ``from_arrays`` reverses it. Ids that JSON
+        cannot hold (dates, objects) raise ValueError.
+        """
+        index = self._index
+        if len(index) == 0 or (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+            return "range", {}
+        if index.dtype.kind in "iub":
+            return "int64", {"values": index.to_numpy().astype(np.int64)}
+        if index.dtype.kind == "f":
+            return "float64", {"values": index.to_numpy().astype(np.float64)}
+        values = list(index)
+        if all(isinstance(v, str) for v in values):
+            return "str", _utf8_arrays(values)
+        import json
+
+        try:
+            texts = [json.dumps(v) for v in (_plain(v) for v in values)]
+        except TypeError as exc:
+            raise ValueError(
+                f"these ids cannot be stored without pickle ({exc}); use str or int ids (e.g. df[col].astype(str))"
+            ) from None
+        return "json", _utf8_arrays(texts)
+
+    @classmethod
+    def from_arrays(cls, kind: str, arrays: dict[str, np.ndarray], n: int) -> IdMap:
+        """The map ``to_arrays`` stored (``n`` ids); ValueError for anything inconsistent."""
+        if kind == "range":
+            return cls.range(n)
+        if kind in ("int64", "float64"):
+            values = arrays.get("values")
+            if values is None or values.dtype != np.dtype(kind) or values.shape != (n,):
+                raise ValueError(f"id map of kind {kind}: expected {n} {kind} values")
+            return cls(values)
+        if kind not in ("str", "json"):
+            raise ValueError(f"unknown id map kind {kind!r}")
+        utf8, offsets = arrays.get("utf8"), arrays.get("offsets")
+        if utf8 is None or offsets is None or utf8.dtype != np.uint8 or utf8.ndim != 1:
+            raise ValueError(f"id map of kind {kind}: missing its utf8 bytes or offsets")
+        if offsets.dtype != np.int64 or offsets.shape != (n + 1,) or offsets[0] != 0 or offsets[-1] != len(utf8):
+            raise ValueError(f"id map of kind {kind}: offsets must be {n + 1} int64 from 0 to {len(utf8)}")
+        if (np.diff(offsets) < 0).any():
+            raise ValueError(f"id map of kind {kind}: offsets must not decrease")
+        raw = utf8.tobytes()
+        texts = [raw[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+        if kind == "str":
+            return cls(texts)
+        import json
+
+        return cls([_tuples(json.loads(t)) for t in texts])
+
     def subset(self, indices) -> IdMap:
         """Map over the ids at ``indices`` (in that order), e.g. the survivors of a filter."""
         arr = np.asarray(indices, dtype=np.int64)
@@ -202,6 +292,27 @@ class IdMap:
         head = ", ".join(repr(v) for v in self._index[:3])
         more = ", ..." if len(self) > 3 else ""
         return f"IdMap(n={len(self)}: [{head}{more}])"
+
+
+def _utf8_arrays(texts: list[str]) -> dict[str, np.ndarray]:
+    encoded = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return {"utf8": np.frombuffer(b"".join(encoded), np.uint8).copy(), "offsets": offsets}
+
+
+def _plain(value):
+    """A Python value JSON holds as the same id: NumPy scalars as Python ones, tuples as lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tuples(value):
+    """JSON lists back to the tuples they were (lists are not hashable ids)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _tupleize(values) -> list | np.ndarray:

@@ -6,9 +6,11 @@ recforge objects (``fit`` returns a ``recforge.ALS``). See docs/scale-out.md.
 
 >>> from distributed import Client, LocalCluster
 >>> import recforge as rf
->>> client = Client(LocalCluster(n_workers=2, threads_per_worker=1))
->>> model = rf.distributed.ALS(factors=64, epochs=10).fit(client, ["part-0.parquet", "part-1.parquet"])
->>> rf.distributed.recommend_all(model, client, "recs/", k=10)
+>>> client = Client(LocalCluster(n_workers=2, threads_per_worker=1))  # doctest: +SKIP
+>>> model = rf.distributed.ALS(factors=64, epochs=10).fit(client, ["part-0.parquet", "part-1.pq"])  # doctest: +SKIP
+>>> rf.distributed.recommend_all(model, client, "recs/", k=10)  # doctest: +SKIP
+
+(Skipped by the doctest run: they need a cluster and Parquet files; tests/test_distributed.py runs them.)
 """
 
 from __future__ import annotations

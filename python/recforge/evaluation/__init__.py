@@ -1,10 +1,16 @@
 """Evaluation: ranking metrics, rating metrics, beyond-accuracy metrics and evaluation protocols.
 
->>> import recforge as rf
->>> rf.evaluation.evaluate(model, train, test, k=10)                       # full-catalogue ranking
->>> rf.evaluation.evaluate(model, train, test, k=10, protocol="sampled")   # NCF protocol (1 + 100)
->>> rf.evaluation.ndcg_at_k(recommended_ids, test_csr, k=10)
->>> rf.evaluation.compare({"ALS": rf.ALS(), "BPR": rf.BPR()}, train, test, chart="compare.png")  # paired CIs
+>>> import numpy as np, recforge as rf
+>>> df = rf.datasets.synthetic(n_users=200, n_items=100, nnz=4000, seed=0)
+>>> train, test = rf.split.random_holdout(rf.Interactions.from_pandas(df), test_fraction=0.2, seed=0)
+>>> model = rf.MostPopular().fit(train)
+>>> full = rf.evaluation.evaluate(model, train, test, k=10)  # full-catalogue ranking
+>>> sampled = rf.evaluation.evaluate(model, train, test, k=10, protocol="sampled", n_negatives=50)  # NCF protocol
+>>> recommended_ids, _ = model.recommend(np.arange(train.n_users), k=10)
+>>> rf.evaluation.ndcg_at_k(recommended_ids, test.csr, k=10) == full["ndcg@10"]  # the metric evaluate reports
+True
+>>> als = rf.ALS(factors=8, epochs=3).fit(train, progress=False)
+>>> table = rf.evaluation.compare({"MostPopular": model, "ALS": als}, train, test)  # paired CIs (chart="x.png")
 
 Every metric states its exact definition in its docstring; ``recforge.evaluation.ranking``
 defines the conventions shared by the ranking metrics (binary relevance, -1 padding, averaging

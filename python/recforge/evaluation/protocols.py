@@ -158,16 +158,27 @@ def _distinct_draws(high: np.ndarray, n: int, rng, max_rounds: int) -> np.ndarra
     return out
 
 
-def _check_metrics(metrics, allowed, default) -> tuple[str, ...]:
+_UNCUT = ("auc",)  # metrics without a cut-off
+
+
+def _check_metrics(metrics, allowed, default, pinned: dict | None = None) -> tuple[str, ...]:
+    """The plain metric names; names with a cut-off ("ndcg@10") go into ``pinned`` {cut-off: names}."""
     if metrics is None:
         return default
     if isinstance(metrics, str):
         metrics = (metrics,)
-    names = tuple(metrics)
-    bad = [m for m in names if m not in allowed]
-    if bad or not names:
-        raise ValueError(f"metrics must be names from {allowed}, got {list(names)}")
-    return names
+    names, bad = [], []
+    for m in tuple(metrics):
+        base, at, cut = m.partition("@") if isinstance(m, str) else (m, "", "")
+        if base not in allowed or (at and (not cut.isdigit() or int(cut) < 1 or base in _UNCUT or pinned is None)):
+            bad.append(m)
+        elif at:
+            pinned.setdefault(int(cut), []).append(base)
+        else:
+            names.append(base)
+    if bad or not (names or pinned):
+        raise ValueError(f"metrics must be names from {allowed}, optionally with a cut-off (ndcg@10), got {bad or []}")
+    return tuple(names)
 
 
 def _recommend_kwargs(model, threads: int) -> dict:
@@ -244,11 +255,13 @@ def evaluate(
         The training interactions (for novelty, auc and the negatives' exclusion). The full protocol
         excludes the items in the model's own training data (``exclude_seen=True``).
     test : scipy.sparse matrix or Interactions (n_users, n_items), same shape as ``train``
-    k : int >= 1, cut-off
+    k : int >= 1 or sequence of them, the cut-off(s): ``k=[5, 10]`` reports every metric at both
+        (one ranking pass per cut-off)
     protocol : "full" | "sampled"
     metrics : sequence of str, optional
         Full: any of precision, recall, ndcg, map, hit_rate, mrr, auc, coverage, novelty (default:
-        all but auc). Sampled: any of hit_rate, ndcg, mrr (default: hit_rate, ndcg).
+        all but auc). Sampled: any of hit_rate, ndcg, mrr (default: hit_rate, ndcg). A name may
+        carry its own cut-off: ``"ndcg@20"`` is ndcg at 20 only (whatever ``k``).
     n_negatives : int >= 1, negatives per test pair when ``negatives`` is not given
     negatives : (n_pairs, n_neg) int array, optional
         Fixed negative item ids (e.g. the ``.test.negative`` file of ``rf.datasets.load_ncf_format``),
@@ -272,12 +285,9 @@ def evaluate(
         ``"n_pairs"`` -> int and ``"ties"`` -> the tie rule. Rating metrics add ``"rmse"``, ``"mae"``
         and ``"n_ratings"`` (test entries scored).
     """
-    k = check_k(k)
     batch_size = check_positive(batch_size, "batch_size", integer=True)
     tr, t = _train_test(train, test)
     _check_model_shape(model, *t.shape)
-    if protocol not in ("full", "sampled"):
-        raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
     rating_names, metrics = _split_rating_metrics(model, metrics, relevance_threshold)
     out = {}
     if rating_names:
@@ -287,7 +297,11 @@ def evaluate(
             t = _relevant_by_threshold(t, relevance_threshold)
         out.update(_evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives, seed, batch_size,
                                      users, threads, ties, progress))  # fmt: skip
-    return out
+    counts = ("n_users", "n_pairs", "ties", "n_ratings")  # after the metrics, whatever the number of cut-offs
+    return {
+        **{key: v for key, v in out.items() if key not in counts},
+        **{key: out[key] for key in counts if key in out},
+    }
 
 
 def _split_rating_metrics(model, metrics, threshold) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
@@ -349,13 +363,40 @@ def _evaluate_ratings(model, t: sp.csr_matrix, names, users, batch_size: int) ->
 
 def _evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives, seed, batch_size, users, threads,
                       ties, progress) -> dict:  # fmt: skip
-    if protocol == "full":
-        names = _check_metrics(metrics, FULL_METRICS, FULL_DEFAULT)
-        return _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
-    names = _check_metrics(metrics, SAMPLED_METRICS, SAMPLED_DEFAULT)  # "sampled", checked by evaluate
-    if ties not in TIE_RULES:
+    if protocol not in ("full", "sampled"):
+        raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
+    if protocol == "sampled" and ties not in TIE_RULES:
         raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-    return _evaluate_sampled(model, tr, t, k, names, n_negatives, negatives, seed, batch_size, users, ties, progress)
+    allowed, default = (FULL_METRICS, FULL_DEFAULT) if protocol == "full" else (SAMPLED_METRICS, SAMPLED_DEFAULT)
+    out: dict = {}
+    for cutoff, names in _cutoffs(k, metrics, allowed, default).items():  # one ranking pass per cut-off
+        if protocol == "full":
+            out.update(_evaluate_full(model, tr, t, cutoff, names, batch_size, users, threads, progress))
+        else:
+            out.update(_evaluate_sampled(
+                model, tr, t, cutoff, names, n_negatives, negatives, seed, batch_size, users, ties, progress
+            ))  # fmt: skip
+    return out
+
+
+def _cutoffs(k, metrics, allowed, default) -> dict[int, tuple[str, ...]]:
+    """{cut-off: metric names} from ``k`` (an int or a sequence of them) and ``metrics``.
+
+    A name is plain ("ndcg": at every ``k``) or carries its cut-off ("ndcg@20": at 20 only, added to
+    the cut-offs). Metrics without a cut-off (auc) are computed once, with the first cut-off.
+    """
+    ks = [check_k(x) for x in k] if isinstance(k, (list, tuple, np.ndarray)) else [check_k(k)]
+    if not ks:
+        raise ValueError("k must be an int or a non-empty sequence of ints")
+    plain, pinned = [], {}
+    for name in _check_metrics(metrics, allowed, default, pinned):
+        plain.append(name)
+    out: dict[int, list[str]] = {x: list(plain) for x in sorted(set(ks))}
+    for cutoff, names in sorted(pinned.items()):
+        out.setdefault(cutoff, [])
+        out[cutoff] += [n for n in names if n not in out[cutoff]]
+    first = next(iter(out))
+    return {x: tuple(n for n in names if n not in _UNCUT or x == first) for x, names in out.items() if names}
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
@@ -406,6 +447,8 @@ def recommend_for_evaluation(model, eval_users, k, n_items, batch_size, threads,
         batch = eval_users[start : start + batch_size]
         ids, _ = model.recommend(batch, k=k, exclude_seen=True, **kwargs)
         ids = np.asarray(ids)
+        if ids.ndim == 2 and ids.shape[1] == min(k, n_items) < k:  # k clipped to the catalogue: pad it back
+            ids = np.hstack([ids, np.full((len(ids), k - ids.shape[1]), -1, ids.dtype)])
         if ids.shape != (batch.size, k) or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(
                 f"model.recommend returned ids of shape {ids.shape} and dtype {ids.dtype}, "

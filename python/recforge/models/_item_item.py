@@ -7,8 +7,7 @@ a new or changed user needs no training: ``recommend_for_rows`` ranks for rows g
 
 from __future__ import annotations
 
-from .._validation import as_csr
-from .base import Recommender, check_fold_in, replace_rows
+from .base import Recommender
 
 __all__ = ["ItemItemModel"]
 
@@ -20,20 +19,11 @@ class ItemItemModel(Recommender):
         """``recommend`` for the canonical CSR ``rows`` (n, n_items): (ids, scores)."""
         raise NotImplementedError
 
-    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
-        """``recommend`` for users given by interaction rows (new users: no refit, the model unchanged).
+    def _rows_allow_negative(self) -> bool:
+        return False
 
-        Parameters
-        ----------
-        rows : scipy.sparse (n, n_items), values >= 0
-        k, items, threads : as in ``recommend``
-        exclude_seen : bool
-            Leave out the items stored in each row.
-        """
-        self._check_fitted()
-        m = as_csr(rows, "rows", allow_empty=True, allow_negative=False)
-        if m.shape[1] != self.n_items:
-            raise ValueError(f"rows must have {self.n_items} columns (the items), got shape {m.shape}")
+    def _recommend_rows(self, m, k, exclude_seen, items, threads):
+        # recommend_for_rows (the shared one: checks, fallback) ranks a row directly: no training.
         return self._rank_rows(m, k, exclude_seen, items, threads)
 
     def partial_fit_users(self, user_ids, interactions_rows):
@@ -46,9 +36,4 @@ class ItemItemModel(Recommender):
         interactions_rows : scipy.sparse (n, n_items), values >= 0
             Their complete interaction rows; they replace the rows in ``seen_``.
         """
-        self._check_fitted()
-        ids, m, n_new = check_fold_in(user_ids, interactions_rows, "user", self.n_users, self.n_items,
-                                      allow_negative=False)  # fmt: skip
-        self.seen_ = replace_rows(self.seen_, ids, m, n_new)
-        self._invalidate()
-        return self
+        return self._fold_in("user", user_ids, interactions_rows, lambda ids, m, n_new: None, allow_negative=False)

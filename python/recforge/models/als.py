@@ -56,7 +56,6 @@ import warnings
 import numpy as np
 
 from .._backend import resolve_threads
-from .._validation import as_csr
 from ._params import Param
 from ._ratings import RatingPredictions
 from ._training import run_epochs
@@ -299,12 +298,15 @@ class ALS(RatingPredictions, FactorModel):
         self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, resolve_threads(self.threads), exact=True)
         return own, own_bias
 
+    def _rows_allow_negative(self) -> bool:
+        return self.explicit
+
+    def _user_vectors_for_rows(self, m):
+        return self._solve_rows(m, self.item_factors, self.item_bias)[0]
+
     def _rows(self, rows):
-        """Canonical CSR of user rows over the fitted items (``recalculate_user``, ``recommend_for_rows``)."""
-        m = as_csr(rows, "rows", allow_empty=True, allow_negative=self.explicit)
+        m = super()._rows(rows)
         self._check_values(m, "rows")
-        if m.shape[1] != self.n_items:
-            raise ValueError(f"rows must have {self.n_items} columns, got shape {m.shape}")
         return m
 
     def recalculate_user(self, rows) -> np.ndarray:
@@ -320,26 +322,7 @@ class ALS(RatingPredictions, FactorModel):
         (n, factors) float32: the exact solve of each row against the fitted item factors.
         """
         self._check_fitted()
-        return self._solve_rows(self._rows(rows), self.item_factors, self.item_bias)[0]
-
-    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0):
-        """``recommend`` for users given by interaction rows (folded in, the model unchanged).
-
-        Parameters
-        ----------
-        rows : scipy.sparse (n, n_items)
-        k, items, threads : as in ``recommend``
-        exclude_seen : bool
-            Leave out the items stored in each row.
-
-        Returns
-        -------
-        ids (n, k) int64 and scores (n, k) float32, as ``recommend``.
-        """
-        self._check_fitted()
-        m = self._rows(rows)
-        q = self._queries_for(self._solve_rows(m, self.item_factors, self.item_bias)[0])
-        return self._rank(q, m if exclude_seen else None, k, items, threads)
+        return self._user_vectors_for_rows(self._rows(rows))
 
     def partial_fit_users(self, user_ids, interactions_rows):
         """Re-solve exactly the users ``user_ids`` from their new rows against the fixed items.
@@ -352,6 +335,11 @@ class ALS(RatingPredictions, FactorModel):
             Their complete interaction rows; they replace the rows in ``seen_``.
         """
         return self._fold_in_exact("user", user_ids, interactions_rows)
+
+    def partial_fit_items_external(self, items, interactions_rows):
+        """``partial_fit_items`` with external item ids: known items are re-solved, new ones added
+        (the model's ``item_ids_`` grows with them in the order given)."""
+        return self._fold_in_external("item", items, interactions_rows, self.partial_fit_items)
 
     def partial_fit_items(self, item_ids, interactions_rows):
         """Re-solve exactly the items ``item_ids`` from their new columns against the fixed users.

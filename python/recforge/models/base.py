@@ -7,11 +7,13 @@ state ends in ``_``: ``seen_`` (the training matrix, users x items, used by ``ex
 saved with the model), ``history_`` (one dict per epoch: epoch, seconds, loss, ...), ``device_``.
 Kernels are reached through ``self._ops`` (``recforge._ops``), never imported here.
 
-Saved format (``FORMAT_VERSION`` 1, unchanged by the issue-9 redesign): a zip archive written by
-``numpy.savez`` holding the model's arrays, the training matrix (``train_indptr`` /
-``train_indices`` / ``train_data`` / ``train_shape``) and ``__meta__``, a uint8 array of UTF-8 JSON
-``{"format": "recforge-model", "format_version": 1, "class": ..., "params": get_params(),
-"arrays": {name: [dtype, shape]}}``. No pickle; written to a temporary file (unnamed until complete
+Saved format (``FORMAT_VERSION`` 2): a zip archive written by ``numpy.savez`` holding the model's
+arrays, the training matrix (``train_indptr`` / ``train_indices`` / ``train_data`` /
+``train_shape``), the id maps (``user_ids_*`` / ``item_ids_*``: ``IdMap.to_arrays``, so string ids
+are UTF-8 bytes and offsets) and ``__meta__``, a uint8 array of UTF-8 JSON
+``{"format": "recforge-model", "format_version": 2, "class": ..., "params": get_params(),
+"arrays": {name: [dtype, shape]}, "id_maps": {"user": kind, "item": kind}[, "dataset": name]}``.
+Version 1 (no id maps) still loads, with identity maps. No pickle; written to a temporary file (unnamed until complete
 where the system has O_TMPFILE) and renamed, so a crash or a kill never leaves half a file nor a
 temporary one; the file's mode honours the umask. ``load`` trusts nothing: it reads only the declared
 members (stored, each exactly its declared dtype and shape: nothing larger than the file is ever
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .._backend import resolve_device, resolve_threads
@@ -48,17 +51,19 @@ from .._validation import (
     check_result_size,
     check_scores,
 )
+from ..data.idmap import IdMap
 from ..data.interactions import Interactions
 from ._locking import ModelLock, lock_public_methods
 from ._params import Param, ParamsMixin
 
 __all__ = [
     "FORMAT_VERSION", "NotFittedError", "Recommender", "FactorModel", "load",
-    "CsrRows", "check_fold_in", "check_fold_in_ids", "check_state_arrays", "csr_arrays", "grow_rows", "pad_to_k",
+    "CsrRows", "check_fold_in", "check_fold_in_ids", "check_state_arrays", "csr_arrays", "grow_rows",
     "replace_rows", "restore_csr", "seen_rows",
 ]  # fmt: skip
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: before the id maps were saved
 _REGISTRY: dict[str, type[Recommender]] = {}
 # |score| <= d * max|q| * max|i|: below this bound no score (nor partial sum) overflows float32.
 _SCORE_LIMIT = float(np.finfo(np.float32).max) / 2
@@ -73,16 +78,6 @@ COMMON_PARAMS = {
 
 class NotFittedError(ValueError):
     """A model was used before ``fit`` (a ValueError, so generic handlers catch it)."""
-
-
-def pad_to_k(ids: np.ndarray, scores: np.ndarray, k: int):
-    """``ids`` / ``scores`` (n, k' <= k) widened to k columns with -1 / -inf, as ``recforge.topk`` pads."""
-    pad = k - ids.shape[1]
-    if pad <= 0:
-        return ids, scores
-    n = ids.shape[0]
-    return (np.hstack([ids, np.full((n, pad), -1, dtype=np.int64)]),
-            np.hstack([scores, np.full((n, pad), -np.inf, dtype=np.float32)]))  # fmt: skip
 
 
 class Recommender(ParamsMixin):
@@ -143,6 +138,8 @@ class Recommender(ParamsMixin):
         self.device_ = device
         self._invalidate()
         train = as_csr(interactions, allow_negative=allow_negative)
+        self.user_ids_, self.item_ids_ = _id_maps_of(interactions, train.shape)
+        self.dataset_ = None  # named by whoever knows it (recforge fit), for item names
         self._check_fit_size(*train.shape, train.nnz)
         return train
 
@@ -257,8 +254,12 @@ class Recommender(ParamsMixin):
 
         Returns
         -------
-        ids : (n, k) int64, best first; -1 pads rows with fewer than k eligible items.
-        scores : (n, k) float32; -inf where ids is -1.
+        ids : (n, min(k, n_items)) int64, best first; -1 pads rows with fewer eligible items. A ``k``
+            past the catalogue is clipped to it (``recommend(u, k=10**6)`` ranks the whole catalogue).
+        scores : (n, min(k, n_items)) float32; -inf where ids is -1.
+
+        ``recommend_external`` takes and returns the data set's own ids; ``recommend_for_rows``
+        ranks for users given by interaction rows (new users, without changing the model).
         """
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
@@ -281,9 +282,11 @@ class Recommender(ParamsMixin):
         if q.size and q.shape[1] * float(abs(q).max()) * it_max > _SCORE_LIMIT:
             raise ValueError("the model's vectors are too large: their inner products would overflow float32")
         subset = None if items is None else check_ids(items, self.n_items, "items")
+        # k past the catalogue is clipped to it: no (n, 10**6) arrays of padding for a 50-item catalogue.
+        k = min(k, self.n_items)
         check_result_size(len(q), k)
-        ids, scores = self._ops.topk(q, it, min(k, self.n_items), exclude=exclude, subset=subset, threads=threads)
-        return pad_to_k(to_host(ids), to_host(scores), k)
+        ids, scores = self._ops.topk(q, it, k, exclude=exclude, subset=subset, threads=threads)
+        return to_host(ids), to_host(scores)
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, batch_size: int = 4096, threads: int = 0):
         """``recommend`` for every user, in batches of ``batch_size`` users."""
@@ -295,7 +298,286 @@ class Recommender(ParamsMixin):
             self.recommend(np.arange(s, min(s + batch_size, self.n_users)), k, exclude_seen, threads=threads)
             for s in range(0, self.n_users, batch_size)
         ]
+        if not parts:  # no users: the shape recommend would give
+            width = min(k, self.n_items)
+            return np.zeros((0, width), np.int64), np.zeros((0, width), np.float32)
         return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+
+    # -- external ids -------------------------------------------------------------------------
+    # ``user_ids_`` / ``item_ids_`` (IdMap): the data set's own ids of the model's users and items,
+    # taken from the Interactions it was fitted on (identity maps for a plain matrix).
+    user_ids_: IdMap | None = None
+    item_ids_: IdMap | None = None
+    dataset_: str | None = None  # the registered data set it was fitted on, when known (``recforge fit``)
+
+    def _id_map(self, side: str) -> IdMap:
+        """The ``side`` ("user" | "item") id map; the identity map when there is none (a plain matrix)."""
+        self._check_fitted()
+        n = self.n_users if side == "user" else self.n_items
+        m = self.__dict__.get(f"{side}_ids_")
+        return IdMap.range(n) if m is None else m
+
+    def _to_internal(self, side: str, ids, name: str, allow_unknown: bool = False) -> np.ndarray:
+        """1-D int64 indices of external ``ids``; -1 for unknown ones when ``allow_unknown``, else ValueError."""
+        idx = np.atleast_1d(np.asarray(self._id_map(side).to_index(ids), np.int64))
+        if not allow_unknown and (idx < 0).any():
+            unknown = np.asarray(_as_id_list(ids), dtype=object)[idx < 0]
+            shown = ", ".join(repr(x) for x in unknown[:5])
+            raise ValueError(f"{name}: {len(unknown)} {side} id(s) unknown to this model, e.g. {shown}")
+        return idx
+
+    def recommend_external(self, users, k: int = 10, exclude_seen: bool = True, items=None,
+                           fallback: str | None = None, threads: int = 0) -> pd.DataFrame:  # fmt: skip
+        """``recommend`` in the data set's own ids: a DataFrame with one row per recommendation.
+
+        Parameters
+        ----------
+        users : external user id or sequence of them (as in the Interactions the model was fitted on)
+        k, exclude_seen, threads : as in ``recommend`` (``k`` is clipped to the catalogue)
+        items : sequence of external item ids, optional
+            Restrict the ranking to these items.
+        fallback : None or "popular"
+            Users the model does not know: a ValueError naming them (None), or the most popular
+            training items ("popular": the cold-start baseline).
+
+        Returns
+        -------
+        pandas.DataFrame with columns ``user``, ``rank`` (1 = best), ``item``, ``score``, in the
+        order of ``users``; padding (fewer eligible items than ``k``) is left out.
+
+        Examples
+        --------
+        >>> import pandas as pd, recforge as rf
+        >>> df = pd.DataFrame({"user": ["ann", "ann", "bob", "cy"], "item": ["x", "y", "x", "z"]})
+        >>> model = rf.MostPopular().fit(rf.Interactions.from_pandas(df))
+        >>> model.recommend_external(["bob", "dan"], k=2, fallback="popular")[["user", "rank", "item"]]
+          user  rank item
+        0  bob     1    y
+        1  bob     2    z
+        2  dan     1    x
+        3  dan     2    y
+        """
+        self._check_fitted()
+        if fallback not in (None, "popular"):
+            raise ValueError(f"fallback must be None or 'popular', got {fallback!r}")
+        u = self._to_internal("user", users, "users", allow_unknown=fallback is not None)
+        subset = None if items is None else self._to_internal("item", items, "items")
+        width = min(check_k(k), self.n_items)
+        ids = np.full((len(u), width), -1, np.int64)
+        scores = np.full((len(u), width), -np.inf, np.float32)
+        known = u >= 0
+        if known.any():
+            ids[known], scores[known] = self.recommend(u[known], k, exclude_seen, items=subset, threads=threads)
+        if not known.all():
+            ids[~known], scores[~known] = self._popular(width, subset)
+        return self._external_frame(_as_id_list(users), ids, scores)
+
+    def _popular(self, k: int, subset=None) -> tuple[np.ndarray, np.ndarray]:
+        """(1, k) ids and scores of the items with the most training users (ties: lower index first)."""
+        counts = np.bincount(self.seen_.indices, minlength=self.n_items).astype(np.float32)
+        candidates = np.arange(self.n_items) if subset is None else np.unique(subset)
+        top = candidates[np.argsort(-counts[candidates], kind="stable")[:k]]
+        ids = np.full((1, k), -1, np.int64)
+        scores = np.full((1, k), -np.inf, np.float32)
+        ids[0, : len(top)], scores[0, : len(top)] = top, counts[top]
+        return ids, scores
+
+    def _external_frame(self, users: list, ids: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+        """Long DataFrame (user, rank, item, score) of ``recommend``-shaped results, padding dropped."""
+        valid = ids >= 0
+        rows, ranks = np.nonzero(valid)
+        user_col = np.empty(len(users), dtype=object)
+        user_col[:] = users
+        return pd.DataFrame({
+            "user": user_col[rows],
+            "rank": ranks + 1,
+            "item": self._id_map("item").to_external(ids[valid]),
+            "score": scores[valid],
+        })  # fmt: skip
+
+    def score_external(self, users, items, **kwargs) -> np.ndarray:
+        """``score`` for pairs of external user and item ids (1-D sequences of the same length).
+
+        Unknown ids are a ValueError naming them, except where ``score`` itself takes a fallback
+        (``SGDMF.score_external(..., unknown="bias")``).
+        """
+        self._check_fitted()
+        lenient = kwargs.get("unknown") == "bias"
+        u = self._to_internal("user", users, "users", allow_unknown=lenient)
+        i = self._to_internal("item", items, "items", allow_unknown=lenient)
+        return self.score(u, i, **kwargs)
+
+    def rows_from_items(self, items, weights=None, unknown: str = "error") -> sp.csr_matrix:
+        """Interaction rows over this model's items from external item ids: one row per user.
+
+        Parameters
+        ----------
+        items : sequence of sequences of external item ids
+            ``items[r]`` are the items of row ``r`` (e.g. ``[["Fargo (1996)", "Heat (1995)"]]``
+            for one new user, with titles as ids).
+        weights : sequence of sequences of numbers, optional
+            The value of each item (default 1.0), shaped like ``items``.
+        unknown : {"error", "ignore"}
+            Items the model does not know: a ValueError naming them, or left out.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix (len(items), n_items), float32; a repeated item keeps its last value.
+        The input of ``recommend_for_rows`` and ``partial_fit_users``.
+        """
+        self._check_fitted()
+        if unknown not in ("error", "ignore"):
+            raise ValueError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
+        if isinstance(items, (str, bytes)) or not pd.api.types.is_list_like(items):
+            raise TypeError(f"items must be a sequence of sequences of item ids (one per user), got {items!r}")
+        items = list(items)
+        for r, row in enumerate(items):
+            if isinstance(row, (str, bytes)) or not pd.api.types.is_list_like(row):
+                raise TypeError(f"items[{r}] must be a sequence of item ids, got {row!r} (pass [[...]] for one user)")
+        lengths = [len(row) for row in items]
+        flat = [x for row in items for x in row]
+        if weights is None:
+            values = np.ones(len(flat), np.float32)
+        else:
+            weights = list(weights)
+            if len(weights) != len(items) or any(len(w) != n for w, n in zip(weights, lengths)):
+                raise ValueError("weights must have the shape of items (one value per item id)")
+            values = np.asarray([x for w in weights for x in w], np.float64)
+            if values.size and not np.isfinite(values).all():
+                raise ValueError("weights must be finite numbers")
+        rows = np.repeat(np.arange(len(items)), lengths)
+        cols = self._to_internal("item", flat, "items", allow_unknown=unknown == "ignore") if flat else rows
+        keep = cols >= 0
+        frame = pd.DataFrame({"r": rows[keep], "c": cols[keep], "v": values[keep]})
+        frame = frame.drop_duplicates(["r", "c"], keep="last")
+        m = sp.csr_matrix((frame["v"].to_numpy(np.float32), (frame["r"], frame["c"])), shape=(len(items), self.n_items))
+        m.sort_indices()
+        return m
+
+    def partial_fit_users_external(self, users, interactions_rows, **kwargs):
+        """``partial_fit_users`` with external user ids: known users are re-learnt, new ones added.
+
+        Parameters
+        ----------
+        users : sequence of external user ids (distinct)
+            Ids the model does not know get new indices ``n_users, n_users + 1, ...`` in this order,
+            and the model's ``user_ids_`` grows with them.
+        interactions_rows : scipy.sparse (len(users), n_items), or sequences of external item ids
+            Their complete rows (item id lists go through ``rows_from_items``).
+        **kwargs : passed to ``partial_fit_users`` (e.g. ``epochs``)
+        """
+        return self._fold_in_external("user", users, interactions_rows, self.partial_fit_users, **kwargs)
+
+    def _fold_in_external(self, side: str, ids, rows, fold_in, **kwargs):
+        self._check_fitted()
+        if not hasattr(self, f"partial_fit_{side}s"):
+            raise TypeError(f"{type(self).__name__} has no partial_fit_{side}s")
+        ext = _as_id_list(ids)
+        old = self._id_map(side)
+        idx = np.atleast_1d(np.asarray(old.to_index(ext), np.int64))
+        new = [x for x, i in zip(ext, idx) if i < 0]
+        grown = IdMap(_object_array([*old.values, *new])) if new else old
+        idx[idx < 0] = len(old) + np.arange(len(new))  # IdMap rejects repeated new ids above
+        if not sp.issparse(rows) and not isinstance(rows, Interactions) and side == "user":
+            rows = self.rows_from_items(rows)
+        self.__dict__[f"{side}_ids_"] = grown  # _fold_in sees the map already grown to its new size
+        return fold_in(idx, rows, **kwargs)  # a failure restores the old map (the model lock's rollback)
+
+    # -- cold start: users given by their interactions ------------------------------------------
+    def recommend_for_rows(self, rows, k: int = 10, exclude_seen: bool = True, items=None, threads: int = 0,
+                           fallback: str | None = None):  # fmt: skip
+        """``recommend`` for users given by interaction rows, e.g. new users: the model is unchanged.
+
+        Parameters
+        ----------
+        rows : scipy.sparse (n, n_items)
+            Each row one user's interactions over the model's items (``rows_from_items`` builds them
+            from external item ids).
+        k, items, threads : as in ``recommend``
+        exclude_seen : bool
+            Leave out the items stored in each row.
+        fallback : None or "popular"
+            "popular": rows without any interaction get the most popular training items (the model
+            alone has nothing to go on for them).
+
+        Returns
+        -------
+        ids (n, min(k, n_items)) int64 and scores float32, as ``recommend``.
+
+        Each model folds the rows in as its ``partial_fit_users`` would (ALS: the exact solve;
+        BPR, SGDMF, MLPScorer: SGD epochs with the items fixed; MostPopular: the popularity order).
+        """
+        self._check_fitted()
+        if fallback not in (None, "popular"):
+            raise ValueError(f"fallback must be None or 'popular', got {fallback!r}")
+        m = self._rows(rows)
+        ids, scores = self._recommend_rows(m, k, exclude_seen, items, threads)
+        empty = np.diff(m.indptr) == 0
+        if fallback is not None and empty.any():
+            subset = None if items is None else check_ids(items, self.n_items, "items")
+            ids[empty], scores[empty] = self._popular(ids.shape[1], subset)
+        return ids, scores
+
+    def _recommend_rows(self, m: sp.csr_matrix, k, exclude_seen, items, threads):
+        """``recommend_for_rows`` on the checked rows ``m`` (before any fallback)."""
+        return self._rank(self._queries_for_rows(m), m if exclude_seen else None, k, items, threads)
+
+    def _rows_allow_negative(self) -> bool:
+        """Whether interaction rows may hold negative values (ratings do, implicit weights do not)."""
+        return True
+
+    def _rows(self, rows) -> sp.csr_matrix:
+        """Canonical CSR of user rows over the fitted items (``recommend_for_rows``, fold-in)."""
+        m = as_csr(rows, "rows", allow_empty=True, allow_negative=self._rows_allow_negative())
+        if m.shape[1] != self.n_items:
+            raise ValueError(f"rows must have {self.n_items} columns, got shape {m.shape}")
+        return m
+
+    def _queries_for_rows(self, m: sp.csr_matrix) -> np.ndarray:
+        """(n, d) ranking queries of users given by the rows of ``m`` (``recommend_for_rows``)."""
+        raise NotImplementedError
+
+    def _fold_in_arrays(self, side: str) -> tuple[str, ...]:
+        """The per-``side`` fitted arrays that grow by a row per new user / item."""
+        return ()
+
+    def _fold_in(self, side: str, ids, rows, update, *, allow_negative: bool = True, check=None):
+        """The one fold-in path: check ``ids`` and ``rows``, grow the ``side`` arrays and id map, update, replace rows.
+
+        Parameters
+        ----------
+        side : "user" | "item"
+        ids : 1-D int ids of the rows to (re)learn; ids past the current count add rows.
+        rows : sparse (len(ids), n_other): their complete interaction rows (items: columns of
+            ``seen_`` given as rows).
+        update : callable(ids, m, n_new)
+            Writes the new rows of the (already grown) ``_fold_in_arrays(side)``; ``m`` is the
+            canonical CSR of ``rows``, ``n_new`` the new row count.
+        check : callable(m), optional
+            Extra validation of ``m`` before anything changes.
+        """
+        self._check_fitted()
+        n_own, n_other = (self.n_users, self.n_items) if side == "user" else (self.n_items, self.n_users)
+        ids, m, n_new = check_fold_in(ids, rows, side, n_own, n_other, allow_negative=allow_negative)
+        if check is not None:
+            check(m)
+        grown = [getattr(self, n) for n in self._fold_in_arrays(side) if getattr(self, n) is not None]
+        width = sum(a.shape[1] if a.ndim == 2 else 1 for a in grown)
+        check_memory(4.0 * max(n_new - n_own, 0) * (width + 1), f"{side}_ids up to {n_new - 1} (grows the model "
+                     f"from {n_own} to {n_new} {side}s)")  # fmt: skip
+        id_map = _grown_id_map(self.__dict__.get(f"{side}_ids_"), n_own, n_new, side)
+        for name in self._fold_in_arrays(side):
+            if getattr(self, name) is not None:
+                setattr(self, name, grow_rows(getattr(self, name), n_new))
+        update(ids, m, n_new)
+        # seen_ is users x items: an item's row is a column of it.
+        if side == "user":
+            self.seen_ = replace_rows(self.seen_, ids, m, n_new)
+        else:
+            self.seen_ = replace_rows(self.seen_.T.tocsr(), ids, m, n_new).T.tocsr()
+        self.__dict__[f"{side}_ids_"] = id_map
+        self._invalidate()
+        return self
 
     # -- persistence ------------------------------------------------------------------------
     def _array_names(self) -> tuple[str, ...]:
@@ -324,13 +606,20 @@ class Recommender(ParamsMixin):
             train_data=train.data.astype(np.float32),
             train_shape=np.asarray(train.shape, dtype=np.int64),
         )
+        id_maps = {}
+        for side in ("user", "item"):
+            id_maps[side], parts = self._id_map(side).to_arrays()
+            arrays.update({f"{side}_ids_{part}": a for part, a in parts.items()})
         meta = {
             "format": "recforge-model",
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
             "params": _jsonable(self.get_params(deep=False)),
             "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
+            "id_maps": id_maps,
         }
+        if self.dataset_ is not None:
+            meta["dataset"] = str(self.dataset_)
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         _write_atomically(path, lambda f: np.savez(f, **arrays))
 
@@ -357,6 +646,47 @@ def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _id_maps_of(interactions, shape: tuple[int, int]) -> tuple[IdMap, IdMap]:
+    """The user and item id maps of what a model is fitted on: an Interactions' own, else identity maps."""
+    if isinstance(interactions, Interactions):
+        return interactions.user_ids, interactions.item_ids
+    return IdMap.range(shape[0]), IdMap.range(shape[1])
+
+
+def _is_identity(m: IdMap) -> bool:
+    """Whether external id ``j`` is index ``j`` for every ``j`` (so new indices can take new ids alike)."""
+    index = m.index
+    if isinstance(index, pd.RangeIndex):
+        return index.start == 0 and index.step == 1
+    return index.dtype.kind in "iu" and bool((index.to_numpy() == np.arange(len(index))).all())
+
+
+def _grown_id_map(m: IdMap | None, n_own: int, n_new: int, side: str) -> IdMap | None:
+    """The ``side`` id map for ``n_new`` rows: unchanged, pre-grown by ``partial_fit_*_external``, or
+    the identity map extended; a ValueError (before anything changes) when new rows would have no id."""
+    if m is None or len(m) == n_new:
+        return m
+    if len(m) == n_own and _is_identity(m):
+        return IdMap.range(n_new)
+    raise ValueError(
+        f"{side} indices >= {n_own} would add {side}s without external ids to this model's {side}_ids_; "
+        f"add them with partial_fit_{side}s_external(ids, rows), which grows the id map"
+    )
+
+
+def _as_id_list(ids) -> list:
+    """External ids as a list (a scalar id becomes a one-element list), read as ``IdMap.to_index`` reads them."""
+    if isinstance(ids, (str, bytes)) or not pd.api.types.is_list_like(ids):
+        return [ids]
+    return list(np.asarray(ids, dtype=object)) if isinstance(ids, np.ndarray) else list(ids)
+
+
+def _object_array(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _model_path(path) -> Path:
@@ -452,6 +782,11 @@ def load(path) -> Recommender:
         model.device_ = "cpu"
         model.seen_ = seen
         model.history_ = []  # not saved: the training log belongs to the session that fitted
+        for side, n in (("user", shape[0]), ("item", shape[1])):  # version 1: identity maps
+            prefix = f"{side}_ids_"
+            parts = {name[len(prefix) :]: arrays.pop(name) for name in list(arrays) if name.startswith(prefix)}
+            setattr(model, f"{side}_ids_", IdMap.from_arrays(meta.get("id_maps", {}).get(side, "range"), parts, n))
+        model.dataset_ = meta.get("dataset")
         model._restore(arrays)
         model._invalidate()
     except _DAMAGE as exc:
@@ -492,10 +827,15 @@ def _check_meta(meta) -> dict:
     """``meta`` if it is the metadata of a model this recforge reads (format, version, class, arrays)."""
     if not isinstance(meta, dict) or meta.get("format") != "recforge-model":
         raise _ModelFileError("not a recforge model file")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in _READABLE_VERSIONS:
         raise _ModelFileError(
-            f"has format version {meta.get('format_version')!r}, this recforge reads version {FORMAT_VERSION}"
+            f"has format version {meta.get('format_version')!r}, this recforge reads versions {_READABLE_VERSIONS}"
         )
+    id_maps = meta.get("id_maps", {})
+    if not isinstance(id_maps, dict) or not all(isinstance(id_maps.get(s, ""), str) for s in ("user", "item")):
+        raise _ModelFileError("corrupt metadata (id_maps is not a mapping of user/item to a kind)")
+    if not isinstance(meta.get("dataset", ""), str):
+        raise _ModelFileError("corrupt metadata (dataset is not a name)")
     if not isinstance(meta.get("class"), str) or meta["class"] not in _REGISTRY:
         raise _ModelFileError(f"holds an unknown model class {meta.get('class')!r}")
     if not isinstance(meta.get("params", {}), dict):
@@ -728,7 +1068,8 @@ class FactorModel(Recommender):
         item_factors : (n_items, f) array
             Converted to C-contiguous float32; must be finite.
         seen : scipy.sparse (n_users, n_items) or recforge.Interactions, optional
-            The training matrix (``seen_``: what ``exclude_seen`` leaves out); default empty.
+            The training matrix (``seen_``: what ``exclude_seen`` leaves out); default empty. An
+            Interactions also gives the id maps (``user_ids_``, ``item_ids_``).
         user_bias, item_bias : (n_users,), (n_items,) arrays, optional
             Biases the configuration fits (e.g. explicit ALS, SGDMF with ``biases=True``) default to 0.
         global_bias : float
@@ -753,9 +1094,11 @@ class FactorModel(Recommender):
         n_users, n_items = len(uf), len(itf)
         if seen is None:
             seen = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+        maps = _id_maps_of(seen, (n_users, n_items))  # an Interactions' own id maps
         seen = as_csr(seen, "seen", allow_empty=True)
         if seen.shape != (n_users, n_items):
             raise ValueError(f"seen must have shape ({n_users}, {n_items}) (users x items), got {seen.shape}")
+        model.user_ids_, model.item_ids_ = maps
         for name, b, n in (("user_bias", user_bias, n_users), ("item_bias", item_bias, n_items)):
             if b is None and name in model._bias_names():
                 b = np.zeros(n, np.float32)
@@ -794,42 +1137,15 @@ class FactorModel(Recommender):
             s = s + self.user_bias[users]
         return (s + self.global_bias).astype(np.float32)
 
-    # -- folding in -----------------------------------------------------------------------------
-    def _fold_in(self, side: str, ids, rows, update, *, allow_negative: bool = True, check=None):
-        """The one fold-in path: check ``ids`` and ``rows``, grow the ``side`` arrays, update, replace rows.
+    def _fold_in_arrays(self, side: str) -> tuple[str, ...]:
+        return (f"{side}_factors", f"{side}_bias")
 
-        Parameters
-        ----------
-        side : "user" | "item"
-        ids : 1-D int ids of the rows to (re)learn; ids past the current count add rows.
-        rows : sparse (len(ids), n_other): their complete interaction rows (items: columns of
-            ``seen_`` given as rows).
-        update : callable(ids, m, n_new)
-            Writes the new rows of the (already grown) ``{side}_factors`` / ``{side}_bias``; ``m`` is
-            the canonical CSR of ``rows``, ``n_new`` the new row count.
-        check : callable(m), optional
-            Extra validation of ``m`` before anything changes.
-        """
-        self._check_fitted()
-        n_own, n_other = (self.n_users, self.n_items) if side == "user" else (self.n_items, self.n_users)
-        ids, m, n_new = check_fold_in(ids, rows, side, n_own, n_other, allow_negative=allow_negative)
-        if check is not None:
-            check(m)
-        width = sum(getattr(self, n).shape[1] if getattr(self, n).ndim == 2 else 1
-                    for n in (f"{side}_factors", f"{side}_bias") if getattr(self, n) is not None)  # fmt: skip
-        check_memory(4.0 * max(n_new - n_own, 0) * (width + 1), f"{side}_ids up to {n_new - 1} (grows the model "
-                     f"from {n_own} to {n_new} {side}s)")  # fmt: skip
-        for name in (f"{side}_factors", f"{side}_bias"):
-            if getattr(self, name) is not None:
-                setattr(self, name, grow_rows(getattr(self, name), n_new))
-        update(ids, m, n_new)
-        # seen_ is users x items: an item's row is a column of it.
-        if side == "user":
-            self.seen_ = replace_rows(self.seen_, ids, m, n_new)
-        else:
-            self.seen_ = replace_rows(self.seen_.T.tocsr(), ids, m, n_new).T.tocsr()
-        self._invalidate()
-        return self
+    def _queries_for_rows(self, m: sp.csr_matrix) -> np.ndarray:
+        return self._queries_for(self._user_vectors_for_rows(m))
+
+    def _user_vectors_for_rows(self, m: sp.csr_matrix) -> np.ndarray:
+        """(n, f) user factors learnt from the rows of ``m`` against the fixed items (the model unchanged)."""
+        raise TypeError(f"{type(self).__name__} does not fold users in from interaction rows")
 
     # -- similarity -----------------------------------------------------------------------------
     def similar_items(self, items, k: int = 10, threads: int = 0):
@@ -843,15 +1159,14 @@ class FactorModel(Recommender):
         return self._similar("user_factors", check_ids(users, self.n_users, "users"), k, threads)
 
     def _similar(self, side: str, rows, k, threads):
-        """Top ``k`` rows of ``side`` by cosine, padded to ``k`` columns (-1 / -inf) like ``recommend``."""
-        k = check_k(k)
+        """Top ``k`` rows of ``side`` by cosine; ``k`` is clipped to the rows there are, like ``recommend``."""
         threads = resolve_threads(threads)
-        check_result_size(len(rows), k)
         unit = self._unit_rows(side)
+        k = min(check_k(k), len(unit))
+        check_result_size(len(rows), k)
         self_ex = CsrRows(np.arange(len(rows) + 1, dtype=np.int64), rows, (len(rows), len(unit)))
-        ids, scores = self._ops.topk(unit[self._on_device(rows)], unit, min(k, len(unit)), exclude=self_ex,
-                                     threads=threads)  # fmt: skip
-        return pad_to_k(to_host(ids), to_host(scores), k)
+        ids, scores = self._ops.topk(unit[self._on_device(rows)], unit, k, exclude=self_ex, threads=threads)
+        return to_host(ids), to_host(scores)
 
     def _unit_rows(self, side: str) -> np.ndarray:
         """``side``'s factors scaled to unit length (zero rows stay zero), cached like the ranking vectors."""

@@ -117,7 +117,7 @@ class ItemKNN(ItemItemModel):
         return self._rank_rows(self.seen_[u], k, exclude_seen, items, threads)
 
     def _rank_rows(self, rows, k, exclude_seen, items, threads):
-        k = check_k(k)
+        k = min(check_k(k), self.n_items)  # clipped to the catalogue, as every recommend
         check_memory(12.0 * rows.shape[0] * k, f"k={k} for {rows.shape[0]} users (an ({rows.shape[0]}, {k}) result)")
         subset = None if items is None else check_ids(items, self.n_items, "items")
         kernel = self._similarity_forms()["kernel"]

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._ops import get_ops
-from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
+from .._validation import check_ids, check_k, check_memory, check_positive, check_result_size, check_scores
 from ._params import Param
 from ._training import TrainingDiverged, run_epochs
 from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, seen_rows
@@ -340,31 +340,107 @@ class MLPScorer(Recommender):
         """
         self._check_fitted()
         u = check_ids(users, self.n_users, "users")
-        k = check_k(k)
+        return self._recommend_with(self.user_embedding, u, self.seen_ if exclude_seen else None, k, items, threads)
+
+    def _recommend_with(self, user_embedding, users, exclude, k, items, threads):
+        """Top ``k`` for rows ``users`` of ``user_embedding``, leaving out their rows of ``exclude`` (CSR or None)."""
+        k = min(check_k(k), self.n_items)  # clipped to the catalogue
         nt = resolve_threads(self.threads if threads is None else threads)
-        check_result_size(len(u), k)
+        check_result_size(len(users), k)
         allowed = None
         if items is not None:
             allowed = np.zeros(self.n_items, bool)
             allowed[check_ids(items, self.n_items, "items")] = True
-        ids = np.full((len(u), k), -1, np.int64)
-        scores = np.full((len(u), k), -np.inf, np.float32)
+        ids = np.full((len(users), k), -1, np.int64)
+        scores = np.full((len(users), k), -np.inf, np.float32)
         step = max(1, _SCORE_BUDGET // self.n_items)
-        for s in range(0, len(u), step):
-            batch = u[s : s + step]
+        for s in range(0, len(users), step):
+            batch = users[s : s + step]
             block = check_scores(
-                self._ops.mlp_score_all(
-                    self.arch, self.user_embedding, self.item_embedding, self.dense, batch, threads=nt
-                ),
+                self._ops.mlp_score_all(self.arch, user_embedding, self.item_embedding, self.dense, batch, threads=nt),
                 self,
             )
-            if exclude_seen:
-                seen = seen_rows(self.seen_, batch)
+            if exclude is not None:
+                seen = seen_rows(exclude, batch)
                 block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
             if allowed is not None:
                 block[:, ~allowed] = -np.inf
             ids[s : s + len(batch)], scores[s : s + len(batch)] = _select_topk(block, k)
         return ids, scores
+
+    # -- folding in -----------------------------------------------------------------------------
+    def _recommend_rows(self, m, k, exclude_seen, items, threads):
+        # The rows' embeddings are learnt as partial_fit_users learns them (items and layers frozen).
+        embedding = self._learn_users(m)
+        return self._recommend_with(embedding, np.arange(m.shape[0]), m if exclude_seen else None, k, items, threads)
+
+    def partial_fit_users(self, user_ids, interactions_rows, epochs: int | None = None, progress: bool = False):
+        """Fold in new or changed users without a full refit.
+
+        Their embeddings restart from the initial distribution and are trained on their positives
+        and sampled negatives only, with the item embeddings and the layers fixed.
+
+        Parameters
+        ----------
+        user_ids : 1-D int array (n,)
+            Users to (re)learn; ids >= n_users add users (any gap gets empty rows, zero embeddings).
+        interactions_rows : scipy.sparse (n, n_items)
+            Their complete rows; they replace the rows in ``seen_``.
+        epochs : int, optional
+            Passes over their samples (default: the model's ``epochs``).
+        """
+
+        def update(ids, m, n_new):
+            self.user_embedding[ids] = self._learn_users(m, epochs, progress)
+
+        return self._fold_in("user", user_ids, interactions_rows, update)
+
+    def _fold_in_arrays(self, side):
+        return ("user_embedding",) if side == "user" else ()
+
+    def _learn_users(self, m, epochs: int | None = None, progress: bool | None = False) -> np.ndarray:
+        """(n, e) embeddings of the users given by the rows of ``m``, learnt with everything else frozen.
+
+        The kernel trains users, items and layers together, so it runs one batch at a time on copies
+        of the item embeddings and layers, which are restored after every batch (the touched rows
+        and their Adam moments): only the new users' embeddings learn.
+        """
+        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        rng = np.random.default_rng([self.seed, self.n_users, m.shape[0]])
+        users = rng.normal(0.0, 0.01, (m.shape[0], self.arch.emb_width)).astype(np.float32)
+        if m.nnz == 0:
+            return users
+        items, dense = self.item_embedding.copy(), self.dense.copy()
+        moments = ([np.zeros_like(a) for a in (users, items, dense) for _ in range(2)] if self.optimizer != "sgd"
+                   else [np.zeros(0, np.float32)] * 6)  # fmt: skip
+        rows = self._ops.csr(m)
+        threads = resolve_threads(self.threads)
+        step = 0
+
+        def run_epoch(epoch):
+            nonlocal step
+            u, i, labels = sample_epoch(rows, self.negatives, self.seed, epoch, threads)
+            total = 0.0
+            for s in range(0, len(u), self.batch_size):
+                b = slice(s, s + self.batch_size)
+                loss, step = self._ops.mlp_train_epoch(
+                    self.arch, users, items, dense, moments, step, u[b], i[b], labels[b], optimizer=self.optimizer,
+                    lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=self.regularization, batch_size=self.batch_size,
+                    threads=threads,
+                )  # fmt: skip
+                total += loss * len(u[b])
+                touched = np.unique(i[b])
+                items[touched] = self.item_embedding[touched]
+                dense[:] = self.dense
+                if self.optimizer != "sgd":
+                    for moment in moments[2:4]:
+                        moment[touched] = 0.0
+                    for moment in moments[4:]:
+                        moment[:] = 0.0
+            return total / max(len(u), 1), {}, False
+
+        run_epochs(self, epochs, run_epoch, progress=progress, desc="MLPScorer fold-in", record=False)
+        return users
 
     def rerank(self, users, candidate_ids, k: int = 10, threads: int | None = None):
         """Re-order another model's candidates by this model's scores (retrieve-then-rank).

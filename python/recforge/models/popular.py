@@ -33,18 +33,37 @@ class MostPopular(Recommender):
         train = self._start_fit(interactions)
 
         def run_epoch(epoch):
-            counts = (np.asarray(train.sum(axis=0)).ravel() if self.weighted
-                      else np.bincount(train.indices, minlength=train.shape[1]))  # fmt: skip
-            with np.errstate(over="ignore"):
-                popularity = counts.astype(np.float32)
-            if not np.isfinite(popularity).all():  # finite but huge weights (3e38) overflow their sum
-                raise ValueError("the interactions' weights of an item sum past float32's range; scale them down")
-            self.item_popularity = self._ops.xp.asarray(popularity)  # on the fitted device
+            self.item_popularity = self._ops.xp.asarray(self._popularity_of(train))  # on the fitted device
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
                    desc="MostPopular")  # fmt: skip
         return self._finish_fit(train)
+
+    def _popularity_of(self, m) -> np.ndarray:
+        counts = np.asarray(m.sum(axis=0)).ravel() if self.weighted else np.bincount(m.indices, minlength=m.shape[1])
+        with np.errstate(over="ignore"):
+            popularity = counts.astype(np.float32)
+        if not np.isfinite(popularity).all():  # finite but huge weights (3e38) overflow their sum
+            raise ValueError("the interactions' weights of an item sum past float32's range; scale them down")
+        return popularity
+
+    def partial_fit_users(self, user_ids, interactions_rows):
+        """Add or replace users' rows (ids >= n_users add users); the popularity is recounted with them.
+
+        Parameters
+        ----------
+        user_ids : 1-D int array (n,)
+        interactions_rows : scipy.sparse (n, n_items)
+            Their complete rows; they replace the rows in ``seen_``.
+        """
+        self._fold_in("user", user_ids, interactions_rows, lambda ids, m, n_new: None)
+        self.item_popularity = self._ops.xp.asarray(self._popularity_of(self.seen_))
+        self._invalidate()
+        return self
+
+    def _queries_for_rows(self, m):
+        return np.ones((m.shape[0], 1), np.float32)
 
     def _ranking_items(self):
         return self.item_popularity[:, None]

@@ -13,14 +13,13 @@ says (and are then repeatable too).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._validation import as_csr, check_positive, check_scores
 from ._params import Param
 from ._ratings import RatingPredictions
 from ._training import TrainingDiverged, run_epochs
-from .base import COMMON_PARAMS, FactorModel, replace_rows
+from .base import COMMON_PARAMS, FactorModel
 
 __all__ = ["SGDMF", "BPR"]
 
@@ -30,45 +29,69 @@ def _init_factors(rng: np.random.Generator, rows: int, factors: int, std: float)
 
 
 class _SGDModel(FactorModel):
-    """What SGDMF and BPR share: user fold-in by SGD epochs over the new rows with the items frozen."""
+    """What SGDMF and BPR share: users folded in by SGD epochs over their rows with the items frozen."""
 
-    def _fold_in_sgd(self, user_ids, rows, epochs, progress, prepare, run, check=None):
-        """Fold in users: their factors restart from the initial distribution, then ``epochs`` passes
-        of ``run(data, epoch, threads)`` over ``prepare(placed)`` (the new rows at their ids in an
-        otherwise empty matrix); ``prepare`` returning None skips the passes."""
+    def _learn_users(self, m, epochs: int | None = None, progress: bool | None = False):
+        """(factors, biases or None) of the users given by the rows of ``m`` (canonical CSR), the model unchanged.
+
+        The factors start from the initial distribution (seeded by ``seed``, the user count and the
+        number of rows), the biases from 0; then ``epochs`` (default: the model's) SGD passes over
+        the rows with the item side frozen.
+        """
         epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        n = m.shape[0]
+        rng = np.random.default_rng([self.seed, self.n_users, n])
+        factors = _init_factors(rng, n, self.factors, self.init_std)
+        biases = None if self.user_bias is None else np.zeros(n, np.float32)
+        self._reset_rows(factors, m)
+        data = self._fold_in_data(m)
+        if data is not None:
+            threads = resolve_threads(self.threads)
+
+            def run_epoch(epoch):
+                stats = self._epoch(data, epoch, threads, users=(factors, biases))
+                return (stats["loss"] if isinstance(stats, dict) else stats), {}, False
+
+            run_epochs(
+                self,
+                epochs,
+                run_epoch,
+                progress=progress,
+                desc=f"{type(self).__name__} fold-in",
+                record=False,
+            )
+        # A fold-in can diverge like a fit (huge ratings, lr): an error (partial_fit_users' caller
+        # restores the model, the lock's rollback), rather than NaN factors.
+        for name, a in (("user_factors", factors), ("user_bias", biases)):
+            if a is not None and not np.isfinite(a).all():
+                top = float(np.abs(m.data).max()) if m.nnz else 0.0
+                lr = self.steps()[0] if hasattr(self, "steps") else self.lr  # BPR: lr None means the loss's default
+                raise TrainingDiverged(
+                    f"{type(self).__name__} fold-in diverged ({name} became NaN or inf); lower lr (now "
+                    f"{lr:g}) or scale interactions_rows down (largest |value| {top:.3g})"
+                )
+        return factors, biases
+
+    def _user_vectors_for_rows(self, m):
+        return self._learn_users(m)[0]
+
+    def _fold_in_users(self, user_ids, rows, epochs, progress, check=None):
+        """``partial_fit_users``: learn the rows' users (``_learn_users``) and write them at ``user_ids``."""
 
         def update(ids, m, n_users):
-            rng = np.random.default_rng([self.seed, n_users, ids.size])
-            self.user_factors[ids] = _init_factors(rng, ids.size, self.factors, self.init_std)
-            self._reset_users(ids, m)
-            empty = sp.csr_matrix((0, self.n_items), dtype=np.float32)
-            data = prepare(replace_rows(empty, ids, m, n_users))
-            if data is not None:
-                threads = resolve_threads(self.threads)
-                run_epochs(
-                    self,
-                    epochs,
-                    lambda epoch: (run(data, epoch, threads), {}, False),
-                    progress=progress,
-                    desc=f"{type(self).__name__} fold-in",
-                    record=False,
-                )
-            # A fold-in can diverge like a fit (huge ratings, lr): an error, and _fold_in's caller
-            # restores the model (the lock's rollback), rather than NaN factors.
-            for name in ("user_factors", "user_bias"):
-                a = getattr(self, name)
-                if a is not None and not np.isfinite(a[ids]).all():
-                    raise TrainingDiverged(
-                        f"{type(self).__name__} fold-in diverged ({name} became NaN or inf); lower lr (now "
-                        f"{self.lr:g}) or scale interactions_rows down (largest |value| "
-                        f"{float(np.abs(m.data).max()) if m.nnz else 0.0:.3g})"
-                    )
+            factors, biases = self._learn_users(m, epochs, progress)
+            self.user_factors[ids] = factors
+            if biases is not None:
+                self.user_bias[ids] = biases
 
         return self._fold_in("user", user_ids, rows, update, check=check)
 
-    def _reset_users(self, ids, m) -> None:
-        """Hook: reset per-user state besides the factors (SGDMF: biases, cold rows)."""
+    def _fold_in_data(self, m):
+        """The kernel's form of the fold-in rows ``m``; None when they hold nothing to learn from."""
+        raise NotImplementedError
+
+    def _reset_rows(self, factors, m) -> None:
+        """Hook: adjust the starting factors of the fold-in rows (SGDMF: users without ratings get 0)."""
 
 
 class SGDMF(RatingPredictions, _SGDModel):
@@ -166,13 +189,17 @@ class SGDMF(RatingPredictions, _SGDModel):
             return self.lr * (1.0 - self.decay) ** epoch
         return self.lr
 
-    def _epoch(self, data, epoch: int, threads: int, freeze_items: bool = False) -> float:
-        """One SGD pass over ``data`` (``ops.sgd_ratings``); returns its training MSE."""
+    def _epoch(self, data, epoch: int, threads: int, users=None) -> float:
+        """One SGD pass over ``data`` (``ops.sgd_ratings``); returns its training MSE.
+
+        ``users``: (factors, biases) of the rows of ``data`` to learn with the items frozen (fold-in).
+        """
         bias_reg = self.regularization if self.bias_regularization is None else self.bias_regularization
+        user_factors, user_bias = (self.user_factors, self.user_bias) if users is None else users
         return self._ops.sgd_mf_epoch(
-            data, self.user_factors, self.item_factors, self.user_bias, self.item_bias,
+            data, user_factors, self.item_factors, user_bias, self.item_bias,
             global_mean=self.global_bias, lr=self.learning_rate(epoch), regularization=self.regularization,
-            bias_regularization=bias_reg, threads=threads, seed=self.seed, epoch=epoch, freeze_items=freeze_items,
+            bias_regularization=bias_reg, threads=threads, seed=self.seed, epoch=epoch, freeze_items=users is not None,
         )  # fmt: skip
 
     def fit(self, interactions, validation=None, patience: int | None = None, callback=None,
@@ -266,17 +293,15 @@ class SGDMF(RatingPredictions, _SGDModel):
             Passes over their ratings (default: the model's ``epochs``), with the model's
             learning-rate schedule.
         """
-        return self._fold_in_sgd(
-            user_ids, interactions_rows, epochs, progress,
-            prepare=lambda placed: self._ops.sgd_ratings(placed) if placed.nnz else None,
-            run=lambda data, epoch, threads: self._epoch(data, epoch, threads, freeze_items=True),
-            check=lambda m: self._check_scale(m.data, "interactions_rows"),
-        )  # fmt: skip
+        return self._fold_in_users(user_ids, interactions_rows, epochs, progress,
+                                   check=lambda m: self._check_scale(m.data, "interactions_rows"))  # fmt: skip
 
-    def _reset_users(self, ids, m):
-        self.user_factors[ids[m.getnnz(axis=1) == 0]] = 0.0  # no ratings: biases alone
-        if self.user_bias is not None:
-            self.user_bias[ids] = 0.0
+    def _fold_in_data(self, m):
+        self._check_scale(m.data, "rows")
+        return self._ops.sgd_ratings(m) if m.nnz else None
+
+    def _reset_rows(self, factors, m):
+        factors[m.getnnz(axis=1) == 0] = 0.0  # no ratings: biases alone
 
     # -- prediction -----------------------------------------------------------------------------
     def score(self, users, items, unknown: str = "error") -> np.ndarray:
@@ -447,13 +472,17 @@ class BPR(_SGDModel):
         lr, reg = self.DEFAULT_STEPS[self.loss]
         return (lr if self.lr is None else self.lr), (reg if self.regularization is None else self.regularization)
 
-    def _epoch(self, data, epoch: int, threads: int, freeze_items: bool = False) -> dict:
-        """One BPR/WARP pass over ``data`` (``ops.sgd_positives``); returns the epoch's stats."""
+    def _epoch(self, data, epoch: int, threads: int, users=None) -> dict:
+        """One BPR/WARP pass over ``data`` (``ops.sgd_positives``); returns the epoch's stats.
+
+        ``users``: (factors, None) of the rows of ``data`` to learn with the items frozen (fold-in).
+        """
         lr, reg = self.steps()
+        user_factors = self.user_factors if users is None else users[0]
         return self._ops.sgd_rank_epoch(
-            data, self.user_factors, self.item_factors, self.item_bias, lr=lr,
+            data, user_factors, self.item_factors, self.item_bias, lr=lr,
             regularization=reg, negatives=self.negatives, sampling=self.sampling, loss=self.loss,
-            max_sampled=self.max_sampled, threads=threads, seed=self.seed, epoch=epoch, freeze_items=freeze_items,
+            max_sampled=self.max_sampled, threads=threads, seed=self.seed, epoch=epoch, freeze_items=users is not None,
         )  # fmt: skip
 
     def fit(self, interactions, callback=None, progress: bool | None = None):
@@ -509,15 +538,11 @@ class BPR(_SGDModel):
         epochs : int, optional
             Passes over their positives (default: the model's ``epochs``).
         """
+        return self._fold_in_users(user_ids, interactions_rows, epochs, progress)
 
-        def prepare(placed):
-            data = self._ops.sgd_positives(placed)
-            return data if data.nnz else None
-
-        return self._fold_in_sgd(
-            user_ids, interactions_rows, epochs, progress, prepare=prepare,
-            run=lambda data, epoch, threads: self._epoch(data, epoch, threads, freeze_items=True)["loss"],
-        )  # fmt: skip
+    def _fold_in_data(self, m):
+        data = self._ops.sgd_positives(m)
+        return data if data.nnz else None
 
     def _bias_names(self):
         return ("item_bias",) if self.item_biases else ()
