@@ -104,17 +104,6 @@ OPEN.append(
 
 OPEN.append(
     Finding(
-        "F22",
-        "similar_items/similar_users with no ids and an absurd k (2^63-1) -> numpy's 'array is too big' "
-        "(recommend refuses it with the memory it would need)",
-        ("similar", {"model": "als", "side": "items", "ids": [], "k": 2**63 - 1, "threads": 1}),
-        _detail("too big", "Maximum allowed dimension", targets=("similar",)),
-    )
-)
-
-
-OPEN.append(
-    Finding(
         "F23",
         "_core.topk_f32(subset=...) with an id out of range says 'candidate id ... outside' (names candidates, "
         "not subset)",

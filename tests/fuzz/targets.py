@@ -96,7 +96,13 @@ def ranking_against_scores(model, users, k, exclude_seen, items, ids, scores) ->
     why = check_ranking(ids, scores, n, min(k, model.n_items), model.n_items, exclude=exclude, allowed=allowed)
     if why or n == 0:
         return why
-    full = model.score(np.repeat(users, model.n_items), np.tile(np.arange(model.n_items), n)).reshape(n, -1)
+    # Rating models clip score() to the rating scale (issue 11) but rank by the unclipped prediction
+    # (clipping would tie the top of the list): compare against the unclipped scores.
+    model._clip_predictions = lambda s: s
+    try:
+        full = model.score(np.repeat(users, model.n_items), np.tile(np.arange(model.n_items), n)).reshape(n, -1)
+    finally:
+        del model._clip_predictions
     full = full.astype(np.float64)
     for r in range(n):
         real = ids[r] >= 0
