@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,8 +198,10 @@ def test_bench_help_and_outside_a_checkout(tmp_path, capsys):
 
     assert main(["bench", "--bench-dir", str(tmp_path), "topk"]) == 1
     assert "source checkout" in capsys.readouterr().err
-    out = subprocess.run([sys.executable, "-m", "recforge.cli", "bench", "topk", "--help"], capture_output=True,
-                         text=True, cwd=tmp_path, check=True).stdout  # fmt: skip
+    # From anywhere, given the checkout's bench folder (an installed, non-editable recforge has none of its own).
+    bench_dir = str(Path(__file__).resolve().parents[1] / "bench")
+    out = subprocess.run([sys.executable, "-m", "recforge.cli", "bench", "--bench-dir", bench_dir, "topk", "--help"],
+                         capture_output=True, text=True, cwd=tmp_path, check=True).stdout  # fmt: skip
     assert "--threads" in out and "RECFORGE_BENCH_TOPK_PEERS" in out  # run.py's options and the benchmark's own
 
 

@@ -140,7 +140,15 @@ def gpu_available() -> bool:
 
 def is_device_array(a: object) -> bool:
     """True for data on a GPU: an array with ``__cuda_array_interface__`` or a sparse matrix whose ``.data`` has one."""
-    return hasattr(a, "__cuda_array_interface__") or hasattr(getattr(a, "data", None), "__cuda_array_interface__")
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    if a is None or type(a).__module__.startswith("numpy") or isinstance(a, (list, tuple, str, bytes)):
+        return False  # a NumPy array's .data is a memoryview, which some dtypes (datetime) cannot even build
+    try:
+        data = getattr(a, "data", None)
+    except (ValueError, TypeError):
+        return False
+    return hasattr(data, "__cuda_array_interface__")
 
 
 def resolve_device(device: str, *arrays: object) -> str:
