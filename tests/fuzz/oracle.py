@@ -222,6 +222,7 @@ def structurally_valid(v) -> bool:
         return False
     if (len(i) and not np.issubdtype(i.dtype, np.integer)) or len(np.asarray(v.data)) != len(i):
         return False
+    p = p.astype(np.int64)  # unsigned row pointers would wrap in np.diff
     if p[0] != 0 or p[-1] > len(i) or (np.diff(p) < 0).any():  # scipy's contract: entries past indptr[-1] unused
         return False
     i = i[: p[-1]]

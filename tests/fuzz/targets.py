@@ -745,7 +745,8 @@ def t_core_csr(indptr, indices, data, shape):
         fake = sp.csr_matrix((1, 1))
         fake.indptr, fake.indices, fake._shape = p, i, (n, m)
         fake.data = np.zeros(len(i)) if d is None else d
-        if p.size == 0 or not structurally_valid(fake):
+        # Stricter than scipy (which ignores entries past indptr[-1]): the C++ contract wants nnz == len(indices).
+        if p.size == 0 or not structurally_valid(fake) or p[-1] != len(i):
             raise Invalid("m", "indptr", "indices", "row pointers", "column")
         return p.astype(np.int64), i.astype(np.int32), None if d is None else d.astype(np.float32)
 
