@@ -3,6 +3,8 @@ properties, evaluate() / evaluate_groups() and bad input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 
 import recforge as rf
 import recforge.evaluation as ev
+from recforge.cli import main
 
 # item popularity (users per item) in TRAIN: [3, 1, 2, 0, 1]
 TRAIN = sp.csr_matrix(np.array([
@@ -227,3 +230,40 @@ def test_who_is_served_worse_on_movielens_100k(data_dir):
     genres = rf.datasets.movielens_genres("100k", data_home=data_dir)
     m = ev.evaluate(model, train, test, k=10, item_genres=genres, progress=False)  # aligned by movie id
     assert 0 < m["miscalibration@10"] < np.log(100)
+
+
+# -- the CLI: recforge evaluate --genres --group-by --rerank ------------------------------------------
+def test_cli_evaluate_beyond_accuracy_groups_and_rerank(data_dir, capsys):
+    data_path("ml-100k", "u.user")
+    base = ["evaluate", "--dataset", "ml-100k", "--data-home", str(data_dir), "--model", "als", "--param", "epochs=3",
+            "--quiet", "--k", "5"]  # fmt: skip
+    assert main([*base, "--genres", "--group-by", "gender"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    for key in ("gini@5", "long_tail@5", "popularity@5", "diversity@5", "miscalibration@5"):
+        assert np.isfinite(plain[key]), key
+    by = plain["by gender"]
+    assert set(by) == {"F", "M", "all"} and by["F"]["n_users"] + by["M"]["n_users"] == plain["n_users"]
+    assert by["all"]["ndcg@5"] == pytest.approx(plain["ndcg@5"])
+    assert (
+        main([*base, "--genres", "--rerank", "calibration", "--tradeoff", "0.9", "--metrics", "ndcg,miscalibration"])
+        == 0
+    )
+    calibrated = json.loads(capsys.readouterr().out)
+    assert calibrated["rerank"]["method"] == "calibration" and set(calibrated) >= {"ndcg@5", "miscalibration@5"}
+    assert calibrated["miscalibration@5"] < plain["miscalibration@5"]
+    assert main([*base, "--rerank", "mmr", "--tradeoff", "0.0", "--metrics", "ndcg"]) == 0  # co-occurrence MMR at 0
+    assert json.loads(capsys.readouterr().out)["ndcg@5"] == pytest.approx(plain["ndcg@5"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "synthetic", "--genres"], "--genres / --rerank calibration needs --dataset a MovieLens set"),
+        (["--dataset", "synthetic", "--group-by", "age"], "--group-by needs --dataset ml-100k, ml-1m"),
+        (["--dataset", "synthetic", "--rerank", "calibration"], "needs --dataset a MovieLens set"),
+        (["--dataset", "synthetic", "--rerank", "mmr", "--tradeoff", "2"], "--tradeoff must be in"),
+    ],
+)
+def test_cli_evaluate_beyond_accuracy_usage_errors(extra, message, capsys):
+    assert main(["evaluate", "--model", "mostpopular", "--quiet", *extra]) == 2
+    assert message in capsys.readouterr().err

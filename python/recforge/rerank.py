@@ -157,7 +157,7 @@ class _CandidateSimilarity:
         safe = np.where(ids >= 0, ids, 0)
         if self.product is None:
             x = gather_rows(self.unit, safe)
-            return np.matmul(x, np.swapaxes(x, 1, 2))
+            return np.einsum("bjd,bld->bjl", x, x)  # measured faster than a stacked np.matmul here
         b, c = safe.shape
         rows = self.product[safe.ravel()].toarray().reshape(b, c, -1)
         return np.take_along_axis(rows, np.broadcast_to(safe[:, None, :], (b, c, c)), axis=2)
@@ -324,6 +324,14 @@ class Reranked:
     @property
     def n_users(self) -> int:
         return self.model.n_users
+
+    @property
+    def user_ids_(self):
+        return getattr(self.model, "user_ids_", None)
+
+    @property
+    def item_ids_(self):
+        return getattr(self.model, "item_ids_", None)
 
     @property
     def n_items(self) -> int:

@@ -243,10 +243,10 @@ def kl_miscalibration(p: np.ndarray, q: np.ndarray, alpha: float = 0.01) -> np.n
     terms with p(g) = 0 are 0, and the smoothing by ``alpha`` keeps the value finite (at most
     log(1 / alpha)). Returns the (...) array of values (0 where p is all zero).
     """
-    q_smooth = (1.0 - alpha) * q + alpha * p
-    p = np.broadcast_to(p, q_smooth.shape)
-    ratio = np.divide(p, q_smooth, out=np.ones(q_smooth.shape), where=p > 0)
-    return np.sum(p * np.log(ratio), axis=-1)
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    absent = p == 0  # log(1) = 0 there: 0 * log(...) stays 0 even where q~ is 0
+    entropy = np.sum(p * np.log(p + absent), axis=-1)  # sum_g p log p, once per p (broadcast below)
+    return entropy - np.sum(p * np.log((1.0 - alpha) * q + alpha * p + absent), axis=-1)
 
 
 def check_alpha(alpha) -> float:
