@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recforge as rf
-from recforge.rerank import _DENSE_GATHER_MAX_DIM, calibrate, mmr
+from recforge.evaluation._common import DENSE_GATHER_MAX_DIM
+from recforge.rerank import calibrate, mmr
 
 
 # -- per-user references: the greedy objectives written out, one user and one candidate at a time ----
@@ -137,7 +138,7 @@ def candidate_case(draw, wide=False):
 @given(candidate_case(), st.sampled_from([0.0, 0.3, 0.7, 1.0]), st.integers(1, 6), st.booleans())
 def test_mmr_matches_the_reference(case, tradeoff, k, sparse_wide):
     ids, scores, r, n_items = case
-    d = _DENSE_GATHER_MAX_DIM + 5 if sparse_wide else 3  # wide sparse: the precomputed item-item product
+    d = DENSE_GATHER_MAX_DIM + 5 if sparse_wide else 3  # wide sparse: the precomputed item-item product
     feats = (r.random((n_items, d)) < 0.3) * r.integers(1, 3, size=(n_items, d)).astype(float)
     feats_in = sp.csr_matrix(feats) if sparse_wide else feats
     got, got_scores = mmr(ids, scores, feats_in, k=k, tradeoff=tradeoff)

@@ -31,10 +31,9 @@ model for ``candidates`` items per user and re-rank them, so ``rf.evaluation.eva
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._validation import as_array, as_csr, check_ids, check_k, check_positive, check_result_size
-from .evaluation._common import check_item_matrix, gather_rows, unit_rows
+from .evaluation._common import ItemCosine, check_item_matrix
 from .evaluation.beyond import (
     _item_genre_distribution,
     _normalise_rows,
@@ -47,9 +46,6 @@ from .models.base import _as_id_list
 __all__ = ["Reranked", "calibrate", "mmr"]
 
 METHODS = ("mmr", "calibration")
-# Sparse features wider than this (co-occurrence: one column per user) are compared through their
-# precomputed sparse item-item product instead of dense per-block gathers of their rows.
-_DENSE_GATHER_MAX_DIM = 256
 _BLOCK_BYTES = 64 << 20  # working memory of one block of users
 
 
@@ -129,40 +125,6 @@ def _finish(ids: np.ndarray, scores: np.ndarray, order: np.ndarray) -> tuple[np.
     return out_ids, out_scores
 
 
-class _CandidateSimilarity:
-    """Cosine similarities among each row's candidates, (b, c, c), from item features.
-
-    Dense or narrow features: the unit rows of a block's candidates are gathered and multiplied
-    (b c^2 d flops). Wide sparse features (co-occurrence): the sparse item-item product of the unit
-    rows is computed once and a block's rows of it are gathered.
-    """
-
-    def __init__(self, item_features, item_ids=None):
-        feats = check_item_matrix(item_features, "item_features", item_ids)
-        self.n_items = feats.shape[0]
-        unit = unit_rows(feats)
-        self.product = None
-        if sp.issparse(unit) and unit.shape[1] > _DENSE_GATHER_MAX_DIM:
-            self.product = sp.csr_matrix(unit @ unit.T)
-            self.unit = None
-        else:
-            self.unit = unit.toarray() if sp.issparse(unit) else unit
-
-    def block_users(self, c: int) -> int:
-        """Users per block so that a block's arrays stay within the working-memory budget."""
-        width = self.n_items if self.product is not None else self.unit.shape[1]
-        return max(1, _BLOCK_BYTES // (8 * max(c, 1) * (width + c)))
-
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        safe = np.where(ids >= 0, ids, 0)
-        if self.product is None:
-            x = gather_rows(self.unit, safe)
-            return np.einsum("bjd,bld->bjl", x, x)  # measured faster than a stacked np.matmul here
-        b, c = safe.shape
-        rows = self.product[safe.ravel()].toarray().reshape(b, c, -1)
-        return np.take_along_axis(rows, np.broadcast_to(safe[:, None, :], (b, c, c)), axis=2)
-
-
 def mmr(candidate_ids, candidate_scores, item_features, k: int = 10, tradeoff: float = 0.5, *, item_ids=None):
     """Maximal marginal relevance re-ranking of each row's candidates (see the module docstring).
 
@@ -183,16 +145,12 @@ def mmr(candidate_ids, candidate_scores, item_features, k: int = 10, tradeoff: f
     ids : (n, k) int64, in the re-ranked order; -1 padding
     scores : (n, k) float32, the model's scores of ``ids`` (not monotone after re-ranking); -inf at padding
     """
-    sim = (
-        item_features
-        if isinstance(item_features, _CandidateSimilarity)
-        else _CandidateSimilarity(item_features, item_ids)
-    )
+    sim = item_features if isinstance(item_features, ItemCosine) else ItemCosine(item_features, item_ids)
     ids, scores = _check_candidates(candidate_ids, candidate_scores, sim.n_items)
     k, tradeoff = check_k(k), _check_tradeoff(tradeoff)
     check_result_size(ids.shape[0], k)
     order = np.full((ids.shape[0], k), -1, np.int64)
-    step = sim.block_users(ids.shape[1])
+    step = sim.block_users(ids.shape[1], _BLOCK_BYTES)
     for start in range(0, ids.shape[0], step):
         block = slice(start, start + step)
         order[block] = _mmr_block(ids[block], scores[block], sim, k, tradeoff)
@@ -313,7 +271,7 @@ class Reranked:
         self.alpha = check_alpha(alpha)
         item_ids = getattr(model, "item_ids_", None)
         if method == "mmr":
-            self._similarity = _CandidateSimilarity(item_features, item_ids)
+            self._similarity = ItemCosine(item_features, item_ids)
             n = self._similarity.n_items
         else:
             self._genres = check_item_matrix(item_features, "item_features", item_ids, nonnegative=True)

@@ -17,6 +17,7 @@ from .._validation import as_array, as_csr, check_ids, check_k
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ItemCosine",
     "check_item_matrix",
     "check_recommended",
     "csr_keys",
@@ -163,6 +164,46 @@ def check_item_matrix(item_features, name: str = "item_features", item_ids=None,
     if feats.shape[0] == 0 or feats.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {feats.shape})")
     return feats
+
+
+# Sparse features wider than this (co-occurrence: one column per user) are compared through their
+# precomputed sparse item-item product instead of dense per-block gathers of their rows.
+DENSE_GATHER_MAX_DIM = 256
+
+
+class ItemCosine:
+    """Cosine similarities among the items of each row of an id array, (b, c, c), from item features.
+
+    Dense or narrow features: the unit rows of a block's items are gathered and multiplied (b c^2 d
+    flops, batched BLAS). Wide sparse features (co-occurrence): the sparse item-item product of the
+    unit rows is computed once and a block's rows of it are gathered. A zero feature vector has
+    cosine 0 with every vector. Used by ``intra_list_diversity`` and ``rf.rerank.mmr``.
+    """
+
+    def __init__(self, item_features, item_ids=None):
+        feats = check_item_matrix(item_features, "item_features", item_ids)
+        self.n_items = feats.shape[0]
+        unit = unit_rows(feats)
+        self.product = self.unit = None
+        if sp.issparse(unit) and unit.shape[1] > DENSE_GATHER_MAX_DIM:
+            self.product = sp.csr_matrix(unit @ unit.T)
+        else:
+            self.unit = unit.toarray() if sp.issparse(unit) else unit
+
+    def block_users(self, c: int, budget_bytes: int) -> int:
+        """Rows per block so that a block's arrays of ``c`` ids stay within ``budget_bytes``."""
+        width = self.n_items if self.product is not None else self.unit.shape[1]
+        return max(1, budget_bytes // (8 * max(c, 1) * (width + c)))
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """(b, c, c) cosines of ``ids`` (b, c); entries of -1 padding are compared as item 0 (mask them)."""
+        safe = np.where(ids >= 0, ids, 0)
+        if self.product is None:
+            x = gather_rows(self.unit, safe)
+            return np.matmul(x, np.swapaxes(x, 1, 2))  # batched BLAS: ~5x a plain einsum (measured)
+        b, c = safe.shape
+        rows = self.product[safe.ravel()].toarray().reshape(b, c, -1)
+        return np.take_along_axis(rows, np.broadcast_to(safe[:, None, :], (b, c, c)), axis=2)
 
 
 def unit_rows(feats) -> np.ndarray | sp.csr_matrix:

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validation import as_array, as_csr, check_ids, check_positive
-from ._common import check_item_matrix, check_recommended, gather_rows, unit_rows
+from ._common import ItemCosine, check_item_matrix, check_recommended
 
 __all__ = [
     "average_popularity",
@@ -71,15 +71,14 @@ def intra_list_diversity(recommended_ids, item_features, k: int | None = None, b
     float in [0, 2]
     """
     batch_size = check_positive(batch_size, "batch_size", integer=True)
-    unit = unit_rows(check_item_matrix(item_features))
-    rec, k = check_recommended(recommended_ids, unit.shape[0], k)
+    cosine = item_features if isinstance(item_features, ItemCosine) else ItemCosine(item_features)
+    rec, k = check_recommended(recommended_ids, cosine.n_items, k)
 
     total, n_lists = 0.0, 0
     for start in range(0, rec.shape[0], batch_size):
         ids = rec[start : start + batch_size]
         valid = ids >= 0
-        x = gather_rows(unit, np.where(valid, ids, 0))
-        cos = np.einsum("bjd,bld->bjl", x, x)  # (b, k, k) cosine similarities
+        cos = cosine(ids)  # (b, k, k) cosine similarities
         pair = valid[:, :, None] & valid[:, None, :] & ~np.eye(k, dtype=bool)  # ordered pairs a != b
         m = valid.sum(axis=1)
         n_pairs = m * (m - 1)  # ordered pairs: each unordered pair is counted twice, as in the sum
