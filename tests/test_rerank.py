@@ -300,3 +300,12 @@ def test_reranked_bad_input(named):
     wrapped = rf.rerank.Reranked(model, "mmr", item_features=model.item_factors)
     with pytest.raises(ValueError, match="users must be in"):
         wrapped.recommend([10**6], k=5)
+
+
+def test_compare_takes_a_reranked_model(named):
+    train, test, model = named
+    diverse = rf.rerank.Reranked(model, "mmr", item_features=model.item_factors, tradeoff=1.0, candidates=20)
+    table = rf.evaluation.compare({"ALS": model, "ALS+MMR": diverse}, train, test, k=5, metrics=["ndcg"],
+                                  n_bootstrap=50, progress=False)  # fmt: skip
+    ndcg = rf.evaluation.evaluate(diverse, train, test, k=5, metrics=["ndcg"], progress=False)["ndcg@5"]
+    assert table.reset_index().query("model == 'ALS+MMR'")["value"].iloc[0] == pytest.approx(ndcg)
