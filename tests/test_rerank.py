@@ -37,13 +37,10 @@ def greedy_reference(ids, scores, k, t, penalty):
         rel = _rel(scores[r], valid)
         chosen = []
         for step in range(min(k, sum(valid))):
-            best, best_val = None, -np.inf
-            for j, i in enumerate(ids[r]):
-                if i < 0 or j in chosen:
-                    continue
-                val = (1 - t) * rel[j] - t * penalty(r, chosen, j)
-                if val > best_val + 1e-12:
-                    best, best_val = j, val
+            vals = {j: (1 - t) * rel[j] - t * penalty(r, chosen, j) for j, i in enumerate(ids[r])
+                    if i >= 0 and j not in chosen}  # fmt: skip
+            top = max(vals.values())
+            best = min(j for j, v in vals.items() if v >= top - 1e-12)  # ties: the earlier candidate
             chosen.append(best)
             out[r, step] = ids[r][best]
     return out

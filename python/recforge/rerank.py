@@ -19,7 +19,8 @@ list-level goal the same way in both: 0 keeps the model's order, 1 ignores relev
 
 rel(i) is the model's score of candidate i scaled per user to [0, 1] over the user's valid
 candidates (min-max; every candidate 1 when all scores are equal), so that ``tradeoff`` means the
-same for any model's score scale. Ties go to the earlier candidate (the model's better rank).
+same for any model's score scale. Ties (objectives within 1e-12) go to the earlier candidate (the
+model's better rank).
 Everything is vectorised over blocks of users: a step is a few NumPy operations on (users,
 candidates) arrays, ``k`` steps per block.
 
@@ -47,6 +48,7 @@ __all__ = ["Reranked", "calibrate", "mmr"]
 
 METHODS = ("mmr", "calibration")
 _BLOCK_BYTES = 64 << 20  # working memory of one block of users
+_TIE = 1e-12  # objectives this close are equal (relevance is in [0, 1], C_KL at most log(1 / alpha))
 
 
 def _check_tradeoff(tradeoff) -> float:
@@ -108,7 +110,9 @@ def _greedy(rel, valid, k, tradeoff, penalty, pick):
     for step in range(min(k, c)):
         objective = (1.0 - tradeoff) * rel - tradeoff * penalty() if tradeoff > 0 else rel
         objective = np.where(available, objective, -np.inf)
-        best = np.argmax(objective, axis=1)  # first maximum: ties go to the model's better rank
+        # The first candidate within _TIE of the maximum: ties go to the model's better rank, also the
+        # ties that rounding would break either way (two genres the history weighs equally).
+        best = np.argmax(objective >= objective.max(axis=1, keepdims=True) - _TIE, axis=1)
         has = available[rows, best]
         order[has, step] = best[has]
         available[rows[has], best[has]] = False
