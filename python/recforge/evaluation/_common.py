@@ -216,6 +216,21 @@ class ItemCosine:
         rows = self.product[safe.ravel()].toarray().reshape(b, c, -1)
         return np.take_along_axis(rows, np.broadcast_to(safe[:, None, :], (b, c, c)), axis=2)
 
+    def with_items(self, items: np.ndarray, ids: np.ndarray, rows_unit=None) -> np.ndarray:
+        """(b, c) cosine of ``items[r]`` with each of ``ids[r]`` (padding compared as item 0): one row of
+        the (b, c, c) block, for a greedy re-ranker that needs only its chosen items' rows.
+
+        ``rows_unit``: the (b, c, d) unit rows of ``ids`` when already gathered (dense features).
+        """
+        safe = np.where(ids >= 0, ids, 0)
+        if self.unit is not None:
+            x = gather_rows(self.unit, safe) if rows_unit is None else rows_unit
+            with single_threaded_blas():
+                return np.matmul(x, self.unit[items][:, :, None])[:, :, 0]
+        if isinstance(self.product, np.ndarray):
+            return np.take(self.product, items[:, None] * self.n_items + safe)
+        return np.take_along_axis(self.product[items].toarray(), safe, axis=1)
+
 
 def unit_rows(feats) -> np.ndarray | sp.csr_matrix:
     """``feats`` with every non-zero row scaled to unit L2 norm (zero rows stay zero): cosine = dot product."""
