@@ -18,10 +18,11 @@ import threading
 __all__ = ["ModelLock", "lock_public_methods"]
 
 _MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "partial_fit_users_external",
-             "partial_fit_items_external", "to", "add_items")  # fmt: skip
+             "partial_fit_items_external", "to", "add_items", "forget_users", "forget_items")  # fmt: skip
 _READERS = ("recommend", "recommend_all", "recommend_for_rows", "recommend_external", "score_external",
             "rows_from_items", "recalculate_user", "rerank", "score", "predict", "save", "similar_items",
-            "similar_users", "recommend_for_features", "item_factors_for", "similar_items_by_features")  # fmt: skip
+            "similar_users", "recommend_for_features", "item_factors_for", "similar_items_by_features",
+            "explain", "explain_external")  # fmt: skip
 
 
 class ModelLock:

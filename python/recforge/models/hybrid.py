@@ -128,6 +128,12 @@ class HybridMF(FactorModel):
         self._compute_factors()
         return self._finish_fit(train)
 
+    def _forget(self, side, ids):
+        raise TypeError(
+            f"HybridMF cannot forget {side}s: what it learnt from them lives in feature embeddings shared with "
+            "other users and items; refit without them"
+        )
+
     def _negative_pool(self, train: sp.csr_matrix) -> np.ndarray:
         if self.negatives == "all":
             return np.arange(train.shape[1], dtype=np.int32)
