@@ -103,13 +103,27 @@ def test_explain_external_names_items_by_their_ids():
 
 
 # -- forgetting ---------------------------------------------------------------------------------
-def test_als_forget_is_an_exact_item_half_step(ratings):
-    model = rf.ALS(factors=5, epochs=3, alpha0=0.5, threads=1).fit(ratings, progress=False)
+@pytest.mark.parametrize("params", [{"alpha0": 0.5}, {"alpha0": 0.0, "solver": "cholesky"}, {"feedback": "explicit"}])
+def test_als_forget_is_an_exact_half_step_of_the_other_side(ratings, params):
+    model = rf.ALS(factors=5, epochs=3, threads=1, **params).fit(ratings, progress=False)
+    users_before = np.delete(model.user_factors, [4, 60], axis=0)
     model.forget_users([4, 60])
+    np.testing.assert_array_equal(model.user_factors, users_before)  # the other users stay as they were
+    if model.explicit:
+        assert model.global_bias == pytest.approx(np.delete(ratings.toarray(), [4, 60], axis=0)[
+            np.delete(ratings.toarray(), [4, 60], axis=0) != 0].mean())  # fmt: skip
     solved = model.item_factors.copy()
     # Re-solving every item exactly against the remaining users changes nothing: already the solve.
     model.partial_fit_items(np.arange(model.n_items), model.seen_.T.tocsr())
     np.testing.assert_allclose(model.item_factors, solved, rtol=1e-5, atol=1e-6)
+    # forget_items mirrors it: the users are re-solved against the remaining items (with alpha0 = 0 only
+    # those who had the items: the others' solves never involved them).
+    touched = np.unique(model.seen_[:, [0, 7]].tocoo().row)
+    resolved = touched if params.get("alpha0") == 0 else np.arange(model.n_users)
+    model.forget_items([0, 7])
+    users = model.user_factors.copy()
+    model.partial_fit_users(resolved, model.seen_[resolved])
+    np.testing.assert_allclose(model.user_factors, users, rtol=1e-5, atol=1e-6)
 
 
 def relative_distance(a: np.ndarray, b: np.ndarray) -> float:

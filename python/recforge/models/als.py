@@ -405,8 +405,10 @@ class ALS(RatingPredictions, FactorModel):
         Only the rows the forgotten ones touched change, unless every row's solve involves every
         other row: implicit with ``alpha0 > 0`` (the Gram of all rows) or explicit (``mu``, the mean
         rating, is recomputed without them). Exact means: the other side equals one exact half-step
-        without the forgotten rows; the remaining rows of this side stay as they were, so the model
-        equals a refit without them only at convergence (bench/RESULTS.md, "Forgetting").
+        without the forgotten rows (with ``alpha0 = 0`` and ``solver="cg"`` the untouched rows keep
+        their CG solve, which never saw the forgotten rows either); the remaining rows of this side
+        stay as they were, so the model equals a refit without them only at convergence, and then
+        only where the refit's optimum is unique (bench/RESULTS.md, "Forgetting users").
         """
         super()._after_forget(side, touched)
         other = "item" if side == "user" else "user"
