@@ -642,6 +642,7 @@ def test_explain_decomposes_the_score_over_the_history(case, data):
     model = fit(make(case), data)
     for user, item in ((0, 5), (17, 0), (42, 59)):
         e = model.explain(user, item)
+        assert isinstance(e, rf.models.Explanation)
         assert (e.user, e.item) == (user, item)  # identity id maps: the external ids are the indices
         assert sorted(e.contributions["index"]) == sorted(seen_items(model, user))
         assert (e.contributions["item"] == e.contributions["index"]).all()

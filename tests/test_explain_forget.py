@@ -184,3 +184,38 @@ def test_item_statistics_after_forgetting_equal_a_refit(ratings, cls):
     users = np.arange(78)
     np.testing.assert_array_equal(model.recommend(users, k=10)[0], refit.recommend(users, k=10)[0])
     np.testing.assert_allclose(model.recommend(users, k=10)[1], refit.recommend(users, k=10)[1], rtol=1e-6)
+
+
+def test_forget_is_atomic_for_readers_and_rolled_back_on_failure(ratings):
+    import copy
+    import threading
+
+    model = rf.ALS(factors=4, epochs=2, alpha0=0.5, threads=1).fit(ratings, progress=False)
+    users = np.arange(5)
+    before = model.recommend(users, k=5)
+    twin = copy.deepcopy(model)
+    twin.forget_users([40])
+    after = twin.recommend(users, k=5)
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(model.recommend(users, k=5))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    model.forget_users([40])
+    stop.set()
+    reader.join()
+    for ids, scores in seen:  # the state before or after, never a mix
+        assert any(np.array_equal(ids, w[0]) and np.array_equal(scores, w[1]) for w in (before, after))
+
+    def fail(side, touched):
+        raise RuntimeError("solver failed")
+
+    model._after_forget = fail
+    with pytest.raises(RuntimeError, match="solver failed"):
+        model.forget_users([0])
+    del model.__dict__["_after_forget"]
+    assert model.n_users == 79 and 0 in model.user_ids_
+    np.testing.assert_array_equal(model.recommend(users, k=5)[0], after[0])
