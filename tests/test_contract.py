@@ -696,6 +696,12 @@ def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
         getattr(model, f"forget_{side}s")([gone[0]])  # already gone
     with pytest.raises(ValueError, match="must not repeat"):
         getattr(model, f"forget_{side}s")([0, 0])
+    if side == "item":
+        with pytest.raises(ValueError, match="forgetting every item"):
+            model.forget_items(model.item_ids_.values)
+    else:  # every user may go: the model then recommends for nobody
+        model.forget_users(model.user_ids_.values)
+        assert model.seen_.shape == (0, N_ITEMS) and model.recommend_all(k=3)[0].shape == (0, 3)
 
 
 @only([c for c in CASES if c.cls is rf.HybridMF])

@@ -465,6 +465,7 @@ class Recommender(ParamsMixin):
 
         The mirror of ``forget_users``: the items' columns leave ``seen_``, their ids ``item_ids_``,
         their rows the per-item arrays; the user side is updated as ``forget_users`` updates the items.
+        At least one item must remain.
         """
         return self._forget("item", items)
 
@@ -478,6 +479,8 @@ class Recommender(ParamsMixin):
             raise ValueError(f"{name} must not repeat an id")
         rows = self.seen_ if side == "user" else self.seen_.T.tocsr()
         keep = np.setdiff1d(np.arange(rows.shape[0]), idx)
+        if side == "item" and not len(keep):
+            raise ValueError("items: forgetting every item leaves nothing to recommend; discard the model instead")
         touched = np.unique(rows[idx].indices).astype(np.int64)  # the other side's rows they touched
         id_map = self._id_map(side).subset(keep)
         for array in self._fold_in_arrays(side):
