@@ -160,7 +160,7 @@ def test_a_forgotten_user_leaves_nothing_in_the_saved_file(tmp_path):
                   rf.MostPopular(), rf.SGDMF(factors=3, epochs=2), rf.MLPScorer(factors=3, epochs=1)):  # fmt: skip
         model.fit(data, progress=False)
         n_factors_rows = model.n_users
-        model.forget_users(["secret-user-7"])
+        model.forget_users("secret-user-7")  # one id, or a sequence of them
         path = tmp_path / f"{type(model).__name__}.rf"
         model.save(path)
         assert b"secret-user-7" not in path.read_bytes()  # stored uncompressed: a plain grep finds any id

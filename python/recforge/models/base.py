@@ -417,9 +417,9 @@ class Recommender(ParamsMixin):
         u, i = _one_id(user, self.n_users, "user"), _one_id(item, self.n_items, "item")
         parts = self._explain_parts(u, i)
         model_score = float(check_scores(to_host(self._score_pairs(np.array([u]), np.array([i]))), self)[0])
-        to_external = self._id_map("user").to_external
-        return build_explanation(parts, to_external(np.array([u]))[0], self._id_map("item").to_external(
-            np.array([i]))[0], model_score, self._id_map("item"))  # fmt: skip
+        user_ids, item_ids = self._id_map("user"), self._id_map("item")
+        user_id, item_id = user_ids.to_external(np.array([u]))[0], item_ids.to_external(np.array([i]))[0]
+        return build_explanation(parts, user_id, item_id, model_score, item_ids)
 
     def explain_external(self, user, item) -> Explanation:
         """``explain`` for the data set's own user and item ids (unknown ones: a ValueError naming them)."""
@@ -455,8 +455,9 @@ class Recommender(ParamsMixin):
         learnt from them depends on the model (its ``_after_forget``): ALS re-solves the item side
         exactly without them, ItemKNN / EASE / MostPopular recompute their item statistics exactly
         (the same as a refit without them), the SGD models (BPR, SGDMF, MLPScorer) keep their item
-        side as trained: approximate (bench/RESULTS.md, "Forgetting", gives the measured distance to
-        a refit). ``history_`` is not saved and is left as it was.
+        side as trained: approximate (bench/RESULTS.md, "Forgetting users", gives the measured
+        distance to a refit); HybridMF refuses (TypeError). ``history_`` (per-epoch losses, not
+        saved) is left as it was.
         """
         return self._forget("user", users)
 
@@ -472,8 +473,6 @@ class Recommender(ParamsMixin):
     def _forget(self, side: str, ids):
         self._check_fitted()
         name = f"{side}s"
-        if not pd.api.types.is_list_like(ids) or isinstance(ids, (str, bytes)):
-            ids = [ids]
         idx = self._to_internal(side, ids, name)
         if len(np.unique(idx)) != len(idx):
             raise ValueError(f"{name} must not repeat an id")
