@@ -1,6 +1,6 @@
 """The thread-safety contract of the models (README, "Limits, Ctrl-C and threads").
 
-Each model has a readers-writer lock. The mutators (fit, fold-in, ``to``) hold it exclusively, so
+Each model has a readers-writer lock. The mutators (fit, fold-in, forget, ``to``) hold it exclusively, so
 they are atomic for other threads: a reader (recommend, score, save, ...) sees the state before or
 after them, never a mix, and two fits of one model run one after the other. Readers share it
 (concurrent recommends run in parallel, their kernels release the GIL). The mutating thread may

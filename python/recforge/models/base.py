@@ -86,7 +86,8 @@ class Recommender(ParamsMixin):
 
     Subclasses declare ``_param_spec``, implement ``fit`` (starting with ``_start_fit`` and ending
     with ``_finish_fit``), the ranking hooks ``_ranking_items`` / ``_ranking_queries`` (or their own
-    ``recommend``), and the state hooks ``_array_names`` / ``_restore``.
+    ``recommend``), and the state hooks ``_array_names`` / ``_restore``; ``_explain_parts``
+    (``explain``) and ``_after_forget`` (``forget_users`` / ``forget_items``) where they apply.
     """
 
     _param_spec = {"device": Param("device")}
