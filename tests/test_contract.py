@@ -286,7 +286,9 @@ def test_unfitted_model_raises_not_fitted(case, device, tmp_path):
     model = make(case, device)
     assert issubclass(rf.NotFittedError, ValueError)
     calls = [lambda: model.recommend([0]), lambda: model.score([0], [0]), lambda: model.save(tmp_path / "m.rf"),
-             lambda: model.recommend_all(), lambda: model.to("cpu"), lambda: model.n_users]  # fmt: skip
+             lambda: model.recommend_all(), lambda: model.to("cpu"), lambda: model.n_users,
+             lambda: model.explain(0, 0), lambda: model.explain_external(0, 0), lambda: model.forget_users([0]),
+             lambda: model.forget_items([0])]  # fmt: skip
     if hasattr(model, "partial_fit_users"):
         calls.append(lambda: model.partial_fit_users([0], sp.csr_matrix((1, 3), dtype=np.float32)))
     for call in calls:

@@ -129,6 +129,7 @@ class HybridMF(FactorModel):
         return self._finish_fit(train)
 
     def _forget(self, side, ids):
+        self._check_fitted()
         raise TypeError(
             f"HybridMF cannot forget {side}s: what it learnt from them lives in feature embeddings shared with "
             "other users and items; refit without them"
