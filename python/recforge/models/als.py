@@ -408,7 +408,9 @@ class ALS(RatingPredictions, FactorModel):
         without the forgotten rows (with ``alpha0 = 0`` and ``solver="cg"`` the untouched rows keep
         their CG solve, which never saw the forgotten rows either); the remaining rows of this side
         stay as they were, so the model equals a refit without them only at convergence, and then
-        only where the refit's optimum is unique (bench/RESULTS.md, "Forgetting users").
+        only where the refit's optimum is unique: exact ALS iterations afterwards
+        (``partial_fit_users`` / ``partial_fit_items`` of every row) reach it (ML-100K, alpha0 = 0:
+        50 of them match a converged refit to 3e-7; bench/RESULTS.md, "Forgetting users").
         """
         super()._after_forget(side, touched)
         other = "item" if side == "user" else "user"
