@@ -45,6 +45,7 @@ def _configs(rf):
         "ALS explicit f=16": (rf.ALS, {"factors": 16, "feedback": "explicit", "threads": 1}, "ratings"),
         "BPR f=64": (rf.BPR, {"factors": 64, "threads": 1}, "binary"),
         "SGDMF": (rf.SGDMF, {"threads": 1}, "ratings"),
+        "HybridMF warp f=32": (rf.HybridMF, {"threads": 1}, "binary"),
         "MLPScorer gmf f=16": (rf.MLPScorer, {"factors": 16, "mode": "gmf", "epochs": 5, "threads": 1}, "binary"),
         "ItemKNN": (rf.ItemKNN, {"threads": 1}, "binary"),
         "EASE": (rf.EASE, {"threads": 1}, "binary"),

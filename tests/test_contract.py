@@ -676,7 +676,6 @@ def test_explain_rejects_bad_input(case, data):
         model.explain_external(0, N_ITEMS + 3)
 
 
-@only([c for c in CASES if c.cls is not rf.HybridMF])
 @pytest.mark.parametrize("side", ["user", "item"])
 def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
     model = fit(make(case), data)
@@ -707,8 +706,11 @@ def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
 
 
 @only([c for c in CASES if c.cls is rf.HybridMF])
-def test_hybrid_refuses_to_forget(case, data):
-    model = fit(make(case), data)
-    with pytest.raises(TypeError, match="HybridMF cannot forget users"):
+def test_hybrid_with_features_refuses_to_forget(case, data):
+    features = sp.random(N_USERS, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    model = fit(make(case), data, user_features=features)
+    with pytest.raises(TypeError, match="HybridMF forgets users only when fitted without user_features"):
         model.forget_users([0])
     assert model.n_users == N_USERS
+    model.forget_items([0])  # the items are still their own features
+    assert model.n_items == N_ITEMS - 1 and model.item_embeddings.shape[0] == N_ITEMS - 1

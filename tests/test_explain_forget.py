@@ -157,7 +157,8 @@ def test_a_forgotten_user_leaves_nothing_in_the_saved_file(tmp_path):
     })  # fmt: skip
     data = rf.Interactions.from_pandas(df)
     for model in (rf.ALS(factors=3, epochs=2), rf.BPR(factors=3, epochs=2), rf.ItemKNN(), rf.EASE(regularization=1.0),
-                  rf.MostPopular(), rf.SGDMF(factors=3, epochs=2), rf.MLPScorer(factors=3, epochs=1)):  # fmt: skip
+                  rf.MostPopular(), rf.SGDMF(factors=3, epochs=2), rf.MLPScorer(factors=3, epochs=1),
+                  rf.HybridMF(factors=3, epochs=2)):  # fmt: skip
         model.fit(data, progress=False)
         n_factors_rows = model.n_users
         model.forget_users("secret-user-7")  # one id, or a sequence of them
@@ -168,7 +169,7 @@ def test_a_forgotten_user_leaves_nothing_in_the_saved_file(tmp_path):
             assert not [n for n in z.namelist() if "secret" in n]
         arrays = np.load(path)
         assert arrays["train_shape"].tolist() == [n_factors_rows - 1, 4]
-        for name in ("user_factors", "user_embedding", "user_bias"):
+        for name in ("user_factors", "user_embedding", "user_embeddings", "user_bias"):
             if name in arrays:
                 assert len(arrays[name]) == n_factors_rows - 1
         back = rf.load(path)

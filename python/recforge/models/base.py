@@ -455,10 +455,10 @@ class Recommender(ParamsMixin):
         lose the row, so a saved model holds nothing of them directly. What the other parameters
         learnt from them depends on the model (its ``_after_forget``): ALS re-solves the item side
         exactly without them, ItemKNN / EASE / MostPopular recompute their item statistics exactly
-        (the same as a refit without them), the SGD models (BPR, SGDMF, MLPScorer) keep their item
-        side as trained: approximate (bench/RESULTS.md, "Forgetting users", gives the measured
-        distance to a refit); HybridMF refuses (TypeError). ``history_`` (per-epoch losses, not
-        saved) is left as it was.
+        (the same as a refit without them), the SGD models (BPR, SGDMF, MLPScorer, HybridMF) keep
+        their item side as trained: approximate (bench/RESULTS.md, "Forgetting users", gives the
+        measured distance to a refit); HybridMF only without features on that side (TypeError
+        otherwise). ``history_`` (per-epoch losses, not saved) is left as it was.
         """
         return self._forget("user", users)
 
