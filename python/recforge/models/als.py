@@ -377,7 +377,7 @@ class ALS(RatingPredictions, FactorModel):
         ``A_u = sum_j z_j z_jᵀ + regularization n_u I``, ``t_j = r_j - mu - b_j``, base ``mu + b_i``.
         """
         history, values = self._history(u)
-        Y = to_host(self.item_factors).astype(np.float64)
+        Y, gram = self._explain_items()
         if self.explicit:
             item_bias = to_host(self.item_bias).astype(np.float64)
             Z = np.hstack([Y, np.ones((len(Y), 1))])
@@ -387,7 +387,7 @@ class ALS(RatingPredictions, FactorModel):
         else:
             Z, z_hist, targets = Y, Y[history], 1.0 + self.alpha * values
             lam = self.regularization * (len(history) + self.alpha0 * len(Y)) ** self.nu
-            A = self.alpha0 * (Y.T @ Y) + (z_hist.T * (targets - self.alpha0)) @ z_hist + lam * np.eye(Y.shape[1])
+            A = self.alpha0 * gram + (z_hist.T * (targets - self.alpha0)) @ z_hist + lam * np.eye(Y.shape[1])
             base = 0.0
         if not len(history):  # no history: zero factors (and bias), the kernel's convention
             return ScoreParts(history, values, np.zeros(0), base, base, "exact")
@@ -398,6 +398,15 @@ class ALS(RatingPredictions, FactorModel):
         weights = scipy.linalg.cho_solve(factor, Z[i])  # A_u^-1 z_i (A_u is symmetric)
         contributions = targets * (z_hist @ weights)
         return ScoreParts(history, values, contributions, base, base + float(contributions.sum()), "exact")
+
+    def _explain_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """The item factors in float64 and their Gram ``YᵀY``, kept until the model changes (``_invalidate``):
+        the Gram costs n_items x factors^2, far more than one user's system."""
+        cache = self.__dict__.get("_explain_cache")
+        if cache is None:
+            Y = to_host(self.item_factors).astype(np.float64)
+            cache = self._explain_cache = (Y, Y.T @ Y)
+        return cache
 
     def _after_forget(self, side, touched):
         """Re-solve the other side exactly against the remaining rows (one exact half-step on it).

@@ -171,6 +171,7 @@ class Recommender(ParamsMixin):
         """Drop cached ranking vectors: the fitted arrays changed (fit epoch, fold-in, load, ``to``)."""
         self.__dict__.pop("_rank_cache", None)
         self.__dict__.pop("_rank_cache_unit", None)
+        self.__dict__.pop("_explain_cache", None)
 
     def fit(self, interactions, callback=None, progress: bool | None = None):
         raise NotImplementedError
