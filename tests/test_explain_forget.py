@@ -50,6 +50,11 @@ def test_als_implicit_contributions_match_the_normal_equations(ratings, params):
         # The score of the user re-solved by the model's own (float32 C++) fold-in.
         x = model.recalculate_user(ratings[user])[0]
         assert e.score == pytest.approx(float(x @ model.item_factors[item]), rel=1e-4, abs=1e-5)
+    # The items' Gram is kept between calls: a change of the model drops it.
+    model.partial_fit_items(np.arange(10), ratings.T.tocsr()[10:20])
+    want = implicit_reference(model, ratings[0], 3)
+    got = model.explain(0, 3).contributions.set_index("index")["contribution"].loc[ratings[0].indices].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
 
 
 def test_als_explanation_sums_to_the_models_score_once_the_user_is_solved_exactly(ratings):
