@@ -90,11 +90,12 @@ RECFORGE_INLINE std::int64_t count_at_least(const float* scores, std::int64_t t,
 // Positive finite floats order as their bit patterns do, so the k-th best score is found by a
 // binary search over bit patterns, each step one branch-free counting pass: cheaper than a
 // selection algorithm's data-dependent branches, and done as soon as a bar leaves exactly k
-// entries above it. Of entries equal to the k-th best, the lowest ids stay. `ties` is scratch.
+// entries above it. Of entries equal to the k-th best, the lowest ids stay. `ties` and `flags` are scratch.
 // Compiled per instruction set (the passes are wide compares; any set gives the same result).
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
 std::int64_t keep_best_positive(const float* scores, const std::int32_t* ids, std::int64_t t, std::int64_t k,
-                                std::int32_t* out_ids, float* out_scores, std::vector<std::int32_t>& ties) {
+                                std::int32_t* out_ids, float* out_scores, std::vector<std::int32_t>& ties,
+                                std::vector<std::uint32_t>& flags) {
     if (k < 1) return 0;
     const auto as_float = [](std::uint32_t bits) {
         float f;
@@ -142,14 +143,17 @@ std::int64_t keep_best_positive(const float* scores, const std::int32_t* ids, st
             last_tie = ties[static_cast<std::size_t>(k - above - 1)];
         }
     }
-    // Branch-free compaction (which entries stay is unpredictable): every entry is written at the
-    // next free slot, which only advances past kept ones, so out_* hold k + 1 slots.
+    // Branch-free compaction (which entries stay is unpredictable): the flags in one vectorised
+    // pass, then every entry is written at the next free slot, which only advances past kept ones,
+    // so out_* hold k + 1 slots.
+    flags.resize(static_cast<std::size_t>(t));
+    std::uint32_t* keep = flags.data();
+    for (std::int64_t x = 0; x < t; ++x) keep[x] = (scores[x] > bar) | ((scores[x] == bar) & (ids[x] <= last_tie));
     std::int64_t kept = 0;
     for (std::int64_t x = 0; x < t; ++x) {
-        const float score = scores[x];
         out_ids[kept] = ids[x];
-        out_scores[kept] = score;
-        kept += (score > bar) | ((score == bar) & (ids[x] <= last_tie));
+        out_scores[kept] = scores[x];
+        kept += keep[x];
     }
     return kept;
 }
@@ -201,8 +205,11 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
     }
 
     const std::int64_t width = std::min<std::int64_t>(k, std::max<std::int64_t>(n - 1, 0));
-    std::vector<std::int32_t> best_ids(static_cast<std::size_t>(n * width));
-    std::vector<float> best_sims(static_cast<std::size_t>(n * width));
+    // Item i's neighbours go to slots [i * width, i * width + count) of the result's own arrays,
+    // packed to the front once every item is done: no second buffer, no copy.
+    Neighbours out;
+    out.indices.resize(static_cast<std::size_t>(n * width));
+    out.data.resize(static_cast<std::size_t>(n * width));
     std::vector<std::int64_t> indptr(static_cast<std::size_t>(n) + 1, 0);
 
     struct Scratch {
@@ -211,6 +218,7 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
         std::vector<float> sims, maxima;          // candidates' similarities, scratch
         std::vector<std::int32_t> best_ids;       // the selection (width + 1 slots)
         std::vector<float> best_sims;
+        std::vector<std::uint32_t> flags;
     };
     const int nt = resolve_threads(threads);
     std::vector<Scratch> scratch(static_cast<std::size_t>(nt));
@@ -287,20 +295,25 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
         // The candidates, in id order (dense) or touched order (the data's): the same on any thread count.
         const std::int64_t kept = keep_best_positive(s.sims.data(), s.touched.data(),
                                                      static_cast<std::int64_t>(s.sims.size()), width, s.best_ids.data(),
-                                                     s.best_sims.data(), s.ties);
-        std::copy_n(s.best_ids.begin(), kept, best_ids.begin() + i * width);
-        std::copy_n(s.best_sims.begin(), kept, best_sims.begin() + i * width);
+                                                     s.best_sims.data(), s.ties, s.flags);
+        std::copy_n(s.best_ids.begin(), kept, out.indices.begin() + i * width);
+        std::copy_n(s.best_sims.begin(), kept, out.data.begin() + i * width);
         indptr[i + 1] = kept;
     });
 
-    Neighbours out;
-    for (std::int64_t i = 0; i < n; ++i) indptr[i + 1] += indptr[i];
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t c = indptr[i + 1];
+        indptr[i + 1] += indptr[i];
+        // Moves left (indptr[i] <= i * width), so a row never overwrites one still to move.
+        if (indptr[i] == i * width) continue;
+        std::copy_n(out.indices.begin() + i * width, c, out.indices.begin() + indptr[i]);
+        std::copy_n(out.data.begin() + i * width, c, out.data.begin() + indptr[i]);
+    }
     out.indices.resize(static_cast<std::size_t>(indptr[n]));
     out.data.resize(static_cast<std::size_t>(indptr[n]));
-    for (std::int64_t i = 0; i < n; ++i) {
-        const std::int64_t c = indptr[i + 1] - indptr[i];
-        std::copy_n(best_ids.begin() + i * width, c, out.indices.begin() + indptr[i]);
-        std::copy_n(best_sims.begin() + i * width, c, out.data.begin() + indptr[i]);
+    if (2 * indptr[n] < n * width) {  // most items have fewer than K neighbours: do not hold the room
+        out.indices.shrink_to_fit();
+        out.data.shrink_to_fit();
     }
     out.indptr = std::move(indptr);
     return out;
