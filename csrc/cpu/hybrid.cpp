@@ -56,11 +56,33 @@ RECFORGE_INLINE void update_bias(const CsrView& F, std::int64_t row, float grad,
     }
 }
 
-RECFORGE_INLINE bool is_positive(const CsrView& m, std::int64_t u, std::int32_t i) {
-    const std::int32_t* begin = m.indices + m.indptr[u];
-    const std::int32_t* end = m.indices + m.indptr[u + 1];
-    return std::binary_search(begin, end, i);
-}
+// Whether item i is in user u's row of `m`: one bit of a users x items bitmap when that fits in
+// kBitmapBits (an unpredictable binary search per negative draw cost as much as a representation),
+// else a binary search of the row.
+constexpr std::int64_t kBitmapBits = std::int64_t{1} << 27;  // 16 MiB
+
+struct Positives {
+    const CsrView& m;
+    std::vector<std::uint64_t> bits;  // empty: binary search
+
+    explicit Positives(const CsrView& rows) : m(rows) {
+        if (m.n_rows > kBitmapBits / std::max<std::int64_t>(m.n_cols, 1)) return;
+        bits.assign(static_cast<std::size_t>((m.n_rows * m.n_cols + 63) / 64), 0);
+        for (std::int64_t u = 0; u < m.n_rows; ++u)
+            for (std::int64_t p = m.indptr[u]; p < m.indptr[u + 1]; ++p) {
+                const std::int64_t at = u * m.n_cols + m.indices[p];
+                bits[static_cast<std::size_t>(at >> 6)] |= std::uint64_t{1} << (at & 63);
+            }
+    }
+
+    RECFORGE_INLINE bool contains(std::int64_t u, std::int32_t i) const {
+        if (!bits.empty()) {
+            const std::int64_t at = u * m.n_cols + i;
+            return (bits[static_cast<std::size_t>(at >> 6)] >> (at & 63)) & 1;
+        }
+        return std::binary_search(m.indices + m.indptr[u], m.indices + m.indptr[u + 1], i);
+    }
+};
 
 RECFORGE_INLINE float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
@@ -72,9 +94,10 @@ struct Partial {
 // The samples of one block, on its own random stream. Compiled once per instruction set; the
 // loader picks the widest the CPU has.
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-Partial run_block(const CsrView& positives, const CsrView& user_features, const CsrView& item_features,
-                  const std::int32_t* negatives, std::int64_t n_negatives, const Params& params, const Step& step,
-                  const std::int32_t* owner, std::int64_t block, std::int64_t count) {
+Partial run_block(const CsrView& positives, const Positives& is_positive, const CsrView& user_features,
+                  const CsrView& item_features, const std::int32_t* negatives, std::int64_t n_negatives,
+                  const Params& params, const Step& step, const std::int32_t* owner, std::int64_t block,
+                  std::int64_t count) {
     const std::int64_t nnz = positives.nnz();
     const int f = params.factors;
     SplitMix64 rng(epoch_thread_seed(step.seed, step.epoch, static_cast<std::uint64_t>(block)));
@@ -102,7 +125,7 @@ Partial run_block(const CsrView& positives, const CsrView& user_features, const 
         while (draws < max_draws) {
             const std::int32_t c = negatives[rng.below(static_cast<std::uint64_t>(n_negatives))];
             ++draws;
-            if (is_positive(positives, u, c)) continue;
+            if (is_positive.contains(u, c)) continue;
             represent(item_features, c, params.item_emb, params.item_bias, f, jv, &bj);
             sj = simd::dot(uv, jv, f) + bj;
             if (step.loss != Loss::warp || sj > si - 1.0f) {
@@ -159,10 +182,11 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
         std::fill(owner.begin() + positives.indptr[u], owner.begin() + positives.indptr[u + 1],
                   static_cast<std::int32_t>(u));
 
+    const Positives is_positive(positives);
     parallel_for(0, blocks, step.threads, 1, [&](std::int64_t block) {
         const std::int64_t count = std::min(kBlock, nnz - block * kBlock);
-        partial[block] = run_block(positives, user_features, item_features, negatives, n_negatives, params, step,
-                                   owner.data(), block, count);
+        partial[block] = run_block(positives, is_positive, user_features, item_features, negatives, n_negatives, params,
+                                   step, owner.data(), block, count);
     });
     EpochStats stats;
     for (const Partial& p : partial) {
