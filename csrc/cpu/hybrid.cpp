@@ -17,18 +17,33 @@ namespace {
 constexpr std::int64_t kBlock = 4096;  // samples per random stream
 constexpr float kEps = 1e-6f;
 
-// out = sum_k F[row, k] * emb[k] (f floats); bias (when given) = sum_k F[row, k] * b[k].
-RECFORGE_INLINE void represent(const CsrView& F, std::int64_t row, const float* emb, const float* b, int f, float* out,
-                               float* bias) {
-    std::fill(out, out + f, 0.0f);
-    float total = 0.0f;
-    for (std::int64_t p = F.indptr[row]; p < F.indptr[row + 1]; ++p) {
-        const float w = F.data[p];
-        const float* e = emb + static_cast<std::int64_t>(F.indices[p]) * f;
-        for (int d = 0; d < f; ++d) out[d] += w * e[d];
-        if (b) total += w * b[F.indices[p]];
+// out = sum_k F[row, k] * emb[k] (f floats); bias (when given) = sum_k F[row, k] * b[k]. Sixteen
+// lanes at a time, summed over the row's features in a register (the same additions, in the same
+// order, as a loop over features outside), then stored once.
+RECFORGE_INLINE void represent(const CsrView& F, std::int64_t row, const float* emb, const float* b, int f,
+                               float* __restrict out, float* bias) {
+    const std::int64_t begin = F.indptr[row], end = F.indptr[row + 1];
+    int d = 0;
+#if defined(__GNUC__)
+    for (; d + 16 <= f; d += 16) {
+        simd::v16f acc = {};
+        for (std::int64_t p = begin; p < end; ++p)
+            acc += F.data[p] *
+                   *reinterpret_cast<const simd::v16f*>(emb + static_cast<std::int64_t>(F.indices[p]) * f + d);
+        *reinterpret_cast<simd::v16f*>(out + d) = acc;
     }
-    if (bias) *bias = total;
+#endif
+    for (; d < f; ++d) {
+        float acc = 0.0f;
+        for (std::int64_t p = begin; p < end; ++p)
+            acc += F.data[p] * emb[static_cast<std::int64_t>(F.indices[p]) * f + d];
+        out[d] = acc;
+    }
+    if (bias) {
+        float total = 0.0f;
+        for (std::int64_t p = begin; p < end; ++p) total += F.data[p] * b[F.indices[p]];
+        *bias = total;
+    }
 }
 
 // Adagrad ascent along `grad` (f floats, the gradient of the objective with respect to the
@@ -109,8 +124,10 @@ Partial run_block(const CsrView& positives, const Positives& is_positive, const 
     float* gi = gu + f;
     float* gj = gi + f;
     Partial out;
+    const auto draw_positive = [&] { return static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz))); };
+    std::int64_t next = draw_positive();
     for (std::int64_t t = 0; t < count; ++t) {
-        const std::int64_t p = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz)));
+        const std::int64_t p = next;
         const std::int64_t u = owner[p];
         const std::int32_t i = positives.indices[p];
         represent(user_features, u, params.user_emb, nullptr, f, uv, nullptr);
@@ -133,6 +150,11 @@ Partial run_block(const CsrView& positives, const Positives& is_positive, const 
                 break;
             }
         }
+        // The next sample's positive, drawn where the stream would draw it anyway, and fetched from
+        // memory while this sample's updates run.
+        next = draw_positive();
+        __builtin_prefetch(owner + next);
+        __builtin_prefetch(positives.indices + next);
         if (j < 0) continue;
         // d objective / d score_i and d score_j.
         float di, dj;
