@@ -1,6 +1,7 @@
-"""Choosing HybridMF's defaults on validation splits (never the test files): ML-100K, the cold-start
-bench's features, each protocol's *training* part split again the same way (20% of its users, or of
-its items, held out as validation-cold), seeds 0-2; mean AUC / NDCG@20 of recforge configurations and
+"""Choosing HybridMF's defaults on validation splits (never the test files): ML-100K and
+ml-latest-small with the cold-start bench's features, each protocol's *training* part split again
+the same way (20% of its users, or of its items, held out as validation-cold; seeds 0-2, 0-1 on
+ml-latest-small); mean AUC / NDCG@20 of recforge configurations and
 LightFM (lightfm-next, same features, same factors/epochs/lr) on the same validation splits.
 
 Run: ``RECFORGE_DATA=... python bench/hybrid_validation.py [--threads 2]`` (prints a Markdown table).
@@ -20,7 +21,8 @@ import bench_coldstart as bc  # noqa: E402
 
 # name -> HybridMF parameters ("mixed_weight": the module's MIXED_WEIGHT for that fit).
 CONFIGS = {
-    "mixed (default, weight 4)": {},
+    "mixed (default, weight 12)": {},
+    "mixed weight 4": {"mixed_weight": 4},
     "mixed weight 8": {"mixed_weight": 8},
     "mixed weight 16": {"mixed_weight": 16},
     "interacted": {"negatives": "interacted"},
@@ -44,10 +46,11 @@ def main():
     args = parser.parse_args()
     ctx = types.SimpleNamespace(data_dir=None, not_measured={}, threads=args.threads, log=lambda *a: None,
                                 dataset=lambda name, fn, *a, **k: fn(*a, **k))  # fmt: skip
-    inter, fu, fi = bc.movielens_100k(ctx)
+    ml100k, latest = bc.movielens_100k(ctx), bc.movielens_latest_small(ctx)
+    protocols = {"user-cold": (ml100k, 0, 3), "item-cold": (ml100k, 1, 3), "ml-latest-small item-cold": (latest, 1, 2)}
     results: dict[tuple[str, str], list[float]] = {}
-    for protocol, axis in (("user-cold", 0), ("item-cold", 1)):
-        for seed in range(3):
+    for protocol, ((inter, fu, fi), axis, seeds) in protocols.items():
+        for seed in range(seeds):
             outer_train, _, _ = bc.holdout_entities(inter.csr, axis, 0.2, seed)  # the test part is never read
             train, val, held = bc.holdout_entities(outer_train, axis, 0.2, 100 + seed)
             users = np.flatnonzero(np.diff(val.indptr))
@@ -72,7 +75,7 @@ def main():
     metrics = ["auc", "ndcg@20", "auc cold-only", "ndcg@20 cold-only"]
     print("| protocol | model | " + " | ".join(metrics) + " |")
     print("|---|---|" + "---:|" * len(metrics))
-    for protocol in ("user-cold", "item-cold"):
+    for protocol in protocols:
         for name in [*args.configs.split(";"), "LightFM"]:
             cells = [f"{np.mean(results[(protocol, name, m)]):.4f}" if (protocol, name, m) in results else ""
                      for m in metrics]  # fmt: skip
