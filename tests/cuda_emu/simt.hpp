@@ -8,6 +8,7 @@
 #pragma once
 
 #include <barrier>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <thread>
