@@ -32,8 +32,8 @@ def emulator(tmp_path_factory) -> Emulator:
 
 def _patch(mp, emulator, budget=64 << 20, free=1 << 30, block=64, grid=3) -> None:
     for attr, value in (("_xp", lambda: np), ("_launch", emulator.launch), ("_memory_budget", lambda: budget),
-                        ("_free_memory", lambda: free), ("_pinned", np.array), ("BLOCK", block),
-                        ("MAX_GRID", grid)):  # fmt: skip
+                        ("_free_memory", lambda: free), ("_pinned", np.array), ("_max_shared", lambda: 48 << 10),
+                        ("BLOCK", block), ("MAX_GRID", grid)):  # fmt: skip
         mp.setattr(cuda, attr, value)
 
 
@@ -78,9 +78,12 @@ def test_every_als_kernel_is_launched_with_matching_types(gpu):
     assert set(gpu.launches) == set(kernels.SOURCES["als.cu"])
 
 
-@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+@pytest.mark.parametrize("solver", ["cg", "cholesky", "cholesky-in-global-memory"])
 @pytest.mark.parametrize("f", [1, 5, 32, 40])
-def test_implicit_half_step_matches_the_cpu(gpu, solver, f):
+def test_implicit_half_step_matches_the_cpu(gpu, monkeypatch, solver, f):
+    if solver == "cholesky-in-global-memory":  # a device without room for the matrix in shared memory
+        monkeypatch.setattr(cuda, "_max_shared", lambda: 4 * f * f - 4)
+        solver = "cholesky"
     rng = np.random.default_rng(f)
     m = interactions(rng, 40, 30, 0.2, empty_rows=[0, 7])
     Y, X0 = factors(rng, 30, f), factors(rng, 40, f)
@@ -238,6 +241,16 @@ def test_csr_keeps_int64_row_pointers_and_validates(gpu):
     bad = sp.csr_matrix((np.ones(1, np.float32), np.array([7], np.int32), np.array([0, 1, 1, 1, 1, 1])), shape=(5, 4))
     with pytest.raises(ValueError, match="ratings"):
         cuda.csr(bad, "ratings")
+
+
+def test_the_cholesky_launch_asks_for_shared_memory_only_where_it_fits(gpu, monkeypatch):
+    launches = []
+    monkeypatch.setattr(cuda, "_launch", lambda kernel, n, args, shared=0: launches.append((kernel, args[4], shared)))
+    A, b = np.zeros((3, 128, 128), np.float32), np.zeros((3, 128), np.float32)
+    for limit in (227 << 10, 48 << 10):  # an H100's opt-in limit: f = 128 in shared memory; 48 KiB: global memory
+        monkeypatch.setattr(cuda, "_max_shared", lambda v=limit: v)
+        cuda._solve_spd(A, b, 0)
+    assert launches == [("rf_cholesky_solve", 1, 4 * 128 * 128), ("rf_cholesky_solve", 0, 0)]
 
 
 def test_factor_arrays_are_checked_before_any_launch(gpu):

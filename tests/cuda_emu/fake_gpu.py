@@ -83,7 +83,7 @@ def _module() -> types.ModuleType:
         setattr(cupy, name, getattr(np, name))
     cupy.linalg = types.SimpleNamespace(norm=_wrap(np.linalg.norm))
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, memGetInfo=lambda: (8 << 30, 16 << 30))
-    device = types.SimpleNamespace(synchronize=lambda: None)
+    device = types.SimpleNamespace(synchronize=lambda: None, attributes={"MaxSharedMemoryPerBlockOptin": 48 << 10})
     cupy.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda *a: device)
     pool = _Pool()
     cupy.get_default_memory_pool = lambda: pool

@@ -88,9 +88,18 @@ def _launch(kernel: str, n_blocks: int, args: tuple, shared: int = 0) -> None:
     threads, on the current stream."""
     if n_blocks < 1:
         return
-    if shared > MAX_SHARED:
-        raise ValueError(f"{kernel}: {shared} bytes of shared memory exceed the {MAX_SHARED} available")
-    kernels.function(_SOURCE_OF[kernel], kernel)((min(int(n_blocks), MAX_GRID),), (BLOCK,), args, shared_mem=shared)
+    if shared > _max_shared():
+        raise ValueError(f"{kernel}: {shared} bytes of shared memory exceed the {_max_shared()} available")
+    fn = kernels.function(_SOURCE_OF[kernel], kernel)
+    if shared > MAX_SHARED:  # above the default a kernel must opt in (up to the device's limit, checked above)
+        fn.max_dynamic_shared_size_bytes = shared
+    fn((min(int(n_blocks), MAX_GRID),), (BLOCK,), args, shared_mem=shared)
+
+
+def _max_shared() -> int:
+    """Dynamic shared memory one block may use on this device with the opt-in (227 KiB on an H100)."""
+    attributes = _xp().cuda.Device().attributes
+    return int(attributes.get("MaxSharedMemoryPerBlockOptin", MAX_SHARED))
 
 
 # cuBLAS enums (cublas_api.h / library_types.h): CUDA_R_32F, CUBLAS_COMPUTE_32F[_FAST_TF32|_FAST_16BF].
@@ -439,7 +448,7 @@ def _solve_spd(A, b, first_row: int) -> None:
     if count == 0:
         return
     info = xp.zeros(count, _i32)
-    use_shared = 4 * d * d <= MAX_SHARED
+    use_shared = 4 * d * d <= _max_shared()  # f <= 110 at the default 48 KiB, f <= 237 on an H100
     _launch("rf_cholesky_solve", count, (A, b, _i64(count), _i32(d), _i32(use_shared), info),
             shared=4 * d * d if use_shared else 0)  # fmt: skip
     if int(info.max()):
