@@ -45,7 +45,7 @@ def _xp():
 def _not_yet(fn_name: str):
     def missing(*args, **kwargs):
         raise NotImplementedError(
-            f"recforge has no GPU kernel for {fn_name} yet (the training kernels arrive with issue 13): fit on "
+            f"recforge has no GPU kernel for {fn_name} yet (only ALS trains on the GPU so far): fit on "
             "device='cpu', then model.to('cuda') for recommend / evaluate on the GPU"
         )
 
