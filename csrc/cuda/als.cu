@@ -126,7 +126,6 @@ extern "C" __global__ void rf_als_normal_equations(const rf_i64* indptr, rf_i64 
 // solved, 1 when A[s] is not positive definite (b[s] then holds garbage; cuda.py raises).
 extern "C" __global__ void rf_cholesky_solve(float* A, float* b, rf_i64 count, int d, int use_shared, int* info) {
     RF_DYNAMIC_SHARED(float, shared_matrix);
-    __shared__ int failed;
     const rf_i64 dd = (rf_i64)d * d;
     for (rf_i64 s = blockIdx.x; s < count; s += gridDim.x) {
         float* M = A + s * dd;
@@ -135,21 +134,21 @@ extern "C" __global__ void rf_cholesky_solve(float* A, float* b, rf_i64 count, i
             for (rf_i64 e = threadIdx.x; e < dd; e += blockDim.x) shared_matrix[e] = M[e];
             M = shared_matrix;
         }
-        if (threadIdx.x == 0) failed = 0;
         __syncthreads();
-        // Right-looking factorisation, one column at a time: pivot, scale the column, update the trailing
-        // lower triangle.
+        // Right-looking factorisation, one column per two barriers. Every thread reads the pivot and
+        // decides alike (no shared flag); the diagonal is written in the second phase, where nobody
+        // reads it, and the trailing lower triangle is updated from the scaled column.
+        int failed = 0;
         for (int k = 0; k < d; ++k) {
-            if (threadIdx.x == 0) {
-                const float pivot = M[(rf_i64)k * d + k];
-                if (!(pivot > 0.0f) || pivot > 3.0e38f) failed = 1;  // also NaN and inf
-                else M[(rf_i64)k * d + k] = sqrtf(pivot);
+            const float pivot = M[(rf_i64)k * d + k];
+            if (!(pivot > 0.0f) || pivot > 3.0e38f) {  // also NaN and inf; the same for every thread
+                failed = 1;
+                break;
             }
-            __syncthreads();
-            if (failed) break;  // the same value for every thread of the block
-            const float diag = M[(rf_i64)k * d + k];
+            const float diag = sqrtf(pivot);
             for (int i = k + 1 + (int)threadIdx.x; i < d; i += (int)blockDim.x) M[(rf_i64)i * d + k] /= diag;
             __syncthreads();
+            if (threadIdx.x == 0) M[(rf_i64)k * d + k] = diag;
             const rf_i64 n = d - k - 1;
             for (rf_i64 e = threadIdx.x; e < n * n; e += blockDim.x) {
                 const int i = k + 1 + (int)(e / n), j = k + 1 + (int)(e % n);
@@ -158,20 +157,28 @@ extern "C" __global__ void rf_cholesky_solve(float* A, float* b, rf_i64 count, i
             __syncthreads();
         }
         if (!failed) {
-            for (int k = 0; k < d; ++k) {  // L y = b
-                if (threadIdx.x == 0) x[k] /= M[(rf_i64)k * d + k];
-                __syncthreads();
-                for (int i = k + 1 + (int)threadIdx.x; i < d; i += (int)blockDim.x) x[i] -= M[(rf_i64)i * d + k] * x[k];
+            // L y = b, then Lᵀ x = y, one barrier per column: every thread computes the column's solved
+            // value itself and updates its own entries; thread 0 stores the value one phase later, when
+            // nobody reads that entry any more.
+            float solved = 0.0f;
+            for (int k = 0; k < d; ++k) {
+                if (threadIdx.x == 0 && k > 0) x[k - 1] = solved;
+                solved = x[k] / M[(rf_i64)k * d + k];
+                for (int i = k + 1 + (int)threadIdx.x; i < d; i += (int)blockDim.x)
+                    x[i] -= M[(rf_i64)i * d + k] * solved;
                 __syncthreads();
             }
-            for (int k = d - 1; k >= 0; --k) {  // Lᵀ x = y
-                if (threadIdx.x == 0) x[k] /= M[(rf_i64)k * d + k];
-                __syncthreads();
-                for (int i = (int)threadIdx.x; i < k; i += (int)blockDim.x) x[i] -= M[(rf_i64)k * d + i] * x[k];
+            if (threadIdx.x == 0) x[d - 1] = solved;
+            __syncthreads();
+            for (int k = d - 1; k >= 0; --k) {
+                if (threadIdx.x == 0 && k < d - 1) x[k + 1] = solved;
+                solved = x[k] / M[(rf_i64)k * d + k];
+                for (int i = (int)threadIdx.x; i < k; i += (int)blockDim.x) x[i] -= M[(rf_i64)k * d + i] * solved;
                 __syncthreads();
             }
+            if (threadIdx.x == 0) x[0] = solved;
         }
         if (threadIdx.x == 0) info[s] = failed;
-        __syncthreads();  // `failed` and the shared matrix are reused by the next system
+        __syncthreads();  // the shared matrix is reused by the next system
     }
 }
