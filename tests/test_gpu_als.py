@@ -40,7 +40,7 @@ def data():
 
 
 def fitted(data, device, **params):
-    model = rf.ALS(device=device, calculate_loss=True, epochs=15, threads=2, seed=3, **params)
+    model = rf.ALS(device=device, calculate_loss=True, threads=2, seed=3, **{"epochs": 15, **params})
     return model.fit(data, progress=False)
 
 
@@ -125,8 +125,8 @@ def test_fold_in_and_recommend_for_rows_on_the_device_match_the_cpu(data, feedba
     np.testing.assert_allclose(host(got_scores), want_scores, rtol=1e-3, atol=1e-4)
     new_rows = data[[0, 1]]
     for model in (cpu_model, gpu_model):
-        model.partial_fit_users(np.array([0, 300]), new_rows)  # one re-solved, one new user
         model.partial_fit_items(np.array([2]), data.T.tocsr()[[9]])
+        model.partial_fit_users(np.array([0, 300]), new_rows)  # one re-solved, one new user
     for name in ("user_factors", "item_factors") + (("user_bias", "item_bias") if feedback == "explicit" else ()):
         np.testing.assert_allclose(host(getattr(gpu_model, name)), getattr(cpu_model, name), rtol=1e-3, atol=1e-4)
     assert gpu_model.user_factors.shape[0] == 301
