@@ -13,21 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from cuda_emu.emulator import Emulator, build
+from cuda_emu.emulator import Emulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recforge._ops import cpu, cuda, kernels
 
 IMPLICIT = {"alpha": 2.0, "regularization": 0.1, "alpha0": 0.5, "nu": 0.5}
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Emulator:
-    emu = build(tmp_path_factory.mktemp("cuda_als_emu"))
-    if emu is None:
-        pytest.skip("g++ not found: the CUDA kernels' CPU emulation needs a C++20 compiler")
-    return emu
 
 
 def _patch(mp, emulator, budget=64 << 20, free=1 << 30, block=64, grid=3) -> None:

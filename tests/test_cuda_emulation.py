@@ -17,20 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from cuda_emu.emulator import Emulator, build, numpy_gemm
+from cuda_emu.emulator import Emulator, numpy_gemm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recforge as rf
 from recforge._ops import cpu, cuda
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Emulator:
-    emu = build(tmp_path_factory.mktemp("cuda_emu"))
-    if emu is None:
-        pytest.skip("g++ not found: the CUDA kernels' CPU emulation needs a C++20 compiler")
-    return emu
 
 
 @pytest.fixture

@@ -409,6 +409,36 @@ def _check_factors(a, rows: int, cols: int, name: str) -> None:
         raise ValueError(f"{name} must be a C-contiguous float32 GPU array of shape {shape}, got {what}")
 
 
+def _checked(m, name: str, X, Y, own_bias=None, other_bias=None):
+    """(``csr(m, name)``, f) once ``X`` (rows of ``m`` x f), ``Y`` (columns of ``m`` x f) and the biases
+    given (one per row / column) are checked: what every ALS op does before a launch."""
+    m = csr(m, name)
+    n, n_cols = m.shape
+    f = Y.shape[1] if getattr(Y, "ndim", 0) == 2 else 0
+    _check_factors(Y, n_cols, f, "Y")
+    _check_factors(X, n, f, "X")
+    if own_bias is not None:
+        _check_factors(own_bias, n, 0, "own_bias")
+    if other_bias is not None:
+        _check_factors(other_bias, n_cols, 0, "other_bias")
+    return m, f
+
+
+def _solve_normal_equations(m: DeviceCsr, r0: int, r1: int, Y, A, b, *, explicit: bool, alpha: float = 0.0,
+                            alpha0: float = 0.0, global_mean: float = 0.0, other_bias=None) -> None:  # fmt: skip
+    """Add the terms of the nonzeros of rows ``r0:r1`` to their normal equations ``A`` (rows x d x d) and
+    ``b`` (rows x d) on the device (``rf_als_normal_equations``), then solve them in place (x in ``b``)."""
+    xp = _xp()
+    rows, d = b.shape
+    f = Y.shape[1]
+    bias = xp.zeros(1, np.float32) if other_bias is None else other_bias
+    indptr, indices, data = m.block(r0, r1)
+    _launch("rf_als_normal_equations", -(-rows * d * (d + 1) // BLOCK),
+            (indptr, _i64(rows), indices, data, Y, _i64(m.shape[1]), _i32(f), _i32(d), _i32(explicit),
+             np.float32(alpha), np.float32(alpha0), np.float32(global_mean), bias, A, b))  # fmt: skip
+    _solve_spd(A, b, r0)
+
+
 def _batches(m: DeviceCsr, bytes_per_row: int, bytes_per_nnz: int):
     """Row ranges (r0, r1) covering ``m`` whose buffers (``bytes_per_row`` per row, ``bytes_per_nnz`` per
     stored entry, plus the copied nonzeros when ``m`` is streamed) fit ``_memory_budget``; >= 1 row each."""
@@ -478,11 +508,8 @@ def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, s
     (``rf_als_normal_equations``) and solved by ``rf_cholesky_solve``. ``threads`` is ignored.
     """
     xp = _xp()
-    m = csr(m)
-    n, n_cols = m.shape
-    f = Y.shape[1] if Y.ndim == 2 else 0
-    _check_factors(Y, n_cols, f, "Y")
-    _check_factors(X, n, f, "X")
+    m, f = _checked(m, "interactions", X, Y)
+    n_cols = m.shape[1]
     _check_factors(YtY, f, f, "YtY")
     if solver not in ("cg", "cholesky"):
         raise ValueError(f"solver must be 'cg' or 'cholesky', got {solver!r}")
@@ -501,11 +528,7 @@ def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, s
         A[...] = base
         A[:, eye, eye] += xp.asarray(lam[r0:r1])[:, None]
         b = xp.zeros((r1 - r0, f), np.float32)
-        indptr, indices, data = m.block(r0, r1)
-        _launch("rf_als_normal_equations", -(-(r1 - r0) * f * (f + 1) // BLOCK),
-                (indptr, _i64(r1 - r0), indices, data, Y, _i64(n_cols), _i32(f), _i32(f), _i32(0), np.float32(alpha),
-                 np.float32(alpha0), np.float32(0.0), xp.zeros(1, np.float32), A, b))  # fmt: skip
-        _solve_spd(A, b, r0)
+        _solve_normal_equations(m, r0, r1, Y, A, b, explicit=False, alpha=alpha, alpha0=alpha0)
         X[r0:r1] = b
 
 
@@ -557,13 +580,7 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
     ``regularization * n_u`` on the diagonal) are built on the device and solved by Cholesky.
     """
     xp = _xp()
-    m = csr(m, "ratings")
-    n, n_cols = m.shape
-    f = Y.shape[1] if Y.ndim == 2 else 0
-    _check_factors(Y, n_cols, f, "Y")
-    _check_factors(X, n, f, "X")
-    _check_factors(other_bias, n_cols, 0, "other_bias")
-    _check_factors(own_bias, n, 0, "own_bias")
+    m, f = _checked(m, "ratings", X, Y, own_bias, other_bias)
     d = f + 1
     lam = (np.float32(regularization) * m.row_counts().astype(np.float32)).astype(np.float32)
     eye = xp.arange(d)
@@ -571,11 +588,7 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
         A = xp.zeros((r1 - r0, d, d), np.float32)
         A[:, eye, eye] = xp.asarray(lam[r0:r1])[:, None]
         b = xp.zeros((r1 - r0, d), np.float32)
-        indptr, indices, data = m.block(r0, r1)
-        _launch("rf_als_normal_equations", -(-(r1 - r0) * d * (d + 1) // BLOCK),
-                (indptr, _i64(r1 - r0), indices, data, Y, _i64(n_cols), _i32(f), _i32(d), _i32(1), np.float32(0.0),
-                 np.float32(0.0), np.float32(global_mean), other_bias, A, b))  # fmt: skip
-        _solve_spd(A, b, r0)
+        _solve_normal_equations(m, r0, r1, Y, A, b, explicit=True, global_mean=global_mean, other_bias=other_bias)
         X[r0:r1] = b[:, :f]
         own_bias[r0:r1] = b[:, f]
 
@@ -583,11 +596,8 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
 def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None) -> float:
     """The rows' share of the implicit objective, as ``cpu.als_implicit_loss`` (sums in float64)."""
     xp = _xp()
-    m = csr(m)
-    n, n_cols = m.shape
-    f = Y.shape[1] if Y.ndim == 2 else 0
-    _check_factors(Y, n_cols, f, "Y")
-    _check_factors(X, n, f, "X")
+    m, f = _checked(m, "interactions", X, Y)
+    n_cols = m.shape[1]
     G = (gram(Y) if YtY is None else YtY).astype(np.float64)
     lam = _row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu)
     total = 0.0
@@ -607,13 +617,8 @@ def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, Yt
 def als_explicit_sse(m, X, own_bias, Y, other_bias, *, global_mean, threads) -> float:
     """Sum of squared errors of the explicit model over the stored ratings of ``m`` (float64 sums)."""
     xp = _xp()
-    m = csr(m, "ratings")
-    n, n_cols = m.shape
-    f = Y.shape[1] if Y.ndim == 2 else 0
-    _check_factors(Y, n_cols, f, "Y")
-    _check_factors(X, n, f, "X")
-    _check_factors(other_bias, n_cols, 0, "other_bias")
-    _check_factors(own_bias, n, 0, "own_bias")
+    m, f = _checked(m, "ratings", X, Y, own_bias, other_bias)
+    n_cols = m.shape[1]
     # x_u.y_i + b_u + b_i as one dot product: [x_u, b_u, 1] . [y_i, 1, b_i]
     other = xp.ascontiguousarray(xp.concatenate([Y, xp.ones((n_cols, 1), np.float32), other_bias[:, None]], axis=1))
     total = 0.0
