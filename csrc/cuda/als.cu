@@ -120,10 +120,10 @@ extern "C" __global__ void rf_als_normal_equations(const rf_i64* indptr, rf_i64 
 }
 
 // Solves A[s] x = b[s] for every system s < count (A: count x d x d symmetric, row-major; b: count x d),
-// x written into b, A overwritten by its Cholesky factor (lower triangle). One block per system; the
-// matrix is worked in dynamic shared memory when the launch gives d * d floats of it (cuda.py opts in
-// above the default 48 KiB: f = 128 needs 64 KiB), otherwise in place in global memory (cached). info[s] = 0 when
-// solved, 1 when A[s] is not positive definite (b[s] then holds garbage; cuda.py raises).
+// x written into b (A is scratch). One block per system; the matrix is worked in dynamic shared memory
+// when the launch gives d * d floats of it (cuda.py opts in above the default 48 KiB: f = 128 needs
+// 64 KiB), otherwise in place in global memory (cached). info[s] = 0 when solved, 1 when A[s] is not
+// positive definite (b[s] then holds garbage; cuda.py raises).
 extern "C" __global__ void rf_cholesky_solve(float* A, float* b, rf_i64 count, int d, int use_shared, int* info) {
     RF_DYNAMIC_SHARED(float, shared_matrix);
     const rf_i64 dd = (rf_i64)d * d;
