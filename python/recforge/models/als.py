@@ -108,7 +108,9 @@ class ALS(RatingPredictions, FactorModel):
         ratings' ``[min, max]`` (``rating_range_``, learned by ``fit``, saved with the model);
         (low, high) that range; False or None: none. Implicit scores are never clipped.
     device : {"auto", "cpu", "cuda"}
-        ALS runs on the CPU; "cuda" raises a clear error until the GPU kernels land.
+        Where to fit: "cuda" runs every half-step, the loss and the fold-in on the GPU (CuPy; the
+        factors are CuPy arrays), with the same objective as on the CPU up to float32 rounding;
+        "auto" follows the data (CuPy sparse input: the GPU).
     threads : int >= 0
         Threads of the C++ kernels (0 = all cores). The result does not depend on it.
     seed : int
@@ -224,12 +226,13 @@ class ALS(RatingPredictions, FactorModel):
         # Small random factors: the first half-step solves users from the item factors alone, so
         # only their scale matters (0.1/sqrt(f) keeps the initial scores ~0.01, Rendle et al.).
         scale = np.float32(0.1 / np.sqrt(self.factors))
-        self.user_factors = rng.standard_normal((n_users, self.factors), np.float32) * scale
-        self.item_factors = rng.standard_normal((n_items, self.factors), np.float32) * scale
+        xp = self._ops.xp  # the factors live on the fitted device (drawn on the host: the same start on both)
+        self.user_factors = xp.asarray(rng.standard_normal((n_users, self.factors), np.float32) * scale)
+        self.item_factors = xp.asarray(rng.standard_normal((n_items, self.factors), np.float32) * scale)
         if self.explicit:
             self.global_bias = float(train.data.mean(dtype=np.float64))
-            self.user_bias = np.zeros(n_users, np.float32)
-            self.item_bias = np.zeros(n_items, np.float32)
+            self.user_bias = xp.zeros(n_users, np.float32)
+            self.item_bias = xp.zeros(n_items, np.float32)
         else:
             self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
         user_items = self._kernel_csr(interactions, train)
@@ -296,8 +299,9 @@ class ALS(RatingPredictions, FactorModel):
     # -- folding in -------------------------------------------------------------------------
     def _solve_rows(self, m, other, other_bias):
         """Exact factors (and biases) of the rows of ``m`` against the fixed ``other`` side."""
-        own = np.zeros((m.shape[0], self.factors), np.float32)
-        own_bias = np.zeros(m.shape[0], np.float32) if self.explicit else None
+        xp = self._ops.xp
+        own = xp.zeros((m.shape[0], self.factors), np.float32)
+        own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
         self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, resolve_threads(self.threads), exact=True)
         return own, own_bias
 
@@ -361,6 +365,7 @@ class ALS(RatingPredictions, FactorModel):
 
         def update(ids, m, n_new):
             x, b = self._solve_rows(m, getattr(self, f"{other}_factors"), getattr(self, f"{other}_bias"))
+            ids = self._on_device(ids)
             getattr(self, f"{side}_factors")[ids] = x
             if b is not None:
                 getattr(self, f"{side}_bias")[ids] = b
