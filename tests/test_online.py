@@ -407,3 +407,28 @@ def test_a_nested_read_does_not_wait_for_a_waiting_writer():
             events.append("nested read")
     writer.join(timeout=10)
     assert events == ["nested read", "write"]
+
+
+def test_single_threaded_blas_holds_in_any_python_thread():
+    """The kernels' BLAS limit works from a second thread too (the background updater, readers)."""
+    from threadpoolctl import threadpool_info
+
+    from recforge._backend import single_threaded_blas
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    with single_threaded_blas():  # the main thread limits first (threadpoolctl then deems it the owner)
+        pass
+    seen = {}
+
+    def work():
+        with single_threaded_blas():
+            seen["inside"] = blas_threads()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen["inside"] == [1] * len(before)
+    assert blas_threads() == before

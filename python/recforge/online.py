@@ -57,7 +57,7 @@ import scipy.sparse as sp
 from ._backend import resolve_threads
 from .data.idmap import IdMap
 from .models.als import ALS
-from .models.base import NotFittedError, grow_rows
+from .models.base import NotFittedError, grow_rows, seen_rows
 from .models.popular import MostPopular
 from .models.sgd import BPR, SGDMF, _init_factors
 
@@ -127,6 +127,10 @@ class StreamingUpdater:
         BPR / SGDMF: SGD passes over each batch's events.
     late : {"error", "drop", "accept"}
         An event whose time is earlier than the latest time ingested (see the module docstring).
+    threads : int >= 0
+        Threads of the update's kernels (0 = all cores). A micro-batch's solves are small: on one
+        thread they finish in about a millisecond and leave the other cores to the readers, where
+        a parallel region waits for every core to be free (tens of ms on a busy machine).
 
     Attributes
     ----------
@@ -148,8 +152,8 @@ class StreamingUpdater:
     1  bob    z
     """
 
-    def __init__(self, model, *, duplicates: str | None = None, item_updates: str = "new", epochs: int = 1,
-                 late: str = "error"):  # fmt: skip
+    def __init__(self, model, *, duplicates: str | None = None, item_updates: str = "touched", epochs: int = 1,
+                 late: str = "error", threads: int = 1):  # fmt: skip
         if not isinstance(model, (ALS, BPR, SGDMF, MostPopular)):
             raise TypeError(f"model must be a fitted ALS, BPR, SGDMF or MostPopular, got {type(model).__name__}")
         if not model.is_fitted:
@@ -163,6 +167,7 @@ class StreamingUpdater:
         _check_choice(late, "late", ("error", "drop", "accept"))
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        self.threads = resolve_threads(threads)
         self.model = model
         self.duplicates, self.item_updates, self.epochs, self.late = duplicates, item_updates, int(epochs), late
         self.events_ = 0
@@ -400,7 +405,7 @@ class StreamingUpdater:
             ib = None if ib is None else grow_rows(ib, n_items)
 
         def solve_users(ids):
-            x, b = model._solve_rows(_rows_of(seen, ids), itf, ib)
+            x, b = model._solve_rows(_rows_of(seen, ids), itf, ib, self.threads)
             uf[ids] = x
             if b is not None:
                 ub[ids] = b
@@ -411,7 +416,7 @@ class StreamingUpdater:
             if itf is base["item_factors"]:  # copy-on-write: the published arrays are never edited
                 itf = itf.copy()
                 ib = None if ib is None else ib.copy()
-            y, b = model._solve_rows(_rows_of(item_rows, solve), uf, ub)
+            y, b = model._solve_rows(_rows_of(item_rows, solve), uf, ub, self.threads)
             itf[solve] = y
             if b is not None:
                 ib[solve] = b
@@ -457,9 +462,8 @@ class StreamingUpdater:
         shadow.__dict__.update(state)  # the kernels write into the copies above, never the published arrays
         data = shadow._fold_in_data(batch)
         if data is not None:
-            threads = resolve_threads(model.threads)
             for _ in range(self.epochs):
-                shadow._epoch(data, self._sgd_epoch, threads)
+                shadow._epoch(data, self._sgd_epoch, self.threads)
                 self._sgd_epoch += 1
         for name, a in state.items():
             if a is not None and not np.isfinite(a).all():
@@ -495,15 +499,17 @@ def _map_of(state: dict, side: str, n: int) -> IdMap:
 
 
 def _grown_map(id_map: IdMap, ids: np.ndarray) -> tuple[IdMap, int]:
-    """``id_map`` with the ids it does not know appended in order of first appearance; (map, how many new)."""
+    """``id_map`` with the ids it does not know appended in order of first appearance; (map, how many new).
+
+    The index keeps its dtype when the new ids share it (integer ids stay an integer index, whose
+    lookups are several times faster than an object index's).
+    """
     idx = np.asarray(id_map.to_index(ids), np.int64)
-    if not (idx < 0).any():
+    unknown = idx < 0
+    if not unknown.any():
         return id_map, 0
-    new = pd.unique(pd.Series(np.asarray(ids, dtype=object)[idx < 0]))
-    values = np.empty(len(id_map) + len(new), dtype=object)
-    values[: len(id_map)] = id_map.values
-    values[len(id_map) :] = new
-    return IdMap(pd.Index(values, tupleize_cols=False)), len(new)
+    new = pd.unique(np.asarray(ids)[unknown])
+    return IdMap(id_map.index.append(pd.Index(new, tupleize_cols=False))), len(new)
 
 
 def _combine(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_items: int, duplicates: str):
@@ -520,8 +526,11 @@ def _combine(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_items:
 
 
 def _rows_of(m: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
-    """Rows ``rows`` of the canonical CSR ``m`` as a canonical CSR."""
-    out = m[rows]
+    """Rows ``rows`` (distinct, sorted) of the canonical CSR ``m`` as a canonical CSR: one gather, no SciPy indexing."""
+    picked = seen_rows(m, rows)
+    starts = m.indptr[rows].astype(np.int64)
+    take = np.arange(picked.nnz, dtype=np.int64) + np.repeat(starts - picked.indptr[:-1], np.diff(picked.indptr))
+    out = sp.csr_matrix((m.data[take], picked.indices, picked.indptr), shape=picked.shape)
     out.has_canonical_format = True
     return out
 
