@@ -7,13 +7,14 @@ micro-batches. Each batch
   first appearance),
 - adds the events to the interaction history (the model's ``seen_``, which the updater keeps
   current: repeated (user, item) events are summed, or the latest value kept, see ``duplicates``),
-- updates the model: ALS re-solves every touched user exactly from their full history against the
-  item factors (the fold-in of ``partial_fit_users``), then solves the new items (or every touched
-  item, ``item_updates="touched"``) from their full columns against the user factors, then re-solves
-  the touched users adjacent to those items, so that every touched user ends as the exact fold-in
-  against the final item factors; BPR / SGDMF run ``epochs`` SGD passes over the batch's events
-  (users and items both learn; new rows start from the model's initial distribution); MostPopular
-  adds the batch to its counts (exactly what a refit would count),
+- updates the model: ALS re-solves the touched items whose column grew enough (``item_updates``,
+  ``item_refresh``) against the user factors, then every touched user exactly from their full
+  history against the item factors (the fold-in of ``partial_fit_users``), then the new items from
+  their columns against the updated users and, once more, the users of those new items; so every
+  touched user ends as the exact fold-in against the final item factors. BPR / SGDMF run
+  ``epochs`` SGD passes over the batch's events (users and items both learn; new rows start from
+  the model's initial distribution); MostPopular adds the batch to its counts (exactly what a
+  refit would count),
 - publishes the new state atomically.
 
 Consistency under concurrent readers: the updater never edits an array the model holds. It builds
@@ -120,9 +121,13 @@ class StreamingUpdater:
     duplicates : {"sum", "last"}, optional
         How an event combines with the stored value of its (user, item): added (counts, the default
         for implicit feedback) or replacing it (ratings: the default for rating models).
-    item_updates : {"new", "touched"}
-        ALS: solve only the items a batch adds, or every item whose column the batch changed (closer
-        to a refit, at the cost of one solve per touched item).
+    item_updates : {"touched", "new"}
+        ALS: re-solve the items whose column the batch changed (subject to ``item_refresh``; closer
+        to a refit), or only the items a batch adds (faster).
+    item_refresh : float >= 0
+        ALS with ``item_updates="touched"``: re-solve a touched item only once its column (its
+        users) has grown by this fraction since it was last solved (0: at every touch). A popular
+        item gaining one user of 300 barely moves, and its solve is the costliest of a batch.
     epochs : int >= 1
         BPR / SGDMF: SGD passes over each batch's events.
     late : {"error", "drop", "accept"}
@@ -153,7 +158,7 @@ class StreamingUpdater:
     """
 
     def __init__(self, model, *, duplicates: str | None = None, item_updates: str = "touched", epochs: int = 1,
-                 late: str = "error", threads: int = 1):  # fmt: skip
+                 item_refresh: float = 0.1, late: str = "error", threads: int = 1):  # fmt: skip
         if not isinstance(model, (ALS, BPR, SGDMF, MostPopular)):
             raise TypeError(f"model must be a fitted ALS, BPR, SGDMF or MostPopular, got {type(model).__name__}")
         if not model.is_fitted:
@@ -165,11 +170,14 @@ class StreamingUpdater:
         _check_choice(duplicates, "duplicates", ("sum", "last"))
         _check_choice(item_updates, "item_updates", ("new", "touched"))
         _check_choice(late, "late", ("error", "drop", "accept"))
+        if isinstance(item_refresh, bool) or not isinstance(item_refresh, (int, float)) or not 0 <= item_refresh < 1e9:
+            raise ValueError(f"item_refresh must be a number >= 0 (a fraction), got {item_refresh!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
         self.threads = resolve_threads(threads)
         self.model = model
         self.duplicates, self.item_updates, self.epochs, self.late = duplicates, item_updates, int(epochs), late
+        self.item_refresh = float(item_refresh)
         self.events_ = 0
         self.batches_ = 0
         self.last_time_: float | None = None
@@ -179,6 +187,10 @@ class StreamingUpdater:
         self._sgd_epoch = int(getattr(model, "epochs", 0))  # BPR/SGDMF: epoch numbers continue the fit's
         self._item_rows: sp.csr_matrix | None = None  # ALS: items x users, kept in step with seen_
         self._item_rows_of = None  # the seen_ _item_rows was derived from
+        self._item_counts = np.zeros(0, np.int64)  # ALS: each item's column size when it was last solved
+        if isinstance(model, ALS):  # built now, not in the first batch's latency
+            with model._model_lock().read():
+                self._index_items(model.seen_)
         self._worker: threading.Thread | None = None
         self._queue: queue.Queue = queue.Queue()
 
@@ -390,44 +402,62 @@ class StreamingUpdater:
         """ALS: touched users re-solved exactly from their full rows; new (or touched) items from their columns."""
         model = self.model
         n_users, n_items = seen.shape
+        if self._item_rows_of is not base["seen_"]:  # the model was refit (or changed) since the last batch
+            self._index_items(base["seen_"])
         item_rows = self._item_rows
-        if item_rows is None or self._item_rows_of is not base["seen_"]:  # first batch, or the model was refit
-            item_rows = base["seen_"].T.tocsr()
         order = np.lexsort((users, items))
         item_rows = merge_rows(item_rows, items[order], users[order], values[order], (n_items, n_users),
                                self.duplicates)[0]  # fmt: skip
-        uf, itf = grow_rows(base["user_factors"], n_users), base["item_factors"]
-        ub, ib = base.get("user_bias"), base.get("item_bias")
+        if self.item_updates == "new":
+            due, item_counts = np.zeros(0, np.int64), None
+        else:
+            due, item_counts = self._items_due(item_rows, items)
+        new = np.arange(shape0[1], n_items)
+        uf, ub = grow_rows(base["user_factors"], n_users), base.get("user_bias")
         ub = None if ub is None else grow_rows(ub, n_users)
-        state = {}
-        if n_items > shape0[1]:
-            itf = grow_rows(itf, n_items)
-            ib = None if ib is None else grow_rows(ib, n_items)
+        itf, ib = base["item_factors"], base.get("item_bias")
+        if len(due) or len(new):  # copy-on-write: the published arrays are never edited
+            itf, ib = grow_rows(itf, n_items), None if ib is None else grow_rows(ib, n_items)
 
-        def solve_users(ids):
-            x, b = model._solve_rows(_rows_of(seen, ids), itf, ib, self.threads)
-            uf[ids] = x
+        def solve(ids, rows, other, other_bias, own, own_bias):
+            if not len(ids):
+                return
+            x, b = model._solve_rows(_rows_of(rows, ids), other, other_bias, self.threads)
+            own[ids] = x
             if b is not None:
-                ub[ids] = b
+                own_bias[ids] = b
 
-        solve_users(touched)
-        solve = np.arange(shape0[1], n_items) if self.item_updates == "new" else np.unique(items)
-        if len(solve):
-            if itf is base["item_factors"]:  # copy-on-write: the published arrays are never edited
-                itf = itf.copy()
-                ib = None if ib is None else ib.copy()
-            y, b = model._solve_rows(_rows_of(item_rows, solve), uf, ub, self.threads)
-            itf[solve] = y
-            if b is not None:
-                ib[solve] = b
-            # The touched users adjacent to a re-solved item end as the exact fold-in against the final items.
-            adjacent = np.unique(users[np.isin(items, solve)])
-            if len(adjacent):
-                solve_users(adjacent)
-            state.update(item_factors=itf, item_bias=ib)
+        # Known items first (against the users as they are), then every touched user against those
+        # items, then the new items against the updated users, and the users of new items once more:
+        # each touched user ends as the exact fold-in of their full history against the final items.
+        solve(due[due < shape0[1]], item_rows, uf, ub, itf, ib)
+        solve(touched, seen, itf, ib, uf, ub)
+        if len(new):
+            solve(new, item_rows, uf, ub, itf, ib)
+            solve(np.unique(users[items >= shape0[1]]), seen, itf, ib, uf, ub)
+        state = {"item_factors": itf, "item_bias": ib} if itf is not base["item_factors"] else {}
         state.update(user_factors=uf, user_bias=ub)
         self._item_rows, self._item_rows_of = item_rows, seen
+        if item_counts is not None:
+            self._item_counts = item_counts
         return state
+
+    def _index_items(self, seen: sp.csr_matrix) -> None:
+        """ALS: the items x users history and the column sizes the items were solved from (fit or refit)."""
+        self._item_rows, self._item_rows_of = seen.T.tocsr(), seen
+        self._item_counts = np.diff(self._item_rows.indptr)
+
+    def _items_due(self, item_rows: sp.csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's items to re-solve (item_updates="touched"), those whose column grew by at least
+        ``item_refresh`` (a fraction) since their last solve (new items always), and the column sizes
+        at the last solve afterwards."""
+        touched = np.unique(items)
+        counts = (item_rows.indptr[touched + 1] - item_rows.indptr[touched]).astype(np.int64)
+        solved = np.zeros(item_rows.shape[0], np.int64)  # new items: 0, always due
+        solved[: len(self._item_counts)] = self._item_counts
+        due = counts >= np.ceil((1.0 + self.item_refresh) * solved[touched])
+        solved[touched[due]] = counts[due]
+        return touched[due], solved
 
     def _popularity(self, base, items, values, previous, present, n_items) -> np.ndarray:
         """MostPopular: the counts (or weight sums) plus what the batch changed, as a refit would count."""
