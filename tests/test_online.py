@@ -432,3 +432,27 @@ def test_single_threaded_blas_holds_in_any_python_thread():
     worker.join()
     assert seen["inside"] == [1] * len(before)
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize(("item_refresh", "resolved"), [(0.0, True), (0.5, False)])
+def test_item_refresh_skips_items_that_barely_changed(item_refresh, resolved):
+    df, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    popular = df.groupby("item")["user"].nunique().idxmax()  # one more user grows its column by < 50%
+    newcomer = next(u for u in (f"u{j}" for j in range(40)) if not ((df.user == u) & (df.item == popular)).any())
+    item = model.item_ids_.to_index([popular])[0]
+    before = model.item_factors[item].copy()
+    StreamingUpdater(model, item_refresh=item_refresh).update(pd.DataFrame({"user": [newcomer], "item": [popular]}))
+    assert (not np.array_equal(model.item_factors[item], before)) == resolved
+
+
+def test_a_streamed_model_saves_and_loads_with_its_grown_id_maps(tmp_path):
+    _, inter = _history()
+    model = rf.ALS(factors=4, epochs=2, threads=1).fit(inter)
+    StreamingUpdater(model).update(pd.DataFrame({"user": ["newcomer", "u1"], "item": ["i3", "brand new"]}))
+    model.save(tmp_path / "streamed.rf")
+    loaded = rf.load(tmp_path / "streamed.rf")
+    assert loaded.user_ids_ == model.user_ids_ and loaded.item_ids_ == model.item_ids_
+    pd.testing.assert_frame_equal(
+        loaded.recommend_external(["newcomer"], k=5), model.recommend_external(["newcomer"], k=5)
+    )
