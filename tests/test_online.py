@@ -456,3 +456,21 @@ def test_a_streamed_model_saves_and_loads_with_its_grown_id_maps(tmp_path):
     pd.testing.assert_frame_equal(
         loaded.recommend_external(["newcomer"], k=5), model.recommend_external(["newcomer"], k=5)
     )
+
+
+def test_refresh_is_one_exact_als_sweep_over_the_whole_history():
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    updater = StreamingUpdater(model)
+    updater.update(_stream())
+    users_before, seen = model.user_factors, model.seen_
+    updater.refresh()
+    items, _ = model._solve_rows(seen.T.tocsr(), users_before, None)
+    users, _ = model._solve_rows(seen, items, None)
+    np.testing.assert_allclose(model.item_factors, items, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.user_factors, users, rtol=1e-5, atol=1e-6)
+    assert model.seen_ is seen  # the history is untouched
+    with pytest.raises(ValueError, match="sweeps"):
+        updater.refresh(sweeps=0)
+    with pytest.raises(TypeError, match="ALS"):
+        StreamingUpdater(rf.MostPopular().fit(inter)).refresh()

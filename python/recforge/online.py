@@ -208,6 +208,35 @@ class StreamingUpdater:
             ev, dropped = self._validate(events, self.last_time_)
             return self._apply(ev, dropped)
 
+    def refresh(self, sweeps: int = 1, threads: int | None = None) -> None:
+        """ALS: ``sweeps`` full alternating sweeps over the whole history (every item, then every user,
+        solved exactly against the other side), published atomically like a batch.
+
+        Micro-batches move only the touched rows; a refit also re-balances every other one with the
+        new data. A sweep costs about one ALS epoch and closes most of that gap (Video Games:
+        ndcg@10 0.0284 streamed, 0.0303 / 0.0310 after one / two sweeps, 0.0317 refit; see
+        bench/RESULTS.md). Batches wait while it runs (call it when the stream is quiet, or accept
+        the pause). ``threads``: the model's by default.
+        """
+        model = self.model
+        if not isinstance(model, ALS):
+            raise TypeError(f"refresh is for ALS; a {type(model).__name__} learns from every batch already")
+        if isinstance(sweeps, bool) or not isinstance(sweeps, (int, np.integer)) or sweeps < 1:
+            raise ValueError(f"sweeps must be an int >= 1, got {sweeps!r}")
+        threads = resolve_threads(model.threads if threads is None else threads)
+        with self._apply_lock:
+            with model._model_lock().read():
+                base = dict(model.__dict__)
+            if self._item_rows_of is not base["seen_"]:
+                self._index_items(base["seen_"])
+            uf, ub = base["user_factors"], base.get("user_bias")
+            for _ in range(int(sweeps)):
+                itf, ib = model._solve_rows(self._item_rows, uf, ub, threads)
+                uf, ub = model._solve_rows(base["seen_"], itf, ib, threads)
+            self._publish({"user_factors": uf, "user_bias": ub, "item_factors": itf, "item_bias": ib})
+            self._item_counts = np.diff(self._item_rows.indptr)  # every item solved from its whole column
+            log.info("refreshed the model: %d full sweep(s)", sweeps)
+
     # -- background ingestion --------------------------------------------------------------------
     def start(self, max_batch: int = 5000, max_delay: float = 0.005) -> StreamingUpdater:
         """Apply ``submit``-ted events in a background thread, in micro-batches of at most ``max_batch``
