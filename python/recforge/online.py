@@ -118,6 +118,9 @@ class StreamingUpdater:
     ----------
     model : a fitted ALS, BPR, SGDMF or MostPopular (on the CPU)
         Updated in place (atomically per batch); readers may use it from other threads throughout.
+        While the updater feeds it, change it only through the updater: a ``fit`` or ``partial_fit_*``
+        between batches is noticed (the next batch starts from it), but one overlapping a batch is
+        overwritten by that batch's publication.
     duplicates : {"sum", "last"}, optional
         How an event combines with the stored value of its (user, item): added (counts, the default
         for implicit feedback) or replacing it (ratings: the default for rating models).
