@@ -89,6 +89,7 @@ def test_gini_properties(v, scale, rnd):
 def test_miscalibration_is_zero_only_for_matching_lists_and_bounded(seed, alpha):
     r = np.random.default_rng(seed)
     genres = (r.random((8, 3)) < 0.5).astype(float)
+    genres[np.arange(8), r.integers(0, 3, 8)] = 1  # every item has a genre, so the list's history has some
     genres[0] = [1, 0, 0]
     rec = r.permutation(8)[None, :3]
     rows = sp.csr_matrix((np.ones(3), (np.zeros(3, int), rec[0])), shape=(1, 8))  # history = the list

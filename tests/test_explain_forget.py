@@ -52,8 +52,9 @@ def test_als_implicit_contributions_match_the_normal_equations(ratings, params):
         assert e.score == pytest.approx(float(x @ model.item_factors[item]), rel=1e-4, abs=1e-5)
     # The items' Gram is kept between calls: a change of the model drops it.
     model.partial_fit_items(np.arange(10), ratings.T.tocsr()[10:20])
-    want = implicit_reference(model, ratings[0], 3)
-    got = model.explain(0, 3).contributions.set_index("index")["contribution"].loc[ratings[0].indices].to_numpy()
+    row = model.seen_[0]  # the new columns changed the user's history too
+    want = implicit_reference(model, row, 3)
+    got = model.explain(0, 3).contributions.set_index("index")["contribution"].loc[row.indices].to_numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
 
 

@@ -597,6 +597,22 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_forget(args) -> int:
+    import recforge as rf
+
+    if not args.users and not args.items:
+        raise UsageError("give user ids to forget, or --items (or both)")
+    model = rf.load(args.model_file)
+    if args.users:
+        model.forget_users(_typed_ids(args.users, model._id_map("user")))
+    if args.items:
+        model.forget_items(_typed_ids(args.items, model._id_map("item")))
+    out = args.out or args.model_file
+    model.save(out)  # atomic: the old file stays whole until the new one is complete
+    print(f"forgot {len(args.users)} user(s) and {len(args.items or [])} item(s); wrote {out}")
+    return 0
+
+
 def cmd_recommend(args) -> int:
     import pandas as pd
 
@@ -868,6 +884,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON line: user, item, score, model_score, base, method, history, contributions, "
                    "shares[, names]")  # fmt: skip
     x.set_defaults(func=cmd_explain)
+
+    g = sub.add_parser(
+        "forget",
+        help="remove users (or items) and what a saved model stores of them (privacy)",
+        description="Load a saved model, forget the given users (ids as in the data) and --items "
+        "(model.forget_users / forget_items: their rows, ids and per-row parameters leave the model; "
+        "ALS re-solves the other side exactly, ItemKNN / EASE / MostPopular recompute exactly, the SGD "
+        "models are approximate) and save it, over the same file unless --out is given.",
+    )
+    g.add_argument("model_file", help="a file written by `recforge fit` or model.save()")
+    g.add_argument("users", nargs="*", help="user ids to forget, as in the data")
+    g.add_argument("--items", nargs="+", metavar="ITEM", help="item ids to forget, as in the data")
+    g.add_argument("--out", help="write the model here (default: replace model_file, atomically)")
+    g.set_defaults(func=cmd_forget)
 
     b = sub.add_parser(
         "bench",
