@@ -297,12 +297,14 @@ class ALS(RatingPredictions, FactorModel):
         return (users + items) / user_items.nnz
 
     # -- folding in -------------------------------------------------------------------------
-    def _solve_rows(self, m, other, other_bias):
-        """Exact factors (and biases) of the rows of ``m`` against the fixed ``other`` side."""
+    def _solve_rows(self, m, other, other_bias, threads: int | None = None):
+        """Exact factors (and biases) of the rows of ``m`` against the fixed ``other`` side (``threads``:
+        the model's by default; the streaming updater solves its small batches on one)."""
         xp = self._ops.xp
         own = xp.zeros((m.shape[0], self.factors), np.float32)
         own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
-        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, resolve_threads(self.threads), exact=True)
+        threads = resolve_threads(self.threads if threads is None else threads)
+        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True)
         return own, own_bias
 
     def _rows_allow_negative(self) -> bool:
