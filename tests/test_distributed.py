@@ -126,6 +126,28 @@ def test_per_block_init_is_deterministic(client, events):
     assert not np.array_equal(fits[0].user_factors, _local(events).user_factors)
 
 
+def test_blocks_and_solves_stay_on_their_workers(client, events):
+    """Block b is built on, and every half-step of it runs on, ``placement``'s worker b: the work is
+    split evenly (the scheduler alone pulled 3 of 4 solves to the worker holding the whole side) and
+    no block travels during the fit."""
+    from distributed import get_task_stream
+
+    from recforge.distributed._client import placement
+
+    home = placement(client, 4)
+    assert sorted(home) == sorted(list(client.nthreads()) * 2)  # 2 blocks per 1-thread worker
+    data = rfd.distribute(client, rf.Interactions.from_pandas(events, weight_col="rating"), user_blocks=4,
+                          item_blocks=4)  # fmt: skip
+    held = client.who_has(data.user_blocks + data.item_blocks)
+    assert all(w in held[f.key] for f, w in zip(data.user_blocks + data.item_blocks, home + home))
+    with get_task_stream(client) as ts:
+        rfd.ALS(**FIT).fit(client, data)
+    ran = {t["key"]: t["worker"] for t in ts.data}
+    solves = {k: w for k, w in ran.items() if "-solve-" in k}
+    assert len(solves) == 2 * 4 * FIT["epochs"]
+    assert all(w == home[int(k.rsplit("-", 1)[1])] for k, w in solves.items())
+
+
 def test_inputs_interactions_and_files(client, events, tmp_path):
     """A local Interactions keeps its id maps; Parquet and CSV paths read like the DataFrame."""
     ref = _local(events)
