@@ -17,15 +17,17 @@ import pandas as pd
 from .._validation import as_csr, check_k, check_positive
 from ..data import IdMap
 from ..evaluation._common import hit_matrix, relevant_rows
-from ..evaluation.ranking import RANKING_METRICS, per_user_metrics
+from ..evaluation.beyond import item_popularity
+from ..evaluation.protocols import FULL_DEFAULT, FULL_METRICS
+from ..evaluation.ranking import RANKING_METRICS, auc, per_user_metrics
 from ..models.base import FactorModel
 from ._client import check_workers, submit, wait_all
 from .data import block_starts
 
 __all__ = ["evaluate", "recommend_all"]
 
-_EVAL_METRICS = (*RANKING_METRICS, "coverage")
-_EVAL_DEFAULT = (*RANKING_METRICS, "coverage")
+_EVAL_METRICS = FULL_METRICS  # the local full protocol's metrics and default, the same definitions
+_EVAL_DEFAULT = FULL_DEFAULT
 
 
 def _check_model(model) -> None:
@@ -122,20 +124,37 @@ def recommend_all(model, client, path, k: int = 10, exclude_seen: bool = True, u
     return client.gather(shards)
 
 
-def _evaluate_block(items, users, test_rows, k, names, threads):
-    """(per-metric sums, evaluated users, distinct recommended items) of one block of users."""
+def _evaluate_block(items, users, test_rows, k, names, threads, self_information):
+    """One block of users: (per-metric sums, per-metric counts, distinct recommended items).
+
+    Ranking metrics are summed over the block's users with a test item (their count: the
+    evaluated users); novelty over their lists with an item (``self_information``: -log2 p(i) from
+    the training matrix's item popularity); auc over the users it is defined for. The client divides
+    the totals, which gives the local means (up to the order of a float64 sum).
+    """
     from ._tasks import worker_threads
 
     rel = relevant_rows(test_rows, test_rows.shape[0])
     eval_users = np.flatnonzero(np.diff(rel.indptr) > 0)
     if eval_users.size == 0:
-        return {}, 0, np.zeros(0, np.int64)
-    ids, _ = _block_model(items, users).recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
+        return {}, {}, np.zeros(0, np.int64)
+    block = _block_model(items, users)
+    ids, _ = block.recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
     rel = rel[eval_users]
     ranking = [n for n in names if n in RANKING_METRICS]
     values = per_user_metrics(hit_matrix(ids, rel), np.diff(rel.indptr), ranking)
     sums = {n: float(v.sum()) for n, v in values.items()}
-    return sums, int(eval_users.size), np.unique(ids[ids >= 0])
+    counts = dict.fromkeys(values, int(eval_users.size))
+    if "novelty" in names:  # recforge.evaluation.novelty: the mean over lists with at least one item
+        valid = ids >= 0
+        m = valid.sum(axis=1)
+        per_list = np.where(valid, self_information[np.where(valid, ids, 0)], 0.0).sum(axis=1)
+        sums["novelty"], counts["novelty"] = float((per_list[m > 0] / m[m > 0]).sum()), int((m > 0).sum())
+    if "auc" in names:  # recforge.evaluation.auc per user: NaN where it is undefined (skipped)
+        per_user = auc(block, test_rows, users["seen"], users=eval_users, per_user=True)
+        defined = ~np.isnan(per_user)
+        sums["auc"], counts["auc"] = float(per_user[defined].sum()), int(defined.sum())
+    return sums, counts, np.unique(ids[ids >= 0])
 
 
 def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | None = None, threads: int = 0,
@@ -153,13 +172,14 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
     client : distributed.Client
     test : scipy.sparse matrix or Interactions (n_users, n_items), held-out interactions
     k : cut-off
-    metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, coverage
-        (default: all of them)
+    metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, auc, coverage,
+        novelty (default: all but auc, as ``recforge.evaluation.evaluate``); novelty's item
+        popularity comes from the model's training matrix (``seen_``)
     user_blocks, threads, retries : as ``recommend_all``
 
     Returns
     -------
-    dict: ``"<metric>@<k>"`` -> float, ``"n_users"`` -> int, ``"protocol"`` -> "full".
+    dict: ``"<metric>@<k>"`` -> float ("auc" without ``@k``), ``"n_users"`` -> int, ``"protocol"`` -> "full".
     """
     _check_model(model)
     k = check_k(k)
@@ -173,27 +193,32 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
     t = as_csr(test, "test", allow_empty=True)
     if t.shape != (model.n_users, model.n_items):
         raise ValueError(f"test must have shape ({model.n_users}, {model.n_items}) (the model's), got {t.shape}")
+    n_users = int((np.diff(relevant_rows(t, t.shape[0]).indptr) > 0).sum())
+    if n_users == 0:
+        raise ValueError("no user has a test item (value > 0)")
     check_workers(client)
     tag = f"rf-eval-{uuid.uuid4().hex[:8]}"
     starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
     items = submit(client, _identity, _item_side(model), key=f"{tag}-items", retries=retries)
+    info = None
+    if "novelty" in names:  # as recforge.evaluation.novelty: p(i) = max(users with i in train, 1) / n_users
+        info = np.log2(model.n_users) - np.log2(np.maximum(item_popularity(model.seen_), 1))
+        info = submit(client, _identity, info, key=f"{tag}-self-information", retries=retries)
     parts = []
     for b in range(len(starts) - 1):
         s, e = int(starts[b]), int(starts[b + 1])
-        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), t[s:e], k, names, threads,
+        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), t[s:e], k, names, threads, info,
                             key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
     wait_all(parts)
     results = client.gather(parts)
-    n_users = sum(r[1] for r in results)
-    if n_users == 0:
-        raise ValueError("no user has a test item (value > 0)")
     out: dict = {"protocol": "full"}
     for name in names:
         if name == "coverage":
             covered = np.unique(np.concatenate([r[2] for r in results]))
             out[f"coverage@{k}"] = covered.size / model.n_items
-        else:
-            out[f"{name}@{k}"] = sum(r[0].get(name, 0.0) for r in results) / n_users
+            continue
+        total, count = sum(r[0].get(name, 0.0) for r in results), sum(r[1].get(name, 0) for r in results)
+        out[name if name == "auc" else f"{name}@{k}"] = total / count if count else float("nan")
     out["n_users"] = int(n_users)
     return out
 
