@@ -261,6 +261,13 @@ def test_evaluate_equals_local(client, events):
         assert got[name] == pytest.approx(ref[name], rel=1e-12), name
     default = rfd.evaluate(model, client, test, k=5, user_blocks=2)  # the local default: all but auc
     assert set(default) == set(rf.evaluation.evaluate(model, train, test, k=5))
+    # the test set on the cluster, blocked by its own layout, aligned by the model's maps
+    held = rfd.distribute(client, test, user_ids=model.user_ids, item_ids=model.item_ids, user_blocks=3)
+    on_cluster = rfd.evaluate(model, client, held, k=5, metrics=every)
+    for name in set(ref) - {"protocol"}:
+        assert on_cluster[name] == pytest.approx(ref[name], rel=1e-12), name
+    with pytest.raises(ValueError, match="coverage"):
+        rfd.evaluate(model, client, held, k=5, metrics=["coverage", "nope"])
 
 
 def test_checkpoint_resume_equals_uninterrupted(client, events, tmp_path):

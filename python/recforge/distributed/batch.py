@@ -22,7 +22,7 @@ from ..evaluation.protocols import FULL_DEFAULT, FULL_METRICS
 from ..evaluation.ranking import RANKING_METRICS, auc, per_user_metrics
 from ..models.base import FactorModel
 from ._client import check_workers, submit, wait_all
-from .data import block_starts
+from .data import DistributedInteractions, block_starts
 
 __all__ = ["evaluate", "recommend_all"]
 
@@ -125,19 +125,20 @@ def recommend_all(model, client, path, k: int = 10, exclude_seen: bool = True, u
 
 
 def _evaluate_block(items, users, test_rows, k, names, threads, self_information):
-    """One block of users: (per-metric sums, per-metric counts, distinct recommended items).
+    """One block of users: (per-metric sums, per-metric counts, distinct recommended items, evaluated users).
 
     Ranking metrics are summed over the block's users with a test item (their count: the
     evaluated users); novelty over their lists with an item (``self_information``: -log2 p(i) from
     the training matrix's item popularity); auc over the users it is defined for. The client divides
     the totals, which gives the local means (up to the order of a float64 sum).
     """
-    from ._tasks import worker_threads
+    from ._tasks import scipy_view, worker_threads
 
+    test_rows = scipy_view(test_rows)  # a block of a DistributedInteractions is in the kernels' form
     rel = relevant_rows(test_rows, test_rows.shape[0])
     eval_users = np.flatnonzero(np.diff(rel.indptr) > 0)
     if eval_users.size == 0:
-        return {}, {}, np.zeros(0, np.int64)
+        return {}, {}, np.zeros(0, np.int64), 0
     block = _block_model(items, users)
     ids, _ = block.recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
     rel = rel[eval_users]
@@ -154,7 +155,7 @@ def _evaluate_block(items, users, test_rows, k, names, threads, self_information
         per_user = auc(block, test_rows, users["seen"], users=eval_users, per_user=True)
         defined = ~np.isnan(per_user)
         sums["auc"], counts["auc"] = float(per_user[defined].sum()), int(defined.sum())
-    return sums, counts, np.unique(ids[ids >= 0])
+    return sums, counts, np.unique(ids[ids >= 0]), int(eval_users.size)
 
 
 def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | None = None, threads: int = 0,
@@ -170,12 +171,15 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
     ----------
     model : fitted factor model
     client : distributed.Client
-    test : scipy.sparse matrix or Interactions (n_users, n_items), held-out interactions
+    test : scipy.sparse matrix, Interactions or DistributedInteractions (n_users, n_items)
+        Held-out interactions. A ``DistributedInteractions`` stays on the cluster (its user blocks
+        are the evaluation's blocks); build it with the model's maps, e.g.
+        ``distribute(client, frame, user_ids=model.user_ids, item_ids=model.item_ids, unknown="drop")``.
     k : cut-off
     metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, auc, coverage,
         novelty (default: all but auc, as ``recforge.evaluation.evaluate``); novelty's item
         popularity comes from the model's training matrix (``seen_``)
-    user_blocks, threads, retries : as ``recommend_all``
+    user_blocks, threads, retries : as ``recommend_all`` (a ``DistributedInteractions`` test brings its blocks)
 
     Returns
     -------
@@ -190,15 +194,26 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
         bad = [m for m in names if m not in _EVAL_METRICS]
         if bad or not names:
             raise ValueError(f"metrics must be names from {_EVAL_METRICS}, got {list(names)}")
-    t = as_csr(test, "test", allow_empty=True)
-    if t.shape != (model.n_users, model.n_items):
-        raise ValueError(f"test must have shape ({model.n_users}, {model.n_items}) (the model's), got {t.shape}")
-    n_users = int((np.diff(relevant_rows(t, t.shape[0]).indptr) > 0).sum())
-    if n_users == 0:
-        raise ValueError("no user has a test item (value > 0)")
+    on_cluster = isinstance(test, DistributedInteractions)
+    shape = test.shape if on_cluster else None
+    if not on_cluster:
+        t = as_csr(test, "test", allow_empty=True)
+        shape = t.shape
+    if shape != (model.n_users, model.n_items):
+        raise ValueError(f"test must have shape ({model.n_users}, {model.n_items}) (the model's), got {shape}")
+    if on_cluster:
+        for side in ("user_ids", "item_ids"):
+            mine = getattr(model, side, None)
+            if mine is not None and mine != getattr(test, side):
+                raise ValueError(f"test's {side} differ from the model's: distribute the test data with "
+                                 f"{side}=model.{side}")  # fmt: skip
     check_workers(client)
     tag = f"rf-eval-{uuid.uuid4().hex[:8]}"
-    starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
+    if on_cluster:
+        starts, test_blocks = test.user_starts, test.user_blocks
+    else:
+        starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
+        test_blocks = [t[int(starts[b]) : int(starts[b + 1])] for b in range(len(starts) - 1)]
     items = submit(client, _identity, _item_side(model), key=f"{tag}-items", retries=retries)
     info = None
     if "novelty" in names:  # as recforge.evaluation.novelty: p(i) = max(users with i in train, 1) / n_users
@@ -207,10 +222,13 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
     parts = []
     for b in range(len(starts) - 1):
         s, e = int(starts[b]), int(starts[b + 1])
-        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), t[s:e], k, names, threads, info,
-                            key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
+        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), test_blocks[b], k, names,
+                            threads, info, key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
     wait_all(parts)
     results = client.gather(parts)
+    n_users = sum(r[3] for r in results)
+    if n_users == 0:
+        raise ValueError("no user has a test item (value > 0)")
     out: dict = {"protocol": "full"}
     for name in names:
         if name == "coverage":
