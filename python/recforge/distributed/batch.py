@@ -18,7 +18,6 @@ from .._validation import as_csr, check_k, check_positive
 from ..data import IdMap
 from ..evaluation._common import hit_matrix, relevant_rows
 from ..evaluation.beyond import item_popularity
-from ..evaluation.protocols import FULL_DEFAULT, FULL_METRICS
 from ..evaluation.ranking import RANKING_METRICS, auc, per_user_metrics
 from ..models.base import FactorModel
 from ._client import check_workers, submit, wait_all
@@ -26,8 +25,10 @@ from .data import DistributedInteractions, block_starts
 
 __all__ = ["evaluate", "recommend_all"]
 
-_EVAL_METRICS = FULL_METRICS  # the local full protocol's metrics and default, the same definitions
-_EVAL_DEFAULT = FULL_DEFAULT
+# The local full protocol's metrics this map-reduce computes (same definitions); popularity, gini and
+# long_tail (main's newer beyond-accuracy metrics) are not map-reduced yet.
+_EVAL_METRICS = (*RANKING_METRICS, "auc", "coverage", "novelty")
+_EVAL_DEFAULT = (*RANKING_METRICS, "coverage", "novelty")
 
 
 def _check_model(model) -> None:
@@ -177,7 +178,7 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
         ``distribute(client, frame, user_ids=model.user_ids, item_ids=model.item_ids, unknown="drop")``.
     k : cut-off
     metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, auc, coverage,
-        novelty (default: all but auc, as ``recforge.evaluation.evaluate``); novelty's item
+        novelty (default: all but auc); novelty's item
         popularity comes from the model's training matrix (``seen_``)
     user_blocks, threads, retries : as ``recommend_all`` (a ``DistributedInteractions`` test brings its blocks)
 
