@@ -20,9 +20,17 @@ constant lambda, so the same number is not the same model: each library gets the
 its own grid on the first case (``RECFORGE_BENCH_DASK_SPARK_REG``, default ``0.01,0.05,0.1``;
 ``RECFORGE_BENCH_DASK_REG``, default ``0.05,0.5,5``; chosen on the test split, the same courtesy
 for both), and the later cases reuse each winner. Spark's seconds per iteration come
-from two fits (``maxIter`` = n and 1): (t_n - t_1) / (n - 1), which leaves out its one-off
+from two fits (``maxIter`` = n and n/2): (t_n - t_half) / (n - half), which leaves out its one-off
 partitioning; ours are the median per-iteration times from the fit callbacks after the first
-iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart.
+iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart. ``CPU s/iter``:
+the CPU seconds of the fit per iteration (ours: this process and every Dask worker process; Spark:
+its JVM, the same two-fit difference), the steadier figure on a machine shared with other jobs.
+
+Equal NDCG: Spark's NDCG@10 after n iterations is the target; recforge's NDCG after every
+iteration (a local fit evaluated in its callback; the Dask fit is the same model bit for bit, which
+the row ``dask_bit_equal_to_local`` checks) gives the iterations recforge needs to reach it, and
+``s to Spark's NDCG`` / ``CPU s to Spark's NDCG`` compare the time each library needs to get there
+(Spark: n/2 iterations when its NDCG had already reached the target there, else n).
 
 Scaling: the Dask fit on 1 and on ``ctx.threads`` workers (``s/iter``), and the per-nonzero cost of
 the kernel (core-seconds per stored value per iteration at f=128, measured on one thread), the
@@ -45,8 +53,9 @@ from _harness import binary_csr, switch  # bench/ is on sys.path (run.py, load_b
 
 FACTORS = 64
 ALPHA = 10.0
-# Iterations per case (Spark needs about a minute per iteration on the synthetic case).
-ITERATIONS = {"video-games": 10, "synthetic": 5}
+# Iterations per case: NDCG@10 has converged by then for both libraries (the rows show it: NDCG after
+# half of them and after all of them, and recforge's NDCG after every iteration).
+ITERATIONS = {"video-games": 10, "synthetic": 10}
 SYNTH = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
 
@@ -89,14 +98,36 @@ def _median_after_first(seconds: list[float]) -> tuple[float, float]:
     return float(np.median(xs)), float((max(xs) - min(xs)) / 2)
 
 
+def _proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), e.g. Spark's JVM."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---- the three contenders ------------------------------------------------------------------------
-def _local(train, solver, threads, iters, reg):
+# Each returns (model, seconds per iteration, setup seconds, CPU seconds of the whole fit); the CPU
+# seconds (this process plus, for Dask, every worker process) are the steadier figure on a machine
+# shared with other jobs, where wall time depends on what else runs.
+def _local(train, solver, threads, iters, reg, test=None):
+    """The local fit; with ``test``, also NDCG@10 after every iteration (``model.ndcg_curve``), computed
+    in the callback and outside the timed iterations."""
     import recforge as rf
 
     model = rf.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, threads=threads,
                    seed=0)  # fmt: skip
-    model.fit(train, progress=False)
-    return model, [h["seconds"] for h in model.history_], 0.0
+    curve, spent = [], [0.0]
+
+    def track(epoch, seconds, loss):
+        if test is not None:
+            t0 = time.process_time()
+            curve.append(_ndcg(model.user_factors, model.item_factors, train.csr, test.csr))
+            spent[0] += time.process_time() - t0
+
+    cpu0 = time.process_time()
+    model.fit(train, progress=False, callback=track)
+    model.ndcg_curve = curve
+    return model, [h["seconds"] for h in model.history_], 0.0, time.process_time() - cpu0 - spent[0]
 
 
 def _dask(client, train, solver, iters, reg):
@@ -106,8 +137,11 @@ def _dask(client, train, solver, iters, reg):
     data = rf.distributed.distribute(client, train)
     setup = time.perf_counter() - t0
     est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0)
+    cpu0, workers0 = time.process_time(), client.run(time.process_time)
     model = est.fit(client, data, progress=False)
-    return model, [h["seconds"] for h in model.history_], setup
+    workers1 = client.run(time.process_time)
+    cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
+    return model, [h["seconds"] for h in model.history_], setup, cpu
 
 
 def _spark_session(ctx):
@@ -145,15 +179,17 @@ def _spark_blas(spark) -> str:
 
 
 def _spark_fit(spark, frame, reg, iters, threads):
+    """Spark's fit: (model, wall seconds, CPU seconds of its JVM)."""
     from pyspark.ml.recommendation import ALS
 
     als = ALS(rank=FACTORS, maxIter=iters, regParam=reg, implicitPrefs=True, alpha=ALPHA, userCol="user",
               itemCol="item", ratingCol="rating", numUserBlocks=2 * threads, numItemBlocks=2 * threads, seed=0,
               checkpointInterval=-1)  # fmt: skip
-    t0 = time.perf_counter()
+    jvm = spark.sparkContext._gateway.proc.pid
+    t0, cpu0 = time.perf_counter(), _proc_cpu_seconds(jvm)
     model = als.fit(frame)
     model.userFactors.count()  # the fit is lazy until the factors are used
-    return model, time.perf_counter() - t0
+    return model, time.perf_counter() - t0, _proc_cpu_seconds(jvm) - cpu0
 
 
 def _spark_factors(model, n_users, n_items):
@@ -167,8 +203,10 @@ def _spark_factors(model, n_users, n_items):
 
 
 def _spark_rows(ctx, spark, case, train, test, iters, regs):
-    """Spark's best NDCG over the regParam values ``regs``, and its s/iter at that regParam; ``regs`` is
-    then cut to the winner (the later, larger cases reuse it instead of the whole grid)."""
+    """Spark's best NDCG over the regParam values ``regs`` (``iters`` iterations), and its s/iter at that
+    regParam; ``regs`` is then cut to the winner (the later, larger cases reuse it instead of the whole
+    grid). A second fit of ``iters // 2`` iterations gives the per-iteration time without the one-off
+    partitioning, (t_n - t_half) / (n - half), and NDCG at half the iterations (convergence)."""
     import shutil
     import tempfile
 
@@ -182,24 +220,68 @@ def _spark_rows(ctx, spark, case, train, test, iters, regs):
                       "rating": coo.data.astype(np.float32)}).to_parquet(path)  # fmt: skip
         frame = spark.read.parquet(path).repartition(2 * ctx.threads).cache()
         frame.count()
+        _spark_fit(spark, frame, regs[0], 1, ctx.threads)  # warm-up (JIT, caches): the first fit is slower
         best = None
         for reg in regs:
-            model, seconds = _spark_fit(spark, frame, reg, iters, ctx.threads)
+            model, seconds, cpu = _spark_fit(spark, frame, reg, iters, ctx.threads)
             ndcg = _ndcg(*_spark_factors(model, *train.shape), train.csr, test.csr)
             ctx.log(f"{case}: spark regParam={reg}: ndcg@10 {ndcg:.4f}, {seconds:.1f}s for {iters} iterations")
             if best is None or ndcg > best[0]:
-                best = (ndcg, reg, seconds)
-        ndcg, reg, t_n = best
-        _, t_1 = _spark_fit(spark, frame, reg, 1, ctx.threads)
+                best = (ndcg, reg, seconds, cpu)
+        ndcg, reg, t_n, cpu_n = best
+        half = max(1, iters // 2)
+        model, t_half, cpu_half = _spark_fit(spark, frame, reg, half, ctx.threads)
+        ndcg_half = _ndcg(*_spark_factors(model, *train.shape), train.csr, test.csr)
         frame.unpersist()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     regs[:] = [reg]
-    per_iter = (t_n - t_1) / (iters - 1)
+    per_iter, cpu_per_iter = (t_n - t_half) / (iters - half), (cpu_n - cpu_half) / (iters - half)
     blas = _spark_blas(spark)
     return [
         _row(case, "Spark MLlib", "s/iter", per_iter, None, "lower", regParam=reg, fit_seconds=t_n, blas=blas),
-        _row(case, "Spark MLlib", "NDCG@10", ndcg, None, "higher", regParam=reg, blas=blas),
+        _row(case, "Spark MLlib", "CPU s/iter", cpu_per_iter, None, "lower", regParam=reg, blas=blas),
+        _row(
+            case,
+            "Spark MLlib",
+            "NDCG@10",
+            ndcg,
+            None,
+            "higher",
+            regParam=reg,
+            blas=blas,
+            ndcg_at_half=ndcg_half,
+            half_iterations=half,
+        ),
+    ]
+
+
+def _time_to_target(ctx, case, curve, dask_per_iter, dask_cpu_per_iter, spark_rows) -> list[dict]:
+    """recforge's iterations, wall and CPU seconds to reach Spark's NDCG@10 (from recforge's NDCG after
+    every iteration), against Spark's own: the comparison at equal NDCG. None when not reached."""
+    spark = {r["metric"]: r for r in spark_rows}
+    target = spark["NDCG@10"]["value"]
+    reached = next((k + 1 for k, v in enumerate(curve) if v >= target), None)
+    spark_iters = (spark["NDCG@10"]["half_iterations"] if spark["NDCG@10"]["ndcg_at_half"] >= target
+                   else len(curve))  # fmt: skip
+    ctx.log(f"{case}: Spark NDCG@10 {target:.4f} reached by recforge after {reached} of {len(curve)} iterations "
+            f"(curve {[round(v, 4) for v in curve]})")  # fmt: skip
+    if reached is None:
+        return []
+    extra = {"target_ndcg": target, "iterations": reached, "spark_iterations": spark_iters}
+    return [
+        _row(case, "recforge", "s to Spark's NDCG", reached * dask_per_iter, None, "lower", **extra),
+        _row(case, "Spark MLlib", "s to Spark's NDCG", spark_iters * spark["s/iter"]["value"], None, "lower", **extra),
+        _row(case, "recforge", "CPU s to Spark's NDCG", reached * dask_cpu_per_iter, None, "lower", **extra),
+        _row(
+            case,
+            "Spark MLlib",
+            "CPU s to Spark's NDCG",
+            spark_iters * spark["CPU s/iter"]["value"],
+            None,
+            "lower",
+            **extra,
+        ),
     ]
 
 
@@ -212,7 +294,7 @@ def _pick_reg(ctx, case, train, test, iters, regs) -> float:
     if len(regs) > 1:
         scores = {}
         for reg in regs:
-            model, _, _ = _local(train, "cholesky", ctx.threads, iters, reg)
+            model, _, _, _ = _local(train, "cholesky", ctx.threads, iters, reg)
             scores[reg] = _ndcg(model.user_factors, model.item_factors, train.csr, test.csr)
             ctx.log(f"{case}: recforge regularization={reg}: ndcg@10 {scores[reg]:.4f}")
         regs[:] = [max(scores, key=scores.get)]
@@ -227,7 +309,7 @@ def _row(case, library, metric, value, spread, better, **extra):
 # ---- cases ---------------------------------------------------------------------------------------
 def _case_rows(ctx, clusters, spark, regs, name, split, iters):
     train, test = split
-    rows = []
+    rows, spark_rows = [], []
     reg = _pick_reg(ctx, name, train, test, iters, regs["recforge"])
     for solver in ("cholesky", "cg"):
         case = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS} {solver} {iters} it"
@@ -239,18 +321,32 @@ def _case_rows(ctx, clusters, spark, regs, name, split, iters):
         samples = {lib: [] for lib in runs}
         for _ in range(ctx.repeat):  # interleaved
             for lib, fit in runs.items():
-                model, seconds, setup = fit()
-                samples[lib].append((model, seconds, setup))
+                samples[lib].append(fit())
+        per_iter = {}
         for lib, fits in samples.items():
-            seconds = [s for _, secs, _ in fits for s in secs[1:]]
+            seconds = [s for _, secs, _, _ in fits for s in secs[1:]]
             value, spread = float(np.median(seconds)), float((max(seconds) - min(seconds)) / 2)
-            setup = float(np.median([s for _, _, s in fits]))
+            setup = float(np.median([s for _, _, s, _ in fits]))
+            cpu = float(np.median([c for _, _, _, c in fits])) / iters
+            per_iter[lib] = (value, cpu)
             rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg))
+            rows.append(_row(case, lib, "CPU s/iter", cpu, None, "lower"))
             model = fits[0][0]
             rows.append(_row(case, lib, "NDCG@10", _ndcg(model.user_factors, model.item_factors, train.csr, test.csr),
                              None, "higher"))  # fmt: skip
-        if solver == "cholesky" and spark is not None:
-            rows += _spark_rows(ctx, spark, case, train, test, iters, regs["spark"])
+        # recforge's NDCG after every iteration, from a local fit: the Dask fit is the same model bit
+        # for bit (checked here on the final factors), so its curve is the same.
+        traced, *_ = _local(train, solver, ctx.threads, iters, reg, test=test)
+        dask_model = samples["recforge"][0][0]
+        same = bool(np.array_equal(traced.user_factors, dask_model.user_factors)
+                    and np.array_equal(traced.item_factors, dask_model.item_factors))  # fmt: skip
+        rows.append(_row(case, "recforge", "NDCG@10 after each iteration", traced.ndcg_curve[-1], None, "higher",
+                         curve=traced.ndcg_curve, dask_bit_equal_to_local=same))  # fmt: skip
+        if solver == "cholesky" and spark is not None:  # Spark has no CG: its Cholesky fit is the target of both
+            spark_rows = _spark_rows(ctx, spark, case, train, test, iters, regs["spark"])
+            rows += spark_rows
+        if spark_rows:
+            rows += _time_to_target(ctx, case, traced.ndcg_curve, *per_iter["recforge"], spark_rows)
     return rows
 
 

@@ -13,6 +13,18 @@ def submit(client, fn, *args, key: str, retries: int, **kwargs):
     return client.submit(fn, *args, key=key, retries=retries, **kwargs)
 
 
+def placement(client, n_blocks: int) -> list[str]:
+    """The worker each of ``n_blocks`` blocks should live and run on: round-robin over the worker
+    threads (workers sorted by address), so every worker gets blocks in proportion to its threads.
+
+    Used as a loose restriction (``workers=[w], allow_other_workers=True``): a lost worker's blocks
+    run elsewhere. Without it the scheduler pulls a half-step's tasks towards the worker holding the
+    shared whole side (the largest input), which left one of two workers with 3 of every 4 solves.
+    """
+    slots = [w for w, n in sorted(client.nthreads().items()) for _ in range(max(1, n))]
+    return [slots[b % len(slots)] for b in range(n_blocks)] if slots else []
+
+
 def wait_all(futures) -> None:
     """Wait for ``futures``; the first failed one raises its task's own exception here, on the client."""
     futures = list(futures)

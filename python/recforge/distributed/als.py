@@ -39,7 +39,7 @@ from .._config import show_progress
 from ..models import ALS as LocalALS
 from ..models._params import Param, ParamsMixin
 from . import _tasks
-from ._client import submit, wait_all
+from ._client import placement, submit, wait_all
 from .data import DistributedInteractions, distribute
 
 __all__ = ["ALS"]
@@ -233,8 +233,10 @@ class _Run:
         self.user_factors = self.item_factors = None
         self.routes = {}
 
-    def _submit(self, fn, *args, name: str):
-        return submit(self.client, fn, *args, key=f"{self.tag}-{name}", retries=self.est.retries)
+    def _submit(self, fn, *args, name: str, home: str | None = None):
+        """Submit a task; ``home``: the worker it should run on (a loose restriction, see ``placement``)."""
+        where = {} if home is None else {"workers": [home], "allow_other_workers": True}
+        return submit(self.client, fn, *args, key=f"{self.tag}-{name}", retries=self.est.retries, **where)
 
     # -- start ----------------------------------------------------------------------------------
     def initialise(self) -> None:
@@ -293,30 +295,32 @@ class _Run:
         other_side = "items" if side == "users" else "users"
         implicit, threads = not self.explicit, self.params["threads"]
         name = f"{side}-{epoch}" if task == "solve" else f"{side}-{epoch}-loss"
+        home = placement(self.client, len(matrices))  # where ``distribute`` put the blocks
         whole_fn, routed_fn = ((_tasks.half_step, _tasks.half_step_routed) if task == "solve"
                                else (_tasks.user_loss, _tasks.user_loss_routed))  # fmt: skip
         if self.routing[other_side] == "whole":
             whole = self._submit(_tasks.concat_side, *other, name=f"whole-{name}")
             G = self._submit(_tasks.gram, whole, threads, name=f"gram-{name}") if implicit else None
-            return [self._submit(whole_fn, m, whole, G, x, self.params, name=f"{task}-{name}-{b}")
+            return [self._submit(whole_fn, m, whole, G, x, self.params, name=f"{task}-{name}-{b}", home=home[b])
                     for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         G = None
         if implicit:
             partial = [self._submit(_tasks.gram, o, threads, name=f"gram-{name}-{c}") for c, o in enumerate(other)]
             G = self._submit(_tasks.sum_grams, *partial, name=f"gram-{name}")
-        local, cols, needs = self._routes(side, matrices, other_starts)
+        local, cols, needs = self._routes(side, matrices, other_starts, home)
         out = []
         for b, x in enumerate(own):
             pieces = [self._submit(_tasks.take_rows, other[c], cols[b], int(other_starts[c]), int(other_starts[c + 1]),
                                    name=f"rows-{name}-{b}-{c}") for c in needs[b]]  # fmt: skip
-            out.append(self._submit(routed_fn, local[b], G, x, self.params, *pieces, name=f"{task}-{name}-{b}"))
+            out.append(self._submit(routed_fn, local[b], G, x, self.params, *pieces, name=f"{task}-{name}-{b}",
+                                    home=home[b]))  # fmt: skip
         return out
 
-    def _routes(self, side: str, matrices, other_starts):
+    def _routes(self, side: str, matrices, other_starts, home):
         """Per block of ``side``: its column-renumbered matrix, the columns it reads, and which blocks hold them."""
         if side not in self.routes:
             cols = [self._submit(_tasks.needed_columns, m, name=f"cols-{side}-{b}") for b, m in enumerate(matrices)]
-            local = [self._submit(_tasks.localise, m, c, name=f"local-{side}-{b}")
+            local = [self._submit(_tasks.localise, m, c, name=f"local-{side}-{b}", home=home[b])
                      for b, (m, c) in enumerate(zip(matrices, cols))]  # fmt: skip
             touched = [self._submit(_blocks_touched, c, other_starts, name=f"touched-{side}-{b}")
                        for b, c in enumerate(cols)]  # fmt: skip

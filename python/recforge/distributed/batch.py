@@ -17,15 +17,18 @@ import pandas as pd
 from .._validation import as_csr, check_k, check_positive
 from ..data import IdMap
 from ..evaluation._common import hit_matrix, relevant_rows
-from ..evaluation.ranking import RANKING_METRICS, per_user_metrics
+from ..evaluation.beyond import item_popularity
+from ..evaluation.ranking import RANKING_METRICS, auc, per_user_metrics
 from ..models.base import FactorModel
 from ._client import check_workers, submit, wait_all
-from .data import block_starts
+from .data import DistributedInteractions, block_starts
 
 __all__ = ["evaluate", "recommend_all"]
 
-_EVAL_METRICS = (*RANKING_METRICS, "coverage")
-_EVAL_DEFAULT = (*RANKING_METRICS, "coverage")
+# The local full protocol's metrics this map-reduce computes (same definitions); popularity, gini and
+# long_tail (main's newer beyond-accuracy metrics) are not map-reduced yet.
+_EVAL_METRICS = (*RANKING_METRICS, "auc", "coverage", "novelty")
+_EVAL_DEFAULT = (*RANKING_METRICS, "coverage", "novelty")
 
 
 def _check_model(model) -> None:
@@ -122,20 +125,38 @@ def recommend_all(model, client, path, k: int = 10, exclude_seen: bool = True, u
     return client.gather(shards)
 
 
-def _evaluate_block(items, users, test_rows, k, names, threads):
-    """(per-metric sums, evaluated users, distinct recommended items) of one block of users."""
-    from ._tasks import worker_threads
+def _evaluate_block(items, users, test_rows, k, names, threads, self_information):
+    """One block of users: (per-metric sums, per-metric counts, distinct recommended items, evaluated users).
 
+    Ranking metrics are summed over the block's users with a test item (their count: the
+    evaluated users); novelty over their lists with an item (``self_information``: -log2 p(i) from
+    the training matrix's item popularity); auc over the users it is defined for. The client divides
+    the totals, which gives the local means (up to the order of a float64 sum).
+    """
+    from ._tasks import scipy_view, worker_threads
+
+    test_rows = scipy_view(test_rows)  # a block of a DistributedInteractions is in the kernels' form
     rel = relevant_rows(test_rows, test_rows.shape[0])
     eval_users = np.flatnonzero(np.diff(rel.indptr) > 0)
     if eval_users.size == 0:
-        return {}, 0, np.zeros(0, np.int64)
-    ids, _ = _block_model(items, users).recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
+        return {}, {}, np.zeros(0, np.int64), 0
+    block = _block_model(items, users)
+    ids, _ = block.recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
     rel = rel[eval_users]
     ranking = [n for n in names if n in RANKING_METRICS]
     values = per_user_metrics(hit_matrix(ids, rel), np.diff(rel.indptr), ranking)
     sums = {n: float(v.sum()) for n, v in values.items()}
-    return sums, int(eval_users.size), np.unique(ids[ids >= 0])
+    counts = dict.fromkeys(values, int(eval_users.size))
+    if "novelty" in names:  # recforge.evaluation.novelty: the mean over lists with at least one item
+        valid = ids >= 0
+        m = valid.sum(axis=1)
+        per_list = np.where(valid, self_information[np.where(valid, ids, 0)], 0.0).sum(axis=1)
+        sums["novelty"], counts["novelty"] = float((per_list[m > 0] / m[m > 0]).sum()), int((m > 0).sum())
+    if "auc" in names:  # recforge.evaluation.auc per user: NaN where it is undefined (skipped)
+        per_user = auc(block, test_rows, users["seen"], users=eval_users, per_user=True)
+        defined = ~np.isnan(per_user)
+        sums["auc"], counts["auc"] = float(per_user[defined].sum()), int(defined.sum())
+    return sums, counts, np.unique(ids[ids >= 0]), int(eval_users.size)
 
 
 def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | None = None, threads: int = 0,
@@ -151,15 +172,19 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
     ----------
     model : fitted factor model
     client : distributed.Client
-    test : scipy.sparse matrix or Interactions (n_users, n_items), held-out interactions
+    test : scipy.sparse matrix, Interactions or DistributedInteractions (n_users, n_items)
+        Held-out interactions. A ``DistributedInteractions`` stays on the cluster (its user blocks
+        are the evaluation's blocks); build it with the model's maps, e.g.
+        ``distribute(client, frame, user_ids=model.user_ids, item_ids=model.item_ids, unknown="drop")``.
     k : cut-off
-    metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, coverage
-        (default: all of them)
-    user_blocks, threads, retries : as ``recommend_all``
+    metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, auc, coverage,
+        novelty (default: all but auc); novelty's item
+        popularity comes from the model's training matrix (``seen_``)
+    user_blocks, threads, retries : as ``recommend_all`` (a ``DistributedInteractions`` test brings its blocks)
 
     Returns
     -------
-    dict: ``"<metric>@<k>"`` -> float, ``"n_users"`` -> int, ``"protocol"`` -> "full".
+    dict: ``"<metric>@<k>"`` -> float ("auc" without ``@k``), ``"n_users"`` -> int, ``"protocol"`` -> "full".
     """
     _check_model(model)
     k = check_k(k)
@@ -170,21 +195,39 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
         bad = [m for m in names if m not in _EVAL_METRICS]
         if bad or not names:
             raise ValueError(f"metrics must be names from {_EVAL_METRICS}, got {list(names)}")
-    t = as_csr(test, "test", allow_empty=True)
-    if t.shape != (model.n_users, model.n_items):
-        raise ValueError(f"test must have shape ({model.n_users}, {model.n_items}) (the model's), got {t.shape}")
+    on_cluster = isinstance(test, DistributedInteractions)
+    shape = test.shape if on_cluster else None
+    if not on_cluster:
+        t = as_csr(test, "test", allow_empty=True)
+        shape = t.shape
+    if shape != (model.n_users, model.n_items):
+        raise ValueError(f"test must have shape ({model.n_users}, {model.n_items}) (the model's), got {shape}")
+    if on_cluster:
+        for side in ("user_ids", "item_ids"):
+            mine = getattr(model, side, None)
+            if mine is not None and mine != getattr(test, side):
+                raise ValueError(f"test's {side} differ from the model's: distribute the test data with "
+                                 f"{side}=model.{side}")  # fmt: skip
     check_workers(client)
     tag = f"rf-eval-{uuid.uuid4().hex[:8]}"
-    starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
+    if on_cluster:
+        starts, test_blocks = test.user_starts, test.user_blocks
+    else:
+        starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
+        test_blocks = [t[int(starts[b]) : int(starts[b + 1])] for b in range(len(starts) - 1)]
     items = submit(client, _identity, _item_side(model), key=f"{tag}-items", retries=retries)
+    info = None
+    if "novelty" in names:  # as recforge.evaluation.novelty: p(i) = max(users with i in train, 1) / n_users
+        info = np.log2(model.n_users) - np.log2(np.maximum(item_popularity(model.seen_), 1))
+        info = submit(client, _identity, info, key=f"{tag}-self-information", retries=retries)
     parts = []
     for b in range(len(starts) - 1):
         s, e = int(starts[b]), int(starts[b + 1])
-        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), t[s:e], k, names, threads,
-                            key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
+        parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), test_blocks[b], k, names,
+                            threads, info, key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
     wait_all(parts)
     results = client.gather(parts)
-    n_users = sum(r[1] for r in results)
+    n_users = sum(r[3] for r in results)
     if n_users == 0:
         raise ValueError("no user has a test item (value > 0)")
     out: dict = {"protocol": "full"}
@@ -192,8 +235,9 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
         if name == "coverage":
             covered = np.unique(np.concatenate([r[2] for r in results]))
             out[f"coverage@{k}"] = covered.size / model.n_items
-        else:
-            out[f"{name}@{k}"] = sum(r[0].get(name, 0.0) for r in results) / n_users
+            continue
+        total, count = sum(r[0].get(name, 0.0) for r in results), sum(r[1].get(name, 0) for r in results)
+        out[name if name == "auc" else f"{name}@{k}"] = total / count if count else float("nan")
     out["n_users"] = int(n_users)
     return out
 

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from ..data import IdMap, Interactions
 from ..data.interactions import DUPLICATE_RULES, default_duplicate_rule
 from . import _tasks
-from ._client import check_workers, submit, wait_all
+from ._client import check_workers, placement, submit, wait_all
 
 __all__ = ["DistributedInteractions", "distribute"]
 
@@ -201,18 +201,23 @@ def distribute(
 
     encoded = [submit(client, _tasks.encode_split, c, maps[0], maps[1], ustarts, unknown, k,
                       key=f"rf-encode-{key}-{k}", retries=retries) for k, c in enumerate(checked)]  # fmt: skip
+    # Each block is built on the worker its half-steps will run on (``placement``), so the blocks
+    # never travel during a fit.
+    uhome, ihome = placement(client, len(ustarts) - 1), placement(client, len(istarts) - 1)
     ublocks = []
     for b in range(len(ustarts) - 1):
         pieces = [submit(client, operator.getitem, e, b, key=f"rf-piece-{key}-{k}-{b}", retries=retries)
                   for k, e in enumerate(encoded)]  # fmt: skip
         ublocks.append(submit(client, _tasks.user_block, int(ustarts[b]), int(ustarts[b + 1]), n_items, duplicates,
-                              *pieces, key=f"rf-ublock-{key}-{b}", retries=retries))  # fmt: skip
+                              *pieces, key=f"rf-ublock-{key}-{b}", retries=retries, workers=[uhome[b]],
+                              allow_other_workers=True))  # fmt: skip
     iblocks = []
     for c in range(len(istarts) - 1):
         pieces = [submit(client, _tasks.column_piece, ub, int(ustarts[b]), int(istarts[c]), int(istarts[c + 1]),
                          key=f"rf-cpiece-{key}-{b}-{c}", retries=retries) for b, ub in enumerate(ublocks)]  # fmt: skip
         iblocks.append(submit(client, _tasks.item_block, int(istarts[c + 1] - istarts[c]), n_users, *pieces,
-                              key=f"rf-iblock-{key}-{c}", retries=retries))  # fmt: skip
+                              key=f"rf-iblock-{key}-{c}", retries=retries, workers=[ihome[c]],
+                              allow_other_workers=True))  # fmt: skip
     stats = [submit(client, _tasks.block_stats, ub, key=f"rf-stats-{key}-{b}", retries=retries)
              for b, ub in enumerate(ublocks)]  # fmt: skip
     wait_all(iblocks + stats)
