@@ -63,13 +63,6 @@ def _broken_col(n_rows: int, n_cols: int):
 
 OPEN = [
     Finding(
-        "F3",
-        "pybind11's 'incompatible function arguments' instead of a message naming the argument (lists, "
-        "None, floats, out-of-range ints for _core arguments)",
-        ("core", {"fn": "mlp_sample_epoch", "arg": "seed", "value": "1", "equivalent": False}),
-        _detail("incompatible (function|constructor) arguments"),
-    ),
-    Finding(
         "F11",
         "Interactions.from_arrays: nested-list ids -> 'unhashable type', scalar ids, 64-bit ids with "
         "an IdMap.range -> messages naming another argument or nothing",
@@ -113,14 +106,6 @@ OPEN.append(
 )
 
 
-OPEN.append(
-    Finding(
-        "F24",
-        "_core scalars not checked: sgd_rank_epoch(lr=nan), mlp_loss_grad(l2=nan) and the like are accepted",
-        ("core", {"fn": "sgd_rank_epoch", "arg": "lr", "value": float("nan"), "equivalent": False}),
-        _target("core", where=lambda kw, d: not isinstance(kw.get("value"), (np.ndarray, list, tuple))),
-    )
-)
 OPEN.append(
     Finding(
         "F25",
