@@ -65,6 +65,8 @@ py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarit
         for (py::ssize_t t = 0; t < subset->shape(0); ++t) allowed[subset->data()[t]] = 1;
     }
     const std::int64_t n = history.n_rows();
+    check_output_memory(static_cast<double>(n) * static_cast<double>(k) * (sizeof(std::int64_t) + sizeof(float)),
+                        "k=" + std::to_string(k) + " for " + std::to_string(n) + " rows");
     py::array_t<std::int64_t> ids({n, k});
     py::array_t<float> scores({n, k});
     std::int64_t* ip = ids.mutable_data();

@@ -204,6 +204,12 @@ def t_topk(queries, items, k, exclude=None, candidates=None, threads=1):
     )
 
 
+def ranking_threads(m, threads, r) -> None:
+    """``threads`` of a ranking call: documented for MLPScorer as optional (None: the model's own)."""
+    if not (threads is None and isinstance(m, rf.MLPScorer)):
+        r(rule_threads, threads, r)
+
+
 def t_recommend(model, users, k, exclude_seen=True, items=None, threads=1):
     m = fitted(model)
 
@@ -211,7 +217,7 @@ def t_recommend(model, users, k, exclude_seen=True, items=None, threads=1):
         u = r(rule_ids, users, m.n_users, "users")
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         it = None if items is None else r(rule_ids, items, m.n_items, "items")
-        r(rule_threads, threads, r)
+        ranking_threads(m, threads, r)
         return u, kk, it
 
     expect, canon = expectation(rules)
@@ -229,7 +235,7 @@ def t_recommend_all(model, k, batch_size=4096, threads=1):
     def rules(r):
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         r(rule_int, batch_size, "batch_size", 1)
-        r(rule_threads, threads, r)
+        ranking_threads(m, threads, r)
         return kk
 
     expect, kk = expectation(rules)
@@ -412,8 +418,12 @@ def t_interactions(users, items, weights=None):
             raise Invalid("users", "items", "length", "same")
         if len(u) == 0:
             r.may.append("users")  # no interactions at all: a refusal is fine
-        w = np.ones(len(u), np.float32) if weights is None else rule_dense(weights, "weights", ndim=1, shape=(len(u),))
-        return sp.csr_matrix((w.astype(np.float64), (u, i)), shape=(nu, ni))
+        if weights is None:  # each row one event: repeats counted
+            return sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(nu, ni))
+        w = rule_dense(weights, "weights", ndim=1, shape=(len(u),)).astype(np.float64)
+        last = {(a, b): x for a, b, x in zip(u.tolist(), i.tolist(), w.tolist())}  # weighted rows: the latest kept
+        rows, cols = zip(*last) if last else ((), ())
+        return sp.csr_matrix((list(last.values()), (rows, cols)), shape=(nu, ni))
 
     expect, canon = expectation(rules)
 
