@@ -141,8 +141,8 @@ inline void check_output_memory(double bytes, const std::string& what) {
         std::snprintf(text, sizeof text, "%.3g GiB", b / 1073741824.0);
         return std::string(text);
     };
-    throw std::invalid_argument(what + " needs " + gib(bytes) + " of memory, more than this machine has (" + gib(limit) +
-                                ")");
+    throw std::invalid_argument(what + " needs " + gib(bytes) + " of memory, more than this machine has (" +
+                                gib(limit) + ")");
 }
 
 // Binds the C++ enum E once as _core.<name>; kernels take it typed (a string is a TypeError).

@@ -22,8 +22,8 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
-#include <typeinfo>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -94,7 +94,8 @@ T to_real(py::handle h, const char* name) {
         return static_cast<T>(x);
     }
     throw std::invalid_argument(std::string(name) + " must be a finite number" +
-                                (std::is_same<T, float>::value ? " within float32 (|x| <= 3.4e38)" : "") + ", got " + shown(h));
+                                (std::is_same<T, float>::value ? " within float32 (|x| <= 3.4e38)" : "") + ", got " +
+                                shown(h));
 }
 
 // The Python type bound to the C++ type T (a class or enum of this module), or null.
@@ -124,8 +125,8 @@ struct Loader {
         using Plain = py::detail::intrinsic_t<T>;
         if (PyTypeObject* type = bound_type<Plain>()) {
             const auto t = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(type));
-            return "a " + std::string(py::str(t.attr("__module__"))) + "." + std::string(py::str(t.attr("__qualname__"))) +
-                   (std::is_pointer<T>::value ? " or None" : "");
+            return "a " + std::string(py::str(t.attr("__module__"))) + "." +
+                   std::string(py::str(t.attr("__qualname__"))) + (std::is_pointer<T>::value ? " or None" : "");
         }
         if constexpr (std::is_base_of<py::array, Plain>::value && !std::is_same<Plain, py::array>::value)
             return "a numpy array (or a nested list) of numbers";  // array_t: converted

@@ -172,9 +172,9 @@ void bind_mlp(py::module_& m) {
             if (interactions.n_cols() < 1) throw std::invalid_argument("interactions must have at least one column");
             const recforge::CsrView v = interactions.view();
             const std::int64_t n = mlp::epoch_samples(v, negatives);
-            check_output_memory(static_cast<double>(n) * (2 * sizeof(std::int64_t) + sizeof(float)),
-                                "negatives=" + std::to_string(negatives) + " (an epoch of " + std::to_string(n) +
-                                    " samples)");
+            check_output_memory(
+                static_cast<double>(n) * (2 * sizeof(std::int64_t) + sizeof(float)),
+                "negatives=" + std::to_string(negatives) + " (an epoch of " + std::to_string(n) + " samples)");
             py::array_t<std::int64_t> users(n), items(n);
             py::array_t<float> labels(n);
             std::int64_t *up = users.mutable_data(), *itp = items.mutable_data();
