@@ -15,6 +15,7 @@ import functools
 import io
 import json
 import math
+import numbers
 import os
 import tempfile
 import zipfile
@@ -134,7 +135,7 @@ def t_topk(queries, items, k, exclude=None, candidates=None, threads=1):
     def rules(r):
         q = r(rule_dense, queries, "queries")
         it = r(rule_dense, items, "items")
-        kk = r(rule_int, k, "k", 1)
+        kk = r(rule_int, k, "k", 1, 2**63 - 1)  # past int64: refused (recforge.topk, check_k)
         if q is not None and it is not None:
             if q.shape[1] != it.shape[1] or it.shape[0] == 0 or q.shape[1] == 0:
                 r.bad("queries", "items", "factors")
@@ -328,6 +329,9 @@ def t_fit(model, interactions=None, param=None, value=None):
             return m
         if param == "threads":
             return rule_threads(value, r)
+        spec = cls._param_spec.get(param)
+        if value is None and spec is not None and spec.optional:  # documented: None picks the default
+            return value
         if param in INT_PARAMS:
             return rule_int(value, param, 1, None, r, soft_high=INT_PARAMS[param])
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -400,13 +404,30 @@ def t_partial_fit(model, ids, rows, side="users"):
     return judge(lambda: getattr(m, f"partial_fit_{side}")(ids, rows), expect, check)
 
 
+def external_ids_as_ints(values):
+    """``from_arrays`` takes external ids of any hashable type: with ``IdMap.range(n)`` the known ones are
+    those equal to 0..n-1 (Python equality: 3, np.int8(3), 3.0 and an object array's 3 are one id)."""
+    try:
+        a = np.asarray(values)
+    except ValueError:
+        return values
+    if a.dtype.kind not in "fO" or a.ndim != 1:
+        return values
+    flat = a.tolist()
+    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v == int(v) for v in flat):
+        ints = [int(v) for v in flat]
+        if all(-(2**63) <= v < 2**63 for v in ints):
+            return np.array(ints, np.int64)
+    return values
+
+
 def t_interactions(users, items, weights=None):
     """``Interactions.from_arrays`` with integer id maps (id j -> index j): out-of-range ids must be refused."""
     nu, ni = 7, 5
 
     def rules(r):
-        u = r(rule_ids, users, nu, "users")
-        i = r(rule_ids, items, ni, "items")
+        u = r(rule_ids, external_ids_as_ints(users), nu, "users")
+        i = r(rule_ids, external_ids_as_ints(items), ni, "items")
         for name, v in (("users", users), ("items", items)):
             if np.ndim(v) == 0:
                 r.may.append(name)  # a scalar for a sequence: a refusal is fine

@@ -95,3 +95,12 @@ def test_f27_leave_last_out_takes_any_n():
         rf.split.kfold(inter, seed=-1)
     with pytest.raises(ValueError, match=r"^n_folds must be >= 2 and <= 2147483647, got 18446744073709551615"):
         rf.split.kfold(inter, n_folds=2**64 - 1)
+
+
+def test_topk_exclude_of_another_shape_is_named_before_scipy_reads_it():
+    """Found by seed 3 after the fixes above: a broken exclude of the wrong shape reached SciPy's own check."""
+    ex = sp.csr_matrix((2, 2), dtype=np.float32)
+    ex.indptr = np.array([0, 2], np.int32)  # one row's pointers for a (2, 2) shape
+    ex.indices, ex.data = np.array([0, 1], np.int32), np.ones(2, np.float32)
+    with pytest.raises(ValueError, match=r"^exclude must have shape \(0, 2\), got \(2, 2\)"):
+        rf.topk(np.zeros((0, 4), np.float32), np.ones((2, 4), np.float32), 2, exclude=ex)

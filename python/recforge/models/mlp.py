@@ -42,6 +42,7 @@ __all__ = ["MLPScorer", "sample_epoch"]
 log = logging.getLogger(__name__)
 
 _MODES = ("gmf", "mlp", "neumf")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # what the kernels take for lr and l2
 # optimizer="adam" costs (n_users + n_items) row updates per batch; above this many rows per sample
 # that sweep costs several times the batch's own forward/backward (measured: 37k rows at batch 256
 # trained 4x slower than lazy_adam), so fit() says so.
@@ -99,7 +100,7 @@ class MLPScorer(Recommender):
         "batch_size": Param("int", low=1),
         "lr": Param("float", low=0, low_open=True),
         "optimizer": Param("choice", choices=("adam", "lazy_adam", "sgd")),
-        "regularization": Param("float", low=0),
+        "regularization": Param("float", low=0, high=_FLOAT32_MAX, note="the kernel's l2 is a float32"),
     }
     _aliases = {"embedding_dim": "factors", "l2": "regularization"}
 

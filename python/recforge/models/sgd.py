@@ -259,8 +259,8 @@ class SGDMF(RatingPredictions, _SGDModel):
             if not np.isfinite(mse):
                 raise TrainingDiverged(
                     f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}), "
-                    f"regularization (now {self.regularization:g}) or factors (now {self.factors}), or scale "
-                    "interactions down (largest "
+                    f"regularization (now {self.regularization:g}), bias_regularization (now "
+                    f"{self.bias_regularization}) or factors (now {self.factors}), or scale interactions down (largest "
                     f"|rating| {float(np.abs(train.data).max()):.3g})"
                 )
             if val is None:
