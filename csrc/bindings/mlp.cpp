@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "arrays.hpp"
@@ -112,9 +113,16 @@ void bind_mlp(py::module_& m) {
            const py::object& users_in, const py::object& items_in, const f32_in& labels, double l2) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
-            // float64 parameters run the same code in double (finite-difference checks).
-            if (py::isinstance<py::array_t<double>>(user_emb))
+            // float64 parameters run the same code in double (finite-difference checks): user_emb decides.
+            if (py::isinstance<py::array_t<double>>(user_emb)) {
+                for (const auto& [table, name] : {std::pair<const py::array&, const char*>{item_emb, "item_emb"},
+                                                  std::pair<const py::array&, const char*>{dense, "dense"}})
+                    if (!py::isinstance<py::array_t<double>>(table))
+                        throw py::type_error(std::string(name) + " must be float64 like user_emb (float64 user_emb " +
+                                             "runs the float64 path), got dtype " +
+                                             py::str(table.dtype()).cast<std::string>());
                 return loss_grad<double>(a, user_emb, item_emb, dense, users, items, labels, l2);
+            }
             return loss_grad<float>(a, user_emb, item_emb, dense, users, items, labels, l2);
         },
         py::arg("arch"), py::arg("user_emb"), py::arg("item_emb"), py::arg("dense"), py::arg("users"), py::arg("items"),

@@ -104,3 +104,10 @@ def test_topk_exclude_of_another_shape_is_named_before_scipy_reads_it():
     ex.indices, ex.data = np.array([0, 1], np.int32), np.ones(2, np.float32)
     with pytest.raises(ValueError, match=r"^exclude must have shape \(0, 2\), got \(2, 2\)"):
         rf.topk(np.zeros((0, 4), np.float32), np.ones((2, 4), np.float32), 2, exclude=ex)
+
+
+def test_f28_the_float64_path_names_user_emb_that_chose_it():
+    args = core_baseline("mlp_loss_grad")
+    args["user_emb"] = args["user_emb"].astype(np.float64)
+    with pytest.raises(TypeError, match=r"^item_emb must be float64 like user_emb"):
+        _core.mlp_loss_grad(**args)
