@@ -123,6 +123,8 @@ class Context:
         Small sizes, for a smoke run.
     data_dir : pathlib.Path
         Folder of the real data sets.
+    out_dir : pathlib.Path
+        Folder of the reports (``--out``), where a benchmark writes its own charts too.
     missing_peers : dict
         import name -> reason, for every peer that could not be imported.
     not_measured : dict
@@ -135,6 +137,7 @@ class Context:
         repeat: int = 3,
         quick: bool = False,
         data_dir=None,
+        out_dir=None,
         log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ):
@@ -146,6 +149,7 @@ class Context:
         self.repeat = int(repeat)
         self.quick = bool(quick)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.out_dir = Path(out_dir) if out_dir is not None else BENCH_DIR / "results"
         self.missing_peers: dict[str, str] = {}
         self.not_measured: dict[str, str] = {}
         self._start = time.perf_counter()

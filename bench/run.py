@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _harness.limit_blas(args.threads)
-    ctx = _harness.Context(threads=args.threads, repeat=args.repeat, quick=args.quick)
+    ctx = _harness.Context(threads=args.threads, repeat=args.repeat, quick=args.quick, out_dir=args.out)
     machine = _harness.machine_info()  # at the start: the commit the benchmark code was loaded from
     rows = _harness.check_rows(module.run(ctx))
     # The benchmarks' RECFORGE_BENCH_* switches are part of the command that reproduces the run.

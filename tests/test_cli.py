@@ -10,7 +10,7 @@ import pytest
 
 from recforge.cli import build_parser, main
 
-COMMANDS = ["demo", "fit", "evaluate", "compare", "recommend", "bench"]
+COMMANDS = ["demo", "fit", "evaluate", "compare", "recommend", "explain", "forget", "bench"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -300,3 +300,36 @@ def test_compare_usage_errors(capsys):
     assert main(["compare", "--dataset", "synthetic", "--models", "sgdmf,als:feedback=explicit", "--json"]) == 0
     captured = capsys.readouterr()
     assert {r["metric"] for r in json.loads(captured.out)["rows"]} == {"rmse", "mae"}
+
+
+def test_explain_prints_the_history_items_behind_a_score(tmp_path, capsys):
+    path = tmp_path / "als.rf"
+    assert main(["fit", "--dataset", "synthetic", "--model", "als", "--param", "epochs=2", "--out", str(path),
+                 "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["explain", str(path), "3", "7", "--top", "4", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert (line["user"], line["item"], line["method"]) == (3, 7, "exact")
+    assert len(line["history"]) == len(line["contributions"]) <= 4
+    assert line["contributions"] == sorted(line["contributions"], key=abs, reverse=True)
+    assert main(["explain", str(path), "3", "7"]) == 0
+    assert "score" in capsys.readouterr().out
+    assert main(["explain", str(path), "3", "no-such-item"]) == 1  # an error naming the id
+    assert "no-such-item" in capsys.readouterr().err
+
+
+def test_forget_removes_users_from_a_saved_model(tmp_path, capsys):
+    import recforge as rf
+
+    path, out = tmp_path / "als.rf", tmp_path / "forgot.rf"
+    assert main(["fit", "--dataset", "synthetic", "--model", "als", "--param", "epochs=2", "--out", str(path),
+                 "--quiet"]) == 0  # fmt: skip
+    before = rf.load(path)
+    assert main(["forget", str(path), "3", "7", "--items", "5", "--out", str(out)]) == 0
+    assert "forgot 2 user(s) and 1 item(s)" in capsys.readouterr().out
+    model = rf.load(out)
+    assert model.n_users == before.n_users - 2 and model.n_items == before.n_items - 1
+    assert 3 not in model.user_ids_ and 7 not in model.user_ids_ and 5 not in model.item_ids_
+    assert main(["forget", str(out), "3"]) == 1  # already gone: an error naming the id
+    assert "3" in capsys.readouterr().err
+    assert main(["forget", str(out)]) == 2  # nothing to forget

@@ -286,7 +286,9 @@ def test_unfitted_model_raises_not_fitted(case, device, tmp_path):
     model = make(case, device)
     assert issubclass(rf.NotFittedError, ValueError)
     calls = [lambda: model.recommend([0]), lambda: model.score([0], [0]), lambda: model.save(tmp_path / "m.rf"),
-             lambda: model.recommend_all(), lambda: model.to("cpu"), lambda: model.n_users]  # fmt: skip
+             lambda: model.recommend_all(), lambda: model.to("cpu"), lambda: model.n_users,
+             lambda: model.explain(0, 0), lambda: model.explain_external(0, 0), lambda: model.forget_users([0]),
+             lambda: model.forget_items([0])]  # fmt: skip
     if hasattr(model, "partial_fit_users"):
         calls.append(lambda: model.partial_fit_users([0], sp.csr_matrix((1, 3), dtype=np.float32)))
     for call in calls:
@@ -629,3 +631,86 @@ def test_from_factors_rebuilds_the_model(case, device, data):
         case.cls.from_factors(model.user_factors, model.item_factors[:, :-1])
     with pytest.raises(ValueError, match="seen must have shape"):
         case.cls.from_factors(**arrays, seen=model.seen_[:-1])
+
+
+# -- explanations and forgetting (recforge.models._explain, Recommender.forget_*) ------------------
+def _clipped(model, value: float) -> float:
+    """``value`` as ``score`` reports it (rating models clip into their range)."""
+    bounds = model._clip_bounds() if getattr(model, "predicts_ratings", False) else None
+    return value if bounds is None else float(np.clip(value, *bounds))
+
+
+def test_explain_decomposes_the_score_over_the_history(case, data):
+    model = fit(make(case), data)
+    for user, item in ((0, 5), (17, 0), (42, 59)):
+        e = model.explain(user, item)
+        assert isinstance(e, rf.models.Explanation)
+        assert (e.user, e.item) == (user, item)  # identity id maps: the external ids are the indices
+        assert sorted(e.contributions["index"]) == sorted(seen_items(model, user))
+        assert (e.contributions["item"] == e.contributions["index"]).all()
+        total = e.base + e.contributions["contribution"].sum()
+        assert total == pytest.approx(e.score, rel=1e-9, abs=1e-9)  # the decomposition adds up
+        magnitude = np.abs(e.contributions["contribution"].to_numpy())
+        assert (np.diff(magnitude) <= 0).all()  # largest first
+        if e.contributions["contribution"].sum() != 0:
+            assert e.contributions["share"].sum() == pytest.approx(1.0)
+        if case.cls is not rf.ALS:  # ALS explains the exact solve of the user (its own test file)
+            assert _clipped(model, e.score) == pytest.approx(e.model_score, rel=1e-4, abs=1e-4)
+        assert e.method == {rf.ALS: "exact", rf.ItemKNN: "exact", rf.EASE: "exact",
+                            rf.MostPopular: "popularity"}.get(case.cls, "similarity")  # fmt: skip
+
+
+def test_explain_rejects_bad_input(case, data):
+    with pytest.raises(rf.NotFittedError):
+        make(case).explain(0, 0)
+    model = fit(make(case), data)
+    with pytest.raises(ValueError, match=r"user must be in \[0, 100\)"):
+        model.explain(N_USERS, 0)
+    with pytest.raises(ValueError, match=r"item must be in \[0, 60\)"):
+        model.explain(0, -1)
+    with pytest.raises(TypeError, match="item must be one integer index"):
+        model.explain(0, 1.5)
+    with pytest.raises(TypeError, match="user must be one integer index"):
+        model.explain([0, 1], 0)
+    with pytest.raises(ValueError, match="unknown to this model"):
+        model.explain_external(0, N_ITEMS + 3)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
+    model = fit(make(case), data)
+    gone = [3, 11]
+    getattr(model, f"forget_{side}s")(gone)
+    n_before = N_USERS if side == "user" else N_ITEMS
+    kept = np.setdiff1d(np.arange(n_before), gone)
+    want = data[kept] if side == "user" else data[:, kept]
+    assert model.seen_.shape == want.shape and (model.seen_ != want).nnz == 0
+    assert list(model._id_map(side).values) == list(kept)  # the others keep their external ids
+    ids, _ = model.recommend(np.arange(model.n_users), k=5)
+    assert ids.max() < model.n_items
+    assert np.isfinite(all_scores(model)).all()
+    model.save(tmp_path / "m.rf")
+    back = rf.load(tmp_path / "m.rf")
+    assert back.seen_.shape == want.shape
+    assert_same_predictions(back, model)
+    with pytest.raises(ValueError, match="unknown to this model"):
+        getattr(model, f"forget_{side}s")([gone[0]])  # already gone
+    with pytest.raises(ValueError, match="must not repeat"):
+        getattr(model, f"forget_{side}s")([0, 0])
+    if side == "item":
+        with pytest.raises(ValueError, match="forgetting every item"):
+            model.forget_items(model.item_ids_.values)
+    else:  # every user may go: the model then recommends for nobody
+        model.forget_users(model.user_ids_.values)
+        assert model.seen_.shape == (0, N_ITEMS) and model.recommend_all(k=3)[0].shape == (0, 3)
+
+
+@only([c for c in CASES if c.cls is rf.HybridMF])
+def test_hybrid_with_features_refuses_to_forget(case, data):
+    features = sp.random(N_USERS, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    model = fit(make(case), data, user_features=features)
+    with pytest.raises(TypeError, match="HybridMF forgets users only when fitted without user_features"):
+        model.forget_users([0])
+    assert model.n_users == N_USERS
+    model.forget_items([0])  # the items are still their own features
+    assert model.n_items == N_ITEMS - 1 and model.item_embeddings.shape[0] == N_ITEMS - 1

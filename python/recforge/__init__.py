@@ -16,7 +16,7 @@ array([['z', None],
 0   cy    x
 1   cy    z
 
-The submodules (``datasets``, ``split``, ``transforms``, ``evaluation``) and the models load on
+The submodules (``datasets``, ``split``, ``transforms``, ``evaluation``, ``rerank``) and the models load on
 first use, so ``import recforge`` stays fast.
 """
 
@@ -33,7 +33,7 @@ from .topk import topk  # eager: importing the submodule recforge.topk would sha
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> the module it lives in; imported on first access (PEP 562).
-_SUBMODULES = ("datasets", "distributed", "evaluation", "model_selection", "split", "transforms")
+_SUBMODULES = ("datasets", "distributed", "evaluation", "model_selection", "rerank", "split", "transforms")
 _LAZY = {
     **{name: f".{name}" for name in _SUBMODULES},  # distributed needs the optional Dask extra
     "Features": ".data", "IdMap": ".data", "Interactions": ".data", "cupy_available": "._backend",

@@ -362,25 +362,87 @@ def cmd_evaluate(args) -> int:
     import recforge as rf
 
     model = _make_model(_model_classes()[args.model], args.param)
+    if args.rerank and not (0 <= args.tradeoff <= 1 and args.candidates >= 1):
+        raise UsageError(f"--tradeoff must be in [0, 1] and --candidates >= 1, got {args.tradeoff}, {args.candidates}")
     rating = _predicts_ratings(model)
     if rating:
         _rating_note(model, args)
-    split = _split(_load_data(args, keep_ratings=rating).interactions, args)
+    data = _load_data(args, keep_ratings=rating)
+    genres = _movielens_genres(args, data.interactions) if args.genres or args.rerank == "calibration" else None
+    groups = _movielens_groups(args, data.interactions) if args.group_by else None
+    split = _split(data.interactions, args)
     progress = False if args.quiet else None
     seen = _fit_split(model, split, args.weighting, progress)
+    evaluated = _reranked(model, args, seen, genres) if args.rerank else model
+    common = dict(k=args.k, progress=progress, relevance_threshold=args.relevance_threshold)
     metrics = rf.evaluation.evaluate(
-        model,
+        evaluated,
         seen,
         split.test,
-        k=args.k,
         protocol=args.protocol,
-        progress=progress,
-        relevance_threshold=args.relevance_threshold,
+        metrics=args.metrics.split(",") if args.metrics else None,
+        item_features=genres if args.protocol == "full" else None,
+        item_genres=genres if args.protocol == "full" else None,
+        **common,
     )
     if args.weighting != "none":
         metrics["weighting"] = args.weighting
+    if args.rerank:
+        metrics["rerank"] = {"method": args.rerank, "tradeoff": args.tradeoff, "candidates": args.candidates}
+    if groups is not None:
+        table = rf.evaluation.evaluate_groups(evaluated, seen, split.test, groups, **common)
+        metrics[f"by {args.group_by}"] = {
+            str(g): {"n_users": int(row["n_users"]), **row.drop("n_users").to_dict()} for g, row in table.iterrows()
+        }
     print(json.dumps(_json_value(metrics), indent=2))
     return 0
+
+
+def _movielens_variant(args, option: str, variants=None) -> str:
+    """The MovieLens variant of ``--dataset`` ("ml-100k" -> "100k"); a usage error for other data."""
+    variant = None if args.data is not None else args.dataset.removeprefix("ml-")
+    if variant is None or not args.dataset.startswith("ml-") or (variants and variant not in variants):
+        wanted = ", ".join(f"ml-{v}" for v in variants) if variants else "a MovieLens set (ml-...)"
+        raise UsageError(f"{option} needs --dataset {wanted}")
+    return variant
+
+
+def _movielens_genres(args, inter) -> np.ndarray:
+    """(n_items, G) genre flags of the data set's items (``--genres``, ``--rerank calibration``)."""
+    import recforge as rf
+
+    variant = _movielens_variant(args, "--genres / --rerank calibration")
+    genres = rf.datasets.movielens_genres(variant, data_home=args.data_home, download=args.download)
+    return genres.reindex(inter.item_ids.index).fillna(0).to_numpy()
+
+
+AGE_BANDS = ([0, 25, 35, 50, 200], ["<25", "25-34", "35-49", "50+"])
+
+
+def _movielens_groups(args, inter) -> np.ndarray:
+    """``--group-by``: each user's gender, age band or occupation (None for users without a record)."""
+    import pandas as pd
+
+    import recforge as rf
+
+    variant = _movielens_variant(args, "--group-by", ("100k", "1m"))
+    users = rf.datasets.movielens_users(variant, data_home=args.data_home, download=args.download)
+    if args.group_by == "age":
+        labels = pd.cut(users["age"], AGE_BANDS[0], right=False, labels=AGE_BANDS[1]).astype(object)
+    else:
+        labels = users[args.group_by]
+    return labels.reindex(inter.user_ids.index).to_numpy(dtype=object)
+
+
+def _reranked(model, args, seen, genres):
+    """``--rerank``: the model's top ``--candidates`` re-ranked (MMR over genres with --genres, else over
+    the training data's item co-occurrence; calibration to the genres of each user's history)."""
+    import recforge as rf
+
+    if genres is None:  # mmr without --genres: an item is its column of training users (co-occurrence)
+        genres = (seen.csr if hasattr(seen, "csr") else seen).T.tocsr()
+    return rf.rerank.Reranked(model, args.rerank, item_features=genres, tradeoff=args.tradeoff,
+                              candidates=args.candidates)  # fmt: skip
 
 
 # Shorthands of `recforge compare --models`: a name that is a configuration of another model.
@@ -496,6 +558,61 @@ def _typed_ids(values: list[str], id_map) -> list:
     return out
 
 
+def _item_names(args, model):
+    """Item names by external id: --item-names, else the data set's (--dataset, or the one `recforge fit` was given)."""
+    import recforge as rf
+
+    names = _read_names(args)
+    dataset = args.dataset or model.dataset_
+    if names is None and dataset is not None:
+        names = rf.datasets.item_names(dataset, data_home=args.data_home)
+    return names
+
+
+def cmd_explain(args) -> int:
+    import recforge as rf
+
+    if args.top < 1:
+        raise UsageError(f"--top must be >= 1, got {args.top}")
+    model = rf.load(args.model_file)
+    names = _item_names(args, model)
+    user = _typed_ids([args.user], model._id_map("user"))[0]
+    item = _typed_ids([args.item], model._id_map("item"))[0]
+    e = model.explain_external(user, item)
+    top = e.top(args.top)
+    if args.json:
+        line = {"user": e.user, "item": e.item, "score": e.score, "model_score": e.model_score, "base": e.base,
+                "method": e.method, "history": top["item"].tolist(), "contributions": top["contribution"].tolist(),
+                "shares": top["share"].tolist()}  # fmt: skip
+        if names is not None:
+            line["names"] = [str(names[x]) if x in names.index else None for x in line["history"]]
+        print(json.dumps(_json_value(line)))
+        return 0
+    print(f"user {e.user}, item {_titled([e.item], names)[0]}: score {e.score:.4f} ({e.method}; model score "
+          f"{e.model_score:.4f}, base {e.base:.4f})")  # fmt: skip
+    for label, contribution, share in zip(_titled(top["item"], names), top["contribution"], top["share"]):
+        print(f"  {contribution:+.4f}  {share:7.1%}  {label}")
+    if len(e.contributions) > len(top):
+        print(f"  ... {len(e.contributions) - len(top)} more history items")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    import recforge as rf
+
+    if not args.users and not args.items:
+        raise UsageError("give user ids to forget, or --items (or both)")
+    model = rf.load(args.model_file)
+    if args.users:
+        model.forget_users(_typed_ids(args.users, model._id_map("user")))
+    if args.items:
+        model.forget_items(_typed_ids(args.items, model._id_map("item")))
+    out = args.out or args.model_file
+    model.save(out)  # atomic: the old file stays whole until the new one is complete
+    print(f"forgot {len(args.users)} user(s) and {len(args.items or [])} item(s); wrote {out}")
+    return 0
+
+
 def cmd_recommend(args) -> int:
     import pandas as pd
 
@@ -504,10 +621,7 @@ def cmd_recommend(args) -> int:
     if not args.users and args.items is None:
         raise UsageError("give user ids, or --items for a new user (or both)")
     model = rf.load(args.model_file)
-    names = _read_names(args)
-    dataset = args.dataset or model.dataset_  # the data set `recforge fit` was given, when it was one
-    if names is None and dataset is not None:
-        names = rf.datasets.item_names(dataset, data_home=args.data_home)
+    names = _item_names(args, model)
     frames = []
     if args.users:
         users = _typed_ids(args.users, model._id_map("user"))
@@ -680,6 +794,27 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("full", "sampled"),
         help="full-catalogue ranking (default, exact) or the sampled NCF protocol",
     )
+    e.add_argument(
+        "--metrics",
+        metavar="NAMES",
+        help="comma-separated metrics (default: the protocol's set), e.g. ndcg,recall,coverage,gini,long_tail,"
+        "popularity,novelty; diversity and miscalibration with --genres; a name may carry its cut-off (ndcg@20)",
+    )
+    b = e.add_argument_group("beyond accuracy (MovieLens side data)")
+    b.add_argument("--genres", action="store_true",
+                   help="MovieLens: also report diversity@k (intra-list genre distance) and miscalibration@k "
+                   "(Steck's C_KL to the genres of each user's history)")  # fmt: skip
+    b.add_argument("--group-by", choices=("gender", "age", "occupation"),
+                   help="ml-100k / ml-1m: the ranking metrics per group of users (age: <25, 25-34, 35-49, 50+), "
+                   "with each group's difference to all users: who is served worse")  # fmt: skip
+    b.add_argument("--rerank", choices=("mmr", "calibration"),
+                   help="evaluate the model's top --candidates re-ranked: mmr (diversity; over genres with "
+                   "--genres, else over the training data's item co-occurrence) or calibration (to the history's "
+                   "genres)")  # fmt: skip
+    b.add_argument("--tradeoff", type=float, default=0.5,
+                   help="--rerank: 0 keeps the model's order, 1 ignores relevance (default 0.5)")  # fmt: skip
+    b.add_argument("--candidates", type=int, default=100,
+                   help="--rerank: the model's items per user that are re-ranked (default 100)")  # fmt: skip
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
@@ -729,14 +864,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="unknown users get the most popular items (default: an error); unknown --items are skipped",
     )
     r.add_argument("--include-seen", action="store_true", help="keep the items a user already has")
-    r.add_argument("--dataset", choices=_dataset_names(), metavar="NAME",
-                   help="take item names from this data set (default: the one `recforge fit` was given)")  # fmt: skip
-    r.add_argument("--data-home", help="folder holding the data sets (for --dataset)")
-    r.add_argument("--item-names", metavar="PATH", help="CSV/parquet of item names (--item-col, --name-col)")
-    r.add_argument("--item-col", default="item", help="--item-names: column of item ids (default item)")
-    r.add_argument("--name-col", default="title", help="--item-names: column of names (default title)")
+    _add_name_arguments(r)
     r.add_argument("--json", action="store_true", help="JSON lines: user, items, scores[, names]")
     r.set_defaults(func=cmd_recommend)
+
+    x = sub.add_parser(
+        "explain",
+        help="why a saved model scores an item for a user: its history items' contributions",
+        description="Print the score of ITEM for USER (ids as in the data) and the user's history items "
+        "that contribute most to it (model.explain_external: exact contributions for ALS, ItemKNN and "
+        "EASE, shares by item similarity for the SGD-trained models), with item names where known.",
+    )
+    x.add_argument("model_file", help="a file written by `recforge fit` or model.save()")
+    x.add_argument("user", help="user id, as in the data")
+    x.add_argument("item", help="item id, as in the data")
+    x.add_argument("--top", type=int, default=10, help="history items to show (default 10)")
+    _add_name_arguments(x)
+    x.add_argument("--json", action="store_true",
+                   help="one JSON line: user, item, score, model_score, base, method, history, contributions, "
+                   "shares[, names]")  # fmt: skip
+    x.set_defaults(func=cmd_explain)
+
+    g = sub.add_parser(
+        "forget",
+        help="remove users (or items) and what a saved model stores of them (privacy)",
+        description="Load a saved model, forget the given users (ids as in the data) and --items "
+        "(model.forget_users / forget_items: their rows, ids and per-row parameters leave the model; "
+        "ALS re-solves the other side exactly, ItemKNN / EASE / MostPopular recompute exactly, the SGD "
+        "models are approximate) and save it, over the same file unless --out is given.",
+    )
+    g.add_argument("model_file", help="a file written by `recforge fit` or model.save()")
+    g.add_argument("users", nargs="*", help="user ids to forget, as in the data")
+    g.add_argument("--items", nargs="+", metavar="ITEM", help="item ids to forget, as in the data")
+    g.add_argument("--out", help="write the model here (default: replace model_file, atomically)")
+    g.set_defaults(func=cmd_forget)
 
     b = sub.add_parser(
         "bench",
@@ -751,6 +912,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bench-dir", help="folder with run.py (default: ./bench, else the checkout recforge runs from)")
     b.set_defaults(func=cmd_bench, parser=b)
     return p
+
+
+def _add_name_arguments(parser) -> None:
+    """The options naming items (``_item_names``) shared by recommend and explain."""
+    parser.add_argument(
+        "--dataset",
+        choices=_dataset_names(),
+        metavar="NAME",
+        help="take item names from this data set (default: the one `recforge fit` was given)",
+    )
+    parser.add_argument("--data-home", help="folder holding the data sets (for --dataset)")
+    parser.add_argument("--item-names", metavar="PATH", help="CSV/parquet of item names (--item-col, --name-col)")
+    parser.add_argument("--item-col", default="item", help="--item-names: column of item ids (default item)")
+    parser.add_argument("--name-col", default="title", help="--item-names: column of names (default title)")
 
 
 def main(argv: list[str] | None = None) -> int:

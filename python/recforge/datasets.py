@@ -50,6 +50,8 @@ __all__ = [
     "data_home_candidates",
     "load_movielens",
     "movielens_titles",
+    "movielens_genres",
+    "movielens_users",
     "load_lastfm",
     "load_sasrec",
     "load_s3rec",
@@ -344,6 +346,12 @@ def _read_text(path: Path) -> str:
         return raw.decode("latin-1")
 
 
+def _split_lines(path: Path, sep: str, n: int = -1) -> pd.DataFrame:
+    """The non-empty lines of a text file split on ``sep`` (at most ``n`` splits), one column per field."""
+    lines = pd.Series(_read_text(path).splitlines())
+    return lines[lines.str.len() > 0].str.split(sep, n=n, expand=True)
+
+
 def movielens_titles(
     variant: str = "100k", data_home=None, download: bool = False, progress: bool | None = None
 ) -> pd.Series:
@@ -352,21 +360,80 @@ def movielens_titles(
     Reads ``u.item`` (latin-1, ``|``-separated), ``movies.dat`` (``::``-separated) or
     ``movies.csv`` depending on the variant.
     """
+    ids, titles = _movies_field(variant, "title", data_home, download, progress)
+    index = pd.Index(ids.astype(np.int64).to_numpy(), name="item")
+    return pd.Series(titles.astype(str).to_numpy(), index=index, name="title")
+
+
+def _movies_field(variant: str, field: str, data_home, download, progress):
+    """(movie ids, the ``field`` ("title" | "genres") of each) from the variant's movies file.
+
+    ML-100K's genres are its 19 flag columns (a DataFrame); elsewhere the field is one column of str.
+    """
     _check_variant(variant, _MOVIELENS, "variant")
     _, movies, fmt = _MOVIELENS_FILES[variant]
     path = _find(_MOVIELENS[variant], movies, data_home, download, progress)
     if fmt == "100k":
-        df = pd.read_csv(path, sep="|", header=None, usecols=[0, 1], encoding="latin-1", quoting=csv.QUOTE_NONE)
-        ids, titles = df[0], df[1]
-    elif fmt == "dat":
-        lines = pd.Series(_read_text(path).splitlines())
-        parts = lines[lines.str.len() > 0].str.split("::", n=2, expand=True)
-        ids, titles = parts[0], parts[1]
+        cols = [0, 1] if field == "title" else [0, *range(5, 5 + len(_ML100K_GENRES))]
+        df = pd.read_csv(path, sep="|", header=None, usecols=cols, encoding="latin-1", quoting=csv.QUOTE_NONE)
+        return df[0], df[1] if field == "title" else df.iloc[:, 1:]
+    if fmt == "dat":
+        parts = _split_lines(path, "::", n=2)
+        return parts[0], parts[1 if field == "title" else 2]
+    df = pd.read_csv(path, usecols=["movieId", field])
+    return df["movieId"], df[field]
+
+
+_ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                  "War", "Western")  # fmt: skip  # u.item's 19 genre flags, in column order (u.genre)
+
+
+def movielens_genres(
+    variant: str = "100k", data_home=None, download: bool = False, progress: bool | None = None
+) -> pd.DataFrame:
+    """Movie genres as a 0/1 matrix: a DataFrame indexed by movie id (``item``), one float32 column per genre.
+
+    ML-100K: the 19 flags of ``u.item`` (``unknown`` included); the other variants: the ``|``-separated
+    genres of ``movies.dat`` / ``movies.csv`` (``(no genres listed)`` gives a row of zeros). The
+    columns are in the file's order (100K) or sorted (others). Feed it to the calibration
+    re-ranker (``rf.rerank.calibrate``) or the miscalibration metric as the items' genres.
+    """
+    ids, genres = _movies_field(variant, "genres", data_home, download, progress)
+    if isinstance(genres, pd.DataFrame):  # ML-100K: the flags themselves
+        flags, names = genres.to_numpy(np.float32), list(_ML100K_GENRES)
     else:
-        df = pd.read_csv(path, usecols=["movieId", "title"])
-        ids, titles = df["movieId"], df["title"]
+        dummies = genres.astype(str).str.get_dummies(sep="|").drop(columns="(no genres listed)", errors="ignore")
+        flags, names = dummies.to_numpy(np.float32), list(dummies.columns)
     index = pd.Index(ids.astype(np.int64).to_numpy(), name="item")
-    return pd.Series(titles.astype(str).to_numpy(), index=index, name="title")
+    return pd.DataFrame(flags, index=index, columns=names)
+
+
+def movielens_users(
+    variant: str = "100k", data_home=None, download: bool = False, progress: bool | None = None
+) -> pd.DataFrame:
+    """User demographics: a DataFrame indexed by user id (``user``) with ``age`` (int64), ``gender``
+    ("F" / "M"), ``occupation`` and ``zip`` (str).
+
+    Read from ``ml-100k/u.user`` or ``ml-1m/users.dat`` (where age is the start of an age band and
+    occupation a numeric code, as the provider writes them); the other variants have no user data
+    (ValueError). For per-group accuracy: ``rf.evaluation.evaluate_groups(..., groups=users["gender"])``.
+    """
+    # file, separator, the fields' order after the user id
+    files = {"100k": ("u.user", "|", ("age", "gender")), "1m": ("users.dat", "::", ("gender", "age"))}
+    _check_variant(variant, files, "variant (the variants with user demographics)")
+    filename, sep, order = files[variant]
+    path = _find(_MOVIELENS[variant], filename, data_home, download, progress)
+    parts = _split_lines(path, sep)
+    if parts.shape[1] != 5:
+        raise ValueError(f"{path}: expected 5 {sep!r}-separated fields per line, got {parts.shape[1]}")
+    field = {name: parts[1 + j] for j, name in enumerate(order)}
+    return pd.DataFrame({
+        "age": field["age"].astype(np.int64).to_numpy(),
+        "gender": field["gender"].astype(str).to_numpy(),
+        "occupation": parts[3].astype(str).to_numpy(),
+        "zip": parts[4].astype(str).to_numpy(),
+    }, index=pd.Index(parts[0].astype(np.int64).to_numpy(), name="user"))  # fmt: skip
 
 
 def load_lastfm(

@@ -631,6 +631,13 @@ def core_case(draw):
     return "core", {"fn": fn, "arg": arg, "value": value, "equivalent": False}
 
 
+@st.composite
+def explain_case(draw):
+    """``explain`` (its own stream, so that adding it left the seeded cases of ``any_case`` as they were)."""
+    return "explain", {"model": draw(st.sampled_from(MODELS)), "user": draw(int_arg(0, N_USERS - 1)),
+                       "item": draw(int_arg(0, N_ITEMS - 1))}  # fmt: skip
+
+
 def any_case():
     return st.one_of(
         topk_case(),
@@ -646,15 +653,15 @@ def any_case():
     )
 
 
-def generate(n: int, seed_value: int) -> list:
-    """``n`` cases drawn from ``any_case()``, the same ones for the same seed."""
+def generate(n: int, seed_value: int, strategy=None) -> list:
+    """``n`` cases drawn from ``strategy`` (default ``any_case()``), the same ones for the same seed."""
     cases: list = []
 
     @seed(seed_value)
     @settings(
         max_examples=n, database=None, phases=[Phase.generate], deadline=None, suppress_health_check=list(HealthCheck)
     )
-    @given(any_case())
+    @given(any_case() if strategy is None else strategy)
     def collect(case):
         cases.append(case)
 

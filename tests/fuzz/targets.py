@@ -269,6 +269,30 @@ def t_score(model, users, items):
     return judge(lambda: m.score(users, items), expect, check)
 
 
+def t_explain(model, user, item):
+    """``explain`` with hostile ids: refused naming user / item, or a decomposition of the user's history
+    that adds up to its score (and, but for ALS's exact re-solve, to the model's own ``score``)."""
+    m = fitted(model)
+
+    def rules(r):
+        return r(rule_int, user, "user", 0, m.n_users - 1), r(rule_int, item, "item", 0, m.n_items - 1)
+
+    expect, canon = expectation(rules)
+
+    def check(e):
+        u, i = canon
+        history = sorted(e.contributions["index"])
+        if history != sorted(m.seen_.indices[m.seen_.indptr[u] : m.seen_.indptr[u + 1]]):
+            return "explain's history items are not the user's training items"
+        if not np.isclose(e.base + e.contributions["contribution"].sum(), e.score, rtol=1e-9, atol=1e-9):
+            return f"explain's contributions add up to {e.base + e.contributions['contribution'].sum()}, not {e.score}"
+        if not isinstance(m, rf.ALS) and not np.isclose(e.model_score, m.score([u], [i])[0], rtol=1e-6):
+            return "explain's model_score is not score()"
+        return None
+
+    return judge(lambda: m.explain(user, item), expect, check)
+
+
 def t_similar(model, side, ids, k, threads=1):
     m = fitted(model)
     n = m.n_items if side == "items" else m.n_users
@@ -1148,6 +1172,7 @@ TARGETS = {
     "recommend_all": t_recommend_all,
     "score": t_score,
     "similar": t_similar,
+    "explain": t_explain,
     "fit": t_fit,
     "partial_fit": t_partial_fit,
     "interactions": t_interactions,

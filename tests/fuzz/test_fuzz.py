@@ -20,7 +20,7 @@ import pytest
 from findings import OPEN, open_finding, skipped
 from oracle import BAD
 from runner import run_cases
-from strategies import generate
+from strategies import explain_case, generate
 
 pytestmark = pytest.mark.fuzz
 
@@ -39,9 +39,10 @@ def describe(results) -> str:
     return "\n".join(f"- {r.outcome}: {r.reproducer()}\n  -> {r.detail[:300]}" for r in results)
 
 
-def test_generated_cases():
+@pytest.mark.parametrize("strategy", [None, explain_case()], ids=["any", "explain"])
+def test_generated_cases(strategy):
     """No crash, hang, garbage or unclear message outside the open findings (findings.py)."""
-    cases = [c for c in generate(N_CASES, SEED) if not skipped(*c)]
+    cases = [c for c in generate(N_CASES if strategy is None else N_CASES // 4, SEED, strategy) if not skipped(*c)]
     results = run_cases(cases)
     assert len(results) == len(cases)
     harness = [r for r in results if r.outcome == "harness"]

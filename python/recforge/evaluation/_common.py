@@ -7,18 +7,26 @@ sorted, so membership of many (row, item) pairs is a single ``np.searchsorted``.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import scipy.sparse as sp
 
 from .._validation import as_array, as_csr, check_ids, check_k
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "ItemCosine",
+    "check_item_matrix",
     "check_recommended",
     "csr_keys",
     "first_occurrence",
+    "gather_rows",
     "hit_matrix",
     "in_sorted",
     "relevant_rows",
+    "unit_rows",
 ]
 
 
@@ -110,3 +118,106 @@ def hit_matrix(rec: np.ndarray, rel: sp.csr_matrix) -> np.ndarray:
     keys = np.arange(rec.shape[0], dtype=np.int64)[:, None] * n_items + rec
     hits = (rec >= 0) & in_sorted(keys, csr_keys(rel))
     return hits & first_occurrence(rec)
+
+
+def check_item_matrix(item_features, name: str = "item_features", item_ids=None, nonnegative: bool = False):
+    """(n_items, d) float64 ndarray or canonical CSR of per-item features, checked.
+
+    Takes a NumPy array, a scipy.sparse matrix, a ``recforge.Features`` (its ``matrix``) or a pandas
+    DataFrame. A DataFrame indexed by external item ids is aligned to ``item_ids`` (a model's or an
+    Interactions' ``IdMap``) when given: item ids it lacks get a row of zeros (logged), its rows
+    for other ids are dropped; without ``item_ids`` its rows are taken in order. ``nonnegative``:
+    negative values are refused (genre weights).
+    """
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(item_features, pd.DataFrame):
+        if item_ids is not None:
+            aligned = item_features.reindex(item_ids.index)
+            missing = int(aligned.isna().all(axis=1).sum())
+            if missing:
+                logger.info("%s: %d of %d items have no row; they get zeros", name, missing, len(item_ids))
+            item_features = aligned.fillna(0)
+        item_features = item_features.to_numpy()
+    elif hasattr(item_features, "matrix") and hasattr(item_features, "ids"):  # recforge.Features
+        item_features = item_features.matrix
+    if sp.issparse(item_features):
+        feats = as_csr(item_features, name, allow_empty=True, allow_negative=not nonnegative).astype(np.float64)
+    elif hasattr(item_features, "__array__") or isinstance(item_features, (list, tuple)):
+        feats = as_array(item_features, name)
+        if feats.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_items, d), got shape {feats.shape}")
+        if not (np.issubdtype(feats.dtype, np.floating) or np.issubdtype(feats.dtype, np.integer)):
+            raise TypeError(f"{name} must hold real numbers, got dtype {feats.dtype}")
+        feats = feats.astype(np.float64, copy=False)
+        if not np.isfinite(feats).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if nonnegative and feats.size and feats.min() < 0:
+            raise ValueError(f"{name} contains negative values; expected non-negative weights (e.g. 0/1 genres)")
+    else:
+        raise TypeError(
+            f"{name} must be an (n_items, d) array, sparse matrix, DataFrame or rf.Features, "
+            f"got {type(item_features).__name__}"
+        )
+    if feats.shape[0] == 0 or feats.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {feats.shape})")
+    return feats
+
+
+# Sparse features wider than this (co-occurrence: one column per user) are compared through their
+# precomputed sparse item-item product instead of dense per-block gathers of their rows.
+DENSE_GATHER_MAX_DIM = 256
+
+
+class ItemCosine:
+    """Cosine similarities among the items of each row of an id array, (b, c, c), from item features.
+
+    Dense or narrow features: the unit rows of a block's items are gathered and multiplied (b c^2 d
+    flops, batched BLAS). Wide sparse features (co-occurrence): the sparse item-item product of the
+    unit rows is computed once and a block's rows of it are gathered. A zero feature vector has
+    cosine 0 with every vector. Used by ``intra_list_diversity`` and ``rf.rerank.mmr``.
+    """
+
+    def __init__(self, item_features, item_ids=None):
+        feats = check_item_matrix(item_features, "item_features", item_ids)
+        self.n_items = feats.shape[0]
+        unit = unit_rows(feats)
+        self.product = self.unit = None
+        if sp.issparse(unit) and unit.shape[1] > DENSE_GATHER_MAX_DIM:
+            self.product = sp.csr_matrix(unit @ unit.T)
+        else:
+            self.unit = unit.toarray() if sp.issparse(unit) else unit
+
+    def block_users(self, c: int, budget_bytes: int) -> int:
+        """Rows per block so that a block's arrays of ``c`` ids stay within ``budget_bytes``."""
+        width = self.n_items if self.product is not None else self.unit.shape[1]
+        return max(1, budget_bytes // (8 * max(c, 1) * (width + c)))
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """(b, c, c) cosines of ``ids`` (b, c); entries of -1 padding are compared as item 0 (mask them)."""
+        safe = np.where(ids >= 0, ids, 0)
+        if self.product is None:
+            x = gather_rows(self.unit, safe)
+            return np.matmul(x, np.swapaxes(x, 1, 2))  # batched BLAS: ~5x a plain einsum (measured)
+        b, c = safe.shape
+        rows = self.product[safe.ravel()].toarray().reshape(b, c, -1)
+        return np.take_along_axis(rows, np.broadcast_to(safe[:, None, :], (b, c, c)), axis=2)
+
+
+def unit_rows(feats) -> np.ndarray | sp.csr_matrix:
+    """``feats`` with every non-zero row scaled to unit L2 norm (zero rows stay zero): cosine = dot product."""
+    sq = (
+        np.asarray(feats.multiply(feats).sum(axis=1)).ravel()
+        if sp.issparse(feats)
+        else np.einsum("ij,ij->i", feats, feats)
+    )
+    inv = np.where(sq > 0, 1.0 / np.sqrt(np.where(sq > 0, sq, 1.0)), 0.0)
+    return sp.csr_matrix(feats.multiply(inv[:, None])) if sp.issparse(feats) else feats * inv[:, None]
+
+
+def gather_rows(feats, ids: np.ndarray) -> np.ndarray:
+    """Dense ``feats[ids]`` of shape ``ids.shape + (d,)``; ``ids`` must be valid (no -1)."""
+    x = feats[ids.ravel()]
+    return (x.toarray() if sp.issparse(x) else x).reshape(*ids.shape, -1)

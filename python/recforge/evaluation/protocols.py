@@ -18,8 +18,16 @@ from tqdm.auto import tqdm
 
 from .._config import show_progress
 from .._validation import as_csr, check_ids, check_k, check_positive, remember_checked
-from ._common import csr_keys, hit_matrix, in_sorted, relevant_rows
-from .beyond import coverage, novelty
+from ._common import check_item_matrix, csr_keys, hit_matrix, in_sorted, relevant_rows
+from .beyond import (
+    average_popularity,
+    coverage,
+    gini_exposure,
+    intra_list_diversity,
+    long_tail_share,
+    miscalibration,
+    novelty,
+)
 from .ranking import RANKING_METRICS, auc, per_user_metrics
 from .rating import RATING_METRICS, mae, rmse
 
@@ -27,8 +35,11 @@ __all__ = ["evaluate", "sample_negatives", "test_pairs"]
 
 logger = logging.getLogger(__name__)
 
-FULL_METRICS = RANKING_METRICS + ("auc", "coverage", "novelty")
-FULL_DEFAULT = RANKING_METRICS + ("coverage", "novelty")
+# beyond accuracy: popularity = average recommended popularity, gini = Gini of exposure, long_tail = share
+BEYOND_METRICS = ("coverage", "novelty", "popularity", "gini", "long_tail")
+FEATURE_METRICS = {"diversity": "item_features", "miscalibration": "item_genres"}  # metric -> the input it needs
+FULL_METRICS = RANKING_METRICS + ("auc",) + BEYOND_METRICS
+FULL_DEFAULT = RANKING_METRICS + BEYOND_METRICS
 SAMPLED_METRICS = ("hit_rate", "ndcg", "mrr")
 SAMPLED_DEFAULT = ("hit_rate", "ndcg")
 TIE_RULES = ("pessimistic", "optimistic", "expected")
@@ -212,6 +223,8 @@ def evaluate(
     ties: str = "pessimistic",
     progress: bool | None = None,
     relevance_threshold: float | None = None,
+    item_features=None,
+    item_genres=None,
 ) -> dict:
     """Evaluate a fitted model on held-out interactions.
 
@@ -225,9 +238,12 @@ def evaluate(
     ranking of the whole catalogue minus the model's training items, in batches of ``batch_size``
     users. Ties between equal scores are broken by the model (recforge models: lower item id
     first). Metrics (see ``recforge.evaluation``): precision, recall, ndcg, map, hit_rate, mrr,
-    coverage (over the evaluated users' lists), novelty (item popularity from ``train``) and, on
-    request, auc (per-user AUC of test items against all items outside train and test; asks
-    ``model.score`` for every item, so it is not in the default set).
+    coverage (over the evaluated users' lists), novelty (item popularity from ``train``), the
+    popularity bias of the lists (popularity: ``average_popularity``; gini: ``gini_exposure``;
+    long_tail: ``long_tail_share``), with ``item_features`` diversity (``intra_list_diversity``),
+    with ``item_genres`` miscalibration (``miscalibration``, the users' ``train`` rows as history)
+    and, on request, auc (per-user AUC of test items against all items outside train and test;
+    asks ``model.score`` for every item, so it is not in the default set).
 
     ``protocol="sampled"`` (the NCF compatibility protocol, He et al. 2017; labelled
     ``"sampled(1+n)"`` in the result): each test pair (u, i) (an entry > 0 of ``test``, ordered by
@@ -259,9 +275,11 @@ def evaluate(
         (one ranking pass per cut-off)
     protocol : "full" | "sampled"
     metrics : sequence of str, optional
-        Full: any of precision, recall, ndcg, map, hit_rate, mrr, auc, coverage, novelty (default:
-        all but auc). Sampled: any of hit_rate, ndcg, mrr (default: hit_rate, ndcg). A name may
-        carry its own cut-off: ``"ndcg@20"`` is ndcg at 20 only (whatever ``k``).
+        Full: any of precision, recall, ndcg, map, hit_rate, mrr, auc, coverage, novelty, popularity,
+        gini, long_tail, diversity, miscalibration (default: all but auc, diversity when
+        ``item_features`` is given, miscalibration when ``item_genres`` is). Sampled: any of hit_rate,
+        ndcg, mrr (default: hit_rate, ndcg). A name may carry its own cut-off: ``"ndcg@20"`` is ndcg
+        at 20 only (whatever ``k``).
     n_negatives : int >= 1, negatives per test pair when ``negatives`` is not given
     negatives : (n_pairs, n_neg) int array, optional
         Fixed negative item ids (e.g. the ``.test.negative`` file of ``rf.datasets.load_ncf_format``),
@@ -276,6 +294,12 @@ def evaluate(
     relevance_threshold : float, optional
         A test entry is relevant for the ranking metrics when its value is >= this (default: > 0,
         every stored positive value). Required to rank a rating model.
+    item_features : (n_items, d) array, sparse matrix, ``rf.Features`` or DataFrame, optional
+        The item representation of the ``diversity`` metric (intra-list cosine distance): item factors,
+        one-hot genres, ``train.csr.T`` (co-occurrence). A DataFrame indexed by external item ids is
+        aligned to ``train``'s item ids (``train`` an Interactions).
+    item_genres : (n_items, G) non-negative array, sparse matrix or DataFrame, optional
+        The genres of the ``miscalibration`` metric (``rf.datasets.movielens_genres``).
 
     Returns
     -------
@@ -295,13 +319,38 @@ def evaluate(
     if metrics != ():
         if relevance_threshold is not None:
             t = _relevant_by_threshold(t, relevance_threshold)
+        features = _feature_inputs(train, t.shape[1], protocol, metrics, item_features=item_features,
+                                   item_genres=item_genres)  # fmt: skip
         out.update(_evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives, seed, batch_size,
-                                     users, threads, ties, progress))  # fmt: skip
+                                     users, threads, ties, progress, features))  # fmt: skip
     counts = ("n_users", "n_pairs", "ties", "n_ratings")  # after the metrics, whatever the number of cut-offs
     return {
         **{key: v for key, v in out.items() if key not in counts},
         **{key: out[key] for key in counts if key in out},
     }
+
+
+def _feature_inputs(train, n_items: int, protocol, metrics, **given) -> dict:
+    """{metric: its checked item matrix} for the feature metrics (diversity, miscalibration) given an input.
+
+    An input without the full protocol, or a feature metric requested without its input, is a ValueError.
+    """
+    requested = set() if metrics is None else {str(m).partition("@")[0] for m in (
+        (metrics,) if isinstance(metrics, str) else metrics)}  # fmt: skip
+    out = {}
+    for metric, arg in FEATURE_METRICS.items():
+        if given[arg] is None:
+            if metric in requested:
+                raise ValueError(f"metric {metric!r} needs {arg}= (see evaluate's docstring)")
+            continue
+        if protocol != "full":
+            raise ValueError(f"{arg} is for the full protocol's {metric} metric, not protocol={protocol!r}")
+        if metrics is None or metric in requested:
+            out[metric] = check_item_matrix(given[arg], arg, getattr(train, "item_ids", None),
+                                            nonnegative=metric == "miscalibration")  # fmt: skip
+            if out[metric].shape[0] != n_items:
+                raise ValueError(f"{arg} has {out[metric].shape[0]} rows but train/test have {n_items} items")
+    return out
 
 
 def _split_rating_metrics(model, metrics, threshold) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
@@ -362,16 +411,19 @@ def _evaluate_ratings(model, t: sp.csr_matrix, names, users, batch_size: int) ->
 
 
 def _evaluate_ranking(model, tr, t, k, protocol, metrics, n_negatives, negatives, seed, batch_size, users, threads,
-                      ties, progress) -> dict:  # fmt: skip
+                      ties, progress, features=None) -> dict:  # fmt: skip
     if protocol not in ("full", "sampled"):
         raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
     if protocol == "sampled" and ties not in TIE_RULES:
         raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-    allowed, default = (FULL_METRICS, FULL_DEFAULT) if protocol == "full" else (SAMPLED_METRICS, SAMPLED_DEFAULT)
+    if protocol == "full":
+        allowed, default = FULL_METRICS + tuple(FEATURE_METRICS), FULL_DEFAULT + tuple(features or ())
+    else:
+        allowed, default = SAMPLED_METRICS, SAMPLED_DEFAULT
     out: dict = {}
     for cutoff, names in _cutoffs(k, metrics, allowed, default).items():  # one ranking pass per cut-off
         if protocol == "full":
-            out.update(_evaluate_full(model, tr, t, cutoff, names, batch_size, users, threads, progress))
+            out.update(_evaluate_full(model, tr, t, cutoff, names, batch_size, users, threads, progress, features))
         else:
             out.update(_evaluate_sampled(
                 model, tr, t, cutoff, names, n_negatives, negatives, seed, batch_size, users, ties, progress
@@ -404,7 +456,11 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
     return tqdm(starts, desc=desc, unit="batch", disable=not show_progress(progress) or len(starts) < 2)
 
 
-def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress) -> dict:
+def ranked_users(model, tr, t, k, batch_size, users, threads, progress) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """The full protocol's ranking pass: (evaluated users, their (n, k) top-k, their relevance rows).
+
+    The evaluated users are those with a relevant test entry (restricted to ``users`` when given).
+    """
     rel_all = relevant_rows(t, t.shape[0])
     has_test = np.diff(rel_all.indptr) > 0
     if users is not None:
@@ -418,11 +474,15 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
     if overlap:
         warnings.warn(
             f"{overlap} test entries are also in train; with train items excluded they can never be hit",
-            stacklevel=3,
+            stacklevel=4,
         )
     logger.info("full-protocol evaluation of %d users at k=%d", eval_users.size, k)
     rec = recommend_for_evaluation(model, eval_users, k, t.shape[1], batch_size, threads, progress)
-    rel = rel_all[eval_users]
+    return eval_users, rec, rel_all[eval_users]
+
+
+def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress, features=None) -> dict:
+    eval_users, rec, rel = ranked_users(model, tr, t, k, batch_size, users, threads, progress)
     out: dict = {"protocol": "full"}
     ranking = [n for n in names if n in RANKING_METRICS]
     values = per_user_metrics(hit_matrix(rec, rel), np.diff(rel.indptr), ranking)
@@ -431,8 +491,10 @@ def _evaluate_full(model, tr, t, k, names, batch_size, users, threads, progress)
             out[f"{name}@{k}"] = float(values[name].mean())
         elif name == "coverage":
             out[f"coverage@{k}"] = coverage(rec, t.shape[1])
-        elif name == "novelty":
-            out[f"novelty@{k}"] = _novelty(rec, tr)
+        elif name in ("novelty", "popularity", "long_tail", "diversity", "miscalibration"):
+            out[f"{name}@{k}"] = _list_metric(name, rec, tr, eval_users, features)
+        elif name == "gini":
+            out[f"gini@{k}"] = gini_exposure(rec, t.shape[1]) if (rec >= 0).any() else float("nan")
         elif name == "auc":
             out["auc"] = auc(model, t, tr, users=eval_users)
     out["n_users"] = int(eval_users.size)
@@ -461,10 +523,22 @@ def recommend_for_evaluation(model, eval_users, k, n_items, batch_size, threads,
     return rec
 
 
-def _novelty(rec, tr) -> float:
-    # lists that are all padding (a user who has every item in train) are skipped, not an error here
+def _list_metric(name, rec, tr, eval_users, features) -> float:
+    """A beyond-accuracy metric averaged over lists; lists that are all padding (a user who has every
+    item in train) are skipped, not an error here."""
     valid_rows = (rec >= 0).any(axis=1)
-    return novelty(rec[valid_rows], tr) if valid_rows.any() else float("nan")
+    if not valid_rows.any():
+        return float("nan")
+    rec = rec[valid_rows]
+    if name == "novelty":
+        return novelty(rec, tr)
+    if name == "popularity":
+        return average_popularity(rec, tr)
+    if name == "long_tail":
+        return long_tail_share(rec, tr)
+    if name == "diversity":
+        return intra_list_diversity(rec, features["diversity"]) if rec.shape[1] >= 2 else float("nan")
+    return miscalibration(rec, tr, features["miscalibration"], users=eval_users[valid_rows])
 
 
 def _check_negatives(negatives, n_pairs: int, n_items: int) -> np.ndarray:

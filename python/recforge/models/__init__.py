@@ -1,5 +1,6 @@
 """Recommender models: all share the ``Recommender`` interface (fit / recommend / score / save)."""
 
+from ._explain import Explanation
 from .als import ALS
 from .base import FactorModel, NotFittedError, Recommender, load
 from .ease import EASE
@@ -13,6 +14,7 @@ __all__ = [
     "ALS",
     "BPR",
     "EASE",
+    "Explanation",
     "FactorModel",
     "HybridMF",
     "ItemKNN",

@@ -1,6 +1,6 @@
 """The thread-safety contract of the models (README, "Limits, Ctrl-C and threads").
 
-Each model has a readers-writer lock. The mutators (fit, fold-in, ``to``) hold it exclusively, so
+Each model has a readers-writer lock. The mutators (fit, fold-in, forget, ``to``) hold it exclusively, so
 they are atomic for other threads: a reader (recommend, score, save, ...) sees the state before or
 after them, never a mix, and two fits of one model run one after the other. Readers share it
 (concurrent recommends run in parallel, their kernels release the GIL). The mutating thread may
@@ -18,10 +18,11 @@ import threading
 __all__ = ["ModelLock", "lock_public_methods"]
 
 _MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "partial_fit_users_external",
-             "partial_fit_items_external", "to", "add_items")  # fmt: skip
+             "partial_fit_items_external", "to", "add_items", "forget_users", "forget_items")  # fmt: skip
 _READERS = ("recommend", "recommend_all", "recommend_for_rows", "recommend_external", "score_external",
             "rows_from_items", "recalculate_user", "rerank", "score", "predict", "save", "similar_items",
-            "similar_users", "recommend_for_features", "item_factors_for", "similar_items_by_features")  # fmt: skip
+            "similar_users", "recommend_for_features", "item_factors_for", "similar_items_by_features",
+            "explain", "explain_external")  # fmt: skip
 
 
 class ModelLock:

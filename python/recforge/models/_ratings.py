@@ -54,6 +54,11 @@ class RatingPredictions:
         bounds = self._clip_bounds() if self.predicts_ratings else None
         return s if bounds is None else np.clip(s, *bounds, out=s)
 
+    def _after_forget(self, side, touched):
+        super()._after_forget(side, touched)
+        if self.rating_range_ is not None and self.predicts_ratings:  # the range of the ratings that remain
+            self._learn_rating_range(self.seen_.data)
+
     def _arrays(self):
         out = super()._arrays()
         if self.rating_range_ is not None:

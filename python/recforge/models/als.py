@@ -54,9 +54,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.linalg
 
 from .._backend import resolve_threads
+from .._ops import to_host
 from .._validation import check_memory
+from ._explain import ScoreParts
 from ._params import EPOCHS, Param
 from ._ratings import RatingPredictions
 from ._training import run_epochs
@@ -377,6 +380,75 @@ class ALS(RatingPredictions, FactorModel):
 
         return self._fold_in(side, ids, rows, update, allow_negative=self.explicit,
                              check=lambda m: self._check_values(m, "interactions_rows"))  # fmt: skip
+
+    # -- explanations and forgetting -------------------------------------------------------------
+    def _explain_parts(self, u, i):
+        """Exact: ``score = base + sum_j t_j z_i^T A_u^-1 z_j`` from the user's normal equations (float64).
+
+        Implicit: ``A_u = alpha0 YᵀY + sum_j (c_j - alpha0) y_j y_jᵀ + lambda_u I``, ``z = y``,
+        ``t_j = c_j = 1 + alpha r_j``, base 0. Explicit (the joint ``[x_u, b_u]`` solve): ``z = [y, 1]``,
+        ``A_u = sum_j z_j z_jᵀ + regularization n_u I``, ``t_j = r_j - mu - b_j``, base ``mu + b_i``.
+        """
+        history, values = self._history(u)
+        Y, gram = self._explain_items()
+        if self.explicit:
+            item_bias = to_host(self.item_bias).astype(np.float64)
+            Z = np.hstack([Y, np.ones((len(Y), 1))])
+            z_hist, targets = Z[history], values - self.global_bias - item_bias[history]
+            A = z_hist.T @ z_hist + self.regularization * len(history) * np.eye(Z.shape[1])
+            base = self.global_bias + float(item_bias[i])
+        else:
+            Z, z_hist, targets = Y, Y[history], 1.0 + self.alpha * values
+            lam = self.regularization * (len(history) + self.alpha0 * len(Y)) ** self.nu
+            A = self.alpha0 * gram + (z_hist.T * (targets - self.alpha0)) @ z_hist + lam * np.eye(Y.shape[1])
+            base = 0.0
+        if not len(history):  # no history: zero factors (and bias), the kernel's convention
+            return ScoreParts(history, values, np.zeros(0), base, base, "exact")
+        try:
+            factor = scipy.linalg.cho_factor(A)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"user {u}'s normal equations are not positive definite; raise regularization") from None
+        weights = scipy.linalg.cho_solve(factor, Z[i])  # A_u^-1 z_i (A_u is symmetric)
+        contributions = targets * (z_hist @ weights)
+        return ScoreParts(history, values, contributions, base, base + float(contributions.sum()), "exact")
+
+    def _explain_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """The item factors in float64 and their Gram ``YᵀY``, kept until the model changes (``_invalidate``):
+        the Gram costs n_items x factors^2, far more than one user's system."""
+        cache = self.__dict__.get("_explain_cache")
+        if cache is None:
+            Y = to_host(self.item_factors).astype(np.float64)
+            cache = self._explain_cache = (Y, Y.T @ Y)
+        return cache
+
+    def _after_forget(self, side, touched):
+        """Re-solve the other side exactly against the remaining rows (one exact half-step on it).
+
+        Only the rows the forgotten ones touched change, unless every row's solve involves every
+        other row: implicit with ``alpha0 > 0`` (the Gram of all rows) or explicit (``mu``, the mean
+        rating, is recomputed without them). Exact means: the other side equals one exact half-step
+        without the forgotten rows (with ``alpha0 = 0`` and ``solver="cg"`` the untouched rows keep
+        their CG solve, which never saw the forgotten rows either); the remaining rows of this side
+        stay as they were, so the model equals a refit without them only at convergence, and then
+        only where the refit's optimum is unique: exact ALS iterations afterwards
+        (``partial_fit_users`` / ``partial_fit_items`` of every row) reach it (ML-100K, alpha0 = 0:
+        50 of them match a converged refit to 3e-7; bench/RESULTS.md, "Forgetting users").
+        """
+        super()._after_forget(side, touched)
+        other = "item" if side == "user" else "user"
+        if self.explicit:
+            self.global_bias = float(self.seen_.data.mean(dtype=np.float64)) if self.seen_.nnz else 0.0
+        rows = self.seen_.T.tocsr() if other == "item" else self.seen_
+        solve = np.arange(rows.shape[0]) if self.explicit or self.alpha0 > 0 else touched
+        x, b = self._solve_rows(rows[solve], getattr(self, f"{side}_factors"), getattr(self, f"{side}_bias"),
+                                f"the remaining interactions ({other} rows)")  # fmt: skip
+        factors = getattr(self, f"{other}_factors").copy()  # copies: the lock's rollback keeps the old arrays
+        factors[self._on_device(solve)] = x
+        setattr(self, f"{other}_factors", factors)
+        if b is not None:
+            bias = getattr(self, f"{other}_bias").copy()
+            bias[self._on_device(solve)] = b
+            setattr(self, f"{other}_bias", bias)
 
     def _score_pairs(self, users, items):
         return self._clip_predictions(super()._score_pairs(users, items))

@@ -53,6 +53,7 @@ from .._validation import (
 )
 from ..data.idmap import IdMap
 from ..data.interactions import Interactions
+from ._explain import Explanation, ScoreParts, build_explanation, similarity_parts
 from ._locking import ModelLock, lock_public_methods
 from ._params import Param, ParamsMixin
 
@@ -85,7 +86,8 @@ class Recommender(ParamsMixin):
 
     Subclasses declare ``_param_spec``, implement ``fit`` (starting with ``_start_fit`` and ending
     with ``_finish_fit``), the ranking hooks ``_ranking_items`` / ``_ranking_queries`` (or their own
-    ``recommend``), and the state hooks ``_array_names`` / ``_restore``.
+    ``recommend``), and the state hooks ``_array_names`` / ``_restore``; ``_explain_parts``
+    (``explain``) and ``_after_forget`` (``forget_users`` / ``forget_items``) where they apply.
     """
 
     _param_spec = {"device": Param("device")}
@@ -169,6 +171,7 @@ class Recommender(ParamsMixin):
         """Drop cached ranking vectors: the fitted arrays changed (fit epoch, fold-in, load, ``to``)."""
         self.__dict__.pop("_rank_cache", None)
         self.__dict__.pop("_rank_cache_unit", None)
+        self.__dict__.pop("_explain_cache", None)
 
     def fit(self, interactions, callback=None, progress: bool | None = None):
         raise NotImplementedError
@@ -406,6 +409,96 @@ class Recommender(ParamsMixin):
         u = self._to_internal("user", users, "users", allow_unknown=lenient)
         i = self._to_internal("item", items, "items", allow_unknown=lenient)
         return self.score(u, i, **kwargs)
+
+    # -- explanations (``_explain.py``) ----------------------------------------------------------
+    def explain(self, user: int, item: int) -> Explanation:
+        """Why ``item`` scores what it does for ``user`` (internal indices): the contribution of each
+        of the user's history items (``recforge.models.Explanation``; how each model obtains them:
+        ``recforge.models._explain``). ``explain_external`` takes the data set's own ids."""
+        self._check_fitted()
+        u, i = _one_id(user, self.n_users, "user"), _one_id(item, self.n_items, "item")
+        parts = self._explain_parts(u, i)
+        model_score = float(check_scores(to_host(self._score_pairs(np.array([u]), np.array([i]))), self)[0])
+        user_ids, item_ids = self._id_map("user"), self._id_map("item")
+        user_id, item_id = user_ids.to_external(np.array([u]))[0], item_ids.to_external(np.array([i]))[0]
+        return build_explanation(parts, user_id, item_id, model_score, item_ids)
+
+    def explain_external(self, user, item) -> Explanation:
+        """``explain`` for the data set's own user and item ids (unknown ones: a ValueError naming them)."""
+        self._check_fitted()
+        for ids, name in ((user, "user"), (item, "item")):
+            if isinstance(ids, (str, bytes)) or not pd.api.types.is_list_like(ids):
+                continue
+            raise TypeError(f"{name} must be one external id, got {ids!r}")
+        u = self._to_internal("user", user, "user")[0]
+        return self.explain(u, self._to_internal("item", item, "item")[0])
+
+    def _history(self, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """User ``u``'s history: item indices (int64) and stored values (float64) from ``seen_``."""
+        lo, hi = self.seen_.indptr[u], self.seen_.indptr[u + 1]
+        return self.seen_.indices[lo:hi].astype(np.int64), self.seen_.data[lo:hi].astype(np.float64)
+
+    def _explain_parts(self, u: int, i: int) -> ScoreParts:
+        """The decomposition of ``score(u, i)`` over ``u``'s history (checked indices)."""
+        raise TypeError(f"{type(self).__name__} does not explain its scores")
+
+    # -- forgetting (privacy) ---------------------------------------------------------------------
+    def forget_users(self, users):
+        """Remove users and everything the model stores of them; returns self.
+
+        Parameters
+        ----------
+        users : external user id or sequence of them (distinct; for a model fitted on a matrix, the
+            row indices)
+
+        The users' rows leave ``seen_``, their ids leave ``user_ids_`` (the other users keep their
+        external ids; internal indices after a removed one shift down) and their per-user arrays
+        lose the row, so a saved model holds nothing of them directly. What the other parameters
+        learnt from them depends on the model (its ``_after_forget``): ALS re-solves the item side
+        exactly without them, ItemKNN / EASE / MostPopular recompute their item statistics exactly
+        (the same as a refit without them), the SGD models (BPR, SGDMF, MLPScorer, HybridMF) keep
+        their item side as trained: approximate (bench/RESULTS.md, "Forgetting users", gives the
+        measured distance to a refit); HybridMF only without features on that side (TypeError
+        otherwise). ``history_`` (per-epoch losses, not saved) is left as it was.
+        """
+        return self._forget("user", users)
+
+    def forget_items(self, items):
+        """Remove items (external ids) and everything the model stores of them; returns self.
+
+        The mirror of ``forget_users``: the items' columns leave ``seen_``, their ids ``item_ids_``,
+        their rows the per-item arrays; the user side is updated as ``forget_users`` updates the items.
+        At least one item must remain.
+        """
+        return self._forget("item", items)
+
+    def _forget(self, side: str, ids):
+        self._check_fitted()
+        name = f"{side}s"
+        idx = self._to_internal(side, ids, name)
+        if len(np.unique(idx)) != len(idx):
+            raise ValueError(f"{name} must not repeat an id")
+        rows = self.seen_ if side == "user" else self.seen_.T.tocsr()
+        keep = np.setdiff1d(np.arange(rows.shape[0]), idx)
+        if side == "item" and not len(keep):
+            raise ValueError("items: forgetting every item leaves nothing to recommend; discard the model instead")
+        touched = np.unique(rows[idx].indices).astype(np.int64)  # the other side's rows they touched
+        id_map = self._id_map(side).subset(keep)
+        for array in self._fold_in_arrays(side):
+            if getattr(self, array, None) is not None:
+                setattr(self, array, getattr(self, array)[self._on_device(keep)])
+        kept = rows[keep]
+        kept.sort_indices()
+        self.seen_ = sp.csr_matrix(kept if side == "user" else kept.T.tocsr(), dtype=np.float32)
+        self.__dict__[f"{side}_ids_"] = id_map
+        self._invalidate()
+        self._after_forget(side, touched)
+        self._invalidate()
+        return self
+
+    def _after_forget(self, side: str, touched: np.ndarray) -> None:
+        """Hook: update what the model learnt from the forgotten ``side`` rows (already removed from
+        ``seen_`` and the per-row arrays); ``touched``: the other side's indices they interacted with."""
 
     def rows_from_items(self, items, weights=None, unknown: str = "error") -> sp.csr_matrix:
         """Interaction rows over this model's items from external item ids: one row per user.
@@ -674,6 +767,13 @@ def _grown_id_map(m: IdMap | None, n_own: int, n_new: int, side: str) -> IdMap |
         f"{side} indices >= {n_own} would add {side}s without external ids to this model's {side}_ids_; "
         f"add them with partial_fit_{side}s_external(ids, rows), which grows the id map"
     )
+
+
+def _one_id(value, n: int, name: str) -> int:
+    """One internal index in [0, n) (TypeError / ValueError naming ``name`` otherwise)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be one integer index, got {value!r} (explain_external takes external ids)")
+    return int(check_ids(value, n, name)[0])
 
 
 def _as_id_list(ids) -> list:
@@ -1139,6 +1239,14 @@ class FactorModel(Recommender):
 
     def _fold_in_arrays(self, side: str) -> tuple[str, ...]:
         return (f"{side}_factors", f"{side}_bias")
+
+    def _explain_parts(self, u, i):
+        """SGD-trained factors: the user-item term ``x_u . y_i`` shared by item-factor similarity."""
+        history, values = self._history(u)
+        x, y = to_host(self.user_factors[u]), to_host(self.item_factors)
+        base = self.global_bias + sum(float(to_host(b)[j]) for b, j in ((self.user_bias, u), (self.item_bias, i))
+                                      if b is not None)  # fmt: skip
+        return similarity_parts(history, values, y, i, float(np.dot(x.astype(np.float64), y[i])), base)
 
     def _queries_for_rows(self, m: sp.csr_matrix) -> np.ndarray:
         return self._queries_for(self._user_vectors_for_rows(m))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import resolve_threads
+from .._ops import to_host
 from .._validation import check_memory
 from ._item_item import ItemItemModel
 from ._params import Param
@@ -69,16 +70,20 @@ class EASE(ItemItemModel):
         train = self._start_fit(interactions, allow_negative=False)
         self._check_memory(train.shape[1])
 
-        threads = resolve_threads(self.threads)
-
         def run_epoch(epoch):
-            self.item_weights = self._ops.ease_weights(train, regularization=float(self.regularization),
-                                                       dtype=self.dtype, threads=threads)  # fmt: skip
+            self._learn_weights(train)
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
                    desc="EASE")  # fmt: skip
         return self._finish_fit(train)
+
+    def _learn_weights(self, train):
+        self.item_weights = self._ops.ease_weights(train, regularization=float(self.regularization),
+                                                   dtype=self.dtype, threads=resolve_threads(self.threads))  # fmt: skip
+
+    def _item_weight(self, history, item):
+        return to_host(self.item_weights[item])[history].astype(np.float64)
 
     def _check_memory(self, n_items: int) -> None:
         # The solve's matrix (dtype, worked in place) plus the float32 weights.

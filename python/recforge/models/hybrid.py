@@ -128,6 +128,29 @@ class HybridMF(FactorModel):
         self._compute_factors()
         return self._finish_fit(train)
 
+    # -- forgetting ----------------------------------------------------------------------------------
+    def _forget(self, side, ids):
+        """Only where each ``side`` row is its own feature (fitted without ``{side}_features``): then its
+        embedding goes with it, and the other side keeps what it learnt (approximate, as BPR)."""
+        self._check_fitted()
+        features = getattr(self, f"{side}_features_")
+        if features is not None and not _is_identity(features):
+            raise TypeError(
+                f"HybridMF forgets {side}s only when fitted without {side}_features: with features, what it learnt "
+                "from them lives in feature embeddings shared with others (and the feature names); refit without them"
+            )
+        return super()._forget(side, ids)
+
+    def _fold_in_arrays(self, side):
+        # The per-row arrays forget_* removes: with identity features a row's embedding is its own.
+        own = ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
+        return (*super()._fold_in_arrays(side), *own)
+
+    def _after_forget(self, side, touched):
+        if getattr(self, f"{side}_features_") is not None:
+            n = len(getattr(self, f"{side}_factors"))
+            setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
+
     def _negative_pool(self, train: sp.csr_matrix) -> np.ndarray:
         if self.negatives == "all":
             return np.arange(train.shape[1], dtype=np.int32)
@@ -250,6 +273,13 @@ def _feature_matrix(features, n_rows: int, name: str):
     if m.shape[1] == 0:
         raise ValueError(f"{name} has no feature columns")
     return m, spec
+
+
+def _is_identity(m: sp.csr_matrix) -> bool:
+    """Whether the feature matrix ``m`` is the identity (each row its own feature, weight 1)."""
+    n = m.shape[0]
+    return (m.shape == (n, n) and m.nnz == n and np.array_equal(m.indptr, np.arange(n + 1))
+            and np.array_equal(m.indices, np.arange(n)) and bool((m.data == 1).all()))  # fmt: skip
 
 
 def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:

@@ -81,12 +81,18 @@ class ItemKNN(ItemItemModel):
         train = self._start_fit(interactions, allow_negative=False)
 
         def run_epoch(epoch):
-            self.similarity_ = self._neighbours(train)
+            self._learn_weights(train)
             return None, {}, False
 
         run_epochs(self, 1, run_epoch, callback=callback, progress=False if progress is None else progress,
                    desc="ItemKNN")  # fmt: skip
         return self._finish_fit(train)
+
+    def _learn_weights(self, train):
+        self.similarity_ = self._neighbours(train)
+
+    def _item_weight(self, history, item):
+        return self._similarity_forms()["by_target"][item].toarray()[0, history].astype(np.float64)
 
     def _neighbours(self, train: sp.csr_matrix) -> sp.csr_matrix:
         items = train.T.tocsr()  # items x users: an item's column as a row

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ops import to_host
+from ._explain import ScoreParts
 from ._params import Param
 from ._training import run_epochs
 from .base import Recommender
@@ -61,6 +63,19 @@ class MostPopular(Recommender):
         self.item_popularity = self._ops.xp.asarray(self._popularity_of(self.seen_))
         self._invalidate()
         return self
+
+    def _explain_parts(self, u, i):
+        """The score is the item's popularity: the base, with no history item contributing."""
+        history, values = self._history(u)
+        base = float(to_host(self.item_popularity)[i])
+        return ScoreParts(history, values, np.zeros(len(history)), base, base, "popularity")
+
+    def _fold_in_arrays(self, side):
+        return ("item_popularity",) if side == "item" else ()
+
+    def _after_forget(self, side, touched):
+        """Exact: the popularity is recounted over the remaining training matrix."""
+        self.item_popularity = self._ops.xp.asarray(self._popularity_of(self.seen_))
 
     def _queries_for_rows(self, m):
         return np.ones((m.shape[0], 1), np.float32)
