@@ -83,3 +83,14 @@ def pytest_runtest_makereport(item, call):
             and call.excinfo.errisinstance(NotImplementedError)):  # fmt: skip
         report.outcome = "skipped"
         report.wasxfail = f"GPU kernel missing: {call.excinfo.value}"
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    """The CUDA kernel sources compiled as C++ (tests/cuda_emu), once per session; skips without g++."""
+    from cuda_emu.emulator import build
+
+    emu = build(tmp_path_factory.mktemp("cuda_emu"))
+    if emu is None:
+        pytest.skip("g++ not found: the CUDA kernels' CPU emulation needs a C++20 compiler")
+    return emu

@@ -17,20 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from cuda_emu.emulator import Emulator, build, numpy_gemm
+from cuda_emu.emulator import Emulator, numpy_gemm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recforge as rf
 from recforge._ops import cpu, cuda
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Emulator:
-    emu = build(tmp_path_factory.mktemp("cuda_emu"))
-    if emu is None:
-        pytest.skip("g++ not found: the CUDA kernels' CPU emulation needs a C++20 compiler")
-    return emu
 
 
 @pytest.fixture
@@ -76,7 +68,7 @@ def assert_same(got, want):
 def test_every_loaded_kernel_is_parsed_and_launched_with_matching_types(gpu):
     from recforge._ops import kernels
 
-    assert set(gpu.signatures) == set(kernels.SOURCES["topk.cu"])
+    assert set(kernels.SOURCES["topk.cu"]) <= set(gpu.signatures)
     rng = np.random.default_rng(0)
     q, it = integer_factors(rng, 7, 40, 3)
     ex = random_exclusion(rng, 7, 40, 0.2)
@@ -85,7 +77,7 @@ def test_every_loaded_kernel_is_parsed_and_launched_with_matching_types(gpu):
     cuda.topk(q, it, 5, precision="tf32")
     q2, it2 = integer_factors(rng, 4, 300, 2)
     cuda.topk(q2, it2, 260)  # radix path + decode
-    assert set(gpu.launches) == set(gpu.signatures)
+    assert set(gpu.launches) == set(kernels.SOURCES["topk.cu"])
 
 
 # -- parity with the CPU kernel ---------------------------------------------------------------------

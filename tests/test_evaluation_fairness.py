@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import recforge as rf
 import recforge.evaluation as ev
+import recforge.evaluation._common as common
 from recforge.cli import main
 
 # item popularity (users per item) in TRAIN: [3, 1, 2, 0, 1]
@@ -270,11 +271,13 @@ def test_cli_evaluate_beyond_accuracy_usage_errors(extra, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_intra_list_diversity_is_the_same_through_the_wide_sparse_path(rng):
+def test_intra_list_diversity_is_the_same_through_the_wide_sparse_path(rng, monkeypatch):
     # co-occurrence (items as their users' columns) is wider than the dense-gather limit: the sparse
     # item-item product path must give the dense path's value
     train = sp.csr_matrix((rng.random((400, 30)) < 0.2).astype(np.float32))
     rec = np.stack([rng.permutation(30)[:6] for _ in range(20)])
     rec[3, 4:] = -1
     dense = ev.intra_list_diversity(rec, train.T.toarray())
+    assert ev.intra_list_diversity(rec, train.T.tocsr()) == pytest.approx(dense, rel=1e-10)
+    monkeypatch.setattr(common, "FULL_PRODUCT_MAX_ITEMS", 0)  # a catalogue too large for a dense product
     assert ev.intra_list_diversity(rec, train.T.tocsr()) == pytest.approx(dense, rel=1e-10)

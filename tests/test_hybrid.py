@@ -33,8 +33,8 @@ def world():
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
 def test_cold_items_are_ranked_from_their_features(world, loss):
     x, fu, fi, user_group, item_group = world
-    model = rf.HybridMF(factors=8, loss=loss, epochs=30, threads=1, seed=1).fit(x, user_features=fu, item_features=fi,
-                                                                                  progress=False)  # fmt: skip
+    model = rf.HybridMF(factors=8, loss=loss, epochs=30, negatives="interacted", threads=1, seed=1).fit(
+        x, user_features=fu, item_features=fi, progress=False)  # fmt: skip
     losses = [h["loss"] for h in model.history_]
     assert losses[-1] < losses[0]
     cold = np.arange(30, 40)
@@ -116,6 +116,21 @@ def test_kernel_boundary_rejects_bad_arrays(world):
     wrong_dtype[4] = arrays[0].astype(np.float64)
     with pytest.raises(TypeError, match="user_emb must be a float32"):
         _core.hybrid_epoch(*wrong_dtype)
+
+
+def test_negative_pools():
+    """Which ids negatives are drawn from (uniformly from the pool): every item; only those with a
+    training interaction; or every item with the interacted ones MIXED_WEIGHT times as likely."""
+    from recforge.models.hybrid import MIXED_WEIGHT
+
+    train = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 0, 0, 1]], np.float32))  # items 1, 2 without history
+    pools = {n: rf.HybridMF(negatives=n)._negative_pool(train) for n in ("mixed", "interacted", "all")}
+    assert rf.HybridMF().negatives == "mixed"
+    np.testing.assert_array_equal(pools["all"], [0, 1, 2, 3])
+    np.testing.assert_array_equal(pools["interacted"], [0, 3])
+    counts = np.bincount(pools["mixed"], minlength=4)
+    np.testing.assert_array_equal(counts, [MIXED_WEIGHT, 1, 1, MIXED_WEIGHT])
+    assert all(p.dtype == np.int32 for p in pools.values())
 
 
 def test_item_cold_start_on_movielens_beats_pure_cf():

@@ -109,6 +109,17 @@ def test_item_neighbours_of_a_long_tail_catalogue(k):
         np.testing.assert_array_equal(a, b)  # the same arrays, order included, on any thread count
 
 
+@pytest.mark.parametrize("high, density", [(2, 0.3), (60, 0.3), (60, 0.02)])
+def test_item_neighbours_selection_on_many_candidates(high, density):
+    """Hundreds of candidates per item, values all tied (high=2) or nearly all distinct (high=60): the
+    selection's search for the k-th best similarity, its early exit and its tie rule, on both paths."""
+    rng = np.random.default_rng(high)
+    items = random_sparse(rng, 400, 80, density, high=high)  # integer products < 2^24: exact in float32
+    for k in (1, 7, 64):
+        got = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 2)
+        np.testing.assert_array_equal(as_dense(*got, 400), reference_neighbours(items, False, k))
+
+
 def reference_recommend(history, sims_dense, k, exclude, subset):
     scores = history.toarray().astype(np.float64) @ sims_dense
     if exclude:

@@ -35,8 +35,8 @@ def test_get_ops_rejects_unknown_devices():
 
 
 def test_cuda_training_ops_raise_not_implemented_naming_the_function():
-    with pytest.raises(NotImplementedError, match="als_implicit_half_step.*issue 13.*device='cpu'"):
-        cuda.als_implicit_half_step(None, None, None, None)
+    with pytest.raises(NotImplementedError, match="sgd_mf_epoch.*only ALS.*device='cpu'"):
+        cuda.sgd_mf_epoch(None, None, None, None, None)
 
 
 class _FakeGpuArray:

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recforge as rf
-from recforge.evaluation._common import DENSE_GATHER_MAX_DIM
+import recforge.evaluation._common as common
+from recforge.evaluation._common import DENSE_GATHER_MAX_DIM, FULL_PRODUCT_MAX_ITEMS
 from recforge.rerank import calibrate, mmr
 
 
@@ -132,13 +133,19 @@ def candidate_case(draw, wide=False):
 
 
 @settings(max_examples=60, deadline=None)
-@given(candidate_case(), st.sampled_from([0.0, 0.3, 0.7, 1.0]), st.integers(1, 6), st.booleans())
-def test_mmr_matches_the_reference(case, tradeoff, k, sparse_wide):
+@given(candidate_case(), st.sampled_from([0.0, 0.3, 0.7, 1.0]), st.integers(1, 6), st.sampled_from([0, 1, 2]))
+def test_mmr_matches_the_reference(case, tradeoff, k, path):
+    """path 0: dense features; 1: wide sparse, dense item-item product; 2: wide sparse, sparse product."""
     ids, scores, r, n_items = case
+    sparse_wide = path > 0
+    common.FULL_PRODUCT_MAX_ITEMS = 4096 if path == 1 else 0  # restored after the test
     d = DENSE_GATHER_MAX_DIM + 5 if sparse_wide else 3  # wide sparse: the precomputed item-item product
     feats = (r.random((n_items, d)) < 0.3) * r.integers(1, 3, size=(n_items, d)).astype(float)
     feats_in = sp.csr_matrix(feats) if sparse_wide else feats
-    got, got_scores = mmr(ids, scores, feats_in, k=k, tradeoff=tradeoff)
+    try:
+        got, got_scores = mmr(ids, scores, feats_in, k=k, tradeoff=tradeoff)
+    finally:
+        common.FULL_PRODUCT_MAX_ITEMS = FULL_PRODUCT_MAX_ITEMS
     np.testing.assert_array_equal(got, mmr_reference(ids, scores, feats, k, tradeoff))
     _check_structure(ids, scores, got, got_scores, k)
 

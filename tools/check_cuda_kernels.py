@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compile every shipped CUDA kernel source with nvcc for sm_80 and sm_90: CI's check that they build.
+"""Compile every shipped CUDA kernel source with nvcc for sm_80, sm_90 and PTX: CI's check that they build.
 
 recforge ships its kernels as sources that CuPy compiles at first use (README "GPU"), so nothing in
 the build compiles them; this script does, with every warning an error, and also checks what NVRTC
@@ -43,12 +43,16 @@ def check_source(path: Path, kernels: tuple[str, ...], options: tuple[str, ...],
     for kernel in kernels:
         if not re.search(rf'extern\s+"C"\s+__global__\s+void\s+{kernel}\s*\(', text):
             problems.append(f'{path.name}: no extern "C" __global__ definition of {kernel} (kernels.py loads it)')
-    for arch in archs:
-        cmd = [nvcc, *options, f"-arch=sm_{arch}", "-cubin", "-Werror", "all-warnings", "-Xptxas", "-Werror",
-               "-o", str(out_dir / f"{path.stem}.sm_{arch}.cubin"), str(path)]  # fmt: skip
+    # A cubin per architecture, and PTX for the newest one (what a future GPU's driver would JIT; NVRTC
+    # produces the same kind of code for the GPU it runs on).
+    targets = [(f"sm_{arch}", [f"-arch=sm_{arch}", "-cubin", "-Xptxas", "-Werror"], "cubin") for arch in archs]
+    targets.append((f"compute_{archs[-1]} PTX", [f"-arch=compute_{archs[-1]}", "-ptx"], "ptx"))
+    for label, flags, ext in targets:
+        out = out_dir / f"{path.stem}.{label.split()[0]}.{ext}"
+        cmd = [nvcc, *options, *flags, "-Werror", "all-warnings", "-o", str(out), str(path)]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            problems.append(f"{path.name} (sm_{arch}) does not compile:\n  {' '.join(cmd)}\n{result.stderr.strip()}")
+            problems.append(f"{path.name} ({label}) does not compile:\n  {' '.join(cmd)}\n{result.stderr.strip()}")
     return problems
 
 
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"FAIL: {p}" for p in problems), file=sys.stderr)
         return 1
     print(f"CUDA kernels OK: {len(sources)} source(s), {sum(map(len, sources.values()))} kernels, "
-          f"sm_{', sm_'.join(args.archs)} ({nvcc})")  # fmt: skip
+          f"sm_{', sm_'.join(args.archs)} + compute_{args.archs[-1]} PTX ({nvcc})")  # fmt: skip
     return 0
 
 

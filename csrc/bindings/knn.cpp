@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -22,11 +23,15 @@ using namespace recforge::bindings;
 
 namespace {
 
+// The vector's buffer becomes the array's (no copy); the array owns it through a capsule.
 template <class T>
-py::array_t<T> to_numpy(const std::vector<T>& v) {
-    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
-    std::copy(v.begin(), v.end(), a.mutable_data());
-    return a;
+py::array_t<T> to_numpy(std::vector<T>&& v) {
+    auto owned = std::make_unique<std::vector<T>>(std::move(v));
+    const T* data = owned->data();
+    const auto size = static_cast<py::ssize_t>(owned->size());
+    py::capsule owner(owned.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    owned.release();  // the capsule owns it now
+    return py::array_t<T>(size, data, owner);
 }
 
 // A matrix with entries must carry the values `need` asks for; an empty one has nothing to check.
@@ -42,7 +47,8 @@ py::tuple item_neighbours(const recforge::Csr& items, bool cosine, std::int64_t 
         Nogil nogil;
         nb = knn::item_neighbours(items.view(), cosine, k, threads);
     }
-    return py::make_tuple(to_numpy(nb.indptr), to_numpy(nb.indices), to_numpy(nb.data));
+    return py::make_tuple(to_numpy(std::move(nb.indptr)), to_numpy(std::move(nb.indices)),
+                          to_numpy(std::move(nb.data)));
 }
 
 py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarity, std::int64_t k, bool exclude_history,

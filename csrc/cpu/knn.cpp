@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <stdexcept>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "recforge/parallel.hpp"
+#include "recforge/simd.hpp"
 
 namespace recforge::knn {
 
@@ -76,6 +78,86 @@ float kth_best_bound(const float* scores, std::int64_t n, std::int64_t k, std::v
     return maxima[k - 1];
 }
 
+// How many of scores[0, t) are >= bar (t < 2^31; vectorised: one compare per entry, no branch).
+RECFORGE_INLINE std::int64_t count_at_least(const float* scores, std::int64_t t, float bar) {
+    std::uint32_t count = 0;
+    for (std::int64_t x = 0; x < t; ++x) count += scores[x] >= bar;
+    return count;
+}
+
+// Writes the best k positive entries of scores[0, t) (under `better`; the entry's id is ids[x]) to
+// out_ids / out_scores (k + 1 slots) in their order in `scores`, and returns how many (<= k).
+// Positive finite floats order as their bit patterns do, so the k-th best score is found by a
+// binary search over bit patterns, each step one branch-free counting pass: cheaper than a
+// selection algorithm's data-dependent branches, and done as soon as a bar leaves exactly k
+// entries above it. Of entries equal to the k-th best, the lowest ids stay. `ties` and `flags` are scratch.
+// Compiled per instruction set (the passes are wide compares; any set gives the same result).
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
+std::int64_t keep_best_positive(const float* scores, const std::int32_t* ids, std::int64_t t, std::int64_t k,
+                                std::int32_t* out_ids, float* out_scores, std::vector<std::int32_t>& ties,
+                                std::vector<std::uint32_t>& flags) {
+    if (k < 1) return 0;
+    const auto as_float = [](std::uint32_t bits) {
+        float f;
+        std::memcpy(&f, &bits, sizeof f);
+        return f;
+    };
+    const auto as_bits = [](float f) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &f, sizeof bits);
+        return bits;
+    };
+    // One pass for the positive entries' count and range (branch-free; `lowest` stays +inf when none).
+    std::uint32_t positive = 0;
+    float lowest = std::numeric_limits<float>::infinity(), highest = 0.0f;
+    for (std::int64_t x = 0; x < t; ++x) {
+        const float score = scores[x];
+        positive += score > 0.0f;
+        lowest = std::min(lowest, score > 0.0f ? score : std::numeric_limits<float>::infinity());
+        highest = std::max(highest, score);
+    }
+    // Invariant: count_at_least(as_float(low)) > k and count_at_least(as_float(high)) < k; `bar`
+    // keeps exactly the entries that stay (every positive one when at most k are).
+    float bar = std::numeric_limits<float>::denorm_min();
+    std::int64_t last_tie = std::numeric_limits<std::int64_t>::max();
+    if (positive > static_cast<std::uint64_t>(k)) {
+        std::uint32_t low = as_bits(lowest), high = as_bits(highest) + 1;
+        bool exact = false;
+        while (high - low > 1) {
+            const std::uint32_t mid = low + (high - low) / 2;
+            const std::int64_t count = count_at_least(scores, t, as_float(mid));
+            if (count == k) {
+                bar = as_float(mid);
+                exact = true;
+                break;
+            }
+            (count > k ? low : high) = mid;
+        }
+        if (!exact) {  // as_float(low) is the k-th best score, held by more entries than fit
+            bar = as_float(low);
+            const std::int64_t above = count_at_least(scores, t, as_float(low + 1));
+            ties.clear();
+            for (std::int64_t x = 0; x < t; ++x)
+                if (scores[x] == bar) ties.push_back(ids[x]);
+            std::nth_element(ties.begin(), ties.begin() + (k - above - 1), ties.end());
+            last_tie = ties[static_cast<std::size_t>(k - above - 1)];
+        }
+    }
+    // Branch-free compaction (which entries stay is unpredictable): the flags in one vectorised
+    // pass, then every entry is written at the next free slot, which only advances past kept ones,
+    // so out_* hold k + 1 slots.
+    flags.resize(static_cast<std::size_t>(t));
+    std::uint32_t* keep = flags.data();
+    for (std::int64_t x = 0; x < t; ++x) keep[x] = (scores[x] > bar) | ((scores[x] == bar) & (ids[x] <= last_tie));
+    std::int64_t kept = 0;
+    for (std::int64_t x = 0; x < t; ++x) {
+        out_ids[kept] = ids[x];
+        out_scores[kept] = scores[x];
+        kept += keep[x];
+    }
+    return kept;
+}
+
 // The transpose (n_cols x n_rows) of `m` with its values, ids ascending within each row (a counting sort).
 struct Transposed {
     std::vector<std::int64_t> indptr;
@@ -123,15 +205,20 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
     }
 
     const std::int64_t width = std::min<std::int64_t>(k, std::max<std::int64_t>(n - 1, 0));
-    std::vector<std::int32_t> best_ids(static_cast<std::size_t>(n * width));
-    std::vector<float> best_sims(static_cast<std::size_t>(n * width));
+    // Item i's neighbours go to slots [i * width, i * width + count) of the result's own arrays,
+    // packed to the front once every item is done: no second buffer, no copy.
+    Neighbours out;
+    out.indices.resize(static_cast<std::size_t>(n * width));
+    out.data.resize(static_cast<std::size_t>(n * width));
     std::vector<std::int64_t> indptr(static_cast<std::size_t>(n) + 1, 0);
 
     struct Scratch {
         std::vector<float> acc;  // all zero between items
-        std::vector<std::int32_t> touched;
-        std::vector<Scored> kept;
-        std::vector<float> sims, maxima, work;
+        std::vector<std::int32_t> touched, ties;  // candidates' ids, scratch
+        std::vector<float> sims, maxima;          // candidates' similarities, scratch
+        std::vector<std::int32_t> best_ids;       // the selection (width + 1 slots)
+        std::vector<float> best_sims;
+        std::vector<std::uint32_t> flags;
     };
     const int nt = resolve_threads(threads);
     std::vector<Scratch> scratch(static_cast<std::size_t>(nt));
@@ -147,7 +234,11 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
     constexpr float kSmallest = std::numeric_limits<float>::denorm_min();
     parallel_for(0, n, nt, 16, [&](std::int64_t i) {
         Scratch& s = scratch[static_cast<std::size_t>(thread_index())];
-        if (s.acc.empty()) s.acc.assign(static_cast<std::size_t>(n), 0.0f);
+        if (s.acc.empty()) {
+            s.acc.assign(static_cast<std::size_t>(n), 0.0f);
+            s.best_ids.resize(static_cast<std::size_t>(width) + 1);
+            s.best_sims.resize(static_cast<std::size_t>(width) + 1);
+        }
         float* acc = s.acc.data();
         const float own = norm_scale[i];
         // Products to add: when they outnumber the items a few times over, a dense pass over every
@@ -155,7 +246,6 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
         std::int64_t products = 0;
         for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p)
             products += user_ptr[item_users[p] + 1] - user_ptr[item_users[p]];
-        s.kept.clear();
         if (products * 4 >= n) {
             for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p) {
                 const float w = item_w[p];
@@ -166,11 +256,15 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
             acc[i] = 0.0f;
             // Entries reaching the bound, in id order; the accumulator is cleared on the way.
             const float bar = std::max(kth_best_bound(acc, n, width, s.maxima), kSmallest);
+            s.touched.clear();
+            s.sims.clear();
             for (std::int64_t j = 0; j < n; ++j) {
-                if (acc[j] >= bar) s.kept.push_back({acc[j], static_cast<std::int32_t>(j)});
+                if (acc[j] >= bar) {
+                    s.touched.push_back(static_cast<std::int32_t>(j));
+                    s.sims.push_back(acc[j]);
+                }
                 acc[j] = 0.0f;
             }
-            keep_best_in_order(s.kept, static_cast<std::size_t>(width), s.work);
         } else {
             // Every product writes its id and counts it only when the accumulator was still 0
             // (branch-free: whether an item was touched before is unpredictable). An accumulator
@@ -190,34 +284,36 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
                 }
             }
             s.touched.resize(static_cast<std::size_t>(count));
-            s.sims.clear();
-            for (const std::int32_t j : s.touched) {
-                const float sim = acc[j] * own * norm_scale[j];
+            s.sims.resize(static_cast<std::size_t>(count));
+            float* sims = s.sims.data();
+            for (std::int64_t x = 0; x < count; ++x) {
+                const std::int32_t j = touched[x];
+                sims[x] = j != i ? acc[j] * own * norm_scale[j] : 0.0f;
                 acc[j] = 0.0f;
-                s.sims.push_back(j != i ? sim : 0.0f);
             }
-            const std::int64_t t = static_cast<std::int64_t>(s.touched.size());
-            const float bar = std::max(kth_best_bound(s.sims.data(), t, width, s.maxima), kSmallest);
-            for (std::int64_t x = 0; x < t; ++x)
-                if (s.sims[x] >= bar) s.kept.push_back({s.sims[x], s.touched[x]});
-            // Kept in touched order (the data's, so the same on any thread count).
-            keep_best_in_order(s.kept, static_cast<std::size_t>(width), s.work);
         }
-        for (std::size_t t = 0; t < s.kept.size(); ++t) {
-            best_ids[i * width + t] = s.kept[t].id;
-            best_sims[i * width + t] = s.kept[t].score;
-        }
-        indptr[i + 1] = static_cast<std::int64_t>(s.kept.size());
+        // The candidates, in id order (dense) or touched order (the data's): the same on any thread count.
+        const std::int64_t kept = keep_best_positive(s.sims.data(), s.touched.data(),
+                                                     static_cast<std::int64_t>(s.sims.size()), width, s.best_ids.data(),
+                                                     s.best_sims.data(), s.ties, s.flags);
+        std::copy_n(s.best_ids.begin(), kept, out.indices.begin() + i * width);
+        std::copy_n(s.best_sims.begin(), kept, out.data.begin() + i * width);
+        indptr[i + 1] = kept;
     });
 
-    Neighbours out;
-    for (std::int64_t i = 0; i < n; ++i) indptr[i + 1] += indptr[i];
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t c = indptr[i + 1];
+        indptr[i + 1] += indptr[i];
+        // Moves left (indptr[i] <= i * width), so a row never overwrites one still to move.
+        if (indptr[i] == i * width) continue;
+        std::copy_n(out.indices.begin() + i * width, c, out.indices.begin() + indptr[i]);
+        std::copy_n(out.data.begin() + i * width, c, out.data.begin() + indptr[i]);
+    }
     out.indices.resize(static_cast<std::size_t>(indptr[n]));
     out.data.resize(static_cast<std::size_t>(indptr[n]));
-    for (std::int64_t i = 0; i < n; ++i) {
-        const std::int64_t c = indptr[i + 1] - indptr[i];
-        std::copy_n(best_ids.begin() + i * width, c, out.indices.begin() + indptr[i]);
-        std::copy_n(best_sims.begin() + i * width, c, out.data.begin() + indptr[i]);
+    if (2 * indptr[n] < n * width) {  // most items have fewer than K neighbours: do not hold the room
+        out.indices.shrink_to_fit();
+        out.data.shrink_to_fit();
     }
     out.indptr = std::move(indptr);
     return out;

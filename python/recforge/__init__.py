@@ -33,7 +33,7 @@ from .topk import topk  # eager: importing the submodule recforge.topk would sha
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> the module it lives in; imported on first access (PEP 562).
-_SUBMODULES = ("datasets", "distributed", "evaluation", "model_selection", "rerank", "split", "transforms")
+_SUBMODULES = ("datasets", "distributed", "evaluation", "model_selection", "online", "rerank", "split", "transforms")
 _LAZY = {
     **{name: f".{name}" for name in _SUBMODULES},  # distributed needs the optional Dask extra
     "Features": ".data", "IdMap": ".data", "Interactions": ".data", "cupy_available": "._backend",

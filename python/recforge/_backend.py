@@ -74,6 +74,7 @@ def single_threaded_blas():
     global _blas_users, _blas_limiter
     with _blas_lock:
         if _blas_users == 0:
+            _take_blas_control()
             _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
         _blas_users += 1
     try:
@@ -82,8 +83,25 @@ def single_threaded_blas():
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
+                _take_blas_control()
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+def _take_blas_control() -> None:
+    """Let the calling thread change OpenBLAS's (pthreads) thread count.
+
+    threadpoolctl (>= 3.6) lets only the first thread that changed it change it again and silently
+    ignores every other thread, so a kernel called from a second Python thread (a reader, a
+    streaming updater) ran with a multithreaded BLAS inside its own threads: a 64 x 64 Gram matrix
+    took 100+ ms instead of 0.1 ms on a busy machine. Our counter above already serialises the
+    changes, so the thread making one takes control for it.
+    """
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)  # absent before 3.6: no ownership
+    if clear is not None:
+        clear(force=True)
 
 
 def blas_threads(threads: int):

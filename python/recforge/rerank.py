@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import as_array, as_csr, check_ids, check_k, check_positive, check_result_size
-from .evaluation._common import ItemCosine, check_item_matrix
+from .evaluation._common import ItemCosine, check_item_matrix, gather_rows
 from .evaluation.beyond import (
     _item_genre_distribution,
     _normalise_rows,
@@ -164,11 +164,13 @@ def mmr(candidate_ids, candidate_scores, item_features, k: int = 10, tradeoff: f
 def _mmr_block(ids, scores, sim, k, tradeoff):
     valid = ids >= 0
     rel = _relevance(scores, valid)
-    cos = sim(ids) if tradeoff > 0 else None
     max_sim = np.zeros(ids.shape)  # before the first pick nothing is chosen: no penalty
+    # Only the chosen items' rows of the (c, c) similarity are needed: k rows, not c.
+    rows_unit = gather_rows(sim.unit, np.where(valid, ids, 0)) if sim.unit is not None and tradeoff > 0 else None
 
     def pick(rows, positions):
-        max_sim[rows] = np.maximum(max_sim[rows], cos[rows, positions])
+        x = rows_unit if rows_unit is None or rows.size == len(ids) else rows_unit[rows]  # no copy while all pick
+        max_sim[rows] = np.maximum(max_sim[rows], sim.with_items(ids[rows, positions], ids[rows], x))
 
     return _greedy(rel, valid, k, tradeoff, lambda: max_sim, pick if tradeoff > 0 else lambda r, p: None)
 

@@ -14,8 +14,15 @@ import numpy as np
 from recforge._ops import cuda
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "csrc" / "cuda" / "topk.cu"
-C_TYPES = {"rf_i64": ("i64", ctypes.c_longlong), "int": ("i32", ctypes.c_int)}
+SOURCE_DIR = ROOT / "csrc" / "cuda"
+# Scalar parameter types: the ctypes type and the NumPy scalar type CuPy must be given (it packs a NumPy
+# scalar by its own size, so it must be exactly the parameter's type).
+C_TYPES = {
+    "rf_i64": (np.int64, ctypes.c_longlong),
+    "int": (np.int32, ctypes.c_int),
+    "float": (np.float32, ctypes.c_float),
+}
+POINTER_DTYPES = {"float*": np.float32, "rf_i64*": np.int64, "int*": np.int32, "rf_u64*": np.uint64}
 
 
 def kernel_signatures(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -27,9 +34,9 @@ def kernel_signatures(text: str) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def launcher_source(signatures) -> str:
-    """C++ that includes the kernels and wraps each in ``emu_<kernel>(grid, block, shared, args...)``."""
-    lines = ['#include "simt.hpp"', f'#include "{SOURCE}"']
+def launcher_source(source: Path, signatures) -> str:
+    """C++ that includes ``source`` and wraps each kernel in ``emu_<kernel>(grid, block, shared, args...)``."""
+    lines = ['#include "simt.hpp"', f'#include "{source}"']
     for kernel, params in signatures.items():
         decl = ", ".join(f"{t} {n}" for t, n in params)
         call = ", ".join(n for _, n in params)
@@ -39,16 +46,19 @@ def launcher_source(signatures) -> str:
 
 
 class Emulator:
-    """The compiled kernels and a ``cuda._launch`` stand-in that checks every argument's type."""
+    """The compiled kernels (one library per source) and a ``cuda._launch`` stand-in that checks every
+    argument's type."""
 
-    def __init__(self, lib, signatures):
-        self.lib, self.signatures, self.launches = lib, signatures, []
-        for kernel, params in signatures.items():
-            fn = getattr(lib, f"emu_{kernel}")
-            fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_size_t] + [
-                ctypes.c_void_p if t.endswith("*") else C_TYPES[t][1] for t, _ in params
-            ]
-            fn.restype = None
+    def __init__(self, libs: dict, signatures: dict):
+        self.signatures, self.launches, self.functions = {}, [], {}
+        for source, lib in libs.items():
+            for kernel, params in signatures[source].items():
+                fn = getattr(lib, f"emu_{kernel}")
+                fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_size_t] + [
+                    ctypes.c_void_p if t.endswith("*") else C_TYPES[t][1] for t, _ in params
+                ]
+                fn.restype = None
+                self.signatures[kernel], self.functions[kernel] = params, fn
 
     def launch(self, kernel: str, n_blocks: int, args: tuple, shared: int = 0) -> None:
         params = self.signatures[kernel]
@@ -57,34 +67,41 @@ class Emulator:
         for a, (ctype, pname) in zip(args, params):
             if ctype.endswith("*"):
                 assert isinstance(a, np.ndarray) and a.flags.c_contiguous, f"{kernel}.{pname}: not a contiguous array"
-                want = {"float*": np.float32, "rf_i64*": np.int64, "int*": np.int32, "rf_u64*": np.uint64}
-                assert a.dtype == want[ctype.replace("const ", "")], f"{kernel}.{pname}: dtype {a.dtype} for {ctype}"
+                want = POINTER_DTYPES[ctype.replace("const ", "")]
+                assert a.dtype == want, f"{kernel}.{pname}: dtype {a.dtype} for {ctype}"
                 converted.append(a.ctypes.data)
             else:  # CuPy packs a NumPy scalar by its own size: it must be exactly the parameter's type
-                want = np.int64 if C_TYPES[ctype][0] == "i64" else np.int32
+                want = C_TYPES[ctype][0]
                 assert type(a) is want, f"{kernel}.{pname}: {type(a).__name__} for {ctype}"
-                converted.append(int(a))
+                converted.append(float(a) if want is np.float32 else int(a))
         if n_blocks < 1:
             return
         grid = min(int(n_blocks), cuda.MAX_GRID)
         self.launches.append(kernel)
-        getattr(self.lib, f"emu_{kernel}")(grid, cuda.BLOCK, shared, *converted)
+        self.functions[kernel](grid, cuda.BLOCK, shared, *converted)
 
 
 def build(folder: Path) -> Emulator | None:
-    """Compile the kernels into ``folder``; None when no C++20 compiler (g++) is found."""
+    """Compile every shipped kernel source (``kernels.SOURCES``) into ``folder``; None without g++ (C++20)."""
+    from recforge._ops import kernels
+
     gxx = shutil.which("g++")
     if gxx is None:
         return None
-    signatures = kernel_signatures(SOURCE.read_text())
-    (folder / "launch.cpp").write_text(launcher_source(signatures))
-    lib = folder / "libtopk_emu.so"
-    cmd = [gxx, "-std=c++20", "-O1", "-g", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror",
-           f"-I{Path(__file__).resolve().parent}", str(folder / "launch.cpp"), "-o", str(lib)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"the kernels do not compile as C++:\n{result.stderr}")
-    return Emulator(ctypes.CDLL(str(lib)), signatures)
+    libs, signatures = {}, {}
+    for name in kernels.SOURCES:
+        source = SOURCE_DIR / name
+        signatures[name] = kernel_signatures(source.read_text())
+        launcher = folder / f"{source.stem}_launch.cpp"
+        launcher.write_text(launcher_source(source, signatures[name]))
+        lib = folder / f"lib{source.stem}_emu.so"
+        cmd = [gxx, "-std=c++20", "-O1", "-g", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror",
+               f"-I{Path(__file__).resolve().parent}", str(launcher), "-o", str(lib)]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"the kernels of {name} do not compile as C++:\n{result.stderr}")
+        libs[name] = ctypes.CDLL(str(lib))
+    return Emulator(libs, signatures)
 
 
 def numpy_gemm(queries, items, out, precision):

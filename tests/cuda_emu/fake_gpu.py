@@ -77,13 +77,13 @@ def _module() -> types.ModuleType:
     cupy.__version__ = "fake"
     for name in ("ascontiguousarray", "empty", "zeros", "ones", "full", "unique", "sort", "where", "maximum", "hstack",
                  "concatenate", "einsum", "isfinite", "isneginf", "take_along_axis", "argsort", "argpartition",
-                 "arange", "abs", "all", "any"):  # fmt: skip
+                 "arange", "abs", "all", "any", "diff", "matmul", "argmax", "array", "broadcast_to"):  # fmt: skip
         setattr(cupy, name, _wrap(getattr(np, name)))
     for name in ("float32", "float64", "int32", "int64", "uint64", "bool_", "inf", "nan"):
         setattr(cupy, name, getattr(np, name))
     cupy.linalg = types.SimpleNamespace(norm=_wrap(np.linalg.norm))
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, memGetInfo=lambda: (8 << 30, 16 << 30))
-    device = types.SimpleNamespace(synchronize=lambda: None)
+    device = types.SimpleNamespace(synchronize=lambda: None, attributes={"MaxSharedMemoryPerBlockOptin": 48 << 10})
     cupy.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda *a: device)
     pool = _Pool()
     cupy.get_default_memory_pool = lambda: pool
@@ -106,6 +106,7 @@ def _install() -> None:
     """Runs at import (``-p`` loads the plugin before conftest.py decides whether CUDA is usable)."""
     sys.modules["cupy"] = _module()
     cupyx = types.ModuleType("cupyx")
+    cupyx.empty_pinned = np.empty  # "pinned host memory": plain host memory
     cupyx.scipy = types.ModuleType("cupyx.scipy")
     cupyx.scipy.sparse = _sparse_module()
     sys.modules.update({"cupyx": cupyx, "cupyx.scipy": cupyx.scipy, "cupyx.scipy.sparse": cupyx.scipy.sparse})

@@ -24,6 +24,7 @@ __all__ = ["COMPILE_OPTIONS", "SOURCES", "function", "load_all", "module", "sour
 # Every shipped source and the kernels it defines (the CI check compiles each source and verifies
 # that each of these names is defined in it).
 SOURCES: dict[str, tuple[str, ...]] = {
+    "als.cu": ("rf_als_row_dots", "rf_als_spmm", "rf_als_normal_equations", "rf_cholesky_solve"),
     "topk.cu": ("rf_mask_excluded", "rf_score_candidates", "rf_select_small", "rf_select_radix", "rf_decode_keys"),
 }
 # Exact IEEE float arithmetic (no fast math): the GPU's top-K must rank like the CPU's.

@@ -26,13 +26,20 @@ _READERS = ("recommend", "recommend_all", "recommend_for_rows", "recommend_exter
 
 
 class ModelLock:
-    """Readers share; a writer excludes everyone else and may re-enter, and read, itself."""
+    """Readers share; a writer excludes everyone else and may re-enter, and read, itself.
+
+    A waiting writer goes first: new readers wait for it, so a stream of overlapping readers cannot
+    starve a fit or a streaming update (``recforge.online``). A thread that already reads may read
+    again (a reader calling another reader) without waiting, as the writer cannot start meanwhile.
+    """
 
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer: int | None = None  # thread id of the writer
         self._depth = 0  # the writer's nesting
+        self._writers_waiting = 0
+        self._reading = threading.local()  # per thread: how many read holds it has
 
     @contextlib.contextmanager
     def read(self):
@@ -40,14 +47,17 @@ class ModelLock:
         with self._cond:
             counted = self._writer != me  # the writer reads its own state without counting
             if counted:
-                self._cond.wait_for(lambda: self._writer is None)
+                if not getattr(self._reading, "depth", 0):  # a nested read must not wait: the writer waits for it
+                    self._cond.wait_for(lambda: self._writer is None and self._writers_waiting == 0)
                 self._readers += 1
+                self._reading.depth = getattr(self._reading, "depth", 0) + 1
         try:
             yield
         finally:
             if counted:
                 with self._cond:
                     self._readers -= 1
+                    self._reading.depth -= 1
                     if self._readers == 0:
                         self._cond.notify_all()
 
@@ -56,7 +66,12 @@ class ModelLock:
         me = threading.get_ident()
         with self._cond:
             if self._writer != me:
-                self._cond.wait_for(lambda: self._writer is None and self._readers == 0)
+                self._writers_waiting += 1
+                try:
+                    self._cond.wait_for(lambda: self._writer is None and self._readers == 0)
+                finally:
+                    self._writers_waiting -= 1
+                    self._cond.notify_all()  # readers held back for this writer recheck (an interrupted wait too)
                 self._writer = me
             self._depth += 1
         try:

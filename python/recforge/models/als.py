@@ -109,7 +109,9 @@ class ALS(RatingPredictions, FactorModel):
         ratings' ``[min, max]`` (``rating_range_``, learned by ``fit``, saved with the model);
         (low, high) that range; False or None: none. Implicit scores are never clipped.
     device : {"auto", "cpu", "cuda"}
-        ALS runs on the CPU; "cuda" raises a clear error until the GPU kernels land.
+        Where to fit: "cuda" runs every half-step, the loss and the fold-in on the GPU (CuPy; the
+        factors are CuPy arrays), with the same objective as on the CPU up to float32 rounding;
+        "auto" follows the data (CuPy sparse input: the GPU).
     threads : int >= 0
         Threads of the C++ kernels (0 = all cores). The result does not depend on it.
     seed : int
@@ -227,12 +229,13 @@ class ALS(RatingPredictions, FactorModel):
         # Small random factors: the first half-step solves users from the item factors alone, so
         # only their scale matters (0.1/sqrt(f) keeps the initial scores ~0.01, Rendle et al.).
         scale = np.float32(0.1 / np.sqrt(self.factors))
-        self.user_factors = rng.standard_normal((n_users, self.factors), np.float32) * scale
-        self.item_factors = rng.standard_normal((n_items, self.factors), np.float32) * scale
+        xp = self._ops.xp  # the factors live on the fitted device (drawn on the host: the same start on both)
+        self.user_factors = xp.asarray(rng.standard_normal((n_users, self.factors), np.float32) * scale)
+        self.item_factors = xp.asarray(rng.standard_normal((n_items, self.factors), np.float32) * scale)
         if self.explicit:
             self.global_bias = float(train.data.mean(dtype=np.float64))
-            self.user_bias = np.zeros(n_users, np.float32)
-            self.item_bias = np.zeros(n_items, np.float32)
+            self.user_bias = xp.zeros(n_users, np.float32)
+            self.item_bias = xp.zeros(n_items, np.float32)
         else:
             self.global_bias, self.user_bias, self.item_bias = 0.0, None, None
         user_items = self._kernel_csr(interactions, train)
@@ -305,19 +308,22 @@ class ALS(RatingPredictions, FactorModel):
         return (users + items) / user_items.nnz
 
     # -- folding in -------------------------------------------------------------------------
-    def _solve_rows(self, m, other, other_bias, name: str):
-        """Exact factors (and biases) of the rows of ``m`` (the argument ``name``) against the fixed ``other`` side."""
-        own = np.zeros((m.shape[0], self.factors), np.float32)
-        own_bias = np.zeros(m.shape[0], np.float32) if self.explicit else None
-        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, resolve_threads(self.threads), exact=True,
-                        rows=name)  # fmt: skip
+    def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows"):
+        """Exact factors (and biases) of the rows of ``m`` (the argument ``name``, for the message of a singular
+        row) against the fixed ``other`` side (``threads``: the model's by default; the streaming updater
+        solves its small batches on one)."""
+        xp = self._ops.xp
+        own = xp.zeros((m.shape[0], self.factors), np.float32)
+        own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
+        threads = resolve_threads(self.threads if threads is None else threads)
+        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True, rows=name)
         return own, own_bias
 
     def _rows_allow_negative(self) -> bool:
         return self.explicit
 
     def _user_vectors_for_rows(self, m):
-        return self._solve_rows(m, self.item_factors, self.item_bias, "rows")[0]
+        return self._solve_rows(m, self.item_factors, self.item_bias, name="rows")[0]
 
     def _rows(self, rows):
         m = super()._rows(rows)
@@ -373,7 +379,8 @@ class ALS(RatingPredictions, FactorModel):
 
         def update(ids, m, n_new):
             other_factors, other_bias = getattr(self, f"{other}_factors"), getattr(self, f"{other}_bias")
-            x, b = self._solve_rows(m, other_factors, other_bias, "interactions_rows")
+            x, b = self._solve_rows(m, other_factors, other_bias, name="interactions_rows")
+            ids = self._on_device(ids)
             getattr(self, f"{side}_factors")[ids] = x
             if b is not None:
                 getattr(self, f"{side}_bias")[ids] = b
@@ -441,7 +448,7 @@ class ALS(RatingPredictions, FactorModel):
         rows = self.seen_.T.tocsr() if other == "item" else self.seen_
         solve = np.arange(rows.shape[0]) if self.explicit or self.alpha0 > 0 else touched
         x, b = self._solve_rows(rows[solve], getattr(self, f"{side}_factors"), getattr(self, f"{side}_bias"),
-                                f"the remaining interactions ({other} rows)")  # fmt: skip
+                                name=f"the remaining interactions ({other} rows)")  # fmt: skip
         factors = getattr(self, f"{other}_factors").copy()  # copies: the lock's rollback keeps the old arrays
         factors[self._on_device(solve)] = x
         setattr(self, f"{other}_factors", factors)

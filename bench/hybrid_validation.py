@@ -1,0 +1,86 @@
+"""Choosing HybridMF's defaults on validation splits (never the test files): ML-100K and
+ml-latest-small with the cold-start bench's features, each protocol's *training* part split again
+the same way (20% of its users, or of its items, held out as validation-cold; seeds 0-2, 0-1 on
+ml-latest-small); mean AUC / NDCG@20 of recforge configurations and
+LightFM (lightfm-next, same features, same factors/epochs/lr) on the same validation splits.
+
+Run: ``RECFORGE_DATA=... python bench/hybrid_validation.py [--threads 2]`` (prints a Markdown table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_coldstart as bc  # noqa: E402
+
+# name -> HybridMF parameters ("mixed_weight": the module's MIXED_WEIGHT for that fit).
+CONFIGS = {
+    "mixed (default, weight 12)": {},
+    "mixed weight 4": {"mixed_weight": 4},
+    "mixed weight 8": {"mixed_weight": 8},
+    "mixed weight 16": {"mixed_weight": 16},
+    "interacted": {"negatives": "interacted"},
+    "all": {"negatives": "all"},
+    "interacted, regularization 1e-5": {"negatives": "interacted", "regularization": 1e-5},
+    "interacted, regularization 1e-4": {"negatives": "interacted", "regularization": 1e-4},
+    "interacted, max_sampled 20": {"negatives": "interacted", "max_sampled": 20},
+    "interacted, lr 0.1": {"negatives": "interacted", "lr": 0.1},
+}
+
+
+def main():
+    import lightfm
+
+    import recforge as rf
+    from recforge.models import hybrid
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", default=";".join(CONFIGS))
+    args = parser.parse_args()
+    ctx = types.SimpleNamespace(data_dir=None, not_measured={}, threads=args.threads, log=lambda *a: None,
+                                dataset=lambda name, fn, *a, **k: fn(*a, **k))  # fmt: skip
+    ml100k, latest = bc.movielens_100k(ctx), bc.movielens_latest_small(ctx)
+    protocols = {"user-cold": (ml100k, 0, 3), "item-cold": (ml100k, 1, 3), "ml-latest-small item-cold": (latest, 1, 2)}
+    results: dict[tuple[str, str], list[float]] = {}
+    for protocol, ((inter, fu, fi), axis, seeds) in protocols.items():
+        for seed in range(seeds):
+            outer_train, _, _ = bc.holdout_entities(inter.csr, axis, 0.2, seed)  # the test part is never read
+            train, val, held = bc.holdout_entities(outer_train, axis, 0.2, 100 + seed)
+            users = np.flatnonzero(np.diff(val.indptr))
+            cold = held if axis == 1 else None
+            new_users = axis == 0
+            for name in args.configs.split(";"):
+                params = dict(factors=bc.FACTORS, epochs=bc.EPOCHS, lr=bc.LR, loss="warp", threads=args.threads,
+                              seed=seed) | CONFIGS[name]  # fmt: skip
+                default_weight = hybrid.MIXED_WEIGHT
+                hybrid.MIXED_WEIGHT = params.pop("mixed_weight", default_weight)
+                try:
+                    model = rf.HybridMF(**params).fit(train, user_features=fu, item_features=fi, progress=False)
+                finally:
+                    hybrid.MIXED_WEIGHT = default_weight
+                q = fu.matrix[users] @ model.user_embeddings if new_users else model.user_factors[users]
+                scores = np.asarray(q) @ model.item_factors.T + model.item_bias[None, :]
+                for metric, value in bc.evaluate(scores, train, val, users, cold).items():
+                    results.setdefault((protocol, name, metric), []).append(value)
+            _, sc = bc.fit_lightfm(ctx, lightfm, train, fu, fi, seed)
+            for metric, value in bc.evaluate(sc(users, new_users), train, val, users, cold).items():
+                results.setdefault((protocol, "LightFM", metric), []).append(value)
+    metrics = ["auc", "ndcg@20", "auc cold-only", "ndcg@20 cold-only"]
+    print("| protocol | model | " + " | ".join(metrics) + " |")
+    print("|---|---|" + "---:|" * len(metrics))
+    for protocol in protocols:
+        for name in [*args.configs.split(";"), "LightFM"]:
+            cells = [f"{np.mean(results[(protocol, name, m)]):.4f}" if (protocol, name, m) in results else ""
+                     for m in metrics]  # fmt: skip
+            print(f"| {protocol} | {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
