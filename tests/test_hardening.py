@@ -170,8 +170,10 @@ def test_singular_exact_solve_raises_not_positive_definite(feedback):
 def test_absurd_sizes_are_refused_with_what_they_would_need(train):
     with pytest.raises(ValueError, match=r"factors must be <= 2048 for solver='cholesky'.*flops"):
         rf.ALS(factors=20000, solver="cholesky").fit(train, progress=False)
-    with pytest.raises(ValueError, match=r"negatives=2147483647 .* needs .* GiB of memory"):
+    with pytest.raises(ValueError, match=r"negatives must be <= 10000, got 2147483647 \(each positive draws"):
         rf.MLPScorer(negatives=2**31 - 1, factors=4, layers=(4,)).fit(train, progress=False)
+    with pytest.raises(ValueError, match=r"epochs must be <= 10000, got 2147483647 \(each epoch is a pass"):
+        rf.ALS(epochs=2**31 - 1).fit(train, progress=False)
     with pytest.raises(ValueError, match=r"factors=1000000000 .* GiB of memory"):
         rf.BPR(factors=10**9).fit(train, progress=False)
     als = rf.ALS(factors=4, epochs=1).fit(train, progress=False)
@@ -185,8 +187,10 @@ def test_absurd_sizes_are_refused_with_what_they_would_need(train):
 
 
 def test_int_parameters_past_a_c_int_are_a_clear_error(train):
-    with pytest.raises(ValueError, match=r"negatives must be <= 2147483647"):
+    with pytest.raises(ValueError, match=r"negatives must be <= 10000"):  # the work bound comes first
         rf.BPR(negatives=2**31).fit(train, progress=False)
+    with pytest.raises(ValueError, match=r"max_sampled must be <= 2147483647"):
+        rf.BPR(loss="warp", max_sampled=2**31).fit(train, progress=False)
     with pytest.raises(ValueError, match=r"each item of layers must be <= 2147483647"):
         rf.MLPScorer(layers=(2**40,)).fit(train, progress=False)
 
@@ -219,8 +223,9 @@ _LONG_JOBS = {
     "mlp": ("m = sp.csr_matrix((np.ones(10**6, np.float32), (rng.integers(0, 20000, 10**6), "
             "rng.integers(0, 5000, 10**6))), shape=(20000, 5000))",
             "rf.MLPScorer(factors=64, layers=(256, 128), epochs=100, threads=1).fit(m, progress=False)"),
-    "bpr_negatives": ("m = sp.csr_matrix((np.ones(200, np.float32), (np.arange(200) % 50, np.arange(200) % 40)))",
-                      "rf.BPR(factors=8, epochs=1, negatives=2**31 - 1, threads=1).fit(m, progress=False)"),
+    "bpr_negatives": ("m = sp.csr_matrix((np.ones(2 * 10**5, np.float32), (rng.integers(0, 50000, 2 * 10**5), "
+                      "rng.integers(0, 40000, 2 * 10**5))), shape=(50000, 40000))",
+                      "rf.BPR(factors=8, epochs=1, negatives=10**4, threads=1).fit(m, progress=False)"),
 }  # fmt: skip
 
 

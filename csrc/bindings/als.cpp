@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/als.hpp"
 #include "recforge/csr.hpp"
@@ -36,8 +37,8 @@ void bind_als(py::module_& m) {
     bind_enum<als::Solver>(m, "Solver", "Implicit ALS row solver: cg (warm-started CG steps) or cholesky (exact).",
                            {{"cg", als::Solver::cg}, {"cholesky", als::Solver::cholesky}});
 
-    m.def(
-        "als_gram",
+    def_checked(
+        m, "als_gram",
         [](const f32_in& Y, Threads threads) {
             check_shape(Y, "Y", -1, kAny);
             if (Y.shape(1) < 1 || Y.shape(1) > 1 << 20) throw std::invalid_argument("Y must have 1 to 2^20 columns");
@@ -55,8 +56,8 @@ void bind_als(py::module_& m) {
         py::arg("Y"), py::arg("threads"),
         "YᵀY (f, f) float32 of Y (n, f): the Gram matrix the implicit half-step takes.");
 
-    m.def(
-        "als_implicit_solve",
+    def_checked(
+        m, "als_implicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& YtY, const py::array& X, float alpha,
            float regularization, float alpha0, float nu, als::Solver solver, int cg_steps, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
@@ -73,8 +74,8 @@ void bind_als(py::module_& m) {
         py::arg("alpha0"), py::arg("nu"), py::arg("solver"), py::arg("cg_steps"), py::arg("threads"),
         "Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y).");
 
-    m.def(
-        "als_explicit_solve",
+    def_checked(
+        m, "als_explicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& other_bias, const py::array& X,
            const py::array& own_bias, float regularization, float global_mean, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");
@@ -91,8 +92,8 @@ void bind_als(py::module_& m) {
         py::arg("global_mean"), py::arg("threads"),
         "Explicit ALS half-step with biases: solve X (rows of m, f) and own_bias (rows of m) in place.");
 
-    m.def(
-        "als_implicit_loss",
+    def_checked(
+        m, "als_implicit_loss",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& Y, const f32_in& YtY, float alpha,
            float regularization, float alpha0, float nu, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
@@ -109,8 +110,8 @@ void bind_als(py::module_& m) {
         py::arg("alpha0"), py::arg("nu"), py::arg("threads"),
         "The rows' share of the implicit ALS objective (data term and their regularisation).");
 
-    m.def(
-        "als_explicit_sse",
+    def_checked(
+        m, "als_explicit_sse",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& own_bias, const f32_in& Y, const f32_in& other_bias,
            float global_mean, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kFiniteValues, "m");

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
 #include <limits>
 #include <stdexcept>
@@ -15,6 +16,10 @@
 #include <utility>
 
 #include "recforge/parallel.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>  // sysconf
+#endif
 
 namespace recforge::bindings {
 
@@ -118,6 +123,26 @@ in_arr<T> id_array(const py::object& ids, const std::string& name) {
     auto out = in_arr<T>::ensure(a);
     if (!out) throw py::type_error(name + " cannot be read as integers");
     return out;
+}
+
+// Refuses up front an output of `bytes` bytes larger than this machine's memory: a ValueError
+// saying what asks for it (`what`, e.g. "negatives=1000000000 (an epoch of 1.6e11 samples)"), where
+// the allocation would raise a MemoryError naming nothing. The limit is the physical memory (1 TiB
+// where the platform does not say), as recforge._validation.check_memory has it.
+inline void check_output_memory(double bytes, const std::string& what) {
+    double limit = 1099511627776.0;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) limit = static_cast<double>(pages) * static_cast<double>(page);
+#endif
+    if (bytes <= limit) return;
+    const auto gib = [](double b) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.3g GiB", b / 1073741824.0);
+        return std::string(text);
+    };
+    throw std::invalid_argument(what + " needs " + gib(bytes) + " of memory, more than this machine has (" +
+                                gib(limit) + ")");
 }
 
 // Binds the C++ enum E once as _core.<name>; kernels take it typed (a string is a TypeError).

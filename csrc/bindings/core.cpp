@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/blas.hpp"
 #include "recforge/csr.hpp"
@@ -178,14 +179,14 @@ py::array view_of(const std::vector<T>& v, const py::object& owner) {
 }
 
 void bind_csr(py::module_& m) {
-    py::class_<recforge::Csr>(m, "Csr",
-                              "A sparse matrix as every kernel takes it: int64 indptr, int32 indices, float32 data "
-                              "(or none), validated once when built; immutable.")
-        .def(py::init(&make_csr), py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("shape"),
-             py::arg("name") = "csr",
-             "Copy and validate a CSR matrix (data may be None: pattern only); errors start with `name`.")
-        .def_property_readonly(
-            "shape", [](const recforge::Csr& c) { return py::make_tuple(c.n_rows(), c.n_cols()); }, "(n_rows, n_cols)")
+    py::class_<recforge::Csr> csr(m, "Csr",
+                                  "A sparse matrix as every kernel takes it: int64 indptr, int32 indices, float32 data "
+                                  "(or none), validated once when built; immutable.");
+    init_checked(csr, &make_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("shape"),
+                 py::arg("name") = "csr",
+                 "Copy and validate a CSR matrix (data may be None: pattern only); errors start with `name`.");
+    csr.def_property_readonly(
+           "shape", [](const recforge::Csr& c) { return py::make_tuple(c.n_rows(), c.n_cols()); }, "(n_rows, n_cols)")
         .def_property_readonly("nnz", &recforge::Csr::nnz, "Number of stored entries.")
         .def_property_readonly(
             "indptr", [](const py::object& self) { return view_of(self.cast<const recforge::Csr&>().indptr(), self); },
@@ -229,8 +230,8 @@ PYBIND11_MODULE(_core, m) {
     m.attr("with_openmp") = false;
 #endif
     register_interrupt_translator();
-    m.def(
-        "max_threads",
+    def_checked(
+        m, "max_threads",
         [](const py::object& threads) {
             // Any Python int: one too large for int64 is out of range, not a pybind11 type error.
             if (PyBool_Check(threads.ptr()) || !PyLong_Check(threads.ptr()))
@@ -246,8 +247,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("threads") = 0,
         "Threads a kernel uses for `threads` in [0, thread_limit()] (0: all cores); ValueError otherwise.");
     m.def("thread_limit", &recforge::thread_limit, "The largest `threads` a kernel accepts: max(256, cores).");
-    m.def(
-        "set_blas",
+    def_checked(
+        m, "set_blas",
         [](py::object sgemm, py::object ssyrk, py::object spotrf, py::object spotrs) {
             recforge::blas::Routines r;
             r.sgemm = reinterpret_cast<recforge::blas::sgemm_fn>(capsule_pointer(

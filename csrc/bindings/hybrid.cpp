@@ -9,6 +9,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/hybrid.hpp"
@@ -66,9 +67,10 @@ void bind_hybrid(py::module_& m) {
     bind_enum<hybrid::Loss>(
         m, "HybridLoss", "Loss of the hybrid model: bpr, warp or logistic.",
         {{"bpr", hybrid::Loss::bpr}, {"warp", hybrid::Loss::warp}, {"logistic", hybrid::Loss::logistic}});
-    m.def("hybrid_epoch", &epoch, py::arg("positives"), py::arg("user_features"), py::arg("item_features"),
-          py::arg("negatives"), py::arg("user_emb"), py::arg("item_emb"), py::arg("item_bias"), py::arg("user_emb_g2"),
-          py::arg("item_emb_g2"), py::arg("item_bias_g2"), py::arg("lr"), py::arg("user_reg"), py::arg("item_reg"),
-          py::arg("loss"), py::arg("max_sampled"), py::arg("threads"), py::arg("seed"), py::arg("epoch"),
-          "One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}.");
+    def_checked(
+        m, "hybrid_epoch", &epoch, py::arg("positives"), py::arg("user_features"), py::arg("item_features"),
+        py::arg("negatives"), py::arg("user_emb"), py::arg("item_emb"), py::arg("item_bias"), py::arg("user_emb_g2"),
+        py::arg("item_emb_g2"), py::arg("item_bias_g2"), py::arg("lr"), py::arg("user_reg"), py::arg("item_reg"),
+        py::arg("loss"), py::arg("max_sampled"), py::arg("threads"), py::arg("seed"), py::arg("epoch"),
+        "One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}.");
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/knn.hpp"
@@ -70,6 +71,8 @@ py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarit
         for (py::ssize_t t = 0; t < subset->shape(0); ++t) allowed[subset->data()[t]] = 1;
     }
     const std::int64_t n = history.n_rows();
+    check_output_memory(static_cast<double>(n) * static_cast<double>(k) * (sizeof(std::int64_t) + sizeof(float)),
+                        "k=" + std::to_string(k) + " for " + std::to_string(n) + " rows");
     py::array_t<std::int64_t> ids({n, k});
     py::array_t<float> scores({n, k});
     std::int64_t* ip = ids.mutable_data();
@@ -85,13 +88,14 @@ py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarit
 }  // namespace
 
 void bind_knn(py::module_& m) {
-    m.def("knn_item_neighbours", &item_neighbours, py::arg("items"), py::arg("cosine"), py::arg("k"),
-          py::arg("threads") = 0,
-          "The k most similar items of every item by the inner product of the rows of `items` (items x users, "
-          "finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) "
-          "of an n_items x n_items CSR (ids within a row not sorted).");
-    m.def("knn_recommend", &recommend, py::arg("history"), py::arg("similarity"), py::arg("k"),
-          py::arg("exclude_history"), py::arg("subset") = py::none(), py::arg("threads") = 0,
-          "Top-k items per history row by sum of r * similarity(i, j): (ids int64 (n, k), scores float32 (n, k)), "
-          "-1 / -inf padding; `subset` restricts the ranking to those item ids.");
+    def_checked(m, "knn_item_neighbours", &item_neighbours, py::arg("items"), py::arg("cosine"), py::arg("k"),
+                py::arg("threads") = 0,
+                "The k most similar items of every item by the inner product of the rows of `items` (items x users, "
+                "finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) "
+                "of an n_items x n_items CSR (ids within a row not sorted).");
+    def_checked(
+        m, "knn_recommend", &recommend, py::arg("history"), py::arg("similarity"), py::arg("k"),
+        py::arg("exclude_history"), py::arg("subset") = py::none(), py::arg("threads") = 0,
+        "Top-k items per history row by sum of r * similarity(i, j): (ids int64 (n, k), scores float32 (n, k)), "
+        "-1 / -inf padding; `subset` restricts the ranking to those item ids.");
 }

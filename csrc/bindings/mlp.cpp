@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/mlp.hpp"
@@ -90,28 +92,37 @@ void bind_mlp(py::module_& m) {
             return (a.*get)(l);
         };
     };
-    py::class_<mlp::Arch>(m, "MLPArch", "NCF architecture (mode, embedding dims, layers) and its dense-vector offsets.")
-        .def(py::init(&make_arch), py::arg("mode"), py::arg("dim_gmf"), py::arg("dim_mlp"), py::arg("layers"),
-             "Check and build an architecture (ValueError when the sizes do not fit the mode).")
-        .def_property_readonly("emb_width", &mlp::Arch::emb_width, "Embedding row width: dim_gmf + dim_mlp.")
+    py::class_<mlp::Arch> arch(m, "MLPArch",
+                               "NCF architecture (mode, embedding dims, layers) and its dense-vector offsets.");
+    init_checked(arch, &make_arch, py::arg("mode"), py::arg("dim_gmf"), py::arg("dim_mlp"), py::arg("layers"),
+                 "Check and build an architecture (ValueError when the sizes do not fit the mode).");
+    arch.def_property_readonly("emb_width", &mlp::Arch::emb_width, "Embedding row width: dim_gmf + dim_mlp.")
         .def_property_readonly("n_dense", &mlp::Arch::n_dense, "Length of the dense parameter vector.")
         .def_property_readonly("out_w_offset", &mlp::Arch::out_w_offset, "Offset of the output weights.")
         .def_property_readonly("out_b_offset", &mlp::Arch::out_b_offset, "Offset of the output bias.")
-        .def_property_readonly("out_in", &mlp::Arch::out_in, "Width of the output layer's input.")
-        .def("layer_in", per_layer(&mlp::Arch::layer_in), py::arg("l"), "Input width of MLP layer l (0-based).")
-        .def("w_offset", per_layer(&mlp::Arch::w_offset), py::arg("l"),
-             "Offset of W_l (in x out, input-major) in the dense vector.")
-        .def("b_offset", per_layer(&mlp::Arch::b_offset), py::arg("l"), "Offset of b_l in the dense vector.");
+        .def_property_readonly("out_in", &mlp::Arch::out_in, "Width of the output layer's input.");
+    def_checked(arch, "layer_in", per_layer(&mlp::Arch::layer_in), py::arg("l"),
+                "Input width of MLP layer l (0-based).");
+    def_checked(arch, "w_offset", per_layer(&mlp::Arch::w_offset), py::arg("l"),
+                "Offset of W_l (in x out, input-major) in the dense vector.");
+    def_checked(arch, "b_offset", per_layer(&mlp::Arch::b_offset), py::arg("l"), "Offset of b_l in the dense vector.");
 
-    m.def(
-        "mlp_loss_grad",
+    def_checked(
+        m, "mlp_loss_grad",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
            const py::object& users_in, const py::object& items_in, const f32_in& labels, double l2) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
-            // float64 parameters run the same code in double (finite-difference checks).
-            if (py::isinstance<py::array_t<double>>(user_emb))
+            // float64 parameters run the same code in double (finite-difference checks): user_emb decides.
+            if (py::isinstance<py::array_t<double>>(user_emb)) {
+                for (const auto& [table, name] : {std::pair<const py::array&, const char*>{item_emb, "item_emb"},
+                                                  std::pair<const py::array&, const char*>{dense, "dense"}})
+                    if (!py::isinstance<py::array_t<double>>(table))
+                        throw py::type_error(std::string(name) + " must be float64 like user_emb (float64 user_emb " +
+                                             "runs the float64 path), got dtype " +
+                                             py::str(table.dtype()).cast<std::string>());
                 return loss_grad<double>(a, user_emb, item_emb, dense, users, items, labels, l2);
+            }
             return loss_grad<float>(a, user_emb, item_emb, dense, users, items, labels, l2);
         },
         py::arg("arch"), py::arg("user_emb"), py::arg("item_emb"), py::arg("dense"), py::arg("users"), py::arg("items"),
@@ -119,8 +130,8 @@ void bind_mlp(py::module_& m) {
         "(loss, grad_user_emb, grad_item_emb, grad_dense): mean BCE + L2 loss of the samples and its exact gradient "
         "(float32 parameters, or float64 ones for finite-difference checks).");
 
-    m.def(
-        "mlp_train_epoch",
+    def_checked(
+        m, "mlp_train_epoch",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
            const py::array& m_user, const py::array& v_user, const py::array& m_item, const py::array& v_item,
            const py::array& m_dense, const py::array& v_dense, std::int64_t step, const py::object& users_in,
@@ -160,8 +171,8 @@ void bind_mlp(py::module_& m) {
         py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("l2"), py::arg("batch_size"), py::arg("threads"),
         "One training epoch over the given samples, in place. Returns (mean loss, optimiser step count).");
 
-    m.def(
-        "mlp_sample_epoch",
+    def_checked(
+        m, "mlp_sample_epoch",
         [](const recforge::Csr& interactions, int negatives, std::uint64_t seed, Threads threads) {
             // The sampler binary-searches each user's row: rows must be sorted and unique.
             recforge::require_csr(interactions.traits(), recforge::kUniqueRows, "interactions");
@@ -169,6 +180,9 @@ void bind_mlp(py::module_& m) {
             if (interactions.n_cols() < 1) throw std::invalid_argument("interactions must have at least one column");
             const recforge::CsrView v = interactions.view();
             const std::int64_t n = mlp::epoch_samples(v, negatives);
+            check_output_memory(
+                static_cast<double>(n) * (2 * sizeof(std::int64_t) + sizeof(float)),
+                "negatives=" + std::to_string(negatives) + " (an epoch of " + std::to_string(n) + " samples)");
             py::array_t<std::int64_t> users(n), items(n);
             py::array_t<float> labels(n);
             std::int64_t *up = users.mutable_data(), *itp = items.mutable_data();
@@ -182,8 +196,8 @@ void bind_mlp(py::module_& m) {
         py::arg("interactions"), py::arg("negatives"), py::arg("seed"), py::arg("threads"),
         "(users, items, labels) of one epoch: every stored entry plus `negatives` unseen items each, shuffled.");
 
-    m.def(
-        "mlp_score_pairs",
+    def_checked(
+        m, "mlp_score_pairs",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
            const py::object& users_in, const py::object& items_in, Threads threads) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
@@ -202,8 +216,8 @@ void bind_mlp(py::module_& m) {
         py::arg("arch"), py::arg("user_emb"), py::arg("item_emb"), py::arg("dense"), py::arg("users"), py::arg("items"),
         py::arg("threads"), "Logits (n,) float32 of the (users[j], items[j]) pairs.");
 
-    m.def(
-        "mlp_score_all",
+    def_checked(
+        m, "mlp_score_all",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
            const py::object& users_in, Threads threads) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");

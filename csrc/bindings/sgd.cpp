@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/sgd.hpp"
@@ -40,24 +41,31 @@ void bind_sgd(py::module_& m) {
     bind_enum<sgd::Loss>(m, "Loss", "Pairwise ranking loss: bpr or warp.",
                          {{"bpr", sgd::Loss::bpr}, {"warp", sgd::Loss::warp}});
 
-    py::class_<sgd::RatingData>(m, "SGDRatingData", "Explicit ratings packed for sgd_mf_epoch (prepared once a fit).")
-        .def(py::init([](const recforge::Csr& ratings) {
-                 return prepared(ratings, recforge::kFiniteValues, "ratings", sgd::prepare_ratings);
-             }),
-             py::arg("ratings"), "Pack the stored entries of `ratings` (users x items, finite values) as triplets.")
-        .def_property_readonly("n", [](const sgd::RatingData& d) { return d.ratings.size(); }, "Number of ratings.");
+    py::class_<sgd::RatingData> rating_data(m, "SGDRatingData",
+                                            "Explicit ratings packed for sgd_mf_epoch (prepared once a fit).");
+    init_checked(
+        rating_data,
+        [](const recforge::Csr& ratings) {
+            return prepared(ratings, recforge::kFiniteValues, "ratings", sgd::prepare_ratings);
+        },
+        py::arg("ratings"), "Pack the stored entries of `ratings` (users x items, finite values) as triplets.");
+    rating_data.def_property_readonly(
+        "n", [](const sgd::RatingData& d) { return d.ratings.size(); }, "Number of ratings.");
 
-    py::class_<sgd::PositiveData>(m, "SGDPositiveData", "Implicit positives prepared for sgd_rank_epoch (once a fit).")
-        .def(py::init([](const recforge::Csr& interactions) {
-                 // Negatives are verified by binary search in the user's row: rows must be sorted, unique.
-                 return prepared(interactions, recforge::kUniqueRows, "interactions",
-                                 [](const recforge::CsrView& v) { return sgd::PositiveData(v); });
-             }),
-             py::arg("interactions"), "The positives (stored values > 0) of `interactions` (users x items).")
-        .def_property_readonly("nnz", &sgd::PositiveData::nnz, "Number of positives.");
+    py::class_<sgd::PositiveData> positive_data(m, "SGDPositiveData",
+                                                "Implicit positives prepared for sgd_rank_epoch (once a fit).");
+    init_checked(
+        positive_data,
+        [](const recforge::Csr& interactions) {
+            // Negatives are verified by binary search in the user's row: rows must be sorted, unique.
+            return prepared(interactions, recforge::kUniqueRows, "interactions",
+                            [](const recforge::CsrView& v) { return sgd::PositiveData(v); });
+        },
+        py::arg("interactions"), "The positives (stored values > 0) of `interactions` (users x items).");
+    positive_data.def_property_readonly("nnz", &sgd::PositiveData::nnz, "Number of positives.");
 
-    m.def(
-        "sgd_mf_epoch",
+    def_checked(
+        m, "sgd_mf_epoch",
         [](sgd::RatingData& d, const py::array& user_factors, const py::array& item_factors,
            const py::object& user_bias, const py::object& item_bias, float global_mean, float lr, float regularization,
            float bias_regularization, Threads threads, std::uint64_t seed, std::uint64_t epoch, bool freeze_items) {
@@ -81,8 +89,8 @@ void bind_sgd(py::module_& m) {
         py::arg("threads"), py::arg("seed"), py::arg("epoch"), py::arg("freeze_items") = false,
         "One Hogwild SGD epoch of biased MF (updates the arrays in place); returns the training MSE.");
 
-    m.def(
-        "sgd_mf_predict",
+    def_checked(
+        m, "sgd_mf_predict",
         [](const py::object& users_in, const py::object& items_in, const py::array& user_factors,
            const py::array& item_factors, const py::object& user_bias, const py::object& item_bias, float global_mean,
            Threads threads) {
@@ -116,8 +124,8 @@ void bind_sgd(py::module_& m) {
         py::arg("item_bias"), py::arg("global_mean"), py::arg("threads"),
         "Biased-MF predictions (n,) for (user, item) pairs; ids out of range count as unknown (bias fallback).");
 
-    m.def(
-        "sgd_rank_epoch",
+    def_checked(
+        m, "sgd_rank_epoch",
         [](const sgd::PositiveData& d, const py::array& user_factors, const py::array& item_factors,
            const py::object& item_bias, float lr, float regularization, int negatives, sgd::Sampling sampling,
            sgd::Loss loss, int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch,
@@ -150,8 +158,8 @@ void bind_sgd(py::module_& m) {
         py::arg("threads"), py::arg("seed"), py::arg("epoch"), py::arg("freeze_items") = false,
         "One Hogwild epoch of BPR/WARP (updates the arrays in place); returns a dict of epoch stats.");
 
-    m.def(
-        "sgd_sample_negatives",
+    def_checked(
+        m, "sgd_sample_negatives",
         [](const sgd::PositiveData& d, const py::object& users_in, sgd::Sampling sampling, std::uint64_t seed) {
             const i32_in users = id_array<std::int32_t>(users_in, "users");
             check_shape(users, "users", -1);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "checked.hpp"
 #include "nogil.hpp"
 #include "recforge/csr.hpp"
 #include "recforge/topk.hpp"
@@ -71,11 +72,12 @@ void bind_topk(py::module_& m) {
                                      {"blas", recforge::TopkKernel::blas},
                                      {"fused", recforge::TopkKernel::fused}});
 
-    m.def("topk_f32", &topk_f32, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("exclude") = nullptr,
-          py::arg("subset") = py::none(), py::arg("candidates") = py::none(), py::arg("threads") = 0,
-          py::arg("block_queries") = 0, py::arg("block_items") = 0, py::arg("kernel") = recforge::TopkKernel::automatic,
-          "Exact top-k by inner product (use recforge.topk): (ids int64 (n, k), scores float32 (n, k)); exclude is "
-          "a Csr (n, m); block_queries/block_items/kernel are tuning knobs for tests and benchmarks.");
+    def_checked(
+        m, "topk_f32", &topk_f32, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("exclude") = nullptr,
+        py::arg("subset") = py::none(), py::arg("candidates") = py::none(), py::arg("threads") = 0,
+        py::arg("block_queries") = 0, py::arg("block_items") = 0, py::arg("kernel") = recforge::TopkKernel::automatic,
+        "Exact top-k by inner product (use recforge.topk): (ids int64 (n, k), scores float32 (n, k)); exclude is "
+        "a Csr (n, m); block_queries/block_items/kernel are tuning knobs for tests and benchmarks.");
     m.def(
         "topk_has_fused", [] { return recforge::topk_has_fused(); },
         "Whether the fused (AVX-512) dense kernel can run on this CPU.");

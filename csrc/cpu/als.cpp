@@ -211,7 +211,8 @@ constexpr std::int64_t kNoFailure = INT64_MAX;
 
 [[noreturn]] void not_positive_definite(std::int64_t row) {
     throw std::domain_error("ALS: the normal equations of row " + std::to_string(row) +
-                            " are not positive definite; use regularization > 0");
+                            " are not positive definite in float32: regularization must be > 0, and the row's "
+                            "values must not span more orders of magnitude than float32 resolves");
 }
 
 // Lowers `first` to `row` (the smallest failing row over all threads).

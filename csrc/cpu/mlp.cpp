@@ -263,21 +263,25 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     const int B = config.batch_size;
     // Chunk size depends on the batch size only, so the summation order (hence every result bit)
     // does not depend on the thread count. At most 64 chunk buffers for large batches.
-    const int chunk = B <= 2048 ? 32 : (B + 63) / 64;
-    const int max_chunks = (B + chunk - 1) / chunk;
+    const int chunk = B <= 2048 ? 32 : static_cast<int>((std::int64_t{B} + 63) / 64);  // B + 63 may pass INT_MAX
+    const int max_chunks = static_cast<int>((std::int64_t{B} + chunk - 1) / chunk);
     const int nt = std::max(1, std::min(resolve_threads(config.threads), max_chunks));
 
+    // Buffers hold what a batch / chunk can have, no more than the n samples there are: a batch_size
+    // past the epoch (up to 2^31 - 1) changes nothing but must not size them.
+    const auto batch_rows = static_cast<std::size_t>(std::min<std::int64_t>(B, n));
+    const auto chunk_rows = static_cast<int>(std::min<std::int64_t>(chunk, n));
     std::vector<float> grad_chunks(std::size_t(max_chunks) * nd);
     std::vector<double> chunk_loss(max_chunks);
-    std::vector<float> grad_u(std::size_t(B) * E), grad_i(std::size_t(B) * E);
-    std::vector<float> acc_u(std::size_t(B) * E), acc_i(std::size_t(B) * E);
-    std::vector<std::int64_t> rows_u(B), rows_i(B);
+    std::vector<float> grad_u(batch_rows * E), grad_i(batch_rows * E);
+    std::vector<float> acc_u(batch_rows * E), acc_i(batch_rows * E);
+    std::vector<std::int64_t> rows_u(batch_rows), rows_i(batch_rows);
     std::vector<std::int32_t> slot_u(params.n_users, -1), slot_i(params.n_items, -1);
     const std::vector<float> zeros(E, 0.0f);  // the gradient of rows outside the batch (dense adam)
     std::vector<float> wt(detail::n_weights(arch));
     std::vector<Workspace<float>> wss(nt);
-    std::vector<std::vector<const float*>> ptrs(nt, std::vector<const float*>(2 * std::size_t(chunk)));
-    for (auto& ws : wss) ws.resize(arch, chunk);
+    std::vector<std::vector<const float*>> ptrs(nt, std::vector<const float*>(2 * std::size_t(chunk_rows)));
+    for (auto& ws : wss) ws.resize(arch, chunk_rows);
     detail::transpose_weights(arch, params.dense, wt.data());
 
     const std::int64_t n_batches = (n + B - 1) / B;
@@ -324,11 +328,11 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
 #endif
         Workspace<float>& ws = wss[tid];
         const float** urows = ptrs[tid].data();
-        const float** irows = urows + chunk;
+        const float** irows = urows + chunk_rows;
         for (std::int64_t b = 0; b < n_batches; ++b) {
             const std::int64_t start = b * B;
             const int bs = int(std::min<std::int64_t>(B, n - start));
-            const int nch = (bs + chunk - 1) / chunk;
+            const int nch = static_cast<int>((std::int64_t{bs} + chunk - 1) / chunk);
             const float scale = 1.0f / float(bs);
             for (int c = tid; c < nch; c += team) {
                 const int r0 = c * chunk, nr = std::min(chunk, bs - r0);

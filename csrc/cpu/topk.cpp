@@ -99,9 +99,10 @@ void check(bool ok, const char* what) {
     if (!ok) throw std::invalid_argument(what);
 }
 
-[[noreturn]] void fail_id(const char* what, std::int64_t id, std::int64_t m, const char* tail = ")") {
-    throw std::invalid_argument(std::string("topk: ") + what + " " + std::to_string(id) + " outside [0, " +
-                                std::to_string(m) + tail);
+// An item id out of range in the argument `name` (subset or candidates).
+[[noreturn]] void fail_id(const char* name, std::int64_t id, std::int64_t m, const char* tail = ")") {
+    throw std::invalid_argument(std::string("topk: ") + name + " holds item id " + std::to_string(id) +
+                                ", outside [0, " + std::to_string(m) + tail);
 }
 
 void check_common(const float* queries, std::int64_t n, const float* items, std::int64_t m, std::int64_t f,
@@ -383,7 +384,7 @@ void topk_dense(const float* queries, std::int64_t n, const float* items, std::i
         check(n_subset >= 0, "topk: subset size must be >= 0");
         ids.assign(subset, subset + n_subset);
         for (std::int64_t id : ids)
-            if (id < 0 || id >= m) fail_id("candidate id", id, m);
+            if (id < 0 || id >= m) fail_id("subset", id, m);
         std::sort(ids.begin(), ids.end());
         ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
         mm = static_cast<std::int64_t>(ids.size());
@@ -427,7 +428,7 @@ void topk_candidates(const float* queries, std::int64_t n, const float* items, s
     check_exclude(exclude, n, m);
     check(c >= 0 && (c == 0 || n == 0 || candidates), "topk: candidates missing");
     for (std::int64_t p = 0; p < n * c; ++p)
-        if (candidates[p] < -1 || candidates[p] >= m) fail_id("candidate id", candidates[p], m, ") or -1");
+        if (candidates[p] < -1 || candidates[p] >= m) fail_id("candidates", candidates[p], m, ") or -1");
     if (n == 0) return;
 
     const int nt = static_cast<int>(std::min<std::int64_t>(resolve_threads(threads), (n + 63) / 64));

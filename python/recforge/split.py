@@ -115,6 +115,8 @@ def leave_last_out(inter: Interactions, n: int = 1) -> tuple[Interactions, Inter
     if inter.timestamps is None:
         raise ValueError("inter has no timestamps: leave_last_out needs them (build it with time_col=...)")
     counts = np.diff(inter.csr.indptr).astype(np.int64)
+    # No user gives more than its count - 1: a larger n (any size, 2**64 - 1 included) means the same.
+    n = min(n, int(counts.max(initial=1)) - 1)
     n_test = np.minimum(n, np.maximum(counts - 1, 0))
     rows = inter.user_of_entry()
     # One int64 per entry ordering (timestamp, item) within its row; items are distinct in a row,
@@ -233,9 +235,9 @@ def kfold(inter: Interactions, n_folds: int = 5, seed: int = 42):
     """
     inter = _check_inter(inter)
     n_folds = check_positive(n_folds, "n_folds", integer=True)
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    rng = np.random.default_rng(seed)
+    if not 2 <= n_folds <= 2**31 - 1:  # the int hyperparameters' bound
+        raise ValueError(f"n_folds must be >= 2 and <= 2147483647, got {n_folds}")
+    rng = np.random.default_rng(_check_seed(seed))
     rows = inter.user_of_entry()
     order = np.argsort(rows + rng.random(len(rows)))  # by row, then randomly within the row
     rank = np.empty(len(rows), dtype=np.int64)

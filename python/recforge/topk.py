@@ -100,8 +100,9 @@ def topk(queries, items, k: int = 10, exclude=None, candidates=None, device: str
         if is_device_array(exclude):  # cupyx.scipy.sparse (only reaches here on the GPU; CuPy checked it)
             ex = exclude.tocsr()
         elif sp.issparse(exclude):
-            if exclude.shape == (n, m):
-                check_sparse_structure(exclude, "exclude")  # before SciPy converts it
+            if exclude.shape != (n, m):  # said first: a broken matrix of another shape never reaches SciPy
+                raise ValueError(f"exclude must have shape {(n, m)}, got {exclude.shape}")
+            check_sparse_structure(exclude, "exclude")  # before SciPy converts it
             ex = sp.csr_matrix(exclude)
         else:
             raise TypeError(f"exclude must be a scipy.sparse matrix (n x m), got {type(exclude).__name__}")

@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +27,7 @@ class Finding:
     timeout: float | None = None  # seconds before the reproducer counts as a hang (a hang finding's)
 
 
+# Matchers for registering a finding: by message pattern, or by target (and a predicate on the case).
 def _detail(*patterns: str, targets: tuple = (), outcomes: tuple = ("crash", "hang", "garbage", "unclear")):
     rx = re.compile("|".join(patterns))
 
@@ -44,121 +44,35 @@ def _target(*targets: str, outcomes: tuple = ("crash", "hang", "garbage", "uncle
     return match
 
 
-def _threads_absurd(kwargs) -> bool:
-    t = kwargs.get("threads", kwargs.get("value") if kwargs.get("param") == "threads" else None)
-    return t is not None and not (isinstance(t, (int, np.integer)) and not isinstance(t, bool) and 0 <= t <= 64)
+OPEN: list[Finding] = []  # every finding is fixed (h10-rest); register a new one here with its reproducer
+
+# Closed on reflection, not defects (kept here so that nobody files them again):
+# - F9 (rest): `_core.Csr` with bool data stores 0/1, as NumPy and SciPy convert a bool matrix (the usual
+#   spelling of binary interactions); an empty matrix's `.data` is an empty float32 array even when built as
+#   a pattern: with no entries there is nothing to tell apart, and by the CSR contract (csr.hpp) an empty
+#   matrix "has values", so kernels that need values take it.
+# - F19 (rest): a large fit that is simply large, e.g. MLPScorer(factors=10**6) on 30 x 20 (1.2 GB of
+#   embeddings and Adam moments: about 90 s here), is the work that was asked for: Ctrl-C stops it, memory
+#   is checked up front. The unbounded ones were the defect (epochs and negatives up to 2^31 - 1: now at
+#   most 10,000, refused saying why; an ALS Gram matrix past RAM; an MLP batch_size of 2^31 - 1). Generated
+#   runs skip such large-but-legitimate fits (`slow_but_legitimate`): each would cost the case timeout.
+# - F28 (found by h10-rest with other seeds): `_core.mlp_score_all` with an item_emb one row short is a
+#   catalogue of one item fewer, not an error (its rows define the items). Its other half, a float64 user_emb
+#   next to float32 tables, now names both arrays.
+# - F25 (rest): MLPScorer's ranking calls take threads=None (the model's own threads), as documented; the
+#   oracle now says so. The empty-id case itself (k and threads unchecked without users) was fixed earlier.
 
 
-_Q = np.array([[1.0, 2.0]], np.float32)
-_IT = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
-
-
-def _broken_col(n_rows: int, n_cols: int):
-    """A CSR (n_rows, n_cols) whose stored column index in row 0 is ``n_cols`` (one past the end)."""
-    from oracle import BrokenSparse
-
-    indptr = np.array([0] + [2] * n_rows, np.int32)
-    return BrokenSparse(("csr", indptr, np.array([0, n_cols], np.int32), np.ones(2, np.float32), (n_rows, n_cols)))
-
-
-OPEN = [
-    Finding(
-        "F3",
-        "pybind11's 'incompatible function arguments' instead of a message naming the argument (lists, "
-        "None, floats, out-of-range ints for _core arguments)",
-        ("core", {"fn": "mlp_sample_epoch", "arg": "seed", "value": "1", "equivalent": False}),
-        _detail("incompatible (function|constructor) arguments"),
-    ),
-    Finding(
-        "F11",
-        "Interactions.from_arrays: nested-list ids -> 'unhashable type', scalar ids, 64-bit ids with "
-        "an IdMap.range -> messages naming another argument or nothing",
-        ("interactions", {"users": [[0, 1]], "items": [0]}),
-        _target("interactions"),
-    ),
-]
-
-
-ABSURD_WORK = {"epochs": 1000, "negatives": 1000, "factors": 4096, "cg_steps": 1000}
-
-
-def _absurd_work(target, kwargs) -> bool:
-    """A fit whose size parameter asks for hours of work (it hangs until refused up front)."""
+def slow_but_legitimate(target: str, kwargs: dict) -> bool:
+    """A generated fit whose size makes it legitimately slower than the case timeout (see F19 above)."""
     value = kwargs.get("value")
-    limit = ABSURD_WORK.get(kwargs.get("param"))
-    return target == "fit" and limit is not None and isinstance(value, (int, np.integer)) and value > limit
-
-
-OPEN.append(
-    Finding(
-        "F19",
-        "hangs: epochs/negatives of 2^31-1, factors=20000 with Cholesky, mlp epochs=10^6 run for hours "
-        "(not refused up front with the work they need; Ctrl-C not seen inside the C++ call, see F20)",
-        ("fit", {"model": "als", "param": "epochs", "value": 2**31 - 1}),
-        lambda t, kw, o, d: o == "hang" or _absurd_work(t, kw),
-        skip=_absurd_work,
-        timeout=5.0,
+    return (
+        target == "fit"
+        and kwargs.get("model", "").startswith("mlp")
+        and kwargs.get("param") == "factors"
+        and isinstance(value, (int, np.integer))
+        and 10**5 < value < 2**31 - 1  # 2^31 - 1 is refused (memory): still run
     )
-)
-
-
-OPEN.append(
-    Finding(
-        "F23",
-        "_core.topk_f32(subset=...) with an id out of range says 'candidate id ... outside' (names candidates, "
-        "not subset)",
-        ("core", {"fn": "topk_f32", "arg": "subset", "value": np.array([2**32 + 1, 19, 3]), "equivalent": False}),
-        _detail("candidate id", targets=("core",)),
-    )
-)
-
-
-OPEN.append(
-    Finding(
-        "F24",
-        "_core scalars not checked: sgd_rank_epoch(lr=nan), mlp_loss_grad(l2=nan) and the like are accepted",
-        ("core", {"fn": "sgd_rank_epoch", "arg": "lr", "value": float("nan"), "equivalent": False}),
-        _target("core", where=lambda kw, d: not isinstance(kw.get("value"), (np.ndarray, list, tuple))),
-    )
-)
-OPEN.append(
-    Finding(
-        "F25",
-        "recommend/similar with no users (or ids) skip the other checks: threads=None accepted, k=2^63-1 -> "
-        "'array is too big'",
-        ("recommend", {"model": "mlp", "users": [], "k": 3, "threads": None}),
-        _target("recommend", "similar", where=lambda kw, d: np.size(kw.get("users", kw.get("ids", 0))) == 0),
-    )
-)
-
-
-OPEN.append(
-    Finding(
-        "F26",
-        "ALS partial_fit_users/fit on rows with large values (1e20 next to 1, below the 1e30 bound) -> 'the normal "
-        "equations of row 0 are not positive definite; use regularization > 0' (a ValueError now, but it blames "
-        "regularization, not the rows)",
-        (
-            "partial_fit",
-            {
-                "model": "als",
-                "ids": [0],
-                "rows": sp.csr_matrix(np.array([[1e20, 2, 1, 3, 1] + [0] * 15])),
-            },
-        ),
-        _detail("not positive definite", targets=("partial_fit", "fit")),
-    )
-)
-
-
-OPEN.append(
-    Finding(
-        "F27",
-        "split.leave_last_out(n=np.uint64(2**64-1)) -> OverflowError 'Python int too large to convert to C long'",
-        ("split", {"fn": "leave_last_out", "kwargs": {"n": np.uint64(2**64 - 1)}}),
-        _detail("OverflowError", targets=("split",)),
-    )
-)
 
 
 def open_finding(target: str, kwargs: dict, outcome: str, detail: str) -> str | None:
@@ -170,4 +84,4 @@ def open_finding(target: str, kwargs: dict, outcome: str, detail: str) -> str | 
 
 
 def skipped(target: str, kwargs: dict) -> bool:
-    return any(f.skip is not None and f.skip(target, kwargs) for f in OPEN)
+    return slow_but_legitimate(target, kwargs) or any(f.skip is not None and f.skip(target, kwargs) for f in OPEN)

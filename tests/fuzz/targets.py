@@ -15,6 +15,7 @@ import functools
 import io
 import json
 import math
+import numbers
 import os
 import tempfile
 import zipfile
@@ -134,7 +135,7 @@ def t_topk(queries, items, k, exclude=None, candidates=None, threads=1):
     def rules(r):
         q = r(rule_dense, queries, "queries")
         it = r(rule_dense, items, "items")
-        kk = r(rule_int, k, "k", 1)
+        kk = r(rule_int, k, "k", 1, 2**63 - 1)  # past int64: refused (recforge.topk, check_k)
         if q is not None and it is not None:
             if q.shape[1] != it.shape[1] or it.shape[0] == 0 or q.shape[1] == 0:
                 r.bad("queries", "items", "factors")
@@ -204,6 +205,12 @@ def t_topk(queries, items, k, exclude=None, candidates=None, threads=1):
     )
 
 
+def ranking_threads(m, threads, r) -> None:
+    """``threads`` of a ranking call: documented for MLPScorer as optional (None: the model's own)."""
+    if not (threads is None and isinstance(m, rf.MLPScorer)):
+        r(rule_threads, threads, r)
+
+
 def t_recommend(model, users, k, exclude_seen=True, items=None, threads=1):
     m = fitted(model)
 
@@ -211,7 +218,7 @@ def t_recommend(model, users, k, exclude_seen=True, items=None, threads=1):
         u = r(rule_ids, users, m.n_users, "users")
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         it = None if items is None else r(rule_ids, items, m.n_items, "items")
-        r(rule_threads, threads, r)
+        ranking_threads(m, threads, r)
         return u, kk, it
 
     expect, canon = expectation(rules)
@@ -229,7 +236,7 @@ def t_recommend_all(model, k, batch_size=4096, threads=1):
     def rules(r):
         kk = r(rule_int, k, "k", 1, None, r, soft_high=10_000)
         r(rule_int, batch_size, "batch_size", 1)
-        r(rule_threads, threads, r)
+        ranking_threads(m, threads, r)
         return kk
 
     expect, kk = expectation(rules)
@@ -346,6 +353,9 @@ def t_fit(model, interactions=None, param=None, value=None):
             return m
         if param == "threads":
             return rule_threads(value, r)
+        spec = cls._param_spec.get(param)
+        if value is None and spec is not None and spec.optional:  # documented: None picks the default
+            return value
         if param in INT_PARAMS:
             return rule_int(value, param, 1, None, r, soft_high=INT_PARAMS[param])
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -418,13 +428,30 @@ def t_partial_fit(model, ids, rows, side="users"):
     return judge(lambda: getattr(m, f"partial_fit_{side}")(ids, rows), expect, check)
 
 
+def external_ids_as_ints(values):
+    """``from_arrays`` takes external ids of any hashable type: with ``IdMap.range(n)`` the known ones are
+    those equal to 0..n-1 (Python equality: 3, np.int8(3), 3.0 and an object array's 3 are one id)."""
+    try:
+        a = np.asarray(values)
+    except ValueError:
+        return values
+    if a.dtype.kind not in "fO" or a.ndim != 1:
+        return values
+    flat = a.tolist()
+    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v == int(v) for v in flat):
+        ints = [int(v) for v in flat]
+        if all(-(2**63) <= v < 2**63 for v in ints):
+            return np.array(ints, np.int64)
+    return values
+
+
 def t_interactions(users, items, weights=None):
     """``Interactions.from_arrays`` with integer id maps (id j -> index j): out-of-range ids must be refused."""
     nu, ni = 7, 5
 
     def rules(r):
-        u = r(rule_ids, users, nu, "users")
-        i = r(rule_ids, items, ni, "items")
+        u = r(rule_ids, external_ids_as_ints(users), nu, "users")
+        i = r(rule_ids, external_ids_as_ints(items), ni, "items")
         for name, v in (("users", users), ("items", items)):
             if np.ndim(v) == 0:
                 r.may.append(name)  # a scalar for a sequence: a refusal is fine
@@ -436,8 +463,12 @@ def t_interactions(users, items, weights=None):
             raise Invalid("users", "items", "length", "same")
         if len(u) == 0:
             r.may.append("users")  # no interactions at all: a refusal is fine
-        w = np.ones(len(u), np.float32) if weights is None else rule_dense(weights, "weights", ndim=1, shape=(len(u),))
-        return sp.csr_matrix((w.astype(np.float64), (u, i)), shape=(nu, ni))
+        if weights is None:  # each row one event: repeats counted
+            return sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(nu, ni))
+        w = rule_dense(weights, "weights", ndim=1, shape=(len(u),)).astype(np.float64)
+        last = {(a, b): x for a, b, x in zip(u.tolist(), i.tolist(), w.tolist())}  # weighted rows: the latest kept
+        rows, cols = zip(*last) if last else ((), ())
+        return sp.csr_matrix((list(last.values()), (rows, cols)), shape=(nu, ni))
 
     expect, canon = expectation(rules)
 
@@ -962,6 +993,8 @@ def core_array_expectation(fn: str, arg: str, base: np.ndarray, kind: str) -> tu
         return Expect(valid=True), True
     if kind in ("nan", "huge") or (kind == "float16" and arg not in OUTPUTS.get(fn, ())) or fn == "als_gram":
         return Expect(valid=True, may_refuse=(arg,)), False  # no crash is all that is asked
+    if fn == "mlp_score_all" and arg == "item_emb" and kind == "wrong shape":
+        return Expect(valid=True, may_refuse=(arg,)), False  # its rows are the catalogue: one item fewer
     if kind == "none" and arg in OPTIONAL:
         return Expect(valid=True, may_refuse=(arg,)), False
     if arg in OUTPUTS.get(fn, ()) or kind in ("wrong shape", "none"):

@@ -426,23 +426,28 @@ def _as_1d(x, name):
         return x
     if isinstance(x, (str, bytes)) or not pd.api.types.is_list_like(x):
         raise TypeError(f"{name} must be a 1-D array or sequence, got {type(x).__name__}")
-    arr = np.asarray(x) if not any(isinstance(v, tuple) for v in x) else None
-    if arr is not None and arr.ndim == 1:
-        return arr
-    out = np.empty(len(x), dtype=object)
-    out[:] = list(x)
-    return out
+    if any(isinstance(v, tuple) for v in x):  # tuple ids (hashable): one object each, not a 2-D array
+        out = np.empty(len(x), dtype=object)
+        out[:] = list(x)
+        return out
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # ragged nested sequences
+        arr = None
+    if arr is None or arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of ids, got nested sequences")
+    return arr
 
 
 def _encode(values, id_map, name) -> tuple[IdMap, np.ndarray]:
     """(id map, int64 codes; -1 where a value is not in a fixed ``id_map``)."""
-    if id_map is None:
-        try:
+    try:
+        if id_map is None:
             return IdMap.factorize(values)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-    id_map = _as_idmap(id_map)
-    return id_map, id_map.to_index(values, missing=-1)
+        id_map = _as_idmap(id_map)
+        return id_map, id_map.to_index(values, missing=-1)
+    except (TypeError, ValueError) as exc:  # e.g. unhashable ids: say whose
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def _as_idmap(ids, n: int | None = None) -> IdMap:

@@ -18,9 +18,14 @@ from typing import Any, ClassVar
 
 from .._backend import resolve_threads
 
-__all__ = ["INT_MAX", "Param", "ParamsMixin"]
+__all__ = ["EPOCHS", "INT_MAX", "MAX_EPOCHS", "MAX_NEGATIVES", "NEGATIVES", "Param", "ParamsMixin", "check_epochs"]
 
 INT_MAX = 2**31 - 1  # the largest int parameter a kernel takes (a C int)
+# Work bounds, far past any useful value: a fit asking for more is refused up front instead of
+# running for days (each epoch is a pass over the data; each positive draws `negatives` negatives
+# per epoch).
+MAX_EPOCHS = 10_000
+MAX_NEGATIVES = 10_000
 
 
 class Param:
@@ -38,14 +43,15 @@ class Param:
     choices : the allowed values of "choice".
     optional : None is allowed too.
     nonempty : "int_tuple" must have at least one item.
+    note : why the bounds are what they are, added to the message of a value out of them.
     """
 
     def __init__(self, kind: str, *, low=None, high=None, low_open=False, high_open=False, choices=(),
-                 optional=False, nonempty=False):  # fmt: skip
+                 optional=False, nonempty=False, note=""):  # fmt: skip
         if kind in ("int", "int_tuple") and high is None:
             high = INT_MAX
         self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
-        self.choices, self.optional, self.nonempty = tuple(choices), optional, nonempty
+        self.choices, self.optional, self.nonempty, self.note = tuple(choices), optional, nonempty, note
 
     def check(self, name: str, value: Any) -> None:
         """Raise TypeError (wrong kind) or ValueError (out of range) naming ``name``."""
@@ -102,7 +108,23 @@ class Param:
         if lo is not None and (value <= lo if self.low_open else value < lo):
             raise ValueError(f"{name} must be {'>' if self.low_open else '>='} {lo}, got {value}")
         if hi is not None and (value >= hi if self.high_open else value > hi):
-            raise ValueError(f"{name} must be {'<' if self.high_open else '<='} {hi}, got {value}")
+            note = f" ({self.note})" if self.note else ""
+            raise ValueError(f"{name} must be {'<' if self.high_open else '<='} {hi}, got {value}{note}")
+
+
+EPOCHS = Param("int", low=1, high=MAX_EPOCHS, note="each epoch is a pass over the data; more would run for days")
+NEGATIVES = Param(
+    "int",
+    low=1,
+    high=MAX_NEGATIVES,
+    note="each positive draws this many negatives an epoch; more would run for days",
+)
+
+
+def check_epochs(epochs) -> int:
+    """An ``epochs`` argument (of a fold-in) by the ``epochs`` hyperparameter's rule."""
+    EPOCHS.check("epochs", epochs)
+    return int(epochs)
 
 
 def _check_int(name: str, value) -> None:

@@ -58,8 +58,9 @@ import scipy.linalg
 
 from .._backend import resolve_threads
 from .._ops import to_host
+from .._validation import check_memory
 from ._explain import ScoreParts
-from ._params import Param
+from ._params import EPOCHS, Param
 from ._ratings import RatingPredictions
 from ._training import run_epochs
 from .base import COMMON_PARAMS, FactorModel
@@ -133,7 +134,7 @@ class ALS(RatingPredictions, FactorModel):
         **COMMON_PARAMS,
         "factors": Param("int", low=1),
         "regularization": Param("float", low=0),
-        "epochs": Param("int", low=1),
+        "epochs": EPOCHS,
         "alpha": Param("float", low=0),
         "solver": Param("choice", choices=("cg", "cholesky")),
         "cg_steps": Param("int", low=1),
@@ -187,6 +188,8 @@ class ALS(RatingPredictions, FactorModel):
 
     def _check_fit_size(self, n_users, n_items, nnz):
         super()._check_fit_size(n_users, n_items, nnz)
+        f = self.factors
+        check_memory(4.0 * f * f, f"factors={f} (the {f} x {f} Gram matrix of each half-step)")
         exact = self.explicit or self.solver == "cholesky"
         if exact and self.factors > _MAX_EXACT_FACTORS:
             f = self.factors
@@ -239,8 +242,10 @@ class ALS(RatingPredictions, FactorModel):
         item_users = self._kernel_csr(interactions, train, transposed=True)
 
         def run_epoch(epoch):
-            self._half_step(user_items, self.item_factors, self.user_factors, self.item_bias, self.user_bias, threads)
-            self._half_step(item_users, self.user_factors, self.item_factors, self.user_bias, self.item_bias, threads)
+            self._half_step(user_items, self.item_factors, self.user_factors, self.item_bias, self.user_bias, threads,
+                            rows="interactions (user rows)")  # fmt: skip
+            self._half_step(item_users, self.user_factors, self.item_factors, self.user_bias, self.item_bias, threads,
+                            rows="interactions (item columns)")  # fmt: skip
             if not (self._ops.xp.isfinite(self.user_factors).all() and self._ops.xp.isfinite(self.item_factors).all()):
                 raise ValueError(f"ALS diverged in epoch {epoch}: the factors overflowed float32; scale the "
                                  "interactions (or alpha) down, or raise regularization")  # fmt: skip
@@ -254,14 +259,20 @@ class ALS(RatingPredictions, FactorModel):
             raise
         return self
 
-    def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool = False) -> None:
-        """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``."""
+    def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool = False, *,
+                   rows: str = "interactions") -> None:  # fmt: skip
+        """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``; ``rows`` names
+        the argument ``m`` comes from, for the message of a row whose system is singular."""
         try:
             self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact)
-        except ValueError as exc:  # the kernel's message names regularization; huge values are the other cause
+        except ValueError as exc:  # a singular row: regularization <= 0, or values spanning too many decades
             if "not positive definite" not in str(exc):
                 raise
-            raise ValueError(f"{exc}, or scale the interactions (or alpha) down") from None
+            raise ValueError(
+                f"{rows}: {exc}; scale the values down (e.g. rf.transforms.log_scale"
+                + ("" if self.explicit else ", or a smaller alpha")
+                + ") or raise regularization"
+            ) from None
 
     def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool) -> None:
         ops = self._ops
@@ -297,21 +308,22 @@ class ALS(RatingPredictions, FactorModel):
         return (users + items) / user_items.nnz
 
     # -- folding in -------------------------------------------------------------------------
-    def _solve_rows(self, m, other, other_bias, threads: int | None = None):
-        """Exact factors (and biases) of the rows of ``m`` against the fixed ``other`` side (``threads``:
-        the model's by default; the streaming updater solves its small batches on one)."""
+    def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows"):
+        """Exact factors (and biases) of the rows of ``m`` (the argument ``name``, for the message of a singular
+        row) against the fixed ``other`` side (``threads``: the model's by default; the streaming updater
+        solves its small batches on one)."""
         xp = self._ops.xp
         own = xp.zeros((m.shape[0], self.factors), np.float32)
         own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
         threads = resolve_threads(self.threads if threads is None else threads)
-        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True)
+        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True, rows=name)
         return own, own_bias
 
     def _rows_allow_negative(self) -> bool:
         return self.explicit
 
     def _user_vectors_for_rows(self, m):
-        return self._solve_rows(m, self.item_factors, self.item_bias)[0]
+        return self._solve_rows(m, self.item_factors, self.item_bias, name="rows")[0]
 
     def _rows(self, rows):
         m = super()._rows(rows)
@@ -366,7 +378,8 @@ class ALS(RatingPredictions, FactorModel):
         other = "item" if side == "user" else "user"
 
         def update(ids, m, n_new):
-            x, b = self._solve_rows(m, getattr(self, f"{other}_factors"), getattr(self, f"{other}_bias"))
+            other_factors, other_bias = getattr(self, f"{other}_factors"), getattr(self, f"{other}_bias")
+            x, b = self._solve_rows(m, other_factors, other_bias, name="interactions_rows")
             ids = self._on_device(ids)
             getattr(self, f"{side}_factors")[ids] = x
             if b is not None:
@@ -434,7 +447,8 @@ class ALS(RatingPredictions, FactorModel):
             self.global_bias = float(self.seen_.data.mean(dtype=np.float64)) if self.seen_.nnz else 0.0
         rows = self.seen_.T.tocsr() if other == "item" else self.seen_
         solve = np.arange(rows.shape[0]) if self.explicit or self.alpha0 > 0 else touched
-        x, b = self._solve_rows(rows[solve], getattr(self, f"{side}_factors"), getattr(self, f"{side}_bias"))
+        x, b = self._solve_rows(rows[solve], getattr(self, f"{side}_factors"), getattr(self, f"{side}_bias"),
+                                name=f"the remaining interactions ({other} rows)")  # fmt: skip
         factors = getattr(self, f"{other}_factors").copy()  # copies: the lock's rollback keeps the old arrays
         factors[self._on_device(solve)] = x
         setattr(self, f"{other}_factors", factors)

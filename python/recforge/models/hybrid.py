@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from .._backend import resolve_threads
 from .._validation import as_csr, check_k
 from ..data.features import Features
-from ._params import Param
+from ._params import EPOCHS, Param
 from ._training import run_epochs
 from .base import COMMON_PARAMS, FactorModel, check_state_arrays, csr_arrays, restore_csr
 
@@ -81,7 +81,7 @@ class HybridMF(FactorModel):
         "loss": Param("choice", choices=("warp", "bpr", "logistic")),
         "lr": Param("float", low=0, low_open=True),
         "regularization": Param("float", low=0),
-        "epochs": Param("int", low=1),
+        "epochs": EPOCHS,
         "max_sampled": Param("int", low=1),
         "negatives": Param("choice", choices=("mixed", "interacted", "all")),
         **COMMON_PARAMS,

@@ -32,9 +32,9 @@ import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._ops import get_ops
-from .._validation import check_ids, check_k, check_memory, check_positive, check_result_size, check_scores
+from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
 from ._explain import similarity_parts
-from ._params import Param
+from ._params import EPOCHS, NEGATIVES, Param, check_epochs
 from ._training import TrainingDiverged, run_epochs
 from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, seen_rows
 
@@ -43,6 +43,7 @@ __all__ = ["MLPScorer", "sample_epoch"]
 log = logging.getLogger(__name__)
 
 _MODES = ("gmf", "mlp", "neumf")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # what the kernels take for lr and l2
 # optimizer="adam" costs (n_users + n_items) row updates per batch; above this many rows per sample
 # that sweep costs several times the batch's own forward/backward (measured: 37k rows at batch 256
 # trained 4x slower than lazy_adam), so fit() says so.
@@ -95,12 +96,12 @@ class MLPScorer(Recommender):
         "factors": Param("int", low=1),
         "layers": Param("int_tuple", low=1),
         "mode": Param("choice", choices=_MODES),
-        "negatives": Param("int", low=1),
-        "epochs": Param("int", low=1),
+        "negatives": NEGATIVES,
+        "epochs": EPOCHS,
         "batch_size": Param("int", low=1),
         "lr": Param("float", low=0, low_open=True),
         "optimizer": Param("choice", choices=("adam", "lazy_adam", "sgd")),
-        "regularization": Param("float", low=0),
+        "regularization": Param("float", low=0, high=_FLOAT32_MAX, note="the kernel's l2 is a float32"),
     }
     _aliases = {"embedding_dim": "factors", "l2": "regularization"}
 
@@ -413,7 +414,7 @@ class MLPScorer(Recommender):
         of the item embeddings and layers, which are restored after every batch (the touched rows
         and their Adam moments): only the new users' embeddings learn.
         """
-        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        epochs = self.epochs if epochs is None else check_epochs(epochs)
         rng = np.random.default_rng([self.seed, self.n_users, m.shape[0]])
         users = rng.normal(0.0, 0.01, (m.shape[0], self.arch.emb_width)).astype(np.float32)
         if m.nnz == 0:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._backend import resolve_threads
 from .._validation import as_csr, check_positive, check_scores
-from ._params import Param
+from ._params import EPOCHS, NEGATIVES, Param, check_epochs
 from ._ratings import RatingPredictions
 from ._training import TrainingDiverged, run_epochs
 from .base import COMMON_PARAMS, FactorModel
@@ -38,7 +38,7 @@ class _SGDModel(FactorModel):
         number of rows), the biases from 0; then ``epochs`` (default: the model's) SGD passes over
         the rows with the item side frozen.
         """
-        epochs = self.epochs if epochs is None else check_positive(epochs, "epochs", integer=True)
+        epochs = self.epochs if epochs is None else check_epochs(epochs)
         n = m.shape[0]
         rng = np.random.default_rng([self.seed, self.n_users, n])
         factors = _init_factors(rng, n, self.factors, self.init_std)
@@ -150,7 +150,7 @@ class SGDMF(RatingPredictions, _SGDModel):
         "factors": Param("int", low=1),
         "lr": Param("float", low=0, low_open=True),
         "regularization": Param("float", low=0),
-        "epochs": Param("int", low=1),
+        "epochs": EPOCHS,
         "biases": Param("bool"),
         "bias_regularization": Param("float", low=0, optional=True),
         "lr_schedule": Param("choice", choices=("constant", "inverse", "exponential")),
@@ -258,8 +258,9 @@ class SGDMF(RatingPredictions, _SGDModel):
             mse = self._epoch(data, epoch, threads)
             if not np.isfinite(mse):
                 raise TrainingDiverged(
-                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}) or "
-                    f"regularization (now {self.regularization:g}), or scale interactions down (largest "
+                    f"SGDMF diverged in epoch {epoch} (training loss {mse}); lower lr (now {self.lr:g}), "
+                    f"regularization (now {self.regularization:g}), bias_regularization (now "
+                    f"{self.bias_regularization}) or factors (now {self.factors}), or scale interactions down (largest "
                     f"|rating| {float(np.abs(train.data).max()):.3g})"
                 )
             if val is None:
@@ -435,8 +436,8 @@ class BPR(_SGDModel):
         "factors": Param("int", low=1),
         "lr": Param("float", low=0, low_open=True, optional=True),
         "regularization": Param("float", low=0, optional=True),
-        "epochs": Param("int", low=1),
-        "negatives": Param("int", low=1),
+        "epochs": EPOCHS,
+        "negatives": NEGATIVES,
         "sampling": Param("choice", choices=("uniform", "popularity")),
         "item_biases": Param("bool"),
         "loss": Param("choice", choices=("bpr", "warp")),
@@ -515,8 +516,8 @@ class BPR(_SGDModel):
             st = self._epoch(data, epoch, threads)
             if not np.isfinite(st["loss"]):
                 raise TrainingDiverged(
-                    f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.steps()[0]:g}) or "
-                    f"regularization (now {self.steps()[1]:g})"
+                    f"{self.loss.upper()} diverged in epoch {epoch}; lower lr (now {self.steps()[0]:g}), "
+                    f"regularization (now {self.steps()[1]:g}) or factors (now {self.factors})"
                 )
             return st["loss"], {"pairs": st["pairs"], "updates": st["updates"], "skipped": st["skipped"]}, False
 
