@@ -336,7 +336,16 @@ def test_core_refuses_wrapping_and_fractional_ids(train):
         _core.topk_f32(q, q, 1, candidates=np.array([[0.5], [1.0]]))
 
 
-@pytest.mark.parametrize("layout", ["float16", "float64", "non_contiguous", "read_only"])
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` starting one byte into its buffer, as arrays unpickled from a message can be."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)[1:]
+    out = raw.view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+@pytest.mark.parametrize("layout", ["float16", "float64", "non_contiguous", "read_only", "misaligned"])
 def test_core_solvers_refuse_outputs_they_would_write_into_a_copy(train, layout):
     csr = _core.Csr(train.indptr, train.indices, train.data, train.shape)
     f = 4
@@ -346,11 +355,28 @@ def test_core_solvers_refuse_outputs_they_would_write_into_a_copy(train, layout)
         X = X.astype(layout)
     elif layout == "non_contiguous":
         X = np.zeros((train.shape[0], 2 * f), np.float32)[:, ::2]
+    elif layout == "misaligned":
+        X = _misaligned(X)
     else:
         X.setflags(write=False)
     err = TypeError if layout.startswith("float") else ValueError
     with pytest.raises(err, match="X must be"):
         _core.als_implicit_solve(csr, Y, _core.als_gram(Y, 1), X, 1.0, 0.1, 1.0, 0.0, _core.Solver.cg, 2, 1)
+
+
+def test_core_reads_misaligned_inputs_through_an_aligned_copy(train):
+    """Misaligned read-only inputs (a Dask worker's unpickled blocks) give the same result as aligned
+    ones: the binding copies them rather than loading floats from unaligned addresses."""
+    csr = _core.Csr(train.indptr, train.indices, train.data, train.shape)
+    Y = np.random.default_rng(0).random((train.shape[1], 4)).astype(np.float32)
+    G = _core.als_gram(Y, 1)
+    X = np.zeros((train.shape[0], 4), np.float32)
+    _core.als_implicit_solve(csr, Y, G, X, 1.0, 0.1, 1.0, 0.0, _core.Solver.cholesky, 2, 1)
+    X2 = np.zeros_like(X)
+    _core.als_implicit_solve(csr, _misaligned(Y), _misaligned(G), X2, 1.0, 0.1, 1.0, 0.0, _core.Solver.cholesky, 2, 1)
+    np.testing.assert_array_equal(X2, X)
+    loss = _core.als_implicit_loss(csr, X, Y, G, 1.0, 0.1, 1.0, 0.0, 1)
+    assert _core.als_implicit_loss(csr, _misaligned(X), _misaligned(Y), _misaligned(G), 1.0, 0.1, 1.0, 0.0, 1) == loss
 
 
 # -- failed refits keep the previous model -----------------------------------------------------------

@@ -33,9 +33,15 @@ struct Threads {
     operator int() const { return value; }  // NOLINT(google-explicit-constructor): used as the int it is
 };
 
-// Inputs a kernel only reads: C-contiguous, converted (a copy) from any other dtype or layout.
+// NumPy's "aligned" flag: each element at an address that is a multiple of its size. Buffers taken
+// from a serialised message (a Dask worker's unpickled arrays) can be misaligned, and a kernel's
+// float loads from them are undefined behaviour (UBSan stops on them).
+constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+
+// Inputs a kernel only reads: C-contiguous and aligned, converted (a copy) from any other dtype or
+// layout.
 template <class T>
-using in_arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using in_arr = py::array_t<T, py::array::c_style | py::array::forcecast | kAligned>;
 using f32_in = in_arr<float>;
 using i32_in = in_arr<std::int32_t>;
 using i64_in = in_arr<std::int64_t>;
@@ -68,6 +74,9 @@ T* inplace(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t c
         throw py::type_error(std::string(name) + " must be a " + py::str(py::dtype::of<T>()).cast<std::string>() +
                              " numpy array, got dtype " + py::str(a.dtype()).cast<std::string>());
     if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+    if (!(a.flags() & kAligned))
+        throw std::invalid_argument(std::string(name) + " must be aligned (numpy flags.aligned; np.require(a, " +
+                                    "requirements='CA') makes an aligned copy)");
     if (write && !a.writeable()) throw std::invalid_argument(std::string(name) + " must be writeable");
     check_shape(a, name, rows, cols);
     return static_cast<T*>(const_cast<void*>(a.data()));
