@@ -117,6 +117,7 @@ BAD_VALUES = {
     "K1": [(-1.0, ValueError), (NAN, ValueError)],
     "B": [(1.5, ValueError)],
     "dtype": [("float16", ValueError)],
+    "feature_weight": [(-1.0, ValueError), (NAN, ValueError)],
 }
 
 
