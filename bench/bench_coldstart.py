@@ -27,7 +27,7 @@ Metrics (means over seeds), each model scored densely for the test users:
 Models: HybridMF (WARP, 32 factors, 20 epochs, lr 0.05, its default ``negatives="mixed"``; also
 ``"interacted"`` and ``"all"``, LightFM's negative pool) vs LightFM (WARP, 32 components, 20
 epochs, lr 0.05, Adagrad: its defaults otherwise); ALS with side information (``ALS side-info``:
-32 factors, 15 epochs, alpha 5, regularization 1, ``feature_weight`` 10, the same features without
+32 factors, 15 epochs, alpha 5, regularization 1, ``feature_weight`` 1, the same features without
 the identity columns, which ALS's own factors are); MostPopular; BPR and ALS without features (pure
 CF), which must fail on cold items. The ``warm-baselines`` protocol puts ItemKNN, EASE, ALS and BPR
 side by side (NDCG@20, fit s) on warm ML-100K and Last.fm-2K restricted to artists with 5+ listeners (EASE's dense
@@ -50,7 +50,7 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 FACTORS, EPOCHS, LR = 32, 20, 0.05
 # ALS (side-info and plain): chosen on validation splits (bench/als_side_validation.py).
 ALS_PARAMS = {"factors": 32, "epochs": 15, "alpha": 5.0, "regularization": 1.0}
-ALS_FEATURE_WEIGHT = 10.0
+ALS_FEATURE_WEIGHT = 1.0
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def fit_als_side(ctx, train, fu, fi, seed):
     model = rf.ALS(**ALS_PARAMS, feature_weight=ALS_FEATURE_WEIGHT, threads=ctx.threads, seed=seed)
     user_side, item_side = side_part(fu), side_part(fi)
     t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(train, user_features=user_side, item_features=item_side, progress=False)
+    model.fit(train, user_features=user_side if user_side.shape[1] else None, item_features=item_side, progress=False)
     seconds = (time.perf_counter() - t0, time.process_time() - c0)
 
     def scores(users, new_users=False):

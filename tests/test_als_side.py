@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import rewrite_model_file
+from conftest import rewrite_model_file, two_tastes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,18 +18,9 @@ from recforge._ops import cpu
 
 @pytest.fixture(scope="module")
 def world():
-    """60 users x 40 items in two tastes: users and items carry their group as a feature."""
-    rng = np.random.default_rng(0)
-    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
-    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
-    likes[:, 30:] = False  # items 30.. are cold: no interactions
-    likes[50:] = False  # users 50.. are cold
-    x = sp.csr_matrix(likes.astype(np.float32))
-    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
-    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
-    fu = rf.Features.from_pandas(users, "user", categorical=["group"])
-    fi = rf.Features.from_pandas(items, "item", categorical=["group"])
-    return x, fu, fi, user_group, item_group
+    """60 users x 40 items in two tastes (conftest.two_tastes): items 30.. and users 50.. are cold; features
+    without identity columns (ALS's own factors are the per-entity part)."""
+    return two_tastes(identity=False, cold_users=10)
 
 
 def reference_solve(m, Y, alpha, reg, alpha0, prior=None, weight=0.0):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import data_path
+from conftest import data_path, two_tastes
 
 import recforge as rf
 from recforge import _core
@@ -17,17 +17,8 @@ from recforge import _core
 
 @pytest.fixture(scope="module")
 def world():
-    """60 users x 40 items in two tastes: users and items carry their group as a feature."""
-    rng = np.random.default_rng(0)
-    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
-    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
-    likes[:, 30:] = False  # items 30.. are cold: no interactions
-    x = sp.csr_matrix(likes.astype(np.float32))
-    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
-    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
-    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=True)
-    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=True)
-    return x, fu, fi, user_group, item_group
+    """60 users x 40 items in two tastes (conftest.two_tastes): items 30.. are cold."""
+    return two_tastes(identity=True)
 
 
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])

@@ -541,6 +541,12 @@ def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, s
         b = xp.zeros((r1 - r0, f), np.float32) if prior is None else xp.ascontiguousarray(pw * prior[r0:r1])
         _solve_normal_equations(m, r0, r1, Y, A, b, explicit=False, alpha=alpha, alpha0=alpha0)
         X[r0:r1] = b
+    empty = np.flatnonzero(m.row_counts() == 0)
+    if prior is not None and len(empty):  # the kernel sets a row without entries to 0; with a prior it is
+        # (alpha0 YᵀY + lambda I) x = pw prior, one matrix for all of them (lambda depends on the count only)
+        system = base + xp.asarray(lam[empty[0]]) * xp.eye(f, dtype=np.float32)
+        rows = xp.asarray(empty)
+        X[rows] = xp.linalg.solve(system, (pw * prior[rows]).T).T.astype(np.float32)
 
 
 def _cg_batch(indptr, indices, data, Y, base, lam, x0, *, alpha, alpha0, steps, prior=None):
