@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .._ops import array_namespace
 from .._validation import as_csr, check_k
 from ..data.features import Features
 from ._locking import lock_public_methods
@@ -89,19 +90,19 @@ class FeatureColdStart:
         Nothing is excluded (they have no history); ``items`` restricts the ranking as in ``recommend``.
         """
         self._check_side_info()
-        q = self._user_vectors_from_features(self._feature_rows(user_rows, "user"))
-        return self._rank(self._queries_for(np.asarray(q, np.float32)), None, k, items, threads)
+        q = self._user_vectors_from_features(self._feature_rows(user_rows, "user"))  # on the factors' device
+        return self._rank(self._queries_for(q), None, k, items, threads)
 
     def add_items(self, item_rows) -> np.ndarray:
         """Append items given by feature rows to the catalogue (no interactions); returns their indices."""
         self._check_side_info()
         m = self._feature_rows(item_rows, "item")
         factors, bias = self._item_side(m)
-        first = self.n_items
+        first, xp = self.n_items, array_namespace(self.item_factors)  # the factors' device
         self.item_features_ = sp.vstack([self.item_features_, m], format="csr", dtype=np.float32)
-        self.item_factors = np.vstack([self.item_factors, factors])
+        self.item_factors = xp.vstack([self.item_factors, factors])
         if bias is not None:
-            self.item_bias = np.concatenate([self.item_bias, bias])
+            self.item_bias = xp.concatenate([self.item_bias, bias])
         self.seen_ = sp.hstack([self.seen_, sp.csr_matrix((self.n_users, len(factors)), dtype=np.float32)],
                                format="csr", dtype=np.float32)  # fmt: skip
         self._invalidate()
