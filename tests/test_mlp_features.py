@@ -3,6 +3,8 @@ differences, cold users and items from features, persistence, bad input (the pla
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,7 +172,13 @@ def test_cold_items_are_ranked_from_their_features(world, mode):
     assert not model.item_feature_embedding[identity[30:]].any() and model.item_feature_embedding[identity[:30]].any()
 
 
-def test_new_users_and_items_from_features(world, fitted):
+def _copy(model, tmp_path):
+    """An independent copy of a fitted model (through its file: MLPScorer's arch does not deep-copy)."""
+    model.save(tmp_path / "copy.rf")
+    return rf.load(tmp_path / "copy.rf")
+
+
+def test_new_users_and_items_from_features(world, fitted, tmp_path):
     x, fu, fi, user_group, item_group = world
     model = fitted
     new_users = fu.transform(pd.DataFrame({"user": [100, 101], "group": ["0", "1"]}))
@@ -186,8 +194,7 @@ def test_new_users_and_items_from_features(world, fitted):
     new_items = fi.transform(pd.DataFrame({"item": [900, 901], "group": ["1", "0"]}))
     near, cos = model.similar_items_by_features(new_items[:1], k=3)  # the content-based fallback
     assert (item_group[near[0]] == 1).all() and (cos > 0).all()
-    grown = rf.MLPScorer().set_params(**model.get_params())
-    grown.__dict__.update({k: v.copy() if hasattr(v, "copy") else v for k, v in model.__dict__.items()})
+    grown = _copy(model, tmp_path)  # the module's fitted model stays as it is
     added = grown.add_items(new_items)
     assert added.tolist() == [40, 41] and grown.n_items == 42 and grown.seen_.shape == (60, 42)
     fans = np.flatnonzero(user_group == 1)
@@ -219,9 +226,9 @@ def test_load_rejects_a_feature_table_that_does_not_fit(world, fitted, tmp_path)
     fitted.save(tmp_path / "m.rf")
     arrays = dict(np.load(tmp_path / "m.rf"))
     arrays["item_feature_embedding"] = arrays["item_feature_embedding"][:-1]
-    meta = __import__("json").loads(arrays["__meta__"].tobytes())
+    meta = json.loads(arrays["__meta__"].tobytes())
     meta["arrays"]["item_feature_embedding"][1][0] -= 1
-    arrays["__meta__"] = np.frombuffer(__import__("json").dumps(meta).encode(), np.uint8)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     with open(tmp_path / "bad.rf", "wb") as f:
         np.savez(f, **arrays)
     with pytest.raises(ValueError, match="item_feature_embedding"):
@@ -268,3 +275,15 @@ def test_kernel_boundary_rejects_bad_feature_matrices(rng):
     nan.data[0] = np.nan
     with pytest.raises(ValueError, match="item_features"):
         _sgd_epoch(arch, ut, it, dense, users, items, labels, 1, _csr(fu), _csr(nan))
+
+
+def test_folded_in_users_keep_the_model_saveable(world, fitted, tmp_path):
+    """partial_fit_users adds users described by their learnt embedding: an empty feature row each."""
+    x, fu, *_ = world
+    model = _copy(fitted, tmp_path)
+    model.partial_fit_users([60, 61], x[:2], epochs=2)
+    assert model.n_users == 62 and model.user_features_.shape == (62, fu.n_features)
+    assert model.user_features_[60:].nnz == 0
+    model.save(tmp_path / "grown.rf")
+    back = rf.load(tmp_path / "grown.rf")
+    np.testing.assert_array_equal(back.score([60, 61], [0, 1]), model.score([60, 61], [0, 1]))
