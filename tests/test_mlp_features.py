@@ -235,7 +235,7 @@ def test_load_rejects_a_feature_table_that_does_not_fit(world, fitted, tmp_path)
         rf.load(tmp_path / "bad.rf")
 
 
-def test_bad_feature_input_is_refused_clearly(world, fitted):
+def test_bad_feature_input_is_refused_clearly(world, fitted, tmp_path):
     x, fu, fi, *_ = world
     with pytest.raises(ValueError, match="item_features must have one row per entity of the interactions"):
         rf.MLPScorer(epochs=1).fit(x, item_features=fi.matrix[:-1])
@@ -253,6 +253,9 @@ def test_bad_feature_input_is_refused_clearly(world, fitted):
     # A new user / item without any feature: an all-zero embedding, finite scores.
     ids, scores = fitted.recommend_for_features(rows, k=3)
     assert (ids >= 0).all() and np.isfinite(scores).all()
+    grown = _copy(fitted, tmp_path)
+    (new_item,) = grown.add_items(sp.csr_matrix((1, fi.n_features), dtype=np.float32))
+    assert not grown.item_embedding[new_item].any() and np.isfinite(grown.score([0], [new_item])).all()
     plain = rf.MLPScorer(factors=4, layers=(4,), epochs=1, threads=1).fit(x, progress=False)
     with pytest.raises(ValueError, match="fitted without user_features"):
         plain.recommend_for_features(rows)
