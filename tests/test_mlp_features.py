@@ -3,21 +3,15 @@ differences, cold users and items from features, persistence, bad input (the pla
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import rewrite_model_file
+from test_mlp import MODES, central_differences
 
 import recforge as rf
 from recforge import _core
-
-MODES = {
-    "gmf": (_core.Mode.gmf, 3, 0, []),
-    "mlp": (_core.Mode.mlp, 0, 3, [5, 4]),
-    "neumf": (_core.Mode.neumf, 3, 2, [4, 3, 2]),
-}
 
 
 def _csr(m):
@@ -62,17 +56,9 @@ def test_feature_gradients_match_numpy_and_finite_differences(mode, l2, rng):
     np.testing.assert_allclose(gd, ref_gd, rtol=1e-10, atol=1e-12)
 
     def numeric(x):
-        g = np.zeros_like(x)
-        flat, gflat = x.reshape(-1), g.reshape(-1)
-        for j in range(flat.size):
-            old = flat[j]
-            flat[j] = old + 1e-6
-            lp = _core.mlp_loss_grad(arch, ut, it, dense, users, items, labels, l2, _csr(fu), _csr(fi))[0]
-            flat[j] = old - 1e-6
-            lm = _core.mlp_loss_grad(arch, ut, it, dense, users, items, labels, l2, _csr(fu), _csr(fi))[0]
-            flat[j] = old
-            gflat[j] = (lp - lm) / 2e-6
-        return g
+        features = (_csr(fu), _csr(fi))
+        return central_differences(lambda: _core.mlp_loss_grad(arch, ut, it, dense, users, items, labels, l2,
+                                                               *features)[0], x)  # fmt: skip
 
     np.testing.assert_allclose(gu, numeric(ut), atol=1e-8, err_msg="user feature embeddings")
     np.testing.assert_allclose(gi, numeric(it), atol=1e-8, err_msg="item feature embeddings")
@@ -127,18 +113,8 @@ def test_identity_features_train_exactly_as_no_features(rng):
 
 
 @pytest.fixture(scope="module")
-def world():
-    """60 users x 40 items in two tastes: users and items carry their group as a feature."""
-    rng = np.random.default_rng(0)
-    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
-    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
-    likes[:, 30:] = False  # items 30.. are cold: no interactions
-    x = sp.csr_matrix(likes.astype(np.float32))
-    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
-    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
-    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=True)
-    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=True)
-    return x, fu, fi, user_group, item_group
+def world(two_tastes):
+    return two_tastes
 
 
 def _fit(x, fu, fi, mode="neumf", **kw):
@@ -223,16 +199,14 @@ def test_save_load_keeps_feature_towers_and_vocabulary(world, fitted, tmp_path):
 
 
 def test_load_rejects_a_feature_table_that_does_not_fit(world, fitted, tmp_path):
+    def shorten(arrays, meta):
+        arrays["item_feature_embedding"] = arrays["item_feature_embedding"][:-1]
+        meta["arrays"]["item_feature_embedding"][1][0] -= 1
+
     fitted.save(tmp_path / "m.rf")
-    arrays = dict(np.load(tmp_path / "m.rf"))
-    arrays["item_feature_embedding"] = arrays["item_feature_embedding"][:-1]
-    meta = json.loads(arrays["__meta__"].tobytes())
-    meta["arrays"]["item_feature_embedding"][1][0] -= 1
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    with open(tmp_path / "bad.rf", "wb") as f:
-        np.savez(f, **arrays)
+    rewrite_model_file(tmp_path / "m.rf", shorten)
     with pytest.raises(ValueError, match="item_feature_embedding"):
-        rf.load(tmp_path / "bad.rf")
+        rf.load(tmp_path / "m.rf")
 
 
 def test_bad_feature_input_is_refused_clearly(world, fitted, tmp_path):
