@@ -458,12 +458,6 @@ class MLPScorer(FeatureColdStart, Recommender):
     def _fold_in_arrays(self, side):
         return (f"{side}_embedding",)
 
-    def _forget(self, side, ids):
-        if getattr(self, f"{side}_features_") is not None:
-            raise TypeError(f"MLPScorer forgets {side}s only when fitted without {side}_features: what it learnt from "
-                            "them lives in feature embeddings shared with others; refit without them")  # fmt: skip
-        return super()._forget(side, ids)
-
     # -- cold start (FeatureColdStart's hooks) ---------------------------------------------------
     def _check_embeddings(self) -> None:
         self._check_fitted()
