@@ -39,13 +39,6 @@ import bench_coldstart as bc  # noqa: E402
 FACTORS, EPOCHS, ALPHA, REG, RIDGE = 32, 15, 5.0, 1.0, 1.0
 
 
-def side_part(features) -> sp.csr_matrix:
-    """The feature matrix without its identity columns."""
-    m = features.matrix
-    n = m.shape[1] - (len(features.ids) if features._spec.get("identity") else 0)
-    return sp.csr_matrix(m[:, :n], dtype=np.float64)
-
-
 def solve_rows(r: sp.csr_matrix, other: np.ndarray, prior=None, prior_weight=0.0) -> np.ndarray:
     """Exact iALS solve of every row of ``r`` against ``other`` (optionally toward a prior mean), batched:
     A_u = YᵀY + sum_j (c_j - 1) y_j y_jᵀ + (REG + prior_weight) I, b_u = sum_j c_j y_j + prior_weight m_u."""
@@ -119,7 +112,8 @@ def main():
     configs = [(n if s is None else f"{n} w={w:g}", s, w) for n, s, w in configs]
     results: dict[tuple, list[float]] = {}
     for protocol, ((inter, fu_all, fi_all), axis) in protocols.items():
-        fu, fi = side_part(fu_all), side_part(fi_all)
+        fu, fi = (bc.side_part(f) for f in (fu_all, fi_all))
+        fu = sp.csr_matrix((fu_all.matrix.shape[0], 0)) if fu is None else fu  # ml-latest-small: no user features
         for seed in range(2):
             outer_train, _, _ = bc.holdout_entities(inter.csr, axis, 0.2, seed)  # the test part is never read
             train, val, held = bc.holdout_entities(outer_train, axis, 0.2, 100 + seed)

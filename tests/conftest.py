@@ -44,6 +44,34 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
+@pytest.fixture(scope="module")
+def two_tastes():
+    """(interactions, user Features, item Features, user groups, item groups) for the feature models'
+    tests: 60 users x 40 items in two tastes, users and items carry their group as a feature (plus
+    identity); items 30.. are cold (no interactions)."""
+    return two_taste_world()
+
+
+def two_taste_world(*, identity: bool = True, cold_users: int = 0):
+    """``two_tastes``, with or without the identity features, the last ``cold_users`` users cold too."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    import recforge as rf
+
+    rng = np.random.default_rng(0)
+    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
+    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
+    likes[:, 30:] = False
+    likes[60 - cold_users :] = False
+    x = sp.csr_matrix(likes.astype(np.float32))
+    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
+    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
+    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=identity)
+    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=identity)
+    return x, fu, fi, user_group, item_group
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR
@@ -94,25 +122,3 @@ def emulator(tmp_path_factory):
     if emu is None:
         pytest.skip("g++ not found: the CUDA kernels' CPU emulation needs a C++20 compiler")
     return emu
-
-
-def two_tastes(*, identity: bool, cold_users: int = 0):
-    """60 users x 40 items in two tastes, each user and item carrying its group as a feature (rf.Features,
-    with the identity features when ``identity``): (interactions, user Features, item Features, user
-    groups, item groups). Items 30.. and the last ``cold_users`` users have no interactions."""
-    import pandas as pd
-    import scipy.sparse as sp
-
-    import recforge as rf
-
-    rng = np.random.default_rng(0)
-    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
-    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
-    likes[:, 30:] = False
-    likes[60 - cold_users :] = False
-    x = sp.csr_matrix(likes.astype(np.float32))
-    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
-    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
-    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=identity)
-    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=identity)
-    return x, fu, fi, user_group, item_group

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import rewrite_model_file, two_tastes
+from conftest import rewrite_model_file, two_taste_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,9 +18,9 @@ from recforge._ops import cpu
 
 @pytest.fixture(scope="module")
 def world():
-    """60 users x 40 items in two tastes (conftest.two_tastes): items 30.. and users 50.. are cold; features
+    """60 users x 40 items in two tastes (conftest.two_taste_world): items 30.. and users 50.. are cold; features
     without identity columns (ALS's own factors are the per-entity part)."""
-    return two_tastes(identity=False, cold_users=10)
+    return two_taste_world(identity=False, cold_users=10)
 
 
 def reference_solve(m, Y, alpha, reg, alpha0, prior=None, weight=0.0):
@@ -148,8 +148,14 @@ def test_fold_in_and_explain_with_features(world):
     assert model.user_features_.shape == (61, fu.n_features) and model.user_features_[60].nnz == 0
     model.partial_fit_items([40], sp.csr_matrix((1, 61), dtype=np.float32))
     assert model.item_features_.shape == (41, fi.n_features)
-    with pytest.raises(TypeError, match="fitted without user_features / item_features"):
-        model.forget_users([0])
+    # Forgetting users is refused with either side's features (the item map was fitted to what they taught).
+    user_only = rf.ALS(factors=4, epochs=1, threads=1).fit(x, user_features=fu, progress=False)
+    with pytest.raises(TypeError, match="ALS forgets users only when fitted without user_features"):
+        user_only.forget_users([0])
+    item_only = rf.ALS(factors=4, epochs=1, threads=1).fit(x, item_features=fi, progress=False)
+    with pytest.raises(TypeError, match="ALS forgets users only when fitted without item_features"):
+        item_only.forget_users([0])
+    assert item_only.n_users == 60
 
 
 def test_save_load_keeps_maps_features_and_vocabulary(world, tmp_path):

@@ -9,16 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import data_path, two_tastes
+from conftest import data_path
 
 import recforge as rf
 from recforge import _core
 
 
 @pytest.fixture(scope="module")
-def world():
-    """60 users x 40 items in two tastes (conftest.two_tastes): items 30.. are cold."""
-    return two_tastes(identity=True)
+def world(two_tastes):
+    return two_tastes
 
 
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])

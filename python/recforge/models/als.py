@@ -76,9 +76,9 @@ from .._backend import resolve_threads, single_threaded_blas
 from .._ops import to_host
 from .._validation import check_memory
 from ._explain import ScoreParts
+from ._features import FeatureColdStart
 from ._params import EPOCHS, Param
 from ._ratings import RatingPredictions
-from ._side_features import FeatureColdStart
 from ._training import run_epochs
 from .base import COMMON_PARAMS, FactorModel, check_state_arrays
 
@@ -257,7 +257,7 @@ class ALS(FeatureColdStart, RatingPredictions, FactorModel):
                              "features)")  # fmt: skip
         train = self._start_fit(interactions, allow_negative=self.explicit)
         self._check_values(train, "interactions")
-        fu, fi = self._set_features(user_features, item_features, *train.shape)
+        fu, fi = self._set_features(user_features, item_features, *train.shape, identity_default=False)
         maps = {side: _RidgeMap(m, self.regularization, f"{side}_features", self.factors)
                 for side, m in (("user", fu), ("item", fi)) if m is not None}  # fmt: skip
         self.user_feature_map = self.item_feature_map = None
@@ -393,15 +393,29 @@ class ALS(FeatureColdStart, RatingPredictions, FactorModel):
             return None
         return self._ops.xp.asarray(np.ascontiguousarray(features @ to_host(W), np.float32))
 
-    def _user_vectors_from_features(self, m):
-        """New users from feature rows: the solve of an empty row toward ``W f`` (as a user without interactions)."""
-        empty = sp.csr_matrix((m.shape[0], self.n_items), dtype=np.float32)
-        return self._solve_rows(empty, self.item_factors, None, name="user_rows", prior=self._prior("user", m))[0]
+    def _from_features(self, side: str, m):
+        """Factors of new users / items given by feature rows ``m``: the solve of an empty row toward ``W f``,
+        as a row without interactions is solved in ``fit``."""
+        other = "item" if side == "user" else "user"
+        empty = sp.csr_matrix((m.shape[0], getattr(self, f"n_{other}s")), dtype=np.float32)
+        return self._solve_rows(empty, getattr(self, f"{other}_factors"), None, name=f"{side}_rows",
+                                prior=self._prior(side, m))[0]  # fmt: skip
 
-    def _item_side(self, m):
-        """New items from feature rows (no bias: implicit ALS has none)."""
-        empty = sp.csr_matrix((m.shape[0], self.n_users), dtype=np.float32)
-        return self._solve_rows(empty, self.user_factors, None, name="item_rows", prior=self._prior("item", m))[0], None
+    def item_factors_for(self, item_rows) -> tuple[np.ndarray, None]:
+        """(factors (n, f) float32, None: implicit ALS has no item bias) of items given by feature rows
+        (n, n_item_features): items unseen at fit time (as ``HybridMF.item_factors_for``)."""
+        self._check_embeddings()
+        return self._from_features("item", self._feature_rows(item_rows, "item")), None
+
+    # FeatureColdStart's hooks
+    def _check_embeddings(self) -> None:
+        self._check_fitted()  # a side fitted without features is refused by _feature_rows, naming it
+
+    def _recommend_feature_users(self, m, k, items, threads):
+        return self._rank(self._queries_for(self._from_features("user", m)), None, k, items, threads)
+
+    def _append_items(self, m) -> None:
+        self.item_factors = self._ops.xp.vstack([self.item_factors, self._from_features("item", m)])
 
     def _rows(self, rows):
         m = super()._rows(rows)
@@ -521,10 +535,12 @@ class ALS(FeatureColdStart, RatingPredictions, FactorModel):
         return cache
 
     def _forget(self, side, ids):
-        """Refused with side features: the feature maps learnt from the forgotten rows stay in every prior."""
-        if self.user_features_ is not None or self.item_features_ is not None:
-            raise TypeError("ALS forgets users or items only when fitted without user_features / item_features: the "
-                            "ridge maps of the features learnt from every row; refit without the rows")  # fmt: skip
+        """FeatureColdStart refuses a side fitted with features; ALS also the other side's: its feature map
+        was fitted to factors learnt from the rows to forget."""
+        other = "item" if side == "user" else "user"
+        if getattr(self, f"{other}_features_") is not None:
+            raise TypeError(f"ALS forgets {side}s only when fitted without {other}_features (and {side}_features): "
+                            f"the {other} feature map was learnt from them; refit without them")  # fmt: skip
         return super()._forget(side, ids)
 
     def _after_forget(self, side, touched):
@@ -571,7 +587,7 @@ class ALS(FeatureColdStart, RatingPredictions, FactorModel):
 
     def _restore(self, arrays):
         super()._restore(arrays)
-        self._restore_features(arrays)
+        self._restore_features(arrays, *self.seen_.shape, required=False)
         expected = {}
         for side in ("user", "item"):
             name, features = f"{side}_feature_map", getattr(self, f"{side}_features_")

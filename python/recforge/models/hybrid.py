@@ -31,8 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
+from ._features import FeatureColdStart, is_identity
 from ._params import EPOCHS, Param
-from ._side_features import FeatureColdStart
 from ._training import run_epochs
 from .base import COMMON_PARAMS, FactorModel, check_state_arrays
 
@@ -107,9 +107,7 @@ class HybridMF(FeatureColdStart, FactorModel):
         """
         train = self._start_fit(interactions, allow_negative=False)
         n_users, n_items = train.shape
-        fu, fi = self._set_features(user_features, item_features, n_users, n_items)
-        fu = sp.identity(n_users, np.float32, format="csr") if fu is None else fu  # without features: identity
-        fi = sp.identity(n_items, np.float32, format="csr") if fi is None else fi
+        fu, fi = self._set_features(user_features, item_features, n_users, n_items, identity_default=True)
         rng = np.random.default_rng(self.seed)
         f = self.factors
         # LightFM's start: uniform in [-0.5, 0.5) / factors.
@@ -141,17 +139,10 @@ class HybridMF(FeatureColdStart, FactorModel):
         return self._finish_fit(train)
 
     # -- forgetting ----------------------------------------------------------------------------------
-    def _forget(self, side, ids):
-        """Only where each ``side`` row is its own feature (fitted without ``{side}_features``): then its
-        embedding goes with it, and the other side keeps what it learnt (approximate, as BPR)."""
-        self._check_fitted()
-        features = getattr(self, f"{side}_features_")
-        if features is not None and not _is_identity(features):
-            raise TypeError(
-                f"HybridMF forgets {side}s only when fitted without {side}_features: with features, what it learnt "
-                "from them lives in feature embeddings shared with others (and the feature names); refit without them"
-            )
-        return super()._forget(side, ids)
+    def _forgets_with(self, features) -> bool:
+        """Only where each row is its own feature (fitted without features): then its embedding goes with
+        it, and the other side keeps what it learnt (approximate, as BPR)."""
+        return is_identity(features)
 
     def _fold_in_arrays(self, side):
         # The per-row arrays forget_* removes: with identity features a row's embedding is its own.
@@ -181,11 +172,22 @@ class HybridMF(FeatureColdStart, FactorModel):
         return (np.ascontiguousarray(m @ self.item_embeddings, np.float32),
                 np.asarray(m @ self.item_feature_bias, np.float32).ravel())  # fmt: skip
 
-    # -- cold start (FeatureColdStart) ---------------------------------------------------------------
-    def _user_vectors_from_features(self, m):
-        return m @ self.user_embeddings
+    # -- cold start (FeatureColdStart's hooks) ------------------------------------------------
+    def item_factors_for(self, item_rows) -> tuple[np.ndarray, np.ndarray]:
+        """(factors (n, f), biases (n,)) float32 of items given by feature rows (n, n_item_features)."""
+        self._check_embeddings()
+        return self._item_side(self._feature_rows(item_rows, "item"))
 
-    def _check_side_info(self) -> None:
+    def _recommend_feature_users(self, m, k, items, threads):
+        q = np.asarray(m @ self.user_embeddings, np.float32)
+        return self._rank(self._queries_for(q), None, k, items, threads)
+
+    def _append_items(self, m) -> None:
+        factors, bias = self._item_side(m)
+        self.item_factors = np.vstack([self.item_factors, factors])
+        self.item_bias = np.concatenate([self.item_bias, bias])
+
+    def _check_embeddings(self) -> None:
         self._check_fitted()
         if self.item_embeddings is None:
             raise ValueError("this HybridMF was built from factors: it has no feature embeddings")
@@ -202,10 +204,8 @@ class HybridMF(FeatureColdStart, FactorModel):
         self.user_embeddings = self.item_embeddings = self.item_feature_bias = None
         if "user_embeddings" not in arrays and "user_features_indptr" not in arrays:
             return  # built from factors
-        for side in ("user", "item"):  # both are saved (identity when fitted without)
-            if f"{side}_features_indptr" not in arrays:
-                raise ValueError(f"missing array '{side}_features_indptr'")
-        self._restore_features(arrays)
+        n_users, n_items = self.seen_.shape
+        self._restore_features(arrays, n_users, n_items, required=True)
         fu, fi = self.user_features_, self.item_features_
         f = self.user_factors.shape[1]
         check_state_arrays(arrays, {"user_embeddings": (fu.shape[1], f), "item_embeddings": (fi.shape[1], f),
@@ -213,10 +213,3 @@ class HybridMF(FeatureColdStart, FactorModel):
         self.user_embeddings = arrays["user_embeddings"].astype(np.float32)
         self.item_embeddings = arrays["item_embeddings"].astype(np.float32)
         self.item_feature_bias = arrays["item_feature_bias"].astype(np.float32)
-
-
-def _is_identity(m: sp.csr_matrix) -> bool:
-    """Whether the feature matrix ``m`` is the identity (each row its own feature, weight 1)."""
-    n = m.shape[0]
-    return (m.shape == (n, n) and m.nnz == n and np.array_equal(m.indptr, np.arange(n + 1))
-            and np.array_equal(m.indices, np.arange(n)) and bool((m.data == 1).all()))  # fmt: skip
