@@ -158,6 +158,13 @@ def test_fold_in_and_explain_with_features(world):
     assert item_only.n_users == 60
 
 
+def test_streaming_updates_refuse_a_model_with_features(world):
+    x, _, fi, *_ = world
+    model = rf.ALS(factors=4, epochs=1, threads=1).fit(x, item_features=fi, progress=False)
+    with pytest.raises(TypeError, match="fitted with user_features / item_features is not kept current"):
+        rf.online.StreamingUpdater(model)
+
+
 def test_save_load_keeps_maps_features_and_vocabulary(world, tmp_path):
     x, fu, fi, *_ = world
     model = rf.ALS(factors=4, epochs=3, threads=1).fit(x, item_features=fi, progress=False)

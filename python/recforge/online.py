@@ -168,6 +168,10 @@ class StreamingUpdater:
             raise NotFittedError(f"this {type(model).__name__} is not fitted yet: fit it before streaming updates")
         if model.__dict__.get("device_", "cpu") != "cpu":
             raise ValueError("model must be on the CPU for streaming updates (call model.to('cpu') first)")
+        if isinstance(model, ALS) and (model.user_features_ is not None or model.item_features_ is not None):
+            raise TypeError("model: an ALS fitted with user_features / item_features is not kept current by streaming "
+                            "updates (they solve rows without the features' prior); use its partial_fit_users / "
+                            "partial_fit_items, or fit it without features")  # fmt: skip
         ratings = bool(getattr(model, "predicts_ratings", False))
         duplicates = ("last" if ratings else "sum") if duplicates is None else duplicates
         _check_choice(duplicates, "duplicates", ("sum", "last"))
