@@ -657,7 +657,8 @@ def test_explain_decomposes_the_score_over_the_history(case, data):
         if case.cls is not rf.ALS:  # ALS explains the exact solve of the user (its own test file)
             assert _clipped(model, e.score) == pytest.approx(e.model_score, rel=1e-4, abs=1e-4)
         assert e.method == {rf.ALS: "exact", rf.ItemKNN: "exact", rf.EASE: "exact",
-                            rf.MostPopular: "popularity"}.get(case.cls, "similarity")  # fmt: skip
+                            rf.MostPopular: "popularity",
+                            rf.MLPScorer: "integrated-gradients"}.get(case.cls, "similarity")  # fmt: skip
 
 
 def test_explain_rejects_bad_input(case, data):
@@ -706,11 +707,25 @@ def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
 
 
 @only([c for c in CASES if c.cls is rf.HybridMF])
-def test_hybrid_with_features_refuses_to_forget(case, data):
-    features = sp.random(N_USERS, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
-    model = fit(make(case), data, user_features=features)
-    with pytest.raises(TypeError, match="HybridMF forgets users only when fitted without user_features"):
-        model.forget_users([0])
-    assert model.n_users == N_USERS
-    model.forget_items([0])  # the items are still their own features
-    assert model.n_items == N_ITEMS - 1 and model.item_embeddings.shape[0] == N_ITEMS - 1
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_hybrid_with_features_forgets_rows_and_their_own_features(case, side, data, tmp_path):
+    n = N_USERS if side == "user" else N_ITEMS
+    shared = sp.random(n, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    only_theirs = sp.csr_matrix((np.ones(2, np.float32), ([3, 11], [0, 0])), shape=(n, 1))  # rows 3 and 11 only
+    features = sp.hstack([shared, only_theirs], format="csr")
+    model = fit(make(case), data, **{f"{side}_features": features})
+    embeddings = "user_embeddings" if side == "user" else "item_embeddings"
+    before = getattr(model, embeddings).copy()
+    assert np.abs(before[4]).sum() > 0  # their own feature learnt something
+    other = "item" if side == "user" else "user"
+    other_factors = getattr(model, f"{other}_factors").copy()
+    getattr(model, f"forget_{side}s")([3, 11])
+    kept = np.setdiff1d(np.arange(n), [3, 11])
+    assert (getattr(model, f"{side}_features_") != features[kept]).nnz == 0
+    after = getattr(model, embeddings)
+    np.testing.assert_array_equal(after[:4], before[:4])  # the shared features keep what they learnt
+    assert not after[4].any()  # a feature only the forgotten rows had is zeroed
+    np.testing.assert_array_equal(getattr(model, f"{other}_factors"), other_factors)
+    np.testing.assert_allclose(getattr(model, f"{side}_factors"), features[kept] @ before, rtol=1e-6, atol=1e-7)
+    model.save(tmp_path / "m.rf")
+    assert_same_predictions(rf.load(tmp_path / "m.rf"), model)

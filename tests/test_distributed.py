@@ -252,15 +252,19 @@ def test_evaluate_equals_local(client, events):
     inter = rf.Interactions.from_pandas(events, weight_col="rating")
     train, test = rf.split.random_holdout(inter, test_fraction=0.3, seed=1)
     model = rfd.ALS(**FIT).fit(client, train)
-    every = rfd.batch._EVAL_METRICS  # auc and novelty included
+    every = rfd.batch._EVAL_METRICS  # auc and the beyond-accuracy metrics included
+    assert {"novelty", "popularity", "gini", "long_tail", "coverage", "auc"} <= set(every)
     ref = rf.evaluation.evaluate(model, train, test, k=5, metrics=every)
     got = rfd.evaluate(model, client, test, k=5, metrics=every, user_blocks=3)
     assert got["n_users"] == ref["n_users"]
     assert set(got) == set(ref)
     for name in set(ref) - {"protocol", "n_users"}:
         assert got[name] == pytest.approx(ref[name], rel=1e-12), name
-    default = rfd.evaluate(model, client, test, k=5, user_blocks=2)  # all but auc
-    assert set(default) == set(rf.evaluation.evaluate(model, train, test, k=5, metrics=rfd.batch._EVAL_DEFAULT))
+    default = rfd.evaluate(model, client, test, k=5, user_blocks=2)  # the local defaults: all but auc
+    local_default = rf.evaluation.evaluate(model, train, test, k=5)
+    assert set(default) == set(local_default)
+    for name in set(local_default) - {"protocol", "n_users"}:
+        assert default[name] == pytest.approx(local_default[name], rel=1e-12), name
     # the test set on the cluster, blocked by its own layout, aligned by the model's maps
     held = rfd.distribute(client, test, user_ids=model.user_ids, item_ids=model.item_ids, user_blocks=3)
     on_cluster = rfd.evaluate(model, client, held, k=5, metrics=every)

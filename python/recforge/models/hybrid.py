@@ -144,26 +144,57 @@ class HybridMF(FactorModel):
 
     # -- forgetting ----------------------------------------------------------------------------------
     def _forget(self, side, ids):
-        """Only where each ``side`` row is its own feature (fitted without ``{side}_features``): then its
-        embedding goes with it, and the other side keeps what it learnt (approximate, as BPR)."""
+        """Approximate, as BPR: the forgotten rows go, the rest keeps what it learnt from them.
+
+        Without ``{side}_features`` each row is its own feature: its embedding goes with it. With
+        them, the rows leave the feature matrix; a feature only they had (their identity feature,
+        ``Features(identity=True)``: column, embedding and ``"id=..."`` name removed; any other:
+        embedding zeroed, as ``fit`` leaves a feature nobody has) goes with them; the features the
+        remaining rows share keep their embeddings, which learnt from the forgotten rows too.
+        """
         self._check_fitted()
         features = getattr(self, f"{side}_features_")
-        if features is not None and not _is_identity(features):
-            raise TypeError(
-                f"HybridMF forgets {side}s only when fitted without {side}_features: with features, what it learnt "
-                "from them lives in feature embeddings shared with others (and the feature names); refit without them"
-            )
-        return super()._forget(side, ids)
+        if features is None or _is_identity(features):
+            return super()._forget(side, ids)
+        gone = self._to_internal(side, ids, f"{side}s")
+        spec = getattr(self, f"_{side}_spec", None)
+        vocabulary = None if spec is None else Features.from_spec_array(spec, None)
+        offset = None if vocabulary is None else vocabulary.identity_offset
+        # Their identity features: the columns of the identity block (the last ones) in their rows.
+        columns = features[gone].indices
+        own = np.unique(columns[columns >= offset] if offset is not None else columns[:0]).astype(np.int64)
+        super()._forget(side, ids)  # rows, ids and factors (``_fold_in_arrays``: not the feature embeddings)
+        if len(own):
+            setattr(self, f"_{side}_spec", vocabulary.without_identity(own).spec_array())
+        self._forget_feature_rows(side, features, gone, own)
+        return self
 
     def _fold_in_arrays(self, side):
         # The per-row arrays forget_* removes: with identity features a row's embedding is its own.
+        features = getattr(self, f"{side}_features_", None)
+        if features is not None and not _is_identity(features):
+            return super()._fold_in_arrays(side)
         own = ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
         return (*super()._fold_in_arrays(side), *own)
 
     def _after_forget(self, side, touched):
-        if getattr(self, f"{side}_features_") is not None:
+        features = getattr(self, f"{side}_features_")
+        if features is not None and _is_identity(features):
             n = len(getattr(self, f"{side}_factors"))
             setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
+
+    def _forget_feature_rows(self, side: str, features: sp.csr_matrix, gone: np.ndarray, own: np.ndarray) -> None:
+        """Remove rows ``gone`` from the ``side`` feature matrix, their identity feature columns ``own``, and
+        zero the embeddings of features no remaining row has (new arrays: a failed forget restores the old)."""
+        keep_cols = np.ones(features.shape[1], bool)
+        keep_cols[own] = False
+        kept = features[np.setdiff1d(np.arange(features.shape[0]), gone)][:, np.flatnonzero(keep_cols)].tocsr()
+        used = np.diff(kept.tocsc().indptr) > 0
+        setattr(self, f"{side}_features_", kept.astype(np.float32))
+        for name in ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",):
+            values = getattr(self, name)[keep_cols]  # a copy (boolean index)
+            values[~used] = 0.0  # learnt from the forgotten rows only
+            setattr(self, name, values)
 
     def _negative_pool(self, train: sp.csr_matrix) -> np.ndarray:
         """The item ids negatives are drawn from uniformly (an id listed w times is w times as likely)."""
