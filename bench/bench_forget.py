@@ -22,6 +22,9 @@ Ten users drawn at random (seed 0) are forgotten. For each model, one thread (re
 * ``top10 forget`` / ``top10 seed``: mean overlap (|A ∩ B| / 10) of each remaining user's top 10
   (training items excluded) with the refit's, after ``forget_users`` / for the seed + 1 refit.
 
+``RECFORGE_BENCH_FORGET_MODELS`` (comma-separated, default all of ALS, BPR, SGDMF, HybridMF,
+MLPScorer, ItemKNN, EASE, MostPopular) picks the model families to run.
+
 Scores are the ranking scores of ``recommend`` over the whole catalogue (rating models: without the
 user bias and global mean, which do not change a user's ranking).
 """
@@ -31,9 +34,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _harness import switch
 from bench_coldstart import movielens_100k
 
 N_FORGET = 10
+FAMILIES = "ALS,BPR,SGDMF,HybridMF,MLPScorer,ItemKNN,EASE,MostPopular"
 
 
 def _configs(rf):
@@ -100,7 +105,8 @@ def run(ctx) -> list[dict]:
                                                if rows is None else user_features.matrix[rows]}  # fmt: skip
     gone = np.random.default_rng(0).choice(ratings.shape[0], N_FORGET, replace=False)
     keep = np.setdiff1d(np.arange(ratings.shape[0]), gone)
-    configs = _configs(rf)
+    families = set(switch("RECFORGE_BENCH_FORGET_MODELS", FAMILIES))
+    configs = {case: config for case, config in _configs(rf).items() if case.split()[0] in families}
     if ctx.quick:
         configs = {k: v for k, v in configs.items() if not k.startswith(("MLP", "ALS cholesky"))}
     out = []
