@@ -210,6 +210,26 @@ def test_a_forgotten_user_leaves_nothing_in_a_saved_hybrid_with_features(tmp_pat
     assert back.recommend_for_features(new_user, k=2)[0].shape == (1, 2)
 
 
+def test_a_forgotten_item_leaves_its_identity_feature_with_it(tmp_path):
+    data = _with_secret_user()
+    films = pd.DataFrame({"item": ["w", "x", "y", "z"], "genres": ["a|b", "a", "b", "c"]})
+    features = rf.Features.from_pandas(films, "item", ids=data.item_ids, tags={"genres": "|"}, identity=True)
+    model = rf.HybridMF(factors=3, epochs=3, threads=1).fit(data, progress=False, item_features=features)
+    kept = [j for j, name in enumerate(features.names) if name != "id=w"]
+    expected = model.item_embeddings[kept], model.item_feature_bias[kept]
+    model.forget_items(["w"])
+    np.testing.assert_array_equal(model.item_embeddings, expected[0])
+    np.testing.assert_array_equal(model.item_feature_bias, expected[1])
+    model.save(tmp_path / "hybrid.rf")
+    back = rf.load(tmp_path / "hybrid.rf")
+    vocabulary = rf.Features.from_spec_array(back._item_spec, None)
+    assert vocabulary.names == [features.names[j] for j in kept]  # "id=w" gone, its genres (shared) stay
+    assert back.item_features_.shape == (3, len(kept))
+    assert list(back.item_ids_.values) == [v for v in data.item_ids.values if v != "w"]
+    users = np.arange(model.n_users)
+    np.testing.assert_array_equal(back.recommend(users, k=2)[0], model.recommend(users, k=2)[0])
+
+
 @pytest.mark.parametrize("cls", [rf.ItemKNN, rf.EASE, rf.MostPopular])
 def test_item_statistics_after_forgetting_equal_a_refit(ratings, cls):
     model = cls().fit(ratings, progress=False)
