@@ -126,12 +126,12 @@ def integrated_gradient(net: NcfWeights, baseline: np.ndarray, p: np.ndarray, q:
 def integrated_gradient_parts(net: NcfWeights, user_embedding, u: int, item_embedding, i: int, history,
                               values) -> ScoreParts:  # fmt: skip
     """``ScoreParts`` of user ``u`` and item ``i`` by integrated gradients from the mean user (module docstring)."""
-    users = np.asarray(to_host(user_embedding), np.float64)
-    items = np.asarray(to_host(item_embedding), np.float64)
-    baseline, p, q = users.mean(axis=0), users[u], items[i]
+    users, items = to_host(user_embedding), to_host(item_embedding)  # float32, no copy on the CPU
+    baseline = np.mean(users, axis=0, dtype=np.float64)  # the mean user: one pass, no float64 copy of the table
+    p, q = users[u].astype(np.float64), items[i].astype(np.float64)
     grad = integrated_gradient(net, baseline, p, q)
     offset = p - baseline
-    on_history = items[history]  # (n, e)
+    on_history = items[history].astype(np.float64)  # (n, e)
     if len(history):
         coefficients = np.linalg.lstsq(on_history.T, offset, rcond=None)[0]
     else:
