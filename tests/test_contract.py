@@ -729,3 +729,15 @@ def test_hybrid_with_features_forgets_rows_and_their_own_features(case, side, da
     np.testing.assert_allclose(getattr(model, f"{side}_factors"), features[kept] @ before, rtol=1e-6, atol=1e-7)
     model.save(tmp_path / "m.rf")
     assert_same_predictions(rf.load(tmp_path / "m.rf"), model)
+
+
+@only([c for c in CASES if c.cls is rf.MLPScorer])
+def test_mlp_with_features_refuses_to_forget(case, data):
+    features = sp.random(N_USERS, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    model = fit(make(case), data, user_features=features)
+    with pytest.raises(TypeError, match="MLPScorer forgets users only when fitted without user_features"):
+        model.forget_users([0])
+    assert model.n_users == N_USERS
+    model.forget_items([0])  # the items are still their own
+    assert model.n_items == N_ITEMS - 1
+    assert model.item_embedding.shape[0] == N_ITEMS - 1

@@ -393,3 +393,16 @@ def test_mlp_explanation_of_a_long_history_leaves_no_residual(ncf, ratings):
                                    rel=1e-9, abs=1e-9)  # fmt: skip
     assert e.base + e.contributions["contribution"].sum() == pytest.approx(e.score, rel=1e-9, abs=1e-12)
     assert e.score == pytest.approx(e.model_score, rel=1e-5, abs=1e-5)
+
+
+def test_mlp_explanation_with_feature_towers_adds_up_to_the_score(ratings):
+    """With features the entity embeddings are feature-weighted sums; the logit is the same function of them."""
+    group = np.random.default_rng(1).integers(0, 3, 80)
+    features = sp.hstack([sp.csr_matrix(np.eye(3, dtype=np.float32)[group]), sp.identity(80, np.float32)], format="csr")
+    model = rf.MLPScorer(factors=4, layers=(8,), epochs=2, lr=0.01, threads=1)
+    model.fit(ratings, progress=False, user_features=features)
+    for u, i in ((0, 5), (33, 12)):
+        e = model.explain(u, i)
+        assert e.method == "integrated-gradients"
+        assert e.base + e.contributions["contribution"].sum() == pytest.approx(e.score, rel=1e-9, abs=1e-12)
+        assert e.score == pytest.approx(e.model_score, rel=1e-5, abs=1e-5)

@@ -459,7 +459,8 @@ class Recommender(ParamsMixin):
         (the same as a refit without them), the SGD models (BPR, SGDMF, MLPScorer, HybridMF) keep
         their item side as trained: approximate (bench/RESULTS.md, "Forgetting users", gives the
         measured distance to a refit); HybridMF with features on that side drops the rows' own
-        (identity) features and keeps the shared feature embeddings as trained. ``history_``
+        (identity) features and keeps the shared feature embeddings as trained; MLPScorer forgets
+        only on a side fitted without features (TypeError otherwise). ``history_``
         (per-epoch losses, not saved) is left as it was.
         """
         return self._forget("user", users)
