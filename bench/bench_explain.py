@@ -98,7 +98,7 @@ def _mlp(ctx, rf, data, pairs) -> list[dict]:
     ms = (time.perf_counter() - t0) / len(pairs) * 1e3
     net, mean_user = NcfWeights.of(model), model.user_embedding.astype(np.float64).mean(axis=0)
     worst, unexplained, cancellation = 0.0, [], []
-    for e, (u, i) in zip(explained, pairs):
+    for e, (_, i) in zip(explained, pairs):
         total = e.base + e.contributions["contribution"].sum()
         worst = max(worst, abs(total - e.model_score) / max(abs(e.model_score), 1e-3))
         q = model.item_embedding[int(i)].astype(np.float64)

@@ -706,38 +706,28 @@ def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
         assert model.seen_.shape == (0, N_ITEMS) and model.recommend_all(k=3)[0].shape == (0, 3)
 
 
-@only([c for c in CASES if c.cls is rf.HybridMF])
+@only([c for c in CASES if c.cls in (rf.HybridMF, rf.MLPScorer)])
 @pytest.mark.parametrize("side", ["user", "item"])
-def test_hybrid_with_features_forgets_rows_and_their_own_features(case, side, data, tmp_path):
+def test_models_with_features_forget_rows_and_their_own_features(case, side, data, tmp_path):
     n = N_USERS if side == "user" else N_ITEMS
     shared = sp.random(n, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
     only_theirs = sp.csr_matrix((np.ones(2, np.float32), ([3, 11], [0, 0])), shape=(n, 1))  # rows 3 and 11 only
     features = sp.hstack([shared, only_theirs], format="csr")
     model = fit(make(case), data, **{f"{side}_features": features})
-    embeddings = "user_embeddings" if side == "user" else "item_embeddings"
-    before = getattr(model, embeddings).copy()
+    hybrid = case.cls is rf.HybridMF
+    table = f"{side}_embeddings" if hybrid else f"{side}_feature_embedding"  # one row per feature
+    rows = "{}_factors" if hybrid else "{}_embedding"  # one row per user / item
+    before = getattr(model, table).copy()
     assert np.abs(before[4]).sum() > 0  # their own feature learnt something
     other = "item" if side == "user" else "user"
-    other_factors = getattr(model, f"{other}_factors").copy()
+    other_rows = getattr(model, rows.format(other)).copy()
     getattr(model, f"forget_{side}s")([3, 11])
     kept = np.setdiff1d(np.arange(n), [3, 11])
     assert (getattr(model, f"{side}_features_") != features[kept]).nnz == 0
-    after = getattr(model, embeddings)
+    after = getattr(model, table)
     np.testing.assert_array_equal(after[:4], before[:4])  # the shared features keep what they learnt
     assert not after[4].any()  # a feature only the forgotten rows had is zeroed
-    np.testing.assert_array_equal(getattr(model, f"{other}_factors"), other_factors)
-    np.testing.assert_allclose(getattr(model, f"{side}_factors"), features[kept] @ before, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(getattr(model, rows.format(other)), other_rows)
+    np.testing.assert_allclose(getattr(model, rows.format(side)), features[kept] @ before, rtol=1e-5, atol=1e-7)
     model.save(tmp_path / "m.rf")
     assert_same_predictions(rf.load(tmp_path / "m.rf"), model)
-
-
-@only([c for c in CASES if c.cls is rf.MLPScorer])
-def test_mlp_with_features_refuses_to_forget(case, data):
-    features = sp.random(N_USERS, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
-    model = fit(make(case), data, user_features=features)
-    with pytest.raises(TypeError, match="MLPScorer forgets users only when fitted without user_features"):
-        model.forget_users([0])
-    assert model.n_users == N_USERS
-    model.forget_items([0])  # the items are still their own
-    assert model.n_items == N_ITEMS - 1
-    assert model.item_embedding.shape[0] == N_ITEMS - 1

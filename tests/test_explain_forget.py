@@ -186,22 +186,25 @@ def test_a_forgotten_user_leaves_nothing_in_the_saved_file(tmp_path):
         assert back.recommend_external(["bob"], k=2)["item"].notna().all()
 
 
-def test_a_forgotten_user_leaves_nothing_in_a_saved_hybrid_with_features(tmp_path):
-    """HybridMF with user features and per-user identity features (whose names hold the user ids)."""
+@pytest.mark.parametrize("model", [rf.HybridMF(factors=3, epochs=3, threads=1),
+                                   rf.MLPScorer(factors=3, layers=(4,), epochs=2, threads=1)], ids=type)  # fmt: skip
+def test_a_forgotten_user_leaves_nothing_in_a_saved_model_with_features(model, tmp_path):
+    """User features and per-user identity features (whose names hold the user ids)."""
     data = _with_secret_user()
     people = pd.DataFrame({"user": ["ann", "bob", "secret-user-7", "cy"], "age": ["20s", "30s", "20s", "40s"]})
     features = rf.Features.from_pandas(people, "user", ids=data.user_ids, categorical=["age"], identity=True)
-    model = rf.HybridMF(factors=3, epochs=3, threads=1).fit(data, progress=False, user_features=features)
+    model.fit(data, progress=False, user_features=features)
+    table = "user_embeddings" if isinstance(model, rf.HybridMF) else "user_feature_embedding"
     kept_rows = [r for r, v in enumerate(data.user_ids.values) if v != "secret-user-7"]
     kept_columns = [j for j, name in enumerate(features.names) if name != "id=secret-user-7"]
     assert len(kept_columns) == 6  # age=20s, 30s, 40s and the three other users' identities
-    expected = model.user_embeddings[kept_columns]
+    expected = getattr(model, table)[kept_columns]
     model.forget_users(["secret-user-7"])
-    path = tmp_path / "hybrid.rf"
+    path = tmp_path / "model.rf"
     model.save(path)
     assert b"secret-user-7" not in path.read_bytes()
     assert (model.user_features_ != features.matrix[kept_rows][:, kept_columns]).nnz == 0
-    np.testing.assert_array_equal(model.user_embeddings, expected)  # the shared age=20s embedding stays
+    np.testing.assert_array_equal(getattr(model, table), expected)  # the shared age=20s embedding stays
     back = rf.load(path)
     assert list(back.user_ids_.values) == list(data.user_ids.values[kept_rows])
     np.testing.assert_array_equal(back.recommend(np.arange(3), k=2)[0], model.recommend(np.arange(3), k=2)[0])

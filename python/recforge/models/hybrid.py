@@ -31,7 +31,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
-from ..data.features import Features
 from ._features import FeatureColdStart, is_identity
 from ._params import EPOCHS, Param
 from ._training import run_epochs
@@ -139,39 +138,18 @@ class HybridMF(FeatureColdStart, FactorModel):
         self._compute_factors()
         return self._finish_fit(train)
 
-    # -- forgetting ----------------------------------------------------------------------------------
-    def _forget(self, side, ids):
-        """Approximate, as BPR: the forgotten rows go, the rest keeps what it learnt from them.
+    # -- forgetting (FeatureColdStart._forget) -------------------------------------------------------
+    def _features_are_rows(self, side):
+        # Fitted without {side}_features: each row is its own feature, its embedding goes with it.
+        return is_identity(getattr(self, f"{side}_features_"))
 
-        Without ``{side}_features`` each row is its own feature: its embedding goes with it. With
-        them, the rows leave the feature matrix; a feature only they had (their identity feature,
-        ``Features(identity=True)``: column, embedding and ``"id=..."`` name removed; any other:
-        embedding zeroed, as ``fit`` leaves a feature nobody has) goes with them; the features the
-        remaining rows share keep their embeddings, which learnt from the forgotten rows too.
-        """
-        self._check_fitted()
-        features = getattr(self, f"{side}_features_")
-        if features is None or is_identity(features):
-            return super()._forget(side, ids)
-        gone = self._to_internal(side, ids, f"{side}s")
-        spec = getattr(self, f"_{side}_spec", None)
-        vocabulary = None if spec is None else Features.from_spec_array(spec, None)
-        offset = None if vocabulary is None else vocabulary.identity_offset
-        # Their identity features: the columns of the identity block (the last ones) in their rows.
-        columns = features[gone].indices
-        own = np.unique(columns[columns >= offset] if offset is not None else columns[:0]).astype(np.int64)
-        super()._forget(side, ids)  # rows, ids and factors (``_fold_in_arrays``: not the feature embeddings)
-        if len(own):
-            setattr(self, f"_{side}_spec", vocabulary.without_identity(own).spec_array())
-        self._forget_feature_rows(side, features, gone, own)
-        return self
+    def _feature_tables(self, side):
+        return ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
 
     def _fold_in_arrays(self, side):
         # The per-row arrays forget_* removes: with identity features a row's embedding is its own.
         features = getattr(self, f"{side}_features_", None)
-        if features is not None and not is_identity(features):
-            return super()._fold_in_arrays(side)
-        own = ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
+        own = self._feature_tables(side) if features is not None and is_identity(features) else ()
         return (*super()._fold_in_arrays(side), *own)
 
     def _after_forget(self, side, touched):
@@ -179,19 +157,6 @@ class HybridMF(FeatureColdStart, FactorModel):
         if features is not None and is_identity(features):
             n = len(getattr(self, f"{side}_factors"))
             setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
-
-    def _forget_feature_rows(self, side: str, features: sp.csr_matrix, gone: np.ndarray, own: np.ndarray) -> None:
-        """Remove rows ``gone`` from the ``side`` feature matrix, their identity feature columns ``own``, and
-        zero the embeddings of features no remaining row has (new arrays: a failed forget restores the old)."""
-        keep_cols = np.ones(features.shape[1], bool)
-        keep_cols[own] = False
-        kept = features[np.setdiff1d(np.arange(features.shape[0]), gone)][:, np.flatnonzero(keep_cols)].tocsr()
-        used = np.diff(kept.tocsc().indptr) > 0
-        setattr(self, f"{side}_features_", kept.astype(np.float32))
-        for name in ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",):
-            values = getattr(self, name)[keep_cols]  # a copy (boolean index)
-            values[~used] = 0.0  # learnt from the forgotten rows only
-            setattr(self, name, values)
 
     def _negative_pool(self, train: sp.csr_matrix) -> np.ndarray:
         """The item ids negatives are drawn from uniformly (an id listed w times is w times as likely)."""

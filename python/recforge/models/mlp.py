@@ -458,11 +458,8 @@ class MLPScorer(FeatureColdStart, Recommender):
     def _fold_in_arrays(self, side):
         return (f"{side}_embedding",)
 
-    def _forget(self, side, ids):
-        if getattr(self, f"{side}_features_") is not None:
-            raise TypeError(f"MLPScorer forgets {side}s only when fitted without {side}_features: what it learnt from "
-                            "them lives in feature embeddings shared with others; refit without them")  # fmt: skip
-        return super()._forget(side, ids)
+    def _feature_tables(self, side):
+        return (f"{side}_feature_embedding",)
 
     # -- cold start (FeatureColdStart's hooks) ---------------------------------------------------
     def _check_embeddings(self) -> None:
