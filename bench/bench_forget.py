@@ -1,7 +1,7 @@
 """Forgetting users (issue 16): how far ``forget_users`` leaves each model from a refit without them, and its cost.
 
 Data: MovieLens-100K, ratings >= 4 as binary positives (every model but SGDMF; SGDMF: all ratings).
-"HybridMF ... features": the cold-start bench's features (users: gender, occupation, age and an
+"HybridMF / MLPScorer ... features": the cold-start bench's features (users: gender, occupation, age and an
 identity feature each; items: genres and identity), the forgotten users' rows and identity features
 removed; the refits get the remaining users' feature rows.
 Ten users drawn at random (seed 0) are forgotten. For each model, one thread (repeatable fits):
@@ -57,6 +57,11 @@ def _configs(rf):
         "HybridMF warp f=32": (rf.HybridMF, {"threads": 1}, "binary"),
         "HybridMF warp f=32 features": (rf.HybridMF, {"threads": 1}, "features"),
         "MLPScorer gmf f=16": (rf.MLPScorer, {"factors": 16, "mode": "gmf", "epochs": 5, "threads": 1}, "binary"),
+        "MLPScorer gmf f=16 features": (
+            rf.MLPScorer,
+            {"factors": 16, "mode": "gmf", "epochs": 5, "threads": 1},
+            "features",
+        ),  # fmt: skip
         "ItemKNN": (rf.ItemKNN, {"threads": 1}, "binary"),
         "EASE": (rf.EASE, {"threads": 1}, "binary"),
         "MostPopular": (rf.MostPopular, {}, "binary"),
