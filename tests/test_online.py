@@ -81,12 +81,12 @@ def test_merge_rows_matches_dense_reference(seed, duplicates, extra_rows, extra_
 
 
 # -- ALS: the exact fold-in ---------------------------------------------------------------------------
-@pytest.mark.parametrize("item_updates", ["new", "touched"])
-def test_als_stream_equals_the_fold_in_helper(item_updates):
+@pytest.mark.parametrize(("item_updates", "sweep_every"), [("new", None), ("touched", None), ("touched", 0.02)])
+def test_als_stream_equals_the_fold_in_helper(item_updates, sweep_every):
     df, inter = _history()
     model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
     before = copy.deepcopy(model)
-    updater = StreamingUpdater(model, item_updates=item_updates)
+    updater = StreamingUpdater(model, item_updates=item_updates, sweep_every=sweep_every)
     stream = _stream()
     for start in range(0, len(stream), 100):
         updater.update(stream.iloc[start : start + 100])
@@ -101,9 +101,10 @@ def test_als_stream_equals_the_fold_in_helper(item_updates):
     touched = np.unique(model.user_ids_.to_index(last["user"].to_numpy()))
     reference = copy.deepcopy(model).partial_fit_users(touched, model.seen_[touched])
     np.testing.assert_allclose(model.user_factors[touched], reference.user_factors[touched], rtol=1e-5, atol=1e-6)
-    # Users no event touched keep their factors.
-    untouched = np.setdiff1d(np.arange(before.n_users), model.user_ids_.to_index(stream["user"].to_numpy()))
-    np.testing.assert_array_equal(model.user_factors[untouched], before.user_factors[untouched])
+    # Without the automatic sweep, users no event touched keep their factors.
+    if sweep_every is None:
+        untouched = np.setdiff1d(np.arange(before.n_users), model.user_ids_.to_index(stream["user"].to_numpy()))
+        np.testing.assert_array_equal(model.user_factors[untouched], before.user_factors[untouched])
 
 
 def test_als_new_items_are_solved_and_recommended():
@@ -442,7 +443,8 @@ def test_item_refresh_skips_items_that_barely_changed(item_refresh, resolved):
     newcomer = next(u for u in (f"u{j}" for j in range(40)) if not ((df.user == u) & (df.item == popular)).any())
     item = model.item_ids_.to_index([popular])[0]
     before = model.item_factors[item].copy()
-    StreamingUpdater(model, item_refresh=item_refresh).update(pd.DataFrame({"user": [newcomer], "item": [popular]}))
+    updater = StreamingUpdater(model, item_refresh=item_refresh, sweep_every=None)
+    updater.update(pd.DataFrame({"user": [newcomer], "item": [popular]}))
     assert (not np.array_equal(model.item_factors[item], before)) == resolved
 
 
@@ -474,3 +476,68 @@ def test_refresh_is_one_exact_als_sweep_over_the_whole_history():
         updater.refresh(sweeps=0)
     with pytest.raises(TypeError, match="ALS"):
         StreamingUpdater(rf.MostPopular().fit(inter)).refresh()
+
+
+# -- ALS: the automatic sweep -------------------------------------------------------------------------
+def _changed_rows(after, before):
+    return np.flatnonzero(np.any(after[: len(before)] != before, axis=1))
+
+
+def test_the_sweep_refines_a_slice_proportional_to_the_batch_in_turn():
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    n_users, n_items = model.n_users, model.n_items
+    sweep_every = 0.25  # a full sweep per (history size / 4) events
+    updater = StreamingUpdater(model, sweep_every=sweep_every, item_updates="new")
+    # Batches of events by one user on items it already has: only the sweep moves other rows.
+    own = model.seen_[0].indices
+    events = 10
+    seen_users, seen_items = set(), set()
+    for batch in range(15):
+        users_before, items_before = model.user_factors.copy(), model.item_factors.copy()
+        nnz_before = model.seen_.nnz
+        expected_users, expected_items = (int(np.ceil(n * events / (sweep_every * nnz_before)))
+                                          for n in (n_users, n_items))  # fmt: skip
+        updater.update(pd.DataFrame({"user": [model.user_ids_.values[0]] * events,
+                                     "item": model.item_ids_.to_external(own[np.arange(events) % len(own)]),
+                                     "time": 1e6 + batch}))  # fmt: skip
+        users = np.setdiff1d(_changed_rows(model.user_factors, users_before), [0])
+        items = _changed_rows(model.item_factors, items_before)
+        # The slice is bounded by the batch's size (the latency bound) and taken in turn.
+        assert 0 < len(users) <= expected_users and 0 < len(items) <= expected_items
+        start = (batch * expected_items) % n_items
+        assert set(items) <= {(start + j) % n_items for j in range(expected_items)}
+        seen_users |= set(users)
+        seen_items |= set(items)
+    # 150 events are more than 0.25 x the history: every row was refined at least once.
+    assert 150 > sweep_every * model.seen_.nnz
+    assert seen_items == set(range(n_items)) and seen_users | {0} == set(range(n_users))
+
+
+def test_the_sweep_brings_the_streamed_model_closer_to_the_optimum():
+    """A refit minimises the ALS objective on the whole history; the sweep lowers it where the
+    micro-batches alone leave the untouched rows where they were."""
+    df, inter = _history()
+    stream = _stream(n=600)
+    losses = {}
+    for sweep_every in (None, 0.05):
+        model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+        updater = StreamingUpdater(model, sweep_every=sweep_every)
+        for part in _split(stream, 6):
+            updater.update(part)
+        seen = model._ops.csr(model.seen_)
+        losses[sweep_every] = model._loss(seen, model._ops.csr(model.seen_.T.tocsr()), 1)
+    assert losses[0.05] < 0.99 * losses[None]
+
+
+def test_the_kept_gram_matrices_equal_recomputed_ones():
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    updater = StreamingUpdater(model)
+    for part in _split(_stream(n=900), 9):
+        updater.update(part)
+    grams, users, items = updater._grams
+    assert users is model.user_factors and items is model.item_factors
+    for side, factors in (("user", model.user_factors), ("item", model.item_factors)):
+        exact = factors.astype(np.float64).T @ factors.astype(np.float64)
+        np.testing.assert_allclose(grams[side], exact, rtol=1e-9, atol=1e-9 * np.abs(exact).max())
