@@ -130,9 +130,10 @@ class StreamingUpdater:
         ALS: re-solve the items whose column the batch changed (subject to ``item_refresh``; closer
         to a refit), or only the items a batch adds (faster).
     item_refresh : float >= 0
-        ALS with ``item_updates="touched"``: re-solve a touched item only once its column (its
-        users) has grown by this fraction since it was last solved (0: at every touch). A popular
-        item gaining one user of 300 barely moves, and its solve is the costliest of a batch.
+        ALS with ``item_updates="touched"``: refine a touched item (from its factors, by the model's
+        own solver: warm-started CG steps) only once its column (its users) has grown by this
+        fraction since it was last solved (0: at every touch). A popular item gaining one user of
+        300 barely moves; the automatic sweep reaches every item in turn anyway.
     sweep_every : float > 0 or None
         ALS: the automatic refresh. Micro-batches move only the rows they touch, while a refit also
         re-balances every other row with the new data; so each batch also refines a slice of all the
@@ -489,20 +490,21 @@ class StreamingUpdater:
             start = None if exact else (own[ids], None if own_bias is None else own_bias[ids])
             x, b = model._solve_rows(_rows_of(rows, ids), other, other_bias, self.threads, start=start,
                                      gram=None if grams is None else grams[other_side].astype(np.float32))  # fmt: skip
-            if grams is not None:  # the Gram follows the rows it sums: O(rows x f^2), not O(n x f^2)
+            if grams is not None and 8 * len(ids) < len(own):  # the Gram follows the few rows that changed
                 old, x64 = own[ids].astype(np.float64), x.astype(np.float64)
                 grams[side] += x64.T @ x64 - old.T @ old
             own[ids] = x
+            if grams is not None and 8 * len(ids) >= len(own):  # many rows: one SYRK of all is cheaper
+                grams[side] = model._ops.gram(own, 1).astype(np.float64)
             if b is not None:
                 own_bias[ids] = b
 
-        # Known items first (against the users as they are), then every touched user against those
-        # items, then the new items against the updated users, and the users of new items once more:
-        # each touched user ends as the exact fold-in of their full history against the final items.
-        # The sweep's slices (refined by the model's own solver, like an epoch of the fit) join the
-        # first two steps.
-        solve("item", due)
-        solve("item", np.setdiff1d(swept, due, assume_unique=True), exact=False)
+        # Known items first (refined from where they are against the users as they are: the touched
+        # ones due and the sweep's slice), then every touched user exactly against those items (and
+        # the sweep's slice of the others, refined), then the new items exactly against the updated
+        # users, and the users of new items once more: each touched user ends as the exact fold-in of
+        # their full history against the final items.
+        solve("item", np.union1d(due, swept), exact=False)
         solve("user", touched)
         solve("user", np.setdiff1d(self._sweep_slice("user", shape0[0], share), touched, assume_unique=True),
               exact=False)  # fmt: skip
@@ -524,8 +526,7 @@ class StreamingUpdater:
             return None
         grams, uf, itf = self._grams
         if uf is not base["user_factors"] or itf is not base["item_factors"]:
-            grams = {side: base[f"{side}_factors"].astype(np.float64).T @ base[f"{side}_factors"].astype(np.float64)
-                     for side in ("user", "item")}  # fmt: skip
+            grams = {side: self.model._ops.gram(base[f"{side}_factors"], 1).astype(np.float64) for side in ("user", "item")}
         return {side: g.copy() for side, g in grams.items()}  # a failed batch leaves the kept ones as they were
 
     def _sweep_slice(self, side: str, n: int, share: float) -> np.ndarray:
