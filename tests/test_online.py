@@ -541,3 +541,40 @@ def test_the_kept_gram_matrices_equal_recomputed_ones():
     for side, factors in (("user", model.user_factors), ("item", model.item_factors)):
         exact = factors.astype(np.float64).T @ factors.astype(np.float64)
         np.testing.assert_allclose(grams[side], exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
+
+
+def test_under_a_backlog_the_sweep_waits_for_idle_time_in_short_slices(monkeypatch):
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    updater = StreamingUpdater(model, item_updates="new")
+    users_before = model.user_factors.copy()
+    own = model.seen_[0].indices[:3]
+    events = pd.DataFrame({"user": [model.user_ids_.values[0]] * 3, "item": model.item_ids_.to_external(own)})
+    ev, _ = updater._validate(events, None)
+    with updater._apply_lock:
+        updater._apply(ev, 0, defer_sweep=True)  # what the background thread does while events wait
+    assert len(_changed_rows(model.user_factors, users_before)) == 1  # only the touched user moved
+    owed = updater._sweep_owed
+    assert owed == pytest.approx(3 / (updater.sweep_every * inter.nnz))
+    # Idle time pays it in slices of at most IDLE_SWEEP_ROWS rows a side.
+    monkeypatch.setattr(rf.online, "IDLE_SWEEP_ROWS", 5)
+    users_before, items_before = model.user_factors.copy(), model.item_factors.copy()
+    updater._sweep_step()
+    assert 0 < len(_changed_rows(model.user_factors, users_before)) <= 5
+    assert 0 < len(_changed_rows(model.item_factors, items_before)) <= 5
+    assert updater._sweep_owed == pytest.approx(max(owed - 5 / max(model.n_users, model.n_items), 0))
+
+
+def test_the_background_updater_pays_the_sweep_it_owes_by_the_time_it_stops():
+    _, inter = _history()
+    stream = _stream(n=600)
+    losses = {}
+    for sweep_every in (None, 0.05):
+        model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+        updater = StreamingUpdater(model, sweep_every=sweep_every).start(max_batch=50, max_delay=0.001)
+        for part in _split(stream, 30):
+            updater.submit(part)
+        updater.stop()
+        assert updater._sweep_owed == 0 and updater.events_ == len(stream)
+        losses[sweep_every] = model._loss(model._ops.csr(model.seen_), model._ops.csr(model.seen_.T.tocsr()), 1)
+    assert losses[0.05] < 0.99 * losses[None]
