@@ -69,6 +69,10 @@ __all__ = ["StreamingUpdater", "BatchReport"]
 log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("user", "item", "weight", "time")
+# Rows refined from where they are (the sweep, touched items) take this many CG steps at most: each
+# row is refined again at every sweep, so two per visit reach the accuracy of the fit's three
+# (Video Games: ndcg@10 0.0319 vs 0.0318) at three quarters of the cost.
+REFINE_CG_STEPS = 2
 IDLE_SWEEP_ROWS = 4096  # rows a side per idle sweep step: about 4 ms at 64 factors on one core
 
 
@@ -527,7 +531,8 @@ class StreamingUpdater:
         other, other_bias = sides[other_side][1:]
         start = None if exact else (own[ids], None if own_bias is None else own_bias[ids])
         x, b = self.model._solve_rows(_rows_of(rows, ids), other, other_bias, self.threads, start=start,
-                                      gram=None if grams is None else grams[other_side].astype(np.float32))  # fmt: skip
+                                      gram=None if grams is None else grams[other_side].astype(np.float32),
+                                      cg_steps=None if exact else min(self.model.cg_steps, REFINE_CG_STEPS))  # fmt: skip
         if grams is not None and 8 * len(ids) < len(own):  # the Gram follows the few rows that changed
             old, x64 = own[ids].astype(np.float64), x.astype(np.float64)
             grams[side] += x64.T @ x64 - old.T @ old

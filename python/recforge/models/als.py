@@ -260,12 +260,13 @@ class ALS(RatingPredictions, FactorModel):
         return self
 
     def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool = False, *,
-                   rows: str = "interactions", gram=None) -> None:  # fmt: skip
+                   rows: str = "interactions", gram=None, cg_steps: int | None = None) -> None:  # fmt: skip
         """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``; ``rows`` names
         the argument ``m`` comes from, for the message of a row whose system is singular; ``gram``: the
-        implicit solve's ``otherᵀother`` when the caller keeps it (computed here by default)."""
+        implicit solve's ``otherᵀother`` when the caller keeps it (computed here by default); ``cg_steps``:
+        the model's by default."""
         try:
-            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact, gram)
+            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact, gram, cg_steps)
         except ValueError as exc:  # a singular row: regularization <= 0, or values spanning too many decades
             if "not positive definite" not in str(exc):
                 raise
@@ -275,7 +276,8 @@ class ALS(RatingPredictions, FactorModel):
                 + ") or raise regularization"
             ) from None
 
-    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool, gram=None) -> None:
+    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool, gram=None,
+                         cg_steps: int | None = None) -> None:  # fmt: skip
         ops = self._ops
         if self.explicit:
             ops.als_explicit_half_step(m, other, other_bias, own, own_bias, regularization=self.regularization,
@@ -284,7 +286,8 @@ class ALS(RatingPredictions, FactorModel):
             gram = ops.gram(other, threads) if gram is None else gram
             ops.als_implicit_half_step(m, other, gram, own, alpha=self.alpha,
                                        regularization=self.regularization, alpha0=self.alpha0, nu=self.nu,
-                                       solver="cholesky" if exact else self.solver, cg_steps=self.cg_steps,
+                                       solver="cholesky" if exact else self.solver,
+                                       cg_steps=self.cg_steps if cg_steps is None else cg_steps,
                                        threads=threads)  # fmt: skip
 
     def _loss(self, user_items, item_users, threads: int) -> float:
@@ -311,12 +314,12 @@ class ALS(RatingPredictions, FactorModel):
 
     # -- folding in -------------------------------------------------------------------------
     def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows", gram=None,
-                    start=None):  # fmt: skip
+                    start=None, cg_steps: int | None = None):  # fmt: skip
         """Exact factors (and biases) of the rows of ``m`` (the argument ``name``, for the message of a singular
         row) against the fixed ``other`` side (``threads``: the model's by default; the streaming updater
         solves its small batches on one). ``gram``: ``otherᵀother`` (float32) when the caller keeps it.
         ``start``: the rows' current factors (and biases): then they are refined by the model's own solver
-        (warm-started CG steps, as one epoch of the fit would), not solved exactly."""
+        (warm-started CG steps, ``cg_steps`` or the model's, as one epoch of the fit would), not solved exactly."""
         xp = self._ops.xp
         if start is None:
             own = xp.zeros((m.shape[0], self.factors), np.float32)
@@ -325,7 +328,7 @@ class ALS(RatingPredictions, FactorModel):
             own, own_bias = xp.array(start[0], np.float32), None if start[1] is None else xp.array(start[1], np.float32)
         threads = resolve_threads(self.threads if threads is None else threads)
         self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=start is None, rows=name,
-                        gram=gram)  # fmt: skip
+                        gram=gram, cg_steps=cg_steps)  # fmt: skip
         return own, own_bias
 
     def _rows_allow_negative(self) -> bool:
