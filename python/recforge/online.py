@@ -530,9 +530,10 @@ class StreamingUpdater:
         rows, own, own_bias = sides[side]
         other, other_bias = sides[other_side][1:]
         start = None if exact else (own[ids], None if own_bias is None else own_bias[ids])
+        steps = None if exact else min(self.model.cg_steps, REFINE_CG_STEPS)
         x, b = self.model._solve_rows(_rows_of(rows, ids), other, other_bias, self.threads, start=start,
                                       gram=None if grams is None else grams[other_side].astype(np.float32),
-                                      cg_steps=None if exact else min(self.model.cg_steps, REFINE_CG_STEPS))  # fmt: skip
+                                      cg_steps=steps)  # fmt: skip
         if grams is not None and 8 * len(ids) < len(own):  # the Gram follows the few rows that changed
             old, x64 = own[ids].astype(np.float64), x.astype(np.float64)
             grams[side] += x64.T @ x64 - old.T @ old
