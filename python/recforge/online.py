@@ -141,19 +141,19 @@ class StreamingUpdater:
         300 barely moves; the automatic sweep reaches every item in turn anyway.
     sweep_every : float > 0 or None
         ALS: the automatic refresh. Micro-batches move only the rows they touch, while a refit also
-        re-balances every other row with the new data; so each batch also refines a slice of all the
-        items and all the users (in turn, cyclically) by the model's own solver from where they are
-        (warm-started CG steps: what one epoch of the fit does to a row), sized so that every row is
-        refined once each time the events streamed in reach ``sweep_every`` times the history's size
-        (0.02: a full sweep per 2% of growth). The slice is proportional to the batch's events, so a
-        batch's time stays bounded by its size (``max_batch``): no long stall, no separate call.
-        In the background (``start``), a batch formed while more events wait leaves its slice
-        owed (up to one full sweep) and the thread refines it when the queue is empty, in steps of
-        at most ``IDLE_SWEEP_ROWS`` rows a side (a few ms), so the sweep never holds events back;
-        ``stop()`` pays what is still owed. Touched users are still solved exactly. None: off
-        (only ``refresh()``). With the default,
-        ndcg@10 ends within 2% of a full refit on MovieLens-100K and Amazon Video Games (see
-        bench/RESULTS.md), at about 1.5-2x the CPU time of the batches without it.
+        re-balances every other row with the new data; so each batch also refines a slice of all
+        the items and all the users (in turn, cyclically) from where they are, by the model's own
+        solver (``REFINE_CG_STEPS`` warm-started CG steps, about what an epoch of the fit does to a
+        row), sized so that every row is refined once each time the events streamed in reach
+        ``sweep_every`` times the history's size (0.02: a full sweep per 2% of growth). The slice
+        is proportional to the batch's events, so a batch's time stays bounded by its size
+        (``max_batch``): no long stall, no separate call. In the background (``start``), a batch
+        formed while more events wait leaves its slice owed (up to one full sweep) and the thread
+        refines it when the queue is empty, in steps of at most ``IDLE_SWEEP_ROWS`` rows a side (a
+        few ms), so the sweep never holds events back; ``stop()`` pays what is still owed. Touched
+        users are still solved exactly. None: off (only ``refresh()``). With the default, ndcg@10
+        ends within 2% of a full refit on the bench's replays (bench/RESULTS.md), for about 1.6x
+        the CPU time of the batches alone on Amazon Video Games.
     epochs : int >= 1
         BPR / SGDMF: SGD passes over each batch's events.
     late : {"error", "drop", "accept"}
