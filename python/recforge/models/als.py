@@ -318,14 +318,15 @@ class ALS(RatingPredictions, FactorModel):
         """Exact factors (and biases) of the rows of ``m`` (the argument ``name``, for the message of a singular
         row) against the fixed ``other`` side (``threads``: the model's by default; the streaming updater
         solves its small batches on one). ``gram``: ``otherᵀother`` (float32) when the caller keeps it.
-        ``start``: the rows' current factors (and biases): then they are refined by the model's own solver
-        (warm-started CG steps, ``cg_steps`` or the model's, as one epoch of the fit would), not solved exactly."""
+        ``start``: the rows' current factors (and biases; float32 arrays are refined in place and returned):
+        refined by the model's own solver (warm-started CG steps, ``cg_steps`` or the model's, as one epoch
+        of the fit would), not solved exactly."""
         xp = self._ops.xp
         if start is None:
             own = xp.zeros((m.shape[0], self.factors), np.float32)
             own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
         else:
-            own, own_bias = xp.array(start[0], np.float32), None if start[1] is None else xp.array(start[1], np.float32)
+            own, own_bias = (xp.ascontiguousarray(a, dtype=np.float32) if a is not None else None for a in start)
         threads = resolve_threads(self.threads if threads is None else threads)
         self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=start is None, rows=name,
                         gram=gram, cg_steps=cg_steps)  # fmt: skip
