@@ -188,10 +188,22 @@ def test_sgd_models_learn_from_the_new_events(make):
 READERS_USERS = np.arange(6)
 
 
-def _run_with_readers(updater, stream, batches):
-    """Stream ``stream`` in ``batches`` while 2 threads recommend; returns (published states, results, errors)."""
+def _run_with_readers(updater, stream, batches, background=False):
+    """Stream ``stream`` in ``batches`` while 2 threads recommend; returns (published states, results, errors).
+
+    ``background``: submitted to the updater's thread (which also publishes idle sweep steps): every
+    publication is recorded from inside ``_publish``."""
     model = updater.model
     states = [(model.user_factors, model.item_factors, model.seen_)]
+    if background:
+        publish = updater._publish
+
+        def recording_publish(state):
+            publish(state)
+            states.append((model.user_factors, model.item_factors, model.seen_))
+
+        updater._publish = recording_publish
+        updater.start(max_batch=60, max_delay=0.001)
     results, errors, done = [], [], threading.Event()
 
     def read():
@@ -207,9 +219,14 @@ def _run_with_readers(updater, stream, batches):
         t.start()
     try:
         for part in _split(stream, batches):
-            updater.update(part)
-            states.append((model.user_factors, model.item_factors, model.seen_))  # copy-on-write: references suffice
-            time.sleep(0.002)
+            if background:
+                updater.submit(part)  # at once: a backlog, so batches leave their sweep to idle time
+            else:
+                updater.update(part)
+                states.append((model.user_factors, model.item_factors, model.seen_))  # copy-on-write: references
+                time.sleep(0.002)
+        if background:
+            updater.stop()
     finally:
         done.set()
         for t in threads:
@@ -243,6 +260,20 @@ def test_readers_see_old_or_new_state_never_a_mix():
     model, stream = _consistency_setup()
     states, results, errors = _run_with_readers(StreamingUpdater(model), stream, 40)
     assert len(results) > 40  # the readers really ran during the updates
+    assert _mixed(states, results, errors) == 0
+
+
+def test_readers_see_only_published_states_of_the_background_updater_and_its_idle_sweep(monkeypatch):
+    model, stream = _consistency_setup()
+    monkeypatch.setattr(rf.online, "IDLE_SWEEP_ROWS", 8)  # several idle steps per sweep owed
+    updater = StreamingUpdater(model, sweep_every=0.05)
+    steps = []
+    sweep_step = updater._sweep_step
+    monkeypatch.setattr(updater, "_sweep_step", lambda: (steps.append(1), sweep_step())[1])
+    states, results, errors = _run_with_readers(updater, stream, 40, background=True)
+    assert updater.events_ == len(stream) and updater._sweep_owed == 0
+    assert len(steps) > 0 and len(states) > updater.batches_ + 1  # idle steps published states of their own
+    assert len(results) > 40
     assert _mixed(states, results, errors) == 0
 
 
