@@ -152,7 +152,7 @@ class StreamingUpdater:
         refines it when the queue is empty, in steps of at most ``IDLE_SWEEP_ROWS`` rows a side (a
         few ms), so the sweep never holds events back; ``stop()`` pays what is still owed. Touched
         users are still solved exactly. None: off (only ``refresh()``). With the default, ndcg@10
-        ends within 2% of a full refit on the bench's replays (bench/RESULTS.md), for about 1.6x
+        ends within 2% of a full refit on the bench's replays (bench/RESULTS.md), for 1.6-1.8x
         the CPU time of the batches alone on Amazon Video Games.
     epochs : int >= 1
         BPR / SGDMF: SGD passes over each batch's events.
