@@ -30,6 +30,9 @@ Figures:
   ``READ_RATE`` calls/s each. Latency of an event: from its ``submit`` to the publication of the
   batch holding it (the ``Future``'s result), after which every ``recommend`` sees it (checked at
   the end: every streamed event is in the model's history).
+* ``served events/s under load``: the stream's size over the time until its last event was visible
+  (below the offered rate: a backlog formed, and the latency is the queue's); ``longest batch ms``:
+  the longest background batch (validation to publication, its sweep slice included).
 * ``recommend p50 / p99 ms``: those readers' calls, under that load; ``recommend idle p50 ms``: the
   same calls with no stream.
 * ``ndcg@10``: on the held-out events (users and items the model knows, training items
@@ -258,6 +261,13 @@ def run(ctx):
                                  better="lower", **extra))  # fmt: skip
         rows.append(dict(case=case, library="recforge", metric="recommend idle p50 ms",
                          value=float(np.percentile(idle, 50)), spread=None, better="lower"))  # fmt: skip
+        # Served below offered means a backlog (the latency is then the queue's); the longest batch
+        # shows the bound on what one batch (its sweep slice included) holds events back.
+        rows.append(dict(case=case, library="recforge", metric="served events/s under load",
+                         value=len(stream) / elapsed, spread=None, better="higher", **extra))  # fmt: skip
+        rows.append(dict(case=case, library="recforge", metric="longest batch ms under load",
+                         value=1e3 * max(r.seconds for r in updater.reports_), spread=None, better="lower",
+                         **extra))  # fmt: skip
 
         # Accuracy: streamed (the default policy, automatic sweep included) vs a full refit, both from
         # the same seed, per seed and averaged over seeds. A refit's own spread over seeds is the noise floor.
