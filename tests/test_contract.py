@@ -14,9 +14,11 @@ conftest.py reports the test as xfail with that message (it runs for real once t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import math
+import pickle
 import re
 import struct
 import zipfile
@@ -409,6 +411,15 @@ def test_save_load_round_trip(case, device, data, tmp_path):
     assert back.device_ == "cpu" and back.history_ == []  # loaded on the host; the log is not saved
     assert back.seen_.shape == model.seen_.shape and (back.seen_ != model.seen_).nnz == 0
     assert_same_predictions(back, model)
+
+
+def test_copy_and_pickle_keep_a_working_model(case, data):
+    """The skeleton says fitted models copy and pickle (a lock is not carried; kernel objects are rebuilt)."""
+    model = fit(make(case), data)
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert type(twin) is type(model) and twin.get_params() == model.get_params()
+        assert_same_predictions(twin, model)
+        fit(twin, data)  # the copy trains on its own
 
 
 def test_load_rejects_corrupt_or_truncated_files(case, device, data, tmp_path):

@@ -8,7 +8,10 @@ describes how it turns feature rows into what it ranks with through three hooks:
 
 * ``_check_embeddings()``: raise unless the model has feature embeddings to use;
 * ``_recommend_feature_users(m, k, items, threads)``: top ``k`` for users given by feature rows ``m``;
-* ``_append_items(m)``: grow its per-item state by the items given by feature rows ``m``.
+* ``_append_items(m)``: grow its per-item state by the items given by feature rows ``m``;
+
+and, optionally, ``_forgets_with(features)``: whether ``forget_*`` may remove rows of a side fitted
+with ``features`` (default: never, what was learnt from them is shared with other entities).
 """
 
 from __future__ import annotations
@@ -128,6 +131,19 @@ class FeatureColdStart:
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(sims, order, 1)
         return np.where(np.isneginf(top), -1, order).astype(np.int64), top
+
+    # -- forgetting ----------------------------------------------------------------------------------
+    def _forget(self, side, ids):
+        self._check_fitted()
+        features = getattr(self, f"{side}_features_")
+        if features is not None and not self._forgets_with(features):
+            raise TypeError(f"{type(self).__name__} forgets {side}s only when fitted without {side}_features: with "
+                            "features, what it learnt from them lives in feature embeddings shared with others (and "
+                            "the feature names); refit without them")  # fmt: skip
+        return super()._forget(side, ids)
+
+    def _forgets_with(self, features) -> bool:
+        return False
 
     # -- persistence ---------------------------------------------------------------------------------
     def _feature_arrays(self) -> dict[str, np.ndarray]:

@@ -139,17 +139,10 @@ class HybridMF(FeatureColdStart, FactorModel):
         return self._finish_fit(train)
 
     # -- forgetting ----------------------------------------------------------------------------------
-    def _forget(self, side, ids):
-        """Only where each ``side`` row is its own feature (fitted without ``{side}_features``): then its
-        embedding goes with it, and the other side keeps what it learnt (approximate, as BPR)."""
-        self._check_fitted()
-        features = getattr(self, f"{side}_features_")
-        if features is not None and not is_identity(features):
-            raise TypeError(
-                f"HybridMF forgets {side}s only when fitted without {side}_features: with features, what it learnt "
-                "from them lives in feature embeddings shared with others (and the feature names); refit without them"
-            )
-        return super()._forget(side, ids)
+    def _forgets_with(self, features) -> bool:
+        """Only where each row is its own feature (fitted without features): then its embedding goes with
+        it, and the other side keeps what it learnt (approximate, as BPR)."""
+        return is_identity(features)
 
     def _fold_in_arrays(self, side):
         # The per-row arrays forget_* removes: with identity features a row's embedding is its own.

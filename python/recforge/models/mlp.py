@@ -162,6 +162,16 @@ class MLPScorer(FeatureColdStart, Recommender):
         self.arch = self._ops.mlp_arch(mode, f if mode != "mlp" else 0, f if mode != "gmf" else 0,
                                        list(self.layers) if mode != "gmf" else [])  # fmt: skip
 
+    def __getstate__(self):  # copy / pickle: the kernel's architecture object is rebuilt, not pickled
+        state = super().__getstate__()
+        state.pop("arch", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.is_fitted:
+            self._build_arch()
+
     @property
     def loss_history(self) -> list[float]:
         """Deprecated: the per-epoch losses; use ``history_`` (``[h["loss"] for h in history_]``)."""
@@ -457,12 +467,6 @@ class MLPScorer(FeatureColdStart, Recommender):
 
     def _fold_in_arrays(self, side):
         return (f"{side}_embedding",)
-
-    def _forget(self, side, ids):
-        if getattr(self, f"{side}_features_") is not None:
-            raise TypeError(f"MLPScorer forgets {side}s only when fitted without {side}_features: what it learnt from "
-                            "them lives in feature embeddings shared with others; refit without them")  # fmt: skip
-        return super()._forget(side, ids)
 
     # -- cold start (FeatureColdStart's hooks) ---------------------------------------------------
     def _check_embeddings(self) -> None:
