@@ -260,11 +260,13 @@ class ALS(RatingPredictions, FactorModel):
         return self
 
     def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool = False, *,
-                   rows: str = "interactions") -> None:  # fmt: skip
+                   rows: str = "interactions", gram=None, cg_steps: int | None = None) -> None:  # fmt: skip
         """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``; ``rows`` names
-        the argument ``m`` comes from, for the message of a row whose system is singular."""
+        the argument ``m`` comes from, for the message of a row whose system is singular; ``gram``: the
+        implicit solve's ``otherᵀother`` when the caller keeps it (computed here by default); ``cg_steps``:
+        the model's by default."""
         try:
-            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact)
+            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact, gram, cg_steps)
         except ValueError as exc:  # a singular row: regularization <= 0, or values spanning too many decades
             if "not positive definite" not in str(exc):
                 raise
@@ -274,15 +276,18 @@ class ALS(RatingPredictions, FactorModel):
                 + ") or raise regularization"
             ) from None
 
-    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool) -> None:
+    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool, gram=None,
+                         cg_steps: int | None = None) -> None:  # fmt: skip
         ops = self._ops
         if self.explicit:
             ops.als_explicit_half_step(m, other, other_bias, own, own_bias, regularization=self.regularization,
                                        global_mean=self.global_bias, threads=threads)  # fmt: skip
         else:
-            ops.als_implicit_half_step(m, other, ops.gram(other, threads), own, alpha=self.alpha,
+            gram = ops.gram(other, threads) if gram is None else gram
+            ops.als_implicit_half_step(m, other, gram, own, alpha=self.alpha,
                                        regularization=self.regularization, alpha0=self.alpha0, nu=self.nu,
-                                       solver="cholesky" if exact else self.solver, cg_steps=self.cg_steps,
+                                       solver="cholesky" if exact else self.solver,
+                                       cg_steps=self.cg_steps if cg_steps is None else cg_steps,
                                        threads=threads)  # fmt: skip
 
     def _loss(self, user_items, item_users, threads: int) -> float:
@@ -308,15 +313,23 @@ class ALS(RatingPredictions, FactorModel):
         return (users + items) / user_items.nnz
 
     # -- folding in -------------------------------------------------------------------------
-    def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows"):
+    def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows", gram=None,
+                    start=None, cg_steps: int | None = None):  # fmt: skip
         """Exact factors (and biases) of the rows of ``m`` (the argument ``name``, for the message of a singular
         row) against the fixed ``other`` side (``threads``: the model's by default; the streaming updater
-        solves its small batches on one)."""
+        solves its small batches on one). ``gram``: ``otherᵀother`` (float32) when the caller keeps it.
+        ``start``: the rows' current factors (and biases; float32 arrays are refined in place and returned):
+        refined by the model's own solver (warm-started CG steps, ``cg_steps`` or the model's, as one epoch
+        of the fit would), not solved exactly."""
         xp = self._ops.xp
-        own = xp.zeros((m.shape[0], self.factors), np.float32)
-        own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
+        if start is None:
+            own = xp.zeros((m.shape[0], self.factors), np.float32)
+            own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
+        else:
+            own, own_bias = (xp.ascontiguousarray(a, dtype=np.float32) if a is not None else None for a in start)
         threads = resolve_threads(self.threads if threads is None else threads)
-        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True, rows=name)
+        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=start is None, rows=name,
+                        gram=gram, cg_steps=cg_steps)  # fmt: skip
         return own, own_bias
 
     def _rows_allow_negative(self) -> bool:
