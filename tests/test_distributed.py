@@ -29,6 +29,7 @@ SOLVERS = {
     "cg": {"solver": "cg"},
     "cholesky": {"solver": "cholesky"},
     "explicit": {"feedback": "explicit", "regularization": 0.1},
+    "cg-als-wr": {"solver": "cg", "nu": 1.0, "regularization_scaling": "observed"},  # Spark's lambda * n_u
 }
 FIT = {"factors": 8, "epochs": 3, "seed": 7}
 
@@ -86,10 +87,11 @@ def test_fit_equals_local_bit_for_bit(client, events, config):
     assert [h["epoch"] for h in model.history_] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("config", ["explicit", "cholesky"])
+@pytest.mark.parametrize("config", ["explicit", "cholesky", "cg-als-wr"])
 def test_routed_rows(client, events, config):
     """Only the rows a block reads are sent; explicit ALS (no Gram) stays bit for bit, implicit sums
-    the Gram from per-block partial Grams (float32 rounding in another order)."""
+    the Gram from per-block partial Grams (float32 rounding in another order). ALS-WR's lambda counts
+    the block's stored entries only, so it routes by rows (nu > 0 with "all_pairs" cannot)."""
     ref = _local(events, **SOLVERS[config])
     est = rfd.ALS(**FIT, **SOLVERS[config], routing="rows", user_blocks=3, item_blocks=3)
     model = est.fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
@@ -103,7 +105,13 @@ def test_routed_rows(client, events, config):
 @pytest.mark.parametrize(
     "config, routing, rel",
     # a float64 sum in another order; implicit "rows": the Gram's float32 sum as well
-    [("cg", "whole", 1e-9), ("explicit", "whole", 1e-9), ("explicit", "rows", 1e-9), ("cholesky", "rows", 1e-4)],
+    [
+        ("cg", "whole", 1e-9),
+        ("explicit", "whole", 1e-9),
+        ("explicit", "rows", 1e-9),
+        ("cholesky", "rows", 1e-4),
+        ("cg-als-wr", "rows", 1e-4),
+    ],
 )
 def test_training_loss_equals_local(client, events, config, routing, rel):
     ref = _local(events, calculate_loss=True, **SOLVERS[config])
@@ -291,6 +299,8 @@ def test_bad_parameters(client, events):
         rfd.ALS(routing="diagonal").fit(client, events)
     with pytest.raises(ValueError, match="nu=0"):
         rfd.ALS(routing="rows", nu=0.5).fit(client, events)
+    with pytest.raises(ValueError, match="regularization_scaling must be one of"):
+        rfd.ALS(regularization_scaling="count").fit(client, events)
     with pytest.raises(TypeError, match="data must be"):
         rfd.ALS(**FIT).fit(client, events)  # a pandas DataFrame: wrap it in dask first
     with pytest.raises(ValueError, match="not available on Dask workers"):  # GPU workers: docs/scale-out.md

@@ -262,8 +262,8 @@ def half_step(m, other, G, own, params: dict) -> tuple:
                                    global_mean=params["global_bias"], threads=threads)  # fmt: skip
         return X, bias
     ops.als_implicit_half_step(csr, other[0], G, X, alpha=params["alpha"], regularization=params["regularization"],
-                               alpha0=params["alpha0"], nu=params["nu"], solver=params["solver"],
-                               cg_steps=params["cg_steps"], threads=threads)  # fmt: skip
+                               alpha0=params["alpha0"], nu=params["nu"], scaling=params["regularization_scaling"],
+                               solver=params["solver"], cg_steps=params["cg_steps"], threads=threads)  # fmt: skip
     return X, None
 
 
@@ -294,7 +294,8 @@ def user_loss(m, other, G, own, params: dict) -> float:
         norms = np.einsum("ij,ij->i", X, X, dtype=np.float64) + bias.astype(np.float64) ** 2
         return float(sse + params["regularization"] * (n @ norms))
     return ops.als_implicit_loss(m, X, other[0], alpha=params["alpha"], regularization=params["regularization"],
-                                 alpha0=params["alpha0"], nu=params["nu"], threads=threads, YtY=G)  # fmt: skip
+                                 alpha0=params["alpha0"], nu=params["nu"], scaling=params["regularization_scaling"],
+                                 threads=threads, YtY=G)  # fmt: skip
 
 
 def user_loss_routed(m_local, G, own, params: dict, *pieces) -> float:
@@ -310,7 +311,11 @@ def item_loss(m, own, params: dict, n_users: int) -> float:
     reg = params["regularization"]
     if params["feedback"] == "explicit":
         return float(reg * (n @ (norms + bias.astype(np.float64) ** 2)))
-    return float((reg * (n + params["alpha0"] * n_users) ** params["nu"]) @ norms)
+    from .._ops import als_row_regularization
+
+    lam = als_row_regularization(n, n_users, regularization=reg, alpha0=params["alpha0"], nu=params["nu"],
+                                 scaling=params["regularization_scaling"])  # fmt: skip
+    return float(lam @ norms)
 
 
 def first(pair):

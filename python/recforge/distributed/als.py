@@ -46,8 +46,8 @@ __all__ = ["ALS"]
 
 log = logging.getLogger(__name__)
 
-_MODEL_PARAMS = ("factors", "regularization", "epochs", "alpha", "solver", "cg_steps", "alpha0", "nu", "feedback",
-                 "clip", "threads", "seed")  # fmt: skip
+_MODEL_PARAMS = ("factors", "regularization", "epochs", "alpha", "solver", "cg_steps", "alpha0", "nu",
+                 "regularization_scaling", "feedback", "clip", "threads", "seed")  # fmt: skip
 _MANIFEST = "manifest.json"
 # init="auto" draws the local fit's exact stream (a sequential chain of tasks) up to this many
 # initial values (2^28: 1 GiB of factors, a few seconds of drawing), one stream per block above.
@@ -65,8 +65,9 @@ class ALS(ParamsMixin):
     routing : {"auto", "whole", "rows"}
         How the other side's factors reach the blocks: "whole" sends the whole side (one shared
         future per half-step, read by every block), "rows" sends each block only the rows it reads.
-        "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" needs
-        ``nu=0`` (with ``nu > 0`` the kernel's regularisation counts the columns it is given).
+        "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" cannot
+        take ``nu > 0`` with ``regularization_scaling="all_pairs"`` and ``alpha0 > 0`` (that
+        regularisation counts the columns the kernel is given); ALS-WR (``"observed"``) routes by rows.
     whole_limit_bytes : int
         Size of one side's factors up to which "auto" routes it whole (default 256 MiB).
     user_blocks, item_blocks : int, optional
@@ -114,6 +115,7 @@ class ALS(ParamsMixin):
         cg_steps: int = 3,
         alpha0: float = 1.0,
         nu: float = 0.0,
+        regularization_scaling: str = "all_pairs",
         feedback: str = "implicit",
         clip=True,
         device: str = "cpu",
@@ -141,8 +143,14 @@ class ALS(ParamsMixin):
             raise ValueError("device='cuda' is not available on Dask workers yet (see docs/scale-out.md: GPU workers)")
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
             raise TypeError(f"checkpoint_dir must be a path or None, got {type(self.checkpoint_dir).__name__}")
-        if self.routing == "rows" and self.nu != 0:
-            raise ValueError("routing='rows' needs nu=0 (the kernel's regularisation counts the columns it is given)")
+        if self.routing == "rows" and self._regularization_counts_columns():
+            raise ValueError("routing='rows' needs nu=0, alpha0=0 or regularization_scaling='observed' (with "
+                             "'all_pairs' the kernel's regularisation counts the columns it is given)")  # fmt: skip
+
+    def _regularization_counts_columns(self) -> bool:
+        """Whether lambda_u depends on the other side's size (all_pairs with nu > 0 and alpha0 > 0): such a
+        side cannot be routed by rows (a block's kernel call sees only the columns it reads)."""
+        return self.nu != 0 and self.alpha0 != 0 and self.regularization_scaling == "all_pairs"
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, client, data, callback=None, progress: bool | None = None, resume: bool = False, **data_options):
@@ -228,7 +236,7 @@ class _Run:
         for side, n in (("users", data.n_users), ("items", data.n_items)):
             mode = est.routing
             if mode == "auto":
-                mode = "whole" if n * f * 4 <= est.whole_limit_bytes or est.nu != 0 else "rows"
+                mode = "whole" if n * f * 4 <= est.whole_limit_bytes or est._regularization_counts_columns() else "rows"
             self.routing[side] = mode
         self.user_factors = self.item_factors = None
         self.routes = {}
