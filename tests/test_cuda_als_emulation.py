@@ -265,3 +265,35 @@ def test_factor_arrays_are_checked_before_any_launch(gpu):
     with pytest.raises(ValueError, match="cg_steps must be >= 1"):
         cuda.als_implicit_half_step(m, Y, G, X, solver="cg", cg_steps=0, threads=1, **IMPLICIT)
     assert gpu.launches == []
+
+
+ALS_WR = {"nu": 1.0, "regularization_scaling": "observed"}
+
+
+@pytest.mark.parametrize("config", [{"solver": "cg"}, {"solver": "cholesky", **ALS_WR}, {"feedback": "explicit"}])
+def test_dask_block_half_step_runs_the_gpu_kernels(gpu, monkeypatch, config):
+    """rf.distributed's block task with device="cuda" (GPU workers): the block's CSR and factors go to
+    the device, ``get_ops("cuda")``'s half-step runs, the new factors come back as host arrays."""
+    pytest.importorskip("distributed", reason="recforge.distributed needs the dask extra")
+    from recforge import _backend
+    from recforge.distributed import _tasks
+
+    monkeypatch.setattr(_backend, "_cupy_problem", lambda: None)  # "CuPy sees a GPU"
+    rng = np.random.default_rng(5)
+    m = interactions(rng, 40, 30, 0.2, empty_rows=[3])
+    Y, X0 = factors(rng, 30, 6), factors(rng, 40, 6)
+    explicit = config.get("feedback") == "explicit"
+    other = (Y, rng.standard_normal(30).astype(np.float32) if explicit else None)
+    own = (X0, np.zeros(40, np.float32) if explicit else None)
+    params = {"feedback": "implicit", "threads": 1, "alpha": 2.0, "regularization": 0.1, "alpha0": 1.0, "nu": 0.0,
+              "regularization_scaling": "all_pairs", "cg_steps": 3, "global_bias": 2.5, **config}  # fmt: skip
+    G = cpu.gram(Y, 1)
+    want = _tasks.half_step(cpu.csr(m), other, G, own, {**params, "device": "cpu"})
+    gpu.launches.clear()
+    got = _tasks.half_step(cpu.csr(m), other, G, own, {**params, "device": "cuda"})
+    assert gpu.launches  # the GPU kernels ran
+    assert all(isinstance(a, np.ndarray) for a in got if a is not None) and (got[1] is None) == (not explicit)
+    for g, w in zip(got, want):
+        if w is not None:
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(own[0], X0)  # the inputs stay untouched

@@ -20,6 +20,7 @@ pytest.importorskip("dask.dataframe", reason="recforge.distributed needs the das
 pytest.importorskip("pyarrow", reason="the Parquet shards need pyarrow (the dask extra)")
 
 import dask.dataframe as dd  # noqa: E402
+from conftest import CUDA_MISSING, requires_cuda  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
 import recforge as rf  # noqa: E402
@@ -303,8 +304,26 @@ def test_bad_parameters(client, events):
         rfd.ALS(regularization_scaling="count").fit(client, events)
     with pytest.raises(TypeError, match="data must be"):
         rfd.ALS(**FIT).fit(client, events)  # a pandas DataFrame: wrap it in dask first
-    with pytest.raises(ValueError, match="not available on Dask workers"):  # GPU workers: docs/scale-out.md
-        rfd.ALS(device="cuda").fit(client, events)
+
+
+@pytest.mark.skipif(CUDA_MISSING is None, reason="checks the error of a cluster without GPUs")
+def test_gpu_fit_without_gpus_names_the_workers(client, events):
+    with pytest.raises(RuntimeError, match=r"2 of 2 Dask workers .* run its GPU kernels .*device='cuda'"):
+        rfd.ALS(**FIT, device="cuda").fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize("config", ["cg", "cholesky", "explicit", "cg-als-wr"])
+def test_gpu_workers_fit_the_local_gpu_model(client, events, config):
+    """Every block's half-step on its worker's GPU (the workers here share the one GPU): the local GPU
+    fit's model up to float32 rounding (its Gram is cuBLAS's, ours the CPU's SYRK)."""
+    ref = _local(events, device="cuda", **SOLVERS[config])
+    model = rfd.ALS(**FIT, **SOLVERS[config], device="cuda", user_blocks=3, item_blocks=2).fit(
+        client, dd.from_pandas(events, npartitions=2), weight_col="rating"
+    )
+    np.testing.assert_allclose(model.user_factors, ref.user_factors.get(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(model.item_factors, ref.item_factors.get(), rtol=1e-3, atol=1e-4)
 
 
 def _kill_one_worker(client, victim: int, delay: float) -> threading.Thread:

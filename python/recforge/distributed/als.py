@@ -39,7 +39,7 @@ from .._config import show_progress
 from ..models import ALS as LocalALS
 from ..models._params import Param, ParamsMixin
 from . import _tasks
-from ._client import placement, submit, wait_all
+from ._client import check_workers, placement, submit, wait_all
 from .data import DistributedInteractions, distribute
 
 __all__ = ["ALS"]
@@ -58,7 +58,10 @@ class ALS(ParamsMixin):
     """Alternating least squares on a Dask cluster; ``fit`` returns an ordinary ``recforge.ALS``.
 
     The model parameters are those of ``recforge.ALS`` (same names, defaults and meaning; ``threads``
-    is per task, 0 = the worker's thread count). The others:
+    is per task, 0 = the worker's thread count; ``device="cuda"`` runs every block's half-step on its
+    worker's GPU, the GPU ALS of ``device="cuda"`` fits, with the blocks copied to the GPU and the new
+    factors back per task; every worker needs a GPU and CuPy, e.g. dask-cuda's ``LocalCUDACluster``;
+    the Gram and the loss stay on the CPU; the returned model is on the host). The others:
 
     Parameters
     ----------
@@ -139,8 +142,6 @@ class ALS(ParamsMixin):
 
     def _check(self) -> None:
         self._validate_params()
-        if self.device == "cuda":
-            raise ValueError("device='cuda' is not available on Dask workers yet (see docs/scale-out.md: GPU workers)")
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
             raise TypeError(f"checkpoint_dir must be a path or None, got {type(self.checkpoint_dir).__name__}")
         if self.routing == "rows" and self._regularization_counts_columns():
@@ -180,6 +181,8 @@ class ALS(ParamsMixin):
             iterations run here; ``user_ids`` / ``item_ids`` hold the id maps.
         """
         self._check()
+        if self.device == "cuda":
+            check_workers(client, "cuda")
         resuming = resume and self.checkpoint_dir is not None
         blocks = (self.user_blocks, self.item_blocks)
         if resuming:  # the checkpoint's block layout, unless given: a new cluster may have another size
@@ -231,6 +234,7 @@ class _Run:
         self.explicit = est.feedback == "explicit"
         self.params = est._model_params()
         self.params["global_bias"] = data.value_sum / data.nnz if self.explicit else 0.0
+        self.params["device"] = "cuda" if est.device == "cuda" else "cpu"  # "auto": Dask blocks are host data
         f = est.factors
         self.routing = {}
         for side, n in (("users", data.n_users), ("items", data.n_items)):
@@ -341,7 +345,7 @@ class _Run:
         return {
             "format": "recforge-dask-als-checkpoint",
             "iteration": iteration,
-            "params": {k: v for k, v in self.params.items() if k not in ("epochs", "threads")},
+            "params": {k: v for k, v in self.params.items() if k not in ("epochs", "threads", "device")},
             "shape": [d.n_users, d.n_items],
             "user_starts": d.user_starts.tolist(),
             "item_starts": d.item_starts.tolist(),
