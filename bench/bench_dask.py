@@ -29,6 +29,9 @@ partitioning; ours are the median per-iteration times from the fit callbacks aft
 iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart. ``CPU s/iter``:
 the CPU seconds of the fit per iteration (ours: this process and every Dask worker process; Spark:
 its JVM, the same two-fit difference), the steadier figure on a machine shared with other jobs.
+``CPU s/iter net of idle Dask CPU``: the Dask rows less what the Dask processes burn with nothing to
+run (heartbeats, the workers' profiler; measured for 10 s per cluster before the fits) over the
+fit's wall time, which a loaded machine stretches: the cost of the fit's own work.
 
 Equal NDCG: Spark's NDCG@10 after n iterations is the target; recforge's NDCG after every
 iteration (a local fit evaluated in its callback; the Dask fit is the same model bit for bit, which
@@ -149,11 +152,23 @@ def _dask(client, train, solver, iters, reg):
     setup = time.perf_counter() - t0
     est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0,
                              **_scaling_params())  # fmt: skip
-    cpu0, workers0 = time.process_time(), client.run(time.process_time)
+    cpu0, workers0, wall0 = time.process_time(), client.run(time.process_time), time.perf_counter()
     model = est.fit(client, data, progress=False)
     workers1 = client.run(time.process_time)
+    model.fit_wall_seconds = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
     return model, [h["seconds"] for h in model.history_], setup, cpu
+
+
+def _idle_cpu_rate(client, seconds: float = 10.0) -> float:
+    """CPU seconds per wall second that this process (client and scheduler) and the Dask workers spend
+    with nothing to run (heartbeats, the workers' profiler, event loops): a Dask fit's CPU time includes
+    it for as long as the fit's wall time, which a loaded machine stretches."""
+    cpu0, workers0, wall0 = time.process_time(), client.run(time.process_time), time.perf_counter()
+    time.sleep(seconds)
+    workers1 = client.run(time.process_time)
+    cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
+    return cpu / (time.perf_counter() - wall0)
 
 
 def _spark_session(ctx):
@@ -325,7 +340,7 @@ def _row(case, library, metric, value, spread, better, **extra):
 
 
 # ---- cases ---------------------------------------------------------------------------------------
-def _case_rows(ctx, clusters, spark, regs, name, split, iters):
+def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
     train, test = split
     spark_rows = []
     shape = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS}"
@@ -335,8 +350,10 @@ def _case_rows(ctx, clusters, spark, regs, name, split, iters):
         ctx.log(f"dask bench: {case}")
         runs = {"recforge": lambda: _dask(clusters[ctx.threads], train, solver, iters, reg),
                 "recforge (local)": lambda: _local(train, solver, ctx.threads, iters, reg)}  # fmt: skip
+        workers = {"recforge": ctx.threads, "recforge (local)": 0}
         if ctx.threads > 1:
             runs["recforge dask 1 worker"] = lambda: _dask(clusters[1], train, solver, iters, reg)
+            workers["recforge dask 1 worker"] = 1
         samples = {lib: [] for lib in runs}
         for _ in range(ctx.repeat):  # interleaved
             for lib, fit in runs.items():
@@ -351,6 +368,10 @@ def _case_rows(ctx, clusters, spark, regs, name, split, iters):
             rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg,
                              **_scaling_params()))  # fmt: skip
             rows.append(_row(case, lib, "CPU s/iter", cpu, None, "lower"))
+            # The same less the Dask processes' idle CPU over the fit's wall time (0 for the local fit).
+            rate = idle.get(workers[lib], 0.0)
+            net = float(np.median([(c - rate * getattr(m, "fit_wall_seconds", 0.0)) / iters for m, _, _, c in fits]))
+            rows.append(_row(case, lib, "CPU s/iter net of idle Dask CPU", net, None, "lower", idle_cpu_per_s=rate))
             model = fits[0][0]
             rows.append(_row(case, lib, "NDCG@10", _ndcg(model.user_factors, model.item_factors, train.csr, test.csr),
                              None, "higher"))  # fmt: skip
@@ -411,6 +432,8 @@ def run(ctx):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
             opened.append(cluster)
             clusters[n] = Client(cluster)
+        idle = {n: _idle_cpu_rate(client) for n, client in clusters.items()}
+        ctx.log(f"idle CPU of the Dask processes (CPU s per s, by worker count): {idle}")
         rows = []
         for name in cases:
             if name == "kernel-cost":
@@ -419,7 +442,7 @@ def run(ctx):
             if split is None:
                 continue
             iters = int(forced) if forced else 3 if ctx.quick else ITERATIONS[name]
-            rows += _case_rows(ctx, clusters, spark, regs, name, split, iters)
+            rows += _case_rows(ctx, clusters, idle, spark, regs, name, split, iters)
         if "kernel-cost" in cases:
             rows += _kernel_cost_rows(ctx)
         return rows
