@@ -26,10 +26,13 @@ Metrics (means over seeds), each model scored densely for the test users:
 
 Models: HybridMF (WARP, 32 factors, 20 epochs, lr 0.05, its default ``negatives="mixed"``; also
 ``"interacted"`` and ``"all"``, LightFM's negative pool) vs LightFM (WARP, 32 components, 20
-epochs, lr 0.05, Adagrad: its defaults otherwise); MostPopular; BPR (pure CF, identity only), which
-must fail on cold items. The ``warm-baselines`` protocol puts ItemKNN, EASE, ALS and BPR side by side
-(NDCG@20, fit s) on warm ML-100K and Last.fm-2K restricted to artists with 5+ listeners (EASE's dense
-17.6k-item solve on the whole set takes minutes on two cores); recforge models only, no peer row.
+epochs, lr 0.05, Adagrad: its defaults otherwise); MLPScorer with the same features (NeuMF, 32
+factors, layers 64-32-16, 10 epochs of 4 negatives per positive, lazy Adam lr 0.005: chosen on
+validation splits of the training part, bench/mlp_features_validation.py); MostPopular; BPR (pure
+CF, identity only), which must fail on cold items. The ``warm-baselines`` protocol puts ItemKNN, EASE,
+ALS and BPR side by side (NDCG@20, fit s) on warm ML-100K and Last.fm-2K restricted to artists with 5+
+listeners (EASE's dense 17.6k-item solve on the whole set takes minutes on two cores); recforge models
+only, no peer row.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
           "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
           "Western"]  # fmt: skip
 FACTORS, EPOCHS, LR = 32, 20, 0.05
+# MLPScorer with features (bench/mlp_features_validation.py chose them on validation splits).
+MLP_PARAMS = dict(factors=32, layers=(64, 32, 16), mode="neumf", epochs=10, optimizer="lazy_adam", lr=0.005)
+MLP_LIB = "recforge MLPScorer"
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -166,9 +172,11 @@ def fit_lightfm(ctx, lightfm, train, fu, fi, seed):
     return seconds, scores
 
 
-def fit_plain(ctx, model, train):
+def fit_plain(ctx, model, train, **features):
+    """Any recforge model scored through ``score``; ``features``: fit's user_features / item_features
+    (a held-out user or item is then a catalogue row without history, ranked from its features)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(train, progress=False)
+    model.fit(train, progress=False, **features)
     seconds = (time.perf_counter() - t0, time.process_time() - c0)
 
     def scores(users, new_users=False):
@@ -196,6 +204,8 @@ def run_protocol(ctx, lightfm, name, data, split, seeds):
                 "recforge negatives=all": fit_hybrid(ctx, train, fu, fi, seed, negatives="all")}  # fmt: skip
         if lightfm is not None:
             fits["lightfm"] = fit_lightfm(ctx, lightfm, train, fu, fi, seed)
+        fits[MLP_LIB] = fit_plain(ctx, rf.MLPScorer(**MLP_PARAMS, threads=ctx.threads, seed=seed), train,
+                                  user_features=fu, item_features=fi)  # fmt: skip
         fits["MostPopular"] = fit_plain(ctx, rf.MostPopular(), train)
         fits["BPR (pure CF)"] = fit_plain(ctx, rf.BPR(factors=FACTORS, epochs=EPOCHS, threads=ctx.threads, seed=seed),
                                           train)  # fmt: skip
@@ -206,7 +216,7 @@ def run_protocol(ctx, lightfm, name, data, split, seeds):
                 sums.setdefault((lib, metric), []).append(value)
     rows = []
     for (lib, metric), values in sums.items():
-        if metric.startswith("fit") and lib not in ("recforge", "lightfm"):
+        if metric.startswith("fit") and lib not in ("recforge", "lightfm", MLP_LIB):
             continue
         rows.append({"case": f"{name} ({len(seeds)} seeds)", "library": lib, "metric": metric,
                      "value": float(np.mean(values)), "spread": float(np.std(values)) if len(values) > 1 else None,

@@ -16,18 +16,8 @@ from recforge import _core
 
 
 @pytest.fixture(scope="module")
-def world():
-    """60 users x 40 items in two tastes: users and items carry their group as a feature."""
-    rng = np.random.default_rng(0)
-    user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
-    likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
-    likes[:, 30:] = False  # items 30.. are cold: no interactions
-    x = sp.csr_matrix(likes.astype(np.float32))
-    users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
-    items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
-    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=True)
-    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=True)
-    return x, fu, fi, user_group, item_group
+def world(two_tastes):
+    return two_tastes
 
 
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])

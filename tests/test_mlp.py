@@ -29,6 +29,22 @@ def _random_problem(mode, rng, dtype=np.float64, n_users=5, n_items=6, n=9):
     return arch, user_emb, item_emb, dense, users, items, labels
 
 
+def central_differences(loss, x, h=1e-6):
+    """The gradient of ``loss()`` (a float of the current values) with respect to the array ``x``, changed
+    in place entry by entry and restored: (loss(x + h) - loss(x - h)) / 2h per entry."""
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for j in range(flat.size):
+        old = flat[j]
+        flat[j] = old + h
+        up = loss()
+        flat[j] = old - h
+        down = loss()
+        flat[j] = old
+        gflat[j] = (up - down) / (2 * h)
+    return g
+
+
 def _param_groups(arch, n_layers):
     """(name, slice of the dense vector) for every dense parameter group."""
     groups = []
@@ -49,17 +65,7 @@ def test_gradients_match_finite_differences(mode, l2, rng):
     assert np.isfinite(loss)
 
     def numeric(x):
-        g = np.zeros_like(x)
-        flat, gflat = x.reshape(-1), g.reshape(-1)
-        for j in range(flat.size):
-            old = flat[j]
-            flat[j] = old + 1e-6
-            lp = _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, l2)[0]
-            flat[j] = old - 1e-6
-            lm = _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, l2)[0]
-            flat[j] = old
-            gflat[j] = (lp - lm) / 2e-6
-        return g
+        return central_differences(lambda: _core.mlp_loss_grad(arch, ue, ie, dense, users, items, labels, l2)[0], x)
 
     np.testing.assert_allclose(gu, numeric(ue), atol=1e-8, err_msg="user embeddings")
     np.testing.assert_allclose(gi, numeric(ie), atol=1e-8, err_msg="item embeddings")

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -53,15 +54,34 @@ py::ssize_t check_samples(const mlp::Params<T>& p, const i64_in& users, const i6
     check_shape(users, "users", -1);
     check_shape(items, "items", users.shape(0));
     if (labels) check_shape(*labels, "labels", users.shape(0));
-    check_ids(users.data(), users.shape(0), p.n_users, "users");
-    check_ids(items.data(), items.shape(0), p.n_items, "items");
+    check_ids(users.data(), users.shape(0), p.user_rows(), "users");
+    check_ids(items.data(), items.shape(0), p.item_rows(), "items");
     return users.shape(0);
+}
+
+// Attaches the optional feature matrices (None: identity) to `p`: finite values, one column per
+// row of the side's table (ValueError naming them otherwise). The views live as long as the Csr.
+template <class T>
+void attach_features(mlp::Params<T>& p, const recforge::Csr* user_features, const recforge::Csr* item_features,
+                     recforge::CsrView& user_view, recforge::CsrView& item_view) {
+    for (const auto& [f, view, slot, name] :
+         {std::tuple{user_features, &user_view, &p.user_features, "user_features"},
+          std::tuple{item_features, &item_view, &p.item_features, "item_features"}}) {
+        if (f == nullptr) continue;
+        if (f->nnz() > 0) recforge::require_csr(f->traits(), recforge::kFiniteValues, name);
+        *view = f->view();
+        *slot = view;
+    }
+    p.validate_features();
 }
 
 template <class T>
 py::tuple loss_grad(const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-                    const i64_in& users, const i64_in& items, const f32_in& labels, double l2) {
-    const auto p = params_of<T>(a, user_emb, item_emb, dense, false);
+                    const i64_in& users, const i64_in& items, const f32_in& labels, double l2,
+                    const recforge::Csr* user_features, const recforge::Csr* item_features) {
+    auto p = params_of<T>(a, user_emb, item_emb, dense, false);
+    recforge::CsrView user_view, item_view;
+    attach_features(p, user_features, item_features, user_view, item_view);
     const py::ssize_t n = check_samples(p, users, items, &labels);
     py::array_t<T> gu({p.n_users, std::int64_t(a.emb_width())}), gi({p.n_items, std::int64_t(a.emb_width())});
     py::array_t<T> gd({a.n_dense()});
@@ -110,7 +130,8 @@ void bind_mlp(py::module_& m) {
     def_checked(
         m, "mlp_loss_grad",
         [](const mlp::Arch& a, const py::array& user_emb, const py::array& item_emb, const py::array& dense,
-           const py::object& users_in, const py::object& items_in, const f32_in& labels, double l2) {
+           const py::object& users_in, const py::object& items_in, const f32_in& labels, double l2,
+           const recforge::Csr* user_features, const recforge::Csr* item_features) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
             // float64 parameters run the same code in double (finite-difference checks): user_emb decides.
@@ -121,14 +142,18 @@ void bind_mlp(py::module_& m) {
                         throw py::type_error(std::string(name) + " must be float64 like user_emb (float64 user_emb " +
                                              "runs the float64 path), got dtype " +
                                              py::str(table.dtype()).cast<std::string>());
-                return loss_grad<double>(a, user_emb, item_emb, dense, users, items, labels, l2);
+                return loss_grad<double>(a, user_emb, item_emb, dense, users, items, labels, l2, user_features,
+                                         item_features);
             }
-            return loss_grad<float>(a, user_emb, item_emb, dense, users, items, labels, l2);
+            return loss_grad<float>(a, user_emb, item_emb, dense, users, items, labels, l2, user_features,
+                                    item_features);
         },
         py::arg("arch"), py::arg("user_emb"), py::arg("item_emb"), py::arg("dense"), py::arg("users"), py::arg("items"),
-        py::arg("labels"), py::arg("l2"),
+        py::arg("labels"), py::arg("l2"), py::arg("user_features") = py::none(), py::arg("item_features") = py::none(),
         "(loss, grad_user_emb, grad_item_emb, grad_dense): mean BCE + L2 loss of the samples and its exact gradient "
-        "(float32 parameters, or float64 ones for finite-difference checks).");
+        "(float32 parameters, or float64 ones for finite-difference checks). With user_features / item_features "
+        "(Csr, one row per user / item, one column per row of the table) a user's (item's) embedding is the "
+        "feature-weighted sum of table rows and the table gradients are the features'.");
 
     def_checked(
         m, "mlp_train_epoch",
@@ -136,10 +161,13 @@ void bind_mlp(py::module_& m) {
            const py::array& m_user, const py::array& v_user, const py::array& m_item, const py::array& v_item,
            const py::array& m_dense, const py::array& v_dense, std::int64_t step, const py::object& users_in,
            const py::object& items_in, const f32_in& labels, mlp::Optimizer optimizer, float lr, float beta1,
-           float beta2, float eps, float l2, int batch_size, Threads threads) {
+           float beta2, float eps, float l2, int batch_size, Threads threads, const recforge::Csr* user_features,
+           const recforge::Csr* item_features) {
             const i64_in users = id_array<std::int64_t>(users_in, "users");
             const i64_in items = id_array<std::int64_t>(items_in, "items");
             auto p = params_of<float>(a, user_emb, item_emb, dense, true);
+            recforge::CsrView user_view, item_view;
+            attach_features(p, user_features, item_features, user_view, item_view);
             const mlp::OptConfig cfg{optimizer, lr, beta1, beta2, eps, l2, batch_size, threads};  // declaration order
             if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f))
                 throw std::invalid_argument("beta1, beta2 must be in [0, 1) and eps > 0");
@@ -169,7 +197,9 @@ void bind_mlp(py::module_& m) {
         py::arg("v_user"), py::arg("m_item"), py::arg("v_item"), py::arg("m_dense"), py::arg("v_dense"),
         py::arg("step"), py::arg("users"), py::arg("items"), py::arg("labels"), py::arg("optimizer"), py::arg("lr"),
         py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("l2"), py::arg("batch_size"), py::arg("threads"),
-        "One training epoch over the given samples, in place. Returns (mean loss, optimiser step count).");
+        py::arg("user_features") = py::none(), py::arg("item_features") = py::none(),
+        "One training epoch over the given samples, in place. Returns (mean loss, optimiser step count). "
+        "user_features / item_features as in mlp_loss_grad (the tables then hold one row per feature).");
 
     def_checked(
         m, "mlp_sample_epoch",

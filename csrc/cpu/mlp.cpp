@@ -48,6 +48,24 @@ std::int64_t Arch::w_offset(int l) const {
     return off;
 }
 
+template <class T>
+void Params<T>::validate_features() const {
+    const auto check = [](const CsrView* f, std::int64_t table_rows, const char* side) {
+        if (f == nullptr) return;
+        if (f->data == nullptr && f->nnz() > 0)
+            throw std::invalid_argument(std::string(side) + "_features must carry values");
+        if (f->n_cols != table_rows)
+            throw std::invalid_argument(std::string(side) + "_features has " + std::to_string(f->n_cols) +
+                                        " columns but the " + side + " embedding table has " +
+                                        std::to_string(table_rows) + " rows (one per feature)");
+    };
+    check(user_features, n_users, "user");
+    check(item_features, n_items, "item");
+}
+
+template struct Params<float>;
+template struct Params<double>;
+
 int Arch::widest() const {
     int w = 2 * dim_mlp;
     for (int x : layers) w = std::max(w, x);
@@ -59,9 +77,10 @@ double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64
                      const float* labels, std::int64_t n, double l2, T* grad_user, T* grad_item, T* grad_dense) {
     arch.validate();
     if (n <= 0) throw std::invalid_argument("loss_and_grad needs at least one sample");
+    params.validate_features();
     const int E = arch.emb_width();
     for (std::int64_t s = 0; s < n; ++s) {
-        if (users[s] < 0 || users[s] >= params.n_users || items[s] < 0 || items[s] >= params.n_items)
+        if (users[s] < 0 || users[s] >= params.user_rows() || items[s] < 0 || items[s] >= params.item_rows())
             throw std::out_of_range("sample " + std::to_string(s) + " has a user or item id out of range");
     }
     std::fill(grad_user, grad_user + params.n_users * E, T(0));
@@ -72,12 +91,12 @@ double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64
 
     Workspace<T> ws;
     ws.resize(arch, 1);
-    std::vector<T> gu(E), gi(E);
+    std::vector<T> gu(E), gi(E), rep_u(E), rep_i(E);
     const T scale = T(1) / T(n);
     double loss = 0.0;
     for (std::int64_t s = 0; s < n; ++s) {
-        const T* ur = params.user_emb + users[s] * E;
-        const T* ir = params.item_emb + items[s] * E;
+        const T* ur = detail::represent(params.user_features, users[s], params.user_emb, E, rep_u.data());
+        const T* ir = detail::represent(params.item_features, items[s], params.item_emb, E, rep_i.data());
         detail::forward(arch, params.dense, &ur, &ir, 1, ws);
         const T z = ws.z[0], y = T(labels[s]);
         double sq = 0.0;
@@ -86,12 +105,8 @@ double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64
         ws.dz[0] = (detail::sigmoid(z) - y) * scale;
         detail::backward(arch, params.dense, wt.data(), &ur, &ir, 1, T(l2) * scale, ws, grad_dense, gu.data(),
                          gi.data());
-        T* du = grad_user + users[s] * E;
-        T* di = grad_item + items[s] * E;
-        for (int k = 0; k < E; ++k) {
-            du[k] += gu[k];
-            di[k] += gi[k];
-        }
+        detail::scatter_gradient(params.user_features, users[s], gu.data(), E, grad_user);
+        detail::scatter_gradient(params.item_features, items[s], gi.data(), E, grad_item);
     }
     // The dense gradient was accumulated with the 1/n scale already inside dz.
     return loss / double(n);
@@ -144,14 +159,17 @@ private:
 // Forward + backward of one training chunk (float; compiled per ISA). Returns the summed per-sample
 // loss; adds the chunk's dense gradient into grad_dense and writes per-sample row gradients.
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
-double train_chunk(const Arch& arch, const float* dense, const float* wt, const float* user_emb, const float* item_emb,
+double train_chunk(const Arch& arch, const float* dense, const float* wt, const Params<float>& params,
                    const std::int64_t* users, const std::int64_t* items, const float* labels, int n, float scale,
-                   float l2, Workspace<float>& ws, const float** urows, const float** irows, float* grad_dense,
-                   float* grad_u, float* grad_i) {
+                   float l2, Workspace<float>& ws, const float** urows, const float** irows, float* rep_u, float* rep_i,
+                   float* grad_dense, float* grad_u, float* grad_i) {
     const int E = arch.emb_width();
     for (int r = 0; r < n; ++r) {
-        urows[r] = user_emb + users[r] * E;
-        irows[r] = item_emb + items[r] * E;
+        // rep_u / rep_i are null without features (no offset is taken from a null pointer).
+        urows[r] = detail::represent(params.user_features, users[r], params.user_emb, E,
+                                     params.user_features ? rep_u + std::size_t(r) * E : nullptr);
+        irows[r] = detail::represent(params.item_features, items[r], params.item_emb, E,
+                                     params.item_features ? rep_i + std::size_t(r) * E : nullptr);
     }
     detail::forward(arch, dense, urows, irows, n, ws);
     double loss = 0.0;
@@ -252,8 +270,9 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     const bool adam = dense_adam || config.optimizer == Optimizer::lazy_adam;
     if (adam && (!state.m_user || !state.v_user || !state.m_item || !state.v_item || !state.m_dense || !state.v_dense))
         throw std::invalid_argument("adam needs its moment buffers");
+    params.validate_features();
     for (std::int64_t s = 0; s < n; ++s) {
-        if (users[s] < 0 || users[s] >= params.n_users || items[s] < 0 || items[s] >= params.n_items)
+        if (users[s] < 0 || users[s] >= params.user_rows() || items[s] < 0 || items[s] >= params.item_rows())
             throw std::out_of_range("sample " + std::to_string(s) + " has a user or item id out of range");
     }
     if (n == 0) return 0.0;
@@ -274,13 +293,25 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     std::vector<float> grad_chunks(std::size_t(max_chunks) * nd);
     std::vector<double> chunk_loss(max_chunks);
     std::vector<float> grad_u(batch_rows * E), grad_i(batch_rows * E);
-    std::vector<float> acc_u(batch_rows * E), acc_i(batch_rows * E);
-    std::vector<std::int64_t> rows_u(batch_rows), rows_i(batch_rows);
+    // Distinct table rows one batch can touch: a sample's row, or its features (capped by the table).
+    const auto touched_rows = [batch_rows](const CsrView* f, std::int64_t table_rows) {
+        if (f == nullptr) return batch_rows;
+        std::int64_t widest = 0;
+        for (std::int64_t r = 0; r < f->n_rows; ++r) widest = std::max(widest, f->row_nnz(r));
+        return static_cast<std::size_t>(std::min<std::int64_t>(std::int64_t(batch_rows) * widest, table_rows));
+    };
+    const std::size_t cap_u = touched_rows(params.user_features, params.n_users);
+    const std::size_t cap_i = touched_rows(params.item_features, params.n_items);
+    std::vector<float> acc_u(cap_u * E), acc_i(cap_i * E);
+    std::vector<std::int64_t> rows_u(cap_u), rows_i(cap_i);
     std::vector<std::int32_t> slot_u(params.n_users, -1), slot_i(params.n_items, -1);
     const std::vector<float> zeros(E, 0.0f);  // the gradient of rows outside the batch (dense adam)
     std::vector<float> wt(detail::n_weights(arch));
     std::vector<Workspace<float>> wss(nt);
     std::vector<std::vector<const float*>> ptrs(nt, std::vector<const float*>(2 * std::size_t(chunk_rows)));
+    // Per-thread representations of the chunk's samples (only the sides with features use them).
+    std::vector<std::vector<float>> reps(
+        nt, std::vector<float>((params.user_features || params.item_features) ? 2 * std::size_t(chunk_rows) * E : 0));
     for (auto& ws : wss) ws.resize(arch, chunk_rows);
     detail::transpose_weights(arch, params.dense, wt.data());
 
@@ -288,22 +319,41 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
     const float lr = config.lr, b1 = config.beta1, b2 = config.beta2, eps = config.eps;
     double total_loss = 0.0;
 
-    // Sums the per-sample row gradients of one batch into one gradient per distinct row, in sample
-    // order (deterministic); `slot` maps row -> position in `rows`/`acc` and is reset after the update.
-    auto accumulate = [E](const std::int64_t* ids, int bs, const float* g, std::int32_t* slot, std::int64_t* rows,
-                          float* acc) {
+    // Sums the per-sample row gradients of one batch into one gradient per distinct table row, in
+    // sample order (deterministic); with features, each sample's gradient goes to its feature rows,
+    // weighted, in the row's column order. `slot` maps row -> position in `rows`/`acc` and is reset
+    // after the update.
+    auto accumulate = [E](const CsrView* features, const std::int64_t* ids, int bs, const float* g, std::int32_t* slot,
+                          std::int64_t* rows, float* acc) {
         int m = 0;
         for (int s = 0; s < bs; ++s) {
-            const std::int64_t r = ids[s];
             const float* gs = g + std::size_t(s) * E;
-            if (slot[r] < 0) {
-                slot[r] = m;
-                rows[m] = r;
-                std::memcpy(acc + std::size_t(m) * E, gs, sizeof(float) * E);
-                ++m;
-            } else {
-                float* a = acc + std::size_t(slot[r]) * E;
-                for (int k = 0; k < E; ++k) a[k] += gs[k];
+            if (features == nullptr) {
+                const std::int64_t r = ids[s];
+                if (slot[r] < 0) {
+                    slot[r] = m;
+                    rows[m] = r;
+                    std::memcpy(acc + std::size_t(m) * E, gs, sizeof(float) * E);
+                    ++m;
+                } else {
+                    float* a = acc + std::size_t(slot[r]) * E;
+                    for (int k = 0; k < E; ++k) a[k] += gs[k];
+                }
+                continue;
+            }
+            for (std::int64_t j = features->indptr[ids[s]]; j < features->indptr[ids[s] + 1]; ++j) {
+                const std::int64_t r = features->indices[j];
+                const float x = features->data[j];
+                if (slot[r] < 0) {
+                    slot[r] = m;
+                    rows[m] = r;
+                    float* a = acc + std::size_t(m) * E;
+                    for (int k = 0; k < E; ++k) a[k] = x * gs[k];
+                    ++m;
+                } else {
+                    float* a = acc + std::size_t(slot[r]) * E;
+                    for (int k = 0; k < E; ++k) a[k] += x * gs[k];
+                }
             }
         }
         return m;
@@ -329,6 +379,8 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
         Workspace<float>& ws = wss[tid];
         const float** urows = ptrs[tid].data();
         const float** irows = urows + chunk_rows;
+        float* rep_u = reps[tid].empty() ? nullptr : reps[tid].data();
+        float* rep_i = reps[tid].empty() ? nullptr : rep_u + std::size_t(chunk_rows) * E;
         for (std::int64_t b = 0; b < n_batches; ++b) {
             const std::int64_t start = b * B;
             const int bs = int(std::min<std::int64_t>(B, n - start));
@@ -338,9 +390,9 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                 const int r0 = c * chunk, nr = std::min(chunk, bs - r0);
                 float* gd = grad_chunks.data() + std::size_t(c) * nd;
                 std::fill(gd, gd + nd, 0.0f);
-                chunk_loss[c] = train_chunk(arch, params.dense, wt.data(), params.user_emb, params.item_emb,
-                                            users + start + r0, items + start + r0, labels + start + r0, nr, scale,
-                                            config.l2, ws, urows, irows, gd, grad_u.data() + std::size_t(r0) * E,
+                chunk_loss[c] = train_chunk(arch, params.dense, wt.data(), params, users + start + r0,
+                                            items + start + r0, labels + start + r0, nr, scale, config.l2, ws, urows,
+                                            irows, rep_u, rep_i, gd, grad_u.data() + std::size_t(r0) * E,
                                             grad_i.data() + std::size_t(r0) * E);
             }
             barrier.wait();
@@ -356,14 +408,14 @@ double train_epoch(const Arch& arch, Params<float>& params, OptState& state, con
                     detail::transpose_weights(arch, params.dense, wt.data());
                     for (int c = 0; c < nch; ++c) total_loss += chunk_loss[c];
                 } else if (task == 1) {
-                    const int nu = accumulate(users + start, bs, grad_u.data(), slot_u.data(), rows_u.data(),
-                                              acc_u.data());
+                    const int nu = accumulate(params.user_features, users + start, bs, grad_u.data(), slot_u.data(),
+                                              rows_u.data(), acc_u.data());
                     if (!dense_adam)
                         update_rows(rows_u.data(), nu, acc_u.data(), E, adam, lr, b1, b2, eps, bc1, bc2,
                                     params.user_emb, state.m_user, state.v_user, slot_u.data());
                 } else {
-                    const int ni = accumulate(items + start, bs, grad_i.data(), slot_i.data(), rows_i.data(),
-                                              acc_i.data());
+                    const int ni = accumulate(params.item_features, items + start, bs, grad_i.data(), slot_i.data(),
+                                              rows_i.data(), acc_i.data());
                     if (!dense_adam)
                         update_rows(rows_i.data(), ni, acc_i.data(), E, adam, lr, b1, b2, eps, bc1, bc2,
                                     params.item_emb, state.m_item, state.v_item, slot_i.data());

@@ -18,6 +18,35 @@
 
 namespace recforge::mlp::detail {
 
+// Row `row` of one side's representation (recforge/mlp.hpp, "Side features"): the table's row
+// itself without features, else the feature-weighted sum of table rows written to `out` (E wide).
+template <class T>
+RECFORGE_INLINE const T* represent(const CsrView* features, std::int64_t row, const T* table, int E, T* out) {
+    if (features == nullptr) return table + row * E;
+    std::fill(out, out + E, T(0));
+    for (std::int64_t j = features->indptr[row]; j < features->indptr[row + 1]; ++j) {
+        const T x = T(features->data[j]);
+        const T* __restrict e = table + std::int64_t(features->indices[j]) * E;
+        for (int k = 0; k < E; ++k) out[k] += x * e[k];
+    }
+    return out;
+}
+
+// grad_table[rows of `row`'s representation] += weight * g (the chain rule of `represent`).
+template <class T>
+RECFORGE_INLINE void scatter_gradient(const CsrView* features, std::int64_t row, const T* g, int E, T* grad_table) {
+    if (features == nullptr) {
+        T* __restrict d = grad_table + row * E;
+        for (int k = 0; k < E; ++k) d[k] += g[k];
+        return;
+    }
+    for (std::int64_t j = features->indptr[row]; j < features->indptr[row + 1]; ++j) {
+        const T x = T(features->data[j]);
+        T* __restrict d = grad_table + std::int64_t(features->indices[j]) * E;
+        for (int k = 0; k < E; ++k) d[k] += x * g[k];
+    }
+}
+
 // Per-thread scratch for one chunk of at most `rows` samples.
 template <class T>
 struct Workspace {

@@ -301,8 +301,10 @@ def mlp_loss_grad(
     items: object,
     labels: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     l2: typing.SupportsFloat | typing.SupportsIndex,
+    user_features: Csr | None = None,
+    item_features: Csr | None = None,
 ) -> tuple:
-    """(loss, grad_user_emb, grad_item_emb, grad_dense): mean BCE + L2 loss of the samples and its exact gradient (float32 parameters, or float64 ones for finite-difference checks)."""
+    """(loss, grad_user_emb, grad_item_emb, grad_dense): mean BCE + L2 loss of the samples and its exact gradient (float32 parameters, or float64 ones for finite-difference checks). With user_features / item_features (Csr, one row per user / item, one column per row of the table) a user's (item's) embedding is the feature-weighted sum of table rows and the table gradients are the features'."""
 
 def mlp_sample_epoch(
     interactions: Csr,
@@ -356,8 +358,10 @@ def mlp_train_epoch(
     l2: typing.SupportsFloat | typing.SupportsIndex,
     batch_size: typing.SupportsInt | typing.SupportsIndex,
     threads: int,
+    user_features: Csr | None = None,
+    item_features: Csr | None = None,
 ) -> tuple[float, int]:
-    """One training epoch over the given samples, in place. Returns (mean loss, optimiser step count)."""
+    """One training epoch over the given samples, in place. Returns (mean loss, optimiser step count). user_features / item_features as in mlp_loss_grad (the tables then hold one row per feature)."""
 
 def set_blas(sgemm: object, ssyrk: object, spotrf: object, spotrs: object) -> None:
     """Install Fortran BLAS/LAPACK routines (PyCapsules from scipy.linalg.cython_*)."""

@@ -14,6 +14,15 @@
 //   dense: one flat vector [W_1 (in_1 x out_1), b_1, ..., W_L, b_L, w_out (out_in), b_out (1)],
 //   W_l stored input-major (in x out) so the forward inner loop runs over contiguous outputs.
 //
+// Side features (optional, per side): with a feature matrix X_u (users x n_user_features, CSR with
+// values) the user embedding table holds one row per *feature* and a user's row is
+//   e_u = sum_j X_u[u, j] * user_emb[j]      (LightFM's representation; identity features make it
+// plain NCF), and likewise for items. The gradient of a feature row is the X-weighted sum of the
+// gradients of the representations that use it; the L2 term below applies to the representation
+// e_u. Without a feature matrix (null) row u of the table is e_u itself (the default, unchanged).
+// The accumulation order of feature-row gradients is sample order, then the row's column order,
+// so the determinism contract below holds with features too.
+//
 // Training loss of a mini-batch B of (u, i, y) samples, y in {0, 1}:
 //   mean over B of  BCE(sigmoid(logit), y) + l2 * (|e_u|^2 + |e_i|^2)
 // i.e. L2 on the embedding rows a sample touches (the usual PyTorch NCF formulation).
@@ -70,11 +79,22 @@ struct Arch {
 
 template <class T>
 struct Params {
-    T* user_emb = nullptr;  // n_users x E
-    T* item_emb = nullptr;  // n_items x E
+    T* user_emb = nullptr;  // n_users x E (rows: users, or user features when user_features is set)
+    T* item_emb = nullptr;  // n_items x E (rows: items, or item features)
     T* dense = nullptr;     // n_dense
-    std::int64_t n_users = 0;
-    std::int64_t n_items = 0;
+    std::int64_t n_users = 0;  // rows of user_emb
+    std::int64_t n_items = 0;  // rows of item_emb
+    // Optional feature matrices (validated CSR with finite values, n_cols = rows of the table; see
+    // "Side features"); null: identity. Used by loss_and_grad and train_epoch; scoring takes the
+    // materialised representations (X @ table) instead.
+    const CsrView* user_features = nullptr;
+    const CsrView* item_features = nullptr;
+
+    // Number of users / items the sample ids index.
+    std::int64_t user_rows() const { return user_features ? user_features->n_rows : n_users; }
+    std::int64_t item_rows() const { return item_features ? item_features->n_rows : n_items; }
+    // Throws std::invalid_argument when a feature matrix does not fit its table.
+    void validate_features() const;
 };
 
 struct OptConfig {
@@ -100,7 +120,7 @@ struct OptState {
 };
 
 // Loss (as defined above, mean over the n samples) and its exact gradient for every parameter,
-// single-threaded. grad_user / grad_item are dense (n_users x E / n_items x E) and grad_dense has
+// single-threaded. grad_user / grad_item are dense (n_users x E / n_items x E: the tables' shapes) and grad_dense has
 // n_dense entries; all three are overwritten. Used by the finite-difference tests.
 template <class T>
 double loss_and_grad(const Arch& arch, const Params<T>& params, const std::int64_t* users, const std::int64_t* items,

@@ -151,11 +151,16 @@ def mlp_arch(mode: str, dim_gmf: int, dim_mlp: int, layers) -> _core.MLPArch:
 
 
 def mlp_train_epoch(arch, user_emb, item_emb, dense, moments, step, users, items, labels, *, optimizer, lr, beta1,
-                    beta2, eps, l2, batch_size, threads) -> tuple[float, int]:  # fmt: skip
-    """One epoch over the samples, in place; ``moments`` are the 6 Adam arrays. Returns (mean loss, step)."""
+                    beta2, eps, l2, batch_size, threads, user_features=None,
+                    item_features=None) -> tuple[float, int]:  # fmt: skip
+    """One epoch over the samples, in place; ``moments`` are the 6 Adam arrays. Returns (mean loss, step).
+
+    ``user_features`` / ``item_features`` (``csr`` results, optional): the tables hold one row per
+    feature and an entity's embedding is its feature-weighted sum of rows (recforge/mlp.hpp).
+    """
     return _core.mlp_train_epoch(arch, user_emb, item_emb, dense, *moments, step, users, items, labels,
                                  _core.Optimizer.__members__[optimizer], lr, beta1, beta2, eps, l2, batch_size,
-                                 threads)  # fmt: skip
+                                 threads, user_features, item_features)  # fmt: skip
 
 
 def mlp_sample_epoch(m, *, negatives, stream, threads):

@@ -22,7 +22,7 @@ _MUTATORS = ("fit", "partial_fit_users", "partial_fit_items", "partial_fit_users
 _READERS = ("recommend", "recommend_all", "recommend_for_rows", "recommend_external", "score_external",
             "rows_from_items", "recalculate_user", "rerank", "score", "predict", "save", "similar_items",
             "similar_users", "recommend_for_features", "item_factors_for", "similar_items_by_features",
-            "explain", "explain_external")  # fmt: skip
+            "feature_encoder", "explain", "explain_external")  # fmt: skip
 
 
 class ModelLock:

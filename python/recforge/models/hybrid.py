@@ -31,11 +31,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_threads
-from .._validation import as_csr, check_k
-from ..data.features import Features
+from ._features import FeatureColdStart, is_identity
 from ._params import EPOCHS, Param
 from ._training import run_epochs
-from .base import COMMON_PARAMS, FactorModel, check_state_arrays, csr_arrays, restore_csr
+from .base import COMMON_PARAMS, FactorModel, check_state_arrays
 
 __all__ = ["HybridMF"]
 
@@ -46,7 +45,7 @@ __all__ = ["HybridMF"]
 MIXED_WEIGHT = 12
 
 
-class HybridMF(FactorModel):
+class HybridMF(FeatureColdStart, FactorModel):
     """Feature-embedding factor model (LightFM's model) with BPR, WARP or logistic loss.
 
     Parameters
@@ -90,8 +89,6 @@ class HybridMF(FactorModel):
     user_embeddings: np.ndarray | None = None
     item_embeddings: np.ndarray | None = None
     item_feature_bias: np.ndarray | None = None
-    user_features_: sp.csr_matrix | None = None
-    item_features_: sp.csr_matrix | None = None
 
     def __init__(self, factors: int = 32, loss: str = "warp", lr: float = 0.05, regularization: float = 0.0,
                  epochs: int = 20, max_sampled: int = 10, negatives: str = "mixed", threads: int = 0,
@@ -110,8 +107,7 @@ class HybridMF(FactorModel):
         """
         train = self._start_fit(interactions, allow_negative=False)
         n_users, n_items = train.shape
-        fu, self._user_spec = _feature_matrix(user_features, n_users, "user_features")
-        fi, self._item_spec = _feature_matrix(item_features, n_items, "item_features")
+        fu, fi = self._set_features(user_features, item_features, n_users, n_items, identity_default=True)
         rng = np.random.default_rng(self.seed)
         f = self.factors
         # LightFM's start: uniform in [-0.5, 0.5) / factors.
@@ -148,7 +144,7 @@ class HybridMF(FactorModel):
         embedding goes with it, and the other side keeps what it learnt (approximate, as BPR)."""
         self._check_fitted()
         features = getattr(self, f"{side}_features_")
-        if features is not None and not _is_identity(features):
+        if features is not None and not is_identity(features):
             raise TypeError(
                 f"HybridMF forgets {side}s only when fitted without {side}_features: with features, what it learnt "
                 "from them lives in feature embeddings shared with others (and the feature names); refit without them"
@@ -183,55 +179,20 @@ class HybridMF(FactorModel):
         return (np.ascontiguousarray(m @ self.item_embeddings, np.float32),
                 np.asarray(m @ self.item_feature_bias, np.float32).ravel())  # fmt: skip
 
-    # -- cold start ---------------------------------------------------------------------------
-    def _feature_rows(self, rows, side: str) -> sp.csr_matrix:
-        width = getattr(self, f"{side}_features_").shape[1]
-        m = as_csr(rows, f"{side}_rows", allow_empty=True)
-        if m.shape[1] != width:
-            raise ValueError(f"{side}_rows must have {width} columns (the {side} features), got shape {m.shape}")
-        return m
-
+    # -- cold start (FeatureColdStart's hooks) ------------------------------------------------
     def item_factors_for(self, item_rows) -> tuple[np.ndarray, np.ndarray]:
         """(factors (n, f), biases (n,)) float32 of items given by feature rows (n, n_item_features)."""
         self._check_embeddings()
         return self._item_side(self._feature_rows(item_rows, "item"))
 
-    def recommend_for_features(self, user_rows, k: int = 10, items=None, threads: int = 0):
-        """``recommend`` for users given by feature rows (n, n_user_features): users unseen at fit time.
+    def _recommend_feature_users(self, m, k, items, threads):
+        q = np.asarray(m @ self.user_embeddings, np.float32)
+        return self._rank(self._queries_for(q), None, k, items, threads)
 
-        Nothing is excluded (they have no history); ``items`` restricts the ranking as in ``recommend``.
-        """
-        self._check_embeddings()
-        q = self._feature_rows(user_rows, "user") @ self.user_embeddings
-        return self._rank(self._queries_for(np.asarray(q, np.float32)), None, k, items, threads)
-
-    def add_items(self, item_rows) -> np.ndarray:
-        """Append items given by feature rows to the catalogue (no interactions); returns their indices."""
-        self._check_embeddings()
-        m = self._feature_rows(item_rows, "item")
+    def _append_items(self, m) -> None:
         factors, bias = self._item_side(m)
-        first = self.n_items
-        self.item_features_ = sp.vstack([self.item_features_, m], format="csr", dtype=np.float32)
         self.item_factors = np.vstack([self.item_factors, factors])
         self.item_bias = np.concatenate([self.item_bias, bias])
-        self.seen_ = sp.hstack([self.seen_, sp.csr_matrix((self.n_users, len(bias)), dtype=np.float32)],
-                               format="csr", dtype=np.float32)  # fmt: skip
-        self._invalidate()
-        return np.arange(first, first + len(bias))
-
-    def similar_items_by_features(self, item_rows, k: int = 10):
-        """The content-based fallback: the ``k`` catalogue items nearest to each feature row by cosine.
-
-        Returns ids (n, k) int64 and cosines (n, k) float32, best first (an empty row: -1 / -inf).
-        """
-        self._check_embeddings()
-        k = min(check_k(k), self.n_items)
-        m = _unit_rows(self._feature_rows(item_rows, "item"))
-        sims = (m @ _unit_rows(self.item_features_).T).toarray().astype(np.float32)
-        sims[sims <= 0] = -np.inf
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(sims, order, 1)
-        return np.where(np.isneginf(top), -1, order).astype(np.int64), top
 
     def _check_embeddings(self) -> None:
         self._check_fitted()
@@ -243,15 +204,7 @@ class HybridMF(FactorModel):
         return (*super()._array_names(), "user_embeddings", "item_embeddings", "item_feature_bias")
 
     def _arrays(self):
-        out = super()._arrays()
-        if self.user_features_ is not None:
-            out.update(csr_arrays("user_features", self.user_features_))
-            out.update(csr_arrays("item_features", self.item_features_))
-        for side in ("user", "item"):
-            spec = getattr(self, f"_{side}_spec", None)
-            if spec is not None:
-                out[f"{side}_feature_spec"] = spec
-        return out
+        return {**super()._arrays(), **self._feature_arrays()}
 
     def _restore(self, arrays):
         super()._restore(arrays)
@@ -259,49 +212,11 @@ class HybridMF(FactorModel):
         if "user_embeddings" not in arrays and "user_features_indptr" not in arrays:
             return  # built from factors
         n_users, n_items = self.seen_.shape
-        fu = restore_csr(arrays, "user_features", n_users)
-        fi = restore_csr(arrays, "item_features", n_items)
+        self._restore_features(arrays, n_users, n_items, required=True)
+        fu, fi = self.user_features_, self.item_features_
         f = self.user_factors.shape[1]
         check_state_arrays(arrays, {"user_embeddings": (fu.shape[1], f), "item_embeddings": (fi.shape[1], f),
                                     "item_feature_bias": (fi.shape[1],)})  # fmt: skip
-        for side in ("user", "item"):
-            name = f"{side}_feature_spec"
-            if name in arrays:
-                try:
-                    Features.from_spec_array(arrays[name], None)
-                except ValueError as exc:
-                    raise ValueError(f"array {name!r}: {exc}") from None
-            setattr(self, f"_{side}_spec", arrays.get(name))
-        self.user_features_, self.item_features_ = fu, fi
         self.user_embeddings = arrays["user_embeddings"].astype(np.float32)
         self.item_embeddings = arrays["item_embeddings"].astype(np.float32)
         self.item_feature_bias = arrays["item_feature_bias"].astype(np.float32)
-
-
-def _feature_matrix(features, n_rows: int, name: str):
-    """(float32 CSR with ``n_rows`` rows, the vocabulary as a spec array or None) of a fit argument."""
-    if features is None:
-        return sp.identity(n_rows, np.float32, format="csr"), None
-    spec = None
-    if isinstance(features, Features):
-        features, spec = features.matrix, features.spec_array()
-    m = as_csr(features, name, allow_empty=True)
-    if m.shape[0] != n_rows:
-        raise ValueError(f"{name} must have one row per entity of the interactions ({n_rows}), got shape {m.shape}: "
-                         "build it on the interactions' id map")  # fmt: skip
-    if m.shape[1] == 0:
-        raise ValueError(f"{name} has no feature columns")
-    return m, spec
-
-
-def _is_identity(m: sp.csr_matrix) -> bool:
-    """Whether the feature matrix ``m`` is the identity (each row its own feature, weight 1)."""
-    n = m.shape[0]
-    return (m.shape == (n, n) and m.nnz == n and np.array_equal(m.indptr, np.arange(n + 1))
-            and np.array_equal(m.indices, np.arange(n)) and bool((m.data == 1).all()))  # fmt: skip
-
-
-def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_matrix(sp.diags(scale) @ m)

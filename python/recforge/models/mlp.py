@@ -20,6 +20,16 @@ standard Adam on the dense layers) or plain SGD. See
 ``csrc/include/recforge/mlp.hpp`` for the exact update rules and the determinism contract.
 
 ``score`` returns logits (``sigmoid(score)`` is the predicted probability of an interaction).
+
+Side features (feature towers, LightFM's representation): ``fit(..., user_features=rf.Features(...),
+item_features=...)`` makes a user's (item's) GMF and MLP embeddings the feature-weighted sum of
+per-feature embeddings (``user_feature_embedding`` / ``item_feature_embedding``, trained in the C++
+kernel); ``identity=True`` features add each entity's own embedding where it has history. The
+embedding of a feature only entities without training interactions have (e.g. a cold item's
+identity feature) is zero after ``fit``, so such an entity is its other features' part only. The
+materialised ``user_embedding`` / ``item_embedding`` then rank cold items in the catalogue from
+their features, and ``recommend_for_features`` / ``add_items`` / ``similar_items_by_features``
+serve users and items unseen at fit time (the same API as ``HybridMF``; ``models/_features.py``).
 """
 
 from __future__ import annotations
@@ -34,9 +44,10 @@ from .._backend import resolve_threads
 from .._ops import get_ops
 from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
 from ._explain import similarity_parts
+from ._features import FeatureColdStart
 from ._params import EPOCHS, NEGATIVES, Param, check_epochs
 from ._training import TrainingDiverged, run_epochs
-from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, seen_rows
+from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, check_state_arrays, seen_rows
 
 __all__ = ["MLPScorer", "sample_epoch"]
 
@@ -53,7 +64,7 @@ _DENSE_ADAM_ROWS_PER_SAMPLE = 64
 _SCORE_BUDGET = 1 << 22
 
 
-class MLPScorer(Recommender):
+class MLPScorer(FeatureColdStart, Recommender):
     """NCF scorer (GMF / MLP / NeuMF) trained with sampled negatives.
 
     Parameters
@@ -86,6 +97,10 @@ class MLPScorer(Recommender):
     Attributes
     ----------
     user_embedding, item_embedding : (n_users, e), (n_items, e) float32, e = ``arch.emb_width``
+        Each user's / item's embedding (with features: their feature-weighted sums).
+    user_feature_embedding, item_feature_embedding : (n_features, e) float32 or None
+        The per-feature embeddings when fitted with ``user_features`` / ``item_features``.
+    user_features_, item_features_ : scipy.sparse CSR or None, the fitted feature matrices
     dense : (n_dense,) float32, every dense parameter (views: ``weights``, ``biases``, ...)
     arch : the architecture (offsets of the dense parameters), built by ``fit`` / ``load``
     seen_, history_ : as every model
@@ -125,6 +140,8 @@ class MLPScorer(Recommender):
 
     user_embedding: np.ndarray | None = None
     item_embedding: np.ndarray | None = None
+    user_feature_embedding: np.ndarray | None = None
+    item_feature_embedding: np.ndarray | None = None
     dense: np.ndarray | None = None
 
     def _validate_params(self) -> None:
@@ -196,7 +213,8 @@ class MLPScorer(Recommender):
     # -- training -----------------------------------------------------------------------------
     def _init_params(self, n_users: int, n_items: int) -> None:
         """N(0, 0.01) embeddings, Xavier-uniform hidden weights, LeCun-uniform output weights, zero
-        biases: the initialisation of the NCF reference implementations."""
+        biases: the initialisation of the NCF reference implementations. ``n_users`` / ``n_items``:
+        rows of the embedding tables (features, when fitted with them)."""
         rng = np.random.default_rng(self.seed)
         e = self.arch.emb_width
         self.user_embedding = rng.normal(0.0, 0.01, (n_users, e)).astype(np.float32)
@@ -236,7 +254,8 @@ class MLPScorer(Recommender):
         # Unit GMF output weights: the GMF branch starts as the factor model's dot product.
         self.output_weights[:f] = 1.0
 
-    def fit(self, interactions, callback=None, progress: bool | None = None, init_from=None):
+    def fit(self, interactions, callback=None, progress: bool | None = None, init_from=None, *, user_features=None,
+            item_features=None):  # fmt: skip
         """Train on the positives of ``interactions``.
 
         Parameters
@@ -249,24 +268,36 @@ class MLPScorer(Recommender):
             Show a tqdm progress bar (None: ``recforge.get_config()["progress"]``).
         init_from : fitted factor model (ALS, BPR, ...), optional
             Warm-start the GMF embeddings from its ``user_factors`` / ``item_factors``, which must be
-            (n_users, factors) and (n_items, factors).
+            (n_users, factors) and (n_items, factors). Not with features.
+        user_features, item_features : rf.Features or scipy.sparse, optional
+            One row per user / item of the interactions (their id maps), finite values (as
+            ``HybridMF.fit``): each entity's embeddings become the feature-weighted sum of per-feature
+            embeddings (see the module docstring). None: an embedding per entity (plain NCF).
         """
         train = self._start_fit(interactions)
         n_users, n_items = train.shape
+        fu, fi = self._set_features(user_features, item_features, n_users, n_items, identity_default=False)
+        if init_from is not None and (fu is not None or fi is not None):
+            raise ValueError("init_from warm-starts per-user and per-item embeddings; with user_features or "
+                             "item_features the embeddings are per feature: pass one or the other")  # fmt: skip
         threads = resolve_threads(self.threads)
         self._build_arch()
         # The dense parameters and, with Adam, their two moments.
         check_memory(12.0 * self.arch.n_dense, f"layers={tuple(self.layers)} (the dense parameters)")
-        self._init_params(n_users, n_items)
-        if self.optimizer == "adam" and n_users + n_items > _DENSE_ADAM_ROWS_PER_SAMPLE * self.batch_size:
+        table_users = n_users if fu is None else fu.shape[1]
+        table_items = n_items if fi is None else fi.shape[1]
+        self._init_params(table_users, table_items)
+        if self.optimizer == "adam" and table_users + table_items > _DENSE_ADAM_ROWS_PER_SAMPLE * self.batch_size:
             log.warning(
                 "MLPScorer: optimizer='adam' steps all %d embedding rows every batch of %d samples, which "
                 "dominates the training time at this size; optimizer='lazy_adam' steps only the batch's rows",
-                n_users + n_items,
+                table_users + table_items,
                 self.batch_size,
             )
         if init_from is not None:
             self._warm_start(init_from)
+        features = {"user_features": None if fu is None else self._ops.csr(fu, "user_features"),
+                    "item_features": None if fi is None else self._ops.csr(fi, "item_features")}  # fmt: skip
         # sgd keeps no state; Adam keeps first and second moments of every parameter
         moments = self._adam_moments() if self.optimizer != "sgd" else [np.zeros(0, np.float32)] * 6
         step = 0
@@ -294,6 +325,7 @@ class MLPScorer(Recommender):
                 l2=self.regularization,
                 batch_size=self.batch_size,
                 threads=threads,
+                **features,
             )
             if not np.isfinite(loss):
                 raise TrainingDiverged(
@@ -303,7 +335,28 @@ class MLPScorer(Recommender):
             return loss, {}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc=f"MLPScorer({self.mode})")
+        self.user_feature_embedding = self._feature_tower("user", fu, train)
+        self.item_feature_embedding = self._feature_tower("item", fi, train.T.tocsr())
+        self.user_features_, self.item_features_ = fu, fi
         return self._finish_fit(train)
+
+    def _feature_tower(self, side: str, features, history: sp.csr_matrix):
+        """After training with ``features`` on ``side``: its per-feature table (returned, with the
+        features of no entity with ``history`` rows zeroed: they learnt nothing, or only from being
+        drawn as negatives) and the entities' embeddings ``features @ table``; None without features."""
+        if features is None:
+            return None
+        table = getattr(self, f"{side}_embedding")
+        learnt = np.zeros(table.shape[0], bool)
+        learnt[features[np.diff(history.indptr) > 0].indices] = True
+        table[~learnt] = 0.0
+        setattr(self, f"{side}_embedding", self._represent(features, table))
+        return table
+
+    @staticmethod
+    def _represent(rows: sp.csr_matrix, table: np.ndarray) -> np.ndarray:
+        """Embeddings (n, e) float32 of the entities given by feature ``rows``: weighted sums of ``table`` rows."""
+        return np.ascontiguousarray(rows @ table, np.float32)
 
     # -- inference ----------------------------------------------------------------------------
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -394,11 +447,33 @@ class MLPScorer(Recommender):
 
         def update(ids, m, n_new):
             self.user_embedding[ids] = self._learn_users(m, epochs, progress)
+            if self.user_features_ is not None and n_new > self.user_features_.shape[0]:
+                # A folded-in user is its learnt embedding: no feature row describes it.
+                grown = (n_new - self.user_features_.shape[0], self.user_features_.shape[1])
+                self.user_features_ = sp.vstack([self.user_features_, sp.csr_matrix(grown, dtype=np.float32)],
+                                                format="csr", dtype=np.float32)  # fmt: skip
 
         return self._fold_in("user", user_ids, interactions_rows, update)
 
     def _fold_in_arrays(self, side):
         return (f"{side}_embedding",)
+
+    def _forget(self, side, ids):
+        if getattr(self, f"{side}_features_") is not None:
+            raise TypeError(f"MLPScorer forgets {side}s only when fitted without {side}_features: what it learnt from "
+                            "them lives in feature embeddings shared with others; refit without them")  # fmt: skip
+        return super()._forget(side, ids)
+
+    # -- cold start (FeatureColdStart's hooks) ---------------------------------------------------
+    def _check_embeddings(self) -> None:
+        self._check_fitted()
+
+    def _recommend_feature_users(self, m, k, items, threads):
+        embedding = self._represent(m, self.user_feature_embedding)
+        return self._recommend_with(embedding, np.arange(m.shape[0]), None, k, items, threads)
+
+    def _append_items(self, m) -> None:
+        self.item_embedding = np.vstack([self.item_embedding, self._represent(m, self.item_feature_embedding)])
 
     def _explain_parts(self, u, i):
         """The logit less the output bias, shared by the similarity of the items' embeddings."""
@@ -494,7 +569,10 @@ class MLPScorer(Recommender):
 
     # -- persistence ----------------------------------------------------------------------------
     def _array_names(self):
-        return ("user_embedding", "item_embedding", "dense")
+        return ("user_embedding", "item_embedding", "dense", "user_feature_embedding", "item_feature_embedding")
+
+    def _arrays(self):
+        return {**super()._arrays(), **self._feature_arrays()}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self._build_arch()
@@ -512,6 +590,14 @@ class MLPScorer(Recommender):
         self.user_embedding = np.ascontiguousarray(arrays["user_embedding"])
         self.item_embedding = np.ascontiguousarray(arrays["item_embedding"])
         self.dense = np.ascontiguousarray(arrays["dense"])
+        self._restore_features(arrays, n_users, n_items, required=False)
+        for side in ("user", "item"):
+            features, name = getattr(self, f"{side}_features_"), f"{side}_feature_embedding"
+            if features is None:
+                setattr(self, name, None)
+                continue
+            check_state_arrays(arrays, {name: (features.shape[1], e)})
+            setattr(self, name, np.ascontiguousarray(arrays[name], np.float32))
         if self._score_bound() > _SCORE_LIMIT:
             raise ValueError("the saved weights are too large: their scores would overflow float32")
 
