@@ -46,6 +46,7 @@ class Case:
 CASES = [
     Case("als-cg", rf.ALS, {"factors": 32, "epochs": 2, "alpha0": 0.5, "nu": 0.5}),  # f=32: the tiled CG kernels
     Case("als-cholesky", rf.ALS, {"factors": 5, "epochs": 2, "solver": "cholesky", "calculate_loss": True}),
+    Case("als-wr", rf.ALS, {"factors": 8, "epochs": 2, "nu": 1.0, "regularization_scaling": "observed"}),
     Case("als-explicit", rf.ALS, {"factors": 4, "epochs": 2, "feedback": "explicit"}),
     Case("sgdmf", rf.SGDMF, {"factors": 4, "epochs": 3, "lr": 0.02}, hogwild=True),
     Case(
@@ -91,6 +92,7 @@ BAD_VALUES = {
     "cg_steps": [(0, ValueError)],
     "alpha0": [(NAN, ValueError)],
     "nu": [(-0.5, ValueError)],
+    "regularization_scaling": [("rendle", ValueError)],
     "feedback": [("ratings", ValueError)],
     "device": [("tpu", ValueError)],
     "threads": [(-1, ValueError), (1.5, TypeError)],

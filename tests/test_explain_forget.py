@@ -30,7 +30,8 @@ def implicit_reference(model, row: sp.csr_matrix, item: int) -> np.ndarray:
     Y = model.item_factors.astype(np.float64)
     hist, r = row.indices, row.data.astype(np.float64)
     c = 1 + model.alpha * r
-    lam = model.regularization * (len(hist) + model.alpha0 * len(Y)) ** model.nu
+    count = len(hist) if model.regularization_scaling == "observed" else len(hist) + model.alpha0 * len(Y)
+    lam = model.regularization * count**model.nu
     A = model.alpha0 * Y.T @ Y + lam * np.eye(Y.shape[1])
     for j, cj in zip(hist, c):
         A += (cj - model.alpha0) * np.outer(Y[j], Y[j])
@@ -38,7 +39,8 @@ def implicit_reference(model, row: sp.csr_matrix, item: int) -> np.ndarray:
     return Y[item] @ x_parts
 
 
-@pytest.mark.parametrize("params", [{}, {"alpha0": 0.3, "nu": 0.7, "alpha": 4.0, "regularization": 0.5}])
+@pytest.mark.parametrize("params", [{}, {"alpha0": 0.3, "nu": 0.7, "alpha": 4.0, "regularization": 0.5},
+                                    {"alpha0": 0.3, "nu": 1.0, "regularization_scaling": "observed"}])  # fmt: skip
 def test_als_implicit_contributions_match_the_normal_equations(ratings, params):
     model = rf.ALS(factors=6, epochs=4, threads=1, **params).fit(ratings, progress=False)
     for user, item in ((0, 3), (25, 40), (79, 1)):
@@ -109,7 +111,8 @@ def test_explain_external_names_items_by_their_ids():
 
 
 # -- forgetting ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("params", [{"alpha0": 0.5}, {"alpha0": 0.0, "solver": "cholesky"}, {"feedback": "explicit"}])
+@pytest.mark.parametrize("params", [{"alpha0": 0.5}, {"alpha0": 0.0, "solver": "cholesky"}, {"feedback": "explicit"},
+                                    {"alpha0": 0.5, "nu": 1.0, "regularization_scaling": "observed"}])  # fmt: skip
 def test_als_forget_is_an_exact_half_step_of_the_other_side(ratings, params):
     model = rf.ALS(factors=5, epochs=3, threads=1, **params).fit(ratings, progress=False)
     users_before = np.delete(model.user_factors, [4, 60], axis=0)
