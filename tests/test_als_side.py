@@ -59,7 +59,7 @@ def test_prior_boundary_errors():
     m = cpu.csr(sp.csr_matrix(np.eye(3, dtype=np.float32)))
     Y = np.ones((3, 2), np.float32)
     X = np.zeros((3, 2), np.float32)
-    args = (m, Y, cpu.gram(Y, 1), X, 1.0, 0.1, 1.0, 0.0, _core.Solver.cg, 2, 1)
+    args = (m, Y, cpu.gram(Y, 1), X, 1.0, 0.1, 1.0, 0.0, _core.RegScaling.all_pairs, _core.Solver.cg, 2, 1)
     with pytest.raises(ValueError, match="prior must have shape"):
         _core.als_implicit_solve(*args, np.zeros((2, 2), np.float32), 1.0)
     with pytest.raises(ValueError, match="prior must hold finite values"):
@@ -150,10 +150,12 @@ def test_fold_in_and_explain_with_features(world):
     assert model.item_features_.shape == (41, fi.n_features)
     # Forgetting users is refused with either side's features (the item map was fitted to what they taught).
     user_only = rf.ALS(factors=4, epochs=1, threads=1).fit(x, user_features=fu, progress=False)
-    with pytest.raises(TypeError, match="ALS forgets users only when fitted without user_features"):
+    with pytest.raises(TypeError, match="ALS forgets users only when fitted without user_features and item_features"):
         user_only.forget_users([0])
     item_only = rf.ALS(factors=4, epochs=1, threads=1).fit(x, item_features=fi, progress=False)
-    with pytest.raises(TypeError, match="ALS forgets users only when fitted without item_features"):
+    with pytest.raises(TypeError, match="ALS forgets items only when fitted without user_features and item_features"):
+        item_only.forget_items([0])
+    with pytest.raises(TypeError, match="ALS forgets users only"):
         item_only.forget_users([0])
     assert item_only.n_users == 60
 

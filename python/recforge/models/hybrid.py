@@ -138,19 +138,23 @@ class HybridMF(FeatureColdStart, FactorModel):
         self._compute_factors()
         return self._finish_fit(train)
 
-    # -- forgetting ----------------------------------------------------------------------------------
-    def _forgets_with(self, features) -> bool:
-        """Only where each row is its own feature (fitted without features): then its embedding goes with
-        it, and the other side keeps what it learnt (approximate, as BPR)."""
-        return is_identity(features)
+    # -- forgetting (FeatureColdStart._forget) -------------------------------------------------------
+    def _features_are_rows(self, side):
+        # Fitted without {side}_features: each row is its own feature, its embedding goes with it.
+        return is_identity(getattr(self, f"{side}_features_"))
+
+    def _feature_tables(self, side):
+        return ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
 
     def _fold_in_arrays(self, side):
         # The per-row arrays forget_* removes: with identity features a row's embedding is its own.
-        own = ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
+        features = getattr(self, f"{side}_features_", None)
+        own = self._feature_tables(side) if features is not None and is_identity(features) else ()
         return (*super()._fold_in_arrays(side), *own)
 
     def _after_forget(self, side, touched):
-        if getattr(self, f"{side}_features_") is not None:
+        features = getattr(self, f"{side}_features_")
+        if features is not None and is_identity(features):
             n = len(getattr(self, f"{side}_factors"))
             setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
 

@@ -43,8 +43,8 @@ import scipy.sparse as sp
 from .._backend import resolve_threads
 from .._ops import get_ops
 from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
-from ._explain import similarity_parts
 from ._features import FeatureColdStart
+from ._mlp_explain import NcfWeights, integrated_gradient_parts
 from ._params import EPOCHS, NEGATIVES, Param, check_epochs
 from ._training import TrainingDiverged, run_epochs
 from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, check_state_arrays, seen_rows
@@ -468,6 +468,9 @@ class MLPScorer(FeatureColdStart, Recommender):
     def _fold_in_arrays(self, side):
         return (f"{side}_embedding",)
 
+    def _feature_tables(self, side):
+        return (f"{side}_feature_embedding",)
+
     # -- cold start (FeatureColdStart's hooks) ---------------------------------------------------
     def _check_embeddings(self) -> None:
         self._check_fitted()
@@ -480,11 +483,10 @@ class MLPScorer(FeatureColdStart, Recommender):
         self.item_embedding = np.vstack([self.item_embedding, self._represent(m, self.item_feature_embedding)])
 
     def _explain_parts(self, u, i):
-        """The logit less the output bias, shared by the similarity of the items' embeddings."""
+        """Exact integrated gradients from the mean user, decomposed over the history (``_mlp_explain``)."""
         history, values = self._history(u)
-        base = float(self.output_bias[0])
-        part = float(self._score_pairs(np.array([u]), np.array([i]))[0]) - base
-        return similarity_parts(history, values, self.item_embedding, i, part, base)
+        return integrated_gradient_parts(NcfWeights.of(self), self.user_embedding, u, self.item_embedding, i,
+                                         history, values)  # fmt: skip
 
     def _learn_users(self, m, epochs: int | None = None, progress: bool | None = False) -> np.ndarray:
         """(n, e) embeddings of the users given by the rows of ``m``, learnt with everything else frozen.
