@@ -15,16 +15,23 @@ Cases:
 * ``synthetic``: ``rf.datasets.synthetic(138_000, 27_000, 12_000_000)`` binarised, the same
   holdout (the speed case: enough work per iteration for the Dask overhead to be measured).
 
-Regularisation: Spark scales ``regParam`` by each row's count (ALS-WR) where recforge uses a
-constant lambda, so the same number is not the same model: each library gets the best NDCG@10 of
-its own grid on the first case (``RECFORGE_BENCH_DASK_SPARK_REG``, default ``0.01,0.05,0.1``;
-``RECFORGE_BENCH_DASK_REG``, default ``0.05,0.5,5``; chosen on the test split, the same courtesy
-for both), and the later cases reuse each winner. Spark's seconds per iteration come
+Regularisation: Spark's implicit ALS scales ``regParam`` by each row's count of interactions
+(ALS-WR, ``regParam * numExplicits``). recforge fits the same regulariser by default here
+(``RECFORGE_BENCH_DASK_SCALING=observed``: ``rf.ALS(regularization_scaling="observed", nu=1)``, so
+the same lambda is the same model in both libraries); ``all_pairs`` fits recforge's classic constant
+lambda instead (``nu=0``), as the runs before the option did. Each library gets the best NDCG@10 of
+its own grid on the first case (``RECFORGE_BENCH_DASK_SPARK_REG``, default ``0.05,0.1,0.5``;
+``RECFORGE_BENCH_DASK_REG``, default the same for ALS-WR and ``0.05,0.5,5`` for the constant lambda;
+chosen on the test split, the same courtesy for both; every grid point is a row, ``NDCG@10 at
+lambda=...``), and the later cases reuse each winner. Spark's seconds per iteration come
 from two fits (``maxIter`` = n and n/2): (t_n - t_half) / (n - half), which leaves out its one-off
 partitioning; ours are the median per-iteration times from the fit callbacks after the first
 iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart. ``CPU s/iter``:
 the CPU seconds of the fit per iteration (ours: this process and every Dask worker process; Spark:
 its JVM, the same two-fit difference), the steadier figure on a machine shared with other jobs.
+``CPU s/iter net of idle Dask CPU``: the Dask rows less what the Dask processes burn with nothing to
+run (heartbeats, the workers' profiler; measured for 10 s per cluster before the fits) over the
+fit's wall time, which a loaded machine stretches: the cost of the fit's own work.
 
 Equal NDCG: Spark's NDCG@10 after n iterations is the target; recforge's NDCG after every
 iteration (a local fit evaluated in its callback; the Dask fit is the same model bit for bit, which
@@ -40,7 +47,7 @@ input of docs/scale-out.md.
 ``RECFORGE_BENCH_SPARK_BLAS``: folders with a native ``libblas.so.3`` / ``liblapack.so.3`` for Spark
 (e.g. Debian's libopenblas0-pthread unpacked with ``dpkg -x``); without it Spark uses its Java BLAS.
 ``RECFORGE_BENCH_DASK_CASES`` (default ``video-games,synthetic,kernel-cost``) picks the cases;
-``RECFORGE_BENCH_DASK_ITERS`` the iterations (default 10 on Video Games, 5 on the synthetic set).
+``RECFORGE_BENCH_DASK_ITERS`` the iterations (default 10 on both).
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ ALPHA = 10.0
 ITERATIONS = {"video-games": 10, "synthetic": 10}
 SYNTH = (138_000, 27_000, 12_000_000)
 SYNTH_QUICK = (6_000, 2_000, 200_000)
+GRID_VALUES = "0.001,0.005,0.01,0.05,0.1,0.5,1,5,10,50"
+
+
+def _scaling_params() -> dict:
+    """recforge's regulariser: ALS-WR (Spark's, the default) or the classic constant lambda."""
+    scaling = switch("RECFORGE_BENCH_DASK_SCALING", "observed", "observed,all_pairs")[0]
+    return {"regularization_scaling": scaling, "nu": 1.0 if scaling == "observed" else 0.0}
 
 
 def _split(inter):
@@ -115,7 +129,7 @@ def _local(train, solver, threads, iters, reg, test=None):
     import recforge as rf
 
     model = rf.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, threads=threads,
-                   seed=0)  # fmt: skip
+                   seed=0, **_scaling_params())  # fmt: skip
     curve, spent = [], [0.0]
 
     def track(epoch, seconds, loss):
@@ -136,12 +150,25 @@ def _dask(client, train, solver, iters, reg):
     t0 = time.perf_counter()
     data = rf.distributed.distribute(client, train)
     setup = time.perf_counter() - t0
-    est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0)
-    cpu0, workers0 = time.process_time(), client.run(time.process_time)
+    est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0,
+                             **_scaling_params())  # fmt: skip
+    cpu0, workers0, wall0 = time.process_time(), client.run(time.process_time), time.perf_counter()
     model = est.fit(client, data, progress=False)
     workers1 = client.run(time.process_time)
+    model.fit_wall_seconds = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
     return model, [h["seconds"] for h in model.history_], setup, cpu
+
+
+def _idle_cpu_rate(client, seconds: float = 10.0) -> float:
+    """CPU seconds per wall second that this process (client and scheduler) and the Dask workers spend
+    with nothing to run (heartbeats, the workers' profiler, event loops): a Dask fit's CPU time includes
+    it for as long as the fit's wall time, which a loaded machine stretches."""
+    cpu0, workers0, wall0 = time.process_time(), client.run(time.process_time), time.perf_counter()
+    time.sleep(seconds)
+    workers1 = client.run(time.process_time)
+    cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
+    return cpu / (time.perf_counter() - wall0)
 
 
 def _spark_session(ctx):
@@ -221,11 +248,13 @@ def _spark_rows(ctx, spark, case, train, test, iters, regs):
         frame = spark.read.parquet(path).repartition(2 * ctx.threads).cache()
         frame.count()
         _spark_fit(spark, frame, regs[0], 1, ctx.threads)  # warm-up (JIT, caches): the first fit is slower
-        best = None
+        best, grid_rows = None, []
         for reg in regs:
             model, seconds, cpu = _spark_fit(spark, frame, reg, iters, ctx.threads)
             ndcg = _ndcg(*_spark_factors(model, *train.shape), train.csr, test.csr)
             ctx.log(f"{case}: spark regParam={reg}: ndcg@10 {ndcg:.4f}, {seconds:.1f}s for {iters} iterations")
+            grid_rows.append(_row(case, "Spark MLlib", f"NDCG@10 at lambda={reg:g}", ndcg, None, "higher",
+                                  fit_seconds=seconds, fit_cpu_seconds=cpu))  # fmt: skip
             if best is None or ndcg > best[0]:
                 best = (ndcg, reg, seconds, cpu)
         ndcg, reg, t_n, cpu_n = best
@@ -238,7 +267,7 @@ def _spark_rows(ctx, spark, case, train, test, iters, regs):
     regs[:] = [reg]
     per_iter, cpu_per_iter = (t_n - t_half) / (iters - half), (cpu_n - cpu_half) / (iters - half)
     blas = _spark_blas(spark)
-    return [
+    return grid_rows + [
         _row(case, "Spark MLlib", "s/iter", per_iter, None, "lower", regParam=reg, fit_seconds=t_n, blas=blas),
         _row(case, "Spark MLlib", "CPU s/iter", cpu_per_iter, None, "lower", regParam=reg, blas=blas),
         _row(
@@ -286,19 +315,23 @@ def _time_to_target(ctx, case, curve, dask_per_iter, dask_cpu_per_iter, spark_ro
 
 
 def _grid(name: str, default: str) -> list[float]:
-    return [float(r) for r in switch(name, default, "0.001,0.005,0.01,0.05,0.1,0.5,1,5,10,50")]
+    return [float(r) for r in switch(name, default, GRID_VALUES)]
 
 
-def _pick_reg(ctx, case, train, test, iters, regs) -> float:
-    """Our best regularisation of ``regs`` by NDCG@10 (local Cholesky fits: the Dask fit is the same model)."""
+def _pick_reg(ctx, case, train, test, iters, regs) -> tuple[float, list[dict]]:
+    """Our best regularisation of ``regs`` by NDCG@10 (local Cholesky fits: the Dask fit is the same model),
+    and a row per grid point (none when ``regs`` holds one value: nothing to choose)."""
+    rows = []
     if len(regs) > 1:
         scores = {}
         for reg in regs:
             model, _, _, _ = _local(train, "cholesky", ctx.threads, iters, reg)
             scores[reg] = _ndcg(model.user_factors, model.item_factors, train.csr, test.csr)
             ctx.log(f"{case}: recforge regularization={reg}: ndcg@10 {scores[reg]:.4f}")
+            rows.append(_row(case, "recforge", f"NDCG@10 at lambda={reg:g}", scores[reg], None, "higher",
+                             **_scaling_params()))  # fmt: skip
         regs[:] = [max(scores, key=scores.get)]
-    return regs[0]
+    return regs[0], rows
 
 
 def _row(case, library, metric, value, spread, better, **extra):
@@ -307,17 +340,20 @@ def _row(case, library, metric, value, spread, better, **extra):
 
 
 # ---- cases ---------------------------------------------------------------------------------------
-def _case_rows(ctx, clusters, spark, regs, name, split, iters):
+def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
     train, test = split
-    rows, spark_rows = [], []
-    reg = _pick_reg(ctx, name, train, test, iters, regs["recforge"])
+    spark_rows = []
+    shape = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS}"
+    reg, rows = _pick_reg(ctx, f"{shape} cholesky {iters} it", train, test, iters, regs["recforge"])
     for solver in ("cholesky", "cg"):
-        case = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS} {solver} {iters} it"
+        case = f"{shape} {solver} {iters} it"
         ctx.log(f"dask bench: {case}")
         runs = {"recforge": lambda: _dask(clusters[ctx.threads], train, solver, iters, reg),
                 "recforge (local)": lambda: _local(train, solver, ctx.threads, iters, reg)}  # fmt: skip
+        workers = {"recforge": ctx.threads, "recforge (local)": 0}
         if ctx.threads > 1:
             runs["recforge dask 1 worker"] = lambda: _dask(clusters[1], train, solver, iters, reg)
+            workers["recforge dask 1 worker"] = 1
         samples = {lib: [] for lib in runs}
         for _ in range(ctx.repeat):  # interleaved
             for lib, fit in runs.items():
@@ -329,8 +365,13 @@ def _case_rows(ctx, clusters, spark, regs, name, split, iters):
             setup = float(np.median([s for _, _, s, _ in fits]))
             cpu = float(np.median([c for _, _, _, c in fits])) / iters
             per_iter[lib] = (value, cpu)
-            rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg))
+            rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg,
+                             **_scaling_params()))  # fmt: skip
             rows.append(_row(case, lib, "CPU s/iter", cpu, None, "lower"))
+            # The same less the Dask processes' idle CPU over the fit's wall time (0 for the local fit).
+            rate = idle.get(workers[lib], 0.0)
+            net = float(np.median([(c - rate * getattr(m, "fit_wall_seconds", 0.0)) / iters for m, _, _, c in fits]))
+            rows.append(_row(case, lib, "CPU s/iter net of idle Dask CPU", net, None, "lower", idle_cpu_per_s=rate))
             model = fits[0][0]
             rows.append(_row(case, lib, "NDCG@10", _ndcg(model.user_factors, model.item_factors, train.csr, test.csr),
                              None, "higher"))  # fmt: skip
@@ -382,14 +423,17 @@ def run(ctx):
     cases = switch("RECFORGE_BENCH_DASK_CASES", "video-games,synthetic,kernel-cost")
     pyspark = ctx.peer("pyspark") if os.environ.get("RECFORGE_BENCH_DASK_SPARK", "1") != "0" else None
     spark = _spark_session(ctx) if pyspark is not None else None
-    regs = {"recforge": _grid("RECFORGE_BENCH_DASK_REG", "0.05,0.5,5"),
-            "spark": _grid("RECFORGE_BENCH_DASK_SPARK_REG", "0.01,0.05,0.1")}  # fmt: skip
+    als_wr = _scaling_params()["regularization_scaling"] == "observed"
+    regs = {"recforge": _grid("RECFORGE_BENCH_DASK_REG", "0.05,0.1,0.5" if als_wr else "0.05,0.5,5"),
+            "spark": _grid("RECFORGE_BENCH_DASK_SPARK_REG", "0.05,0.1,0.5")}  # fmt: skip
     clusters, opened = {}, []
     try:
         for n in sorted({1, ctx.threads}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
             opened.append(cluster)
             clusters[n] = Client(cluster)
+        idle = {n: _idle_cpu_rate(client) for n, client in clusters.items()}
+        ctx.log(f"idle CPU of the Dask processes (CPU s per s, by worker count): {idle}")
         rows = []
         for name in cases:
             if name == "kernel-cost":
@@ -398,7 +442,7 @@ def run(ctx):
             if split is None:
                 continue
             iters = int(forced) if forced else 3 if ctx.quick else ITERATIONS[name]
-            rows += _case_rows(ctx, clusters, spark, regs, name, split, iters)
+            rows += _case_rows(ctx, clusters, idle, spark, regs, name, split, iters)
         if "kernel-cost" in cases:
             rows += _kernel_cost_rows(ctx)
         return rows

@@ -12,12 +12,19 @@ from hypothesis import strategies as st
 
 import recforge as rf
 from recforge import _core
+from recforge._ops import get_ops
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 # ---- numpy references -----------------------------------------------------------------------
-def implicit_reference(m: sp.csr_matrix, Y: np.ndarray, alpha, reg, alpha0=1.0, nu=0.0) -> np.ndarray:
+def reference_lambda(counts, n_cols, reg, alpha0, nu, scaling):
+    """lambda_u of the docstring: reg (n_u + alpha0 n_cols)^nu ("all_pairs") or reg n_u^nu ("observed", ALS-WR)."""
+    counts = np.asarray(counts, np.float64)
+    return reg * (counts if scaling == "observed" else counts + alpha0 * n_cols) ** nu
+
+
+def implicit_reference(m: sp.csr_matrix, Y: np.ndarray, alpha, reg, alpha0=1.0, nu=0.0, scaling="all_pairs"):
     """Exact iALS rows in float64: (alpha0 YᵀY + sum (c - alpha0) y yᵀ + lambda_u I) x = sum c y."""
     Y = Y.astype(np.float64)
     G = Y.T @ Y
@@ -25,8 +32,10 @@ def implicit_reference(m: sp.csr_matrix, Y: np.ndarray, alpha, reg, alpha0=1.0, 
     out = np.zeros((m.shape[0], f))
     for u in range(m.shape[0]):
         idx = m.indices[m.indptr[u] : m.indptr[u + 1]]
+        if not len(idx):  # no entries: x = 0 (the kernel's convention; A may be singular at alpha0 = 0)
+            continue
         c = 1.0 + alpha * m.data[m.indptr[u] : m.indptr[u + 1]].astype(np.float64)
-        lam = reg * (len(idx) + alpha0 * m.shape[1]) ** nu
+        lam = reference_lambda(len(idx), m.shape[1], reg, alpha0, nu, scaling)
         A = alpha0 * G + (Y[idx].T * (c - alpha0)) @ Y[idx] + lam * np.eye(f)
         out[u] = np.linalg.solve(A, Y[idx].T @ c)
     return out
@@ -48,7 +57,7 @@ def explicit_reference(m: sp.csr_matrix, Y, other_bias, mu, reg):
     return X, B
 
 
-def implicit_objective(m: sp.csr_matrix, X, Y, alpha, reg, alpha0=1.0, nu=0.0) -> float:
+def implicit_objective(m: sp.csr_matrix, X, Y, alpha, reg, alpha0=1.0, nu=0.0, scaling="all_pairs") -> float:
     """The full iALS objective, dense over every pair (tiny problems only)."""
     X, Y = X.astype(np.float64), Y.astype(np.float64)
     pred = X @ Y.T
@@ -58,8 +67,8 @@ def implicit_objective(m: sp.csr_matrix, X, Y, alpha, reg, alpha0=1.0, nu=0.0) -
     c = 1.0 + alpha * dense
     data = np.where(stored, c * (1 - pred) ** 2, alpha0 * pred**2).sum()
     nu_u, nu_i = np.diff(m.indptr), np.bincount(m.indices, minlength=m.shape[1])
-    lam_u = reg * (nu_u + alpha0 * m.shape[1]) ** nu
-    lam_i = reg * (nu_i + alpha0 * m.shape[0]) ** nu
+    lam_u = reference_lambda(nu_u, m.shape[1], reg, alpha0, nu, scaling)
+    lam_i = reference_lambda(nu_i, m.shape[0], reg, alpha0, nu, scaling)
     return data + lam_u @ (X**2).sum(1) + lam_i @ (Y**2).sum(1)
 
 
@@ -83,23 +92,29 @@ def kernel_csr(m: sp.csr_matrix) -> _core.Csr:
     return _core.Csr(m.indptr, m.indices, m.data, m.shape)
 
 
-def solve_rows(m, Y, X=None, solver="cholesky", cg_steps=3, alpha=2.0, reg=0.1, alpha0=1.0, nu=0.0, threads=2):
+def solve_rows(m, Y, X=None, solver="cholesky", cg_steps=3, alpha=2.0, reg=0.1, alpha0=1.0, nu=0.0, threads=2,
+               scaling="all_pairs"):  # fmt: skip
     X = np.zeros((m.shape[0], Y.shape[1]), np.float32) if X is None else X.copy()
     Y = np.ascontiguousarray(Y, np.float32)
     _core.als_implicit_solve(kernel_csr(m), Y, _core.als_gram(Y, threads), X, alpha, reg, alpha0, nu,
-                             _core.Solver.__members__[solver], cg_steps, threads)  # fmt: skip
+                             _core.RegScaling.__members__[scaling], _core.Solver.__members__[solver], cg_steps,
+                             threads)  # fmt: skip
     return X
 
 
 # ---- the solves -------------------------------------------------------------------------------
 @pytest.mark.parametrize("f", [5, 32, 64])  # 5: the generic BLAS path; 32/64: the tiled kernels
-@pytest.mark.parametrize("alpha0,nu", [(1.0, 0.0), (0.3, 0.0), (3.0, 0.0), (1.0, 0.7)])
-def test_cholesky_matches_dense_normal_equations(rng, f, alpha0, nu):
+@pytest.mark.parametrize(
+    "alpha0,nu,scaling",
+    [(1.0, 0.0, "all_pairs"), (0.3, 0.0, "all_pairs"), (3.0, 0.0, "all_pairs"), (1.0, 0.7, "all_pairs"),
+     (1.0, 1.0, "observed"), (0.3, 0.7, "observed"), (0.0, 1.0, "observed")],
+)  # fmt: skip
+def test_cholesky_matches_dense_normal_equations(rng, f, alpha0, nu, scaling):
     m = random_csr(rng, 40, 90, 0.15, 0.0, 4.0)
     m = empty_row(m, 3)
     Y = rng.standard_normal((90, f)).astype(np.float32) * 0.3
-    got = solve_rows(m, Y, alpha=2.0, reg=0.1, alpha0=alpha0, nu=nu)
-    want = implicit_reference(m, Y, 2.0, 0.1, alpha0, nu)
+    got = solve_rows(m, Y, alpha=2.0, reg=0.1, alpha0=alpha0, nu=nu, scaling=scaling)
+    want = implicit_reference(m, Y, 2.0, 0.1, alpha0, nu, scaling)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
     assert not got[3].any()  # empty row: exactly zero
 
@@ -170,20 +185,22 @@ def test_explicit_matches_dense_with_biases(rng, f):
     assert B[2] == 0 and not X[2].any()
 
 
-def test_fit_last_half_step_is_the_exact_item_solve(rng):
+@pytest.mark.parametrize("scaling", ["all_pairs", "observed"])
+def test_fit_last_half_step_is_the_exact_item_solve(rng, scaling):
     m = random_csr(rng, 50, 40, 0.15, 0.0, 2.0)
-    model = rf.ALS(
-        factors=6, epochs=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3, threads=2
-    ).fit(m, progress=False)
-    want = implicit_reference(m.T.tocsr(), model.user_factors, 3.0, 0.2, 0.5, 0.3)
+    model = rf.ALS(factors=6, epochs=2, solver="cholesky", alpha=3.0, regularization=0.2, alpha0=0.5, nu=0.3,
+                   regularization_scaling=scaling, threads=2).fit(m, progress=False)  # fmt: skip
+    want = implicit_reference(m.T.tocsr(), model.user_factors, 3.0, 0.2, 0.5, 0.3, scaling)
     np.testing.assert_allclose(model.item_factors, want, rtol=1e-4, atol=1e-5)
 
 
 # ---- objective --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "solver,alpha0,nu", [("cholesky", 1.0, 0.0), ("cg", 1.0, 0.0), ("cholesky", 0.2, 0.5), ("cg", 0.2, 0.5)]
-)
-def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
+    "solver,alpha0,nu,scaling",
+    [("cholesky", 1.0, 0.0, "all_pairs"), ("cg", 1.0, 0.0, "all_pairs"), ("cholesky", 0.2, 0.5, "all_pairs"),
+     ("cg", 0.2, 0.5, "all_pairs"), ("cholesky", 1.0, 1.0, "observed"), ("cg", 0.2, 1.0, "observed")],
+)  # fmt: skip
+def test_objective_decreases_every_iteration(rng, solver, alpha0, nu, scaling):
     m = random_csr(rng, 60, 45, 0.1, 0.0, 3.0)
     states, reported = [], []
 
@@ -200,11 +217,12 @@ def test_objective_decreases_every_iteration(rng, solver, alpha0, nu):
         regularization=0.1,
         alpha0=alpha0,
         nu=nu,
+        regularization_scaling=scaling,
         calculate_loss=True,
         threads=1,
     )
     model.fit(m, callback=callback, progress=False)
-    objectives = [implicit_objective(m, X, Y, 2.0, 0.1, alpha0, nu) for X, Y in states]
+    objectives = [implicit_objective(m, X, Y, 2.0, 0.1, alpha0, nu, scaling) for X, Y in states]
     assert len(objectives) == 8
     assert all(b <= a * (1 + 1e-6) for a, b in zip(objectives, objectives[1:])), objectives
     assert objectives[-1] < objectives[0]
@@ -242,6 +260,56 @@ def test_partial_fit_users_equals_full_solve(rng, feedback):
         np.testing.assert_allclose(model.user_bias[ids], wb, rtol=1e-4, atol=1e-5)
         assert model.user_bias.shape == (43,)
     np.testing.assert_allclose(model.user_factors[ids], want, rtol=1e-4, atol=1e-5)
+
+
+def test_observed_scaling_is_als_wr_and_ignores_alpha0(rng):
+    """ALS-WR (Spark MLlib's lambda * n_u): lambda_u does not move with alpha0, and at nu = 0 the two
+    scalings are the same fit bit for bit (the constant lambda)."""
+    m = random_csr(rng, 30, 50, 0.2, 0.0, 3.0)
+    Y = rng.standard_normal((50, 8)).astype(np.float32) * 0.3
+    Y64 = Y.astype(np.float64)
+    for alpha0 in (0.0, 0.5, 2.0):
+        got = solve_rows(m, Y, alpha=2.0, reg=0.1, alpha0=alpha0, nu=1.0, scaling="observed")
+        want = np.zeros(got.shape)
+        for u in range(m.shape[0]):  # the normal equations written out with lambda_u = 0.1 * n_u
+            idx = m.indices[m.indptr[u] : m.indptr[u + 1]]
+            if not len(idx):
+                continue
+            c = 1.0 + 2.0 * m.data[m.indptr[u] : m.indptr[u + 1]].astype(np.float64)
+            A = alpha0 * Y64.T @ Y64 + (Y64[idx].T * (c - alpha0)) @ Y64[idx] + 0.1 * len(idx) * np.eye(8)
+            want[u] = np.linalg.solve(A, Y64[idx].T @ c)
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+    params = dict(factors=6, epochs=2, alpha0=0.5, threads=1, seed=3)
+    a = rf.ALS(**params).fit(m, progress=False)
+    b = rf.ALS(regularization_scaling="observed", **params).fit(m, progress=False)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+
+
+@pytest.mark.parametrize("feedback", ["implicit", "explicit"])
+def test_regularization_scaling_survives_save_and_load(rng, tmp_path, feedback):
+    m = random_csr(rng, 40, 30, 0.2, 1, 5, integer=True)
+    model = rf.ALS(factors=5, epochs=2, nu=1.0, regularization_scaling="observed", feedback=feedback,
+                   threads=1).fit(m, progress=False)  # fmt: skip
+    model.save(tmp_path / "m.rf")
+    back = rf.load(tmp_path / "m.rf")
+    assert back.regularization_scaling == "observed" and back.get_params() == model.get_params()
+    rows = random_csr(rng, 2, 30, 0.3, 1, 5, integer=True)
+    np.testing.assert_array_equal(back.recalculate_user(rows), model.recalculate_user(rows))
+    if feedback == "implicit":  # the fold-in solves with lambda_u = reg * n_u
+        want = implicit_reference(rows, model.item_factors, model.alpha, model.regularization, model.alpha0, 1.0,
+                                  "observed")  # fmt: skip
+        np.testing.assert_allclose(back.recalculate_user(rows), want, rtol=1e-4, atol=1e-5)
+
+
+def test_regularization_scaling_is_validated():
+    with pytest.raises(ValueError, match="regularization_scaling must be one of"):
+        rf.ALS(regularization_scaling="rendle").fit(sp.eye(4, format="csr"), progress=False)
+    m = sp.eye(4, format="csr", dtype=np.float32)
+    Y, X = np.ones((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        get_ops("cpu").als_implicit_half_step(m, Y, Y.T @ Y, X, alpha=1.0, regularization=0.1, alpha0=1.0, nu=1.0,
+                                              solver="cg", cg_steps=1, threads=1, scaling="count")  # fmt: skip
 
 
 def test_partial_fit_items_equals_full_solve(rng):
@@ -292,7 +360,7 @@ def test_kernel_boundary_checks(rng):
 
     def solve(c=c, Y=Y, G=G, X=None, solver=cg):
         X = np.zeros((5, 3), np.float32) if X is None else X
-        _core.als_implicit_solve(c, Y, G, X, 1, 0.1, 1, 0, solver, 3, 1)
+        _core.als_implicit_solve(c, Y, G, X, 1, 0.1, 1, 0, _core.RegScaling.all_pairs, solver, 3, 1)
 
     with pytest.raises(ValueError, match="X must have shape"):
         solve(X=np.zeros((4, 3), np.float32))
@@ -317,7 +385,9 @@ def test_kernel_boundary_checks(rng):
     with pytest.raises(TypeError):  # the solver is an enum, not a string
         solve(solver="cg")
     with pytest.raises(TypeError):  # the matrix is a validated _core.Csr, not raw arrays
-        _core.als_implicit_solve(m, Y, G, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, cg, 3, 1)
+        _core.als_implicit_solve(
+            m, Y, G, np.zeros((5, 3), np.float32), 1, 0.1, 1, 0, _core.RegScaling.all_pairs, cg, 3, 1
+        )
 
 
 def test_gram_is_ytY_for_any_thread_count(rng):
@@ -340,7 +410,7 @@ def test_half_step_per_row_partition_equals_one_call(rng, solver):
     parts = X0.copy()
     for lo, hi in [(0, 17), (17, 60)]:
         _core.als_implicit_solve(kernel_csr(m[lo:hi]), Y, G, parts[lo:hi], 2.0, 0.1, 1.0, 0.0,
-                                 _core.Solver.__members__[solver], 3, 1)  # fmt: skip
+                                 _core.RegScaling.all_pairs, _core.Solver.__members__[solver], 3, 1)  # fmt: skip
     np.testing.assert_array_equal(parts, whole)
 
 

@@ -70,9 +70,10 @@ def test_every_als_kernel_is_launched_with_matching_types(gpu):
     assert set(gpu.launches) == set(kernels.SOURCES["als.cu"])
 
 
+@pytest.mark.parametrize("scaling", ["all_pairs", "observed"])
 @pytest.mark.parametrize("solver", ["cg", "cholesky", "cholesky-in-global-memory"])
 @pytest.mark.parametrize("f", [1, 5, 32, 40])
-def test_implicit_half_step_matches_the_cpu(gpu, monkeypatch, solver, f):
+def test_implicit_half_step_matches_the_cpu(gpu, monkeypatch, solver, f, scaling):
     if solver == "cholesky-in-global-memory":  # a device without room for the matrix in shared memory
         monkeypatch.setattr(cuda, "_max_shared", lambda: 4 * f * f - 4)
         solver = "cholesky"
@@ -80,16 +81,17 @@ def test_implicit_half_step_matches_the_cpu(gpu, monkeypatch, solver, f):
     m = interactions(rng, 40, 30, 0.2, empty_rows=[0, 7])
     Y, X0 = factors(rng, 30, f), factors(rng, 40, f)
     want, got = X0.copy(), X0.copy()
-    implicit_step(cpu, m, Y, want, solver)
-    implicit_step(cuda, m, Y, got, solver)
+    implicit_step(cpu, m, Y, want, solver, scaling=scaling)
+    implicit_step(cuda, m, Y, got, solver, scaling=scaling)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert (got[[0, 7]] == 0).all()  # rows without entries: exactly zero, as on the CPU
 
 
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 25), m=st.integers(1, 20), f=st.integers(1, 9), density=st.sampled_from([0.0, 0.1, 0.5]),
-       alpha0=st.sampled_from([0.0, 1.0]), nu=st.sampled_from([0.0, 1.0]), seed=st.integers(0, 2**16))  # fmt: skip
-def test_half_steps_match_the_cpu_on_random_shapes(emulator, n, m, f, density, alpha0, nu, seed):
+       alpha0=st.sampled_from([0.0, 1.0]), nu=st.sampled_from([0.0, 1.0]),
+       scaling=st.sampled_from(["all_pairs", "observed"]), seed=st.integers(0, 2**16))  # fmt: skip
+def test_half_steps_match_the_cpu_on_random_shapes(emulator, n, m, f, density, alpha0, nu, scaling, seed):
     with pytest.MonkeyPatch.context() as mp:  # hypothesis: no function-scoped fixtures
         _patch(mp, emulator, budget=2048, block=32, grid=2)  # small batches too
         rng = np.random.default_rng(seed)
@@ -97,8 +99,8 @@ def test_half_steps_match_the_cpu_on_random_shapes(emulator, n, m, f, density, a
         Y, X0 = factors(rng, m, f), factors(rng, n, f)
         for solver in ("cg", "cholesky"):
             want, got = X0.copy(), X0.copy()
-            implicit_step(cpu, x, Y, want, solver, alpha0=alpha0, nu=nu, regularization=0.5)
-            implicit_step(cuda, x, Y, got, solver, alpha0=alpha0, nu=nu, regularization=0.5)
+            implicit_step(cpu, x, Y, want, solver, alpha0=alpha0, nu=nu, regularization=0.5, scaling=scaling)
+            implicit_step(cuda, x, Y, got, solver, alpha0=alpha0, nu=nu, regularization=0.5, scaling=scaling)
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
         ob = rng.standard_normal(m).astype(np.float32)
         want = (np.zeros((n, f), np.float32), np.zeros(n, np.float32))
@@ -119,12 +121,14 @@ def test_explicit_half_step_and_losses_match_the_cpu(gpu):
         ops.als_explicit_half_step(m, Y, other_bias, X, b, regularization=0.1, global_mean=0.5, threads=1)
         sse = ops.als_explicit_sse(m, X, b, Y, other_bias, global_mean=0.5, threads=1)
         loss = ops.als_implicit_loss(abs(m), X, Y, threads=1, **IMPLICIT)
-        out[ops.name] = X, b, sse, loss
+        wr_loss = ops.als_implicit_loss(abs(m), X, Y, threads=1, **{**IMPLICIT, "nu": 1.0}, scaling="observed")
+        out[ops.name] = X, b, sse, loss, wr_loss
     np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["cuda"][1], out["cpu"][1], rtol=1e-4, atol=1e-5)
     assert out["cuda"][0][4].tolist() == [0.0] * 6 and out["cuda"][1][4] == 0.0
     assert out["cuda"][2] == pytest.approx(out["cpu"][2], rel=1e-5)
     assert out["cuda"][3] == pytest.approx(out["cpu"][3], rel=1e-5)
+    assert out["cuda"][4] == pytest.approx(out["cpu"][4], rel=1e-5) and out["cpu"][4] != out["cpu"][3]
 
 
 @pytest.mark.parametrize("solver", ["cg", "cholesky", "explicit"])
@@ -261,3 +265,35 @@ def test_factor_arrays_are_checked_before_any_launch(gpu):
     with pytest.raises(ValueError, match="cg_steps must be >= 1"):
         cuda.als_implicit_half_step(m, Y, G, X, solver="cg", cg_steps=0, threads=1, **IMPLICIT)
     assert gpu.launches == []
+
+
+ALS_WR = {"nu": 1.0, "regularization_scaling": "observed"}
+
+
+@pytest.mark.parametrize("config", [{"solver": "cg"}, {"solver": "cholesky", **ALS_WR}, {"feedback": "explicit"}])
+def test_dask_block_half_step_runs_the_gpu_kernels(gpu, monkeypatch, config):
+    """rf.distributed's block task with device="cuda" (GPU workers): the block's CSR and factors go to
+    the device, ``get_ops("cuda")``'s half-step runs, the new factors come back as host arrays."""
+    pytest.importorskip("distributed", reason="recforge.distributed needs the dask extra")
+    from recforge import _backend
+    from recforge.distributed import _tasks
+
+    monkeypatch.setattr(_backend, "_cupy_problem", lambda: None)  # "CuPy sees a GPU"
+    rng = np.random.default_rng(5)
+    m = interactions(rng, 40, 30, 0.2, empty_rows=[3])
+    Y, X0 = factors(rng, 30, 6), factors(rng, 40, 6)
+    explicit = config.get("feedback") == "explicit"
+    other = (Y, rng.standard_normal(30).astype(np.float32) if explicit else None)
+    own = (X0, np.zeros(40, np.float32) if explicit else None)
+    params = {"feedback": "implicit", "threads": 1, "alpha": 2.0, "regularization": 0.1, "alpha0": 1.0, "nu": 0.0,
+              "regularization_scaling": "all_pairs", "cg_steps": 3, "global_bias": 2.5, **config}  # fmt: skip
+    G = cpu.gram(Y, 1)
+    want = _tasks.half_step(cpu.csr(m), other, G, own, {**params, "device": "cpu"})
+    gpu.launches.clear()
+    got = _tasks.half_step(cpu.csr(m), other, G, own, {**params, "device": "cuda"})
+    assert gpu.launches  # the GPU kernels ran
+    assert all(isinstance(a, np.ndarray) for a in got if a is not None) and (got[1] is None) == (not explicit)
+    for g, w in zip(got, want):
+        if w is not None:
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(own[0], X0)  # the inputs stay untouched

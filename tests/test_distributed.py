@@ -20,6 +20,7 @@ pytest.importorskip("dask.dataframe", reason="recforge.distributed needs the das
 pytest.importorskip("pyarrow", reason="the Parquet shards need pyarrow (the dask extra)")
 
 import dask.dataframe as dd  # noqa: E402
+from conftest import CUDA_MISSING, requires_cuda  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
 import recforge as rf  # noqa: E402
@@ -29,6 +30,7 @@ SOLVERS = {
     "cg": {"solver": "cg"},
     "cholesky": {"solver": "cholesky"},
     "explicit": {"feedback": "explicit", "regularization": 0.1},
+    "cg-als-wr": {"solver": "cg", "nu": 1.0, "regularization_scaling": "observed"},  # Spark's lambda * n_u
 }
 FIT = {"factors": 8, "epochs": 3, "seed": 7}
 
@@ -86,10 +88,11 @@ def test_fit_equals_local_bit_for_bit(client, events, config):
     assert [h["epoch"] for h in model.history_] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("config", ["explicit", "cholesky"])
+@pytest.mark.parametrize("config", ["explicit", "cholesky", "cg-als-wr"])
 def test_routed_rows(client, events, config):
     """Only the rows a block reads are sent; explicit ALS (no Gram) stays bit for bit, implicit sums
-    the Gram from per-block partial Grams (float32 rounding in another order)."""
+    the Gram from per-block partial Grams (float32 rounding in another order). ALS-WR's lambda counts
+    the block's stored entries only, so it routes by rows (nu > 0 with "all_pairs" cannot)."""
     ref = _local(events, **SOLVERS[config])
     est = rfd.ALS(**FIT, **SOLVERS[config], routing="rows", user_blocks=3, item_blocks=3)
     model = est.fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
@@ -103,7 +106,13 @@ def test_routed_rows(client, events, config):
 @pytest.mark.parametrize(
     "config, routing, rel",
     # a float64 sum in another order; implicit "rows": the Gram's float32 sum as well
-    [("cg", "whole", 1e-9), ("explicit", "whole", 1e-9), ("explicit", "rows", 1e-9), ("cholesky", "rows", 1e-4)],
+    [
+        ("cg", "whole", 1e-9),
+        ("explicit", "whole", 1e-9),
+        ("explicit", "rows", 1e-9),
+        ("cholesky", "rows", 1e-4),
+        ("cg-als-wr", "rows", 1e-4),
+    ],
 )
 def test_training_loss_equals_local(client, events, config, routing, rel):
     ref = _local(events, calculate_loss=True, **SOLVERS[config])
@@ -252,15 +261,19 @@ def test_evaluate_equals_local(client, events):
     inter = rf.Interactions.from_pandas(events, weight_col="rating")
     train, test = rf.split.random_holdout(inter, test_fraction=0.3, seed=1)
     model = rfd.ALS(**FIT).fit(client, train)
-    every = rfd.batch._EVAL_METRICS  # auc and novelty included
+    every = rfd.batch._EVAL_METRICS  # auc and the beyond-accuracy metrics included
+    assert {"novelty", "popularity", "gini", "long_tail", "coverage", "auc"} <= set(every)
     ref = rf.evaluation.evaluate(model, train, test, k=5, metrics=every)
     got = rfd.evaluate(model, client, test, k=5, metrics=every, user_blocks=3)
     assert got["n_users"] == ref["n_users"]
     assert set(got) == set(ref)
     for name in set(ref) - {"protocol", "n_users"}:
         assert got[name] == pytest.approx(ref[name], rel=1e-12), name
-    default = rfd.evaluate(model, client, test, k=5, user_blocks=2)  # all but auc
-    assert set(default) == set(rf.evaluation.evaluate(model, train, test, k=5, metrics=rfd.batch._EVAL_DEFAULT))
+    default = rfd.evaluate(model, client, test, k=5, user_blocks=2)  # the local defaults: all but auc
+    local_default = rf.evaluation.evaluate(model, train, test, k=5)
+    assert set(default) == set(local_default)
+    for name in set(local_default) - {"protocol", "n_users"}:
+        assert default[name] == pytest.approx(local_default[name], rel=1e-12), name
     # the test set on the cluster, blocked by its own layout, aligned by the model's maps
     held = rfd.distribute(client, test, user_ids=model.user_ids, item_ids=model.item_ids, user_blocks=3)
     on_cluster = rfd.evaluate(model, client, held, k=5, metrics=every)
@@ -291,10 +304,30 @@ def test_bad_parameters(client, events):
         rfd.ALS(routing="diagonal").fit(client, events)
     with pytest.raises(ValueError, match="nu=0"):
         rfd.ALS(routing="rows", nu=0.5).fit(client, events)
+    with pytest.raises(ValueError, match="regularization_scaling must be one of"):
+        rfd.ALS(regularization_scaling="count").fit(client, events)
     with pytest.raises(TypeError, match="data must be"):
         rfd.ALS(**FIT).fit(client, events)  # a pandas DataFrame: wrap it in dask first
-    with pytest.raises(ValueError, match="not available on Dask workers"):  # GPU workers: docs/scale-out.md
-        rfd.ALS(device="cuda").fit(client, events)
+
+
+@pytest.mark.skipif(CUDA_MISSING is None, reason="checks the error of a cluster without GPUs")
+def test_gpu_fit_without_gpus_names_the_workers(client, events):
+    with pytest.raises(RuntimeError, match=r"2 of 2 Dask workers .* run its GPU kernels .*device='cuda'"):
+        rfd.ALS(**FIT, device="cuda").fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize("config", ["cg", "cholesky", "explicit", "cg-als-wr"])
+def test_gpu_workers_fit_the_local_gpu_model(client, events, config):
+    """Every block's half-step on its worker's GPU (the workers here share the one GPU): the local GPU
+    fit's model up to float32 rounding (its Gram is cuBLAS's, ours the CPU's SYRK)."""
+    ref = _local(events, device="cuda", **SOLVERS[config])
+    model = rfd.ALS(**FIT, **SOLVERS[config], device="cuda", user_blocks=3, item_blocks=2).fit(
+        client, dd.from_pandas(events, npartitions=2), weight_col="rating"
+    )
+    np.testing.assert_allclose(model.user_factors, ref.user_factors.get(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(model.item_factors, ref.item_factors.get(), rtol=1e-3, atol=1e-4)
 
 
 def _kill_one_worker(client, victim: int, delay: float) -> threading.Thread:

@@ -361,7 +361,9 @@ def test_core_solvers_refuse_outputs_they_would_write_into_a_copy(train, layout)
         X.setflags(write=False)
     err = TypeError if layout.startswith("float") else ValueError
     with pytest.raises(err, match="X must be"):
-        _core.als_implicit_solve(csr, Y, _core.als_gram(Y, 1), X, 1.0, 0.1, 1.0, 0.0, _core.Solver.cg, 2, 1)
+        _core.als_implicit_solve(
+            csr, Y, _core.als_gram(Y, 1), X, 1.0, 0.1, 1.0, 0.0, _core.RegScaling.all_pairs, _core.Solver.cg, 2, 1
+        )
 
 
 def test_core_reads_misaligned_inputs_through_an_aligned_copy(train):
@@ -371,12 +373,30 @@ def test_core_reads_misaligned_inputs_through_an_aligned_copy(train):
     Y = np.random.default_rng(0).random((train.shape[1], 4)).astype(np.float32)
     G = _core.als_gram(Y, 1)
     X = np.zeros((train.shape[0], 4), np.float32)
-    _core.als_implicit_solve(csr, Y, G, X, 1.0, 0.1, 1.0, 0.0, _core.Solver.cholesky, 2, 1)
+    _core.als_implicit_solve(csr, Y, G, X, 1.0, 0.1, 1.0, 0.0, _core.RegScaling.all_pairs, _core.Solver.cholesky, 2, 1)
     X2 = np.zeros_like(X)
-    _core.als_implicit_solve(csr, _misaligned(Y), _misaligned(G), X2, 1.0, 0.1, 1.0, 0.0, _core.Solver.cholesky, 2, 1)
+    _core.als_implicit_solve(
+        csr,
+        _misaligned(Y),
+        _misaligned(G),
+        X2,
+        1.0,
+        0.1,
+        1.0,
+        0.0,
+        _core.RegScaling.all_pairs,
+        _core.Solver.cholesky,
+        2,
+        1,
+    )
     np.testing.assert_array_equal(X2, X)
-    loss = _core.als_implicit_loss(csr, X, Y, G, 1.0, 0.1, 1.0, 0.0, 1)
-    assert _core.als_implicit_loss(csr, _misaligned(X), _misaligned(Y), _misaligned(G), 1.0, 0.1, 1.0, 0.0, 1) == loss
+    loss = _core.als_implicit_loss(csr, X, Y, G, 1.0, 0.1, 1.0, 0.0, _core.RegScaling.all_pairs, 1)
+    assert (
+        _core.als_implicit_loss(
+            csr, _misaligned(X), _misaligned(Y), _misaligned(G), 1.0, 0.1, 1.0, 0.0, _core.RegScaling.all_pairs, 1
+        )
+        == loss
+    )
 
 
 # -- failed refits keep the previous model -----------------------------------------------------------

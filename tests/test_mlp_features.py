@@ -235,10 +235,6 @@ def test_bad_feature_input_is_refused_clearly(world, fitted, tmp_path):
         plain.recommend_for_features(rows)
     with pytest.raises(ValueError, match="not fitted with item_features"):
         plain.feature_encoder("item")
-    with pytest.raises(TypeError, match="forgets users only when fitted without user_features"):
-        rf.MLPScorer(factors=4, layers=(4,), epochs=1, threads=1).fit(x, user_features=fu, progress=False).forget_users(
-            [0]
-        )
 
 
 def test_kernel_boundary_rejects_bad_feature_matrices(rng):

@@ -25,10 +25,10 @@ int factors_of(const f32_in& Y, const recforge::Csr& m) {
     return static_cast<int>(Y.shape(1));
 }
 
-als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, float nu, als::Solver solver, int cg_steps,
-                                      Threads threads) {
+als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, float nu, als::RegScaling scaling,
+                                      als::Solver solver, int cg_steps, Threads threads) {
     if (solver == als::Solver::cg && cg_steps < 1) throw std::invalid_argument("cg_steps must be >= 1");
-    return als::ImplicitOptions{alpha, reg, alpha0, nu, solver, cg_steps, threads};  // declaration order
+    return als::ImplicitOptions{alpha, reg, alpha0, nu, scaling, solver, cg_steps, threads};  // declaration order
 }
 
 }  // namespace
@@ -36,6 +36,10 @@ als::ImplicitOptions implicit_options(float alpha, float reg, float alpha0, floa
 void bind_als(py::module_& m) {
     bind_enum<als::Solver>(m, "Solver", "Implicit ALS row solver: cg (warm-started CG steps) or cholesky (exact).",
                            {{"cg", als::Solver::cg}, {"cholesky", als::Solver::cholesky}});
+    bind_enum<als::RegScaling>(
+        m, "RegScaling",
+        "What the implicit regularisation exponent nu scales: all_pairs (n_u + alpha0 * n_cols) or observed (n_u).",
+        {{"all_pairs", als::RegScaling::all_pairs}, {"observed", als::RegScaling::observed}});
 
     def_checked(
         m, "als_gram",
@@ -59,19 +63,21 @@ void bind_als(py::module_& m) {
     def_checked(
         m, "als_implicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& YtY, const py::array& X, float alpha,
-           float regularization, float alpha0, float nu, als::Solver solver, int cg_steps, Threads threads) {
+           float regularization, float alpha0, float nu, als::RegScaling scaling, als::Solver solver, int cg_steps,
+           Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
             float* x = inplace<float>(X, "X", mat.n_rows(), f);
-            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, solver, cg_steps,
-                                                            threads);
+            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, scaling, solver,
+                                                            cg_steps, threads);
             const float *y = Y.data(), *g = YtY.data();
             Nogil nogil;
             als::implicit_solve(mat.view(), y, g, f, x, o);
         },
         py::arg("m"), py::arg("Y"), py::arg("YtY"), py::arg("X"), py::arg("alpha"), py::arg("regularization"),
-        py::arg("alpha0"), py::arg("nu"), py::arg("solver"), py::arg("cg_steps"), py::arg("threads"),
+        py::arg("alpha0"), py::arg("nu"), py::arg("scaling"), py::arg("solver"), py::arg("cg_steps"),
+        py::arg("threads"),
         "Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y).");
 
     def_checked(
@@ -95,19 +101,19 @@ void bind_als(py::module_& m) {
     def_checked(
         m, "als_implicit_loss",
         [](const recforge::Csr& mat, const f32_in& X, const f32_in& Y, const f32_in& YtY, float alpha,
-           float regularization, float alpha0, float nu, Threads threads) {
+           float regularization, float alpha0, float nu, als::RegScaling scaling, Threads threads) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
             check_shape(X, "X", mat.n_rows(), f);
-            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, als::Solver::cg, 1,
-                                                            threads);
+            const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, scaling, als::Solver::cg,
+                                                            1, threads);
             const float *x = X.data(), *y = Y.data(), *g = YtY.data();
             Nogil nogil;
             return als::implicit_loss(mat.view(), x, y, g, f, o);
         },
         py::arg("m"), py::arg("X"), py::arg("Y"), py::arg("YtY"), py::arg("alpha"), py::arg("regularization"),
-        py::arg("alpha0"), py::arg("nu"), py::arg("threads"),
+        py::arg("alpha0"), py::arg("nu"), py::arg("scaling"), py::arg("threads"),
         "The rows' share of the implicit ALS objective (data term and their regularisation).");
 
     def_checked(

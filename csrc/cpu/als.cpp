@@ -72,8 +72,10 @@ RECFORGE_INLINE void prefetch_row(const float* y, int f) {
 
 float row_lambda(const ImplicitOptions& o, std::int64_t n, std::int64_t cols) {
     if (o.nu == 0.0f) return o.reg;
-    return static_cast<float>(
-        o.reg * std::pow(static_cast<double>(n) + o.alpha0 * static_cast<double>(cols), static_cast<double>(o.nu)));
+    const double count = o.scaling == RegScaling::observed
+                             ? static_cast<double>(n)
+                             : static_cast<double>(n) + o.alpha0 * static_cast<double>(cols);
+    return static_cast<float>(o.reg * std::pow(count, static_cast<double>(o.nu)));
 }
 
 struct ImplicitCtx {

@@ -147,6 +147,12 @@ class Optimizer(_PybindEnum):
     sgd: typing.ClassVar[Optimizer]  # value 1
     lazy_adam: typing.ClassVar[Optimizer]  # value 2
 
+class RegScaling(_PybindEnum):
+    """What the implicit regularisation exponent nu scales: all_pairs (n_u + alpha0 * n_cols) or observed (n_u)."""
+
+    all_pairs: typing.ClassVar[RegScaling]  # value 0
+    observed: typing.ClassVar[RegScaling]  # value 1
+
 class SGDPositiveData:
     """Implicit positives prepared for sgd_rank_epoch (once a fit)."""
     def __init__(self, interactions: Csr) -> None:
@@ -222,6 +228,7 @@ def als_implicit_loss(
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     alpha0: typing.SupportsFloat | typing.SupportsIndex,
     nu: typing.SupportsFloat | typing.SupportsIndex,
+    scaling: RegScaling,
     threads: int,
 ) -> float:
     """The rows' share of the implicit ALS objective (data term and their regularisation)."""
@@ -235,6 +242,7 @@ def als_implicit_solve(
     regularization: typing.SupportsFloat | typing.SupportsIndex,
     alpha0: typing.SupportsFloat | typing.SupportsIndex,
     nu: typing.SupportsFloat | typing.SupportsIndex,
+    scaling: RegScaling,
     solver: Solver,
     cg_steps: typing.SupportsInt | typing.SupportsIndex,
     threads: int,

@@ -9,7 +9,10 @@
 // entry r_ui (>= 0 required) is a positive with preference 1 and confidence c_ui = 1 + alpha r_ui;
 // every pair contributes alpha0 * yhat^2 (the unobserved weight; 1 = classic). Row u minimises
 //     sum_{i in row} c_i (1 - x.y_i)^2 + alpha0 sum_{i not in row} (x.y_i)^2 + lambda_u |x|^2,
-//     lambda_u = reg * (n_u + alpha0 * cols)^nu          (nu = 0: the classic constant reg),
+//     lambda_u = reg * (n_u + alpha0 * cols)^nu          (RegScaling::all_pairs, the default;
+//                                                         nu = 0: the classic constant reg), or
+//     lambda_u = reg * n_u^nu                            (RegScaling::observed: nu = 1 is ALS-WR,
+//                                                         Spark MLlib's implicit ALS, independent of alpha0),
 // whose normal equations are
 //     (alpha0 YᵀY + sum_i (c_i - alpha0) y_i y_iᵀ + lambda_u I) x = sum_i c_i y_i.
 // Rows with no entries get x = 0 (the exact solution: b = 0).
@@ -33,11 +36,16 @@ namespace recforge::als {
 
 enum class Solver { cg, cholesky };
 
+// What the regularisation exponent nu scales: the row's weighted count of all pairs it is fitted on
+// (n_u + alpha0 * cols, Rendle et al.) or its count of stored entries alone (n_u, ALS-WR).
+enum class RegScaling { all_pairs, observed };
+
 struct ImplicitOptions {
     float alpha = 1.0f;   // confidence c = 1 + alpha * r
     float reg = 0.05f;    // lambda (before the nu scaling)
     float alpha0 = 1.0f;  // weight of the unobserved (all-pairs) term
     float nu = 0.0f;      // frequency scaling exponent of the regularisation
+    RegScaling scaling = RegScaling::all_pairs;  // what nu scales (see above)
     Solver solver = Solver::cg;
     int cg_steps = 3;     // CG iterations per row, warm-started from X
     int threads = 0;      // <= 0: all cores

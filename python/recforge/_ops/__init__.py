@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-__all__ = ["array_namespace", "get_ops", "to_host"]
+__all__ = ["als_row_regularization", "array_namespace", "get_ops", "to_host"]
 
 
 def get_ops(device: str) -> ModuleType:
@@ -61,3 +61,17 @@ def to_host(a):
     import numpy
 
     return numpy.asarray(a)
+
+
+def als_row_regularization(counts, n_cols, *, regularization, alpha0, nu, scaling):
+    """Each row's implicit ALS regularisation ``lambda_u``, as the C++ kernel's ``row_lambda`` computes it.
+
+    ``counts``: the rows' numbers of stored entries (an int, or a NumPy / CuPy array: the result is
+    a float64 of the same kind); ``n_cols``: the other side's size. ``scaling="all_pairs"``:
+    ``regularization * (n_u + alpha0 * n_cols) ** nu`` (Rendle et al.); ``"observed"``:
+    ``regularization * n_u ** nu`` (nu = 1: ALS-WR, Spark MLlib's implicit ALS).
+    """
+    if scaling not in ("all_pairs", "observed"):
+        raise ValueError(f"scaling must be 'all_pairs' or 'observed', got {scaling!r}")
+    base = counts * 1.0 if scaling == "observed" else counts + alpha0 * float(n_cols)
+    return regularization * base**nu

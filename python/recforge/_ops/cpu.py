@@ -63,15 +63,24 @@ def gram(Y: np.ndarray, threads: int) -> np.ndarray:
         return _core.als_gram(Y, threads)
 
 
-def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, solver, cg_steps, threads) -> None:
+def _reg_scaling(scaling: str):
+    """The ``_core.RegScaling`` of ``scaling`` ("all_pairs" | "observed"; ValueError otherwise)."""
+    if scaling not in _core.RegScaling.__members__:
+        raise ValueError(f"scaling must be one of {tuple(_core.RegScaling.__members__)}, got {scaling!r}")
+    return _core.RegScaling.__members__[scaling]
+
+
+def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, solver, cg_steps, threads,
+                           scaling="all_pairs") -> None:  # fmt: skip
     """Solve ``X`` (rows of ``m`` x f) in place against ``Y`` (columns of ``m`` x f); ``YtY`` = ``gram(Y)``.
 
-    A free function of its arguments: a driver may call it per partition of the rows of ``m``
-    (each with its own CSR and ``X`` rows, the same ``Y`` and ``YtY``).
+    ``scaling``: what ``nu`` scales (``als_row_regularization``). A free function of its arguments:
+    a driver may call it per partition of the rows of ``m`` (each with its own CSR and ``X`` rows,
+    the same ``Y`` and ``YtY``).
     """
     with single_threaded_blas():  # the kernel calls BLAS from its own threads
-        _core.als_implicit_solve(csr(m), Y, YtY, X, alpha, regularization, alpha0, nu, _core.Solver.__members__[solver],
-                                 cg_steps, threads)  # fmt: skip
+        _core.als_implicit_solve(csr(m), Y, YtY, X, alpha, regularization, alpha0, nu, _reg_scaling(scaling),
+                                 _core.Solver.__members__[solver], cg_steps, threads)  # fmt: skip
 
 
 def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, global_mean, threads) -> None:
@@ -80,7 +89,7 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
         _core.als_explicit_solve(csr(m, "ratings"), Y, other_bias, X, own_bias, regularization, global_mean, threads)
 
 
-def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None) -> float:
+def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None, scaling="all_pairs") -> float:
     """The rows' share of the implicit objective: data term plus their regularisation.
 
     ``YtY``: the Gram of the whole other side when ``Y`` holds only the rows ``m`` reads (default
@@ -88,7 +97,8 @@ def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, Yt
     """
     with single_threaded_blas():
         G = _core.als_gram(Y, threads) if YtY is None else YtY
-        return float(_core.als_implicit_loss(csr(m), X, Y, G, alpha, regularization, alpha0, nu, threads))
+        return float(_core.als_implicit_loss(csr(m), X, Y, G, alpha, regularization, alpha0, nu, _reg_scaling(scaling),
+                                             threads))  # fmt: skip
 
 
 def als_explicit_sse(m, X, own_bias, Y, other_bias, *, global_mean, threads) -> float:

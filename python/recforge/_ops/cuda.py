@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
+from . import als_row_regularization, kernels
 
 __all__ = [
     "als_explicit_half_step", "als_explicit_sse", "als_implicit_half_step", "als_implicit_loss", "csr",
@@ -486,11 +486,11 @@ def _solve_spd(A, b, first_row: int) -> None:
         raise ValueError(f"ALS: the normal equations of row {row} are not positive definite; use regularization > 0")
 
 
-def _row_lambda(counts: np.ndarray, n_cols: int, regularization: float, alpha0: float, nu: float) -> np.ndarray:
-    """Each row's implicit regularisation, as the CPU's ``row_lambda``: ``reg * (n + alpha0 * n_cols) ** nu``."""
-    if nu == 0.0:
-        return np.full(counts.shape, regularization, np.float32)
-    return (regularization * (counts + alpha0 * float(n_cols)) ** nu).astype(np.float32)
+def _row_lambda(counts: np.ndarray, n_cols: int, regularization: float, alpha0: float, nu: float,
+                scaling: str) -> np.ndarray:  # fmt: skip
+    """Each row's implicit regularisation (float32, host), as the CPU's ``row_lambda`` (nu = 0: exactly ``reg``)."""
+    return als_row_regularization(counts, n_cols, regularization=regularization, alpha0=alpha0, nu=nu,
+                                  scaling=scaling).astype(np.float32)  # fmt: skip
 
 
 def gram(Y, threads: int = 0):
@@ -499,7 +499,8 @@ def gram(Y, threads: int = 0):
     return xp.ascontiguousarray(xp.matmul(Y.T, Y), dtype=np.float32)
 
 
-def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, solver, cg_steps, threads) -> None:
+def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, solver, cg_steps, threads,
+                           scaling="all_pairs") -> None:  # fmt: skip
     """Solve ``X`` (rows of ``m`` x f, on the device) in place against ``Y``, as ``cpu.als_implicit_half_step``.
 
     ``solver="cg"``: ``cg_steps`` steps of conjugate gradient warm-started from ``X``, rows in batches (per
@@ -515,7 +516,7 @@ def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, s
         raise ValueError(f"solver must be 'cg' or 'cholesky', got {solver!r}")
     if solver == "cg" and cg_steps < 1:
         raise ValueError(f"cg_steps must be >= 1, got {cg_steps}")
-    lam = _row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu)
+    lam = _row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu, scaling)
     base = xp.ascontiguousarray(np.float32(alpha0) * YtY, dtype=np.float32)
     if solver == "cg":
         for r0, r1 in _batches(m, 4 * 6 * f + 8, 4 * 4):
@@ -593,13 +594,13 @@ def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, glo
         own_bias[r0:r1] = b[:, f]
 
 
-def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None) -> float:
+def als_implicit_loss(m, X, Y, *, alpha, regularization, alpha0, nu, threads, YtY=None, scaling="all_pairs") -> float:
     """The rows' share of the implicit objective, as ``cpu.als_implicit_loss`` (sums in float64)."""
     xp = _xp()
     m, f = _checked(m, "interactions", X, Y)
     n_cols = m.shape[1]
     G = (gram(Y) if YtY is None else YtY).astype(np.float64)
-    lam = _row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu)
+    lam = _row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu, scaling)
     total = 0.0
     for r0, r1 in _batches(m, 8 * 3 * f, 4 * 3):
         indptr, indices, data = m.block(r0, r1)

@@ -36,21 +36,26 @@ def wait_all(futures) -> None:
             raise RuntimeError(f"task {f.key} was cancelled (the cluster lost it or was shut down)")
 
 
-def check_workers(client) -> None:
-    """Raise a clear error when the cluster has no workers or a worker cannot load the compiled kernels.
+def check_workers(client, device: str = "cpu") -> None:
+    """Raise a clear error when the cluster has no workers or a worker cannot load the compiled kernels
+    (``device="cuda"``: or cannot run recforge's GPU kernels).
 
     Asked of every worker up front, so a missing extension is one message naming the workers
     rather than a task failing (and retried) deep inside a fit.
     """
     from ._tasks import probe_kernels
 
-    answers = client.run(probe_kernels, on_error="return")
+    answers = client.run(probe_kernels, device, on_error="return")
     if not answers:
         raise RuntimeError("the Dask cluster has no workers")
     bad = {w: a for w, a in answers.items() if a is not None}
     if bad:
+        needed = (
+            " or run its GPU kernels (device='cuda': a GPU and CuPy on every worker, e.g. dask-cuda's LocalCUDACluster)"
+            if device == "cuda"
+            else " (install recforge with its kernels on every worker)"
+        )
         lines = "; ".join(f"{w}: {a}" for w, a in sorted(bad.items(), key=lambda kv: kv[0]))
         raise RuntimeError(
-            f"{len(bad)} of {len(answers)} Dask workers cannot load recforge's compiled extension "
-            f"(install recforge with its kernels on every worker): {lines}"
+            f"{len(bad)} of {len(answers)} Dask workers cannot load recforge's compiled extension{needed}: {lines}"
         )

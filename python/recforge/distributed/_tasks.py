@@ -28,14 +28,24 @@ def worker_threads(threads: int) -> int:
         return 1
 
 
-def probe_kernels() -> str | None:
-    """None when the compiled kernels import on this process, else the reason (for the client's check)."""
+def probe_kernels(device: str = "cpu") -> str | None:
+    """None when the compiled kernels import on this process (and, ``device="cuda"``, CuPy sees a GPU and
+    recforge's CUDA kernels load on it), else the reason (for the client's check)."""
     import importlib
 
     try:
         importlib.import_module("recforge._core")
     except Exception as exc:  # any failure to load the extension is what the probe reports
         return f"{type(exc).__name__}: {exc}"
+    if device == "cuda":
+        from .._backend import gpu_available, resolve_device
+
+        try:
+            resolve_device("cuda")  # the message says what is missing (CuPy, a device)
+        except RuntimeError as exc:
+            return f"device='cuda': {exc}"
+        if not gpu_available():
+            return "device='cuda': recforge's CUDA kernels do not compile or load on this GPU (see the worker's log)"
     return None
 
 
@@ -248,23 +258,28 @@ def half_step(m, other, G, own, params: dict) -> tuple:
 
     ``other`` is the (factors, bias) the block's columns index, ``G`` their Gram (implicit),
     ``own`` the block's current pair: CG warm-starts from a copy of it, so the inputs stay
-    untouched and a recomputation starts from the same values.
+    untouched and a recomputation starts from the same values. ``params["device"]`` "cuda": the
+    kernel is the GPU half-step of ``get_ops("cuda")`` on this worker's GPU; the inputs are copied to
+    it and the new factors back (blocks and sides stay NumPy between tasks).
     """
-    from .._ops import get_ops
+    from .._ops import get_ops, to_host
 
-    ops = get_ops("cpu")
-    X = own[0].copy()
+    device = params.get("device", "cpu")
+    ops = get_ops(device)
+    xp = np if device == "cpu" else ops.xp
+    X = xp.array(own[0])  # a copy (on the device for "cuda")
     threads = worker_threads(params["threads"])
     csr = ops.csr(m)
+    Y = xp.asarray(other[0])
     if params["feedback"] == "explicit":
-        bias = own[1].copy()
-        ops.als_explicit_half_step(csr, other[0], other[1], X, bias, regularization=params["regularization"],
+        bias = xp.array(own[1])
+        ops.als_explicit_half_step(csr, Y, xp.asarray(other[1]), X, bias, regularization=params["regularization"],
                                    global_mean=params["global_bias"], threads=threads)  # fmt: skip
-        return X, bias
-    ops.als_implicit_half_step(csr, other[0], G, X, alpha=params["alpha"], regularization=params["regularization"],
-                               alpha0=params["alpha0"], nu=params["nu"], solver=params["solver"],
-                               cg_steps=params["cg_steps"], threads=threads)  # fmt: skip
-    return X, None
+        return to_host(X), to_host(bias)
+    ops.als_implicit_half_step(csr, Y, xp.asarray(G), X, alpha=params["alpha"], regularization=params["regularization"],
+                               alpha0=params["alpha0"], nu=params["nu"], scaling=params["regularization_scaling"],
+                               solver=params["solver"], cg_steps=params["cg_steps"], threads=threads)  # fmt: skip
+    return to_host(X), None
 
 
 def half_step_routed(m_local, G, own, params: dict, *pieces) -> tuple:
@@ -294,7 +309,8 @@ def user_loss(m, other, G, own, params: dict) -> float:
         norms = np.einsum("ij,ij->i", X, X, dtype=np.float64) + bias.astype(np.float64) ** 2
         return float(sse + params["regularization"] * (n @ norms))
     return ops.als_implicit_loss(m, X, other[0], alpha=params["alpha"], regularization=params["regularization"],
-                                 alpha0=params["alpha0"], nu=params["nu"], threads=threads, YtY=G)  # fmt: skip
+                                 alpha0=params["alpha0"], nu=params["nu"], scaling=params["regularization_scaling"],
+                                 threads=threads, YtY=G)  # fmt: skip
 
 
 def user_loss_routed(m_local, G, own, params: dict, *pieces) -> float:
@@ -310,7 +326,11 @@ def item_loss(m, own, params: dict, n_users: int) -> float:
     reg = params["regularization"]
     if params["feedback"] == "explicit":
         return float(reg * (n @ (norms + bias.astype(np.float64) ** 2)))
-    return float((reg * (n + params["alpha0"] * n_users) ** params["nu"]) @ norms)
+    from .._ops import als_row_regularization
+
+    lam = als_row_regularization(n, n_users, regularization=reg, alpha0=params["alpha0"], nu=params["nu"],
+                                 scaling=params["regularization_scaling"])  # fmt: skip
+    return float(lam @ norms)
 
 
 def first(pair):

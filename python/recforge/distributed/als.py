@@ -39,15 +39,15 @@ from .._config import show_progress
 from ..models import ALS as LocalALS
 from ..models._params import Param, ParamsMixin
 from . import _tasks
-from ._client import placement, submit, wait_all
+from ._client import check_workers, placement, submit, wait_all
 from .data import DistributedInteractions, distribute
 
 __all__ = ["ALS"]
 
 log = logging.getLogger(__name__)
 
-_MODEL_PARAMS = ("factors", "regularization", "epochs", "alpha", "solver", "cg_steps", "alpha0", "nu", "feedback",
-                 "clip", "threads", "seed")  # fmt: skip
+_MODEL_PARAMS = ("factors", "regularization", "epochs", "alpha", "solver", "cg_steps", "alpha0", "nu",
+                 "regularization_scaling", "feedback", "clip", "threads", "seed")  # fmt: skip
 _MANIFEST = "manifest.json"
 # init="auto" draws the local fit's exact stream (a sequential chain of tasks) up to this many
 # initial values (2^28: 1 GiB of factors, a few seconds of drawing), one stream per block above.
@@ -58,15 +58,19 @@ class ALS(ParamsMixin):
     """Alternating least squares on a Dask cluster; ``fit`` returns an ordinary ``recforge.ALS``.
 
     The model parameters are those of ``recforge.ALS`` (same names, defaults and meaning; ``threads``
-    is per task, 0 = the worker's thread count). The others:
+    is per task, 0 = the worker's thread count; ``device="cuda"`` runs every block's half-step on its
+    worker's GPU, the GPU ALS of ``device="cuda"`` fits, with the blocks copied to the GPU and the new
+    factors back per task; every worker needs a GPU and CuPy, e.g. dask-cuda's ``LocalCUDACluster``;
+    the Gram and the loss stay on the CPU; the returned model is on the host). The others:
 
     Parameters
     ----------
     routing : {"auto", "whole", "rows"}
         How the other side's factors reach the blocks: "whole" sends the whole side (one shared
         future per half-step, read by every block), "rows" sends each block only the rows it reads.
-        "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" needs
-        ``nu=0`` (with ``nu > 0`` the kernel's regularisation counts the columns it is given).
+        "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" cannot
+        take ``nu > 0`` with ``regularization_scaling="all_pairs"`` and ``alpha0 > 0`` (that
+        regularisation counts the columns the kernel is given); ALS-WR (``"observed"``) routes by rows.
     whole_limit_bytes : int
         Size of one side's factors up to which "auto" routes it whole (default 256 MiB).
     user_blocks, item_blocks : int, optional
@@ -114,6 +118,7 @@ class ALS(ParamsMixin):
         cg_steps: int = 3,
         alpha0: float = 1.0,
         nu: float = 0.0,
+        regularization_scaling: str = "all_pairs",
         feedback: str = "implicit",
         clip=True,
         device: str = "cpu",
@@ -137,12 +142,16 @@ class ALS(ParamsMixin):
 
     def _check(self) -> None:
         self._validate_params()
-        if self.device == "cuda":
-            raise ValueError("device='cuda' is not available on Dask workers yet (see docs/scale-out.md: GPU workers)")
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
             raise TypeError(f"checkpoint_dir must be a path or None, got {type(self.checkpoint_dir).__name__}")
-        if self.routing == "rows" and self.nu != 0:
-            raise ValueError("routing='rows' needs nu=0 (the kernel's regularisation counts the columns it is given)")
+        if self.routing == "rows" and self._regularization_counts_columns():
+            raise ValueError("routing='rows' needs nu=0, alpha0=0 or regularization_scaling='observed' (with "
+                             "'all_pairs' the kernel's regularisation counts the columns it is given)")  # fmt: skip
+
+    def _regularization_counts_columns(self) -> bool:
+        """Whether lambda_u depends on the other side's size (all_pairs with nu > 0 and alpha0 > 0): such a
+        side cannot be routed by rows (a block's kernel call sees only the columns it reads)."""
+        return self.nu != 0 and self.alpha0 != 0 and self.regularization_scaling == "all_pairs"
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, client, data, callback=None, progress: bool | None = None, resume: bool = False, **data_options):
@@ -172,6 +181,8 @@ class ALS(ParamsMixin):
             iterations run here; ``user_ids`` / ``item_ids`` hold the id maps.
         """
         self._check()
+        if self.device == "cuda":
+            check_workers(client, "cuda")
         resuming = resume and self.checkpoint_dir is not None
         blocks = (self.user_blocks, self.item_blocks)
         if resuming:  # the checkpoint's block layout, unless given: a new cluster may have another size
@@ -223,12 +234,13 @@ class _Run:
         self.explicit = est.feedback == "explicit"
         self.params = est._model_params()
         self.params["global_bias"] = data.value_sum / data.nnz if self.explicit else 0.0
+        self.params["device"] = "cuda" if est.device == "cuda" else "cpu"  # "auto": Dask blocks are host data
         f = est.factors
         self.routing = {}
         for side, n in (("users", data.n_users), ("items", data.n_items)):
             mode = est.routing
             if mode == "auto":
-                mode = "whole" if n * f * 4 <= est.whole_limit_bytes or est.nu != 0 else "rows"
+                mode = "whole" if n * f * 4 <= est.whole_limit_bytes or est._regularization_counts_columns() else "rows"
             self.routing[side] = mode
         self.user_factors = self.item_factors = None
         self.routes = {}
@@ -333,7 +345,7 @@ class _Run:
         return {
             "format": "recforge-dask-als-checkpoint",
             "iteration": iteration,
-            "params": {k: v for k, v in self.params.items() if k not in ("epochs", "threads")},
+            "params": {k: v for k, v in self.params.items() if k not in ("epochs", "threads", "device")},
             "shape": [d.n_users, d.n_items],
             "user_starts": d.user_starts.tolist(),
             "item_starts": d.item_starts.tolist(),

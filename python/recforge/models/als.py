@@ -10,6 +10,14 @@ objective is ::
       + sum_u lambda_u |x_u|^2 + sum_i lambda_i |y_i|^2,
     lambda_u = regularization * (n_u + alpha0 * n_items) ** nu   (nu = 0: constant, the classic iALS)
 
+with ``regularization_scaling="all_pairs"`` (the default), or, with ``"observed"``, ::
+
+    lambda_u = regularization * n_u ** nu
+
+where ``n_u`` is the number of stored entries of row u: ``nu=1`` is ALS-WR (Zhou et al. 2008), the
+regulariser of Spark MLlib's implicit ALS (``regParam * numExplicits``), independent of ``alpha0``.
+Items are regularised alike (``n_i``, ``n_users``).
+
 Each half-iteration solves every row's normal equations against the fixed other side, either
 exactly (``solver="cholesky"``) or with ``cg_steps`` steps of conjugate gradient warm-started from
 the previous factors (``solver="cg"``, Takács et al. 2011), both in the C++ core.
@@ -57,7 +65,7 @@ import numpy as np
 import scipy.linalg
 
 from .._backend import resolve_threads
-from .._ops import to_host
+from .._ops import als_row_regularization, to_host
 from .._validation import check_memory
 from ._explain import ScoreParts
 from ._params import EPOCHS, Param
@@ -84,8 +92,8 @@ class ALS(RatingPredictions, FactorModel):
     factors : int >= 1
         Latent dimension f.
     regularization : float >= 0
-        lambda. Implicit: the weight of the L2 penalty (scaled by ``(n_u + alpha0 * n_items) ** nu``).
-        Explicit: multiplied by each row's number of ratings (ALS-WR).
+        lambda. Implicit: the weight of the L2 penalty, scaled per row by ``nu`` and
+        ``regularization_scaling``. Explicit: multiplied by each row's number of ratings (ALS-WR).
     epochs : int >= 1
         Full iterations (a user half-step then an item half-step). Was ``iterations`` (deprecated).
     alpha : float >= 0
@@ -103,6 +111,11 @@ class ALS(RatingPredictions, FactorModel):
         Implicit: weight of the unobserved pairs (1 = classic iALS).
     nu : float >= 0
         Implicit: frequency scaling exponent of the regularisation (0 = classic constant).
+    regularization_scaling : {"all_pairs", "observed"}
+        Implicit: what ``nu`` scales. "all_pairs": ``(n_u + alpha0 * n_items) ** nu`` (Rendle et al.,
+        the pairs a row is fitted on, weighted); "observed": ``n_u ** nu``, the row's stored entries
+        alone. ALS-WR as in Spark MLlib: ``regularization_scaling="observed", nu=1``. No effect at
+        ``nu=0`` or on explicit ALS (always ALS-WR).
     feedback : {"implicit", "explicit"}
     clip : bool or (low, high)
         Explicit only: clip predicted ratings (``score``) into a range: True (default) the training
@@ -140,6 +153,7 @@ class ALS(RatingPredictions, FactorModel):
         "cg_steps": Param("int", low=1),
         "alpha0": Param("float", low=0),
         "nu": Param("float", low=0),
+        "regularization_scaling": Param("choice", choices=("all_pairs", "observed")),
         "feedback": Param("choice", choices=("implicit", "explicit")),
         "clip": Param("clip", optional=True),
         "calculate_loss": Param("bool"),
@@ -156,6 +170,7 @@ class ALS(RatingPredictions, FactorModel):
         cg_steps: int = 3,
         alpha0: float = 1.0,
         nu: float = 0.0,
+        regularization_scaling: str = "all_pairs",
         feedback: str = "implicit",
         clip=True,
         device: str = "auto",
@@ -260,11 +275,13 @@ class ALS(RatingPredictions, FactorModel):
         return self
 
     def _half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool = False, *,
-                   rows: str = "interactions") -> None:  # fmt: skip
+                   rows: str = "interactions", gram=None, cg_steps: int | None = None) -> None:  # fmt: skip
         """Solve ``own`` (and ``own_bias``) in place for every row of ``m`` against ``other``; ``rows`` names
-        the argument ``m`` comes from, for the message of a row whose system is singular."""
+        the argument ``m`` comes from, for the message of a row whose system is singular; ``gram``: the
+        implicit solve's ``otherᵀother`` when the caller keeps it (computed here by default); ``cg_steps``:
+        the model's by default."""
         try:
-            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact)
+            self._solve_half_step(m, other, own, other_bias, own_bias, threads, exact, gram, cg_steps)
         except ValueError as exc:  # a singular row: regularization <= 0, or values spanning too many decades
             if "not positive definite" not in str(exc):
                 raise
@@ -274,15 +291,19 @@ class ALS(RatingPredictions, FactorModel):
                 + ") or raise regularization"
             ) from None
 
-    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool) -> None:
+    def _solve_half_step(self, m, other, own, other_bias, own_bias, threads: int, exact: bool, gram=None,
+                         cg_steps: int | None = None) -> None:  # fmt: skip
         ops = self._ops
         if self.explicit:
             ops.als_explicit_half_step(m, other, other_bias, own, own_bias, regularization=self.regularization,
                                        global_mean=self.global_bias, threads=threads)  # fmt: skip
         else:
-            ops.als_implicit_half_step(m, other, ops.gram(other, threads), own, alpha=self.alpha,
+            gram = ops.gram(other, threads) if gram is None else gram
+            ops.als_implicit_half_step(m, other, gram, own, alpha=self.alpha,
                                        regularization=self.regularization, alpha0=self.alpha0, nu=self.nu,
-                                       solver="cholesky" if exact else self.solver, cg_steps=self.cg_steps,
+                                       scaling=self.regularization_scaling,
+                                       solver="cholesky" if exact else self.solver,
+                                       cg_steps=self.cg_steps if cg_steps is None else cg_steps,
                                        threads=threads)  # fmt: skip
 
     def _loss(self, user_items, item_users, threads: int) -> float:
@@ -300,23 +321,37 @@ class ALS(RatingPredictions, FactorModel):
             )
             return float((sse + reg) / user_items.nnz)
         users = ops.als_implicit_loss(user_items, X, Y, alpha=self.alpha, regularization=self.regularization,
-                                      alpha0=self.alpha0, nu=self.nu, threads=threads)  # fmt: skip
+                                      alpha0=self.alpha0, nu=self.nu, scaling=self.regularization_scaling,
+                                      threads=threads)  # fmt: skip
         # The items' regularisation: the same call on the transposed matrix minus its data terms is
         # wasteful, so compute lambda_i |y_i|^2 here.
-        lam = self.regularization * (ni + self.alpha0 * X.shape[0]) ** self.nu
+        lam = self._row_regularization(ni, X.shape[0])
         items = float(lam @ xp.einsum("ij,ij->i", Y, Y, dtype=xp.float64))
         return (users + items) / user_items.nnz
 
+    def _row_regularization(self, counts, n_cols):
+        """Implicit ``lambda`` of rows with ``counts`` stored entries against ``n_cols`` columns (float64)."""
+        return als_row_regularization(counts, n_cols, regularization=self.regularization, alpha0=self.alpha0,
+                                      nu=self.nu, scaling=self.regularization_scaling)  # fmt: skip
+
     # -- folding in -------------------------------------------------------------------------
-    def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows"):
+    def _solve_rows(self, m, other, other_bias, threads: int | None = None, *, name: str = "rows", gram=None,
+                    start=None, cg_steps: int | None = None):  # fmt: skip
         """Exact factors (and biases) of the rows of ``m`` (the argument ``name``, for the message of a singular
         row) against the fixed ``other`` side (``threads``: the model's by default; the streaming updater
-        solves its small batches on one)."""
+        solves its small batches on one). ``gram``: ``otherᵀother`` (float32) when the caller keeps it.
+        ``start``: the rows' current factors (and biases; float32 arrays are refined in place and returned):
+        refined by the model's own solver (warm-started CG steps, ``cg_steps`` or the model's, as one epoch
+        of the fit would), not solved exactly."""
         xp = self._ops.xp
-        own = xp.zeros((m.shape[0], self.factors), np.float32)
-        own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
+        if start is None:
+            own = xp.zeros((m.shape[0], self.factors), np.float32)
+            own_bias = xp.zeros(m.shape[0], np.float32) if self.explicit else None
+        else:
+            own, own_bias = (xp.ascontiguousarray(a, dtype=np.float32) if a is not None else None for a in start)
         threads = resolve_threads(self.threads if threads is None else threads)
-        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=True, rows=name)
+        self._half_step(self._ops.csr(m), other, own, other_bias, own_bias, threads, exact=start is None, rows=name,
+                        gram=gram, cg_steps=cg_steps)  # fmt: skip
         return own, own_bias
 
     def _rows_allow_negative(self) -> bool:
@@ -406,7 +441,7 @@ class ALS(RatingPredictions, FactorModel):
             base = self.global_bias + float(item_bias[i])
         else:
             Z, z_hist, targets = Y, Y[history], 1.0 + self.alpha * values
-            lam = self.regularization * (len(history) + self.alpha0 * len(Y)) ** self.nu
+            lam = self._row_regularization(len(history), len(Y))
             A = self.alpha0 * gram + (z_hist.T * (targets - self.alpha0)) @ z_hist + lam * np.eye(Y.shape[1])
             base = 0.0
         if not len(history):  # no history: zero factors (and bias), the kernel's convention
