@@ -47,6 +47,7 @@ from __future__ import annotations
 import collections.abc
 import concurrent.futures
 import copy
+import functools
 import logging
 import queue
 import threading
@@ -495,23 +496,19 @@ class StreamingUpdater:
         itf, ib = base["item_factors"], base.get("item_bias")
         if len(due) or len(swept) or len(new):  # copy-on-write: the published arrays are never edited
             itf, ib = grow_rows(itf, n_items), None if ib is None else grow_rows(ib, n_items)
-        sides = {"user": (seen, uf, ub), "item": (item_rows, itf, ib)}
-
-        def solve(side, ids, exact=True):
-            self._solve(sides, grams, side, ids, exact)
-
+        solve = functools.partial(self._solve, {"user": (seen, uf, ub), "item": (item_rows, itf, ib)}, grams)
         # Known items first (refined from where they are against the users as they are: the touched
         # ones due and the sweep's slice), then every touched user exactly against those items (and
         # the sweep's slice of the others, refined), then the new items exactly against the updated
         # users, and the users of new items once more: each touched user ends as the exact fold-in of
         # their full history against the final items.
         solve("item", np.union1d(due, swept), exact=False)
-        solve("user", touched)
+        solve("user", touched, exact=True)
         solve("user", np.setdiff1d(self._sweep_slice("user", shape0[0], share), touched, assume_unique=True),
               exact=False)  # fmt: skip
         if len(new):
-            solve("item", new)
-            solve("user", np.unique(users[items >= shape0[1]]))
+            solve("item", new, exact=True)
+            solve("user", np.unique(users[items >= shape0[1]]), exact=True)
         self._grams = (grams, uf, itf)
         state = {"item_factors": itf, "item_bias": ib} if itf is not base["item_factors"] else {}
         state.update(user_factors=uf, user_bias=ub)
