@@ -193,12 +193,7 @@ def test_bad_input(world):
     x, fu, fi, *_ = world
     with pytest.raises(ValueError, match="need feedback='implicit'"):
         rf.ALS(feedback="explicit").fit(x, item_features=fi)
-    with pytest.raises(ValueError, match="item_features must have one row per entity"):
-        rf.ALS(epochs=1).fit(x, item_features=fi.matrix[:-1])
-    nan = fi.matrix.copy()
-    nan.data[0] = np.nan
-    with pytest.raises(ValueError, match="item_features"):
-        rf.ALS(epochs=1).fit(x, item_features=nan)
+    # rows and NaN: test_hybrid.py::test_features_must_match_the_interactions
     with pytest.raises(ValueError, match="feature_weight"):
         rf.ALS(feature_weight=-1.0).fit(x, item_features=fi)
     model = rf.ALS(factors=4, epochs=1, threads=1).fit(x, item_features=fi, progress=False)

@@ -210,13 +210,7 @@ def test_load_rejects_a_feature_table_that_does_not_fit(world, fitted, tmp_path)
 
 
 def test_bad_feature_input_is_refused_clearly(world, fitted, tmp_path):
-    x, fu, fi, *_ = world
-    with pytest.raises(ValueError, match="item_features must have one row per entity of the interactions"):
-        rf.MLPScorer(epochs=1).fit(x, item_features=fi.matrix[:-1])
-    nan = fi.matrix.copy()
-    nan.data[0] = np.nan
-    with pytest.raises(ValueError, match="item_features contains NaN"):
-        rf.MLPScorer(epochs=1).fit(x, item_features=nan)
+    x, fu, fi, *_ = world  # rows and NaN: test_hybrid.py::test_features_must_match_the_interactions
     with pytest.raises(ValueError, match="init_from"):
         rf.MLPScorer(epochs=1).fit(x, item_features=fi, init_from=rf.ALS(factors=64, epochs=1).fit(x))
     # An unknown category at predict time: ignored with a warning (Features.transform), the user
