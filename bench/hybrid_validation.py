@@ -21,7 +21,7 @@ import bench_coldstart as bc  # noqa: E402
 
 # name -> HybridMF parameters ("mixed_weight": the module's MIXED_WEIGHT for that fit).
 CONFIGS = {
-    "mixed (default, weight 12)": {},
+    "default (mixed weight 12, positives per user)": {},
     "mixed weight 4": {"mixed_weight": 4},
     "mixed weight 8": {"mixed_weight": 8},
     "mixed weight 16": {"mixed_weight": 16},
@@ -31,7 +31,20 @@ CONFIGS = {
     "interacted, regularization 1e-4": {"negatives": "interacted", "regularization": 1e-4},
     "interacted, max_sampled 20": {"negatives": "interacted", "max_sampled": 20},
     "interacted, lr 0.1": {"negatives": "interacted", "lr": 0.1},
+    "positives per interaction (before)": {"positive_sampling": "interactions"},
 }
+
+
+def parse_config(text: str) -> dict:
+    """A configuration not in CONFIGS: ``"key=value,key=value"`` (numbers or strings)."""
+    out = {}
+    for item in text.split(","):
+        key, value = item.split("=")
+        try:
+            out[key.strip()] = float(value) if "." in value or "e" in value else int(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def main():
@@ -43,11 +56,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=";".join(CONFIGS))
+    parser.add_argument("--protocols", default="user-cold;item-cold;ml-latest-small item-cold")
     args = parser.parse_args()
     ctx = types.SimpleNamespace(data_dir=None, not_measured={}, threads=args.threads, log=lambda *a: None,
                                 dataset=lambda name, fn, *a, **k: fn(*a, **k))  # fmt: skip
     ml100k, latest = bc.movielens_100k(ctx), bc.movielens_latest_small(ctx)
     protocols = {"user-cold": (ml100k, 0, 3), "item-cold": (ml100k, 1, 3), "ml-latest-small item-cold": (latest, 1, 2)}
+    protocols = {name: protocols[name] for name in args.protocols.split(";")}
     results: dict[tuple[str, str], list[float]] = {}
     for protocol, ((inter, fu, fi), axis, seeds) in protocols.items():
         for seed in range(seeds):
@@ -58,7 +73,7 @@ def main():
             new_users = axis == 0
             for name in args.configs.split(";"):
                 params = dict(factors=bc.FACTORS, epochs=bc.EPOCHS, lr=bc.LR, loss="warp", threads=args.threads,
-                              seed=seed) | CONFIGS[name]  # fmt: skip
+                              seed=seed) | (CONFIGS[name] if name in CONFIGS else parse_config(name))  # fmt: skip
                 default_weight = hybrid.MIXED_WEIGHT
                 hybrid.MIXED_WEIGHT = params.pop("mixed_weight", default_weight)
                 try:

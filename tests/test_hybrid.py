@@ -125,6 +125,36 @@ def test_negative_pools():
     assert all(p.dtype == np.int32 for p in pools.values())
 
 
+def test_positive_sampling_per_user_or_per_interaction():
+    """positive_sampling="users" draws a user, then one of their positives: one heavy user (50 positives) among
+    50 with one each gets ~1/51 of the steps, against ~1/2 drawing over all positives. Seen in the
+    Adagrad accumulators of the users' identity embeddings (one step each, similar gradients)."""
+    rows = np.r_[np.zeros(50, int), np.arange(1, 51)]
+    cols = np.r_[np.arange(50), np.arange(50) % 7]
+    x = sp.csr_matrix((np.ones(100, np.float32), (rows, cols)), shape=(51, 60))
+    assert rf.HybridMF().positive_sampling == "users"
+
+    def steps_ratio(sampling):  # the heavy user's accumulated squared gradient / a light user's
+        model = rf.HybridMF(factors=4, loss="bpr", epochs=20, lr=1e-3, positive_sampling=sampling, threads=1, seed=0)
+        ops = model.fit(x, progress=False)._ops  # (a fit first: the model's ops; then the kernel alone)
+        emb = [np.full((51, 4), 0.01, np.float32), np.full((60, 4), 0.01, np.float32), np.zeros(60, np.float32)]
+        emb[1][::2] *= -1  # items differ, so every step has a gradient
+        g2 = [np.zeros_like(a) for a in emb]
+        identity = lambda n: ops.csr(sp.identity(n, np.float32, format="csr"))  # noqa: E731
+        for epoch in range(20):
+            ops.hybrid_epoch(ops.csr(x), identity(51), identity(60), np.arange(60, dtype=np.int32), user_emb=emb[0],
+                             item_emb=emb[1], item_bias=emb[2], g2=g2, lr=1e-3, regularization=0.0, loss="bpr",
+                             max_sampled=10, threads=1, seed=0, epoch=epoch,
+                             uniform_users=sampling == "users")  # fmt: skip
+        per_user = g2[0].sum(axis=1)
+        return per_user[0] / per_user[1:].mean()
+
+    assert steps_ratio("users") < 3 and steps_ratio("interactions") > 15
+    fit = lambda s: rf.HybridMF(factors=4, epochs=5, positive_sampling=s, threads=1, seed=2).fit(x, progress=False)  # noqa: E731
+    np.testing.assert_array_equal(fit("users").item_factors, fit("users").item_factors)  # one thread: repeats
+    assert not np.array_equal(fit("users").item_factors, fit("interactions").item_factors)
+
+
 def test_item_cold_start_on_movielens_beats_pure_cf():
     path = data_path("ml-100k", "u.item")
     genres = [f"g{j}" for j in range(19)]

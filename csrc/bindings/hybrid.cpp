@@ -23,7 +23,7 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
                const i32_in& negatives, const py::array& user_emb, const py::array& item_emb,
                const py::array& item_bias, const py::array& user_emb_g2, const py::array& item_emb_g2,
                const py::array& item_bias_g2, float lr, float user_reg, float item_reg, hybrid::Loss loss,
-               int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch_index) {
+               int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch_index, bool uniform_users) {
     recforge::require_csr(positives.traits(), recforge::kUniqueRows, "positives");  // binary search per row
     if (user_features.nnz() > 0)
         recforge::require_csr(user_features.traits(), recforge::kFiniteValues, "user_features");
@@ -48,7 +48,7 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
     params.item_bias_g2 = inplace<float>(item_bias_g2, "item_bias_g2", item_features.n_cols());
     check_shape(negatives, "negatives", -1);
     check_ids(negatives.data(), negatives.shape(0), positives.n_cols(), "negatives");
-    const hybrid::Step step{lr, user_reg, item_reg, loss, max_sampled, threads, seed, epoch_index};
+    const hybrid::Step step{lr, user_reg, item_reg, loss, max_sampled, threads, seed, epoch_index, uniform_users};
     hybrid::EpochStats stats;
     {
         Nogil nogil;
@@ -72,5 +72,6 @@ void bind_hybrid(py::module_& m) {
         py::arg("negatives"), py::arg("user_emb"), py::arg("item_emb"), py::arg("item_bias"), py::arg("user_emb_g2"),
         py::arg("item_emb_g2"), py::arg("item_bias_g2"), py::arg("lr"), py::arg("user_reg"), py::arg("item_reg"),
         py::arg("loss"), py::arg("max_sampled"), py::arg("threads"), py::arg("seed"), py::arg("epoch"),
+        py::arg("uniform_users") = false,
         "One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}.");
 }

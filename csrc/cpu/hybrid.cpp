@@ -145,8 +145,9 @@ struct Partial {
 RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 Partial run_block(const CsrView& positives, const Positives& is_positive, const CsrView& user_features,
                   const CsrView& item_features, const std::int32_t* negatives, std::int64_t n_negatives,
-                  const Params& params, const Step& step, const std::int32_t* owner, std::int64_t block,
-                  std::int64_t count, Screen& screen) {
+                  const Params& params, const Step& step, const std::int32_t* owner,
+                  const std::vector<std::int32_t>& active_users, std::int64_t block, std::int64_t count,
+                  Screen& screen) {
     const std::int64_t nnz = positives.nnz();
     const int f = params.factors;
     SplitMix64 rng(epoch_thread_seed(step.seed, step.epoch, static_cast<std::uint64_t>(block)));
@@ -158,7 +159,12 @@ Partial run_block(const CsrView& positives, const Positives& is_positive, const 
     float* gi = gu + f;
     float* gj = gi + f;
     Partial out;
-    const auto draw_positive = [&] { return static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz))); };
+    const auto draw_positive = [&]() -> std::int64_t {
+        if (!step.uniform_users) return static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz)));
+        const std::int32_t u = active_users[rng.below(active_users.size())];
+        return positives.indptr[u] +
+               static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(positives.row_nnz(u))));
+    };
     std::int64_t next = draw_positive();
     for (std::int64_t t = 0; t < count; ++t) {
         const std::int64_t p = next;
@@ -241,12 +247,16 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
         std::fill(owner.begin() + positives.indptr[u], owner.begin() + positives.indptr[u + 1],
                   static_cast<std::int32_t>(u));
 
+    std::vector<std::int32_t> active_users;  // the users with a positive (uniform_users draws among them)
+    if (step.uniform_users)
+        for (std::int64_t u = 0; u < n_users; ++u)
+            if (positives.row_nnz(u) > 0) active_users.push_back(static_cast<std::int32_t>(u));
     const Positives is_positive(positives);
     Screen screen(item_features, params, step);
     parallel_for(0, blocks, step.threads, 1, [&](std::int64_t block) {
         const std::int64_t count = std::min(kBlock, nnz - block * kBlock);
         partial[block] = run_block(positives, is_positive, user_features, item_features, negatives, n_negatives, params,
-                                   step, owner.data(), block, count, screen);
+                                   step, owner.data(), active_users, block, count, screen);
     });
     EpochStats stats;
     for (const Partial& p : partial) {

@@ -5,7 +5,9 @@
 // the score is u . i + b_i. With identity features only this is plain matrix factorisation; with
 // shared features (genres, demographics) an entity unseen in training still has a representation.
 //
-// An epoch draws nnz(positives) training positives (u, i) uniformly with replacement, a negative j
+// An epoch draws nnz(positives) training positives (u, i) with replacement, uniformly over the
+// positives (`uniform_users` false) or over the users with a positive and then over their positives
+// (true: every user weighs alike, as per-user metrics average them), a negative j
 // for each among `negatives` (items with a training interaction, not in u's row), and takes one
 // Adagrad step on the features of u, i and j:
 //   bpr:      maximise log sigmoid(s_ui - s_uj);
@@ -51,6 +53,7 @@ struct Step {
     int threads;
     std::uint64_t seed;
     std::uint64_t epoch;
+    bool uniform_users = false;
 };
 
 struct EpochStats {

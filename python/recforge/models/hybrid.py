@@ -68,6 +68,13 @@ class HybridMF(FeatureColdStart, FactorModel):
         items, but a new user sees never-liked items mid-table); or every item alike (LightFM's
         choice: cold items sink below the warm ones). WARP's rank estimate counts the draws' pool
         with its multiplicity. bench/RESULTS.md, "Cold start".
+    positive_sampling : "users" | "interactions"
+        How an epoch's nnz(interactions) positives are drawn: a user uniformly among those with
+        history, then one of their positives ("users", the default: every user weighs alike in
+        the objective, as they do in per-user AUC / NDCG, so the shared features learn the typical
+        user, not the heaviest ones; chosen on validation splits, above LightFM on user and item
+        cold start); or uniformly over all positives (LightFM's choice: a user counts by their
+        number of interactions).
     threads, seed, device : as every model (several threads: Hogwild, only threads=1 repeats exactly)
 
     Fitted attributes: ``user_embeddings`` (n_user_features, factors), ``item_embeddings``,
@@ -83,6 +90,7 @@ class HybridMF(FeatureColdStart, FactorModel):
         "epochs": EPOCHS,
         "max_sampled": Param("int", low=1),
         "negatives": Param("choice", choices=("mixed", "interacted", "all")),
+        "positive_sampling": Param("choice", choices=("users", "interactions")),
         **COMMON_PARAMS,
     }
 
@@ -91,8 +99,8 @@ class HybridMF(FeatureColdStart, FactorModel):
     item_feature_bias: np.ndarray | None = None
 
     def __init__(self, factors: int = 32, loss: str = "warp", lr: float = 0.05, regularization: float = 0.0,
-                 epochs: int = 20, max_sampled: int = 10, negatives: str = "mixed", threads: int = 0,
-                 seed: int = 42, device: str = "auto"):  # fmt: skip
+                 epochs: int = 20, max_sampled: int = 10, negatives: str = "mixed", positive_sampling: str = "users",
+                 threads: int = 0, seed: int = 42, device: str = "auto"):  # fmt: skip
         self._store_params(locals())
 
     def _bias_names(self):
@@ -124,7 +132,8 @@ class HybridMF(FeatureColdStart, FactorModel):
         def run_epoch(epoch):
             stats = ops.hybrid_epoch(**kernel, user_emb=user_emb, item_emb=item_emb, item_bias=bias, g2=g2, lr=self.lr,
                                      regularization=self.regularization, loss=self.loss, max_sampled=self.max_sampled,
-                                     threads=threads, seed=self.seed, epoch=epoch)  # fmt: skip
+                                     threads=threads, seed=self.seed, epoch=epoch,
+                                     uniform_users=self.positive_sampling == "users")  # fmt: skip
             return stats["loss"], {"samples": stats["samples"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc="HybridMF")
