@@ -24,17 +24,18 @@ Metrics (means over seeds), each model scored densely for the test users:
 * ``fit s`` / ``fit cpu-s``: training wall time and process CPU time (all threads; steadier on a
   shared machine), every library with the same threads and epochs.
 
-Models: HybridMF (WARP, 32 factors, 20 epochs, lr 0.05, its default ``negatives="mixed"``; also
-``"interacted"`` and ``"all"``, LightFM's negative pool) vs LightFM (WARP, 32 components, 20
-epochs, lr 0.05, Adagrad: its defaults otherwise); MLPScorer with the same features (NeuMF, 32
-factors, layers 64-32-16, 10 epochs of 4 negatives per positive, lazy Adam lr 0.005: chosen on
-validation splits of the training part, bench/mlp_features_validation.py); ALS with side information
-(``ALS side-info``: 32 factors, 15 epochs, alpha 5, regularization 1, ``feature_weight`` 1, the same
-features without the identity columns, which ALS's own factors are: bench/als_side_validation.py);
-MostPopular; BPR (pure CF, identity only) and ALS without features (pure CF), which must fail on cold
-items. The ``warm-baselines`` protocol puts ItemKNN, EASE, ALS and BPR side by side (NDCG@20, fit s) on
-warm ML-100K and Last.fm-2K restricted to artists with 5+ listeners (EASE's dense 17.6k-item solve on
-the whole set takes minutes on two cores); recforge models only, no peer row.
+Models: HybridMF (WARP, 32 factors, 20 epochs, lr 0.05, its defaults ``negatives="mixed"`` and
+``positive_sampling="interactions"``; also ``"interacted"`` and ``"all"``, LightFM's negative pool) vs
+LightFM (WARP, 32 components, 20 epochs, lr 0.05, Adagrad: its defaults otherwise); MLPScorer with
+the same features (NeuMF, 32 factors, layers 64-32-16, 10 epochs of 4 negatives per positive, lazy
+Adam lr 0.005: chosen on validation splits of the training part, bench/mlp_features_validation.py);
+ALS with side information (``ALS side-info``: 32 factors, 15 epochs, alpha 5, regularization 1,
+``feature_weight`` 1, the same features without the identity columns, which ALS's own factors are:
+bench/als_side_validation.py); MostPopular; BPR (pure CF, identity only) and ALS without features
+(pure CF), which must fail on cold items. The ``warm-baselines`` protocol puts ItemKNN, EASE, ALS
+and BPR side by side (NDCG@20, fit s) on warm ML-100K and Last.fm-2K restricted to artists with 5+
+listeners (EASE's dense 17.6k-item solve on the whole set takes minutes on two cores); recforge
+models only, no peer row.
 """
 
 from __future__ import annotations

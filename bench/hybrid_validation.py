@@ -21,7 +21,7 @@ import bench_coldstart as bc  # noqa: E402
 
 # name -> HybridMF parameters ("mixed_weight": the module's MIXED_WEIGHT for that fit).
 CONFIGS = {
-    "default (mixed weight 12, positives per user)": {},
+    "default (mixed weight 12, positives per interaction)": {},
     "mixed weight 4": {"mixed_weight": 4},
     "mixed weight 8": {"mixed_weight": 8},
     "mixed weight 16": {"mixed_weight": 16},
@@ -31,7 +31,7 @@ CONFIGS = {
     "interacted, regularization 1e-4": {"negatives": "interacted", "regularization": 1e-4},
     "interacted, max_sampled 20": {"negatives": "interacted", "max_sampled": 20},
     "interacted, lr 0.1": {"negatives": "interacted", "lr": 0.1},
-    "positives per interaction (before)": {"positive_sampling": "interactions"},
+    "positives per user": {"positive_sampling": "users"},
 }
 
 

@@ -132,7 +132,7 @@ def test_positive_sampling_per_user_or_per_interaction():
     rows = np.r_[np.zeros(50, int), np.arange(1, 51)]
     cols = np.r_[np.arange(50), np.arange(50) % 7]
     x = sp.csr_matrix((np.ones(100, np.float32), (rows, cols)), shape=(51, 60))
-    assert rf.HybridMF().positive_sampling == "users"
+    assert rf.HybridMF().positive_sampling == "interactions"
 
     def steps_ratio(sampling):  # the heavy user's accumulated squared gradient / a light user's
         model = rf.HybridMF(factors=4, loss="bpr", epochs=20, lr=1e-3, positive_sampling=sampling, threads=1, seed=0)
