@@ -311,10 +311,15 @@ class _Run:
         whole_fn, routed_fn = ((_tasks.half_step, _tasks.half_step_routed) if task == "solve"
                                else (_tasks.user_loss, _tasks.user_loss_routed))  # fmt: skip
         if self.routing[other_side] == "whole":
-            whole = self._submit(_tasks.concat_side, *other, name=f"whole-{name}")
-            G = self._submit(_tasks.gram, whole, threads, name=f"gram-{name}") if implicit else None
-            return [self._submit(whole_fn, m, whole, G, x, self.params, name=f"{task}-{name}-{b}", home=home[b])
-                    for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
+            # One concatenated side per worker, built there: each worker fetches only the other workers'
+            # blocks (one shared copy on one worker, then sent whole to the others, moved 1.5x the side
+            # per half-step at 2 workers; this moves 1x). The same values, so the same bits.
+            wholes = {w: self._submit(_tasks.concat_side, *other, name=f"whole-{name}-{i}", home=w)
+                      for i, w in enumerate(dict.fromkeys(home))}  # fmt: skip
+            first = next(iter(wholes.values()))
+            G = self._submit(_tasks.gram, first, threads, name=f"gram-{name}") if implicit else None
+            return [self._submit(whole_fn, m, wholes[home[b]], G, x, self.params, name=f"{task}-{name}-{b}",
+                                 home=home[b]) for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         G = None
         if implicit:
             partial = [self._submit(_tasks.gram, o, threads, name=f"gram-{name}-{c}") for c, o in enumerate(other)]
