@@ -3,7 +3,7 @@
 Per iteration (see docs/scale-out.md for the numbers at scale):
 
 * user half-step: the item side (factors, and biases for explicit ALS) reaches the user blocks
-  either whole (one shared future, ``routing="whole"``) or as only the rows each block reads
+  either whole (concatenated once per worker, ``routing="whole"``) or as only the rows each block reads
   (``routing="rows"``, Spark's and oneDAL's scheme: block b receives the rows of item block c that
   its columns name); implicit ALS gets the Gram ``YᵀY`` once per half-step: one SYRK of the whole
   side in the first scheme (the local fit's own call, so the result equals the local fit bit for
@@ -66,8 +66,9 @@ class ALS(ParamsMixin):
     Parameters
     ----------
     routing : {"auto", "whole", "rows"}
-        How the other side's factors reach the blocks: "whole" sends the whole side (one shared
-        future per half-step, read by every block), "rows" sends each block only the rows it reads.
+        How the other side's factors reach the blocks: "whole" sends the whole side (concatenated
+        once per worker and half-step, read by the worker's blocks), "rows" sends each block only the
+        rows it reads.
         "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" cannot
         take ``nu > 0`` with ``regularization_scaling="all_pairs"`` and ``alpha0 > 0`` (that
         regularisation counts the columns the kernel is given); ALS-WR (``"observed"``) routes by rows.
