@@ -28,11 +28,13 @@ Models: HybridMF (WARP, 32 factors, 20 epochs, lr 0.05, its default ``negatives=
 ``"interacted"`` and ``"all"``, LightFM's negative pool) vs LightFM (WARP, 32 components, 20
 epochs, lr 0.05, Adagrad: its defaults otherwise); MLPScorer with the same features (NeuMF, 32
 factors, layers 64-32-16, 10 epochs of 4 negatives per positive, lazy Adam lr 0.005: chosen on
-validation splits of the training part, bench/mlp_features_validation.py); MostPopular; BPR (pure
-CF, identity only), which must fail on cold items. The ``warm-baselines`` protocol puts ItemKNN, EASE,
-ALS and BPR side by side (NDCG@20, fit s) on warm ML-100K and Last.fm-2K restricted to artists with 5+
-listeners (EASE's dense 17.6k-item solve on the whole set takes minutes on two cores); recforge models
-only, no peer row.
+validation splits of the training part, bench/mlp_features_validation.py); ALS with side information
+(``ALS side-info``: 32 factors, 15 epochs, alpha 5, regularization 1, ``feature_weight`` 1, the same
+features without the identity columns, which ALS's own factors are: bench/als_side_validation.py);
+MostPopular; BPR (pure CF, identity only) and ALS without features (pure CF), which must fail on cold
+items. The ``warm-baselines`` protocol puts ItemKNN, EASE, ALS and BPR side by side (NDCG@20, fit s) on
+warm ML-100K and Last.fm-2K restricted to artists with 5+ listeners (EASE's dense 17.6k-item solve on
+the whole set takes minutes on two cores); recforge models only, no peer row.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ FACTORS, EPOCHS, LR = 32, 20, 0.05
 # MLPScorer with features (bench/mlp_features_validation.py chose them on validation splits).
 MLP_PARAMS = dict(factors=32, layers=(64, 32, 16), mode="neumf", epochs=10, optimizer="lazy_adam", lr=0.005)
 MLP_LIB = "recforge MLPScorer"
+# ALS (side-info and plain): chosen on validation splits (bench/als_side_validation.py).
+ALS_PARAMS = {"factors": 32, "epochs": 15, "alpha": 5.0, "regularization": 1.0}
+ALS_FEATURE_WEIGHT = 1.0
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -172,6 +177,14 @@ def fit_lightfm(ctx, lightfm, train, fu, fi, seed):
     return seconds, scores
 
 
+def side_part(features) -> sp.csr_matrix | None:
+    """The feature matrix without its identity columns (ALS's own factors are the identity part); None
+    when nothing else is left."""
+    m = features.matrix
+    m = sp.csr_matrix(m[:, : m.shape[1] - (len(features.ids) if features._spec.get("identity") else 0)])
+    return m if m.shape[1] else None
+
+
 def fit_plain(ctx, model, train, **features):
     """Any recforge model scored through ``score``; ``features``: fit's user_features / item_features
     (a held-out user or item is then a catalogue row without history, ranked from its features)."""
@@ -206,6 +219,10 @@ def run_protocol(ctx, lightfm, name, data, split, seeds):
             fits["lightfm"] = fit_lightfm(ctx, lightfm, train, fu, fi, seed)
         fits[MLP_LIB] = fit_plain(ctx, rf.MLPScorer(**MLP_PARAMS, threads=ctx.threads, seed=seed), train,
                                   user_features=fu, item_features=fi)  # fmt: skip
+        fits["ALS side-info"] = fit_plain(ctx, rf.ALS(**ALS_PARAMS, feature_weight=ALS_FEATURE_WEIGHT,
+                                                      threads=ctx.threads, seed=seed),
+                                          train, user_features=side_part(fu), item_features=side_part(fi))  # fmt: skip
+        fits["ALS (pure CF)"] = fit_plain(ctx, rf.ALS(**ALS_PARAMS, threads=ctx.threads, seed=seed), train)
         fits["MostPopular"] = fit_plain(ctx, rf.MostPopular(), train)
         fits["BPR (pure CF)"] = fit_plain(ctx, rf.BPR(factors=FACTORS, epochs=EPOCHS, threads=ctx.threads, seed=seed),
                                           train)  # fmt: skip
@@ -216,7 +233,7 @@ def run_protocol(ctx, lightfm, name, data, split, seeds):
                 sums.setdefault((lib, metric), []).append(value)
     rows = []
     for (lib, metric), values in sums.items():
-        if metric.startswith("fit") and lib not in ("recforge", "lightfm", MLP_LIB):
+        if metric.startswith("fit") and lib not in ("recforge", "lightfm", MLP_LIB, "ALS side-info"):
             continue
         rows.append({"case": f"{name} ({len(seeds)} seeds)", "library": lib, "metric": metric,
                      "value": float(np.mean(values)), "spread": float(np.std(values)) if len(values) > 1 else None,

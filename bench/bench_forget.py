@@ -1,6 +1,9 @@
 """Forgetting users (issue 16): how far ``forget_users`` leaves each model from a refit without them, and its cost.
 
 Data: MovieLens-100K, ratings >= 4 as binary positives (every model but SGDMF; SGDMF: all ratings).
+"HybridMF / MLPScorer ... features": the cold-start bench's features (users: gender, occupation, age and an
+identity feature each; items: genres and identity), the forgotten users' rows and identity features
+removed; the refits get the remaining users' feature rows.
 Ten users drawn at random (seed 0) are forgotten. For each model, one thread (repeatable fits):
 
 * ``forget s`` / ``refit s``: wall time of ``forget_users(ten)`` on the fitted model, and of a fit
@@ -19,6 +22,9 @@ Ten users drawn at random (seed 0) are forgotten. For each model, one thread (re
 * ``top10 forget`` / ``top10 seed``: mean overlap (|A ∩ B| / 10) of each remaining user's top 10
   (training items excluded) with the refit's, after ``forget_users`` / for the seed + 1 refit.
 
+``RECFORGE_BENCH_FORGET_MODELS`` (comma-separated, default all of ALS, BPR, SGDMF, HybridMF,
+MLPScorer, ItemKNN, EASE, MostPopular) picks the model families to run.
+
 Scores are the ranking scores of ``recommend`` over the whole catalogue (rating models: without the
 user bias and global mean, which do not change a user's ranking).
 """
@@ -28,8 +34,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _harness import switch
+from bench_coldstart import movielens_100k
 
 N_FORGET = 10
+FAMILIES = "ALS,BPR,SGDMF,HybridMF,MLPScorer,ItemKNN,EASE,MostPopular"
 
 
 def _configs(rf):
@@ -46,7 +55,13 @@ def _configs(rf):
         "BPR f=64": (rf.BPR, {"factors": 64, "threads": 1}, "binary"),
         "SGDMF": (rf.SGDMF, {"threads": 1}, "ratings"),
         "HybridMF warp f=32": (rf.HybridMF, {"threads": 1}, "binary"),
+        "HybridMF warp f=32 features": (rf.HybridMF, {"threads": 1}, "features"),
         "MLPScorer gmf f=16": (rf.MLPScorer, {"factors": 16, "mode": "gmf", "epochs": 5, "threads": 1}, "binary"),
+        "MLPScorer gmf f=16 features": (
+            rf.MLPScorer,
+            {"factors": 16, "mode": "gmf", "epochs": 5, "threads": 1},
+            "features",
+        ),  # fmt: skip
         "ItemKNN": (rf.ItemKNN, {"threads": 1}, "binary"),
         "EASE": (rf.EASE, {"threads": 1}, "binary"),
         "MostPopular": (rf.MostPopular, {}, "binary"),
@@ -84,25 +99,37 @@ def run(ctx) -> list[dict]:
     binary.data = (binary.data >= 4).astype(np.float32)
     binary.eliminate_zeros()
     data = {"binary": binary, "ratings": ratings}
+    no_features = lambda rows: {}  # noqa: E731
+    fit_kwargs = dict.fromkeys(data, no_features)
+    with_features = movielens_100k(ctx)  # (positives, user Features, item Features), same users and items
+    if with_features is not None:
+        positives, user_features, item_features = with_features
+        data["features"] = positives.csr
+        # all users: the Features (identity names to remove); a subset: their rows (a refit without them)
+        fit_kwargs["features"] = lambda rows: {"item_features": item_features, "user_features": user_features
+                                               if rows is None else user_features.matrix[rows]}  # fmt: skip
     gone = np.random.default_rng(0).choice(ratings.shape[0], N_FORGET, replace=False)
     keep = np.setdiff1d(np.arange(ratings.shape[0]), gone)
-    configs = _configs(rf)
+    families = set(switch("RECFORGE_BENCH_FORGET_MODELS", FAMILIES))
+    configs = {case: config for case, config in _configs(rf).items() if case.split()[0] in families}
     if ctx.quick:
         configs = {k: v for k, v in configs.items() if not k.startswith(("MLP", "ALS cholesky"))}
     out = []
     for case, (cls, params, kind) in configs.items():
-        m = data[kind]
+        if kind not in data:
+            continue
+        m, fit_on = data[kind], fit_kwargs[kind]
         ctx.log(f"forget: {case}")
-        model = cls(**params).fit(m, progress=False)
+        model = cls(**params).fit(m, progress=False, **fit_on(None))
         kept = _scores(model)[keep]
         t0 = time.perf_counter()
         model.forget_users(gone)
         forget_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        refit = cls(**params).fit(m[keep], progress=False)
+        refit = cls(**params).fit(m[keep], progress=False, **fit_on(keep))
         refit_s = time.perf_counter() - t0
         other_seed = cls(**{**params, "seed": 43}) if "seed" in cls._param_names() else cls(**params)
-        other_seed.fit(m[keep], progress=False)
+        other_seed.fit(m[keep], progress=False, **fit_on(keep))
         target = _scores(refit)
         figures = {
             "forget s": (forget_s, "lower"),

@@ -49,6 +49,11 @@ def two_tastes():
     """(interactions, user Features, item Features, user groups, item groups) for the feature models'
     tests: 60 users x 40 items in two tastes, users and items carry their group as a feature (plus
     identity); items 30.. are cold (no interactions)."""
+    return two_taste_world()
+
+
+def two_taste_world(*, identity: bool = True, cold_users: int = 0):
+    """``two_tastes``, with or without the identity features, the last ``cold_users`` users cold too."""
     import pandas as pd
     import scipy.sparse as sp
 
@@ -58,11 +63,12 @@ def two_tastes():
     user_group, item_group = rng.integers(0, 2, 60), rng.integers(0, 2, 40)
     likes = (user_group[:, None] == item_group[None, :]) & (rng.random((60, 40)) < 0.5)
     likes[:, 30:] = False
+    likes[60 - cold_users :] = False
     x = sp.csr_matrix(likes.astype(np.float32))
     users = pd.DataFrame({"user": np.arange(60), "group": user_group.astype(str)})
     items = pd.DataFrame({"item": np.arange(40), "group": item_group.astype(str)})
-    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=True)
-    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=True)
+    fu = rf.Features.from_pandas(users, "user", categorical=["group"], identity=identity)
+    fi = rf.Features.from_pandas(items, "item", categorical=["group"], identity=identity)
     return x, fu, fi, user_group, item_group
 
 

@@ -14,9 +14,11 @@ conftest.py reports the test as xfail with that message (it runs for real once t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import math
+import pickle
 import re
 import struct
 import zipfile
@@ -119,6 +121,7 @@ BAD_VALUES = {
     "K1": [(-1.0, ValueError), (NAN, ValueError)],
     "B": [(1.5, ValueError)],
     "dtype": [("float16", ValueError)],
+    "feature_weight": [(-1.0, ValueError), (NAN, ValueError)],
 }
 
 
@@ -413,6 +416,15 @@ def test_save_load_round_trip(case, device, data, tmp_path):
     assert_same_predictions(back, model)
 
 
+def test_copy_and_pickle_keep_a_working_model(case, data):
+    """The skeleton says fitted models copy and pickle (a lock is not carried; kernel objects are rebuilt)."""
+    model = fit(make(case), data)
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert type(twin) is type(model) and twin.get_params() == model.get_params()
+        assert_same_predictions(twin, model)
+        fit(twin, data)  # the copy trains on its own
+
+
 def test_load_rejects_corrupt_or_truncated_files(case, device, data, tmp_path):
     path = tmp_path / "m.rf"
     fit(make(case, device), data).save(path)
@@ -659,7 +671,8 @@ def test_explain_decomposes_the_score_over_the_history(case, data):
         if case.cls is not rf.ALS:  # ALS explains the exact solve of the user (its own test file)
             assert _clipped(model, e.score) == pytest.approx(e.model_score, rel=1e-4, abs=1e-4)
         assert e.method == {rf.ALS: "exact", rf.ItemKNN: "exact", rf.EASE: "exact",
-                            rf.MostPopular: "popularity"}.get(case.cls, "similarity")  # fmt: skip
+                            rf.MostPopular: "popularity",
+                            rf.MLPScorer: "integrated-gradients"}.get(case.cls, "similarity")  # fmt: skip
 
 
 def test_explain_rejects_bad_input(case, data):
@@ -708,13 +721,27 @@ def test_forget_removes_rows_everywhere(case, side, data, tmp_path):
 
 
 @only([c for c in CASES if c.cls in (rf.HybridMF, rf.MLPScorer)])
-def test_models_with_features_refuse_to_forget(case, data):
-    features = sp.random(N_USERS, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
-    model = fit(make(case), data, user_features=features)
-    with pytest.raises(TypeError, match=f"{case.cls.__name__} forgets users only when fitted without user_features"):
-        model.forget_users([0])
-    assert model.n_users == N_USERS
-    model.forget_items([0])  # the items are still their own
-    assert model.n_items == N_ITEMS - 1
-    own = model.item_embeddings if case.cls is rf.HybridMF else model.item_embedding
-    assert own.shape[0] == N_ITEMS - 1
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_models_with_features_forget_rows_and_their_own_features(case, side, data, tmp_path):
+    n = N_USERS if side == "user" else N_ITEMS
+    shared = sp.random(n, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    only_theirs = sp.csr_matrix((np.ones(2, np.float32), ([3, 11], [0, 0])), shape=(n, 1))  # rows 3 and 11 only
+    features = sp.hstack([shared, only_theirs], format="csr")
+    model = fit(make(case), data, **{f"{side}_features": features})
+    hybrid = case.cls is rf.HybridMF
+    table = f"{side}_embeddings" if hybrid else f"{side}_feature_embedding"  # one row per feature
+    rows = "{}_factors" if hybrid else "{}_embedding"  # one row per user / item
+    before = getattr(model, table).copy()
+    assert np.abs(before[4]).sum() > 0  # their own feature learnt something
+    other = "item" if side == "user" else "user"
+    other_rows = getattr(model, rows.format(other)).copy()
+    getattr(model, f"forget_{side}s")([3, 11])
+    kept = np.setdiff1d(np.arange(n), [3, 11])
+    assert (getattr(model, f"{side}_features_") != features[kept]).nnz == 0
+    after = getattr(model, table)
+    np.testing.assert_array_equal(after[:4], before[:4])  # the shared features keep what they learnt
+    assert not after[4].any()  # a feature only the forgotten rows had is zeroed
+    np.testing.assert_array_equal(getattr(model, rows.format(other)), other_rows)
+    np.testing.assert_allclose(getattr(model, rows.format(side)), features[kept] @ before, rtol=1e-5, atol=1e-7)
+    model.save(tmp_path / "m.rf")
+    assert_same_predictions(rf.load(tmp_path / "m.rf"), model)

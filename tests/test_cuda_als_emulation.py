@@ -87,6 +87,21 @@ def test_implicit_half_step_matches_the_cpu(gpu, monkeypatch, solver, f, scaling
     assert (got[[0, 7]] == 0).all()  # rows without entries: exactly zero, as on the CPU
 
 
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_prior_half_step_matches_the_cpu(gpu, solver):
+    """Side information: rows pulled toward a prior mean (empty rows solved too), as the CPU kernel."""
+    rng = np.random.default_rng(3)
+    m = interactions(rng, 40, 30, 0.2, empty_rows=[0, 7])
+    Y, X0, prior = factors(rng, 30, 8), factors(rng, 40, 8), factors(rng, 40, 8)
+    want, got = X0.copy(), X0.copy()
+    implicit_step(cpu, m, Y, want, solver, prior=prior, prior_weight=4.0)
+    implicit_step(cuda, m, Y, got, solver, prior=prior, prior_weight=4.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert (got[[0, 7]] != 0).all()  # rows without entries: their prior's solve
+    with pytest.raises(ValueError, match="prior must be finite with shape"):
+        implicit_step(cuda, m, Y, got, solver, prior=prior[:3], prior_weight=1.0)
+
+
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 25), m=st.integers(1, 20), f=st.integers(1, 9), density=st.sampled_from([0.0, 0.1, 0.5]),
        alpha0=st.sampled_from([0.0, 1.0]), nu=st.sampled_from([0.0, 1.0]),

@@ -69,14 +69,16 @@ def test_save_load_keeps_embeddings_features_and_vocabulary(world, tmp_path):
     np.testing.assert_array_equal(back._item_spec, fi.spec_array())
 
 
-def test_features_must_match_the_interactions(world):
+@pytest.mark.parametrize("model_class", [rf.HybridMF, rf.MLPScorer, rf.ALS])
+def test_features_must_match_the_interactions(world, model_class):
+    """Every model taking features checks them in one place (models/_features.py): same messages."""
     x, fu, fi, *_ = world
     with pytest.raises(ValueError, match="item_features must have one row per entity of the interactions"):
-        rf.HybridMF(epochs=1).fit(x, item_features=fi.matrix[:-1])
+        model_class(epochs=1).fit(x, item_features=fi.matrix[:-1])
     nan = fi.matrix.copy()
     nan.data[0] = np.nan
     with pytest.raises(ValueError, match="item_features contains NaN"):
-        rf.HybridMF(epochs=1).fit(x, item_features=nan)
+        model_class(epochs=1).fit(x, item_features=nan)
 
 
 def test_kernel_boundary_rejects_bad_arrays(world):

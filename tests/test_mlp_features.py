@@ -210,13 +210,7 @@ def test_load_rejects_a_feature_table_that_does_not_fit(world, fitted, tmp_path)
 
 
 def test_bad_feature_input_is_refused_clearly(world, fitted, tmp_path):
-    x, fu, fi, *_ = world
-    with pytest.raises(ValueError, match="item_features must have one row per entity of the interactions"):
-        rf.MLPScorer(epochs=1).fit(x, item_features=fi.matrix[:-1])
-    nan = fi.matrix.copy()
-    nan.data[0] = np.nan
-    with pytest.raises(ValueError, match="item_features contains NaN"):
-        rf.MLPScorer(epochs=1).fit(x, item_features=nan)
+    x, fu, fi, *_ = world  # rows and NaN: test_hybrid.py::test_features_must_match_the_interactions
     with pytest.raises(ValueError, match="init_from"):
         rf.MLPScorer(epochs=1).fit(x, item_features=fi, init_from=rf.ALS(factors=64, epochs=1).fit(x))
     # An unknown category at predict time: ignored with a warning (Features.transform), the user
@@ -235,10 +229,6 @@ def test_bad_feature_input_is_refused_clearly(world, fitted, tmp_path):
         plain.recommend_for_features(rows)
     with pytest.raises(ValueError, match="not fitted with item_features"):
         plain.feature_encoder("item")
-    with pytest.raises(TypeError, match="forgets users only when fitted without user_features"):
-        rf.MLPScorer(factors=4, layers=(4,), epochs=1, threads=1).fit(x, user_features=fu, progress=False).forget_users(
-            [0]
-        )
 
 
 def test_kernel_boundary_rejects_bad_feature_matrices(rng):

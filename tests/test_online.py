@@ -81,12 +81,12 @@ def test_merge_rows_matches_dense_reference(seed, duplicates, extra_rows, extra_
 
 
 # -- ALS: the exact fold-in ---------------------------------------------------------------------------
-@pytest.mark.parametrize("item_updates", ["new", "touched"])
-def test_als_stream_equals_the_fold_in_helper(item_updates):
+@pytest.mark.parametrize(("item_updates", "sweep_every"), [("new", None), ("touched", None), ("touched", 0.02)])
+def test_als_stream_equals_the_fold_in_helper(item_updates, sweep_every):
     df, inter = _history()
     model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
     before = copy.deepcopy(model)
-    updater = StreamingUpdater(model, item_updates=item_updates)
+    updater = StreamingUpdater(model, item_updates=item_updates, sweep_every=sweep_every)
     stream = _stream()
     for start in range(0, len(stream), 100):
         updater.update(stream.iloc[start : start + 100])
@@ -101,9 +101,10 @@ def test_als_stream_equals_the_fold_in_helper(item_updates):
     touched = np.unique(model.user_ids_.to_index(last["user"].to_numpy()))
     reference = copy.deepcopy(model).partial_fit_users(touched, model.seen_[touched])
     np.testing.assert_allclose(model.user_factors[touched], reference.user_factors[touched], rtol=1e-5, atol=1e-6)
-    # Users no event touched keep their factors.
-    untouched = np.setdiff1d(np.arange(before.n_users), model.user_ids_.to_index(stream["user"].to_numpy()))
-    np.testing.assert_array_equal(model.user_factors[untouched], before.user_factors[untouched])
+    # Without the automatic sweep, users no event touched keep their factors.
+    if sweep_every is None:
+        untouched = np.setdiff1d(np.arange(before.n_users), model.user_ids_.to_index(stream["user"].to_numpy()))
+        np.testing.assert_array_equal(model.user_factors[untouched], before.user_factors[untouched])
 
 
 def test_als_new_items_are_solved_and_recommended():
@@ -187,10 +188,22 @@ def test_sgd_models_learn_from_the_new_events(make):
 READERS_USERS = np.arange(6)
 
 
-def _run_with_readers(updater, stream, batches):
-    """Stream ``stream`` in ``batches`` while 2 threads recommend; returns (published states, results, errors)."""
+def _run_with_readers(updater, stream, batches, background=False):
+    """Stream ``stream`` in ``batches`` while 2 threads recommend; returns (published states, results, errors).
+
+    ``background``: submitted to the updater's thread (which also publishes idle sweep steps): every
+    publication is recorded from inside ``_publish``."""
     model = updater.model
     states = [(model.user_factors, model.item_factors, model.seen_)]
+    if background:
+        publish = updater._publish
+
+        def recording_publish(state):
+            publish(state)
+            states.append((model.user_factors, model.item_factors, model.seen_))
+
+        updater._publish = recording_publish
+        updater.start(max_batch=60, max_delay=0.001)
     results, errors, done = [], [], threading.Event()
 
     def read():
@@ -206,9 +219,14 @@ def _run_with_readers(updater, stream, batches):
         t.start()
     try:
         for part in _split(stream, batches):
-            updater.update(part)
-            states.append((model.user_factors, model.item_factors, model.seen_))  # copy-on-write: references suffice
-            time.sleep(0.002)
+            if background:
+                updater.submit(part)  # at once: a backlog, so batches leave their sweep to idle time
+            else:
+                updater.update(part)
+                states.append((model.user_factors, model.item_factors, model.seen_))  # copy-on-write: references
+                time.sleep(0.002)
+        if background:
+            updater.stop()
     finally:
         done.set()
         for t in threads:
@@ -242,6 +260,20 @@ def test_readers_see_old_or_new_state_never_a_mix():
     model, stream = _consistency_setup()
     states, results, errors = _run_with_readers(StreamingUpdater(model), stream, 40)
     assert len(results) > 40  # the readers really ran during the updates
+    assert _mixed(states, results, errors) == 0
+
+
+def test_readers_see_only_published_states_of_the_background_updater_and_its_idle_sweep(monkeypatch):
+    model, stream = _consistency_setup()
+    monkeypatch.setattr(rf.online, "IDLE_SWEEP_ROWS", 8)  # several idle steps per sweep owed
+    updater = StreamingUpdater(model, sweep_every=0.05)
+    steps = []
+    sweep_step = updater._sweep_step
+    monkeypatch.setattr(updater, "_sweep_step", lambda: (steps.append(1), sweep_step())[1])
+    states, results, errors = _run_with_readers(updater, stream, 40, background=True)
+    assert updater.events_ == len(stream) and updater._sweep_owed == 0
+    assert len(steps) > 0 and len(states) > updater.batches_ + 1  # idle steps published states of their own
+    assert len(results) > 40
     assert _mixed(states, results, errors) == 0
 
 
@@ -442,7 +474,8 @@ def test_item_refresh_skips_items_that_barely_changed(item_refresh, resolved):
     newcomer = next(u for u in (f"u{j}" for j in range(40)) if not ((df.user == u) & (df.item == popular)).any())
     item = model.item_ids_.to_index([popular])[0]
     before = model.item_factors[item].copy()
-    StreamingUpdater(model, item_refresh=item_refresh).update(pd.DataFrame({"user": [newcomer], "item": [popular]}))
+    updater = StreamingUpdater(model, item_refresh=item_refresh, sweep_every=None)
+    updater.update(pd.DataFrame({"user": [newcomer], "item": [popular]}))
     assert (not np.array_equal(model.item_factors[item], before)) == resolved
 
 
@@ -474,3 +507,105 @@ def test_refresh_is_one_exact_als_sweep_over_the_whole_history():
         updater.refresh(sweeps=0)
     with pytest.raises(TypeError, match="ALS"):
         StreamingUpdater(rf.MostPopular().fit(inter)).refresh()
+
+
+# -- ALS: the automatic sweep -------------------------------------------------------------------------
+def _changed_rows(after, before):
+    return np.flatnonzero(np.any(after[: len(before)] != before, axis=1))
+
+
+def test_the_sweep_refines_a_slice_proportional_to_the_batch_in_turn():
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    n_users, n_items = model.n_users, model.n_items
+    sweep_every = 0.25  # a full sweep per (history size / 4) events
+    updater = StreamingUpdater(model, sweep_every=sweep_every, item_updates="new")
+    # Batches of events by one user on items it already has: only the sweep moves other rows.
+    own = model.seen_[0].indices
+    events = 10
+    seen_users, seen_items = set(), set()
+    for batch in range(15):
+        users_before, items_before = model.user_factors.copy(), model.item_factors.copy()
+        nnz_before = model.seen_.nnz
+        expected_users, expected_items = (int(np.ceil(n * events / (sweep_every * nnz_before)))
+                                          for n in (n_users, n_items))  # fmt: skip
+        updater.update(pd.DataFrame({"user": [model.user_ids_.values[0]] * events,
+                                     "item": model.item_ids_.to_external(own[np.arange(events) % len(own)]),
+                                     "time": 1e6 + batch}))  # fmt: skip
+        users = np.setdiff1d(_changed_rows(model.user_factors, users_before), [0])
+        items = _changed_rows(model.item_factors, items_before)
+        # The slice is bounded by the batch's size (the latency bound) and taken in turn.
+        assert 0 < len(users) <= expected_users and 0 < len(items) <= expected_items
+        start = (batch * expected_items) % n_items
+        assert set(items) <= {(start + j) % n_items for j in range(expected_items)}
+        seen_users |= set(users)
+        seen_items |= set(items)
+    # 150 events are more than 0.25 x the history: every row was refined at least once.
+    assert 150 > sweep_every * model.seen_.nnz
+    assert seen_items == set(range(n_items)) and seen_users | {0} == set(range(n_users))
+
+
+def test_the_sweep_brings_the_streamed_model_closer_to_the_optimum():
+    """A refit minimises the ALS objective on the whole history; the sweep lowers it where the
+    micro-batches alone leave the untouched rows where they were."""
+    df, inter = _history()
+    stream = _stream(n=600)
+    losses = {}
+    for sweep_every in (None, 0.05):
+        model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+        updater = StreamingUpdater(model, sweep_every=sweep_every)
+        for part in _split(stream, 6):
+            updater.update(part)
+        seen = model._ops.csr(model.seen_)
+        losses[sweep_every] = model._loss(seen, model._ops.csr(model.seen_.T.tocsr()), 1)
+    assert losses[0.05] < 0.99 * losses[None]
+
+
+def test_the_kept_gram_matrices_equal_recomputed_ones():
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    updater = StreamingUpdater(model)
+    for part in _split(_stream(n=900), 9):
+        updater.update(part)
+    grams, users, items = updater._grams
+    assert users is model.user_factors and items is model.item_factors
+    for side, factors in (("user", model.user_factors), ("item", model.item_factors)):
+        exact = factors.astype(np.float64).T @ factors.astype(np.float64)
+        np.testing.assert_allclose(grams[side], exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
+
+
+def test_under_a_backlog_the_sweep_waits_for_idle_time_in_short_slices(monkeypatch):
+    _, inter = _history()
+    model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+    updater = StreamingUpdater(model, item_updates="new")
+    users_before = model.user_factors.copy()
+    own = model.seen_[0].indices[:3]
+    events = pd.DataFrame({"user": [model.user_ids_.values[0]] * 3, "item": model.item_ids_.to_external(own)})
+    ev, _ = updater._validate(events, None)
+    with updater._apply_lock:
+        updater._apply(ev, 0, defer_sweep=True)  # what the background thread does while events wait
+    assert len(_changed_rows(model.user_factors, users_before)) == 1  # only the touched user moved
+    owed = updater._sweep_owed
+    assert owed == pytest.approx(3 / (updater.sweep_every * inter.nnz))
+    # Idle time pays it in slices of at most IDLE_SWEEP_ROWS rows a side.
+    monkeypatch.setattr(rf.online, "IDLE_SWEEP_ROWS", 5)
+    users_before, items_before = model.user_factors.copy(), model.item_factors.copy()
+    updater._sweep_step()
+    assert 0 < len(_changed_rows(model.user_factors, users_before)) <= 5
+    assert 0 < len(_changed_rows(model.item_factors, items_before)) <= 5
+    assert updater._sweep_owed == pytest.approx(max(owed - 5 / max(model.n_users, model.n_items), 0))
+
+
+def test_the_background_updater_pays_the_sweep_it_owes_by_the_time_it_stops():
+    _, inter = _history()
+    stream = _stream(n=600)
+    losses = {}
+    for sweep_every in (None, 0.05):
+        model = rf.ALS(factors=8, epochs=3, alpha=2.0, threads=1).fit(inter)
+        updater = StreamingUpdater(model, sweep_every=sweep_every).start(max_batch=50, max_delay=0.001)
+        for part in _split(stream, 30):
+            updater.submit(part)
+        updater.stop()
+        assert updater._sweep_owed == 0 and updater.events_ == len(stream)
+        losses[sweep_every] = model._loss(model._ops.csr(model.seen_), model._ops.csr(model.seen_.T.tocsr()), 1)
+    assert losses[0.05] < 0.99 * losses[None]

@@ -4,8 +4,11 @@
 // keep any input from making a kernel read or write out of bounds.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
+#include <optional>
 
 #include "arrays.hpp"
 #include "checked.hpp"
@@ -64,21 +67,31 @@ void bind_als(py::module_& m) {
         m, "als_implicit_solve",
         [](const recforge::Csr& mat, const f32_in& Y, const f32_in& YtY, const py::array& X, float alpha,
            float regularization, float alpha0, float nu, als::RegScaling scaling, als::Solver solver, int cg_steps,
-           Threads threads) {
+           Threads threads, const std::optional<f32_in>& prior, float prior_weight) {
             recforge::require_csr(mat.traits(), recforge::kConfidences, "m");
             const int f = factors_of(Y, mat);
             check_shape(YtY, "YtY", f, f);
             float* x = inplace<float>(X, "X", mat.n_rows(), f);
             const als::ImplicitOptions o = implicit_options(alpha, regularization, alpha0, nu, scaling, solver,
                                                             cg_steps, threads);
+            if (!(prior_weight >= 0.0f) || !std::isfinite(prior_weight))
+                throw std::invalid_argument("prior_weight must be finite and >= 0");
+            const float* p = nullptr;
+            if (prior) {
+                check_shape(*prior, "prior", mat.n_rows(), f);
+                p = prior->data();
+                for (std::int64_t k = 0; k < mat.n_rows() * f; ++k)
+                    if (!std::isfinite(p[k])) throw std::invalid_argument("prior must hold finite values");
+            }
             const float *y = Y.data(), *g = YtY.data();
             Nogil nogil;
-            als::implicit_solve(mat.view(), y, g, f, x, o);
+            als::implicit_solve(mat.view(), y, g, f, x, o, p, prior_weight);
         },
         py::arg("m"), py::arg("Y"), py::arg("YtY"), py::arg("X"), py::arg("alpha"), py::arg("regularization"),
         py::arg("alpha0"), py::arg("nu"), py::arg("scaling"), py::arg("solver"), py::arg("cg_steps"),
-        py::arg("threads"),
-        "Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y).");
+        py::arg("threads"), py::arg("prior") = py::none(), py::arg("prior_weight") = 0.0f,
+        "Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y); "
+        "with prior (rows of m, f) each row is pulled toward its prior row by prior_weight instead of toward 0.");
 
     def_checked(
         m, "als_explicit_solve",

@@ -24,12 +24,13 @@ using namespace recforge::bindings;
 namespace {
 
 // The vector's buffer becomes the array's (no copy); the array owns it through a capsule.
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& v) {
-    auto owned = std::make_unique<std::vector<T>>(std::move(v));
+template <class T, class Allocator>
+py::array_t<T> to_numpy(std::vector<T, Allocator>&& v) {
+    using Vector = std::vector<T, Allocator>;
+    auto owned = std::make_unique<Vector>(std::move(v));
     const T* data = owned->data();
     const auto size = static_cast<py::ssize_t>(owned->size());
-    py::capsule owner(owned.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    py::capsule owner(owned.get(), [](void* p) { delete static_cast<Vector*>(p); });
     owned.release();  // the capsule owns it now
     return py::array_t<T>(size, data, owner);
 }

@@ -86,6 +86,8 @@ struct ImplicitCtx {
     ImplicitOptions opt;
     float* X;
     StopToken* stop;  // the caller's (or null); exact solves poll it per row: a row can take a second
+    const float* prior = nullptr;  // per-row prior means (m.n_rows x f) or null (implicit_solve)
+    float prior_weight = 0.0f;
 };
 
 // One pass over a row's entries: out += sum_j coef_j y_j with
@@ -158,14 +160,19 @@ RECFORGE_INLINE void cg_rows(const ImplicitCtx& c, std::int64_t begin, std::int6
     for (std::int64_t u = begin; u < end; ++u) {
         const std::int64_t lo = c.m.indptr[u], hi = c.m.indptr[u + 1];
         float* __restrict x = c.X + u * f;
-        if (hi == lo) {  // no entries: b = 0, so x = 0 exactly
+        if (hi == lo && !c.prior) {  // no entries: b = 0, so x = 0 exactly
             std::fill(x, x + f, 0.0f);
             continue;
         }
-        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols);
+        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols) + c.prior_weight;
         // r = b - A x, accumulated per entry as (c_i - (c_i - alpha0) y_i.x) y_i
         symv<F>(c.G, x, alpha0, lam, ap, f);
-        for (int k = 0; k < f; ++k) r[k] = -ap[k];
+        if (c.prior) {
+            const float* __restrict mean = c.prior + u * f;
+            for (int k = 0; k < f; ++k) r[k] = c.prior_weight * mean[k] - ap[k];
+        } else {
+            for (int k = 0; k < f; ++k) r[k] = -ap[k];
+        }
         row_pass<F, true>(c, lo, hi, x, r);
         std::memcpy(p, r, sizeof(float) * f);
         float rs = dot<F>(r, r, f);
@@ -331,14 +338,18 @@ RECFORGE_INLINE std::int64_t cholesky_rows(const ImplicitCtx& c, std::int64_t be
         if (stop_requested(c.stop)) return kNoFailure;  // parallel_for throws Interrupted
         const std::int64_t lo = c.m.indptr[u], hi = c.m.indptr[u + 1];
         float* x = c.X + u * f;
-        if (hi == lo) {
+        if (hi == lo && !c.prior) {
             std::fill(x, x + f, 0.0f);
             continue;
         }
-        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols);
+        const float lam = row_lambda(c.opt, hi - lo, c.m.n_cols) + c.prior_weight;
         for (std::int64_t k = 0; k < static_cast<std::int64_t>(f) * f; ++k) A[k] = alpha0 * c.G[k];
         for (int k = 0; k < f; ++k) A[static_cast<std::int64_t>(k) * f + k] += lam;
-        std::fill(b, b + f, 0.0f);
+        if (c.prior) {
+            for (int k = 0; k < f; ++k) b[k] = c.prior_weight * c.prior[u * f + k];
+        } else {
+            std::fill(b, b + f, 0.0f);
+        }
         for (std::int64_t start = lo; start < hi; start += kGatherRows) {
             const int nb = static_cast<int>(std::min<std::int64_t>(kGatherRows, hi - start));
             // Gather the block's factor rows (Z) and the same scaled by c_i - alpha0 (W): the
@@ -411,10 +422,13 @@ void gram(const float* Y, std::int64_t n, int f, float* G, int threads) {
     });
 }
 
-void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt) {
+void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt,
+                    const float* prior, float prior_weight) {
     check_factors(f);
     if (opt.cg_steps < 1 && opt.solver == Solver::cg) throw std::invalid_argument("cg_steps must be >= 1");
-    const ImplicitCtx ctx{m, Y, G, f, opt, X, StopToken::current()};
+    if (!(prior_weight >= 0.0f) || !std::isfinite(prior_weight))
+        throw std::invalid_argument("prior_weight must be finite and >= 0");
+    const ImplicitCtx ctx{m, Y, G, f, opt, X, StopToken::current(), prior, prior ? prior_weight : 0.0f};
     const int nt = resolve_threads(opt.threads);
     if (opt.solver == Solver::cg) {
         std::vector<std::vector<float>> scratch(nt, std::vector<float>(3 * static_cast<std::size_t>(f)));

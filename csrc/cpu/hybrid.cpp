@@ -101,6 +101,40 @@ struct Positives {
 
 RECFORGE_INLINE float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
+// WARP's first look at a draw: its score from a table of item representations (one row of f
+// floats instead of a sum over the item's feature rows: a fraction of the memory traffic, which
+// bounds the epoch on catalogues whose embeddings outgrow the cache). Only a draw that violates
+// there is scored exactly, so every step still takes a true violator. The table is computed at
+// the start of the epoch and a step's two items are brought up to date after it; the rows of
+// other items see a shared feature's changes at the next epoch (a draw whose score rose since may
+// be passed over). Empty (every draw scored exactly) for the other losses, which take the first
+// draw that is not a positive.
+struct Screen {
+    std::vector<float> items, bias;  // n_items x f, n_items
+
+    Screen(const CsrView& item_features, const Params& params, const Step& step) {
+        if (step.loss != Loss::warp) return;
+        const int f = params.factors;
+        items.resize(static_cast<std::size_t>(item_features.n_rows) * f);
+        bias.resize(static_cast<std::size_t>(item_features.n_rows));
+        parallel_for(0, item_features.n_rows, step.threads, 256, [&](std::int64_t i) {
+            represent(item_features, i, params.item_emb, params.item_bias, f, items.data() + i * f, &bias[i]);
+        });
+    }
+
+    // Brings item i's row up to date after a step changed its features' embeddings.
+    RECFORGE_INLINE void refresh(const CsrView& item_features, std::int32_t i, const Params& params) {
+        if (items.empty()) return;
+        const int f = params.factors;
+        represent(item_features, i, params.item_emb, params.item_bias, f,
+                  items.data() + static_cast<std::int64_t>(i) * f, &bias[i]);
+    }
+
+    RECFORGE_INLINE bool may_violate(const float* uv, std::int32_t c, int f, float si) const {
+        return items.empty() || simd::dot(uv, items.data() + static_cast<std::int64_t>(c) * f, f) + bias[c] > si - 1.0f;
+    }
+};
+
 struct Partial {
     double loss = 0.0;
     std::int64_t samples = 0;
@@ -112,7 +146,7 @@ RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 Partial run_block(const CsrView& positives, const Positives& is_positive, const CsrView& user_features,
                   const CsrView& item_features, const std::int32_t* negatives, std::int64_t n_negatives,
                   const Params& params, const Step& step, const std::int32_t* owner, std::int64_t block,
-                  std::int64_t count) {
+                  std::int64_t count, Screen& screen) {
     const std::int64_t nnz = positives.nnz();
     const int f = params.factors;
     SplitMix64 rng(epoch_thread_seed(step.seed, step.epoch, static_cast<std::uint64_t>(block)));
@@ -143,6 +177,7 @@ Partial run_block(const CsrView& positives, const Positives& is_positive, const 
             const std::int32_t c = negatives[rng.below(static_cast<std::uint64_t>(n_negatives))];
             ++draws;
             if (is_positive.contains(u, c)) continue;
+            if (!screen.may_violate(uv, c, f, si)) continue;
             represent(item_features, c, params.item_emb, params.item_bias, f, jv, &bj);
             sj = simd::dot(uv, jv, f) + bj;
             if (step.loss != Loss::warp || sj > si - 1.0f) {
@@ -185,6 +220,8 @@ Partial run_block(const CsrView& positives, const Positives& is_positive, const 
         update(item_features, j, gj, params.item_emb, params.item_emb_g2, step.item_reg, step.lr, f);
         update_bias(item_features, i, di, params.item_bias, params.item_bias_g2, step.lr);
         update_bias(item_features, j, dj, params.item_bias, params.item_bias_g2, step.lr);
+        screen.refresh(item_features, i, params);
+        screen.refresh(item_features, j, params);
     }
     return out;
 }
@@ -205,10 +242,11 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
                   static_cast<std::int32_t>(u));
 
     const Positives is_positive(positives);
+    Screen screen(item_features, params, step);
     parallel_for(0, blocks, step.threads, 1, [&](std::int64_t block) {
         const std::int64_t count = std::min(kBlock, nnz - block * kBlock);
         partial[block] = run_block(positives, is_positive, user_features, item_features, negatives, n_negatives, params,
-                                   step, owner.data(), block, count);
+                                   step, owner.data(), block, count, screen);
     });
     EpochStats stats;
     for (const Partial& p : partial) {

@@ -85,6 +85,77 @@ RECFORGE_INLINE std::int64_t count_at_least(const float* scores, std::int64_t t,
     return count;
 }
 
+RECFORGE_INLINE float as_float(std::uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+RECFORGE_INLINE std::uint32_t as_bits(float f) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+// The dense path's candidates for item i from its raw accumulator acc[0, n) (every entry >= 0):
+// turns the sums into similarities (acc[j] *= own * scale[j], acc[i] = 0), writes to ids / sims
+// (n slots), in id order, every entry at least a lower bound of the k-th best positive similarity,
+// clears the accumulator and returns how many. Only products and compares: the same floats on any
+// instruction set, so the passes are compiled per set (RECFORGE_ISA_V4 clones).
+// The bound: split the entries into groups (entry j in group j % groups, about 8 entries each) and
+// take the largest value that at least k group maxima reach (k groups hold an entry at least that
+// good). The strided groups make the maxima one vertical, vectorised pass; the value is found by a
+// binary search over float bit patterns with branch-free counting passes, as in keep_best_positive.
+RECFORGE_SIMD_CLONES(RECFORGE_ISA_V4)
+std::int64_t dense_candidates(float* acc, const float* scale, std::int64_t n, std::int64_t i, float own, std::int64_t k,
+                              std::vector<float>& maxima, std::int32_t* ids, float* sims) {
+    constexpr std::int64_t kGroupSize = 8;
+    const std::int64_t groups = (n + kGroupSize - 1) / kGroupSize;
+    acc[i] = 0.0f;
+    maxima.assign(static_cast<std::size_t>(groups), 0.0f);
+    float* top = maxima.data();
+    for (std::int64_t start = 0; start < n; start += groups) {
+        const std::int64_t width = std::min(groups, n - start);
+        float* x = acc + start;
+        const float* sc = scale + start;
+        for (std::int64_t g = 0; g < width; ++g) {
+            x[g] *= own * sc[g];
+            top[g] = std::max(top[g], x[g]);
+        }
+    }
+    // Invariant: at least k maxima reach as_float(low) (0 at first), fewer than k reach as_float(high).
+    float bar = std::numeric_limits<float>::denorm_min();  // kept similarities are > 0
+    if (groups >= k) {
+        std::uint32_t highest = 0;  // as bits (ordered as the floats are: all >= 0), a vectorised max
+        for (std::int64_t g = 0; g < groups; ++g) highest = std::max(highest, as_bits(top[g]));
+        std::uint32_t low = 0, high = highest + 1;
+        while (high - low > 1) {
+            const std::uint32_t mid = low + (high - low) / 2;
+            const std::int64_t count = count_at_least(top, groups, as_float(mid));
+            (count >= k ? low : high) = mid;
+            if (count >= k && count - k <= k / 4) break;  // close enough: a few more candidates cost less
+        }
+        bar = std::max(bar, as_float(low));
+    }
+    // Few entries reach the bar: test 16 at a time, look at single entries only in a block with one.
+    std::int64_t count = 0, j = 0;
+    for (; j + 16 <= n; j += 16) {
+        if (count_at_least(acc + j, 16, bar) == 0) continue;
+        for (std::int64_t x = j; x < j + 16; ++x) {
+            ids[count] = static_cast<std::int32_t>(x);
+            sims[count] = acc[x];
+            count += acc[x] >= bar;
+        }
+    }
+    for (; j < n; ++j) {
+        ids[count] = static_cast<std::int32_t>(j);
+        sims[count] = acc[j];
+        count += acc[j] >= bar;
+    }
+    std::fill_n(acc, n, 0.0f);
+    return count;
+}
+
 // Writes the best k positive entries of scores[0, t) (under `better`; the entry's id is ids[x]) to
 // out_ids / out_scores (k + 1 slots) in their order in `scores`, and returns how many (<= k).
 // Positive finite floats order as their bit patterns do, so the k-th best score is found by a
@@ -97,16 +168,6 @@ std::int64_t keep_best_positive(const float* scores, const std::int32_t* ids, st
                                 std::int32_t* out_ids, float* out_scores, std::vector<std::int32_t>& ties,
                                 std::vector<std::uint32_t>& flags) {
     if (k < 1) return 0;
-    const auto as_float = [](std::uint32_t bits) {
-        float f;
-        std::memcpy(&f, &bits, sizeof f);
-        return f;
-    };
-    const auto as_bits = [](float f) {
-        std::uint32_t bits;
-        std::memcpy(&bits, &f, sizeof bits);
-        return bits;
-    };
     // One pass for the positive entries' count and range (branch-free; `lowest` stays +inf when none).
     std::uint32_t positive = 0;
     float lowest = std::numeric_limits<float>::infinity(), highest = 0.0f;
@@ -230,12 +291,13 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
     const std::int32_t* user_items = users.indices.data();
     const float* user_w = users.data.data();
     const float* norm_scale = scale.data();
-    // Similarities are >= 0 (values are); kept ones must be > 0, i.e. at least the smallest float.
-    constexpr float kSmallest = std::numeric_limits<float>::denorm_min();
     parallel_for(0, n, nt, 16, [&](std::int64_t i) {
         Scratch& s = scratch[static_cast<std::size_t>(thread_index())];
         if (s.acc.empty()) {
             s.acc.assign(static_cast<std::size_t>(n), 0.0f);
+            // Room for every candidate of either path (the sparse one has fewer than n / 4 products).
+            s.touched.resize(static_cast<std::size_t>(n) + 1);
+            s.sims.resize(static_cast<std::size_t>(n) + 1);
             s.best_ids.resize(static_cast<std::size_t>(width) + 1);
             s.best_sims.resize(static_cast<std::size_t>(width) + 1);
         }
@@ -246,31 +308,19 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
         std::int64_t products = 0;
         for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p)
             products += user_ptr[item_users[p] + 1] - user_ptr[item_users[p]];
+        std::int64_t candidates = 0;  // in s.touched / s.sims
         if (products * 4 >= n) {
             for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p) {
                 const float w = item_w[p];
                 const std::int32_t u = item_users[p];
                 for (std::int64_t q = user_ptr[u]; q < user_ptr[u + 1]; ++q) acc[user_items[q]] += w * user_w[q];
             }
-            for (std::int64_t j = 0; j < n; ++j) acc[j] *= own * norm_scale[j];
-            acc[i] = 0.0f;
-            // Entries reaching the bound, in id order; the accumulator is cleared on the way.
-            const float bar = std::max(kth_best_bound(acc, n, width, s.maxima), kSmallest);
-            s.touched.clear();
-            s.sims.clear();
-            for (std::int64_t j = 0; j < n; ++j) {
-                if (acc[j] >= bar) {
-                    s.touched.push_back(static_cast<std::int32_t>(j));
-                    s.sims.push_back(acc[j]);
-                }
-                acc[j] = 0.0f;
-            }
+            candidates = dense_candidates(acc, norm_scale, n, i, own, width, s.maxima, s.touched.data(), s.sims.data());
         } else {
             // Every product writes its id and counts it only when the accumulator was still 0
             // (branch-free: whether an item was touched before is unpredictable). An accumulator
             // only grows (values are >= 0); an item counted twice after a zero product reads 0 the
             // second time below and is dropped.
-            s.touched.resize(static_cast<std::size_t>(products) + 1);
             std::int32_t* touched = s.touched.data();
             std::int64_t count = 0;
             for (std::int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p) {
@@ -283,19 +333,17 @@ Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, in
                     acc[j] += w * user_w[q];
                 }
             }
-            s.touched.resize(static_cast<std::size_t>(count));
-            s.sims.resize(static_cast<std::size_t>(count));
             float* sims = s.sims.data();
             for (std::int64_t x = 0; x < count; ++x) {
                 const std::int32_t j = touched[x];
                 sims[x] = j != i ? acc[j] * own * norm_scale[j] : 0.0f;
                 acc[j] = 0.0f;
             }
+            candidates = count;
         }
         // The candidates, in id order (dense) or touched order (the data's): the same on any thread count.
-        const std::int64_t kept = keep_best_positive(s.sims.data(), s.touched.data(),
-                                                     static_cast<std::int64_t>(s.sims.size()), width, s.best_ids.data(),
-                                                     s.best_sims.data(), s.ties, s.flags);
+        const std::int64_t kept = keep_best_positive(s.sims.data(), s.touched.data(), candidates, width,
+                                                     s.best_ids.data(), s.best_sims.data(), s.ties, s.flags);
         std::copy_n(s.best_ids.begin(), kept, out.indices.begin() + i * width);
         std::copy_n(s.best_sims.begin(), kept, out.data.begin() + i * width);
         indptr[i + 1] = kept;

@@ -246,8 +246,10 @@ def als_implicit_solve(
     solver: Solver,
     cg_steps: typing.SupportsInt | typing.SupportsIndex,
     threads: int,
+    prior: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None = None,
+    prior_weight: typing.SupportsFloat | typing.SupportsIndex = 0.0,
 ) -> None:
-    """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y)."""
+    """Implicit ALS half-step: solve X (rows of m, f) in place against Y (columns of m, f) and YtY = als_gram(Y); with prior (rows of m, f) each row is pulled toward its prior row by prior_weight instead of toward 0."""
 
 def hybrid_epoch(
     positives: Csr,

@@ -521,7 +521,7 @@ def core_csr_case(draw):
 # _core function -> its hostile-able arguments
 CORE_FUNCTIONS = {
     "als_gram": ["Y"],
-    "als_implicit_solve": ["Y", "YtY", "X", "alpha", "regularization", "cg_steps"],
+    "als_implicit_solve": ["Y", "YtY", "X", "alpha", "regularization", "cg_steps", "prior", "prior_weight"],
     "als_implicit_loss": ["X", "Y", "YtY", "alpha", "regularization"],
     "als_explicit_solve": ["Y", "other_bias", "X", "own_bias", "regularization", "global_mean"],
     "als_explicit_sse": ["X", "own_bias", "Y", "other_bias", "global_mean"],
@@ -549,6 +549,7 @@ CORE_FUNCTIONS = {
 }
 ID_ARGS = {"users", "items", "subset", "candidates"}
 ARRAY_ARGS = {
+    "prior",
     "Y",
     "YtY",
     "X",

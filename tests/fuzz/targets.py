@@ -848,6 +848,8 @@ def core_baseline(fn: str) -> dict:
             solver=_core.Solver.cg,
             cg_steps=3,
             threads=1,
+            prior=x * 0.5,
+            prior_weight=0.5,
         ),
         "als_implicit_loss": dict(
             m=c,
@@ -973,7 +975,7 @@ OUTPUTS = {
     "sgd_rank_epoch": {"user_factors", "item_factors", "item_bias"},
     "mlp_train_epoch": {"user_emb", "item_emb", "dense", "m_user", "v_user", "m_item", "v_item", "m_dense", "v_dense"},
 }
-OPTIONAL = {"user_bias", "item_bias"}  # None is a valid value of these
+OPTIONAL = {"user_bias", "item_bias", "prior"}  # None is a valid value of these
 
 
 def hostile_array(base: np.ndarray, kind: str):

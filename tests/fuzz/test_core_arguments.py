@@ -36,7 +36,7 @@ CORE_FUNCTIONS = [
 ARGUMENTS = [(fn, arg) for fn in CORE_FUNCTIONS for arg in core_baseline(fn)]
 # The float parameters (C++ float or double) of each kernel: finite, and within float32 for a float.
 REALS = {
-    "als_implicit_solve": ["alpha", "regularization", "alpha0", "nu"],
+    "als_implicit_solve": ["alpha", "regularization", "alpha0", "nu", "prior_weight"],
     "als_implicit_loss": ["alpha", "regularization", "alpha0", "nu"],
     "als_explicit_solve": ["regularization", "global_mean"],
     "als_explicit_sse": ["global_mean"],

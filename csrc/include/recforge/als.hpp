@@ -69,7 +69,12 @@ void gram(const float* Y, std::int64_t n, int f, float* G, int threads);
 // Implicit half-step: X (m.n_rows x f, in/out: CG warm-starts from it) against Y (m.n_cols x f)
 // and G = gram(Y). A free function of its arguments, so a driver can call it per partition of
 // the rows (each partition its own CSR and X rows, the same Y and G).
-void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt);
+// With `prior` (m.n_rows x f, row-major) each row u is pulled toward prior[u] instead of 0 by a
+// further prior_weight: A_u += prior_weight I, b_u += prior_weight prior[u] (side information:
+// the prior is a linear map of the row's features). A row without entries is then solved too
+// (x = (alpha0 G + (lambda + prior_weight) I)^-1 prior_weight prior[u]); without `prior` it is 0.
+void implicit_solve(const CsrView& m, const float* Y, const float* G, int f, float* X, const ImplicitOptions& opt,
+                    const float* prior = nullptr, float prior_weight = 0.0f);
 
 // Explicit half-step: X (m.n_rows x f) and own_bias (m.n_rows) out, against Y (m.n_cols x f) and
 // other_bias (m.n_cols).

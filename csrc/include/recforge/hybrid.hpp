@@ -10,7 +10,10 @@
 // Adagrad step on the features of u, i and j:
 //   bpr:      maximise log sigmoid(s_ui - s_uj);
 //   warp:     draw up to max_sampled negatives until s_uj > s_ui - 1, then a hinge step weighted by
-//             log(floor((n_negatives - 1) / draws)) (Weston et al. 2011); no violator: no step;
+//             log(floor((n_negatives - 1) / draws)) (Weston et al. 2011); no violator: no step. A
+//             draw is first screened against a table of item representations (computed at the
+//             epoch's start, a step's items refreshed after it) and scored exactly only when it
+//             violates there;
 //   logistic: log-likelihood of label 1 for (u, i) and 0 for (u, j).
 // L2 regularisation (user_reg, item_reg) applies to the embeddings a step touches.
 //

@@ -10,18 +10,43 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "recforge/csr.hpp"
 
 namespace recforge::knn {
 
+// std::allocator whose resize leaves new elements uninitialised: the neighbour arrays are written
+// by the threads that compute them, so zeroing them first would only be a serial pass (and its page
+// faults) in front of the parallel one.
+template <class T>
+struct UninitialisedAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitialisedAllocator<U>;
+    };
+    UninitialisedAllocator() = default;
+    template <class U>
+    UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+
 // An owning CSR (n_items x n_items): row i holds item i's neighbours with their similarities
 // (float32), in an order that depends on the data only (not on the thread count), not by id.
 struct Neighbours {
     std::vector<std::int64_t> indptr;
-    std::vector<std::int32_t> indices;
-    std::vector<float> data;
+    std::vector<std::int32_t, UninitialisedAllocator<std::int32_t>> indices;
+    std::vector<float, UninitialisedAllocator<float>> data;
 };
 
 // `items` (n_items x n_users) must be validated with finite, nonnegative values (kConfidences, or

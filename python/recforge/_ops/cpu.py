@@ -71,16 +71,18 @@ def _reg_scaling(scaling: str):
 
 
 def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, solver, cg_steps, threads,
-                           scaling="all_pairs") -> None:  # fmt: skip
+                           scaling="all_pairs", prior=None, prior_weight=0.0) -> None:  # fmt: skip
     """Solve ``X`` (rows of ``m`` x f) in place against ``Y`` (columns of ``m`` x f); ``YtY`` = ``gram(Y)``.
 
-    ``scaling``: what ``nu`` scales (``als_row_regularization``). A free function of its arguments:
-    a driver may call it per partition of the rows of ``m`` (each with its own CSR and ``X`` rows,
-    the same ``Y`` and ``YtY``).
+    ``scaling``: what ``nu`` scales (``als_row_regularization``). ``prior`` (rows of ``m`` x f, optional):
+    each row is pulled toward its prior row by a further ``prior_weight`` (``A += prior_weight I``,
+    ``b += prior_weight prior``) instead of toward 0; rows without entries are then solved too. A free
+    function of its arguments: a driver may call it per partition of the rows of ``m`` (each with its own
+    CSR, ``X`` and ``prior`` rows, the same ``Y`` and ``YtY``).
     """
     with single_threaded_blas():  # the kernel calls BLAS from its own threads
         _core.als_implicit_solve(csr(m), Y, YtY, X, alpha, regularization, alpha0, nu, _reg_scaling(scaling),
-                                 _core.Solver.__members__[solver], cg_steps, threads)  # fmt: skip
+                                 _core.Solver.__members__[solver], cg_steps, threads, prior, prior_weight)  # fmt: skip
 
 
 def als_explicit_half_step(m, Y, other_bias, X, own_bias, *, regularization, global_mean, threads) -> None:

@@ -500,13 +500,15 @@ def gram(Y, threads: int = 0):
 
 
 def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, solver, cg_steps, threads,
-                           scaling="all_pairs") -> None:  # fmt: skip
+                           scaling="all_pairs", prior=None, prior_weight=0.0) -> None:  # fmt: skip
     """Solve ``X`` (rows of ``m`` x f, on the device) in place against ``Y``, as ``cpu.als_implicit_half_step``.
 
     ``solver="cg"``: ``cg_steps`` steps of conjugate gradient warm-started from ``X``, rows in batches (per
     step: one GEMM with ``alpha0 YᵀY`` for the batch, one kernel for the dot products over the nonzeros
     and one that adds their terms). ``"cholesky"``: each batch's normal equations built on the device
-    (``rf_als_normal_equations``) and solved by ``rf_cholesky_solve``. ``threads`` is ignored.
+    (``rf_als_normal_equations``) and solved by ``rf_cholesky_solve``. ``threads`` is ignored. ``prior``
+    / ``prior_weight``: as on the CPU (``lambda + prior_weight`` on the diagonal, ``prior_weight * prior``
+    added to the right-hand side).
     """
     xp = _xp()
     m, f = _checked(m, "interactions", X, Y)
@@ -516,35 +518,50 @@ def als_implicit_half_step(m, Y, YtY, X, *, alpha, regularization, alpha0, nu, s
         raise ValueError(f"solver must be 'cg' or 'cholesky', got {solver!r}")
     if solver == "cg" and cg_steps < 1:
         raise ValueError(f"cg_steps must be >= 1, got {cg_steps}")
-    lam = _row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu, scaling)
+    if not (np.isfinite(prior_weight) and prior_weight >= 0):
+        raise ValueError(f"prior_weight must be finite and >= 0, got {prior_weight}")
+    if prior is not None:
+        prior = xp.asarray(prior, dtype=np.float32)
+        if prior.shape != X.shape or not bool(xp.isfinite(prior).all()):
+            raise ValueError(f"prior must be finite with shape {X.shape}, got {prior.shape}")
+    pw = np.float32(prior_weight if prior is not None else 0.0)
+    lam = (_row_lambda(m.row_counts(), n_cols, regularization, alpha0, nu, scaling) + pw).astype(np.float32)
     base = xp.ascontiguousarray(np.float32(alpha0) * YtY, dtype=np.float32)
     if solver == "cg":
         for r0, r1 in _batches(m, 4 * 6 * f + 8, 4 * 4):
             X[r0:r1] = _cg_batch(*m.block(r0, r1), Y, base, xp.asarray(lam[r0:r1]), X[r0:r1], alpha=alpha,
-                                 alpha0=alpha0, steps=cg_steps)  # fmt: skip
+                                 alpha0=alpha0, steps=cg_steps,
+                                 prior=None if prior is None else pw * prior[r0:r1])  # fmt: skip
         return
     eye = xp.arange(f)
     for r0, r1 in _batches(m, 4 * (f * f + 2 * f) + 8, 0):
         A = xp.empty((r1 - r0, f, f), np.float32)
         A[...] = base
         A[:, eye, eye] += xp.asarray(lam[r0:r1])[:, None]
-        b = xp.zeros((r1 - r0, f), np.float32)
+        b = xp.zeros((r1 - r0, f), np.float32) if prior is None else xp.ascontiguousarray(pw * prior[r0:r1])
         _solve_normal_equations(m, r0, r1, Y, A, b, explicit=False, alpha=alpha, alpha0=alpha0)
         X[r0:r1] = b
+    empty = np.flatnonzero(m.row_counts() == 0)
+    if prior is not None and len(empty):  # the kernel sets a row without entries to 0; with a prior it is
+        # (alpha0 YᵀY + lambda I) x = pw prior, one matrix for all of them (lambda depends on the count only)
+        system = base + xp.asarray(lam[empty[0]]) * xp.eye(f, dtype=np.float32)
+        rows = xp.asarray(empty)
+        X[rows] = xp.linalg.solve(system, (pw * prior[rows]).T).T.astype(np.float32)
 
 
-def _cg_batch(indptr, indices, data, Y, base, lam, x0, *, alpha, alpha0, steps):
+def _cg_batch(indptr, indices, data, Y, base, lam, x0, *, alpha, alpha0, steps, prior=None):
     """``steps`` CG steps on every row of a batch, as the CPU's ``cg_rows`` does per row, from ``x0``.
 
-    A = alpha0 YᵀY + lambda I + sum (c - alpha0) y yᵀ; b = sum c y; a row stops where the CPU's stops
-    (residual below 1e-20, or a flat direction) and keeps its x; rows without entries get x = 0.
+    A = alpha0 YᵀY + lambda I + sum (c - alpha0) y yᵀ; b = sum c y (+ ``prior``, the prior's share,
+    when given); a row stops where the CPU's stops (residual below 1e-20, or a flat direction) and
+    keeps its x; rows without entries get x = 0 (without a prior).
     """
     xp = _xp()
     x = xp.array(x0, dtype=np.float32)
     conf = (np.float32(1.0) + np.float32(alpha) * data).astype(np.float32)
     weight = (conf - np.float32(alpha0)).astype(np.float32)
     dots = xp.empty(data.shape[0], np.float32)
-    active = xp.diff(indptr) > 0
+    active = xp.diff(indptr) > 0 if prior is None else xp.ones(len(x), bool)
     x *= active[:, None]
     lam = lam[:, None]
 
@@ -555,6 +572,8 @@ def _cg_batch(indptr, indices, data, Y, base, lam, x0, *, alpha, alpha0, steps):
         return out
 
     r = xp.ascontiguousarray(-(xp.matmul(x, base) + lam * x), dtype=np.float32)  # b - A x
+    if prior is not None:
+        r += prior
     _row_dots(indptr, indices, x, Y, dots)
     _spmm_add(indptr, indices, xp.ascontiguousarray(conf - weight * dots), Y, r)
     p = r.copy()

@@ -196,6 +196,22 @@ class Features:
         m.sum_duplicates()
         return m
 
+    @property
+    def identity_offset(self) -> int | None:
+        """The first column of the identity features (``identity=True``; they come last), else None."""
+        if not self._spec.get("identity"):
+            return None
+        return sum(1 if c["kind"] == "numeric" else len(c["values"]) for c in self._spec["columns"])
+
+    def without_identity(self, columns) -> Features:
+        """The vocabulary without the identity features at ``columns`` (entities forgotten): no matrix."""
+        drop = set(np.asarray(columns, np.int64).tolist())
+        offset = self.identity_offset
+        if drop and (offset is None or min(drop) < offset):
+            raise ValueError(f"columns {sorted(drop)} are not all identity features (those start at {offset})")
+        spec = {**self._spec, "names": [n for j, n in enumerate(self._spec["names"]) if j not in drop]}
+        return Features(None, self.ids, spec)
+
     # -- persistence (inside a model file) ------------------------------------------------------
     def spec_array(self) -> np.ndarray:
         """The vocabulary as a uint8 array of UTF-8 JSON (what a model saves)."""

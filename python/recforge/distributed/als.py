@@ -98,7 +98,7 @@ class ALS(ParamsMixin):
     """
 
     _param_spec = {
-        **LocalALS._param_spec,
+        **{name: p for name, p in LocalALS._param_spec.items() if name != "feature_weight"},  # no side features here
         "routing": Param("choice", choices=("auto", "whole", "rows")),
         "whole_limit_bytes": Param("int", low=0),
         "user_blocks": Param("int", low=1, optional=True),

@@ -17,7 +17,8 @@ import pandas as pd
 from .._validation import as_csr, check_k, check_positive
 from ..data import IdMap
 from ..evaluation._common import hit_matrix, relevant_rows
-from ..evaluation.beyond import item_popularity
+from ..evaluation.beyond import gini, item_popularity, long_tail_items
+from ..evaluation.protocols import FULL_DEFAULT
 from ..evaluation.ranking import RANKING_METRICS, auc, per_user_metrics
 from ..models.base import FactorModel
 from ._client import check_workers, submit, wait_all
@@ -25,10 +26,13 @@ from .data import DistributedInteractions, block_starts
 
 __all__ = ["evaluate", "recommend_all"]
 
-# The local full protocol's metrics this map-reduce computes (same definitions); popularity, gini and
-# long_tail (main's newer beyond-accuracy metrics) are not map-reduced yet.
-_EVAL_METRICS = (*RANKING_METRICS, "auc", "coverage", "novelty")
-_EVAL_DEFAULT = (*RANKING_METRICS, "coverage", "novelty")
+# The local full protocol's metrics this map-reduce computes (same definitions, same defaults); the
+# feature-based ones (diversity, miscalibration) are local only.
+_EVAL_METRICS = (*FULL_DEFAULT, "auc")
+_EVAL_DEFAULT = FULL_DEFAULT
+# Means over lists of a per-item value (recforge.evaluation.beyond's _per_list_mean): novelty averages
+# -log2 p(i), popularity (ARP) the item's training users, long_tail whether the item is in the long tail.
+_LIST_METRICS = ("novelty", "popularity", "long_tail")
 
 
 def _check_model(model) -> None:
@@ -125,13 +129,15 @@ def recommend_all(model, client, path, k: int = 10, exclude_seen: bool = True, u
     return client.gather(shards)
 
 
-def _evaluate_block(items, users, test_rows, k, names, threads, self_information):
-    """One block of users: (per-metric sums, per-metric counts, distinct recommended items, evaluated users).
+def _evaluate_block(items, users, test_rows, k, names, threads, item_values):
+    """One block of users: (per-metric sums, per-metric counts, exposure, evaluated users).
 
     Ranking metrics are summed over the block's users with a test item (their count: the
-    evaluated users); novelty over their lists with an item (``self_information``: -log2 p(i) from
-    the training matrix's item popularity); auc over the users it is defined for. The client divides
-    the totals, which gives the local means (up to the order of a float64 sum).
+    evaluated users); the list metrics (``_LIST_METRICS``: ``item_values[name]`` is the per-item
+    value, from the training matrix) over their lists with an item; auc over the users it is
+    defined for. ``exposure`` = (distinct recommended items, how often each was recommended): the
+    client sums them into the catalogue's exposure counts (coverage, Gini). The client divides the
+    totals, which gives the local means (up to the order of a float64 sum).
     """
     from ._tasks import scipy_view, worker_threads
 
@@ -139,7 +145,7 @@ def _evaluate_block(items, users, test_rows, k, names, threads, self_information
     rel = relevant_rows(test_rows, test_rows.shape[0])
     eval_users = np.flatnonzero(np.diff(rel.indptr) > 0)
     if eval_users.size == 0:
-        return {}, {}, np.zeros(0, np.int64), 0
+        return {}, {}, (np.zeros(0, np.int64), np.zeros(0, np.int64)), 0
     block = _block_model(items, users)
     ids, _ = block.recommend(eval_users, k=k, exclude_seen=True, threads=worker_threads(threads))
     rel = rel[eval_users]
@@ -147,16 +153,29 @@ def _evaluate_block(items, users, test_rows, k, names, threads, self_information
     values = per_user_metrics(hit_matrix(ids, rel), np.diff(rel.indptr), ranking)
     sums = {n: float(v.sum()) for n, v in values.items()}
     counts = dict.fromkeys(values, int(eval_users.size))
-    if "novelty" in names:  # recforge.evaluation.novelty: the mean over lists with at least one item
-        valid = ids >= 0
-        m = valid.sum(axis=1)
-        per_list = np.where(valid, self_information[np.where(valid, ids, 0)], 0.0).sum(axis=1)
-        sums["novelty"], counts["novelty"] = float((per_list[m > 0] / m[m > 0]).sum()), int((m > 0).sum())
+    valid = ids >= 0
+    m = valid.sum(axis=1)
+    for name in (n for n in names if n in _LIST_METRICS):  # the mean over lists with at least one item
+        per_list = np.where(valid, item_values[name][np.where(valid, ids, 0)], 0.0).sum(axis=1)
+        sums[name], counts[name] = float((per_list[m > 0] / m[m > 0]).sum()), int((m > 0).sum())
     if "auc" in names:  # recforge.evaluation.auc per user: NaN where it is undefined (skipped)
         per_user = auc(block, test_rows, users["seen"], users=eval_users, per_user=True)
         defined = ~np.isnan(per_user)
         sums["auc"], counts["auc"] = float(per_user[defined].sum()), int(defined.sum())
-    return sums, counts, np.unique(ids[ids >= 0]), int(eval_users.size)
+    return sums, counts, np.unique(ids[valid], return_counts=True), int(eval_users.size)
+
+
+def _list_item_values(model, names) -> dict:
+    """The per-item values of the list metrics in ``names``, from the model's training matrix (``seen_``)."""
+    popularity = item_popularity(model.seen_)
+    out = {}
+    if "novelty" in names:  # recforge.evaluation.novelty: p(i) = max(users with i in train, 1) / n_users
+        out["novelty"] = np.log2(model.n_users) - np.log2(np.maximum(popularity, 1))
+    if "popularity" in names:  # average_popularity
+        out["popularity"] = popularity.astype(np.float64)
+    if "long_tail" in names:  # long_tail_share: all but the 20% most popular items
+        out["long_tail"] = long_tail_items(model.seen_).astype(np.float64)
+    return out
 
 
 def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | None = None, threads: int = 0,
@@ -178,8 +197,9 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
         ``distribute(client, frame, user_ids=model.user_ids, item_ids=model.item_ids, unknown="drop")``.
     k : cut-off
     metrics : sequence of names from precision, recall, ndcg, map, hit_rate, mrr, auc, coverage,
-        novelty (default: all but auc); novelty's item
-        popularity comes from the model's training matrix (``seen_``)
+        novelty, popularity, gini, long_tail (default: all but auc, as the local default without
+        features); the item popularity of novelty, popularity and long_tail comes from the model's
+        training matrix (``seen_``), gini is that of the exposure counts summed over the blocks
     user_blocks, threads, retries : as ``recommend_all`` (a ``DistributedInteractions`` test brings its blocks)
 
     Returns
@@ -216,25 +236,28 @@ def evaluate(model, client, test, k: int = 10, metrics=None, user_blocks: int | 
         starts = block_starts(model.n_users, user_blocks or 2 * sum(client.nthreads().values()))
         test_blocks = [t[int(starts[b]) : int(starts[b + 1])] for b in range(len(starts) - 1)]
     items = submit(client, _identity, _item_side(model), key=f"{tag}-items", retries=retries)
-    info = None
-    if "novelty" in names:  # as recforge.evaluation.novelty: p(i) = max(users with i in train, 1) / n_users
-        info = np.log2(model.n_users) - np.log2(np.maximum(item_popularity(model.seen_), 1))
-        info = submit(client, _identity, info, key=f"{tag}-self-information", retries=retries)
+    item_values = submit(client, _identity, _list_item_values(model, names), key=f"{tag}-item-values",
+                         retries=retries)  # fmt: skip
     parts = []
     for b in range(len(starts) - 1):
         s, e = int(starts[b]), int(starts[b + 1])
         parts.append(submit(client, _evaluate_block, items, _user_side(model, s, e), test_blocks[b], k, names,
-                            threads, info, key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
+                            threads, item_values, key=f"{tag}-block-{b}", retries=retries))  # fmt: skip
     wait_all(parts)
     results = client.gather(parts)
     n_users = sum(r[3] for r in results)
     if n_users == 0:
         raise ValueError("no user has a test item (value > 0)")
+    exposure = np.zeros(model.n_items, np.int64)  # how often each item was recommended, over every block
+    for recommended, times in (r[2] for r in results):
+        exposure[recommended] += times
     out: dict = {"protocol": "full"}
     for name in names:
         if name == "coverage":
-            covered = np.unique(np.concatenate([r[2] for r in results]))
-            out[f"coverage@{k}"] = covered.size / model.n_items
+            out[f"coverage@{k}"] = np.count_nonzero(exposure) / model.n_items
+            continue
+        if name == "gini":  # recforge.evaluation.gini_exposure
+            out[f"gini@{k}"] = gini(exposure) if exposure.any() else float("nan")
             continue
         total, count = sum(r[0].get(name, 0.0) for r in results), sum(r[1].get(name, 0) for r in results)
         out[name if name == "auc" else f"{name}@{k}"] = total / count if count else float("nan")

@@ -11,7 +11,12 @@ with its ``contribution``. How the contributions are obtained (``method``):
   implicit's ``explain``), so ``x_u . y_i = sum_j c_uj (y_i^T A_u^-1 y_j)``, with ``A_u`` the exact
   weighted Gram of the model (``alpha``, ``alpha0``, ``nu``, ``regularization``; explicit: the
   ALS-WR system over ``[y_j, 1]`` with targets ``r_uj - mu - b_j``).
-* ``"similarity"`` (BPR, SGDMF, HybridMF, MLPScorer): these scores are not a function of the history
+* ``"integrated-gradients"`` (MLPScorer): exact integrated gradients of the logit along the path
+  from the mean user embedding to the user's, the user's offset written on their history items'
+  embeddings by least squares; ``base`` = the mean user's logit plus the part of the offset no
+  history embedding expresses, and ``base + contributions.sum() == score`` to float rounding
+  (``_mlp_explain``, which states the method).
+* ``"similarity"`` (BPR, SGDMF, HybridMF): these scores are not a function of the history
   (the user vector was learnt by SGD), so the history-dependent part of the score (``score - base``)
   is shared out in proportion to ``r_uj * max(0, cos(v_j, v_i))``, ``v`` the model's item vectors: a
   heuristic that names the history items most like the recommended one, not an exact attribution.
@@ -59,7 +64,7 @@ class Explanation:
         ``model.score(user, item)`` (rating models: clipped to the rating range).
     base : float
         The part of ``score`` no history item explains (biases, popularity; 0 for most models).
-    method : "exact" | "similarity" | "popularity"
+    method : "exact" | "integrated-gradients" | "similarity" | "popularity"
         How the contributions were obtained (module docstring).
     contributions : pandas.DataFrame
         One row per history item, largest ``|contribution|`` first: ``item`` (external id),

@@ -8,7 +8,9 @@ describes how it turns feature rows into what it ranks with through three hooks:
 
 * ``_check_embeddings()``: raise unless the model has feature embeddings to use;
 * ``_recommend_feature_users(m, k, items, threads)``: top ``k`` for users given by feature rows ``m``;
-* ``_append_items(m)``: grow its per-item state by the items given by feature rows ``m``.
+* ``_append_items(m)``: grow its per-item state by the items given by feature rows ``m``;
+* ``_feature_tables(side)``: the names of its per-feature arrays (one row per feature column),
+  which ``forget_users`` / ``forget_items`` shrink with the feature matrix.
 """
 
 from __future__ import annotations
@@ -128,6 +130,45 @@ class FeatureColdStart:
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(sims, order, 1)
         return np.where(np.isneginf(top), -1, order).astype(np.int64), top
+
+    # -- forgetting -----------------------------------------------------------------------------------
+    def _forget(self, side, ids):
+        """Approximate, as BPR: the forgotten rows go, the rest keeps what it learnt from them.
+
+        The rows leave the ``side`` feature matrix (and ``seen_``, the id map, the per-row arrays); a
+        feature only they had goes with them: their identity features (``Features(identity=True)``:
+        column, per-feature row and ``"id=..."`` name removed), any other has its per-feature row
+        zeroed (as ``fit`` leaves a feature nobody has). The features the remaining rows share keep
+        what they learnt, from the forgotten rows too.
+        """
+        self._check_fitted()
+        features = getattr(self, f"{side}_features_")
+        if features is None or self._features_are_rows(side):
+            return super()._forget(side, ids)
+        gone = self._to_internal(side, ids, f"{side}s")
+        spec = getattr(self, f"_{side}_spec", None)
+        vocabulary = None if spec is None else Features.from_spec_array(spec, None)
+        offset = None if vocabulary is None else vocabulary.identity_offset
+        # Their identity features: the columns of the identity block (the last ones) in their rows.
+        columns = features[gone].indices
+        own = np.unique(columns[columns >= offset] if offset is not None else columns[:0]).astype(np.int64)
+        super()._forget(side, ids)  # rows, ids and per-row arrays (``_fold_in_arrays``: not the feature tables)
+        if len(own):
+            setattr(self, f"_{side}_spec", vocabulary.without_identity(own).spec_array())
+        keep_cols = np.ones(features.shape[1], bool)
+        keep_cols[own] = False
+        kept = features[np.setdiff1d(np.arange(features.shape[0]), gone)][:, np.flatnonzero(keep_cols)].tocsr()
+        used = np.diff(kept.tocsc().indptr) > 0
+        setattr(self, f"{side}_features_", kept.astype(np.float32))
+        for name in self._feature_tables(side):  # new arrays: a failed forget restores the old ones
+            values = getattr(self, name)[keep_cols]  # a copy (boolean index)
+            values[~used] = 0.0  # learnt from the forgotten rows only
+            setattr(self, name, values)
+        return self
+
+    def _features_are_rows(self, side: str) -> bool:
+        """Whether each ``side`` row is its own feature, forgotten as a per-row array (HybridMF without features)."""
+        return False
 
     # -- persistence ---------------------------------------------------------------------------------
     def _feature_arrays(self) -> dict[str, np.ndarray]:

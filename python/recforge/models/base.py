@@ -458,8 +458,9 @@ class Recommender(ParamsMixin):
         exactly without them, ItemKNN / EASE / MostPopular recompute their item statistics exactly
         (the same as a refit without them), the SGD models (BPR, SGDMF, MLPScorer, HybridMF) keep
         their item side as trained: approximate (bench/RESULTS.md, "Forgetting users", gives the
-        measured distance to a refit); HybridMF only without features on that side (TypeError
-        otherwise). ``history_`` (per-epoch losses, not saved) is left as it was.
+        measured distance to a refit); HybridMF and MLPScorer with features on that side drop the
+        rows' own (identity) features and keep the shared feature embeddings as trained
+        (``FeatureColdStart._forget``). ``history_`` (per-epoch losses, not saved) is left as it was.
         """
         return self._forget("user", users)
 

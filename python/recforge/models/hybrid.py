@@ -138,26 +138,23 @@ class HybridMF(FeatureColdStart, FactorModel):
         self._compute_factors()
         return self._finish_fit(train)
 
-    # -- forgetting ----------------------------------------------------------------------------------
-    def _forget(self, side, ids):
-        """Only where each ``side`` row is its own feature (fitted without ``{side}_features``): then its
-        embedding goes with it, and the other side keeps what it learnt (approximate, as BPR)."""
-        self._check_fitted()
-        features = getattr(self, f"{side}_features_")
-        if features is not None and not is_identity(features):
-            raise TypeError(
-                f"HybridMF forgets {side}s only when fitted without {side}_features: with features, what it learnt "
-                "from them lives in feature embeddings shared with others (and the feature names); refit without them"
-            )
-        return super()._forget(side, ids)
+    # -- forgetting (FeatureColdStart._forget) -------------------------------------------------------
+    def _features_are_rows(self, side):
+        # Fitted without {side}_features: each row is its own feature, its embedding goes with it.
+        return is_identity(getattr(self, f"{side}_features_"))
+
+    def _feature_tables(self, side):
+        return ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
 
     def _fold_in_arrays(self, side):
         # The per-row arrays forget_* removes: with identity features a row's embedding is its own.
-        own = ("item_embeddings", "item_feature_bias") if side == "item" else ("user_embeddings",)
+        features = getattr(self, f"{side}_features_", None)
+        own = self._feature_tables(side) if features is not None and is_identity(features) else ()
         return (*super()._fold_in_arrays(side), *own)
 
     def _after_forget(self, side, touched):
-        if getattr(self, f"{side}_features_") is not None:
+        features = getattr(self, f"{side}_features_")
+        if features is not None and is_identity(features):
             n = len(getattr(self, f"{side}_factors"))
             setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
 

@@ -43,8 +43,8 @@ import scipy.sparse as sp
 from .._backend import resolve_threads
 from .._ops import get_ops
 from .._validation import check_ids, check_k, check_memory, check_result_size, check_scores
-from ._explain import similarity_parts
 from ._features import FeatureColdStart
+from ._mlp_explain import NcfWeights, integrated_gradient_parts
 from ._params import EPOCHS, NEGATIVES, Param, check_epochs
 from ._training import TrainingDiverged, run_epochs
 from .base import _SCORE_LIMIT, COMMON_PARAMS, NotFittedError, Recommender, _abs_max, check_state_arrays, seen_rows
@@ -161,6 +161,16 @@ class MLPScorer(FeatureColdStart, Recommender):
         f, mode = self.factors, self.mode
         self.arch = self._ops.mlp_arch(mode, f if mode != "mlp" else 0, f if mode != "gmf" else 0,
                                        list(self.layers) if mode != "gmf" else [])  # fmt: skip
+
+    def __getstate__(self):  # copy / pickle: the kernel's architecture object is rebuilt, not pickled
+        state = super().__getstate__()
+        state.pop("arch", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.is_fitted:
+            self._build_arch()
 
     @property
     def loss_history(self) -> list[float]:
@@ -458,11 +468,8 @@ class MLPScorer(FeatureColdStart, Recommender):
     def _fold_in_arrays(self, side):
         return (f"{side}_embedding",)
 
-    def _forget(self, side, ids):
-        if getattr(self, f"{side}_features_") is not None:
-            raise TypeError(f"MLPScorer forgets {side}s only when fitted without {side}_features: what it learnt from "
-                            "them lives in feature embeddings shared with others; refit without them")  # fmt: skip
-        return super()._forget(side, ids)
+    def _feature_tables(self, side):
+        return (f"{side}_feature_embedding",)
 
     # -- cold start (FeatureColdStart's hooks) ---------------------------------------------------
     def _check_embeddings(self) -> None:
@@ -476,11 +483,10 @@ class MLPScorer(FeatureColdStart, Recommender):
         self.item_embedding = np.vstack([self.item_embedding, self._represent(m, self.item_feature_embedding)])
 
     def _explain_parts(self, u, i):
-        """The logit less the output bias, shared by the similarity of the items' embeddings."""
+        """Exact integrated gradients from the mean user, decomposed over the history (``_mlp_explain``)."""
         history, values = self._history(u)
-        base = float(self.output_bias[0])
-        part = float(self._score_pairs(np.array([u]), np.array([i]))[0]) - base
-        return similarity_parts(history, values, self.item_embedding, i, part, base)
+        return integrated_gradient_parts(NcfWeights.of(self), self.user_embedding, u, self.item_embedding, i,
+                                         history, values)  # fmt: skip
 
     def _learn_users(self, m, epochs: int | None = None, progress: bool | None = False) -> np.ndarray:
         """(n, e) embeddings of the users given by the rows of ``m``, learnt with everything else frozen.
