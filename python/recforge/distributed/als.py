@@ -3,7 +3,7 @@
 Per iteration (see docs/scale-out.md for the numbers at scale):
 
 * user half-step: the item side (factors, and biases for explicit ALS) reaches the user blocks
-  either whole (one shared future, ``routing="whole"``) or as only the rows each block reads
+  either whole (concatenated once per worker, ``routing="whole"``) or as only the rows each block reads
   (``routing="rows"``, Spark's and oneDAL's scheme: block b receives the rows of item block c that
   its columns name); implicit ALS gets the Gram ``YᵀY`` once per half-step: one SYRK of the whole
   side in the first scheme (the local fit's own call, so the result equals the local fit bit for
@@ -66,8 +66,9 @@ class ALS(ParamsMixin):
     Parameters
     ----------
     routing : {"auto", "whole", "rows"}
-        How the other side's factors reach the blocks: "whole" sends the whole side (one shared
-        future per half-step, read by every block), "rows" sends each block only the rows it reads.
+        How the other side's factors reach the blocks: "whole" sends the whole side (concatenated
+        once per worker and half-step, read by the worker's blocks), "rows" sends each block only the
+        rows it reads.
         "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" cannot
         take ``nu > 0`` with ``regularization_scaling="all_pairs"`` and ``alpha0 > 0`` (that
         regularisation counts the columns the kernel is given); ALS-WR (``"observed"``) routes by rows.
@@ -311,10 +312,15 @@ class _Run:
         whole_fn, routed_fn = ((_tasks.half_step, _tasks.half_step_routed) if task == "solve"
                                else (_tasks.user_loss, _tasks.user_loss_routed))  # fmt: skip
         if self.routing[other_side] == "whole":
-            whole = self._submit(_tasks.concat_side, *other, name=f"whole-{name}")
-            G = self._submit(_tasks.gram, whole, threads, name=f"gram-{name}") if implicit else None
-            return [self._submit(whole_fn, m, whole, G, x, self.params, name=f"{task}-{name}-{b}", home=home[b])
-                    for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
+            # One concatenated side per worker, built there: each worker fetches only the other workers'
+            # blocks (one shared copy on one worker, then sent whole to the others, moved 1.5x the side
+            # per half-step at 2 workers; this moves 1x). The same values, so the same bits.
+            wholes = {w: self._submit(_tasks.concat_side, *other, name=f"whole-{name}-{i}", home=w)
+                      for i, w in enumerate(dict.fromkeys(home))}  # fmt: skip
+            first = next(iter(wholes.values()))
+            G = self._submit(_tasks.gram, first, threads, name=f"gram-{name}") if implicit else None
+            return [self._submit(whole_fn, m, wholes[home[b]], G, x, self.params, name=f"{task}-{name}-{b}",
+                                 home=home[b]) for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         G = None
         if implicit:
             partial = [self._submit(_tasks.gram, o, threads, name=f"gram-{name}-{c}") for c, o in enumerate(other)]
