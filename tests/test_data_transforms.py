@@ -108,3 +108,26 @@ def test_weight_by_name_keeps_the_kind_of_data():
     assert rf.transforms.weight(inter, "binary").csr.data.tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="weighting must be one of"):
         rf.transforms.weight(inter, "sqrt")
+
+
+@pytest.mark.parametrize("K1,B", [(1.2, 0.75), (0.0, 0.75), (2.0, 1.0), (0.5, 0.0)])
+def test_bm25_is_the_formula_bit_for_bit_with_zero_values_and_rows(K1, B):
+    # The in-place computation (no mask when no denominator can be 0) against the plain formula:
+    # equal to the last bit, including stored zeros, an all-zero row and an empty row (0/0 -> 0).
+    rng = np.random.default_rng(7)
+    dense = np.where(rng.random((30, 12)) < 0.4, rng.integers(0, 5, (30, 12)), 0).astype(np.float32)
+    dense[3] = 0  # an empty row
+    x = sp.csr_matrix(dense)
+    x.data[:4] = 0.0  # stored zeros (the first row's; with K1 = 0 their denominators are 0)
+    x.data[x.indptr[5] : x.indptr[6]] = 0.0  # an all-zero stored row
+    out = rf.transforms.bm25_weight(x, K1=K1, B=B)
+    r = x.data.astype(np.float64)
+    df = np.bincount(x.indices, minlength=12).astype(np.float64)
+    idf = np.log1p((30 - df + 0.5) / (df + 0.5))
+    length = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+    norm = (1.0 - B) + B * length / length.mean()
+    denom = r + K1 * norm[np.repeat(np.arange(30), np.diff(x.indptr))]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = (np.where(denom > 0, r * (K1 + 1.0) / denom, 0.0) * idf[x.indices]).astype(np.float32)
+    np.testing.assert_array_equal(out.indices, x.indices)
+    assert out.data.tobytes() == want.tobytes()

@@ -251,3 +251,33 @@ def test_itemknn_beats_popularity_on_movielens():
     for similarity in ("cosine", "bm25", "tfidf"):
         knn = rf.evaluation.evaluate(rf.ItemKNN(neighbors=50, similarity=similarity).fit(train), train, test, k=10)
         assert knn["ndcg@10"] > 1.15 * pop, (similarity, knn["ndcg@10"], pop)
+
+
+@pytest.mark.parametrize("similarity", ["bm25", "tfidf"])
+def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, monkeypatch):
+    # ItemKNN computes the weights without rf.transforms' checks and copies (document frequencies from
+    # the train rows): the matrix its kernel gets must be rf.transforms' own, to the last bit.
+    model = rf.ItemKNN(neighbors=5, similarity=similarity, K1=1.5, B=0.5, threads=1)
+    seen = {}
+    real = model._ops.knn_item_neighbours
+
+    def spy(items, **kw):
+        seen["items"] = items.copy()
+        return real(items, **kw)
+
+    monkeypatch.setattr(model._ops, "knn_item_neighbours", spy)
+    x = counts.copy()
+    x.data[x.indptr[0] : x.indptr[1]] = 0  # an empty user (document frequency 0 for the items x users columns)
+    x.eliminate_zeros()
+    model.fit(x, progress=False)
+    items = x.T.tocsr()
+    if similarity == "bm25":
+        want = rf.transforms.bm25_weight(items, K1=1.5, B=0.5)
+    else:
+        want = rf.transforms.tfidf_weight(items.sqrt())
+    got = seen["items"]
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert got.data.tobytes() == want.data.tobytes()
+    np.testing.assert_array_equal(x.toarray(), model.seen_.toarray())  # the train values untouched

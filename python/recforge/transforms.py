@@ -37,15 +37,20 @@ __all__ = [
 ]
 
 
-def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+def as_float32_weights(data: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Computed weights ``data`` as float32, refusing an overflow (``source``: the values they came from)."""
     with np.errstate(over="ignore", invalid="ignore"):
         data32 = data.astype(np.float32, copy=False)
     if data32.size and not np.isfinite(data32).all():  # finite but huge inputs (3e38) overflow float32
         raise ValueError(
-            f"the weighted values overflow float32 (the input's values go up to {float(np.abs(csr.data).max()):.3g}): "
+            f"the weighted values overflow float32 (the input's values go up to {float(np.abs(source).max()):.3g}): "
             "scale csr (or alpha) down"
         )
-    out = sp.csr_matrix((data32, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    return data32
+
+
+def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    out = sp.csr_matrix((as_float32_weights(data, csr.data), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
     out.has_sorted_indices = True
     return out
 
@@ -112,19 +117,26 @@ def bm25_weight(csr, K1: float = 1.2, B: float = 0.75) -> sp.csr_matrix:
     B = check_nonnegative(B, "B")
     if B > 1:
         raise ValueError(f"B must be in [0, 1], got {B}")
+    return _with_data(x, bm25_values(x, K1, B, _document_frequency(x)))
+
+
+def bm25_values(x: sp.csr_matrix, K1: float, B: float, df: np.ndarray) -> np.ndarray:
+    """``bm25_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
+    columns' document frequencies ``df`` (a caller may know them without counting)."""
     n_users = x.shape[0]
-    df = _document_frequency(x)
     idf = np.log1p((n_users - df + 0.5) / (df + 0.5))
     length = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
     avg = length.mean() if n_users else 0.0
-    norm = (1.0 - B) + B * (length / avg if avg > 0 else np.ones_like(length))
+    saturation = K1 * ((1.0 - B) + B * (length / avg if avg > 0 else np.ones_like(length)))  # per row
     r = x.data.astype(np.float64)
-    rows = np.repeat(np.arange(n_users), np.diff(x.indptr))
-    denom = r + K1 * norm[rows]
-    # An all-zero row with K1 = 0 has 0/0: its weight is 0, as there is nothing to weigh.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(denom > 0, r * (K1 + 1.0) / denom, 0.0) * idf[x.indices]
-    return _with_data(x, w)
+    w = np.repeat(saturation, np.diff(x.indptr))
+    w += r  # the denominator r + K1 * norm
+    r *= K1 + 1.0
+    # A zero value with K1 * norm = 0 (K1 = 0, or an all-zero row and B = 1) has 0/0: its weight is 0, as
+    # there is nothing to weigh (the denominator, kept where it is not positive). Masked only when needed.
+    np.divide(r, w, out=w, where=True if saturation.min(initial=1.0) > 0 else w > 0)
+    w *= idf[x.indices]
+    return w
 
 
 def tfidf_weight(csr) -> sp.csr_matrix:
@@ -135,9 +147,16 @@ def tfidf_weight(csr) -> sp.csr_matrix:
     ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
     """
     x = as_csr(csr, "csr", allow_empty=True)
-    df = _document_frequency(x)
+    return _with_data(x, tfidf_values(x, _document_frequency(x)))
+
+
+def tfidf_values(x: sp.csr_matrix, df: np.ndarray) -> np.ndarray:
+    """``tfidf_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
+    columns' document frequencies ``df``."""
     idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0
-    return _with_data(x, x.data.astype(np.float64) * idf[x.indices])
+    w = x.data.astype(np.float64)
+    w *= idf[x.indices]
+    return w
 
 
 def binary(csr) -> sp.csr_matrix:

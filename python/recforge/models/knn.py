@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._validation import check_ids, check_k, check_memory
-from ..transforms import bm25_weight, tfidf_weight
+from ..transforms import as_float32_weights, bm25_values, tfidf_values
 from ._item_item import ItemItemModel
 from ._params import Param
 from ._training import run_epochs
@@ -95,11 +95,17 @@ class ItemKNN(ItemItemModel):
         return self._similarity_forms()["by_target"][item].toarray()[0, history].astype(np.float64)
 
     def _neighbours(self, train: sp.csr_matrix) -> sp.csr_matrix:
-        items = train.T.tocsr()  # items x users: an item's column as a row
-        if self.similarity == "bm25":
-            items = bm25_weight(items, K1=self.K1, B=self.B)
-        elif self.similarity == "tfidf":
-            items = tfidf_weight(sp.csr_matrix((np.sqrt(items.data), items.indices, items.indptr), shape=items.shape))
+        items = train.T.tocsr()  # items x users: an item's column as a row (new arrays, ours to overwrite)
+        if self.similarity != "cosine":
+            # rf.transforms' weights without its checks and copies: the users' document frequencies are
+            # their train row lengths, and the weights replace the values of ``items`` in place.
+            df = np.diff(train.indptr).astype(np.float64)
+            if self.similarity == "bm25":
+                weights = bm25_values(items, self.K1, self.B, df)
+            else:  # tfidf of the square roots (a sublinear term frequency)
+                np.sqrt(items.data, out=items.data)
+                weights = tfidf_values(items, df)
+            items.data = as_float32_weights(weights, train.data)
         indptr, indices, data = self._ops.knn_item_neighbours(
             items, cosine=self.similarity != "bm25", k=self.neighbors, threads=resolve_threads(self.threads)
         )
