@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-def as_float32_weights(data: np.ndarray, source: np.ndarray) -> np.ndarray:
+def _as_float32_weights(data: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Computed weights ``data`` as float32, refusing an overflow (``source``: the values they came from)."""
     with np.errstate(over="ignore", invalid="ignore"):
         data32 = data.astype(np.float32, copy=False)
@@ -50,7 +50,7 @@ def as_float32_weights(data: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def _with_data(csr: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
-    out = sp.csr_matrix((as_float32_weights(data, csr.data), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    out = sp.csr_matrix((_as_float32_weights(data, csr.data), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
     out.has_sorted_indices = True
     return out
 
@@ -117,10 +117,10 @@ def bm25_weight(csr, K1: float = 1.2, B: float = 0.75) -> sp.csr_matrix:
     B = check_nonnegative(B, "B")
     if B > 1:
         raise ValueError(f"B must be in [0, 1], got {B}")
-    return _with_data(x, bm25_values(x, K1, B, _document_frequency(x)))
+    return _with_data(x, _bm25_values(x, K1, B, _document_frequency(x)))
 
 
-def bm25_values(x: sp.csr_matrix, K1: float, B: float, df: np.ndarray) -> np.ndarray:
+def _bm25_values(x: sp.csr_matrix, K1: float, B: float, df: np.ndarray) -> np.ndarray:
     """``bm25_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
     columns' document frequencies ``df`` (a caller may know them without counting)."""
     n_users = x.shape[0]
@@ -147,10 +147,10 @@ def tfidf_weight(csr) -> sp.csr_matrix:
     ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
     """
     x = as_csr(csr, "csr", allow_empty=True)
-    return _with_data(x, tfidf_values(x, _document_frequency(x)))
+    return _with_data(x, _tfidf_values(x, _document_frequency(x)))
 
 
-def tfidf_values(x: sp.csr_matrix, df: np.ndarray) -> np.ndarray:
+def _tfidf_values(x: sp.csr_matrix, df: np.ndarray) -> np.ndarray:
     """``tfidf_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
     columns' document frequencies ``df``."""
     idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0

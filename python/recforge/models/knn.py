@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from .._backend import resolve_threads
 from .._validation import check_ids, check_k, check_memory
-from ..transforms import as_float32_weights, bm25_values, tfidf_values
+from ..transforms import _as_float32_weights, _bm25_values, _tfidf_values
 from ._item_item import ItemItemModel
 from ._params import Param
 from ._training import run_epochs
@@ -101,11 +101,11 @@ class ItemKNN(ItemItemModel):
             # their train row lengths, and the weights replace the values of ``items`` in place.
             df = np.diff(train.indptr).astype(np.float64)
             if self.similarity == "bm25":
-                weights = bm25_values(items, self.K1, self.B, df)
+                weights = _bm25_values(items, self.K1, self.B, df)
             else:  # tfidf of the square roots (a sublinear term frequency)
                 np.sqrt(items.data, out=items.data)
-                weights = tfidf_values(items, df)
-            items.data = as_float32_weights(weights, train.data)
+                weights = _tfidf_values(items, df)
+            items.data = _as_float32_weights(weights, train.data)
         indptr, indices, data = self._ops.knn_item_neighbours(
             items, cosine=self.similarity != "bm25", k=self.neighbors, threads=resolve_threads(self.threads)
         )
