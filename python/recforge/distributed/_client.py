@@ -14,14 +14,17 @@ def submit(client, fn, *args, key: str, retries: int, **kwargs):
 
 
 def placement(client, n_blocks: int) -> list[str]:
-    """The worker each of ``n_blocks`` blocks should live and run on: round-robin over the worker
-    threads (workers sorted by address), so every worker gets blocks in proportion to its threads.
+    """The worker each of ``n_blocks`` blocks should live and run on: round-robin over the workers
+    (sorted by address), each taking up to its thread count per round, so the first blocks go one to
+    every worker and more blocks are shared in proportion to the threads.
 
     Used as a loose restriction (``workers=[w], allow_other_workers=True``): a lost worker's blocks
     run elsewhere. Without it the scheduler pulls a half-step's tasks towards the worker holding the
     shared whole side (the largest input), which left one of two workers with 3 of every 4 solves.
     """
-    slots = [w for w, n in sorted(client.nthreads().items()) for _ in range(max(1, n))]
+    threads = sorted(client.nthreads().items())
+    rounds = max((n for _, n in threads), default=0)
+    slots = [w for r in range(max(1, rounds)) for w, n in threads if r < max(1, n)]
     return [slots[b % len(slots)] for b in range(n_blocks)] if slots else []
 
 
