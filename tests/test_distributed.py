@@ -393,6 +393,15 @@ def test_killed_worker_does_not_change_the_fit(events):
     _assert_same_model(model, ref)
 
 
+def test_cluster_config_names_dask_settings():
+    """Every key of the recommended settings is one Dask knows (a typo would be silently ignored)."""
+    assert rfd.CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
+    for key in rfd.CLUSTER_CONFIG:
+        dask.config.get(key)  # KeyError for an unknown setting
+    with dask.config.set(rfd.CLUSTER_CONFIG):
+        assert dask.config.get("distributed.admin.tick.interval") == "1s"
+
+
 def test_import_without_dask_names_the_extra():
     code = "import sys; sys.modules['distributed'] = None; import recforge.distributed"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from distributed import wait
+
+# Dask settings for a cluster that runs fits: ``dask.config.set(CLUSTER_CONFIG)`` before the cluster
+# starts (a LocalCluster's workers inherit it), or the same keys in the workers' and scheduler's Dask
+# YAML. With the defaults every idle Dask process spends ~0.02-0.03 CPU-s per second on diagnostics,
+# and while tasks run the profiler samples their stacks every 10 ms: measured on a 2-worker
+# LocalCluster, Dask's own CPU per ALS iteration (all but the task functions) fell from ~0.15 to ~0.08
+# CPU-s (bench/RESULTS.md, issue 14 follow-up 3). Nothing here changes a result.
+CLUSTER_CONFIG = MappingProxyType({
+    "distributed.worker.profile.enabled": False,  # the statistical profiler (the dashboard's profile pages)
+    "distributed.admin.tick.interval": "1s",  # event-loop responsiveness checks (default 20 ms)
+    "distributed.admin.system-monitor.interval": "2s",  # the dashboard's CPU/memory/network samples (500 ms)
+    "distributed.worker.memory.monitor-interval": "1s",  # memory-limit checks (100 ms): slower to react to a spike
+})  # fmt: skip
 
 
 def submit(client, fn, *args, key: str, retries: int, **kwargs):
