@@ -434,7 +434,8 @@ def _summary_rows(ctx, case, summary, load) -> list[dict]:
     (library "ratio": the value is the ratio itself)."""
     names = {"recforge": "Dask", "recforge (local)": "local", "recforge dask 1 worker": "Dask 1 worker",
              "Spark MLlib": "Spark"}  # fmt: skip
-    lines = [f"summary {case} (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)", "| fit | s/iter | CPU s/iter | CPU s/iter net of idle | NDCG@10 (seed spread) |",
+    lines = [f"summary {case} (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)",
+             "| fit | s/iter | CPU s/iter | CPU s/iter net of idle | NDCG@10 (seed spread) |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     for (solver, lib), fig in summary.items():
         nd = fig.get("NDCG@10")
