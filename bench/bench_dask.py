@@ -27,11 +27,13 @@ lambda=...``), and the later cases reuse each winner. Spark's seconds per iterat
 from two fits (``maxIter`` = n and n/2): (t_n - t_half) / (n - half), which leaves out its one-off
 partitioning; ours are the median per-iteration times from the fit callbacks after the first
 iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart. ``CPU s/iter``:
-the CPU seconds of the fit per iteration (ours: this process and every Dask worker process; Spark:
-its JVM, the same two-fit difference), the steadier figure on a machine shared with other jobs.
+the CPU seconds per iteration, the steadier figure on a machine shared with other jobs; ours: this
+process and every Dask worker process from the end of the first iteration to the end of the last
+(the steady state: no initial factors, no model gathered to the client), Spark: its JVM, the same
+two-fit difference. (Runs before issue 14 follow-up 3 divided the whole fit's CPU by the iterations.)
 ``CPU s/iter net of idle Dask CPU``: the Dask rows less what the Dask processes burn with nothing to
-run (heartbeats, the workers' profiler; measured for 10 s per cluster before the fits) over the
-fit's wall time, which a loaded machine stretches: the cost of the fit's own work.
+run (heartbeats, the workers' profiler; measured for 10 s per cluster before the fits) over that
+window's wall time, which a loaded machine stretches: the cost of the fit's own work.
 
 Equal NDCG: Spark's NDCG@10 after n iterations is the target; recforge's NDCG after every
 iteration (a local fit evaluated in its callback; the Dask fit is the same model bit for bit, which
@@ -131,9 +133,32 @@ def _proc_cpu_seconds(pid: int) -> float:
 
 
 # ---- the three contenders ------------------------------------------------------------------------
-# Each returns (model, seconds per iteration, setup seconds, CPU seconds of the whole fit); the CPU
+# Each returns (model, seconds per iteration, setup seconds, CPU seconds per iteration); the CPU
 # seconds (this process plus, for Dask, every worker process) are the steadier figure on a machine
-# shared with other jobs, where wall time depends on what else runs.
+# shared with other jobs, where wall time depends on what else runs. Both figures are the steady
+# state, like Spark's two-fit difference: the CPU from the end of the first iteration to the end of
+# the last, / (iterations - 1), so neither the start (initial factors, for Dask a chain of tasks) nor
+# the end (the Dask model gathered to the client) is spread over the iterations; ``model.steady_wall``
+# is the wall time of that window (the idle Dask CPU is charged over it).
+class _SteadyCpu:
+    """CPU seconds (``read()``: this process, plus whatever it adds) at the end of the first and of the last
+    iteration, taken in a fit's callback; ``exclude`` seconds (spent in the callback on evaluation) are
+    left out."""
+
+    def __init__(self, iters: int, read):
+        self.iters, self.read, self.marks, self.excluded = iters, read, [], 0.0
+
+    def __call__(self, epoch: int) -> None:
+        if epoch == 0 or epoch == self.iters - 1:
+            self.marks.append((self.read() - self.excluded, time.perf_counter()))
+
+    def per_iteration(self) -> tuple[float, float]:
+        """(CPU seconds, wall seconds) per iteration in the window (the whole fit when it has one iteration)."""
+        (c0, w0), (c1, w1) = self.marks[0], self.marks[-1]
+        n = max(1, self.iters - 1)
+        return (c1 - c0) / n, (w1 - w0) * (self.iters - 1) / n
+
+
 def _local(train, solver, threads, iters, reg, test=None, seed=0):
     """The local fit; with ``test``, also NDCG@10 after every iteration (``model.ndcg_curve``), computed
     in the callback and outside the timed iterations."""
@@ -141,18 +166,22 @@ def _local(train, solver, threads, iters, reg, test=None, seed=0):
 
     model = rf.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, threads=threads,
                    seed=seed, **_scaling_params())  # fmt: skip
-    curve, spent = [], [0.0]
+    curve = []
+    steady = _SteadyCpu(iters, time.process_time)
 
     def track(epoch, seconds, loss):
         if test is not None:
             t0 = time.process_time()
             curve.append(_ndcg(model.user_factors, model.item_factors, train.csr, test.csr))
-            spent[0] += time.process_time() - t0
+            steady.excluded += time.process_time() - t0
+        steady(epoch)
 
-    cpu0 = time.process_time()
+    if iters == 1:
+        steady.marks.append((time.process_time(), time.perf_counter()))
     model.fit(train, progress=False, callback=track)
     model.ndcg_curve = curve
-    return model, [h["seconds"] for h in model.history_], 0.0, time.process_time() - cpu0 - spent[0]
+    cpu, model.steady_wall = steady.per_iteration()
+    return model, [h["seconds"] for h in model.history_], 0.0, cpu
 
 
 def _dask(client, train, solver, iters, reg):
@@ -163,11 +192,11 @@ def _dask(client, train, solver, iters, reg):
     setup = time.perf_counter() - t0
     est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0,
                              **_scaling_params())  # fmt: skip
-    cpu0, workers0, wall0 = time.process_time(), client.run(time.process_time), time.perf_counter()
-    model = est.fit(client, data, progress=False)
-    workers1 = client.run(time.process_time)
-    model.fit_wall_seconds = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
+    steady = _SteadyCpu(iters, lambda: sum(client.run(time.process_time).values()) + time.process_time())
+    if iters == 1:
+        steady.marks.append((steady.read(), time.perf_counter()))
+    model = est.fit(client, data, progress=False, callback=lambda epoch, seconds, loss: steady(epoch))
+    cpu, model.steady_wall = steady.per_iteration()
     return model, [h["seconds"] for h in model.history_], setup, cpu
 
 
@@ -374,7 +403,7 @@ def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
             seconds = [s for _, secs, _, _ in fits for s in secs[1:]]
             value, spread = float(np.median(seconds)), float((max(seconds) - min(seconds)) / 2)
             setup = float(np.median([s for _, _, s, _ in fits]))
-            cpu = float(np.median([c for _, _, _, c in fits])) / iters
+            cpu = float(np.median([c for _, _, _, c in fits]))
             per_iter[lib] = (value, cpu)
             summary[(solver, lib)] = {"s/iter": value, "CPU s/iter": cpu}
             rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg,
@@ -382,7 +411,7 @@ def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
             rows.append(_row(case, lib, "CPU s/iter", cpu, None, "lower"))
             # The same less the Dask processes' idle CPU over the fit's wall time (0 for the local fit).
             rate = idle.get(workers[lib], 0.0)
-            net = float(np.median([(c - rate * getattr(m, "fit_wall_seconds", 0.0)) / iters for m, _, _, c in fits]))
+            net = float(np.median([c - rate * m.steady_wall for m, _, _, c in fits]))
             rows.append(_row(case, lib, "CPU s/iter net of idle Dask CPU", net, None, "lower", idle_cpu_per_s=rate))
             summary[(solver, lib)]["CPU s/iter net of idle"] = net
             model = fits[0][0]
