@@ -139,7 +139,7 @@ def _proc_cpu_seconds(pid: int) -> float:
 # state, like Spark's two-fit difference: the CPU from the end of the first iteration to the end of
 # the last, / (iterations - 1), so neither the start (initial factors, for Dask a chain of tasks) nor
 # the end (the Dask model gathered to the client) is spread over the iterations; ``model.steady_wall``
-# is the wall time of that window (the idle Dask CPU is charged over it).
+# is that window's wall time per iteration (the idle Dask CPU is charged over it).
 class _SteadyCpu:
     """CPU seconds (``read()``: this process, plus whatever it adds) at the end of the first and of the last
     iteration, taken in a fit's callback; ``exclude`` seconds (spent in the callback on evaluation) are
@@ -156,7 +156,7 @@ class _SteadyCpu:
         """(CPU seconds, wall seconds) per iteration in the window (the whole fit when it has one iteration)."""
         (c0, w0), (c1, w1) = self.marks[0], self.marks[-1]
         n = max(1, self.iters - 1)
-        return (c1 - c0) / n, (w1 - w0) * (self.iters - 1) / n
+        return (c1 - c0) / n, (w1 - w0) / n
 
 
 def _local(train, solver, threads, iters, reg, test=None, seed=0):
