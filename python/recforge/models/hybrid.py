@@ -22,7 +22,8 @@ ever liked stay mid-table for a new user); ``"all"`` draws every item alike (Lig
 without history sink below the rest). The defaults were chosen on validation splits
 (bench/hybrid_validation.py, bench/RESULTS.md). Positives are drawn uniformly over the interactions
 by default (as LightFM does); ``positive_sampling="users"`` draws a user, then one of their
-interactions, so a heavy user does not outweigh the typical one in what the shared features learn.
+interactions, so a heavy user does not outweigh the typical one in what the shared features learn
+(a power p in between draws a user in proportion to their history length ** p).
 The embedding of a feature no training entity has and that was never drawn (e.g. the identity
 feature of a cold item under ``"interacted"``) is zero after ``fit``, so such an item is its
 feature-based part only.
@@ -46,6 +47,10 @@ __all__ = ["HybridMF"]
 # to LightFM over the cold-start metrics was highest: lower weights lose new-item ranking on
 # ml-latest-small, higher ones user cold start AUC on ML-100K.
 MIXED_WEIGHT = 12
+
+# positive_sampling's names: the power of a user's number of interactions their positives are drawn
+# in proportion to.
+POSITIVE_SAMPLING_POWERS = {"interactions": 1.0, "users": 0.0}
 
 
 class HybridMF(FeatureColdStart, FactorModel):
@@ -71,14 +76,13 @@ class HybridMF(FeatureColdStart, FactorModel):
         items, but a new user sees never-liked items mid-table); or every item alike (LightFM's
         choice: cold items sink below the warm ones). WARP's rank estimate counts the draws' pool
         with its multiplicity. bench/RESULTS.md, "Cold start".
-    positive_sampling : "interactions" | "users"
-        How an epoch's nnz(interactions) positives are drawn: uniformly over all positives
-        ("interactions", the default, LightFM's choice: a user counts by their number of
-        interactions); or a user uniformly among those with history, then one of their positives
-        ("users": every user weighs alike, as in per-user AUC / NDCG). "users" ranks better by AUC
-        for new users and new items (ML-100K user cold start test AUC 0.883 vs 0.877) but lost
-        NDCG@20 on the user cold start test split (0.356 vs 0.366) and ml-latest-small new-item
-        NDCG@20 on validation: bench/RESULTS.md, "HybridMF positive sampling".
+    positive_sampling : "interactions" | "users" | float in [0, 1]
+        How an epoch's nnz(interactions) positives are drawn: a user with probability proportional
+        to (their number of interactions) ** p, then one of their positives uniformly. "interactions"
+        is p = 1 (uniformly over all positives, LightFM's choice: a user counts by their history);
+        "users" is p = 0 (every user with history alike, as in per-user AUC / NDCG); a number in
+        between weighs a heavy user more than a light one, but less than their history.
+        bench/RESULTS.md, "HybridMF positive sampling".
     threads, seed, device : as every model (several threads: Hogwild, only threads=1 repeats exactly)
 
     Fitted attributes: ``user_embeddings`` (n_user_features, factors), ``item_embeddings``,
@@ -94,7 +98,7 @@ class HybridMF(FeatureColdStart, FactorModel):
         "epochs": EPOCHS,
         "max_sampled": Param("int", low=1),
         "negatives": Param("choice", choices=("mixed", "interacted", "all")),
-        "positive_sampling": Param("choice", choices=("users", "interactions")),
+        "positive_sampling": Param("float", low=0, high=1, choices=tuple(POSITIVE_SAMPLING_POWERS)),
         **COMMON_PARAMS,
     }
 
@@ -138,7 +142,7 @@ class HybridMF(FeatureColdStart, FactorModel):
             stats = ops.hybrid_epoch(**kernel, user_emb=user_emb, item_emb=item_emb, item_bias=bias, g2=g2, lr=self.lr,
                                      regularization=self.regularization, loss=self.loss, max_sampled=self.max_sampled,
                                      threads=threads, seed=self.seed, epoch=epoch,
-                                     uniform_users=self.positive_sampling == "users")  # fmt: skip
+                                     user_power=self._user_power())  # fmt: skip
             return stats["loss"], {"samples": stats["samples"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc="HybridMF")
@@ -171,6 +175,10 @@ class HybridMF(FeatureColdStart, FactorModel):
         if features is not None and is_identity(features):
             n = len(getattr(self, f"{side}_factors"))
             setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
+
+    def _user_power(self) -> float:
+        """``positive_sampling`` as the power of a user's history length their draws are proportional to."""
+        return float(POSITIVE_SAMPLING_POWERS.get(self.positive_sampling, self.positive_sampling))
 
     def _negative_pool(self, train: sp.csr_matrix) -> np.ndarray:
         """The item ids negatives are drawn from uniformly (an id listed w times is w times as likely)."""
