@@ -27,7 +27,7 @@ Metrics (means over seeds), each model scored densely for the test users:
   shared machine), every library with the same threads and epochs.
 
 Models: HybridMF (WARP, 32 factors, 20 epochs, lr 0.05, its defaults ``negatives="mixed"`` and
-``positive_sampling="interactions"``; also ``"interacted"`` and ``"all"``, LightFM's negative pool) vs
+``positive_sampling=0.5``; also ``"interacted"`` and ``"all"``, LightFM's negative pool) vs
 LightFM (WARP, 32 components, 20 epochs, lr 0.05, Adagrad: its defaults otherwise); MLPScorer with
 the same features (NeuMF, 32 factors, layers 64-32-16, 10 epochs of 4 negatives per positive, lazy
 Adam lr 0.005: chosen on validation splits of the training part, bench/mlp_features_validation.py);

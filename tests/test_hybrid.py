@@ -182,7 +182,7 @@ def test_positive_sampling_per_user_or_per_interaction():
         assert heavy.max() - heavy.min() < 8 * np.sqrt(heavy.mean())  # uniform among the heavy user's positives
     assert abs(shares[1.0] - 0.5) < 0.02 and abs(shares[0.0] - 1 / 65) < 0.006 and abs(shares[0.5] - 8 / 72) < 0.015
 
-    assert rf.HybridMF().positive_sampling == "interactions"
+    assert rf.HybridMF().positive_sampling == 0.5
     rows, cols = np.r_[np.zeros(64, int), np.arange(1, 65)], np.r_[np.arange(64), np.arange(64) % 7]
     x = sp.csr_matrix((np.ones(128, np.float32), (rows, cols)), shape=(65, 70))
     fit = lambda s: rf.HybridMF(factors=4, epochs=5, positive_sampling=s, threads=1, seed=2).fit(x, progress=False)  # noqa: E731
