@@ -21,7 +21,8 @@ import bench_coldstart as bc  # noqa: E402
 
 # name -> HybridMF parameters ("mixed_weight": the module's MIXED_WEIGHT for that fit).
 CONFIGS = {
-    "default (mixed weight 12, positives ~ history^0.5)": {},
+    "default (mixed weight 16, positives ~ history^0.5)": {},
+    "mixed weight 12": {"mixed_weight": 12},
     "positives per interaction": {"positive_sampling": "interactions"},
     "mixed weight 4": {"mixed_weight": 4},
     "mixed weight 8": {"mixed_weight": 8},
