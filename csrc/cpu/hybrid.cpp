@@ -140,8 +140,14 @@ struct Screen {
 // history alike (no coin); power 1 is never built (a uniform draw over the positives is the same
 // distribution at one random number).
 struct UserDraw {
-    std::vector<std::int32_t> user, alias;  // slot k: user[k] with probability keep[k], else alias[k]
-    std::vector<double> keep;
+    // Slot k: user with probability keep / 2^53, else alias. One 16-byte record per slot, and the
+    // choice made without a branch (the coin is unpredictable by design).
+    struct Slot {
+        std::uint64_t keep;  // 53-bit threshold: the coin (53 random bits) below it keeps `user`
+        std::int32_t user, alias;
+    };
+    static constexpr double kOne = 9007199254740992.0;  // 2^53
+    std::vector<Slot> slots;
     bool uniform = true;
 
     UserDraw(const CsrView& positives, float power) {
@@ -149,41 +155,40 @@ struct UserDraw {
         std::vector<double> weight;
         for (std::int64_t u = 0; u < positives.n_rows; ++u)
             if (positives.row_nnz(u) > 0) {
-                user.push_back(static_cast<std::int32_t>(u));
+                const auto id = static_cast<std::int32_t>(u);
+                slots.push_back({static_cast<std::uint64_t>(kOne), id, id});
                 weight.push_back(std::pow(static_cast<double>(positives.row_nnz(u)), static_cast<double>(power)));
             }
         uniform = power == 0.0f;
-        if (uniform || user.empty()) return;
-        const std::size_t n = user.size();
+        if (uniform || slots.empty()) return;
+        const std::size_t n = slots.size();
         double total = 0.0;
         for (const double w : weight) total += w;
-        keep.assign(n, 1.0);
-        alias.resize(n);
         std::vector<std::size_t> small, large;
         for (std::size_t k = 0; k < n; ++k) {
             weight[k] *= static_cast<double>(n) / total;
             (weight[k] < 1.0 ? small : large).push_back(k);
         }
-        for (std::size_t k = 0; k < n; ++k) alias[k] = user[k];
         while (!small.empty() && !large.empty()) {
             const std::size_t s = small.back(), l = large.back();
             small.pop_back();
-            keep[s] = weight[s];
-            alias[s] = user[l];
+            // coin * 2^-53 < weight  <=>  coin < ceil(weight * 2^53), exactly (a power-of-two scaling).
+            slots[s].keep = static_cast<std::uint64_t>(std::ceil(weight[s] * kOne));
+            slots[s].alias = slots[l].user;
             weight[l] -= 1.0 - weight[s];
             if (weight[l] < 1.0) {
                 large.pop_back();
                 small.push_back(l);
             }
         }
-        // What is left (rounding) keeps its slot: keep[k] stays 1.
+        // What is left (rounding) keeps its slot: keep stays 2^53.
     }
 
     RECFORGE_INLINE std::int32_t draw(SplitMix64& rng) const {
-        const std::size_t k = rng.below(user.size());
-        if (uniform) return user[k];
-        constexpr double kUnit = 1.0 / 9007199254740992.0;  // 2^-53
-        return static_cast<double>(rng.next() >> 11) * kUnit < keep[k] ? user[k] : alias[k];
+        const Slot& slot = slots[rng.below(slots.size())];
+        if (uniform) return slot.user;
+        const std::int32_t pick[2] = {slot.alias, slot.user};
+        return pick[(rng.next() >> 11) < slot.keep];
     }
 };
 
