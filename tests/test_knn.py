@@ -182,14 +182,16 @@ def counts() -> sp.csr_matrix:
     return random_sparse(np.random.default_rng(3), 80, 40, 0.15, high=6)
 
 
-@pytest.mark.parametrize("similarity", ["cosine", "bm25", "tfidf"])
-def test_similarity_is_the_documented_weighting(counts, similarity):
-    model = rf.ItemKNN(neighbors=39, similarity=similarity, K1=1.5, B=0.5, threads=1).fit(counts, progress=False)
+@pytest.mark.parametrize("similarity, idf", [("cosine", "plain"), ("bm25", "plain"), ("tfidf", "plain"),
+                                             ("tfidf", "smooth")])  # fmt: skip
+def test_similarity_is_the_documented_weighting(counts, similarity, idf):
+    model = rf.ItemKNN(neighbors=39, similarity=similarity, K1=1.5, B=0.5, idf=idf, threads=1)
+    model.fit(counts, progress=False)
     items = counts.T.tocsr()
     if similarity == "bm25":
         items = rf.transforms.bm25_weight(items, K1=1.5, B=0.5)
     elif similarity == "tfidf":
-        items = rf.transforms.tfidf_weight(items.sqrt())
+        items = rf.transforms.tfidf_weight(items.sqrt(), idf=idf)
     w = items.toarray().astype(np.float64)
     want = w @ w.T
     if similarity != "bm25":
@@ -253,11 +255,11 @@ def test_itemknn_beats_popularity_on_movielens():
         assert knn["ndcg@10"] > 1.15 * pop, (similarity, knn["ndcg@10"], pop)
 
 
-@pytest.mark.parametrize("similarity", ["bm25", "tfidf"])
-def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, monkeypatch):
+@pytest.mark.parametrize("similarity, idf", [("bm25", "plain"), ("tfidf", "plain"), ("tfidf", "smooth")])
+def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, idf, monkeypatch):
     # ItemKNN computes the weights without rf.transforms' checks and copies (document frequencies from
     # the train rows): the matrix its kernel gets must be rf.transforms' own, to the last bit.
-    model = rf.ItemKNN(neighbors=5, similarity=similarity, K1=1.5, B=0.5, threads=1)
+    model = rf.ItemKNN(neighbors=5, similarity=similarity, K1=1.5, B=0.5, idf=idf, threads=1)
     seen = {}
     real = model._ops.knn_item_neighbours
 
@@ -274,7 +276,7 @@ def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, monkeypatch):
     if similarity == "bm25":
         want = rf.transforms.bm25_weight(items, K1=1.5, B=0.5)
     else:
-        want = rf.transforms.tfidf_weight(items.sqrt())
+        want = rf.transforms.tfidf_weight(items.sqrt(), idf=idf)
     got = seen["items"]
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_array_equal(got.indptr, want.indptr)

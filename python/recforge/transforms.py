@@ -139,23 +139,40 @@ def _bm25_values(x: sp.csr_matrix, K1: float, B: float, df: np.ndarray) -> np.nd
     return w
 
 
-def tfidf_weight(csr) -> sp.csr_matrix:
-    """TF-IDF weighting, users as documents and items as terms.
+#: ``tfidf_weight``'s idf formulas, by name (N documents, df_i of them hold term i).
+_IDF_FORMULAS = ("smooth", "plain")
 
-    ``w_ui = r_ui * idf_i`` with the smoothed ``idf_i = log((1 + N) / (1 + df_i)) + 1``
-    (positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0). A weight: fit
-    ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
+
+def tfidf_weight(csr, idf: str = "smooth") -> sp.csr_matrix:
+    """TF-IDF weighting, users as documents and items as terms: ``w_ui = r_ui * idf_i``.
+
+    ``idf="smooth"`` (default; scikit-learn's ``TfidfTransformer``): ``idf_i = log((1 + N) / (1 + df_i)) + 1``,
+    positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0.
+    ``idf="plain"``: the textbook ``idf_i = log(N / df_i)`` (Manning, Raghavan & Schuetze, *Introduction to
+    Information Retrieval*, 2008, eq. 6.7): rarer items weigh relatively more than with "smooth", and an
+    item every user holds weighs 0. A weight: fit ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
     """
     x = as_csr(csr, "csr", allow_empty=True)
-    return _with_data(x, _tfidf_values(x, _document_frequency(x)))
+    _check_idf(idf)
+    return _with_data(x, _tfidf_values(x, _document_frequency(x), idf))
 
 
-def _tfidf_values(x: sp.csr_matrix, df: np.ndarray) -> np.ndarray:
+def _check_idf(idf) -> None:
+    if not isinstance(idf, str) or idf not in _IDF_FORMULAS:
+        raise ValueError(f"idf must be one of {_IDF_FORMULAS}, got {idf!r}")
+
+
+def _tfidf_values(x: sp.csr_matrix, df: np.ndarray, idf: str = "smooth") -> np.ndarray:
     """``tfidf_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
-    columns' document frequencies ``df``."""
-    idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0
+    columns' document frequencies ``df`` and the ``idf`` formula's name."""
+    n_documents = x.shape[0]
+    if idf == "smooth":
+        weights = np.log((1.0 + n_documents) / (1.0 + df)) + 1.0
+    else:  # "plain"; a term in no document has no stored value: its weight (log of inf) is never read
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weights = np.log(n_documents / df)
     w = x.data.astype(np.float64)
-    w *= idf[x.indices]
+    w *= weights[x.indices]
     return w
 
 
