@@ -58,6 +58,13 @@ def reference_neighbours(items: sp.csr_matrix, cosine: bool, k: int) -> np.ndarr
     return kept
 
 
+def item_neighbours(items: sp.csr_matrix, cosine: bool, k: int, threads: int):
+    """The kernel on the users x items matrix whose columns are the rows of ``items``."""
+    users = items.T.tocsr()
+    return _core.knn_item_neighbours(_core.Csr(users.indptr, users.indices, users.data, users.shape), cosine, k,
+                                     threads)  # fmt: skip
+
+
 def as_dense(indptr, indices, data, n) -> np.ndarray:
     out = np.full((n, n), -np.inf)
     rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -70,8 +77,7 @@ def as_dense(indptr, indices, data, n) -> np.ndarray:
 @SETTINGS
 def test_item_neighbours_match_numpy_exactly_without_normalisation(n_items, n_users, density, k, threads, seed):
     items = random_sparse(np.random.default_rng(seed), n_items, n_users, density)
-    indptr, indices, data = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data,
-                                                                items.shape), False, k, threads)  # fmt: skip
+    indptr, indices, data = item_neighbours(items, False, k, threads)
     assert indptr.dtype == np.int64 and indices.dtype == np.int32 and data.dtype == np.float32
     # Integer inner products are exact in float32: the same neighbours, ties to the lower id.
     np.testing.assert_array_equal(as_dense(indptr, indices, data, n_items), reference_neighbours(items, False, k))
@@ -81,8 +87,7 @@ def test_item_neighbours_match_numpy_exactly_without_normalisation(n_items, n_us
 @SETTINGS
 def test_item_neighbours_cosine_match_numpy(n_items, n_users, density, k, seed):
     items = random_sparse(np.random.default_rng(seed), n_items, n_users, density)
-    got = as_dense(*_core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape),
-                                              True, k, 2), n_items)  # fmt: skip
+    got = as_dense(*item_neighbours(items, True, k, 2), n_items)
     want = reference_neighbours(items, True, k)
     # Rounding may swap near-equal cosines: the kept values agree, and each row keeps a true top k.
     full = items.toarray().astype(np.float64)
@@ -102,9 +107,9 @@ def test_item_neighbours_of_a_long_tail_catalogue(k):
     """Many items, few users each: most items take the kernel's touched-list path, not the dense one."""
     rng = np.random.default_rng(k)
     items = random_sparse(rng, 600, 300, 0.01, high=3)
-    got = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 2)
+    got = item_neighbours(items, False, k, 2)
     np.testing.assert_array_equal(as_dense(*got, 600), reference_neighbours(items, False, k))
-    again = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 1)
+    again = item_neighbours(items, False, k, 1)
     for a, b in zip(got, again):
         np.testing.assert_array_equal(a, b)  # the same arrays, order included, on any thread count
 
@@ -116,7 +121,7 @@ def test_item_neighbours_selection_on_many_candidates(high, density):
     rng = np.random.default_rng(high)
     items = random_sparse(rng, 400, 80, density, high=high)  # integer products < 2^24: exact in float32
     for k in (1, 7, 64):
-        got = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 2)
+        got = item_neighbours(items, False, k, 2)
         np.testing.assert_array_equal(as_dense(*got, 400), reference_neighbours(items, False, k))
 
 
@@ -161,10 +166,10 @@ def test_kernel_boundary_rejects_bad_input():
     with pytest.raises(ValueError, match="k must be >= 1"):
         _core.knn_item_neighbours(csr, True, 0)
     neg = _core.Csr(x.indptr, x.indices, -x.data, x.shape)
-    with pytest.raises(ValueError, match="items.*negative|items.*nonnegative"):
+    with pytest.raises(ValueError, match="users.*negative|users.*nonnegative"):
         _core.knn_item_neighbours(neg, True, 2)
     pattern = _core.Csr(x.indptr, x.indices, None, x.shape)
-    with pytest.raises(ValueError, match="items"):
+    with pytest.raises(ValueError, match="users"):
         _core.knn_item_neighbours(pattern, True, 2)
     with pytest.raises(ValueError, match="similarity must be square"):
         _core.knn_recommend(csr, csr, 2, True)
@@ -263,9 +268,9 @@ def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, idf, monkeypa
     seen = {}
     real = model._ops.knn_item_neighbours
 
-    def spy(items, **kw):
-        seen["items"] = items.copy()
-        return real(items, **kw)
+    def spy(users, **kw):
+        seen["users"] = users.copy()
+        return real(users, **kw)
 
     monkeypatch.setattr(model._ops, "knn_item_neighbours", spy)
     x = counts.copy()
@@ -277,7 +282,7 @@ def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, idf, monkeypa
         want = rf.transforms.bm25_weight(items, K1=1.5, B=0.5)
     else:
         want = rf.transforms.tfidf_weight(items.sqrt(), idf=idf)
-    got = seen["items"]
+    got = seen["users"].T.tocsr()  # the kernel takes users x items; rf.transforms weighs items x users
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)
