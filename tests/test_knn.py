@@ -7,6 +7,10 @@ definitions, fold-in, errors at the C++ boundary, and accuracy on real data.
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -288,3 +292,28 @@ def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, idf, monkeypa
     np.testing.assert_array_equal(got.indices, want.indices)
     assert got.data.tobytes() == want.data.tobytes()
     np.testing.assert_array_equal(x.toarray(), model.seen_.toarray())  # the train values untouched
+
+
+def test_a_file_saved_before_idf_existed_loads_with_the_formula_it_was_fitted_with(tmp_path):
+    """`idf` came with the plain formula as default; older files (no `idf` in their parameters) were fitted
+    with the smooth one, and a refit or forget after loading must keep using it."""
+    m = random_sparse(np.random.default_rng(3), 30, 25, 0.3)
+    model = rf.ItemKNN(neighbors=5, similarity="tfidf", idf="smooth", threads=1).fit(m)
+    model.save(tmp_path / "new.rfm")
+    old = tmp_path / "old.rfm"
+    with zipfile.ZipFile(tmp_path / "new.rfm") as src, zipfile.ZipFile(old, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "__meta__.npy":
+                arr = np.load(io.BytesIO(data))
+                meta = json.loads(arr.tobytes().decode())
+                del meta["params"]["idf"]
+                buf = io.BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                data = buf.getvalue()
+            dst.writestr(info, data)
+    loaded = rf.load(old)
+    assert loaded.idf == "smooth"
+    assert rf.load(tmp_path / "new.rfm").idf == "smooth"
+    refit = loaded.fit(m)
+    assert (refit.similarity_ != model.similarity_).nnz == 0

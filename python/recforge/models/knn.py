@@ -73,6 +73,7 @@ class ItemKNN(ItemItemModel):
         "threads": COMMON_PARAMS["threads"],
         "device": COMMON_PARAMS["device"],
     }
+    _defaults_of_older_files = {"idf": "smooth"}  # files from before `idf` existed used the smooth formula
 
     similarity_: sp.csr_matrix | None = None
 
