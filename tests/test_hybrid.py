@@ -5,6 +5,10 @@ What every model does alike is in test_contract.py (HybridMF without features: i
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,6 +75,29 @@ def test_save_load_keeps_embeddings_features_and_vocabulary(world, tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
     assert (back.item_features_ != model.item_features_).nnz == 0
     np.testing.assert_array_equal(back._item_spec, fi.spec_array())
+
+
+def test_a_file_saved_before_positive_sampling_existed_loads_as_fitted_per_interaction(world, tmp_path):
+    """positive_sampling came with draws per interaction; its default is now 0.5, and an older file (no
+    positive_sampling in its parameters) must refit as it was fitted."""
+    x, fu, fi, *_ = world
+    model = rf.HybridMF(factors=4, epochs=2, positive_sampling="interactions", threads=1)
+    model.fit(x, user_features=fu, item_features=fi, progress=False).save(tmp_path / "new.rf")
+    old = tmp_path / "old.rf"
+    with zipfile.ZipFile(tmp_path / "new.rf") as src, zipfile.ZipFile(old, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "__meta__.npy":
+                meta = json.loads(np.load(io.BytesIO(data)).tobytes().decode())
+                del meta["params"]["positive_sampling"]
+                buf = io.BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                data = buf.getvalue()
+            dst.writestr(info, data)
+    loaded = rf.load(old)
+    assert loaded.positive_sampling == "interactions" and rf.HybridMF().positive_sampling == 0.5
+    refit = loaded.fit(x, user_features=fu, item_features=fi, progress=False)
+    np.testing.assert_array_equal(refit.item_factors, model.item_factors)  # one thread: the same fit
 
 
 @pytest.mark.parametrize("model_class", [rf.HybridMF, rf.MLPScorer, rf.ALS])

@@ -108,6 +108,9 @@ class HybridMF(FeatureColdStart, FactorModel):
         **COMMON_PARAMS,
     }
 
+    # Files from before positive_sampling existed were fitted per interaction.
+    _defaults_of_older_files = {"positive_sampling": "interactions"}
+
     user_embeddings: np.ndarray | None = None
     item_embeddings: np.ndarray | None = None
     item_feature_bias: np.ndarray | None = None
