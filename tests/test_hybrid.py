@@ -183,3 +183,23 @@ def test_item_cold_start_on_movielens_beats_pure_cf():
         return rf.evaluation.auc(s, test[users][:, cold])
 
     assert cold_auc(hybrid) > 0.65 > cold_auc(bpr) + 0.1, (cold_auc(hybrid), cold_auc(bpr))
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr"])
+def test_several_threads_step_on_copies_of_shared_rows_and_add_their_changes(world, loss):
+    """At several threads each thread steps on its own copies of the rows of features many entities
+    share (here the two groups) and adds its block's changes to the shared rows when the block ends.
+    One block (fewer than 4096 positives) runs on one thread: the same steps as threads=1, the shared
+    rows reaching the same values up to the rounding of the added changes."""
+    x, fu, fi, _, _ = world
+    assert x.nnz < 4096
+
+    def fit(threads):
+        return rf.HybridMF(factors=8, loss=loss, epochs=5, threads=threads, seed=3).fit(
+            x, user_features=fu, item_features=fi, progress=False)  # fmt: skip
+
+    one, two = fit(1), fit(2)
+    shared = [k for k, name in enumerate(fi.names) if not name.startswith("id=")]
+    assert len(shared) == 2 and np.abs(one.item_embeddings[shared]).min() > 0  # the group rows were trained
+    for name in ("user_embeddings", "item_embeddings", "item_feature_bias"):
+        np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=1e-4, atol=1e-6, err_msg=name)

@@ -21,7 +21,9 @@
 //
 // Samples are split into fixed blocks, each with its own random stream (seed, epoch, block), so a
 // one-thread epoch is reproducible; several threads update the shared arrays without locks
-// (Hogwild), as every SGD kernel here.
+// (Hogwild), as every SGD kernel here, except the rows of features many entities share (genres,
+// demographics): each thread steps on its own copies of those, taken when a block starts, and adds
+// the block's changes to the shared rows when it ends (one lock per block).
 #pragma once
 
 #include <cstdint>
