@@ -130,21 +130,25 @@ struct Hot {
     std::vector<std::int32_t> features;  // the copied features
     std::vector<std::int32_t> slot;      // feature -> index in `features`, or -1
 
-    // Features on at least max(2, n_rows / kHotShare) rows of F, the kHotMax most frequent.
+    // Features on at least max(2, n_rows / kHotShare) rows of F; the most frequent of them when
+    // there are more than kHotMax, or than the copies of all threads hold in kHotBytes (four arrays
+    // of f floats per feature and thread: rows, accumulators, and both as taken).
     static constexpr std::int64_t kHotShare = 256;
-    static constexpr std::size_t kHotMax = 1024;
+    static constexpr std::int64_t kHotMax = 1024;
+    static constexpr std::int64_t kHotBytes = std::int64_t{64} << 20;
 
-    Hot(const CsrView& F, int threads) {
+    Hot(const CsrView& F, int f, int threads) {
         if (threads < 2) return;
+        const std::int64_t most = std::min(kHotMax, kHotBytes / (std::int64_t{16} * f * threads));
         std::vector<std::int64_t> count(static_cast<std::size_t>(F.n_cols), 0);
         for (std::int64_t p = 0; p < F.nnz(); ++p) ++count[static_cast<std::size_t>(F.indices[p])];
         const std::int64_t least = std::max<std::int64_t>(2, F.n_rows / kHotShare);
         for (std::int64_t k = 0; k < F.n_cols; ++k)
             if (count[k] >= least) features.push_back(static_cast<std::int32_t>(k));
-        if (features.size() > kHotMax) {
+        if (static_cast<std::int64_t>(features.size()) > most) {
             std::stable_sort(features.begin(), features.end(),
                              [&](std::int32_t a, std::int32_t b) { return count[a] > count[b]; });
-            features.resize(kHotMax);
+            features.resize(static_cast<std::size_t>(most));
             std::sort(features.begin(), features.end());
         }
         if (features.empty()) return;
@@ -392,7 +396,7 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
     const Rows item_rows = Rows::shared(params.item_emb, params.item_emb_g2, params.item_bias, params.item_bias_g2, f);
     Screen screen(item_features, item_rows, step);
     const int threads = resolve_threads(step.threads);
-    const Hot user_hot(user_features, threads), item_hot(item_features, threads);
+    const Hot user_hot(user_features, f, threads), item_hot(item_features, f, threads);
     std::vector<Local> user_local(static_cast<std::size_t>(threads)), item_local(user_local.size());
     const bool copies = !user_hot.features.empty() || !item_hot.features.empty();
     std::mutex shared_rows;  // held while a thread takes its copies or adds its changes
