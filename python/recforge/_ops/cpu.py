@@ -235,14 +235,15 @@ def hybrid_epoch(positives, user_features, item_features, negatives, *, user_emb
 
 
 # -- ItemKNN ----------------------------------------------------------------------------------
-def knn_item_neighbours(items, *, cosine: bool, k: int, threads: int):
+def knn_item_neighbours(users, *, cosine: bool, k: int, threads: int):
     """The ``k`` most similar items of every item: (indptr, indices, data) of an items x items CSR.
 
-    ``items`` (items x users, finite values >= 0) is a canonical scipy CSR or a ``csr`` result;
-    similarity is the inner product of rows (divided by both norms when ``cosine``), only
-    positive ones kept, an item never its own neighbour; ids within a row are not sorted.
+    ``users`` (users x items, finite values >= 0: the training matrix, weighted or not) is a
+    canonical scipy CSR or a ``csr`` result; similarity is the inner product of columns (divided by
+    both norms when ``cosine``), only positive ones kept, an item never its own neighbour; ids
+    within a row are not sorted.
     """
-    return _core.knn_item_neighbours(csr(items, "items"), cosine, k, threads)
+    return _core.knn_item_neighbours(csr(users, "users"), cosine, k, threads)
 
 
 def knn_recommend(history, similarity, k, *, exclude_history, subset=None, threads):
