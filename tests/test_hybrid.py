@@ -108,6 +108,41 @@ def test_kernel_boundary_rejects_bad_arrays(world):
     wrong_dtype[4] = arrays[0].astype(np.float64)
     with pytest.raises(TypeError, match="user_emb must be a float32"):
         _core.hybrid_epoch(*wrong_dtype)
+    strided = list(args)
+    strided[5] = np.zeros((fi.n_features, 2 * f), np.float32)[:, ::2]
+    with pytest.raises(ValueError, match="item_emb must have contiguous rows"):
+        _core.hybrid_epoch(*strided)
+    spacing = list(args)
+    spacing[8] = np.zeros((fi.n_features, 3 * f), np.float32)[:, :f]
+    with pytest.raises(ValueError, match="item_emb_g2 must have the row spacing of item_emb"):
+        _core.hybrid_epoch(*spacing)
+
+
+def test_embeddings_and_accumulators_may_share_rows(world):
+    """The kernel takes each embedding table and its accumulators as views of one array (a feature's
+    embedding and accumulators side by side, as fit keeps them): the same epoch as separate arrays."""
+    x, fu, fi, *_ = world
+    csr = lambda m: _core.Csr(m.indptr, m.indices, m.data, m.shape)  # noqa: E731
+    f = 4
+    start = np.random.default_rng(0).random((fu.n_features + fi.n_features, f), dtype=np.float32) - 0.5
+
+    def run(side_by_side):
+        users = np.zeros((fu.n_features, 2 * f), np.float32)
+        items = np.zeros((fi.n_features, 2 * f), np.float32)
+        users[:, :f], items[:, :f] = start[: fu.n_features], start[fu.n_features :]
+        views = [users[:, :f], items[:, :f], users[:, f:], items[:, f:]]
+        if not side_by_side:
+            views = [np.ascontiguousarray(v) for v in views]
+        bias = [np.zeros(fi.n_features, np.float32), np.zeros(fi.n_features, np.float32)]
+        for epoch in range(3):
+            _core.hybrid_epoch(csr(x), csr(fu.matrix), csr(fi.matrix), np.arange(40, dtype=np.int32), views[0],
+                               views[1], bias[0], views[2], views[3], bias[1], 0.05, 0.0, 0.0, _core.HybridLoss.warp,
+                               10, 1, 0, epoch)  # fmt: skip
+        return [np.array(v) for v in views] + bias
+
+    for shared, separate in zip(run(True), run(False)):
+        np.testing.assert_array_equal(shared, separate)
+    assert not np.array_equal(run(True)[0], start[: fu.n_features])
 
 
 def test_negative_pools():

@@ -31,23 +31,25 @@ struct Rows {
     float* own_bias = nullptr;
     float* own_bias_g2 = nullptr;
     int f = 0;
+    std::int64_t stride = 0;  // floats from one shared row to the next (emb and g2 alike)
 
-    static Rows shared(float* emb, float* g2, float* bias, float* bias_g2, int f) {
+    static Rows shared(float* emb, float* g2, float* bias, float* bias_g2, int f, std::int64_t stride) {
         Rows rows;
         rows.emb = emb;
         rows.g2 = g2;
         rows.bias = bias;
         rows.bias_g2 = bias_g2;
         rows.f = f;
+        rows.stride = stride > 0 ? stride : f;
         return rows;
     }
 
     RECFORGE_INLINE std::int32_t own(std::int32_t k) const { return slot ? slot[k] : -1; }
     RECFORGE_INLINE float* emb_row(std::int32_t k, std::int32_t s) const {
-        return s < 0 ? emb + static_cast<std::int64_t>(k) * f : own_emb + static_cast<std::int64_t>(s) * f;
+        return s < 0 ? emb + k * stride : own_emb + static_cast<std::int64_t>(s) * f;
     }
     RECFORGE_INLINE float* g2_row(std::int32_t k, std::int32_t s) const {
-        return s < 0 ? g2 + static_cast<std::int64_t>(k) * f : own_g2 + static_cast<std::int64_t>(s) * f;
+        return s < 0 ? g2 + k * stride : own_g2 + static_cast<std::int64_t>(s) * f;
     }
     RECFORGE_INLINE float* bias_at(std::int32_t k, std::int32_t s) const { return s < 0 ? bias + k : own_bias + s; }
     RECFORGE_INLINE float* bias_g2_at(std::int32_t k, std::int32_t s) const {
@@ -171,8 +173,8 @@ struct Local {
         g2.resize(n * f);
         for (std::size_t h = 0; h < n; ++h) {
             const std::int64_t k = hot.features[h];
-            std::copy_n(shared.emb + k * f, f, emb.data() + h * f);
-            std::copy_n(shared.g2 + k * f, f, g2.data() + h * f);
+            std::copy_n(shared.emb + k * shared.stride, f, emb.data() + h * f);
+            std::copy_n(shared.g2 + k * shared.stride, f, g2.data() + h * f);
         }
         emb0 = emb;
         g20 = g2;
@@ -201,8 +203,8 @@ struct Local {
         for (std::size_t h = 0; h < hot.features.size(); ++h) {
             const std::int64_t k = hot.features[h];
             for (int d = 0; d < f; ++d) {
-                shared.emb[k * f + d] += emb[h * f + d] - emb0[h * f + d];
-                shared.g2[k * f + d] += g2[h * f + d] - g20[h * f + d];
+                shared.emb[k * shared.stride + d] += emb[h * f + d] - emb0[h * f + d];
+                shared.g2[k * shared.stride + d] += g2[h * f + d] - g20[h * f + d];
             }
             if (shared.bias) {
                 shared.bias[k] += bias[h] - bias0[h];
@@ -393,8 +395,9 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
             if (positives.row_nnz(u) > 0) active_users.push_back(static_cast<std::int32_t>(u));
     const Positives is_positive(positives);
     const int f = params.factors;
-    const Rows user_rows = Rows::shared(params.user_emb, params.user_emb_g2, nullptr, nullptr, f);
-    const Rows item_rows = Rows::shared(params.item_emb, params.item_emb_g2, params.item_bias, params.item_bias_g2, f);
+    const Rows user_rows = Rows::shared(params.user_emb, params.user_emb_g2, nullptr, nullptr, f, params.user_stride);
+    const Rows item_rows = Rows::shared(params.item_emb, params.item_emb_g2, params.item_bias, params.item_bias_g2, f,
+                                        params.item_stride);
     Screen screen(item_features, item_rows, step);
     const int threads = resolve_threads(step.threads);
     const Hot user_hot(user_features, f, threads), item_hot(item_features, f, threads);
