@@ -16,9 +16,14 @@ For each similarity and each neighbour count K (``RECFORGE_BENCH_KNN_K``, defaul
   leaving both lists the same candidates.
 
 The weightings match in form but not in every constant: implicit's BM25/TF-IDF idf is
-``log(N) - log1p(df)``, recforge's that of ``rf.transforms`` (``log1p((N - df + 0.5) / (df + 0.5))``
-for BM25, ``log((1 + N) / (1 + df)) + 1`` for TF-IDF; both weigh TF-IDF's ``sqrt(r)``); BM25 uses
-K1 = 1.2, B = 0.75 in both.
+``log(N) - log1p(df)``, recforge's BM25 idf that of ``rf.transforms`` (``log1p((N - df + 0.5) /
+(df + 0.5))``) and its TF-IDF idf the textbook ``log(N / df)`` (``ItemKNN(idf="plain")``, the default;
+both weigh TF-IDF's ``sqrt(r)``); BM25 uses K1 = 1.2, B = 0.75 in both.
+
+The neighbour count differs by one: implicit keeps each item itself among its K (its self-similarity
+is the largest), so it scores with K - 1 other items; recforge keeps K other items. The row
+``implicit K+1`` (NDCG only, not timed) is implicit with K + 1, i.e. the same K other items as
+recforge: the comparison at equal neighbourhoods.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ def run(ctx) -> list[dict]:
                 if peer is not None:
                     ids, scores = peer.recommend(users, train, N=10, filter_already_liked_items=True)
                     quality["implicit"] = _ndcg(ids.astype(np.int64), scores, test)
+                    wider = cls(K=k + 1, num_threads=ctx.threads, **extra)  # K others besides the item itself
+                    wider.fit(train, show_progress=False)
+                    ids, scores = wider.recommend(users, train, N=10, filter_already_liked_items=True)
+                    rows.append({"case": case, "library": "implicit K+1", "metric": "ndcg@10",
+                                 "value": _ndcg(ids.astype(np.int64), scores, test), "spread": None,
+                                 "better": "higher"})  # fmt: skip
                 for lib, per_clock in times.items():
                     for metric, t in per_clock.items():
                         rows.append({"case": case, "library": lib, "metric": metric, "value": t["median"],

@@ -64,6 +64,7 @@ CASES = [
     Case("itemknn-cosine", rf.ItemKNN, {"neighbors": 10}),
     Case("itemknn-bm25", rf.ItemKNN, {"neighbors": 70, "similarity": "bm25", "K1": 2.0}),  # more than n_items - 1
     Case("itemknn-tfidf", rf.ItemKNN, {"neighbors": 5, "similarity": "tfidf"}),
+    Case("itemknn-tfidf-smooth", rf.ItemKNN, {"neighbors": 5, "similarity": "tfidf", "idf": "smooth"}),
     Case("hybrid-warp", rf.HybridMF, {"factors": 4, "epochs": 3}, hogwild=True),
     Case(
         "hybrid-bpr",
@@ -118,11 +119,12 @@ BAD_VALUES = {
     "weighted": [("yes", TypeError)],
     "neighbors": [(0, ValueError), (2.5, TypeError)],
     "similarity": [("jaccard", ValueError)],
+    "idf": [("log", ValueError), (None, ValueError)],
     "K1": [(-1.0, ValueError), (NAN, ValueError)],
     "B": [(1.5, ValueError)],
     "dtype": [("float16", ValueError)],
     "feature_weight": [(-1.0, ValueError), (NAN, ValueError)],
-    "positive_sampling": [("some", ValueError)],
+    "positive_sampling": [("some", TypeError), (1.5, ValueError), (NAN, ValueError)],
 }
 
 

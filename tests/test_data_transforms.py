@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recforge as rf
 
@@ -61,9 +63,38 @@ def test_bm25_hand_computed(x):
 
 def test_tfidf_hand_computed(x):
     out = rf.transforms.tfidf_weight(x)
+    plain = rf.transforms.tfidf_weight(x, idf="plain")
     N, df = 3, {0: 2, 1: 2, 2: 1}
     for r, c, v in zip(ROWS, COLS, VALS):
         assert out[r, c] == pytest.approx(v * (math.log((1 + N) / (1 + df[c])) + 1), rel=1e-6)
+        assert plain[r, c] == pytest.approx(v * math.log(N / df[c]), rel=1e-6)
+    with pytest.raises(ValueError, match=r"idf must be one of \('smooth', 'plain'\), got 'log'"):
+        rf.transforms.tfidf_weight(x, idf="log")
+
+
+@given(st.integers(0, 9), st.integers(0, 9), st.floats(0.0, 1.0), st.sampled_from(["smooth", "plain"]),
+       st.integers(0, 2**32 - 1))  # fmt: skip
+@settings(max_examples=80, deadline=None)
+def test_tfidf_matches_numpy_reference(n_users, n_items, density, idf, seed):
+    """Every entry ``r * idf(df of its column)``, stored zeros, empty rows and columns and an item
+    every user holds (plain idf 0) included; the stored pattern kept."""
+    rng = np.random.default_rng(seed)
+    dense = rng.integers(0, 5, size=(n_users, n_items)).astype(np.float64)
+    mask = rng.random((n_users, n_items)) < density
+    if n_users and n_items:
+        mask[:, 0] = True  # an item every user holds
+    x = sp.csr_matrix((dense[mask].astype(np.float32), np.nonzero(mask)), shape=(n_users, n_items))
+    df = mask.sum(axis=0).astype(np.float64)  # stored entries per column, zeros included
+    with np.errstate(divide="ignore", invalid="ignore"):  # columns without entries: never read
+        weights = np.log((1 + n_users) / (1 + df)) + 1 if idf == "smooth" else np.log(n_users / df)
+    weights[df == 0] = 0.0
+    out = rf.transforms.tfidf_weight(x, idf=idf)
+    np.testing.assert_array_equal(out.indptr, x.indptr)
+    np.testing.assert_array_equal(out.indices, x.indices)
+    want = (dense * weights[None, :])[mask]  # row-major, as CSR stores them
+    np.testing.assert_allclose(out.data, want, rtol=1e-6, atol=0)
+    if idf == "plain" and n_users and n_items:
+        assert (out.toarray()[:, 0] == 0).all()
 
 
 @pytest.mark.parametrize("fn", ["linear_confidence", "log_confidence", "bm25_weight", "tfidf_weight"])

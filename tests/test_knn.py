@@ -7,6 +7,10 @@ definitions, fold-in, errors at the C++ boundary, and accuracy on real data.
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -58,6 +62,13 @@ def reference_neighbours(items: sp.csr_matrix, cosine: bool, k: int) -> np.ndarr
     return kept
 
 
+def item_neighbours(items: sp.csr_matrix, cosine: bool, k: int, threads: int):
+    """The kernel on the users x items matrix whose columns are the rows of ``items``."""
+    users = items.T.tocsr()
+    return _core.knn_item_neighbours(_core.Csr(users.indptr, users.indices, users.data, users.shape), cosine, k,
+                                     threads)  # fmt: skip
+
+
 def as_dense(indptr, indices, data, n) -> np.ndarray:
     out = np.full((n, n), -np.inf)
     rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -70,8 +81,7 @@ def as_dense(indptr, indices, data, n) -> np.ndarray:
 @SETTINGS
 def test_item_neighbours_match_numpy_exactly_without_normalisation(n_items, n_users, density, k, threads, seed):
     items = random_sparse(np.random.default_rng(seed), n_items, n_users, density)
-    indptr, indices, data = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data,
-                                                                items.shape), False, k, threads)  # fmt: skip
+    indptr, indices, data = item_neighbours(items, False, k, threads)
     assert indptr.dtype == np.int64 and indices.dtype == np.int32 and data.dtype == np.float32
     # Integer inner products are exact in float32: the same neighbours, ties to the lower id.
     np.testing.assert_array_equal(as_dense(indptr, indices, data, n_items), reference_neighbours(items, False, k))
@@ -81,8 +91,7 @@ def test_item_neighbours_match_numpy_exactly_without_normalisation(n_items, n_us
 @SETTINGS
 def test_item_neighbours_cosine_match_numpy(n_items, n_users, density, k, seed):
     items = random_sparse(np.random.default_rng(seed), n_items, n_users, density)
-    got = as_dense(*_core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape),
-                                              True, k, 2), n_items)  # fmt: skip
+    got = as_dense(*item_neighbours(items, True, k, 2), n_items)
     want = reference_neighbours(items, True, k)
     # Rounding may swap near-equal cosines: the kept values agree, and each row keeps a true top k.
     full = items.toarray().astype(np.float64)
@@ -102,9 +111,9 @@ def test_item_neighbours_of_a_long_tail_catalogue(k):
     """Many items, few users each: most items take the kernel's touched-list path, not the dense one."""
     rng = np.random.default_rng(k)
     items = random_sparse(rng, 600, 300, 0.01, high=3)
-    got = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 2)
+    got = item_neighbours(items, False, k, 2)
     np.testing.assert_array_equal(as_dense(*got, 600), reference_neighbours(items, False, k))
-    again = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 1)
+    again = item_neighbours(items, False, k, 1)
     for a, b in zip(got, again):
         np.testing.assert_array_equal(a, b)  # the same arrays, order included, on any thread count
 
@@ -116,7 +125,7 @@ def test_item_neighbours_selection_on_many_candidates(high, density):
     rng = np.random.default_rng(high)
     items = random_sparse(rng, 400, 80, density, high=high)  # integer products < 2^24: exact in float32
     for k in (1, 7, 64):
-        got = _core.knn_item_neighbours(_core.Csr(items.indptr, items.indices, items.data, items.shape), False, k, 2)
+        got = item_neighbours(items, False, k, 2)
         np.testing.assert_array_equal(as_dense(*got, 400), reference_neighbours(items, False, k))
 
 
@@ -161,10 +170,10 @@ def test_kernel_boundary_rejects_bad_input():
     with pytest.raises(ValueError, match="k must be >= 1"):
         _core.knn_item_neighbours(csr, True, 0)
     neg = _core.Csr(x.indptr, x.indices, -x.data, x.shape)
-    with pytest.raises(ValueError, match="items.*negative|items.*nonnegative"):
+    with pytest.raises(ValueError, match="users.*negative|users.*nonnegative"):
         _core.knn_item_neighbours(neg, True, 2)
     pattern = _core.Csr(x.indptr, x.indices, None, x.shape)
-    with pytest.raises(ValueError, match="items"):
+    with pytest.raises(ValueError, match="users"):
         _core.knn_item_neighbours(pattern, True, 2)
     with pytest.raises(ValueError, match="similarity must be square"):
         _core.knn_recommend(csr, csr, 2, True)
@@ -182,14 +191,16 @@ def counts() -> sp.csr_matrix:
     return random_sparse(np.random.default_rng(3), 80, 40, 0.15, high=6)
 
 
-@pytest.mark.parametrize("similarity", ["cosine", "bm25", "tfidf"])
-def test_similarity_is_the_documented_weighting(counts, similarity):
-    model = rf.ItemKNN(neighbors=39, similarity=similarity, K1=1.5, B=0.5, threads=1).fit(counts, progress=False)
+@pytest.mark.parametrize("similarity, idf", [("cosine", "plain"), ("bm25", "plain"), ("tfidf", "plain"),
+                                             ("tfidf", "smooth")])  # fmt: skip
+def test_similarity_is_the_documented_weighting(counts, similarity, idf):
+    model = rf.ItemKNN(neighbors=39, similarity=similarity, K1=1.5, B=0.5, idf=idf, threads=1)
+    model.fit(counts, progress=False)
     items = counts.T.tocsr()
     if similarity == "bm25":
         items = rf.transforms.bm25_weight(items, K1=1.5, B=0.5)
     elif similarity == "tfidf":
-        items = rf.transforms.tfidf_weight(items.sqrt())
+        items = rf.transforms.tfidf_weight(items.sqrt(), idf=idf)
     w = items.toarray().astype(np.float64)
     want = w @ w.T
     if similarity != "bm25":
@@ -253,17 +264,17 @@ def test_itemknn_beats_popularity_on_movielens():
         assert knn["ndcg@10"] > 1.15 * pop, (similarity, knn["ndcg@10"], pop)
 
 
-@pytest.mark.parametrize("similarity", ["bm25", "tfidf"])
-def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, monkeypatch):
+@pytest.mark.parametrize("similarity, idf", [("bm25", "plain"), ("tfidf", "plain"), ("tfidf", "smooth")])
+def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, idf, monkeypatch):
     # ItemKNN computes the weights without rf.transforms' checks and copies (document frequencies from
     # the train rows): the matrix its kernel gets must be rf.transforms' own, to the last bit.
-    model = rf.ItemKNN(neighbors=5, similarity=similarity, K1=1.5, B=0.5, threads=1)
+    model = rf.ItemKNN(neighbors=5, similarity=similarity, K1=1.5, B=0.5, idf=idf, threads=1)
     seen = {}
     real = model._ops.knn_item_neighbours
 
-    def spy(items, **kw):
-        seen["items"] = items.copy()
-        return real(items, **kw)
+    def spy(users, **kw):
+        seen["users"] = users.copy()
+        return real(users, **kw)
 
     monkeypatch.setattr(model._ops, "knn_item_neighbours", spy)
     x = counts.copy()
@@ -274,10 +285,35 @@ def test_weights_are_rf_transforms_bit_for_bit(counts, similarity, monkeypatch):
     if similarity == "bm25":
         want = rf.transforms.bm25_weight(items, K1=1.5, B=0.5)
     else:
-        want = rf.transforms.tfidf_weight(items.sqrt())
-    got = seen["items"]
+        want = rf.transforms.tfidf_weight(items.sqrt(), idf=idf)
+    got = seen["users"].T.tocsr()  # the kernel takes users x items; rf.transforms weighs items x users
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)
     assert got.data.tobytes() == want.data.tobytes()
     np.testing.assert_array_equal(x.toarray(), model.seen_.toarray())  # the train values untouched
+
+
+def test_a_file_saved_before_idf_existed_loads_with_the_formula_it_was_fitted_with(tmp_path):
+    """`idf` came with the plain formula as default; older files (no `idf` in their parameters) were fitted
+    with the smooth one, and a refit or forget after loading must keep using it."""
+    m = random_sparse(np.random.default_rng(3), 30, 25, 0.3)
+    model = rf.ItemKNN(neighbors=5, similarity="tfidf", idf="smooth", threads=1).fit(m)
+    model.save(tmp_path / "new.rfm")
+    old = tmp_path / "old.rfm"
+    with zipfile.ZipFile(tmp_path / "new.rfm") as src, zipfile.ZipFile(old, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "__meta__.npy":
+                arr = np.load(io.BytesIO(data))
+                meta = json.loads(arr.tobytes().decode())
+                del meta["params"]["idf"]
+                buf = io.BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                data = buf.getvalue()
+            dst.writestr(info, data)
+    loaded = rf.load(old)
+    assert loaded.idf == "smooth"
+    assert rf.load(tmp_path / "new.rfm").idf == "smooth"
+    refit = loaded.fit(m)
+    assert (refit.similarity_ != model.similarity_).nnz == 0

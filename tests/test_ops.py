@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import CUDA_MISSING
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recforge as rf
 from recforge._ops import array_namespace, cpu, cuda, get_ops
@@ -96,3 +98,36 @@ def test_kernel_csr_pickles_and_is_validated_again(shape, density):
     if m.nnz:
         np.testing.assert_array_equal(back.indices, m.indices)
         np.testing.assert_array_equal(back.data, m.data)
+
+
+@given(st.integers(0, 6), st.integers(0, 7), st.integers(0, 2**32 - 1), st.booleans(), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_kernel_csr_traits_and_range_errors_match_numpy(n_rows, n_cols, seed, with_specials, break_range):
+    """``_core.Csr``'s validation against a NumPy reading of the same arrays: the sorted / unique /
+    finite / nonnegative traits (unsorted rows, repeats, NaN, inf, -0.0 and negatives drawn on
+    purpose), and for an out-of-range column id the error naming the first such id and its position."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 5, size=n_rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    nnz = int(indptr[-1])
+    indices = rng.integers(0, max(n_cols, 1), size=nnz).astype(np.int32)
+    data = rng.integers(-1, 4, size=nnz).astype(np.float32)
+    if with_specials and nnz:
+        data[rng.integers(0, nnz, size=2)] = rng.choice(np.array([np.nan, np.inf, -np.inf, -0.0], np.float32), 2)
+    if (break_range or n_cols == 0) and nnz:
+        bad_at = rng.integers(0, nnz, size=2)
+        indices[bad_at] = rng.choice(np.array([-1, n_cols, n_cols + 5, -(2**31)], np.int32), 2)
+    bad = (indices < 0) | (indices >= n_cols)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        with pytest.raises(ValueError, match=rf"m: column index {indices[first]} at position {first} out of range"):
+            rf._core.Csr(indptr, indices, data, (n_rows, n_cols), "m")
+        return
+    m = rf._core.Csr(indptr, indices, data, (n_rows, n_cols), "m")
+    rows = [indices[indptr[r] : indptr[r + 1]] for r in range(n_rows)]
+    assert m.sorted == all((np.diff(r) >= 0).all() for r in rows)
+    assert m.unique == all((np.diff(r) > 0).all() for r in rows)
+    assert m.finite == bool(np.isfinite(data).all())
+    assert m.nonnegative == bool(np.isfinite(data).all() and (data >= 0).all())
+    pattern = rf._core.Csr(indptr, indices, None, (n_rows, n_cols), "m")
+    assert pattern.finite == pattern.nonnegative == (nnz == 0)

@@ -153,13 +153,18 @@ recforge::Csr make_csr(const py::object& indptr_obj, const py::object& indices_o
     const std::int64_t* i64 = is32 ? nullptr : static_cast<const std::int64_t*>(ids_arr.data());
     const float* dp = has_data ? values.data() : nullptr;
     Nogil nogil;
-    std::vector<std::int32_t> ids(static_cast<std::size_t>(nnz));
-    for (py::ssize_t p = 0; p < nnz; ++p) {
-        const std::int64_t c = i32 ? i32[p] : i64[p];
-        if (c < 0 || c >= n_cols)  // before narrowing; the validator re-checks the narrowed ids
-            throw std::invalid_argument(name + ": column index " + std::to_string(c) + " at position " +
-                                        std::to_string(p) + " out of range [0, " + std::to_string(n_cols) + ")");
-        ids[p] = static_cast<std::int32_t>(c);
+    std::vector<std::int32_t> ids;
+    if (i32) {
+        ids.assign(i32, i32 + nnz);  // the validator checks their range
+    } else {
+        ids.resize(static_cast<std::size_t>(nnz));
+        for (py::ssize_t p = 0; p < nnz; ++p) {
+            const std::int64_t c = i64[p];
+            if (c < 0 || c >= n_cols)  // before narrowing; the validator re-checks the narrowed ids
+                throw std::invalid_argument(name + ": column index " + std::to_string(c) + " at position " +
+                                            std::to_string(p) + " out of range [0, " + std::to_string(n_cols) + ")");
+            ids[p] = static_cast<std::int32_t>(c);
+        }
     }
     return recforge::Csr(std::vector<std::int64_t>(ip, ip + n_rows + 1), std::move(ids),
                          dp ? std::vector<float>(dp, dp + nnz) : std::vector<float>(), n_cols, name.c_str());

@@ -40,13 +40,13 @@ void require_values(const recforge::Csr& m, const recforge::CsrTraits& need, con
     if (m.nnz() > 0) recforge::require_csr(m.traits(), need, name);
 }
 
-py::tuple item_neighbours(const recforge::Csr& items, bool cosine, std::int64_t k, Threads threads) {
-    require_values(items, recforge::kConfidences, "items");  // finite, >= 0: the accumulator relies on it
+py::tuple item_neighbours(const recforge::Csr& users, bool cosine, std::int64_t k, Threads threads) {
+    require_values(users, recforge::kConfidences, "users");  // finite, >= 0: the accumulator relies on it
     if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
     knn::Neighbours nb;
     {
         Nogil nogil;
-        nb = knn::item_neighbours(items.view(), cosine, k, threads);
+        nb = knn::item_neighbours(users.view(), cosine, k, threads);
     }
     return py::make_tuple(to_numpy(std::move(nb.indptr)), to_numpy(std::move(nb.indices)),
                           to_numpy(std::move(nb.data)));
@@ -89,11 +89,11 @@ py::tuple recommend(const recforge::Csr& history, const recforge::Csr& similarit
 }  // namespace
 
 void bind_knn(py::module_& m) {
-    def_checked(m, "knn_item_neighbours", &item_neighbours, py::arg("items"), py::arg("cosine"), py::arg("k"),
+    def_checked(m, "knn_item_neighbours", &item_neighbours, py::arg("users"), py::arg("cosine"), py::arg("k"),
                 py::arg("threads") = 0,
-                "The k most similar items of every item by the inner product of the rows of `items` (items x users, "
-                "finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) "
-                "of an n_items x n_items CSR (ids within a row not sorted).");
+                "The k most similar items of every item by the inner product of the columns of `users` (users x "
+                "items, finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data "
+                "float32) of an n_items x n_items CSR (ids within a row not sorted).");
     def_checked(
         m, "knn_recommend", &recommend, py::arg("history"), py::arg("similarity"), py::arg("k"),
         py::arg("exclude_history"), py::arg("subset") = py::none(), py::arg("threads") = 0,

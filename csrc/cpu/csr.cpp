@@ -1,8 +1,8 @@
 // The CSR validator and the owning Csr (see recforge/csr.hpp for the contract).
 #include "recforge/csr.hpp"
 
-#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -22,32 +22,43 @@ CsrTraits validate_csr(const CsrView& m, std::int64_t nnz, const char* name) {
     if (m.indptr[0] != 0) fail(name, ": indptr must start at 0, got " + std::to_string(m.indptr[0]));
     if (m.indptr[m.n_rows] != nnz)
         fail(name, ": indptr must end at nnz = " + std::to_string(nnz) + ", got " + std::to_string(m.indptr[m.n_rows]));
-    CsrTraits t;
-    t.sorted = t.unique = true;
+    // Branch-free passes (flags or-ed over each row, then one test): a matrix is validated on every
+    // kernel call that builds a Csr, and the usual one is valid, so only a failure looks closer.
+    const auto n_cols = static_cast<std::uint32_t>(m.n_cols);  // <= 2^31 - 1; a negative id reads as >= it
+    bool descending = false, repeated = false;
     for (std::int64_t r = 0; r < m.n_rows; ++r) {
         const std::int64_t lo = m.indptr[r], hi = m.indptr[r + 1];
         // Checked before the row is read, so a broken indptr never sends the loop past nnz.
         if (hi < lo || hi > nnz)
             fail(name, ": indptr must be non-decreasing and <= nnz (row " + std::to_string(r) + ")");
-        for (std::int64_t p = lo; p < hi; ++p) {
+        bool out_of_range = false, down = false, same = false;
+        for (std::int64_t p = lo; p < hi; ++p) out_of_range |= static_cast<std::uint32_t>(m.indices[p]) >= n_cols;
+        for (std::int64_t p = lo + 1; p < hi; ++p) {
+            down |= m.indices[p - 1] > m.indices[p];
+            same |= m.indices[p - 1] == m.indices[p];
+        }
+        for (std::int64_t p = lo; out_of_range && p < hi; ++p) {  // the first one, for the message
             const std::int32_t c = m.indices[p];
             if (c < 0 || c >= m.n_cols)
                 fail(name, ": column index " + std::to_string(c) + " at position " + std::to_string(p) +
                                " out of range [0, " + std::to_string(m.n_cols) + ")");
-            if (p > lo) {
-                t.sorted = t.sorted && m.indices[p - 1] <= c;
-                t.unique = t.unique && m.indices[p - 1] < c;
-            }
         }
+        descending |= down;
+        repeated |= same;
     }
+    CsrTraits t;
+    t.sorted = !descending;
+    t.unique = !descending && !repeated;
     t.values = m.data != nullptr || nnz == 0;
-    t.finite = t.nonnegative = t.values;
+    bool non_finite = false, negative = false;
     for (std::int64_t p = 0; m.data && p < nnz; ++p) {
-        const float v = m.data[p];
-        t.finite = t.finite && std::isfinite(v);
-        t.nonnegative = t.nonnegative && v >= 0.0f;
+        std::uint32_t bits;
+        std::memcpy(&bits, &m.data[p], sizeof bits);
+        non_finite |= (bits & 0x7f800000u) == 0x7f800000u;  // exponent all ones: inf or NaN
+        negative |= m.data[p] < 0.0f;
     }
-    t.nonnegative = t.nonnegative && t.finite;
+    t.finite = t.values && !non_finite;
+    t.nonnegative = t.finite && !negative;
     return t;
 }
 

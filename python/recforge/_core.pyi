@@ -270,17 +270,17 @@ def hybrid_epoch(
     threads: int,
     seed: typing.SupportsInt | typing.SupportsIndex,
     epoch: typing.SupportsInt | typing.SupportsIndex,
-    uniform_users: bool = False,
+    user_power: typing.SupportsFloat | typing.SupportsIndex = 1.0,
 ) -> dict:
     """One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}."""
 
 def knn_item_neighbours(
-    items: Csr,
+    users: Csr,
     cosine: bool,
     k: typing.SupportsInt | typing.SupportsIndex,
     threads: int = 0,
 ) -> tuple:
-    """The k most similar items of every item by the inner product of the rows of `items` (items x users, finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) of an n_items x n_items CSR (ids within a row not sorted)."""
+    """The k most similar items of every item by the inner product of the columns of `users` (users x items, finite values >= 0; divided by both norms when `cosine`): (indptr int64, indices int32, data float32) of an n_items x n_items CSR (ids within a row not sorted)."""
 
 def knn_recommend(
     history: Csr,

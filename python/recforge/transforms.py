@@ -123,40 +123,75 @@ def bm25_weight(csr, K1: float = 1.2, B: float = 0.75) -> sp.csr_matrix:
 def _bm25_values(x: sp.csr_matrix, K1: float, B: float, df: np.ndarray) -> np.ndarray:
     """``bm25_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
     columns' document frequencies ``df`` (a caller may know them without counting)."""
-    n_users = x.shape[0]
-    idf = np.log1p((n_users - df + 0.5) / (df + 0.5))
-    length = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
-    avg = length.mean() if n_users else 0.0
-    saturation = K1 * ((1.0 - B) + B * (length / avg if avg > 0 else np.ones_like(length)))  # per row
-    r = x.data.astype(np.float64)
-    w = np.repeat(saturation, np.diff(x.indptr))
+    n_documents = x.shape[0]
+    per_row = np.diff(x.indptr)
+    # Document lengths summed in float64, entry by entry in column order: a layout-free sum (ItemKNN
+    # sums the same values in the same order from the transposed layout, to the same bits).
+    length = np.bincount(np.repeat(np.arange(n_documents), per_row), weights=x.data, minlength=n_documents)
+    idf, saturation = _bm25_parts(n_documents, df, length, K1, B)
+    return _bm25_combine(x.data, saturation, np.repeat(saturation, per_row), idf[x.indices], K1)
+
+
+def _bm25_parts(n_documents: int, df: np.ndarray, length: np.ndarray, K1: float, B: float):
+    """BM25's per-term idf and per-document saturation ``K1 * (1 - B + B * length / avg_length)``."""
+    idf = np.log1p((n_documents - df + 0.5) / (df + 0.5))
+    avg = length.mean() if n_documents else 0.0
+    saturation = K1 * ((1.0 - B) + B * (length / avg if avg > 0 else np.ones_like(length)))
+    return idf, saturation
+
+
+def _bm25_combine(values, saturation, value_saturation, value_idf, K1: float) -> np.ndarray:
+    """The weights ``idf * r * (K1 + 1) / (r + saturation)`` of ``values`` (float64), given each value's
+    document saturation (``value_saturation``, an array this overwrites and returns) and term idf."""
+    r = values.astype(np.float64)
+    w = value_saturation
     w += r  # the denominator r + K1 * norm
     r *= K1 + 1.0
     # A zero value with K1 * norm = 0 (K1 = 0, or an all-zero row and B = 1) has 0/0: its weight is 0, as
     # there is nothing to weigh (the denominator, kept where it is not positive). Masked only when needed.
     np.divide(r, w, out=w, where=True if saturation.min(initial=1.0) > 0 else w > 0)
-    w *= idf[x.indices]
+    w *= value_idf
     return w
 
 
-def tfidf_weight(csr) -> sp.csr_matrix:
-    """TF-IDF weighting, users as documents and items as terms.
+#: ``tfidf_weight``'s idf formulas, by name (N documents, df_i of them hold term i).
+_IDF_FORMULAS = ("smooth", "plain")
 
-    ``w_ui = r_ui * idf_i`` with the smoothed ``idf_i = log((1 + N) / (1 + df_i)) + 1``
-    (positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0). A weight: fit
-    ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
+
+def tfidf_weight(csr, idf: str = "smooth") -> sp.csr_matrix:
+    """TF-IDF weighting, users as documents and items as terms: ``w_ui = r_ui * idf_i``.
+
+    ``idf="smooth"`` (default; scikit-learn's ``TfidfTransformer``): ``idf_i = log((1 + N) / (1 + df_i)) + 1``,
+    positive for every item, so no stored value becomes 0 unless ``r_ui`` is 0.
+    ``idf="plain"``: the textbook ``idf_i = log(N / df_i)`` (Manning, Raghavan & Schuetze, *Introduction to
+    Information Retrieval*, 2008, eq. 6.7): rarer items weigh relatively more than with "smooth", and an
+    item every user holds weighs 0. A weight: fit ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
     """
     x = as_csr(csr, "csr", allow_empty=True)
-    return _with_data(x, _tfidf_values(x, _document_frequency(x)))
+    _check_idf(idf)
+    return _with_data(x, _tfidf_values(x, _document_frequency(x), idf))
 
 
-def _tfidf_values(x: sp.csr_matrix, df: np.ndarray) -> np.ndarray:
+def _check_idf(idf) -> None:
+    if not isinstance(idf, str) or idf not in _IDF_FORMULAS:
+        raise ValueError(f"idf must be one of {_IDF_FORMULAS}, got {idf!r}")
+
+
+def _tfidf_values(x: sp.csr_matrix, df: np.ndarray, idf: str = "smooth") -> np.ndarray:
     """``tfidf_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
-    columns' document frequencies ``df``."""
-    idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0
+    columns' document frequencies ``df`` and the ``idf`` formula's name."""
     w = x.data.astype(np.float64)
-    w *= idf[x.indices]
+    w *= _tfidf_idf(x.shape[0], df, idf)[x.indices]
     return w
+
+
+def _tfidf_idf(n_documents: int, df: np.ndarray, idf: str) -> np.ndarray:
+    """Each term's idf (float64) by the formula named ``idf``, given its document frequency ``df``."""
+    if idf == "smooth":
+        return np.log((1.0 + n_documents) / (1.0 + df)) + 1.0
+    # "plain"; a term in no document has no stored value: its idf (log of inf) is never read
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(n_documents / df)
 
 
 def binary(csr) -> sp.csr_matrix:

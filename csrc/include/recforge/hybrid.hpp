@@ -5,9 +5,11 @@
 // the score is u . i + b_i. With identity features only this is plain matrix factorisation; with
 // shared features (genres, demographics) an entity unseen in training still has a representation.
 //
-// An epoch draws nnz(positives) training positives (u, i) with replacement, uniformly over the
-// positives (`uniform_users` false) or over the users with a positive and then over their positives
-// (true: every user weighs alike, as per-user metrics average them), a negative j
+// An epoch draws nnz(positives) training positives (u, i) with replacement: a user with probability
+// proportional to row_nnz(u)^user_power, then one of their positives uniformly. user_power 1 is a
+// uniform draw over all positives; 0 every user with a positive alike (as per-user metrics average
+// them); in between, heavy users count more than a light one but less than their history. Then a
+// negative j
 // for each among `negatives` (items with a training interaction, not in u's row), and takes one
 // Adagrad step on the features of u, i and j:
 //   bpr:      maximise log sigmoid(s_ui - s_uj);
@@ -21,7 +23,9 @@
 //
 // Samples are split into fixed blocks, each with its own random stream (seed, epoch, block), so a
 // one-thread epoch is reproducible; several threads update the shared arrays without locks
-// (Hogwild), as every SGD kernel here.
+// (Hogwild), as every SGD kernel here, except the rows of features many entities share (genres,
+// demographics): each thread steps on its own copies of those, taken when a block starts, and adds
+// the block's changes to the shared rows when it ends (one lock per block).
 #pragma once
 
 #include <cstdint>
@@ -33,7 +37,9 @@ namespace recforge::hybrid {
 enum class Loss : int { bpr = 0, warp = 1, logistic = 2 };
 
 // The trained arrays, updated in place: embeddings (n_features x factors, row-major), item feature
-// biases (n_item_features), and their Adagrad accumulators of the same shapes.
+// biases (n_item_features), and their Adagrad accumulators of the same shapes. A side's embedding
+// and accumulator rows lie `stride` floats apart (>= factors; factors when 0): both may be views of
+// one array whose rows hold a feature's embedding and accumulators side by side.
 struct Params {
     float* user_emb = nullptr;
     float* item_emb = nullptr;
@@ -42,6 +48,8 @@ struct Params {
     float* item_emb_g2 = nullptr;
     float* item_bias_g2 = nullptr;
     int factors = 0;
+    std::int64_t user_stride = 0;
+    std::int64_t item_stride = 0;
 };
 
 struct Step {
@@ -53,7 +61,7 @@ struct Step {
     int threads;
     std::uint64_t seed;
     std::uint64_t epoch;
-    bool uniform_users = false;
+    float user_power = 1.0f;  // positives drawn via a user with probability ~ row_nnz^user_power
 };
 
 struct EpochStats {

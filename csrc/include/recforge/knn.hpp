@@ -1,8 +1,8 @@
 // recforge/knn.hpp — item-item nearest neighbours (ItemKNN): the K most similar items of every item,
 // and top-k recommendation from a user's history through them. No Python.
 //
-// Similarity: the inner product of two items' rows in `items` (items x users, weighted as the caller
-// chose: raw, BM25, TF-IDF), divided by both rows' L2 norms when `cosine`. Computed as sparse row
+// Similarity: the inner product of two items' columns in `users` (users x items, weighted as the caller
+// chose: raw, BM25, TF-IDF), divided by both columns' L2 norms when `cosine`. Computed as sparse row
 // products (for item i: every user u of i, every item j of u) into a per-thread dense accumulator,
 // then a per-item selection of the best K. An item is never its own neighbour, only positive
 // similarities are kept, and equal similarities go to the lower item id, so the result does not
@@ -49,9 +49,10 @@ struct Neighbours {
     std::vector<float, UninitialisedAllocator<float>> data;
 };
 
-// `items` (n_items x n_users) must be validated with finite, nonnegative values (kConfidences, or
-// have no entries); k >= 1. Throws std::invalid_argument otherwise. OpenMP over items.
-Neighbours item_neighbours(const CsrView& items, bool cosine, std::int64_t k, int threads);
+// `users` (n_users x n_items: the training matrix as it is, the one transpose is made here) must be
+// validated with finite, nonnegative values (kConfidences, or have no entries); k >= 1. Throws
+// std::invalid_argument otherwise. OpenMP over items.
+Neighbours item_neighbours(const CsrView& users, bool cosine, std::int64_t k, int threads);
 
 // For each row u of `history` (n x n_items, finite values r_ui): score(u, j) = sum over the stored
 // (i, r_ui) of r_ui * similarity(i, j), `similarity` being an (n_items x n_items) CSR with finite

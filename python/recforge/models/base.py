@@ -91,6 +91,9 @@ class Recommender(ParamsMixin):
     """
 
     _param_spec = {"device": Param("device")}
+    # Parameters added with a default that fits differently from before: a saved file without them was
+    # fitted with these values, and `load` gives them back so a refit or forget behaves as before.
+    _defaults_of_older_files: dict = {}
     seen_: sp.csr_matrix | None = None  # class default: unfitted
 
     def __init_subclass__(cls, **kwargs):
@@ -873,7 +876,7 @@ def load(path) -> Recommender:
             warnings.simplefilter("ignore", DeprecationWarning)
             # JSON has no tuples: sequence parameters (layers, clip, ...) come back as lists.
             params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("params", {}).items()}
-            model = cls(**params)
+            model = cls(**{**cls._defaults_of_older_files, **params})
         model._validate_params()
         shape = tuple(int(s) for s in arrays.pop("train_shape"))
         seen = sp.csr_matrix(
