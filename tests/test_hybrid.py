@@ -139,6 +139,41 @@ def test_kernel_boundary_rejects_bad_arrays(world):
     wrong_dtype[4] = arrays[0].astype(np.float64)
     with pytest.raises(TypeError, match="user_emb must be a float32"):
         _core.hybrid_epoch(*wrong_dtype)
+    strided = list(args)
+    strided[5] = np.zeros((fi.n_features, 2 * f), np.float32)[:, ::2]
+    with pytest.raises(ValueError, match="item_emb must have contiguous rows"):
+        _core.hybrid_epoch(*strided)
+    spacing = list(args)
+    spacing[8] = np.zeros((fi.n_features, 3 * f), np.float32)[:, :f]
+    with pytest.raises(ValueError, match="item_emb_g2 must have the row spacing of item_emb"):
+        _core.hybrid_epoch(*spacing)
+
+
+def test_embeddings_and_accumulators_may_share_rows(world):
+    """The kernel takes each embedding table and its accumulators as views of one array (a feature's
+    embedding and accumulators side by side, as fit keeps them): the same epoch as separate arrays."""
+    x, fu, fi, *_ = world
+    csr = lambda m: _core.Csr(m.indptr, m.indices, m.data, m.shape)  # noqa: E731
+    f = 4
+    start = np.random.default_rng(0).random((fu.n_features + fi.n_features, f), dtype=np.float32) - 0.5
+
+    def run(side_by_side):
+        users = np.zeros((fu.n_features, 2 * f), np.float32)
+        items = np.zeros((fi.n_features, 2 * f), np.float32)
+        users[:, :f], items[:, :f] = start[: fu.n_features], start[fu.n_features :]
+        views = [users[:, :f], items[:, :f], users[:, f:], items[:, f:]]
+        if not side_by_side:
+            views = [np.ascontiguousarray(v) for v in views]
+        bias = [np.zeros(fi.n_features, np.float32), np.zeros(fi.n_features, np.float32)]
+        for epoch in range(3):
+            _core.hybrid_epoch(csr(x), csr(fu.matrix), csr(fi.matrix), np.arange(40, dtype=np.int32), views[0],
+                               views[1], bias[0], views[2], views[3], bias[1], 0.05, 0.0, 0.0, _core.HybridLoss.warp,
+                               10, 1, 0, epoch)  # fmt: skip
+        return [np.array(v) for v in views] + bias
+
+    for shared, separate in zip(run(True), run(False)):
+        np.testing.assert_array_equal(shared, separate)
+    assert not np.array_equal(run(True)[0], start[: fu.n_features])
 
 
 def test_negative_pools():
@@ -263,3 +298,23 @@ def test_item_cold_start_on_movielens_beats_pure_cf():
         return rf.evaluation.auc(s, test[users][:, cold])
 
     assert cold_auc(hybrid) > 0.65 > cold_auc(bpr) + 0.1, (cold_auc(hybrid), cold_auc(bpr))
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr"])
+def test_several_threads_step_on_copies_of_shared_rows_and_add_their_changes(world, loss):
+    """At several threads each thread steps on its own copies of the rows of features many entities
+    share (here the two groups) and adds its block's changes to the shared rows when the block ends.
+    One block (fewer than 4096 positives) runs on one thread: the same steps as threads=1, the shared
+    rows reaching the same values up to the rounding of the added changes."""
+    x, fu, fi, _, _ = world
+    assert x.nnz < 4096
+
+    def fit(threads):
+        return rf.HybridMF(factors=8, loss=loss, epochs=5, threads=threads, seed=3).fit(
+            x, user_features=fu, item_features=fi, progress=False)  # fmt: skip
+
+    one, two = fit(1), fit(2)
+    shared = [k for k, name in enumerate(fi.names) if not name.startswith("id=")]
+    assert len(shared) == 2 and np.abs(one.item_embeddings[shared]).min() > 0  # the group rows were trained
+    for name in ("user_embeddings", "item_embeddings", "item_feature_bias"):
+        np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=1e-4, atol=1e-6, err_msg=name)

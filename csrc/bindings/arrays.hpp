@@ -82,6 +82,29 @@ T* inplace(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t c
     return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// inplace() for a 2-D table (rows, cols) whose rows may lie further apart than `cols` (a view of
+// some columns of a wider C-contiguous array): each row contiguous, consecutive rows `stride`
+// elements apart (set on return; cols for a C-contiguous table).
+template <class T>
+T* inplace_rows(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols, py::ssize_t& stride) {
+    if (!py::isinstance<py::array_t<T>>(a))
+        throw py::type_error(std::string(name) + " must be a " + py::str(py::dtype::of<T>()).cast<std::string>() +
+                             " numpy array, got dtype " + py::str(a.dtype()).cast<std::string>());
+    check_shape(a, name, rows, cols);
+    const auto size = static_cast<py::ssize_t>(sizeof(T));
+    const bool rows_contiguous = cols <= 1 || a.strides(1) == size;
+    stride = rows <= 1 ? cols : a.strides(0) / size;
+    if (!rows_contiguous || (rows > 1 && (a.strides(0) % size != 0 || stride < cols)))
+        throw std::invalid_argument(std::string(name) +
+                                    " must have contiguous rows in increasing order (C-contiguous, or a view of the "
+                                    "first or last columns of a C-contiguous array)");
+    if (!(a.flags() & kAligned))
+        throw std::invalid_argument(std::string(name) + " must be aligned (numpy flags.aligned; np.require(a, " +
+                                    "requirements='CA') makes an aligned copy)");
+    if (!a.writeable()) throw std::invalid_argument(std::string(name) + " must be writeable");
+    return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
 // inplace() for an optional argument: None gives nullptr.
 template <class T>
 T* inplace_or_null(const py::object& a, const char* name, py::ssize_t rows) {

@@ -42,11 +42,23 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
     if (f < 1 || f > 1 << 20) throw std::invalid_argument("user_emb must be 2-D with 1 to 2^20 columns");
     hybrid::Params params;
     params.factors = static_cast<int>(f);
-    params.user_emb = inplace<float>(user_emb, "user_emb", user_features.n_cols(), f);
-    params.item_emb = inplace<float>(item_emb, "item_emb", item_features.n_cols(), f);
+    // An embedding table and its accumulators may be views into one array (rows side by side): the
+    // same row spacing for both.
+    const auto table = [&](const py::array& emb, const py::array& g2, const char* emb_name, const char* g2_name,
+                           std::int64_t rows, float*& emb_out, float*& g2_out) {
+        py::ssize_t stride = 0, g2_stride = 0;
+        emb_out = inplace_rows<float>(emb, emb_name, rows, f, stride);
+        g2_out = inplace_rows<float>(g2, g2_name, rows, f, g2_stride);
+        if (rows > 1 && g2_stride != stride)
+            throw std::invalid_argument(std::string(g2_name) + " must have the row spacing of " + emb_name + " (" +
+                                        std::to_string(stride) + " floats), got " + std::to_string(g2_stride));
+        return static_cast<std::int64_t>(stride);
+    };
+    params.user_stride = table(user_emb, user_emb_g2, "user_emb", "user_emb_g2", user_features.n_cols(),
+                               params.user_emb, params.user_emb_g2);
+    params.item_stride = table(item_emb, item_emb_g2, "item_emb", "item_emb_g2", item_features.n_cols(),
+                               params.item_emb, params.item_emb_g2);
     params.item_bias = inplace<float>(item_bias, "item_bias", item_features.n_cols());
-    params.user_emb_g2 = inplace<float>(user_emb_g2, "user_emb_g2", user_features.n_cols(), f);
-    params.item_emb_g2 = inplace<float>(item_emb_g2, "item_emb_g2", item_features.n_cols(), f);
     params.item_bias_g2 = inplace<float>(item_bias_g2, "item_bias_g2", item_features.n_cols());
     check_shape(negatives, "negatives", -1);
     check_ids(negatives.data(), negatives.shape(0), positives.n_cols(), "negatives");

@@ -23,7 +23,9 @@
 //
 // Samples are split into fixed blocks, each with its own random stream (seed, epoch, block), so a
 // one-thread epoch is reproducible; several threads update the shared arrays without locks
-// (Hogwild), as every SGD kernel here.
+// (Hogwild), as every SGD kernel here, except the rows of features many entities share (genres,
+// demographics): each thread steps on its own copies of those, taken when a block starts, and adds
+// the block's changes to the shared rows when it ends (one lock per block).
 #pragma once
 
 #include <cstdint>
@@ -35,7 +37,9 @@ namespace recforge::hybrid {
 enum class Loss : int { bpr = 0, warp = 1, logistic = 2 };
 
 // The trained arrays, updated in place: embeddings (n_features x factors, row-major), item feature
-// biases (n_item_features), and their Adagrad accumulators of the same shapes.
+// biases (n_item_features), and their Adagrad accumulators of the same shapes. A side's embedding
+// and accumulator rows lie `stride` floats apart (>= factors; factors when 0): both may be views of
+// one array whose rows hold a feature's embedding and accumulators side by side.
 struct Params {
     float* user_emb = nullptr;
     float* item_emb = nullptr;
@@ -44,6 +48,8 @@ struct Params {
     float* item_emb_g2 = nullptr;
     float* item_bias_g2 = nullptr;
     int factors = 0;
+    std::int64_t user_stride = 0;
+    std::int64_t item_stride = 0;
 };
 
 struct Step {

@@ -136,11 +136,16 @@ class HybridMF(FeatureColdStart, FactorModel):
         fu, fi = self._set_features(user_features, item_features, n_users, n_items, identity_default=True)
         rng = np.random.default_rng(self.seed)
         f = self.factors
-        # LightFM's start: uniform in [-0.5, 0.5) / factors.
-        user_emb = ((rng.random((fu.shape[1], f), dtype=np.float32) - 0.5) / f).astype(np.float32)
-        item_emb = ((rng.random((fi.shape[1], f), dtype=np.float32) - 0.5) / f).astype(np.float32)
+        # Each feature's embedding and its Adagrad accumulators side by side in one row of 2 x factors
+        # floats (the kernel takes the two halves as views): a step's rows come from one stretch of
+        # memory. LightFM's start: uniform in [-0.5, 0.5) / factors.
+        user_state = np.zeros((fu.shape[1], 2 * f), np.float32)
+        item_state = np.zeros((fi.shape[1], 2 * f), np.float32)
+        user_state[:, :f] = (rng.random((fu.shape[1], f), dtype=np.float32) - 0.5) / f
+        item_state[:, :f] = (rng.random((fi.shape[1], f), dtype=np.float32) - 0.5) / f
+        user_emb, item_emb = user_state[:, :f], item_state[:, :f]
         bias = np.zeros(fi.shape[1], np.float32)
-        g2 = [np.zeros_like(user_emb), np.zeros_like(item_emb), np.zeros_like(bias)]
+        g2 = [user_state[:, f:], item_state[:, f:], np.zeros_like(bias)]
         ops, threads = self._ops, resolve_threads(self.threads)
         positives = sp.csr_matrix((np.ones(train.nnz, np.float32), train.indices, train.indptr), shape=train.shape)
         kernel = {"positives": ops.csr(positives, "interactions"), "user_features": ops.csr(fu, "user_features"),
@@ -155,6 +160,7 @@ class HybridMF(FeatureColdStart, FactorModel):
             return stats["loss"], {"samples": stats["samples"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc="HybridMF")
+        user_emb, item_emb = np.ascontiguousarray(user_emb), np.ascontiguousarray(item_emb)
         # A feature no training entity has was never updated: it carries nothing learnt.
         user_emb[~g2[0].any(axis=1)] = 0.0
         untouched = ~g2[1].any(axis=1)
