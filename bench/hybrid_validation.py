@@ -21,7 +21,9 @@ import bench_coldstart as bc  # noqa: E402
 
 # name -> HybridMF parameters ("mixed_weight": the module's MIXED_WEIGHT for that fit).
 CONFIGS = {
-    "default (mixed weight 12, positives per interaction)": {},
+    "default (mixed weight 16, positives ~ history^0.5)": {},
+    "mixed weight 12": {"mixed_weight": 12},
+    "positives per interaction": {"positive_sampling": "interactions"},
     "mixed weight 4": {"mixed_weight": 4},
     "mixed weight 8": {"mixed_weight": 8},
     "mixed weight 16": {"mixed_weight": 16},
@@ -32,6 +34,9 @@ CONFIGS = {
     "interacted, max_sampled 20": {"negatives": "interacted", "max_sampled": 20},
     "interacted, lr 0.1": {"negatives": "interacted", "lr": 0.1},
     "positives per user": {"positive_sampling": "users"},
+    "positives per user ~ history^0.25": {"positive_sampling": 0.25},
+    "positives per user ~ history^0.5": {"positive_sampling": 0.5},
+    "positives per user ~ history^0.75": {"positive_sampling": 0.75},
 }
 
 
@@ -47,6 +52,13 @@ def parse_config(text: str) -> dict:
     return out
 
 
+def cell(values) -> str:
+    """Mean over the seeds and, with several, the spread of the per-seed values (max - min)."""
+    if not values:
+        return ""
+    return f"{np.mean(values):.4f}" + (f" ±{(max(values) - min(values)) / 2:.4f}" if len(values) > 1 else "")
+
+
 def main():
     import lightfm
 
@@ -57,12 +69,17 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=";".join(CONFIGS))
     parser.add_argument("--protocols", default="user-cold;item-cold;ml-latest-small item-cold")
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="validation splits per protocol (0: 3, 2 on ml-latest-small)"
+    )
     args = parser.parse_args()
     ctx = types.SimpleNamespace(data_dir=None, not_measured={}, threads=args.threads, log=lambda *a: None,
                                 dataset=lambda name, fn, *a, **k: fn(*a, **k))  # fmt: skip
     ml100k, latest = bc.movielens_100k(ctx), bc.movielens_latest_small(ctx)
     protocols = {"user-cold": (ml100k, 0, 3), "item-cold": (ml100k, 1, 3), "ml-latest-small item-cold": (latest, 1, 2)}
     protocols = {name: protocols[name] for name in args.protocols.split(";")}
+    if args.seeds:
+        protocols = {name: (data, axis, args.seeds) for name, (data, axis, _) in protocols.items()}
     results: dict[tuple[str, str], list[float]] = {}
     for protocol, ((inter, fu, fi), axis, seeds) in protocols.items():
         for seed in range(seeds):
@@ -92,8 +109,20 @@ def main():
     print("|---|---|" + "---:|" * len(metrics))
     for protocol in protocols:
         for name in [*args.configs.split(";"), "LightFM"]:
-            cells = [f"{np.mean(results[(protocol, name, m)]):.4f}" if (protocol, name, m) in results else ""
-                     for m in metrics]  # fmt: skip
+            cells = [cell(results.get((protocol, name, m))) for m in metrics]
+            print(f"| {protocol} | {name} | " + " | ".join(cells) + " |")
+    # Paired by split: each configuration minus LightFM on the same split (the splits' own spread cancels).
+    print("\n| protocol | model | " + " | ".join(f"{m} - LightFM: mean (min, max)" for m in metrics) + " |")
+    print("|---|---|" + "---:|" * len(metrics))
+    for protocol in protocols:
+        for name in args.configs.split(";"):
+            cells = []
+            for m in metrics:
+                if (protocol, name, m) not in results:
+                    cells.append("")
+                    continue
+                d = np.subtract(results[(protocol, name, m)], results[(protocol, "LightFM", m)])
+                cells.append(f"{d.mean():+.4f} ({d.min():+.4f}, {d.max():+.4f})")
             print(f"| {protocol} | {name} | " + " | ".join(cells) + " |")
 
 

@@ -124,7 +124,7 @@ BAD_VALUES = {
     "B": [(1.5, ValueError)],
     "dtype": [("float16", ValueError)],
     "feature_weight": [(-1.0, ValueError), (NAN, ValueError)],
-    "positive_sampling": [("some", ValueError)],
+    "positive_sampling": [("some", TypeError), (1.5, ValueError), (NAN, ValueError)],
 }
 
 

@@ -238,7 +238,8 @@ def test_a_forgotten_item_leaves_its_identity_feature_with_it(tmp_path):
 
 def test_hybrid_with_features_forgets_to_within_seed_noise_of_a_refit(ratings):
     """Approximate, as the other SGD models: after forgetting two users, the model is no further from a
-    refit without them than two refits with different seeds are from each other."""
+    refit without them than refits with other seeds are from it, on average (one other seed alone is
+    too noisy a yardstick: its distance ranges 0.39-0.44 over seeds 43-47)."""
     positives = ratings.copy()
     positives.data[:] = 1.0
     group = np.random.default_rng(0).integers(0, 4, 80)
@@ -248,15 +249,15 @@ def test_hybrid_with_features_forgets_to_within_seed_noise_of_a_refit(ratings):
     model = rf.HybridMF(**params).fit(positives, progress=False, user_features=features)
     model.forget_users(gone)
     refits = [rf.HybridMF(**params, seed=s).fit(positives[keep], progress=False, user_features=features[keep])
-              for s in (42, 43)]  # fmt: skip
+              for s in range(42, 48)]  # fmt: skip
 
     def scores(m):
         return m.user_factors @ m.item_factors.T + m.item_bias
 
     target = scores(refits[0])
     distance = np.linalg.norm(scores(model) - target) / np.linalg.norm(target)
-    noise = np.linalg.norm(scores(refits[1]) - target) / np.linalg.norm(target)
-    assert distance <= noise  # measured: 0.41 against 0.44
+    noise = np.mean([np.linalg.norm(scores(r) - target) / np.linalg.norm(target) for r in refits[1:]])
+    assert distance <= noise  # measured: 0.406 against 0.412
 
 
 @pytest.mark.parametrize("cls", [rf.ItemKNN, rf.EASE, rf.MostPopular])

@@ -5,11 +5,17 @@ What every model does alike is in test_contract.py (HybridMF without features: i
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 from conftest import data_path
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recforge as rf
 from recforge import _core
@@ -60,13 +66,38 @@ def test_new_users_and_items_from_features(world):
 
 def test_save_load_keeps_embeddings_features_and_vocabulary(world, tmp_path):
     x, fu, fi, *_ = world
-    model = rf.HybridMF(factors=4, epochs=3, threads=1).fit(x, user_features=fu, item_features=fi, progress=False)
+    model = rf.HybridMF(factors=4, epochs=3, positive_sampling=0.5, threads=1)
+    model.fit(x, user_features=fu, item_features=fi, progress=False)
     model.save(tmp_path / "h.rf")
     back = rf.load(tmp_path / "h.rf")
+    assert back.get_params() == model.get_params() and back.positive_sampling == 0.5
     for name in ("user_embeddings", "item_embeddings", "item_feature_bias", "user_factors", "item_factors"):
         np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
     assert (back.item_features_ != model.item_features_).nnz == 0
     np.testing.assert_array_equal(back._item_spec, fi.spec_array())
+
+
+def test_a_file_saved_before_positive_sampling_existed_loads_as_fitted_per_interaction(world, tmp_path):
+    """positive_sampling came with draws per interaction; its default is now 0.5, and an older file (no
+    positive_sampling in its parameters) must refit as it was fitted."""
+    x, fu, fi, *_ = world
+    model = rf.HybridMF(factors=4, epochs=2, positive_sampling="interactions", threads=1)
+    model.fit(x, user_features=fu, item_features=fi, progress=False).save(tmp_path / "new.rf")
+    old = tmp_path / "old.rf"
+    with zipfile.ZipFile(tmp_path / "new.rf") as src, zipfile.ZipFile(old, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "__meta__.npy":
+                meta = json.loads(np.load(io.BytesIO(data)).tobytes().decode())
+                del meta["params"]["positive_sampling"]
+                buf = io.BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                data = buf.getvalue()
+            dst.writestr(info, data)
+    loaded = rf.load(old)
+    assert loaded.positive_sampling == "interactions" and rf.HybridMF().positive_sampling == 0.5
+    refit = loaded.fit(x, user_features=fu, item_features=fi, progress=False)
+    np.testing.assert_array_equal(refit.item_factors, model.item_factors)  # one thread: the same fit
 
 
 @pytest.mark.parametrize("model_class", [rf.HybridMF, rf.MLPScorer, rf.ALS])
@@ -160,34 +191,83 @@ def test_negative_pools():
     assert all(p.dtype == np.int32 for p in pools.values())
 
 
+def positive_draws_per_user(lengths, power, epochs, seed=0):
+    """How many times each user's positives were drawn in ``epochs`` one-thread BPR epochs with
+    ``user_power=power``: user u owns ``lengths[u]`` items of their own, negatives come from items no
+    one has, and every embedding row starts alike with a tiny lr, so each positive draw adds
+    sigmoid(0)^2 = 1/4 (to within lr) to its item's bias accumulator and nothing else touches it."""
+    lengths = np.asarray(lengths)
+    nnz, n_items = int(lengths.sum()), int(lengths.sum()) + 3
+    x = sp.csr_matrix(
+        (np.ones(nnz, np.float32), np.arange(nnz), np.r_[0, np.cumsum(lengths)]), shape=(len(lengths), n_items)
+    )
+    csr = lambda m: _core.Csr(m.indptr, m.indices, m.data, m.shape)  # noqa: E731
+    identity = lambda n: csr(sp.identity(n, np.float32, format="csr"))  # noqa: E731
+    emb = [
+        np.full((len(lengths), 2), 0.1, np.float32),
+        np.full((n_items, 2), 0.1, np.float32),
+        np.zeros(n_items, np.float32),
+    ]
+    g2 = [np.zeros_like(a) for a in emb]
+    for epoch in range(epochs):
+        _core.hybrid_epoch(csr(x), identity(len(lengths)), identity(n_items), np.arange(nnz, n_items, dtype=np.int32),
+                           *emb, *g2, 1e-7, 0.0, 0.0, _core.HybridLoss.bpr, 10, 1, seed, epoch, power)  # fmt: skip
+    per_item = np.rint(g2[2][:nnz] / 0.25).astype(np.int64)
+    assert per_item.sum() == epochs * nnz  # every draw counted once
+    return np.add.reduceat(per_item, np.r_[0, np.cumsum(lengths)[:-1]]), per_item
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), power=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**32))  # fmt: skip
+def test_user_power_draws_users_in_proportion_to_history_length_to_the_power(lengths, power, seed):
+    """A positive is drawn via a user with probability lengths[u]^power / sum (Walker's alias table when
+    0 < power < 1), then uniformly among theirs: per-user counts within 5 binomial sigmas."""
+    epochs = max(1, 6000 // sum(lengths))
+    counts, _ = positive_draws_per_user(lengths, power, epochs, seed)
+    expected_share = np.power(lengths, power) / np.power(lengths, power).sum()
+    n = epochs * sum(lengths)
+    sigma = np.sqrt(n * expected_share * (1 - expected_share))
+    assert np.all(np.abs(counts - n * expected_share) <= 5 * sigma + 1)
+
+
 def test_positive_sampling_per_user_or_per_interaction():
-    """positive_sampling="users" draws a user, then one of their positives: one heavy user (50 positives) among
-    50 with one each gets ~1/51 of the steps, against ~1/2 drawing over all positives. Seen in the
-    Adagrad accumulators of the users' identity embeddings (one step each, similar gradients)."""
-    rows = np.r_[np.zeros(50, int), np.arange(1, 51)]
-    cols = np.r_[np.arange(50), np.arange(50) % 7]
-    x = sp.csr_matrix((np.ones(100, np.float32), (rows, cols)), shape=(51, 60))
-    assert rf.HybridMF().positive_sampling == "interactions"
+    """positive_sampling: "interactions" (user_power 1), "users" (0) or a power in between; one heavy user
+    (64 positives) among 64 with one each: their share of the draws is 1/2, 1/65 and 8/72 at power 0.5,
+    and within a user the positives are drawn alike."""
+    lengths = [64] + [1] * 64
+    shares = {}
+    for power in (1.0, 0.0, 0.5):
+        counts, per_item = positive_draws_per_user(lengths, power, epochs=40)
+        shares[power] = counts[0] / counts.sum()
+        heavy = per_item[:64]
+        assert heavy.max() - heavy.min() < 8 * np.sqrt(heavy.mean())  # uniform among the heavy user's positives
+    assert abs(shares[1.0] - 0.5) < 0.02 and abs(shares[0.0] - 1 / 65) < 0.006 and abs(shares[0.5] - 8 / 72) < 0.015
 
-    def steps_ratio(sampling):  # the heavy user's accumulated squared gradient / a light user's
-        model = rf.HybridMF(factors=4, loss="bpr", epochs=20, lr=1e-3, positive_sampling=sampling, threads=1, seed=0)
-        ops = model.fit(x, progress=False)._ops  # (a fit first: the model's ops; then the kernel alone)
-        emb = [np.full((51, 4), 0.01, np.float32), np.full((60, 4), 0.01, np.float32), np.zeros(60, np.float32)]
-        emb[1][::2] *= -1  # items differ, so every step has a gradient
-        g2 = [np.zeros_like(a) for a in emb]
-        identity = lambda n: ops.csr(sp.identity(n, np.float32, format="csr"))  # noqa: E731
-        for epoch in range(20):
-            ops.hybrid_epoch(ops.csr(x), identity(51), identity(60), np.arange(60, dtype=np.int32), user_emb=emb[0],
-                             item_emb=emb[1], item_bias=emb[2], g2=g2, lr=1e-3, regularization=0.0, loss="bpr",
-                             max_sampled=10, threads=1, seed=0, epoch=epoch,
-                             uniform_users=sampling == "users")  # fmt: skip
-        per_user = g2[0].sum(axis=1)
-        return per_user[0] / per_user[1:].mean()
-
-    assert steps_ratio("users") < 3 and steps_ratio("interactions") > 15
+    assert rf.HybridMF().positive_sampling == 0.5
+    rows, cols = np.r_[np.zeros(64, int), np.arange(1, 65)], np.r_[np.arange(64), np.arange(64) % 7]
+    x = sp.csr_matrix((np.ones(128, np.float32), (rows, cols)), shape=(65, 70))
     fit = lambda s: rf.HybridMF(factors=4, epochs=5, positive_sampling=s, threads=1, seed=2).fit(x, progress=False)  # noqa: E731
-    np.testing.assert_array_equal(fit("users").item_factors, fit("users").item_factors)  # one thread: repeats
-    assert not np.array_equal(fit("users").item_factors, fit("interactions").item_factors)
+    for sampling in ("users", 0.5):
+        np.testing.assert_array_equal(fit(sampling).item_factors, fit(sampling).item_factors)  # one thread: repeats
+        assert not np.array_equal(fit(sampling).item_factors, fit("interactions").item_factors)
+    np.testing.assert_array_equal(fit(1.0).item_factors, fit("interactions").item_factors)  # names are powers
+    np.testing.assert_array_equal(fit(0).item_factors, fit("users").item_factors)
+    for bad, error in ((1.5, ValueError), (-0.1, ValueError), ("some", TypeError), (float("nan"), ValueError)):
+        with pytest.raises(error, match="positive_sampling"):
+            rf.HybridMF(positive_sampling=bad).fit(x, progress=False)
+
+
+def test_kernel_rejects_a_user_power_outside_zero_one(world):
+    x, fu, fi, *_ = world
+    csr = lambda m: _core.Csr(m.indptr, m.indices, m.data, m.shape)  # noqa: E731
+    arrays = [np.zeros((fu.n_features, 4), np.float32), np.zeros((fi.n_features, 4), np.float32),
+              np.zeros(fi.n_features, np.float32)]  # fmt: skip
+    g2 = [np.zeros_like(a) for a in arrays]
+    for power in (-0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="user_power must be"):
+            _core.hybrid_epoch(csr(x), csr(fu.matrix), csr(fi.matrix), np.arange(40, dtype=np.int32), *arrays, *g2,
+                               0.05, 0.0, 0.0, _core.HybridLoss.warp, 10, 1, 0, 0, power)  # fmt: skip
 
 
 def test_item_cold_start_on_movielens_beats_pure_cf():

@@ -23,7 +23,7 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
                const i32_in& negatives, const py::array& user_emb, const py::array& item_emb,
                const py::array& item_bias, const py::array& user_emb_g2, const py::array& item_emb_g2,
                const py::array& item_bias_g2, float lr, float user_reg, float item_reg, hybrid::Loss loss,
-               int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch_index, bool uniform_users) {
+               int max_sampled, Threads threads, std::uint64_t seed, std::uint64_t epoch_index, float user_power) {
     recforge::require_csr(positives.traits(), recforge::kUniqueRows, "positives");  // binary search per row
     if (user_features.nnz() > 0)
         recforge::require_csr(user_features.traits(), recforge::kFiniteValues, "user_features");
@@ -36,6 +36,8 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
         throw std::invalid_argument("item_features must have one row per item (" + std::to_string(positives.n_cols()) +
                                     "), got " + std::to_string(item_features.n_rows()));
     if (max_sampled < 1) throw std::invalid_argument("max_sampled must be >= 1");
+    if (!(user_power >= 0.0f && user_power <= 1.0f))  // NaN fails too
+        throw std::invalid_argument("user_power must be in [0, 1], got " + std::to_string(user_power));
     const py::ssize_t f = user_emb.ndim() == 2 ? user_emb.shape(1) : 0;
     if (f < 1 || f > 1 << 20) throw std::invalid_argument("user_emb must be 2-D with 1 to 2^20 columns");
     hybrid::Params params;
@@ -60,7 +62,7 @@ py::dict epoch(const recforge::Csr& positives, const recforge::Csr& user_feature
     params.item_bias_g2 = inplace<float>(item_bias_g2, "item_bias_g2", item_features.n_cols());
     check_shape(negatives, "negatives", -1);
     check_ids(negatives.data(), negatives.shape(0), positives.n_cols(), "negatives");
-    const hybrid::Step step{lr, user_reg, item_reg, loss, max_sampled, threads, seed, epoch_index, uniform_users};
+    const hybrid::Step step{lr, user_reg, item_reg, loss, max_sampled, threads, seed, epoch_index, user_power};
     hybrid::EpochStats stats;
     {
         Nogil nogil;
@@ -84,6 +86,6 @@ void bind_hybrid(py::module_& m) {
         py::arg("negatives"), py::arg("user_emb"), py::arg("item_emb"), py::arg("item_bias"), py::arg("user_emb_g2"),
         py::arg("item_emb_g2"), py::arg("item_bias_g2"), py::arg("lr"), py::arg("user_reg"), py::arg("item_reg"),
         py::arg("loss"), py::arg("max_sampled"), py::arg("threads"), py::arg("seed"), py::arg("epoch"),
-        py::arg("uniform_users") = false,
+        py::arg("user_power") = 1.0f,
         "One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}.");
 }

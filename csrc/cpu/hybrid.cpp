@@ -276,6 +276,63 @@ struct Screen {
     }
 };
 
+// A user with a positive, drawn with probability proportional to row_nnz(u)^power (Walker's alias
+// table, Vose's construction: one uniform slot and one coin per draw). Power 0 is every user with
+// history alike (no coin); power 1 is never built (a uniform draw over the positives is the same
+// distribution at one random number).
+struct UserDraw {
+    // Slot k: user with probability keep / 2^53, else alias. One 16-byte record per slot, and the
+    // choice made without a branch (the coin is unpredictable by design).
+    struct Slot {
+        std::uint64_t keep;  // 53-bit threshold: the coin (53 random bits) below it keeps `user`
+        std::int32_t user, alias;
+    };
+    static constexpr double kOne = 9007199254740992.0;  // 2^53
+    std::vector<Slot> slots;
+    bool uniform = true;
+
+    UserDraw(const CsrView& positives, float power) {
+        if (power == 1.0f) return;
+        std::vector<double> weight;
+        for (std::int64_t u = 0; u < positives.n_rows; ++u)
+            if (positives.row_nnz(u) > 0) {
+                const auto id = static_cast<std::int32_t>(u);
+                slots.push_back({static_cast<std::uint64_t>(kOne), id, id});
+                weight.push_back(std::pow(static_cast<double>(positives.row_nnz(u)), static_cast<double>(power)));
+            }
+        uniform = power == 0.0f;
+        if (uniform || slots.empty()) return;
+        const std::size_t n = slots.size();
+        double total = 0.0;
+        for (const double w : weight) total += w;
+        std::vector<std::size_t> small, large;
+        for (std::size_t k = 0; k < n; ++k) {
+            weight[k] *= static_cast<double>(n) / total;
+            (weight[k] < 1.0 ? small : large).push_back(k);
+        }
+        while (!small.empty() && !large.empty()) {
+            const std::size_t s = small.back(), l = large.back();
+            small.pop_back();
+            // coin * 2^-53 < weight  <=>  coin < ceil(weight * 2^53), exactly (a power-of-two scaling).
+            slots[s].keep = static_cast<std::uint64_t>(std::ceil(weight[s] * kOne));
+            slots[s].alias = slots[l].user;
+            weight[l] -= 1.0 - weight[s];
+            if (weight[l] < 1.0) {
+                large.pop_back();
+                small.push_back(l);
+            }
+        }
+        // What is left (rounding) keeps its slot: keep stays 2^53.
+    }
+
+    RECFORGE_INLINE std::int32_t draw(SplitMix64& rng) const {
+        const Slot& slot = slots[rng.below(slots.size())];
+        if (uniform) return slot.user;
+        const std::int32_t pick[2] = {slot.alias, slot.user};
+        return pick[(rng.next() >> 11) < slot.keep];
+    }
+};
+
 struct Partial {
     double loss = 0.0;
     std::int64_t samples = 0;
@@ -288,8 +345,7 @@ RECFORGE_SIMD_CLONES(RECFORGE_ISA_F)
 Partial run_block(const CsrView& positives, const Positives& is_positive, const CsrView& user_features,
                   const CsrView& item_features, const std::int32_t* negatives, std::int64_t n_negatives,
                   const Rows user_rows, const Rows item_rows, const Step& step, const std::int32_t* owner,
-                  const std::vector<std::int32_t>& active_users, std::int64_t block, std::int64_t count,
-                  Screen& screen) {
+                  const UserDraw& users, std::int64_t block, std::int64_t count, Screen& screen) {
     const std::int64_t nnz = positives.nnz();
     const int f = item_rows.f;
     SplitMix64 rng(epoch_thread_seed(step.seed, step.epoch, static_cast<std::uint64_t>(block)));
@@ -302,8 +358,8 @@ Partial run_block(const CsrView& positives, const Positives& is_positive, const 
     float* gj = gi + f;
     Partial out;
     const auto draw_positive = [&]() -> std::int64_t {
-        if (!step.uniform_users) return static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz)));
-        const std::int32_t u = active_users[rng.below(active_users.size())];
+        if (step.user_power == 1.0f) return static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nnz)));
+        const std::int32_t u = users.draw(rng);
         return positives.indptr[u] +
                static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(positives.row_nnz(u))));
     };
@@ -389,10 +445,7 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
         std::fill(owner.begin() + positives.indptr[u], owner.begin() + positives.indptr[u + 1],
                   static_cast<std::int32_t>(u));
 
-    std::vector<std::int32_t> active_users;  // the users with a positive (uniform_users draws among them)
-    if (step.uniform_users)
-        for (std::int64_t u = 0; u < n_users; ++u)
-            if (positives.row_nnz(u) > 0) active_users.push_back(static_cast<std::int32_t>(u));
+    const UserDraw users(positives, step.user_power);
     const Positives is_positive(positives);
     const int f = params.factors;
     const Rows user_rows = Rows::shared(params.user_emb, params.user_emb_g2, nullptr, nullptr, f, params.user_stride);
@@ -414,8 +467,7 @@ EpochStats epoch(const CsrView& positives, const CsrView& user_features, const C
             own_item_rows = item_local[t].take(item_rows, item_hot);
         }
         partial[block] = run_block(positives, is_positive, user_features, item_features, negatives, n_negatives,
-                                   own_user_rows, own_item_rows, step, owner.data(), active_users, block, count,
-                                   screen);
+                                   own_user_rows, own_item_rows, step, owner.data(), users, block, count, screen);
         if (copies) {
             std::lock_guard<std::mutex> lock(shared_rows);
             user_local[t].give(user_rows, user_hot);

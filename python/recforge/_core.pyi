@@ -270,7 +270,7 @@ def hybrid_epoch(
     threads: int,
     seed: typing.SupportsInt | typing.SupportsIndex,
     epoch: typing.SupportsInt | typing.SupportsIndex,
-    uniform_users: bool = False,
+    user_power: typing.SupportsFloat | typing.SupportsIndex = 1.0,
 ) -> dict:
     """One Hogwild Adagrad epoch of the hybrid (feature-embedding) model, in place; returns {loss, samples}."""
 

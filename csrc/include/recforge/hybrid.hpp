@@ -5,9 +5,11 @@
 // the score is u . i + b_i. With identity features only this is plain matrix factorisation; with
 // shared features (genres, demographics) an entity unseen in training still has a representation.
 //
-// An epoch draws nnz(positives) training positives (u, i) with replacement, uniformly over the
-// positives (`uniform_users` false) or over the users with a positive and then over their positives
-// (true: every user weighs alike, as per-user metrics average them), a negative j
+// An epoch draws nnz(positives) training positives (u, i) with replacement: a user with probability
+// proportional to row_nnz(u)^user_power, then one of their positives uniformly. user_power 1 is a
+// uniform draw over all positives; 0 every user with a positive alike (as per-user metrics average
+// them); in between, heavy users count more than a light one but less than their history. Then a
+// negative j
 // for each among `negatives` (items with a training interaction, not in u's row), and takes one
 // Adagrad step on the features of u, i and j:
 //   bpr:      maximise log sigmoid(s_ui - s_uj);
@@ -59,7 +61,7 @@ struct Step {
     int threads;
     std::uint64_t seed;
     std::uint64_t epoch;
-    bool uniform_users = false;
+    float user_power = 1.0f;  // positives drawn via a user with probability ~ row_nnz^user_power
 };
 
 struct EpochStats {

@@ -221,17 +221,18 @@ def ease_weights(m, *, regularization: float, dtype: str, threads: int) -> np.nd
 
 # -- HybridMF -----------------------------------------------------------------------------------
 def hybrid_epoch(positives, user_features, item_features, negatives, *, user_emb, item_emb, item_bias, g2, lr,
-                 regularization, loss, max_sampled, threads, seed, epoch, uniform_users=False) -> dict:  # fmt: skip
+                 regularization, loss, max_sampled, threads, seed, epoch, user_power=1.0) -> dict:  # fmt: skip
     """One Hogwild Adagrad epoch of the feature-embedding model, in place (``g2``: the three accumulators).
 
     ``positives`` (users x items, values ignored), ``user_features`` / ``item_features`` (one row per
     user / item) are ``csr`` results; ``negatives`` the int32 ids negatives are drawn from. Returns
-    ``{"loss", "samples"}``. ``uniform_users``: positives drawn per user (a user, then one of theirs)
-    instead of uniformly over all of them.
+    ``{"loss", "samples"}``. ``user_power``: a positive is drawn by drawing a user with probability
+    proportional to (their number of positives) ** user_power, then one of theirs (1: uniformly over
+    all positives; 0: every user alike).
     """
     return _core.hybrid_epoch(positives, user_features, item_features, negatives, user_emb, item_emb, item_bias, *g2,
                               lr, regularization, regularization, _core.HybridLoss.__members__[loss], max_sampled,
-                              threads, seed, epoch, uniform_users)  # fmt: skip
+                              threads, seed, epoch, user_power)  # fmt: skip
 
 
 # -- ItemKNN ----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class Param:
     low, high : bounds of "int" / "float" (and of the items of "int_tuple"), inclusive unless
         ``low_open`` / ``high_open``. An "int" / "int_tuple" is at most ``INT_MAX`` (2^31 - 1: the
         kernels take a C int) unless ``high`` says less.
-    choices : the allowed values of "choice".
+    choices : the allowed values of "choice"; for "float", names accepted besides the numbers.
     optional : None is allowed too.
     nonempty : "int_tuple" must have at least one item.
     note : why the bounds are what they are, added to the message of a value out of them.
@@ -76,8 +76,11 @@ class Param:
         elif kind in ("int", "float"):
             if kind == "int":
                 _check_int(name, value)
+            elif isinstance(value, str) and value in self.choices:
+                return
             elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+                named = f" or one of {self.choices}" if self.choices else ""
+                raise TypeError(f"{name} must be a number{named}, got {value!r}")
             self._check_bounds(name, value)
         elif kind == "clip" and isinstance(value, bool):
             return

@@ -15,14 +15,16 @@ and items unseen in training from their features alone:
   nearest catalogue items by cosine of feature vectors.
 
 Where negatives come from decides how items without history rank (``negatives``): by default
-(``"mixed"``) every item can be drawn, those with a training interaction 12 times as often, so an
+(``"mixed"``) every item can be drawn, those with a training interaction 16 times as often, so an
 item nobody has chosen yet is pushed down a little but still ranked by its features;
 ``"interacted"`` never draws them (the best full-catalogue ranking of new items, but items nobody
 ever liked stay mid-table for a new user); ``"all"`` draws every item alike (LightFM's choice: items
 without history sink below the rest). The defaults were chosen on validation splits
-(bench/hybrid_validation.py, bench/RESULTS.md). Positives are drawn uniformly over the interactions
-by default (as LightFM does); ``positive_sampling="users"`` draws a user, then one of their
-interactions, so a heavy user does not outweigh the typical one in what the shared features learn.
+(bench/hybrid_validation.py, bench/RESULTS.md). A positive is drawn by drawing a user with
+probability proportional to the square root of their number of interactions, then one of theirs
+(``positive_sampling=0.5``), so a heavy user counts more than a light one but does not outweigh
+the typical user in what the shared features learn; ``"interactions"`` (LightFM's choice) draws
+uniformly over all interactions, ``"users"`` every user alike.
 The embedding of a feature no training entity has and that was never drawn (e.g. the identity
 feature of a cold item under ``"interacted"``) is zero after ``fit``, so such an item is its
 feature-based part only.
@@ -42,10 +44,15 @@ from .base import COMMON_PARAMS, FactorModel, check_state_arrays
 __all__ = ["HybridMF"]
 
 # negatives="mixed": how many times as often an item with a training interaction is drawn as one
-# without. Chosen on validation splits (bench/hybrid_validation.py) as the weight whose worst ratio
-# to LightFM over the cold-start metrics was highest: lower weights lose new-item ranking on
-# ml-latest-small, higher ones user cold start AUC on ML-100K.
-MIXED_WEIGHT = 12
+# without. Chosen on validation splits (bench/hybrid_validation.py) as the weight whose worst gain
+# over LightFM across the cold-start metrics was highest, together with positive_sampling=0.5
+# (12, 16, 20 compared; 12 had been best with positives drawn per interaction): lower weights lose
+# new-item ranking, higher ones new-user AUC.
+MIXED_WEIGHT = 16
+
+# positive_sampling's names: the power of a user's number of interactions their positives are drawn
+# in proportion to.
+POSITIVE_SAMPLING_POWERS = {"interactions": 1.0, "users": 0.0}
 
 
 class HybridMF(FeatureColdStart, FactorModel):
@@ -65,20 +72,23 @@ class HybridMF(FeatureColdStart, FactorModel):
         WARP: negatives drawn per positive before giving up.
     negatives : "mixed" | "interacted" | "all"
         Where negatives are drawn: every item, those with a training interaction ``MIXED_WEIGHT``
-        (12) times as often as those without ("mixed", the default, chosen on validation splits:
-        level with LightFM on user cold start, above it on item cold start); only items with a training interaction (a
-        cold item is never pushed down for lack of history: the best full-catalogue ranking of new
-        items, but a new user sees never-liked items mid-table); or every item alike (LightFM's
+        (16) times as often as those without ("mixed", the default, chosen on validation splits
+        with positive_sampling=0.5: above LightFM on user and item cold start); only items with a
+        training interaction (a cold item is never pushed down for lack of history: the best
+        full-catalogue ranking of new items, but a new user sees never-liked items mid-table); or
+        every item alike (LightFM's
         choice: cold items sink below the warm ones). WARP's rank estimate counts the draws' pool
         with its multiplicity. bench/RESULTS.md, "Cold start".
-    positive_sampling : "interactions" | "users"
-        How an epoch's nnz(interactions) positives are drawn: uniformly over all positives
-        ("interactions", the default, LightFM's choice: a user counts by their number of
-        interactions); or a user uniformly among those with history, then one of their positives
-        ("users": every user weighs alike, as in per-user AUC / NDCG). "users" ranks better by AUC
-        for new users and new items (ML-100K user cold start test AUC 0.883 vs 0.877) but lost
-        NDCG@20 on the user cold start test split (0.356 vs 0.366) and ml-latest-small new-item
-        NDCG@20 on validation: bench/RESULTS.md, "HybridMF positive sampling".
+    positive_sampling : "interactions" | "users" | float in [0, 1]
+        How an epoch's nnz(interactions) positives are drawn: a user with probability proportional
+        to (their number of interactions) ** p, then one of their positives uniformly. "interactions"
+        is p = 1 (uniformly over all positives, LightFM's choice: a user counts by their history);
+        "users" is p = 0 (every user with history alike, as in per-user AUC / NDCG); a number in
+        between weighs a heavy user more than a light one, but less than their history. Default
+        0.5, chosen on validation splits as the power whose worst gain over LightFM across the
+        cold-start metrics was highest (new-user AUC and NDCG@20 above LightFM on every split;
+        "interactions" is below it by AUC, "users" loses new-item NDCG@20 on ml-latest-small):
+        bench/RESULTS.md, "HybridMF positive sampling: a power of the history length".
     threads, seed, device : as every model (several threads: Hogwild, only threads=1 repeats exactly)
 
     Fitted attributes: ``user_embeddings`` (n_user_features, factors), ``item_embeddings``,
@@ -94,9 +104,12 @@ class HybridMF(FeatureColdStart, FactorModel):
         "epochs": EPOCHS,
         "max_sampled": Param("int", low=1),
         "negatives": Param("choice", choices=("mixed", "interacted", "all")),
-        "positive_sampling": Param("choice", choices=("users", "interactions")),
+        "positive_sampling": Param("float", low=0, high=1, choices=tuple(POSITIVE_SAMPLING_POWERS)),
         **COMMON_PARAMS,
     }
+
+    # Files from before positive_sampling existed were fitted per interaction.
+    _defaults_of_older_files = {"positive_sampling": "interactions"}
 
     user_embeddings: np.ndarray | None = None
     item_embeddings: np.ndarray | None = None
@@ -104,7 +117,7 @@ class HybridMF(FeatureColdStart, FactorModel):
 
     def __init__(self, factors: int = 32, loss: str = "warp", lr: float = 0.05, regularization: float = 0.0,
                  epochs: int = 20, max_sampled: int = 10, negatives: str = "mixed",
-                 positive_sampling: str = "interactions", threads: int = 0, seed: int = 42,
+                 positive_sampling: str | float = 0.5, threads: int = 0, seed: int = 42,
                  device: str = "auto"):  # fmt: skip
         self._store_params(locals())
 
@@ -143,7 +156,7 @@ class HybridMF(FeatureColdStart, FactorModel):
             stats = ops.hybrid_epoch(**kernel, user_emb=user_emb, item_emb=item_emb, item_bias=bias, g2=g2, lr=self.lr,
                                      regularization=self.regularization, loss=self.loss, max_sampled=self.max_sampled,
                                      threads=threads, seed=self.seed, epoch=epoch,
-                                     uniform_users=self.positive_sampling == "users")  # fmt: skip
+                                     user_power=self._user_power())  # fmt: skip
             return stats["loss"], {"samples": stats["samples"]}, False
 
         run_epochs(self, self.epochs, run_epoch, callback=callback, progress=progress, desc="HybridMF")
@@ -177,6 +190,10 @@ class HybridMF(FeatureColdStart, FactorModel):
         if features is not None and is_identity(features):
             n = len(getattr(self, f"{side}_factors"))
             setattr(self, f"{side}_features_", sp.identity(n, np.float32, format="csr"))
+
+    def _user_power(self) -> float:
+        """``positive_sampling`` as the power of a user's history length their draws are proportional to."""
+        return float(POSITIVE_SAMPLING_POWERS.get(self.positive_sampling, self.positive_sampling))
 
     def _negative_pool(self, train: sp.csr_matrix) -> np.ndarray:
         """The item ids negatives are drawn from uniformly (an id listed w times is w times as likely)."""
