@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import rewrite_model_file, two_taste_world
+from conftest import requires_cuda, rewrite_model_file, two_taste_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recforge as rf
 from recforge import _core
-from recforge._ops import cpu
+from recforge._ops import cpu, to_host
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,25 @@ def test_fit_matches_the_numpy_reference(world):
     X, Y = reference_fit(x, fu.matrix, fi.matrix, factors=4, epochs=4, alpha=3.0, reg=0.2, weight=5.0, seed=3)
     np.testing.assert_allclose(model.user_factors, X, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(model.item_factors, Y, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_gpu_fit_with_features_matches_the_cpu_fit(world, solver):
+    """The side-information prior on the GPU half-step (issue 15): the same fit as the CPU's, to float32
+    tolerance, cold rows included; the model comes back with its factors on the device."""
+    x, fu, fi, *_ = world
+    params = dict(factors=8, epochs=4, alpha=3.0, regularization=0.2, feature_weight=5.0, seed=3, solver=solver,
+                  cg_steps=8)  # fmt: skip
+    cpu_model = rf.ALS(device="cpu", threads=1, **params).fit(x, user_features=fu, item_features=fi, progress=False)
+    gpu_model = rf.ALS(device="cuda", **params).fit(x, user_features=fu, item_features=fi, progress=False)
+    assert gpu_model.device_ == "cuda"
+    for name in ("user_factors", "item_factors"):
+        np.testing.assert_allclose(to_host(getattr(gpu_model, name)), getattr(cpu_model, name), rtol=2e-3, atol=2e-4)
+    np.testing.assert_array_equal(
+        gpu_model.recommend(np.arange(50, 60), k=5)[0], cpu_model.recommend(np.arange(50, 60), k=5)[0]
+    )
 
 
 def test_cold_items_and_users_are_ranked_from_their_features(world):
