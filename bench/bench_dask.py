@@ -27,11 +27,13 @@ lambda=...``), and the later cases reuse each winner. Spark's seconds per iterat
 from two fits (``maxIter`` = n and n/2): (t_n - t_half) / (n - half), which leaves out its one-off
 partitioning; ours are the median per-iteration times from the fit callbacks after the first
 iteration, and the Dask setup (``distribute``: id maps and blocks) is reported apart. ``CPU s/iter``:
-the CPU seconds of the fit per iteration (ours: this process and every Dask worker process; Spark:
-its JVM, the same two-fit difference), the steadier figure on a machine shared with other jobs.
+the CPU seconds per iteration, the steadier figure on a machine shared with other jobs; ours: this
+process and every Dask worker process from the end of the first iteration to the end of the last
+(the steady state: no initial factors, no model gathered to the client), Spark: its JVM, the same
+two-fit difference. (Runs before issue 14 follow-up 3 divided the whole fit's CPU by the iterations.)
 ``CPU s/iter net of idle Dask CPU``: the Dask rows less what the Dask processes burn with nothing to
-run (heartbeats, the workers' profiler; measured for 10 s per cluster before the fits) over the
-fit's wall time, which a loaded machine stretches: the cost of the fit's own work.
+run (heartbeats, the workers' profiler; measured for 10 s per cluster before the fits) over that
+window's wall time, which a loaded machine stretches: the cost of the fit's own work.
 
 Equal NDCG: Spark's NDCG@10 after n iterations is the target; recforge's NDCG after every
 iteration (a local fit evaluated in its callback; the Dask fit is the same model bit for bit, which
@@ -43,6 +45,17 @@ Scaling: the Dask fit on 1 and on ``ctx.threads`` workers (``s/iter``), and the 
 the kernel (core-seconds per stored value per iteration at f=128, measured on one thread), the
 input of docs/scale-out.md.
 
+Per case the bench logs a summary table (s/iter, CPU s/iter, net CPU s/iter and NDCG@10 of Dask CG,
+Dask Cholesky, local and Spark; the ratios) and returns the ratios as rows of library "ratio".
+NDCG@10 of recforge is the mean over the seeds of ``RECFORGE_BENCH_DASK_SEEDS`` (default ``0,1,2``, 0 with --quick;
+local fits, the Dask fit being the seed-0 local model bit for bit) with its spread (max - min) / 2,
+so "equal NDCG" is judged against the seed noise; Spark's is one seed (its fits take minutes).
+
+The Dask clusters start with ``rf.distributed.CLUSTER_CONFIG`` (the settings docs/scale-out.md
+recommends for fits: leaner diagnostics); ``RECFORGE_BENCH_DASK_CLUSTER=default`` keeps Dask's own.
+``RECFORGE_BENCH_DASK_ONE_WORKER=0`` skips the 1-worker fits, ``RECFORGE_BENCH_DASK_CURVE=0`` the
+NDCG-after-every-iteration fit (and with it the time to Spark's NDCG): the quick Spark re-run of
+bench/RESULTS.md uses both, a single regParam and one seed.
 ``RECFORGE_BENCH_DASK_SPARK=0`` leaves Spark out (a re-run of the recforge rows alone).
 ``RECFORGE_BENCH_SPARK_BLAS``: folders with a native ``libblas.so.3`` / ``liblapack.so.3`` for Spark
 (e.g. Debian's libopenblas0-pthread unpacked with ``dpkg -x``); without it Spark uses its Java BLAS.
@@ -120,28 +133,55 @@ def _proc_cpu_seconds(pid: int) -> float:
 
 
 # ---- the three contenders ------------------------------------------------------------------------
-# Each returns (model, seconds per iteration, setup seconds, CPU seconds of the whole fit); the CPU
+# Each returns (model, seconds per iteration, setup seconds, CPU seconds per iteration); the CPU
 # seconds (this process plus, for Dask, every worker process) are the steadier figure on a machine
-# shared with other jobs, where wall time depends on what else runs.
-def _local(train, solver, threads, iters, reg, test=None):
+# shared with other jobs, where wall time depends on what else runs. Both figures are the steady
+# state, like Spark's two-fit difference: the CPU from the end of the first iteration to the end of
+# the last, / (iterations - 1), so neither the start (initial factors, for Dask a chain of tasks) nor
+# the end (the Dask model gathered to the client) is spread over the iterations; ``model.steady_wall``
+# is that window's wall time per iteration (the idle Dask CPU is charged over it).
+class _SteadyCpu:
+    """CPU seconds (``read()``: this process, plus whatever it adds) at the end of the first and of the last
+    iteration, taken in a fit's callback; ``exclude`` seconds (spent in the callback on evaluation) are
+    left out."""
+
+    def __init__(self, iters: int, read):
+        self.iters, self.read, self.marks, self.excluded = iters, read, [], 0.0
+
+    def __call__(self, epoch: int) -> None:
+        if epoch == 0 or epoch == self.iters - 1:
+            self.marks.append((self.read() - self.excluded, time.perf_counter()))
+
+    def per_iteration(self) -> tuple[float, float]:
+        """(CPU seconds, wall seconds) per iteration in the window (the whole fit when it has one iteration)."""
+        (c0, w0), (c1, w1) = self.marks[0], self.marks[-1]
+        n = max(1, self.iters - 1)
+        return (c1 - c0) / n, (w1 - w0) / n
+
+
+def _local(train, solver, threads, iters, reg, test=None, seed=0):
     """The local fit; with ``test``, also NDCG@10 after every iteration (``model.ndcg_curve``), computed
     in the callback and outside the timed iterations."""
     import recforge as rf
 
     model = rf.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, threads=threads,
-                   seed=0, **_scaling_params())  # fmt: skip
-    curve, spent = [], [0.0]
+                   seed=seed, **_scaling_params())  # fmt: skip
+    curve = []
+    steady = _SteadyCpu(iters, time.process_time)
 
     def track(epoch, seconds, loss):
         if test is not None:
             t0 = time.process_time()
             curve.append(_ndcg(model.user_factors, model.item_factors, train.csr, test.csr))
-            spent[0] += time.process_time() - t0
+            steady.excluded += time.process_time() - t0
+        steady(epoch)
 
-    cpu0 = time.process_time()
+    if iters == 1:
+        steady.marks.append((time.process_time(), time.perf_counter()))
     model.fit(train, progress=False, callback=track)
     model.ndcg_curve = curve
-    return model, [h["seconds"] for h in model.history_], 0.0, time.process_time() - cpu0 - spent[0]
+    cpu, model.steady_wall = steady.per_iteration()
+    return model, [h["seconds"] for h in model.history_], 0.0, cpu
 
 
 def _dask(client, train, solver, iters, reg):
@@ -152,11 +192,11 @@ def _dask(client, train, solver, iters, reg):
     setup = time.perf_counter() - t0
     est = rf.distributed.ALS(factors=FACTORS, regularization=reg, alpha=ALPHA, epochs=iters, solver=solver, seed=0,
                              **_scaling_params())  # fmt: skip
-    cpu0, workers0, wall0 = time.process_time(), client.run(time.process_time), time.perf_counter()
-    model = est.fit(client, data, progress=False)
-    workers1 = client.run(time.process_time)
-    model.fit_wall_seconds = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0 + sum(workers1[w] - workers0[w] for w in workers1)
+    steady = _SteadyCpu(iters, lambda: sum(client.run(time.process_time).values()) + time.process_time())
+    if iters == 1:
+        steady.marks.append((steady.read(), time.perf_counter()))
+    model = est.fit(client, data, progress=False, callback=lambda epoch, seconds, loss: steady(epoch))
+    cpu, model.steady_wall = steady.per_iteration()
     return model, [h["seconds"] for h in model.history_], setup, cpu
 
 
@@ -342,7 +382,7 @@ def _row(case, library, metric, value, spread, better, **extra):
 # ---- cases ---------------------------------------------------------------------------------------
 def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
     train, test = split
-    spark_rows = []
+    spark_rows, summary, load_start = [], {}, os.getloadavg()[0]
     shape = f"{name} {train.n_users:,}x{train.n_items:,} nnz={train.nnz:,} f={FACTORS}"
     reg, rows = _pick_reg(ctx, f"{shape} cholesky {iters} it", train, test, iters, regs["recforge"])
     for solver in ("cholesky", "cg"):
@@ -351,7 +391,7 @@ def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
         runs = {"recforge": lambda: _dask(clusters[ctx.threads], train, solver, iters, reg),
                 "recforge (local)": lambda: _local(train, solver, ctx.threads, iters, reg)}  # fmt: skip
         workers = {"recforge": ctx.threads, "recforge (local)": 0}
-        if ctx.threads > 1:
+        if ctx.threads > 1 and _on("RECFORGE_BENCH_DASK_ONE_WORKER"):
             runs["recforge dask 1 worker"] = lambda: _dask(clusters[1], train, solver, iters, reg)
             workers["recforge dask 1 worker"] = 1
         samples = {lib: [] for lib in runs}
@@ -363,31 +403,96 @@ def _case_rows(ctx, clusters, idle, spark, regs, name, split, iters):
             seconds = [s for _, secs, _, _ in fits for s in secs[1:]]
             value, spread = float(np.median(seconds)), float((max(seconds) - min(seconds)) / 2)
             setup = float(np.median([s for _, _, s, _ in fits]))
-            cpu = float(np.median([c for _, _, _, c in fits])) / iters
+            cpu = float(np.median([c for _, _, _, c in fits]))
             per_iter[lib] = (value, cpu)
+            summary[(solver, lib)] = {"s/iter": value, "CPU s/iter": cpu}
             rows.append(_row(case, lib, "s/iter", value, spread, "lower", setup_seconds=setup, regularization=reg,
                              **_scaling_params()))  # fmt: skip
             rows.append(_row(case, lib, "CPU s/iter", cpu, None, "lower"))
             # The same less the Dask processes' idle CPU over the fit's wall time (0 for the local fit).
             rate = idle.get(workers[lib], 0.0)
-            net = float(np.median([(c - rate * getattr(m, "fit_wall_seconds", 0.0)) / iters for m, _, _, c in fits]))
+            net = float(np.median([c - rate * m.steady_wall for m, _, _, c in fits]))
             rows.append(_row(case, lib, "CPU s/iter net of idle Dask CPU", net, None, "lower", idle_cpu_per_s=rate))
+            summary[(solver, lib)]["CPU s/iter net of idle"] = net
             model = fits[0][0]
             rows.append(_row(case, lib, "NDCG@10", _ndcg(model.user_factors, model.item_factors, train.csr, test.csr),
                              None, "higher"))  # fmt: skip
-        # recforge's NDCG after every iteration, from a local fit: the Dask fit is the same model bit
-        # for bit (checked here on the final factors), so its curve is the same.
-        traced, *_ = _local(train, solver, ctx.threads, iters, reg, test=test)
-        dask_model = samples["recforge"][0][0]
-        same = bool(np.array_equal(traced.user_factors, dask_model.user_factors)
-                    and np.array_equal(traced.item_factors, dask_model.item_factors))  # fmt: skip
-        rows.append(_row(case, "recforge", "NDCG@10 after each iteration", traced.ndcg_curve[-1], None, "higher",
-                         curve=traced.ndcg_curve, dask_bit_equal_to_local=same))  # fmt: skip
+        # The Dask fit is the local fit's model bit for bit (checked on the final factors), so the
+        # seeds' NDCG spread and the NDCG curve come from local fits.
+        dask_model, local_model = samples["recforge"][0][0], samples["recforge (local)"][0][0]
+        same = bool(np.array_equal(local_model.user_factors, dask_model.user_factors)
+                    and np.array_equal(local_model.item_factors, dask_model.item_factors))  # fmt: skip
+        rows.append(_seed_spread_row(ctx, case, train, test, solver, iters, reg, local_model, same))
+        summary[(solver, "recforge")]["NDCG@10"] = rows[-1]
+        if _on("RECFORGE_BENCH_DASK_CURVE"):  # NDCG@10 after every iteration (for the time to Spark's NDCG)
+            traced, *_ = _local(train, solver, ctx.threads, iters, reg, test=test)
+            rows.append(_row(case, "recforge", "NDCG@10 after each iteration", traced.ndcg_curve[-1], None, "higher",
+                             curve=traced.ndcg_curve, dask_bit_equal_to_local=same))  # fmt: skip
         if solver == "cholesky" and spark is not None:  # Spark has no CG: its Cholesky fit is the target of both
             spark_rows = _spark_rows(ctx, spark, case, train, test, iters, regs["spark"])
             rows += spark_rows
-        if spark_rows:
+            summary[("cholesky", "Spark MLlib")] = {r["metric"]: r["value"] for r in spark_rows}
+        if spark_rows and _on("RECFORGE_BENCH_DASK_CURVE"):
             rows += _time_to_target(ctx, case, traced.ndcg_curve, *per_iter["recforge"], spark_rows)
+    return rows + _summary_rows(ctx, f"{shape} {iters} it", summary, (load_start, os.getloadavg()[0]))
+
+
+def _on(name: str) -> bool:
+    """A 0/1 environment switch of this bench, on unless set to 0."""
+    return switch(name, "1", "0,1")[0] == "1"
+
+
+def _seed_spread_row(ctx, case, train, test, solver, iters, reg, model, dask_bit_equal):
+    """NDCG@10 of the recforge model (the Dask and the local fit: the same bits) over the seeds of
+    ``RECFORGE_BENCH_DASK_SEEDS`` (default 0,1,2: other initial factors), so "equal NDCG" is judged
+    against the seed noise. ``model`` is the seed-0 fit already made."""
+    seeds = [int(v) for v in os.environ.get("RECFORGE_BENCH_DASK_SEEDS", "0" if ctx.quick else "0,1,2").split(",")]
+    values = []
+    for seed in seeds:
+        fitted = model if seed == 0 else _local(train, solver, ctx.threads, iters, reg, seed=seed)[0]
+        values.append(_ndcg(fitted.user_factors, fitted.item_factors, train.csr, test.csr))
+    ctx.log(f"{case}: recforge NDCG@10 over seeds {seeds}: {[round(v, 4) for v in values]}")
+    return _row(case, "recforge", "NDCG@10 mean over seeds", float(np.mean(values)),
+                float((max(values) - min(values)) / 2), "higher", seeds=seeds, values=values,
+                dask_bit_equal_to_local=dask_bit_equal)  # fmt: skip
+
+
+def _summary_rows(ctx, case, summary, load) -> list[dict]:
+    """One table per case: s/iter, CPU s/iter and NDCG@10 of Dask-CG, Dask-Cholesky, local and Spark, and
+    the ratios (Spark over each recforge fit; Dask over local), logged as markdown and returned as rows
+    (library "ratio": the value is the ratio itself)."""
+    names = {"recforge": "Dask", "recforge (local)": "local", "recforge dask 1 worker": "Dask 1 worker",
+             "Spark MLlib": "Spark"}  # fmt: skip
+    lines = [f"summary {case} (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)",
+             "| fit | s/iter | CPU s/iter | CPU s/iter net of idle | NDCG@10 (seed spread) |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for (solver, lib), fig in summary.items():
+        nd = fig.get("NDCG@10")
+        ndcg = (f"{nd['value']:.4f} ± {nd['spread']:.4f} ({len(nd['seeds'])} seeds)" if isinstance(nd, dict)
+                else f"{nd:.4f}" if nd is not None else "")  # fmt: skip
+        net = fig.get("CPU s/iter net of idle")
+        lines.append(f"| {names[lib]} {solver} | {fig['s/iter']:.3f} | {fig['CPU s/iter']:.3f} | "
+                     f"{'' if net is None else f'{net:.3f}'} | {ndcg} |")  # fmt: skip
+    rows = []
+
+    def ratio(metric, num, den, label, better="higher"):
+        a, b = summary.get(num, {}).get(metric), summary.get(den, {}).get(metric)
+        if a is not None and b is not None and b > 0:
+            rows.append(_row(case, "ratio", f"{label}, {metric}", a / b, None, better, load_avg=load))
+            lines.append(f"| {label}, {metric} | {a / b:.2f}x |")
+
+    lines += ["", "| ratio | |", "|---|---:|"]
+    spark = ("cholesky", "Spark MLlib")
+    for metric in ("CPU s/iter", "s/iter"):
+        for solver in ("cholesky", "cg"):
+            for lib in ("recforge", "recforge (local)"):
+                ratio(metric, spark, (solver, lib), f"Spark / {names[lib]} {solver}")
+    for metric in ("CPU s/iter", "CPU s/iter net of idle", "s/iter"):
+        for solver in ("cholesky", "cg"):
+            ratio(metric, (solver, "recforge"), (solver, "recforge (local)"), f"Dask / local {solver}", "lower")
+    for solver in ("cholesky", "cg"):  # scaling 1 -> 2 workers
+        ratio("s/iter", (solver, "recforge dask 1 worker"), (solver, "recforge"), f"Dask 1 worker / 2 workers {solver}")
+    ctx.log("\n".join(lines))
     return rows
 
 
@@ -414,6 +519,7 @@ def run(ctx):
     import recforge as rf
 
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError as exc:
         ctx.missing_peers["distributed"] = f"{type(exc).__name__}: {exc} (pip install 'recforge[dask]')"
@@ -428,8 +534,14 @@ def run(ctx):
             "spark": _grid("RECFORGE_BENCH_DASK_SPARK_REG", "0.05,0.1,0.5")}  # fmt: skip
     clusters, opened = {}, []
     try:
-        for n in sorted({1, ctx.threads}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
+        # The Dask settings docs/scale-out.md recommends for fits (leaner diagnostics; nothing changes a
+        # result); RECFORGE_BENCH_DASK_CLUSTER=default keeps Dask's own.
+        lean = switch("RECFORGE_BENCH_DASK_CLUSTER", "lean", "lean,default")[0] == "lean"
+        settings = dict(rf.distributed.CLUSTER_CONFIG) if lean else {}
+        ctx.log(f"Dask cluster settings: {settings or 'defaults'}")
+        for n in sorted({1, ctx.threads} if _on("RECFORGE_BENCH_DASK_ONE_WORKER") else {ctx.threads}):
+            with dask.config.set(settings):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
             opened.append(cluster)
             clusters[n] = Client(cluster)
         idle = {n: _idle_cpu_rate(client) for n, client in clusters.items()}

@@ -162,6 +162,34 @@ def test_blocks_and_solves_stay_on_their_workers(events):
     assert all(w == home[int(k.rsplit("-", 1)[1])] for k, w in solves.items())
 
 
+def test_placement_spreads_blocks_over_workers_first():
+    """Blocks go one to every worker before any worker gets a second (a worker's blocks share its one
+    copy of the other side, and a block's kernel runs on all the worker's threads), then in
+    proportion to the threads."""
+    from recforge.distributed._client import placement
+
+    class Threads:  # the one client method placement reads
+        def __init__(self, nthreads):
+            self._nthreads = nthreads
+
+        def nthreads(self):
+            return self._nthreads
+
+    two_by_two = Threads({"tcp://b": 2, "tcp://a": 2})
+    assert placement(two_by_two, 2) == ["tcp://a", "tcp://b"]
+    assert placement(two_by_two, 5) == ["tcp://a", "tcp://b", "tcp://a", "tcp://b", "tcp://a"]
+    uneven = Threads({"tcp://a": 1, "tcp://b": 3})
+    assert placement(uneven, 4) == ["tcp://a", "tcp://b", "tcp://b", "tcp://b"]
+    assert placement(Threads({}), 3) == []
+
+
+def test_default_is_one_block_per_worker(client, events):
+    data = rfd.distribute(client, rf.Interactions.from_pandas(events, weight_col="rating"))
+    assert len(data.user_blocks) == len(data.item_blocks) == len(client.nthreads()) == 2
+    held = client.who_has(data.user_blocks)
+    assert sorted(w for f in data.user_blocks for w in held[f.key]) == sorted(client.nthreads())
+
+
 def test_inputs_interactions_and_files(client, events, tmp_path):
     """A local Interactions keeps its id maps; Parquet and CSV paths read like the DataFrame."""
     ref = _local(events)
@@ -363,6 +391,15 @@ def test_killed_worker_does_not_change_the_fit(events):
         killer[0].join()
         assert victim not in c.run(os.getpid).values()  # the worker really died (its nanny started another)
     _assert_same_model(model, ref)
+
+
+def test_cluster_config_names_dask_settings():
+    """Every key of the recommended settings is one Dask knows (a typo would be silently ignored)."""
+    assert rfd.CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
+    for key in rfd.CLUSTER_CONFIG:
+        dask.config.get(key)  # KeyError for an unknown setting
+    with dask.config.set(rfd.CLUSTER_CONFIG):
+        assert dask.config.get("distributed.admin.tick.interval") == "1s"
 
 
 def test_import_without_dask_names_the_extra():

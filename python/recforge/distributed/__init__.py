@@ -6,7 +6,9 @@ recforge objects (``fit`` returns a ``recforge.ALS``). See docs/scale-out.md.
 
 >>> from distributed import Client, LocalCluster
 >>> import recforge as rf
->>> client = Client(LocalCluster(n_workers=2, threads_per_worker=1))  # doctest: +SKIP
+>>> import dask
+>>> with dask.config.set(rf.distributed.CLUSTER_CONFIG):  # leaner diagnostics (optional)
+...     client = Client(LocalCluster(n_workers=2, threads_per_worker=1))  # doctest: +SKIP
 >>> model = rf.distributed.ALS(factors=64, epochs=10).fit(client, ["part-0.parquet", "part-1.pq"])  # doctest: +SKIP
 >>> rf.distributed.recommend_all(model, client, "recs/", k=10)  # doctest: +SKIP
 
@@ -24,8 +26,9 @@ except ImportError as exc:  # the optional extra is absent
         f" (dask[distributed,dataframe] and pyarrow); the import failed with: {exc}"
     ) from exc
 
+from ._client import CLUSTER_CONFIG
 from .als import ALS
 from .batch import evaluate, recommend_all
 from .data import DistributedInteractions, distribute
 
-__all__ = ["ALS", "DistributedInteractions", "distribute", "evaluate", "recommend_all"]
+__all__ = ["ALS", "CLUSTER_CONFIG", "DistributedInteractions", "distribute", "evaluate", "recommend_all"]

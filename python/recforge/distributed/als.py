@@ -75,7 +75,7 @@ class ALS(ParamsMixin):
     whole_limit_bytes : int
         Size of one side's factors up to which "auto" routes it whole (default 256 MiB).
     user_blocks, item_blocks : int, optional
-        Blocks per side (default: 2 per worker thread).
+        Blocks per side (default: one per worker).
     checkpoint_dir : str, optional
         Folder (seen by every worker) for the factor checkpoints; None: no checkpoints.
     checkpoint_every : int >= 1
@@ -265,12 +265,13 @@ class _Run:
         sides = []
         for s, (side, starts) in enumerate((("user", d.user_starts), ("item", d.item_starts))):
             blocks = []
+            home = placement(self.client, len(starts) - 1)  # drawn where the block's half-steps run
             for b in range(len(starts) - 1):
                 if not exact:
                     state = np.random.default_rng([self.est.seed, s, b]).bit_generator.state
                 drawn = self._submit(_tasks.random_block, state, int(starts[b + 1] - starts[b]), f, self.explicit,
-                                     name=f"init-{side}-{b}")  # fmt: skip
-                blocks.append(self._submit(_tasks.first, drawn, name=f"x-{side}-init-{b}"))
+                                     name=f"init-{side}-{b}", home=home[b])  # fmt: skip
+                blocks.append(self._submit(_tasks.first, drawn, name=f"x-{side}-init-{b}", home=home[b]))
                 if exact:
                     state = self._submit(_tasks.second, drawn, name=f"state-{side}-{b}")
             sides.append(blocks)
@@ -318,7 +319,10 @@ class _Run:
             wholes = {w: self._submit(_tasks.concat_side, *other, name=f"whole-{name}-{i}", home=w)
                       for i, w in enumerate(dict.fromkeys(home))}  # fmt: skip
             first = next(iter(wholes.values()))
-            G = self._submit(_tasks.gram, first, threads, name=f"gram-{name}") if implicit else None
+            # The Gram runs where its input is (unplaced, the scheduler sometimes ran it on another
+            # worker: the whole side travelled once more).
+            G = (self._submit(_tasks.gram, first, threads, name=f"gram-{name}", home=next(iter(wholes)))
+                 if implicit else None)  # fmt: skip
             return [self._submit(whole_fn, m, wholes[home[b]], G, x, self.params, name=f"{task}-{name}-{b}",
                                  home=home[b]) for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         G = None
