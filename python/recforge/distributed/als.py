@@ -319,7 +319,8 @@ class _Run:
             # Every worker holds one block (the default): its one task concatenates the other side, takes
             # its Gram and solves. At ~3 ms of Dask CPU per task this saves the separate concatenation
             # and Gram tasks (2 tasks per half-step at 2 workers instead of 5); each worker computes the
-            # Gram, the same SYRK of the same values (the same bits), ~2% of a CG half-step's CPU.
+            # Gram, the same SYRK of the same values (the same bits): the extra SYRKs cost 4-13 ms per
+            # iteration on the bench sets, less than the 6 tasks saved (bench/RESULTS.md, follow-up 4).
             return [self._submit(fused_fn, m, x, self.params, *other, name=f"{task}-{name}-{b}", home=home[b])
                     for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         if self.routing[other_side] == "whole":
