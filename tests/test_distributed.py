@@ -5,6 +5,7 @@ worker and a resumed checkpoint changing nothing."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,9 +116,11 @@ def test_routed_rows(client, events, config):
         ("cg-als-wr", "rows", 1e-4),
     ],
 )
-def test_training_loss_equals_local(client, events, config, routing, rel):
+@pytest.mark.parametrize("blocks", [(3, 2), (None, None)], ids=["3x2-blocks", "one-block-per-worker"])
+def test_training_loss_equals_local(client, events, config, routing, rel, blocks):
     ref = _local(events, calculate_loss=True, **SOLVERS[config])
-    est = rfd.ALS(**FIT, **SOLVERS[config], calculate_loss=True, routing=routing, user_blocks=3, item_blocks=2)
+    est = rfd.ALS(**FIT, **SOLVERS[config], calculate_loss=True, routing=routing, user_blocks=blocks[0],
+                  item_blocks=blocks[1])  # fmt: skip
     model = est.fit(client, dd.from_pandas(events, npartitions=2), weight_col="rating")
     got, want = [h["loss"] for h in model.history_], [h["loss"] for h in ref.history_]
     assert got == pytest.approx(want, rel=rel)
@@ -188,6 +191,22 @@ def test_default_is_one_block_per_worker(client, events):
     assert len(data.user_blocks) == len(data.item_blocks) == len(client.nthreads()) == 2
     held = client.who_has(data.user_blocks)
     assert sorted(w for f in data.user_blocks for w in held[f.key]) == sorted(client.nthreads())
+
+
+@pytest.mark.parametrize("config", ["cg", "cholesky", "explicit"])
+def test_one_block_per_worker_is_one_task_per_block(client, events, config):
+    """With one block per worker (the default) and the other side routed whole, a half-step is one
+    task per block, which concatenates the other side and takes its Gram itself (no separate
+    concatenation and Gram tasks: Dask spends ~3 ms of CPU per task); the model stays the local one."""
+    from distributed import get_task_stream
+
+    inter = rf.Interactions.from_pandas(events, weight_col="rating")
+    with get_task_stream(client) as ts:
+        model = rfd.ALS(**FIT, **SOLVERS[config]).fit(client, inter)
+    iterations = [str(t["key"]) for t in ts.data if re.search(r"-(users|items)-\d+", str(t["key"]))]
+    assert len(iterations) == 2 * 2 * FIT["epochs"]  # per iteration: 2 half-steps x 2 blocks
+    assert all(re.search(r"-solve-(users|items)-\d+-[01]$", k) for k in iterations), iterations
+    _assert_same_model(model, _local(events, **SOLVERS[config]))
 
 
 def test_inputs_interactions_and_files(client, events, tmp_path):
@@ -375,8 +394,11 @@ def _kill_one_worker(client, victim: int, delay: float) -> threading.Thread:
 
 
 @pytest.mark.slow
-def test_killed_worker_does_not_change_the_fit(events):
-    """SIGKILL one of three worker processes during a fit: its blocks are recomputed, the model is the same."""
+@pytest.mark.parametrize("blocks", [6, None], ids=["2-blocks-per-worker", "one-block-per-worker"])
+def test_killed_worker_does_not_change_the_fit(events, blocks):
+    """SIGKILL one of three worker processes during a fit: its blocks are recomputed, the model is the
+    same (with several blocks per worker, and with one, where a block's task also concatenates the
+    other side and takes its Gram)."""
     ref = _local(events, epochs=6)
     killer = []
     with _cluster(3) as cluster, Client(cluster) as c:
@@ -386,7 +408,7 @@ def test_killed_worker_does_not_change_the_fit(events):
             if epoch == 1:  # the kill lands while iteration 2's tasks run
                 killer.append(_kill_one_worker(c, victim, delay=0.05))
 
-        est = rfd.ALS(**{**FIT, "epochs": 6}, user_blocks=6, item_blocks=6)
+        est = rfd.ALS(**{**FIT, "epochs": 6}, user_blocks=blocks, item_blocks=blocks)
         model = est.fit(c, dd.from_pandas(events, npartitions=3), weight_col="rating", callback=callback)
         killer[0].join()
         assert victim not in c.run(os.getpid).values()  # the worker really died (its nanny started another)

@@ -296,6 +296,25 @@ def _routed_side(own, pieces) -> tuple:
     return np.zeros((0, f), np.float32), None if own[1] is None else np.zeros(0, np.float32)
 
 
+def half_step_whole(m, own, params: dict, *other_blocks) -> tuple:
+    """``half_step`` against the whole other side, concatenated here from its blocks, and (implicit)
+    its Gram computed here: the task of a worker holding one block, which so needs no separate
+    concatenation and Gram tasks. The same functions on the same values as the separate tasks, so
+    the same bits."""
+    other = concat_side(*other_blocks)
+    return half_step(m, other, _gram_unless_explicit(other, params), own, params)
+
+
+def user_loss_whole(m, own, params: dict, *other_blocks) -> float:
+    """``user_loss`` against the whole other side concatenated here (as ``half_step_whole``)."""
+    other = concat_side(*other_blocks)
+    return user_loss(m, other, _gram_unless_explicit(other, params), own, params)
+
+
+def _gram_unless_explicit(other, params: dict):
+    return None if params["feedback"] == "explicit" else gram(other, params["threads"])
+
+
 def user_loss(m, other, G, own, params: dict) -> float:
     """A user block's share of the training objective (times nnz): ``ALS._loss``'s user terms."""
     from .._ops import get_ops

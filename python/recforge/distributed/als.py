@@ -5,12 +5,14 @@ Per iteration (see docs/scale-out.md for the numbers at scale):
 * user half-step: the item side (factors, and biases for explicit ALS) reaches the user blocks
   either whole (concatenated once per worker, ``routing="whole"``) or as only the rows each block reads
   (``routing="rows"``, Spark's and oneDAL's scheme: block b receives the rows of item block c that
-  its columns name); implicit ALS gets the Gram ``YᵀY`` once per half-step: one SYRK of the whole
+  its columns name); implicit ALS gets the Gram ``YᵀY`` per half-step: one SYRK of the whole
   side in the first scheme (the local fit's own call, so the result equals the local fit bit for
   bit), the sum of per-block partial Grams in the second (equal up to float32 rounding: the sum
   runs in another order);
 * one task per user block runs ``ops.als_*_half_step`` (the C++ kernel, GIL released) on the
-  block's CSR, warm-starting CG from the block's previous factors;
+  block's CSR, warm-starting CG from the block's previous factors; where every worker holds one
+  block (the default) and the side comes whole, that task also concatenates the side and takes
+  its Gram (fewer tasks: Dask costs ~3 ms of CPU per task);
 * the item half-step mirrors it with the item blocks (rows of the transpose).
 
 Rows are independent in the kernel and the initial factors are drawn from the local fit's random
@@ -67,8 +69,8 @@ class ALS(ParamsMixin):
     ----------
     routing : {"auto", "whole", "rows"}
         How the other side's factors reach the blocks: "whole" sends the whole side (concatenated
-        once per worker and half-step, read by the worker's blocks), "rows" sends each block only the
-        rows it reads.
+        once per worker and half-step, read by the worker's blocks; where a worker holds one block,
+        within that block's task), "rows" sends each block only the rows it reads.
         "auto": "whole" while a side is at most ``whole_limit_bytes``, else "rows". "rows" cannot
         take ``nu > 0`` with ``regularization_scaling="all_pairs"`` and ``alpha0 > 0`` (that
         regularisation counts the columns the kernel is given); ALS-WR (``"observed"``) routes by rows.
@@ -310,8 +312,17 @@ class _Run:
         implicit, threads = not self.explicit, self.params["threads"]
         name = f"{side}-{epoch}" if task == "solve" else f"{side}-{epoch}-loss"
         home = placement(self.client, len(matrices))  # where ``distribute`` put the blocks
-        whole_fn, routed_fn = ((_tasks.half_step, _tasks.half_step_routed) if task == "solve"
-                               else (_tasks.user_loss, _tasks.user_loss_routed))  # fmt: skip
+        whole_fn, fused_fn, routed_fn = (
+            (_tasks.half_step, _tasks.half_step_whole, _tasks.half_step_routed) if task == "solve"
+            else (_tasks.user_loss, _tasks.user_loss_whole, _tasks.user_loss_routed))  # fmt: skip
+        if self.routing[other_side] == "whole" and len(set(home)) == len(home):
+            # Every worker holds one block (the default): its one task concatenates the other side, takes
+            # its Gram and solves. At ~3 ms of Dask CPU per task this saves the separate concatenation
+            # and Gram tasks (2 tasks per half-step at 2 workers instead of 5); each worker computes the
+            # Gram, the same SYRK of the same values (the same bits): the extra SYRKs cost 4-13 ms per
+            # iteration on the bench sets, less than the 6 tasks saved (bench/RESULTS.md, follow-up 4).
+            return [self._submit(fused_fn, m, x, self.params, *other, name=f"{task}-{name}-{b}", home=home[b])
+                    for b, (m, x) in enumerate(zip(matrices, own))]  # fmt: skip
         if self.routing[other_side] == "whole":
             # One concatenated side per worker, built there: each worker fetches only the other workers'
             # blocks (one shared copy on one worker, then sent whole to the others, moved 1.5x the side
