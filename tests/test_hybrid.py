@@ -5,15 +5,11 @@ What every model does alike is in test_contract.py (HybridMF without features: i
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import data_path
+from conftest import data_path, rewrite_model_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,18 +78,9 @@ def test_a_file_saved_before_positive_sampling_existed_loads_as_fitted_per_inter
     positive_sampling in its parameters) must refit as it was fitted."""
     x, fu, fi, *_ = world
     model = rf.HybridMF(factors=4, epochs=2, positive_sampling="interactions", threads=1)
-    model.fit(x, user_features=fu, item_features=fi, progress=False).save(tmp_path / "new.rf")
+    model.fit(x, user_features=fu, item_features=fi, progress=False).save(tmp_path / "old.rf")
     old = tmp_path / "old.rf"
-    with zipfile.ZipFile(tmp_path / "new.rf") as src, zipfile.ZipFile(old, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "__meta__.npy":
-                meta = json.loads(np.load(io.BytesIO(data)).tobytes().decode())
-                del meta["params"]["positive_sampling"]
-                buf = io.BytesIO()
-                np.save(buf, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-                data = buf.getvalue()
-            dst.writestr(info, data)
+    rewrite_model_file(old, lambda arrays, meta: meta["params"].pop("positive_sampling"))
     loaded = rf.load(old)
     assert loaded.positive_sampling == "interactions" and rf.HybridMF().positive_sampling == 0.5
     refit = loaded.fit(x, user_features=fu, item_features=fi, progress=False)
