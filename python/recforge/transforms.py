@@ -117,19 +117,13 @@ def bm25_weight(csr, K1: float = 1.2, B: float = 0.75) -> sp.csr_matrix:
     B = check_nonnegative(B, "B")
     if B > 1:
         raise ValueError(f"B must be in [0, 1], got {B}")
-    return _with_data(x, _bm25_values(x, K1, B, _document_frequency(x)))
-
-
-def _bm25_values(x: sp.csr_matrix, K1: float, B: float, df: np.ndarray) -> np.ndarray:
-    """``bm25_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
-    columns' document frequencies ``df`` (a caller may know them without counting)."""
     n_documents = x.shape[0]
     per_row = np.diff(x.indptr)
     # Document lengths summed in float64, entry by entry in column order: a layout-free sum (ItemKNN
     # sums the same values in the same order from the transposed layout, to the same bits).
     length = np.bincount(np.repeat(np.arange(n_documents), per_row), weights=x.data, minlength=n_documents)
-    idf, saturation = _bm25_parts(n_documents, df, length, K1, B)
-    return _bm25_combine(x.data, saturation, np.repeat(saturation, per_row), idf[x.indices], K1)
+    idf, saturation = _bm25_parts(n_documents, _document_frequency(x), length, K1, B)
+    return _with_data(x, _bm25_combine(x.data, saturation, np.repeat(saturation, per_row), idf[x.indices], K1))
 
 
 def _bm25_parts(n_documents: int, df: np.ndarray, length: np.ndarray, K1: float, B: float):
@@ -168,21 +162,11 @@ def tfidf_weight(csr, idf: str = "smooth") -> sp.csr_matrix:
     item every user holds weighs 0. A weight: fit ``recforge.ALS(alpha=a)`` on it (confidence ``1 + a * w_ui``).
     """
     x = as_csr(csr, "csr", allow_empty=True)
-    _check_idf(idf)
-    return _with_data(x, _tfidf_values(x, _document_frequency(x), idf))
-
-
-def _check_idf(idf) -> None:
     if not isinstance(idf, str) or idf not in _IDF_FORMULAS:
         raise ValueError(f"idf must be one of {_IDF_FORMULAS}, got {idf!r}")
-
-
-def _tfidf_values(x: sp.csr_matrix, df: np.ndarray, idf: str = "smooth") -> np.ndarray:
-    """``tfidf_weight``'s weights of a validated CSR ``x`` (float64, one per stored value), given its
-    columns' document frequencies ``df`` and the ``idf`` formula's name."""
     w = x.data.astype(np.float64)
-    w *= _tfidf_idf(x.shape[0], df, idf)[x.indices]
-    return w
+    w *= _tfidf_idf(x.shape[0], _document_frequency(x), idf)[x.indices]
+    return _with_data(x, w)
 
 
 def _tfidf_idf(n_documents: int, df: np.ndarray, idf: str) -> np.ndarray:
